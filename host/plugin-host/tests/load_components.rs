@@ -1,0 +1,89 @@
+//! Loads the components of the real wasm build into wasmtime and calls them.
+#![allow(clippy::unwrap_used, reason = "test helpers fail the test on error")]
+
+use druid_plugin_host::{Error, Limits, PluginHost};
+use druid_test_support::plugin_components;
+
+#[test]
+fn every_built_plugin_describes_itself() {
+    let components = plugin_components();
+    let host = PluginHost::new(Limits::default()).unwrap();
+
+    let expected = [
+        ("druid-plugin-local", "local", vec!["Local"]),
+        ("druid-plugin-s3", "s3", vec!["S3", "aws"]),
+        ("druid-plugin-compactor", "compactor", vec![]),
+    ];
+    for (krate, name, providers) in expected {
+        let plugin = host.load_file(components.get(krate)).unwrap();
+        let info = host.describe(&plugin).unwrap();
+        assert_eq!(info.name, name, "{krate}");
+        assert_eq!(info.providers, providers, "{krate}");
+        assert_eq!(info.api_version, "0.1.0", "{krate}");
+        assert_eq!(info.version, env!("CARGO_PKG_VERSION"), "{krate}");
+    }
+}
+
+#[test]
+fn a_plugin_can_be_called_again_in_a_fresh_store() {
+    let host = PluginHost::new(Limits::default()).unwrap();
+    let plugin = host
+        .load_file(plugin_components().get("druid-plugin-local"))
+        .unwrap();
+    let first = host.describe(&plugin).unwrap();
+    let second = host.describe(&plugin).unwrap();
+    assert_eq!(first, second);
+}
+
+#[test]
+fn a_file_that_is_not_a_component_is_a_load_error_naming_it() {
+    let dir = std::env::temp_dir().join(format!("druid-not-a-plugin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broken.wasm");
+    std::fs::write(&path, b"this is not WebAssembly").unwrap();
+
+    let host = PluginHost::new(Limits::default()).unwrap();
+    let err = match host.load_file(&path) {
+        Ok(_) => panic!("a text file loaded as a plugin"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, Error::Load { .. }), "{err:?}");
+    assert!(err.to_string().contains("broken.wasm"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_memory_cap_too_small_for_the_plugin_is_a_clear_error() {
+    // 64 KiB is a single wasm page: too small for a std plugin's memory.
+    let host = PluginHost::new(Limits {
+        memory_bytes: 64 << 10,
+        ..Limits::default()
+    })
+    .unwrap();
+    let plugin = host
+        .load_file(plugin_components().get("druid-plugin-local"))
+        .unwrap();
+    let err = host.describe(&plugin).unwrap_err();
+    match &err {
+        Error::MemoryLimit {
+            plugin,
+            requested,
+            limit,
+            ..
+        } => {
+            assert_eq!(plugin, "druid_plugin_local");
+            assert_eq!(*limit, 64 << 10);
+            assert!(requested > limit);
+        }
+        other => panic!("expected a memory-limit error, got {other:?}"),
+    }
+    assert!(err.to_string().contains("memory limit"), "{err}");
+
+    // The failure is the limit's, not the plugin's: with the default cap
+    // the same component runs.
+    let roomy = PluginHost::new(Limits::default()).unwrap();
+    let plugin = roomy
+        .load_file(plugin_components().get("druid-plugin-local"))
+        .unwrap();
+    assert_eq!(roomy.describe(&plugin).unwrap().name, "local");
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs the real third-party servers the tests use, in sequence, then prints
+# a summary (binary path under $DRUID_BIN and version).
+#
+# Usage: install-servers.sh [NAME...]
+#   NAME: etcd kube minio fake-gcs azurite (default: all of them, in that order)
+#   kube builds $KUBE_COMPONENTS (default "kube-apiserver kubectl"; add
+#   kube-controller-manager kube-scheduler kwok as needed).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SCRIPTS="$REPO_ROOT/tests/scripts"
+
+ALL=(etcd kube minio fake-gcs azurite)
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+for n in "${names[@]}"; do
+  case " ${ALL[*]} " in *" $n "*) ;; *) die "unknown server '$n' (known: ${ALL[*]})" ;; esac
+done
+
+declare -A took
+for n in "${names[@]}"; do
+  start=$SECONDS
+  log "=== install $n"
+  bash "$SCRIPTS/install-$n.sh" || die "install-$n.sh failed"
+  took[$n]=$((SECONDS - start))
+done
+
+# row NAME VERSION-COMMAND...: one summary line for $DRUID_BIN/NAME.
+row() {
+  local name="$1"; shift
+  local path="$DRUID_BIN/$name" version
+  if [ -x "$path" ]; then
+    version="$("$@" 2>&1 | grep -v '^[[:space:]]*$' | head -n1)" || true
+    printf '  %-24s %-70s %s\n' "$name" "$(readlink -f "$path")" "$version"
+  else
+    printf '  %-24s %s\n' "$name" "(not installed)"
+  fi
+}
+
+echo
+echo "Servers in $DRUID_BIN:"
+for n in "${names[@]}"; do
+  case "$n" in
+    etcd)
+      row etcd "$DRUID_BIN/etcd" --version
+      row etcdctl "$DRUID_BIN/etcdctl" version ;;
+    kube)
+      for c in kube-apiserver kube-controller-manager kube-scheduler; do
+        if [ -e "$DRUID_BIN/$c" ]; then row "$c" "$DRUID_BIN/$c" --version; fi
+      done
+      row kubectl "$DRUID_BIN/kubectl" version --client
+      if [ -e "$DRUID_BIN/kwok" ]; then row kwok "$DRUID_BIN/kwok" --version; fi ;;
+    minio)
+      row minio "$DRUID_BIN/minio" --version
+      row mc "$DRUID_BIN/mc" --version ;;
+    fake-gcs)
+      row fake-gcs-server echo "$FAKE_GCS_VERSION" ;;
+    azurite)
+      row azurite-blob "$DRUID_BIN/azurite-blob" --version ;;
+  esac
+done
+echo "Install times (s):$(for n in "${names[@]}"; do printf ' %s=%s' "$n" "${took[$n]}"; done)"

@@ -1,0 +1,100 @@
+//! Test support: starts and stops the real servers the tests run against,
+//! and builds the plugin components once per test run.
+//!
+//! The servers are installed by the project's scripts (`tests/scripts/`,
+//! run by `make test`); this crate only finds and starts them. A server that
+//! is not installed is an error that names the script to run, never a
+//! skipped test.
+//!
+//! Every server listens on loopback ports chosen free at start, keeps its
+//! data and log under `target/test-servers/<test binary>-<pid>/`, and dies
+//! with the test process. Logs of the latest runs are kept, so a failed
+//! test's server logs can be read afterwards; a panic in any test prints
+//! where they are.
+#![allow(
+    clippy::panic,
+    reason = "the shared_* accessors fail the calling test with a clear message"
+)]
+
+mod etcd;
+mod kube;
+mod minio;
+mod paths;
+mod plugins;
+mod process;
+
+pub use etcd::{EtcdCluster, EtcdMember};
+pub use kube::KubeApiServer;
+pub use minio::MinioServer;
+pub use paths::{cache_dir, find_binary, repo_root, run_dir};
+pub use plugins::{PluginComponents, plugin_components};
+pub use process::{ServerProcess, free_port};
+
+/// Errors when finding, starting or building what the tests need.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A binary the tests need is not installed.
+    #[error(
+        "`{binary}` is not installed (looked in {searched}). Run `{script}` \
+         (or `make test`, which installs every test server)"
+    )]
+    NotInstalled {
+        /// The binary's name.
+        binary: String,
+        /// Where it was looked for.
+        searched: String,
+        /// The script that installs it.
+        script: String,
+    },
+    /// A server did not start or did not become ready.
+    #[error("{server} did not become ready: {reason}\n--- last lines of {log} ---\n{tail}")]
+    NotReady {
+        /// Which server.
+        server: String,
+        /// Why.
+        reason: String,
+        /// Its log file.
+        log: String,
+        /// The end of its log.
+        tail: String,
+    },
+    /// The plugin build failed.
+    #[error("building the plugin components failed ({command}): {reason}")]
+    PluginBuild {
+        /// The command run.
+        command: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file-system or process error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Io { context, source }
+    }
+}
+
+/// A result of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Returns a process-wide shared value, started on first use; fails the
+/// calling test with the start error (the same error for every test).
+pub(crate) fn shared<T>(
+    cell: &'static std::sync::OnceLock<std::result::Result<T, String>>,
+    start: impl FnOnce() -> Result<T>,
+) -> &'static T {
+    match cell.get_or_init(|| start().map_err(|e| e.to_string())) {
+        Ok(value) => value,
+        Err(message) => panic!("{message}"),
+    }
+}

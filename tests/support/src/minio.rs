@@ -1,0 +1,92 @@
+//! A real MinIO server (S3) on loopback.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::process::{ServerProcess, free_port, http_get, with_port_retries};
+use crate::{Error, Result, find_binary, run_dir, shared};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running MinIO server with a root user.
+pub struct MinioServer {
+    endpoint: String,
+    access_key: String,
+    secret_key: String,
+    process: ServerProcess,
+}
+
+impl MinioServer {
+    /// Starts a new MinIO server with an empty data directory.
+    pub fn start() -> Result<Self> {
+        with_port_retries(Self::try_start)
+    }
+
+    /// The MinIO server shared by every test of this test binary.
+    pub fn shared() -> &'static MinioServer {
+        static CELL: OnceLock<std::result::Result<MinioServer, String>> = OnceLock::new();
+        shared(&CELL, Self::start)
+    }
+
+    fn try_start() -> Result<Self> {
+        let minio = find_binary("minio", "minio")?;
+        let (port, console) = (free_port()?, free_port()?);
+        let dir = run_dir()?.join(format!("minio-{port}"));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data)
+            .map_err(Error::io(format!("cannot create {}", data.display())))?;
+        let access_key = "druid-test".to_string();
+        let secret_key = format!("druid-test-secret-{port}");
+        let mut command = Command::new(minio);
+        command
+            .arg("server")
+            .arg(&data)
+            .arg(format!("--address=127.0.0.1:{port}"))
+            .arg(format!("--console-address=127.0.0.1:{console}"))
+            .env("MINIO_ROOT_USER", &access_key)
+            .env("MINIO_ROOT_PASSWORD", &secret_key)
+            .env("MINIO_BROWSER", "off")
+            .env("MINIO_UPDATE", "off")
+            .env("HOME", &dir);
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let process = ServerProcess::spawn(
+            &format!("minio ({endpoint})"),
+            command,
+            &dir.join("minio.log"),
+        )?;
+        let ready = format!("{endpoint}/minio/health/ready");
+        process.wait_ready(READY_TIMEOUT, || Ok(http_get(&ready)?.0 == 200))?;
+        Ok(Self {
+            endpoint,
+            access_key,
+            secret_key,
+            process,
+        })
+    }
+
+    /// The S3 endpoint, e.g. `http://127.0.0.1:9000`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The root user's access key.
+    pub fn access_key(&self) -> &str {
+        &self.access_key
+    }
+
+    /// The root user's secret key.
+    pub fn secret_key(&self) -> &str {
+        &self.secret_key
+    }
+
+    /// The region MinIO serves by default.
+    pub fn region(&self) -> &str {
+        "us-east-1"
+    }
+
+    /// The process.
+    pub fn process(&self) -> &ServerProcess {
+        &self.process
+    }
+}

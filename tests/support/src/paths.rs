@@ -1,0 +1,120 @@
+//! Where things are: the repository, the project cache, the installed test
+//! servers and this run's server directories.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::{Error, Result};
+
+/// How many past runs' server directories are kept for reading logs.
+const KEEP_RUNS: usize = 20;
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The project cache outside the clone (same rule as `tests/scripts/lib.sh`):
+/// `$DRUID_CACHE`, else `$XDG_CACHE_HOME/druid-rs`, else `~/.cache/druid-rs`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DRUID_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("druid-rs");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache/druid-rs")
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::var_os("DRUID_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("bin"))
+}
+
+/// Finds an installed test binary: first in the project's bin directory
+/// (`$DRUID_BIN`, where the install scripts link versioned builds), then on
+/// `PATH`. `install` names the `tests/scripts/install-servers.sh` argument
+/// that installs it.
+pub fn find_binary(name: &str, install: &str) -> Result<PathBuf> {
+    let bin = bin_dir();
+    let candidate = bin.join(name);
+    if is_executable(&candidate) {
+        return Ok(candidate);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(found) = std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+    {
+        return Ok(found);
+    }
+    Err(Error::NotInstalled {
+        binary: name.to_string(),
+        searched: format!("{} and PATH", bin.display()),
+        script: format!("tests/scripts/install-servers.sh {install}"),
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// This test process's directory for server data and logs:
+/// `target/test-servers/<test binary>-<pid>`. Older runs beyond the newest
+/// few are removed when it is first created.
+pub fn run_dir() -> Result<&'static Path> {
+    static DIR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let base = repo_root().join("target/test-servers");
+        prune_old_runs(&base);
+        let exe = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "test".into());
+        let dir = base.join(format!("{exe}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map(|()| dir.clone())
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+    });
+    match dir {
+        Ok(d) => Ok(d.as_path()),
+        Err(e) => Err(Error::Io {
+            context: e.clone(),
+            source: std::io::Error::other("run directory"),
+        }),
+    }
+}
+
+/// Whether the run directory belongs to a test process still running.
+fn pid_alive(dir: &Path) -> bool {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Removes the oldest run directories, keeping the newest `KEEP_RUNS`.
+fn prune_old_runs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let mut runs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| !pid_alive(&e.path()))
+        .filter_map(|e| {
+            let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+            Some((modified, e.path()))
+        })
+        .collect();
+    runs.sort();
+    let excess = runs.len().saturating_sub(KEEP_RUNS);
+    for (_, path) in runs.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
