@@ -38,11 +38,20 @@ async fn main() -> anyhow::Result<()> {
         "druid started"
     );
 
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for the stop signal")?;
-    tracing::info!("druid stopping");
+    let signal = stop_signal().await?;
+    tracing::info!(signal, "druid stopping");
     Ok(())
+}
+
+/// Waits for SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C) and names it.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
 }
 
 fn init_tracing(json: bool) {

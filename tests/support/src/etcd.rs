@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::process::{ServerProcess, free_port, http_get, with_port_retries};
-use crate::{Error, Result, find_binary, run_dir, shared};
+use crate::{Result, find_binary, server_dir, shared};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -83,9 +83,7 @@ impl EtcdCluster {
         let mut members = Vec::with_capacity(size);
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{i}");
-            let dir = run_dir()?.join(format!("etcd-{id}-{name}-{client}"));
-            std::fs::create_dir_all(&dir)
-                .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+            let dir = server_dir(&format!("etcd-{id}-{name}-{client}"))?;
             let data_dir = dir.join("data");
             let client_url = format!("http://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");

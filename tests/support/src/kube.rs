@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::process::{ServerProcess, free_port, http_get, with_port_retries};
-use crate::{Error, EtcdCluster, Result, find_binary, repo_root, run_dir, shared};
+use crate::{EtcdCluster, Result, find_binary, repo_root, server_dir, shared};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -45,9 +45,7 @@ impl KubeApiServer {
         // Fail early, naming the install script, when the binary is missing.
         find_binary("kube-apiserver", "kube")?;
         let port = free_port()?;
-        let dir = run_dir()?.join(format!("kube-apiserver-{port}"));
-        std::fs::create_dir_all(&dir)
-            .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+        let dir = server_dir(&format!("kube-apiserver-{port}"))?;
         let mut command = Command::new("bash");
         command
             .arg(repo_root().join("tests/scripts/kube-apiserver.sh"))

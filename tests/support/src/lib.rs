@@ -16,17 +16,21 @@
     reason = "the shared_* accessors fail the calling test with a clear message"
 )]
 
+mod azurite;
 mod etcd;
+mod gcs;
 mod kube;
 mod minio;
 mod paths;
 mod plugins;
 mod process;
 
+pub use azurite::AzuriteServer;
 pub use etcd::{EtcdCluster, EtcdMember};
+pub use gcs::FakeGcsServer;
 pub use kube::KubeApiServer;
 pub use minio::MinioServer;
-pub use paths::{cache_dir, find_binary, repo_root, run_dir};
+pub use paths::{cache_dir, find_binary, repo_root, run_dir, server_dir};
 pub use plugins::{PluginComponents, plugin_components};
 pub use process::{ServerProcess, free_port};
 

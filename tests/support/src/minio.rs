@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::process::{ServerProcess, free_port, http_get, with_port_retries};
-use crate::{Error, Result, find_binary, run_dir, shared};
+use crate::{Result, find_binary, server_dir, shared};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -32,10 +32,8 @@ impl MinioServer {
     fn try_start() -> Result<Self> {
         let minio = find_binary("minio", "minio")?;
         let (port, console) = (free_port()?, free_port()?);
-        let dir = run_dir()?.join(format!("minio-{port}"));
-        let data = dir.join("data");
-        std::fs::create_dir_all(&data)
-            .map_err(Error::io(format!("cannot create {}", data.display())))?;
+        let dir = server_dir(&format!("minio-{port}"))?;
+        let data = server_dir(&format!("minio-{port}/data"))?;
         let access_key = "druid-test".to_string();
         let secret_key = format!("druid-test-secret-{port}");
         let mut command = Command::new(minio);

@@ -90,6 +90,14 @@ pub fn run_dir() -> Result<&'static Path> {
     }
 }
 
+/// Creates and returns `<run dir>/<name>`, a server's own directory for its
+/// data and log.
+pub fn server_dir(name: &str) -> Result<PathBuf> {
+    let dir = run_dir()?.join(name);
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
+    Ok(dir)
+}
+
 /// Whether the run directory belongs to a test process still running.
 fn pid_alive(dir: &Path) -> bool {
     dir.file_name()
@@ -116,5 +124,42 @@ fn prune_old_runs(base: &Path) {
     let excess = runs.len().saturating_sub(KEEP_RUNS);
     for (_, path) in runs.into_iter().take(excess) {
         let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_names_the_script_that_installs_it() {
+        let err = find_binary("druid-no-such-server", "minio").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("tests/scripts/install-servers.sh minio"),
+            "{text}"
+        );
+        assert!(text.contains("druid-no-such-server"), "{text}");
+    }
+
+    #[test]
+    fn an_installed_binary_is_found_on_path() {
+        let sh = find_binary("sh", "none").unwrap();
+        assert!(sh.ends_with("sh"), "{}", sh.display());
+    }
+
+    #[test]
+    fn server_dirs_are_inside_this_runs_directory() {
+        let dir = server_dir("paths-test").unwrap();
+        assert!(dir.is_dir());
+        assert!(dir.starts_with(run_dir().unwrap()));
+        let pid = std::process::id().to_string();
+        let run = run_dir()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(run.ends_with(&pid), "{run}");
     }
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The test command (`make test`, and CI's .ci/run): installs everything the
+# tests need, builds the plugin components, checks formatting and lints, runs
+# every test against real servers, then brings the demo up and checks it.
+#
+# Heavy builds are cached in $DRUID_CACHE (default ~/.cache/druid-rs), outside
+# the clone, so a fresh clone's second run is fast. The cargo target directory
+# defaults to $DRUID_CACHE/cargo-target for the same reason; set
+# CARGO_TARGET_DIR to use another.
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/scripts/lib.sh"
+cd "$REPO_ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DRUID_CACHE/cargo-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+timings=()
+step() {
+  local name="$1"; shift
+  local t0=$SECONDS
+  log "== $name"
+  "$@"
+  timings+=("$(printf '%-28s %5ss' "$name" $((SECONDS - t0)))")
+}
+
+step "build dependencies" bash scripts/install-build-deps.sh
+step "test servers" bash tests/scripts/install-servers.sh
+step "plugin components" bash scripts/build-plugins.sh
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" nice cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo test" nice cargo test --workspace --locked --no-fail-fast
+step "demo --check" bash scripts/demo.sh --check
+
+log "== timings"
+printf '  %s\n' "${timings[@]}" >&2
+log "all checks passed in $((SECONDS / 60))m$((SECONDS % 60))s"
