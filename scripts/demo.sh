@@ -46,9 +46,12 @@ cleanup() {
   trap - EXIT INT TERM
   if [ ${#pids[@]} -gt 0 ]; then
     log "stopping the demo"
-    # Reverse order: operator, API server, etcd.
-    for ((i=${#pids[@]}-1; i>=0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # One at a time, in reverse order (operator, API server, etcd): the API
+    # server shuts down quickly only while its etcd is still there.
+    for ((i=${#pids[@]}-1; i>=0; i--)); do
+      kill "${pids[i]}" 2>/dev/null || true
+      wait "${pids[i]}" 2>/dev/null || true
+    done
   fi
   [ $rc -eq 0 ] || log "demo failed; logs are in $LOGS"
   exit $rc
