@@ -1,29 +1,36 @@
 #!/usr/bin/env bash
 # Builds every plugin crate (Cargo.toml: [package.metadata.druid] plugin = true)
 # to a wasm32-wasip2 component, checks each is a valid component, and copies
-# them to $DRUID_PLUGIN_DIR (default: target/plugins). Prints that directory as
-# its last line of stdout.
+# them to $DRUID_PLUGIN_DIR (default: target/plugins; test-only plugins to its
+# test-only/ subdirectory). Prints that directory as its last line of stdout.
 #
 # Toolchain: rustup's wasm32-wasip2 target when it is installed (what plugin
 # authors elsewhere have: `rustup target add wasm32-wasip2`). Otherwise the
 # Debian fallback of ../shared/toolchain.md (rustc-web with -Zbuild-std),
 # which this script installs. DRUID_WASM_TOOLCHAIN=rustup|debian forces one.
 #
-# Extra crates to build (e.g. test plugins outside the workspace's plugins/)
-# can be named with DRUID_PLUGIN_EXTRA="path/to/Cargo.toml ...".
+# Test-only plugins (tests/plugins/*, e.g. hostile ones that prove the
+# sandbox) are workspace crates marked the same way and are built too.
 source "$(dirname "${BASH_SOURCE[0]}")/../tests/scripts/lib.sh"
 
 out="${DRUID_PLUGIN_DIR:-$REPO_ROOT/target/plugins}"
 mkdir -p "$out"
 
 # The plugin crates, from cargo metadata.
-mapfile -t plugins < <(cargo metadata --no-deps --format-version 1 --manifest-path "$REPO_ROOT/Cargo.toml" |
+mapfile -t entries < <(cargo metadata --no-deps --format-version 1 --manifest-path "$REPO_ROOT/Cargo.toml" |
   python3 -c '
 import json, sys
 for p in json.load(sys.stdin)["packages"]:
-    if ((p.get("metadata") or {}).get("druid") or {}).get("plugin"):
-        print(p["name"])
+    meta = (p.get("metadata") or {}).get("druid") or {}
+    if meta.get("plugin"):
+        print(p["name"], "test-only" if meta.get("test-only") else "shipped")
 ' | sort)
+plugins=()
+declare -A kind
+for e in "${entries[@]}"; do
+  plugins+=("${e% *}")
+  kind["${e% *}"]="${e#* }"
+done
 [ ${#plugins[@]} -gt 0 ] || die "no plugin crates found (none has [package.metadata.druid] plugin = true)"
 
 mode="${DRUID_WASM_TOOLCHAIN:-}"
@@ -85,9 +92,14 @@ for p in "${plugins[@]}"; do
   [ "$(head -c 8 "$f" | od -An -tx1 | tr -d ' \n')" = "0061736d0d000100" ] ||
     die "$p: $f is a core module, not a component (is the target wasm32-wasip2?)"
   "$wasm_tools" validate "$f" || die "$p: $f is not a valid component (wasm-tools validate)"
-  if ! cmp -s "$f" "$out/${p//-/_}.wasm"; then
-    cp "$f" "$out/${p//-/_}.wasm.tmp" && mv "$out/${p//-/_}.wasm.tmp" "$out/${p//-/_}.wasm"
+  # Test-only plugins (hostile ones) go to a subdirectory, so nothing that
+  # loads the plugins directory ever picks them up.
+  dest="$out"
+  [ "${kind[$p]}" = test-only ] && dest="$out/test-only"
+  mkdir -p "$dest"
+  if ! cmp -s "$f" "$dest/${p//-/_}.wasm"; then
+    cp "$f" "$dest/${p//-/_}.wasm.tmp" && mv "$dest/${p//-/_}.wasm.tmp" "$dest/${p//-/_}.wasm"
   fi
-  log "ok: $out/${p//-/_}.wasm ($(stat -c %s "$f") bytes)"
+  log "ok: $dest/${p//-/_}.wasm ($(stat -c %s "$f") bytes)"
 done
 echo "$out"

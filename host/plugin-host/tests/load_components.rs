@@ -87,3 +87,72 @@ fn a_memory_cap_too_small_for_the_plugin_is_a_clear_error() {
         .unwrap();
     assert_eq!(roomy.describe(&plugin).unwrap().name, "local");
 }
+
+#[test]
+fn an_endless_loop_is_interrupted_at_the_cpu_time_limit() {
+    let limit = std::time::Duration::from_millis(300);
+    let host = PluginHost::new(Limits {
+        call_cpu_time: limit,
+        ..Limits::default()
+    })
+    .unwrap();
+    let components = plugin_components();
+    let spinner = host
+        .load_file(components.get("druid-test-plugin-endless-loop"))
+        .unwrap();
+    let err = host.describe(&spinner).unwrap_err();
+    match &err {
+        Error::Timeout {
+            plugin,
+            call,
+            limit: reported,
+        } => {
+            assert_eq!(plugin, "druid_test_plugin_endless_loop");
+            assert_eq!(*call, "describe");
+            assert_eq!(*reported, limit);
+        }
+        other => panic!("expected a CPU-time error, got {other:?}"),
+    }
+    assert!(err.to_string().contains("CPU-time limit"), "{err}");
+
+    // The same host keeps serving other plugins.
+    let local = host
+        .load_file(components.get("druid-plugin-local"))
+        .unwrap();
+    assert_eq!(host.describe(&local).unwrap().name, "local");
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_at_the_memory_cap() {
+    let cap = 64 << 20;
+    let host = PluginHost::new(Limits {
+        memory_bytes: cap,
+        ..Limits::default()
+    })
+    .unwrap();
+    let components = plugin_components();
+    let bomb = host
+        .load_file(components.get("druid-test-plugin-memory-bomb"))
+        .unwrap();
+    let err = host.describe(&bomb).unwrap_err();
+    match &err {
+        Error::MemoryLimit {
+            plugin,
+            call,
+            requested,
+            limit,
+        } => {
+            assert_eq!(plugin, "druid_test_plugin_memory_bomb");
+            assert_eq!(*call, "describe");
+            assert_eq!(*limit, cap);
+            assert!(requested > limit);
+        }
+        other => panic!("expected a memory-limit error, got {other:?}"),
+    }
+
+    // The same host keeps serving other plugins.
+    let local = host
+        .load_file(components.get("druid-plugin-local"))
+        .unwrap();
+    assert_eq!(host.describe(&local).unwrap().name, "local");
+}

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use crate::{Error, Result, repo_root, shared};
 
-/// The built `.wasm` components, by crate name (e.g. `druid-plugin-local`).
+/// The built `.wasm` components, by crate name (e.g. `druid-plugin-local`),
+/// shipped and test-only ones alike.
 pub struct PluginComponents {
     dir: PathBuf,
     components: BTreeMap<String, PathBuf>,
@@ -74,14 +75,17 @@ fn build() -> Result<PluginComponents> {
             reason: "printed no output directory".into(),
         })?;
     let mut components = BTreeMap::new();
-    let entries =
-        std::fs::read_dir(&dir).map_err(Error::io(format!("cannot list {}", dir.display())))?;
-    for entry in entries.filter_map(|e| e.ok()) {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "wasm")
-            && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
-        {
-            components.insert(stem.replace('_', "-"), path.clone());
+    // Shipped plugins, then the test-only ones (hostile plugins) beside them.
+    for d in [dir.clone(), dir.join("test-only")] {
+        let entries =
+            std::fs::read_dir(&d).map_err(Error::io(format!("cannot list {}", d.display())))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "wasm")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                components.insert(stem.replace('_', "-"), path.clone());
+            }
         }
     }
     Ok(PluginComponents { dir, components })
