@@ -14,6 +14,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../tests/scripts/lib.sh"
 
 out="${DRUID_PLUGIN_DIR:-$REPO_ROOT/target/plugins}"
+claim_shared_targets
 mkdir -p "$out"
 
 # The plugin crates, from cargo metadata.

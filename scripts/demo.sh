@@ -12,6 +12,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../tests/scripts/lib.sh"
 cd "$REPO_ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DRUID_CACHE/cargo-target}"
+claim_shared_targets
 
 check=false
 case "${1:-}" in

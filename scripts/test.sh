@@ -11,6 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../tests/scripts/lib.sh"
 cd "$REPO_ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DRUID_CACHE/cargo-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+claim_shared_targets
 
 timings=()
 step() {

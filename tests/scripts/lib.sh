@@ -127,3 +127,18 @@ _install_wasm_tools() {
     --no-default-features --features validate,component,print \
     --root "$root" --target-dir "$DRUID_CACHE/wasm-tools/target" >&2
 }
+
+# claim_shared_targets: the cargo target directories in $DRUID_CACHE are
+# shared by every clone on this machine (that is what makes a fresh clone's
+# run fast). Cargo decides freshness by file times, so when another checkout
+# used them last, this one's sources are touched first: its crates are then
+# rebuilt from its own sources, never taken from the other checkout's build.
+# Registry dependencies stay cached.
+claim_shared_targets() {
+  local stamp="$DRUID_CACHE/last-checkout"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$REPO_ROOT" ]; then
+    log "shared cargo targets were last used by another checkout: marking this one's sources as newer"
+    git -C "$REPO_ROOT" ls-files -z | (cd "$REPO_ROOT" && xargs -0 touch -c)
+    printf '%s\n' "$REPO_ROOT" >"$stamp.tmp.$$" && mv -f "$stamp.tmp.$$" "$stamp"
+  fi
+}

@@ -29,6 +29,9 @@ mod bindings {
 
 use bindings::druid::plugin::logging;
 
+mod cache;
+pub use cache::CompiledFrom;
+
 /// How often the epoch ticker advances the engine's epoch.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -237,6 +240,7 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
+    cache: Option<cache::ComponentCache>,
     _ticker: EpochTicker,
 }
 
@@ -244,9 +248,15 @@ pub struct PluginHost {
 pub struct Plugin {
     name: String,
     component: Component,
+    compiled_from: CompiledFrom,
 }
 
 impl Plugin {
+    /// Where the plugin's machine code came from (cache or compiler).
+    pub fn compiled_from(&self) -> CompiledFrom {
+        self.compiled_from
+    }
+
     /// The plugin's name (its file name until `describe` is called).
     pub fn name(&self) -> &str {
         &self.name
@@ -270,21 +280,44 @@ impl PluginHost {
             engine,
             linker,
             limits,
+            cache: None,
             _ticker: ticker,
         })
     }
 
+    /// Keeps precompiled components in `dir` (created when needed), so a
+    /// plugin is compiled once per content and engine, not once per start.
+    pub fn with_component_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache = Some(cache::ComponentCache::new(dir.into()));
+        self
+    }
+
+    /// Where the cache keeps the compiled form of `wasm`, if a cache is set.
+    pub fn cache_entry(&self, wasm: &[u8]) -> Option<PathBuf> {
+        self.cache.as_ref().map(|c| c.path(&self.engine, wasm))
+    }
+
     /// Loads and compiles the component in `path`.
     pub fn load_file(&self, path: &Path) -> Result<Plugin, Error> {
-        let component = Component::from_file(&self.engine, path).map_err(|source| Error::Load {
+        let load_error = |source| Error::Load {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let wasm = std::fs::read(path).map_err(|e| load_error(wasmtime::Error::from(e)))?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Ok(Plugin { name, component })
+        let (component, compiled_from) = match &self.cache {
+            Some(cache) => cache.load(&self.engine, &wasm, &name),
+            None => Component::new(&self.engine, &wasm).map(|c| (c, CompiledFrom::Compiled)),
+        }
+        .map_err(load_error)?;
+        Ok(Plugin {
+            name,
+            component,
+            compiled_from,
+        })
     }
 
     fn store(&self, plugin: &Plugin) -> Store<HostState> {

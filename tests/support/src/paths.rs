@@ -9,9 +9,41 @@ use crate::{Error, Result};
 /// How many past runs' server directories are kept for reading logs.
 const KEEP_RUNS: usize = 20;
 
-/// The repository's root directory.
+/// The repository's root directory, found at run time.
+///
+/// Not baked in at compile time: the cargo target directory is shared
+/// between clones (it lives in the project cache), so a test binary built in
+/// one clone may run for another. `$DRUID_REPO_ROOT` wins; otherwise the
+/// nearest ancestor of `$CARGO_MANIFEST_DIR` (which cargo sets when it runs a
+/// test) or of the working directory whose Cargo.toml is the workspace's.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        if let Some(root) = std::env::var_os("DRUID_REPO_ROOT") {
+            return PathBuf::from(root);
+        }
+        let starts = [
+            std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+            std::env::current_dir().ok(),
+        ];
+        starts
+            .into_iter()
+            .flatten()
+            .find_map(|start| {
+                start
+                    .ancestors()
+                    .find(|d| is_workspace_root(d))
+                    .map(Path::to_path_buf)
+            })
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+    })
+    .clone()
+}
+
+fn is_workspace_root(dir: &Path) -> bool {
+    dir.join("wit").is_dir()
+        && std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|manifest| manifest.lines().any(|l| l.trim() == "[workspace]"))
 }
 
 /// The project cache outside the clone (same rule as `tests/scripts/lib.sh`):
@@ -130,6 +162,16 @@ fn prune_old_runs(base: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_repo_root_is_this_checkout() {
+        let root = repo_root();
+        assert!(is_workspace_root(&root), "{}", root.display());
+        // The checkout this test's sources are in, whatever the build dir.
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        assert_eq!(root.canonicalize().unwrap(), here.canonicalize().unwrap());
+        assert!(root.join("scripts/build-plugins.sh").is_file());
+    }
 
     #[test]
     fn a_missing_binary_names_the_script_that_installs_it() {
