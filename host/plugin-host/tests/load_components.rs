@@ -100,7 +100,24 @@ fn an_endless_loop_is_interrupted_at_the_cpu_time_limit() {
     let spinner = host
         .load_file(components.get("druid-test-plugin-endless-loop"))
         .unwrap();
-    let err = host.describe(&spinner).unwrap_err();
+    // Run the call on a thread with a watchdog, so a broken interruption
+    // fails this test instead of hanging the run. (60 s is a hang guard far
+    // above the 300 ms limit, not a timing assertion.)
+    let (host, err) = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let host_ref = &host;
+        let spinner_ref = &spinner;
+        scope.spawn(move || {
+            let _ = tx.send(host_ref.describe(spinner_ref));
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(result) => (host_ref, result.unwrap_err()),
+            Err(_) => {
+                eprintln!("the endless loop was not interrupted: aborting the hung test binary");
+                std::process::abort()
+            }
+        }
+    });
     match &err {
         Error::Timeout {
             plugin,
