@@ -4,6 +4,14 @@
 use druid_plugin_host::{Error, Limits, PluginHost};
 use druid_test_support::plugin_components;
 
+/// Loads the local plugin into `host` and checks a call succeeds.
+fn assert_serves_the_local_plugin(host: &PluginHost) {
+    let local = host
+        .load_file(plugin_components().get("druid-plugin-local"))
+        .unwrap();
+    assert_eq!(host.describe(&local).unwrap().name, "local");
+}
+
 #[test]
 fn every_built_plugin_describes_itself() {
     let components = plugin_components();
@@ -81,11 +89,7 @@ fn a_memory_cap_too_small_for_the_plugin_is_a_clear_error() {
 
     // The failure is the limit's, not the plugin's: with the default cap
     // the same component runs.
-    let roomy = PluginHost::new(Limits::default()).unwrap();
-    let plugin = roomy
-        .load_file(plugin_components().get("druid-plugin-local"))
-        .unwrap();
-    assert_eq!(roomy.describe(&plugin).unwrap().name, "local");
+    assert_serves_the_local_plugin(&PluginHost::new(Limits::default()).unwrap());
 }
 
 #[test]
@@ -133,10 +137,7 @@ fn an_endless_loop_is_interrupted_at_the_cpu_time_limit() {
     assert!(err.to_string().contains("CPU-time limit"), "{err}");
 
     // The same host keeps serving other plugins.
-    let local = host
-        .load_file(components.get("druid-plugin-local"))
-        .unwrap();
-    assert_eq!(host.describe(&local).unwrap().name, "local");
+    assert_serves_the_local_plugin(host);
 }
 
 #[test]
@@ -168,8 +169,5 @@ fn a_memory_bomb_is_stopped_at_the_memory_cap() {
     }
 
     // The same host keeps serving other plugins.
-    let local = host
-        .load_file(components.get("druid-plugin-local"))
-        .unwrap();
-    assert_eq!(host.describe(&local).unwrap().name, "local");
+    assert_serves_the_local_plugin(&host);
 }

@@ -292,10 +292,12 @@ impl Azure {
         request.body(body)
     }
 
-    async fn create_container(&self, container: &str) {
+    /// A signed container-level request (`?restype=container`): its status
+    /// and body.
+    async fn container(&self, method: Method, container: &str) -> (StatusCode, String) {
         let response = self
             .request(
-                Method::PUT,
+                method,
                 &format!("/{container}"),
                 &[("restype", "container")],
                 &[],
@@ -305,7 +307,11 @@ impl Azure {
             .await
             .unwrap();
         let status = response.status();
-        let text = response.text().await.unwrap();
+        (status, response.text().await.unwrap())
+    }
+
+    async fn create_container(&self, container: &str) {
+        let (status, text) = self.container(Method::PUT, container).await;
         assert_eq!(status, StatusCode::CREATED, "{text}");
     }
 }
@@ -380,19 +386,8 @@ async fn azurite_refuses_a_wrong_key() {
     let server = AzuriteServer::shared();
     let wrong_key = BASE64.encode([7u8; 64]);
     let azure = Azure::new(server, &wrong_key);
-    let response = azure
-        .request(
-            Method::PUT,
-            "/druid-e2e-denied",
-            &[("restype", "container")],
-            &[],
-            Vec::new(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let text = response.text().await.unwrap();
+    let (status, text) = azure.container(Method::PUT, "druid-e2e-denied").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert!(
         text.contains("AuthenticationFailed") || text.contains("AuthorizationFailure"),
         "{text}"
@@ -400,19 +395,7 @@ async fn azurite_refuses_a_wrong_key() {
 
     // The container was not created: the right key cannot find it.
     let azure = Azure::new(server, server.key());
-    let response = azure
-        .request(
-            Method::GET,
-            "/druid-e2e-denied",
-            &[("restype", "container")],
-            &[],
-            Vec::new(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
+    let (status, text) = azure.container(Method::GET, "druid-e2e-denied").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
     assert!(text.contains("ContainerNotFound"), "{text}");
 }
