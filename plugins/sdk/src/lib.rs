@@ -1,9 +1,21 @@
-//! The plugin SDK: bindings for the `druid:plugin` WIT package and helpers
-//! for plugin authors.
+//! The plugin SDK: bindings for the `druid:plugin` WIT package and what a
+//! plugin author needs besides (blocking HTTP over `wasi:http`, retries with
+//! backoff, part buffers for multipart uploads, log helpers).
 //!
-//! A provider plugin implements [`provider::Guest`]
-//! and registers itself with [`provider::export_provider!`]; a compactor plugin does the
-//! same with the [`compactor`] bindings and [`compactor::export_compactor!`].
+//! A provider plugin implements three traits and registers itself with
+//! [`provider::export_provider!`]:
+//! - `provider::Guest`: `describe`;
+//! - `wiring::Guest`: the sidecar's env vars and volumes for a store, and a
+//!   check of a secret's key names;
+//! - `store::Guest` with `store::GuestStore`, `store::GuestUpload` and
+//!   `store::GuestDownload`: the object store.
+//!
+//! See `plugins/sdk/README.md` for a walkthrough and `plugins/sdk/template/`
+//! for a crate to start from.
+
+pub mod http;
+pub mod parts;
+pub mod retry;
 
 /// The version of the WIT package these bindings were generated from. A
 /// plugin reports it as its `api-version`.
@@ -18,6 +30,7 @@ pub mod provider {
         pub_export_macro: true,
         export_macro_name: "export_provider",
         default_bindings_module: "druid_plugin_sdk::provider",
+        generate_all,
     });
 }
 
@@ -33,9 +46,56 @@ pub mod compactor {
     });
 }
 
+/// The object-store interface a provider exports (`druid:plugin/object-store`).
+pub use provider::exports::druid::plugin::object_store as store;
+/// The pod-wiring interface a provider exports (`druid:plugin/pod-wiring`).
+pub use provider::exports::druid::plugin::pod_wiring as wiring;
+
+/// The `describe` answer for a provider plugin built against this SDK.
+pub fn plugin_info(name: &str, version: &str, providers: &[&str]) -> provider::PluginInfo {
+    provider::PluginInfo {
+        name: name.into(),
+        version: version.into(),
+        api_version: API_VERSION.into(),
+        providers: providers.iter().map(|p| (*p).to_string()).collect(),
+    }
+}
+
+/// Looks up a credential key in a store configuration.
+pub fn credential<'a>(config: &'a store::StoreConfig, key: &str) -> Option<&'a str> {
+    config
+        .credentials
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Looks up a credential key in a list of pairs, owned.
+pub fn credential_owned(credentials: &[(String, String)], key: &str) -> Option<String> {
+    credentials
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
+/// Returns one "missing key" problem per key of `required` that `keys`
+/// lacks, for `check-secret`.
+pub fn missing_keys(keys: &[String], required: &[&str], provider: &str) -> Vec<String> {
+    required
+        .iter()
+        .filter(|r| !keys.iter().any(|k| k == *r))
+        .map(|r| format!("the {provider} store secret has no key `{r}`: add it to the secret"))
+        .collect()
+}
+
 /// Logs through the host's `logging` import (provider world).
 pub mod log {
     use crate::provider::druid::plugin::logging::{Level, log};
+
+    /// Logs a debug line.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
 
     /// Logs an informational line.
     pub fn info(message: &str) {
@@ -63,5 +123,15 @@ mod tests {
             wit.lines().any(|l| l.trim() == expected),
             "wit/plugin.wit does not declare `{expected}`: update API_VERSION"
         );
+    }
+
+    #[test]
+    fn missing_keys_names_each_missing_key() {
+        let keys = vec!["region".to_string()];
+        let problems =
+            super::missing_keys(&keys, &["region", "accessKeyID", "secretAccessKey"], "S3");
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].contains("`accessKeyID`"), "{problems:?}");
+        assert!(problems[1].contains("`secretAccessKey`"), "{problems:?}");
     }
 }
