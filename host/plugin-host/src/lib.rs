@@ -1,39 +1,46 @@
 //! The plugin host: runs druid plugins (WebAssembly components built against
-//! the `druid:plugin` WIT package) in wasmtime.
+//! the `druid:plugin` WIT package) in wasmtime, and gives the rest of the
+//! host a typed API over them.
 //!
-//! Limits are always on: every store has a linear-memory cap, and every call
-//! has a CPU-time deadline enforced through epoch interruption. A trap, a
-//! deadline or a limit hit is an error for that call, never a crash of the
-//! host; the next call gets a fresh store.
-//!
-//! The rest of the host uses the typed API here and never touches wasmtime
-//! types.
-
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
-
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
-#[allow(missing_docs, clippy::all)]
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "druid:plugin/provider",
-    });
-}
-
-use bindings::druid::plugin::logging;
+//! - [`PluginHost`]: one engine per process, components compiled once and
+//!   cached on disk, limits that are always on (a linear-memory cap, CPU time
+//!   per call through epoch deadlines, a wall-clock timeout for calls waiting
+//!   on I/O, bounded return sizes). A trap, a timeout or a limit hit is an
+//!   error for that call; every call or session gets a fresh store, so the
+//!   host keeps serving.
+//! - Capabilities ([`grants`]): a plugin may send HTTP only to its store's
+//!   endpoint (or the provider's official one); no environment, sockets or
+//!   files, except the `Local` store's directory. Credentials are read by the
+//!   host from the mounted secret and handed to the plugin as configuration.
+//! - [`Registry`]: the plugins of a directory plus built-in ones, by
+//!   `storageProvider` value (with the upstream aliases).
+//! - [`PluginStore`] and the [`SnapshotStore`] trait: list, head, delete,
+//!   streamed upload and download, with errors in host terms. The sidecar and
+//!   the operator never touch wasmtime types.
 
 mod cache;
-pub use cache::CompiledFrom;
+pub mod credentials;
+pub mod grants;
+mod registry;
+mod runtime;
+mod store;
 
-/// How often the epoch ticker advances the engine's epoch.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub use cache::CompiledFrom;
+pub use registry::{
+    PluginKind, PluginSource, RegisteredPlugin, Registry, SidecarConfig, SidecarVolume,
+    VolumeSource, WiringError, canonical_provider,
+};
+pub use runtime::{Plugin, PluginHost};
+pub use store::{
+    ByteRange, DownloadStream, ListPage, ObjectInfo, PluginStore, SnapshotStore, StoreConfig,
+    StoreError, UploadStream,
+};
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The WIT package version this host serves.
+pub const API_VERSION: &str = "0.1.0";
 
 /// Errors of the plugin host. Each names the plugin it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +57,17 @@ pub enum Error {
         #[source]
         source: wasmtime::Error,
     },
+    /// The plugins directory could not be read.
+    #[error("plugins directory {path}: {source}")]
+    PluginsDir {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
     /// The component does not fit the `druid:plugin` contract (missing
-    /// exports, imports the host does not grant).
+    /// exports, imports the host does not grant, another API version).
     #[error("plugin {plugin}: does not fit the druid:plugin contract: {source}")]
     Contract {
         /// The plugin.
@@ -60,9 +76,56 @@ pub enum Error {
         #[source]
         source: wasmtime::Error,
     },
-    /// The call ran past its CPU-time deadline.
+    /// The plugin was built for a WIT version this host does not serve.
+    #[error(
+        "plugin {plugin}: built for druid:plugin@{plugin_api}, this host serves \
+         druid:plugin@{host_api}: rebuild the plugin against a matching SDK"
+    )]
+    ApiVersion {
+        /// The plugin.
+        plugin: String,
+        /// The API version the plugin reports.
+        plugin_api: String,
+        /// The API version of this host.
+        host_api: &'static str,
+    },
+    /// Two plugins claim the same `storageProvider` value.
+    #[error(
+        "storage provider {provider:?} is claimed by two plugins, {first} and {second}: \
+         remove one of them from the plugins directory"
+    )]
+    DuplicateProvider {
+        /// The provider value.
+        provider: String,
+        /// The plugin registered first.
+        first: String,
+        /// The plugin that claimed it again.
+        second: String,
+    },
+    /// No plugin serves the provider.
+    #[error(
+        "unknown storage provider {provider:?}: no plugin serves it (known: {known}); \
+         fix store.provider or add a plugin for it to the plugins directory"
+    )]
+    UnknownProvider {
+        /// The provider value asked for.
+        provider: String,
+        /// The providers that are served, comma separated.
+        known: String,
+    },
+    /// The call ran past its CPU-time limit.
     #[error("plugin {plugin}: call `{call}` exceeded its CPU-time limit of {limit:?}")]
     Timeout {
+        /// The plugin.
+        plugin: String,
+        /// The export called.
+        call: &'static str,
+        /// The limit in force.
+        limit: Duration,
+    },
+    /// The call waited longer than its wall-clock limit (e.g. on I/O).
+    #[error("plugin {plugin}: call `{call}` did not finish within {limit:?} and was cancelled")]
+    WallTimeout {
         /// The plugin.
         plugin: String,
         /// The export called.
@@ -85,6 +148,22 @@ pub enum Error {
         /// The cap in force.
         limit: usize,
     },
+    /// The plugin returned more than the host accepts.
+    #[error(
+        "plugin {plugin}: call `{call}` returned {what} of {size} bytes, over the limit of {limit} bytes"
+    )]
+    ReturnTooLarge {
+        /// The plugin.
+        plugin: String,
+        /// The export called.
+        call: &'static str,
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The plugin trapped (a panic, an unreachable instruction, ...).
     #[error("plugin {plugin}: call `{call}` trapped: {source}")]
     Trap {
@@ -96,6 +175,17 @@ pub enum Error {
         #[source]
         source: wasmtime::Error,
     },
+    /// The store's grants could not be set up (e.g. its directory).
+    #[error("plugin {plugin}: cannot grant {what}: {source}")]
+    Grant {
+        /// The plugin.
+        plugin: String,
+        /// What was to be granted.
+        what: String,
+        /// What went wrong.
+        #[source]
+        source: wasmtime::Error,
+    },
 }
 
 /// Limits applied to every plugin call.
@@ -103,8 +193,14 @@ pub enum Error {
 pub struct Limits {
     /// Cap on a plugin instance's linear memory, in bytes.
     pub memory_bytes: usize,
-    /// CPU time one call may take before it is interrupted.
+    /// CPU time one call may take before it is interrupted (counted in
+    /// epoch ticks during which the plugin ran).
     pub call_cpu_time: Duration,
+    /// Wall-clock time one call may take, waiting on I/O included.
+    pub call_timeout: Duration,
+    /// Largest value a call may return (a listing page, a chunk, a
+    /// message), in bytes.
+    pub max_return_bytes: usize,
 }
 
 impl Default for Limits {
@@ -112,6 +208,8 @@ impl Default for Limits {
         Self {
             memory_bytes: 256 << 20,
             call_cpu_time: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(600),
+            max_return_bytes: 16 << 20,
         }
     }
 }
@@ -129,282 +227,37 @@ pub struct PluginInfo {
     pub providers: Vec<String>,
 }
 
-/// Advances the engine's epoch so that deadlines fire; stops on drop.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+/// Whether a plugin built against `plugin_api` can run on this host:
+/// the same major version, or for 0.x the same minor version, and not
+/// newer than the host.
+pub fn api_compatible(plugin_api: &str) -> bool {
+    fn parse(v: &str) -> Option<(u64, u64, u64)> {
+        let mut it = v.trim().splitn(3, '.');
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next()?.parse().ok()?;
+        let patch = it.next()?.split(['-', '+']).next()?.parse().ok()?;
+        Some((major, minor, patch))
+    }
+    let (Some(p), Some(h)) = (parse(plugin_api), parse(API_VERSION)) else {
+        return false;
+    };
+    if p.0 != h.0 || (h.0 == 0 && p.1 != h.1) {
+        return false;
+    }
+    (p.1, p.2) <= (h.1, h.2)
 }
 
-impl EpochTicker {
-    fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("plugin-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .ok();
-        Self { stop, thread }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The state a plugin's store holds: WASI with nothing granted, the
-/// resource table, the limits and the plugin's name for its log lines.
-struct HostState {
-    plugin: String,
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: MemoryCap,
-}
-
-/// wasmtime's store limits, remembering a denied memory growth so that the
-/// error can name the limit instead of a bare trap.
-struct MemoryCap {
-    inner: StoreLimits,
-    denied: Option<usize>,
-}
-
-impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let result = self.inner.memory_growing(current, desired, maximum);
-        if !matches!(result, Ok(true)) {
-            self.denied = Some(desired);
-        }
-        result
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.inner.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.inner.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.inner.memories()
-    }
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl logging::Host for HostState {
-    fn log(&mut self, level: logging::Level, message: String) {
-        let plugin = self.plugin.as_str();
-        match level {
-            logging::Level::Trace => tracing::trace!(plugin, "{message}"),
-            logging::Level::Debug => tracing::debug!(plugin, "{message}"),
-            logging::Level::Info => tracing::info!(plugin, "{message}"),
-            logging::Level::Warn => tracing::warn!(plugin, "{message}"),
-            logging::Level::Error => tracing::error!(plugin, "{message}"),
-        }
-    }
-}
-
-/// One wasmtime engine with its limits; load plugins through it.
-pub struct PluginHost {
-    engine: Engine,
-    linker: Linker<HostState>,
-    limits: Limits,
-    cache: Option<cache::ComponentCache>,
-    _ticker: EpochTicker,
-}
-
-/// A compiled plugin component, ready to be called.
-pub struct Plugin {
-    name: String,
-    component: Component,
-    compiled_from: CompiledFrom,
-}
-
-impl Plugin {
-    /// Where the plugin's machine code came from (cache or compiler).
-    pub fn compiled_from(&self) -> CompiledFrom {
-        self.compiled_from
-    }
-
-    /// The plugin's name (its file name until `describe` is called).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl PluginHost {
-    /// Creates the engine (one per process is intended) with `limits`.
-    pub fn new(limits: Limits) -> Result<Self, Error> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(Error::Engine)?;
-        let mut linker = Linker::new(&engine);
-        // WASI is linked with a context that grants nothing (no env, args,
-        // preopens, sockets); a std-built guest needs its interfaces to link.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(Error::Engine)?;
-        logging::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(Error::Engine)?;
-        let ticker = EpochTicker::start(engine.clone());
-        Ok(Self {
-            engine,
-            linker,
-            limits,
-            cache: None,
-            _ticker: ticker,
-        })
-    }
-
-    /// Keeps precompiled components in `dir` (created when needed), so a
-    /// plugin is compiled once per content and engine, not once per start.
-    pub fn with_component_cache(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cache = Some(cache::ComponentCache::new(dir.into()));
-        self
-    }
-
-    /// Where the cache keeps the compiled form of `wasm`, if a cache is set.
-    pub fn cache_entry(&self, wasm: &[u8]) -> Option<PathBuf> {
-        self.cache.as_ref().map(|c| c.path(&self.engine, wasm))
-    }
-
-    /// Loads and compiles the component in `path`.
-    pub fn load_file(&self, path: &Path) -> Result<Plugin, Error> {
-        let load_error = |source| Error::Load {
-            path: path.to_path_buf(),
-            source,
-        };
-        let wasm = std::fs::read(path).map_err(|e| load_error(wasmtime::Error::from(e)))?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (component, compiled_from) = match &self.cache {
-            Some(cache) => cache.load(&self.engine, &wasm, &name),
-            None => Component::new(&self.engine, &wasm).map(|c| (c, CompiledFrom::Compiled)),
-        }
-        .map_err(load_error)?;
-        Ok(Plugin {
-            name,
-            component,
-            compiled_from,
-        })
-    }
-
-    fn store(&self, plugin: &Plugin) -> Store<HostState> {
-        let state = HostState {
-            plugin: plugin.name.clone(),
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-            limits: MemoryCap {
-                inner: StoreLimitsBuilder::new()
-                    .memory_size(self.limits.memory_bytes)
-                    .instances(8)
-                    .trap_on_grow_failure(true)
-                    .build(),
-                denied: None,
-            },
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        let ticks = self.limits.call_cpu_time.as_millis() / EPOCH_TICK.as_millis();
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
-        store.epoch_deadline_trap();
-        store
-    }
-
-    fn call_error(
-        &self,
-        store: &Store<HostState>,
-        plugin: &Plugin,
-        call: &'static str,
-        source: wasmtime::Error,
-    ) -> Error {
-        if let Some(requested) = store.data().limits.denied {
-            Error::MemoryLimit {
-                plugin: plugin.name.clone(),
-                call,
-                requested,
-                limit: self.limits.memory_bytes,
-            }
-        } else if matches!(source.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            Error::Timeout {
-                plugin: plugin.name.clone(),
-                call,
-                limit: self.limits.call_cpu_time,
-            }
-        } else {
-            Error::Trap {
-                plugin: plugin.name.clone(),
-                call,
-                source,
-            }
-        }
-    }
-
-    /// Instantiates the plugin in `store`. Start-up code that traps or hits a
-    /// limit is reported as such; a link failure means the component does not
-    /// fit the contract.
-    fn instantiate(
-        &self,
-        store: &mut Store<HostState>,
-        plugin: &Plugin,
-    ) -> Result<bindings::Provider, Error> {
-        // Linking is checked first, so a missing import or export is a
-        // contract error and not confused with a trap in start-up code.
-        let pre = self
-            .linker
-            .instantiate_pre(&plugin.component)
-            .and_then(bindings::ProviderPre::new)
-            .map_err(|source| Error::Contract {
-                plugin: plugin.name.clone(),
-                source,
-            })?;
-        pre.instantiate(&mut *store)
-            .map_err(|e| self.call_error(store, plugin, "instantiate", e))
-    }
-
-    /// Calls the plugin's `describe` export in a fresh store.
-    pub fn describe(&self, plugin: &Plugin) -> Result<PluginInfo, Error> {
-        let mut store = self.store(plugin);
-        let instance = self.instantiate(&mut store, plugin)?;
-        let info = instance
-            .call_describe(&mut store)
-            .map_err(|e| self.call_error(&store, plugin, "describe", e))?;
-        Ok(PluginInfo {
-            name: info.name,
-            version: info.version,
-            api_version: info.api_version,
-            providers: info.providers,
-        })
+    #[test]
+    fn api_versions_are_checked_by_semver() {
+        assert!(api_compatible(API_VERSION));
+        assert!(api_compatible("0.1.0"));
+        assert!(!api_compatible("0.2.0"), "0.x minor bumps are breaking");
+        assert!(!api_compatible("1.1.0"));
+        assert!(!api_compatible("0.1.99"), "newer than the host");
+        assert!(!api_compatible("garbage"));
     }
 }

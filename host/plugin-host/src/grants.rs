@@ -1,0 +1,380 @@
+//! What a plugin may reach: the HTTP destinations of its store, and for a
+//! `Local` store its directory. Everything else is refused.
+//!
+//! Destinations are compared as parsed authorities (scheme, host, port),
+//! never as string prefixes, and every request is checked, so a redirect to
+//! another host (which the plugin would have to follow with a new request)
+//! is refused too.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::store::StoreConfig;
+
+/// One allowed HTTP destination.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Authority {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The host name or address, lower case.
+    pub host: String,
+    /// The port (the scheme's default when the URL has none).
+    pub port: u16,
+}
+
+impl Authority {
+    /// Parses the authority of `url` (`scheme://host[:port][/...]`).
+    pub fn from_url(url: &str) -> Option<Self> {
+        let uri: http::Uri = url.trim().parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let host = uri.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
+        if host.is_empty() {
+            return None;
+        }
+        Some(Self {
+            port: uri.port_u16().unwrap_or(default_port),
+            scheme,
+            host,
+        })
+    }
+
+    fn with_host(&self, host: String) -> Self {
+        Self {
+            scheme: self.scheme.clone(),
+            host,
+            port: self.port,
+        }
+    }
+}
+
+impl std::fmt::Display for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// What a plugin's store grants.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// HTTP destinations the plugin may reach.
+    pub http: Vec<Authority>,
+    /// A host directory preopened as `/` (the Local store's container).
+    pub dir: Option<PathBuf>,
+}
+
+impl Grants {
+    /// Nothing at all (used for `describe` and the pod wiring).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The grants for `config`: its endpoints, and its directory for a
+    /// Local store.
+    pub fn for_store(config: &StoreConfig) -> Self {
+        let dir = (crate::canonical_provider(&config.provider) == "Local")
+            .then(|| {
+                config
+                    .local_root
+                    .as_ref()
+                    .map(|root| root.join(&config.container))
+            })
+            .flatten()
+            .filter(|d| d.is_dir());
+        Self {
+            http: allowed_authorities(config),
+            dir,
+        }
+    }
+
+    pub(crate) fn describe_dir(&self) -> String {
+        match &self.dir {
+            Some(d) => format!("the store directory {}", d.display()),
+            None => "nothing".into(),
+        }
+    }
+
+    /// The WASI context: no env, args, stdio, sockets or name lookup; the
+    /// store directory as `/` if granted.
+    pub(crate) fn wasi_ctx(&self) -> wasmtime::Result<WasiCtx> {
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some(dir) = &self.dir {
+            builder.preopened_dir(dir, "/", FsPerms::ReadWrite)?;
+        }
+        Ok(builder.build())
+    }
+
+    pub(crate) fn http_gate(&self, plugin: &str) -> HttpGate {
+        HttpGate {
+            plugin: plugin.to_string(),
+            allowed: Arc::new(self.http.clone()),
+            refused: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
+/// The provider families whose official endpoints the host knows.
+fn official_endpoints(provider: &str, config: &StoreConfig) -> Vec<Authority> {
+    let https = |host: String| Authority {
+        scheme: "https".into(),
+        host,
+        port: 443,
+    };
+    let region = config
+        .credential("region")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let bucket = config.container.to_ascii_lowercase();
+    match provider {
+        "S3" if !region.is_empty() => vec![
+            https(format!("s3.{region}.amazonaws.com")),
+            https(format!("{bucket}.s3.{region}.amazonaws.com")),
+            https("s3.amazonaws.com".into()),
+            https(format!("{bucket}.s3.amazonaws.com")),
+        ],
+        "ABS" => {
+            let account = config
+                .credential("storageAccount")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let domain = config
+                .credential("domain")
+                .unwrap_or("blob.core.windows.net")
+                .to_ascii_lowercase();
+            if account.is_empty() {
+                vec![]
+            } else {
+                vec![https(format!("{account}.{domain}"))]
+            }
+        }
+        "GCS" => vec![
+            https("storage.googleapis.com".into()),
+            https("oauth2.googleapis.com".into()),
+            https("sts.googleapis.com".into()),
+        ],
+        _ => vec![],
+    }
+}
+
+/// The secret keys that name an endpoint, per provider family. The secret
+/// is the user's configuration, so its endpoints are trusted like the
+/// spec's override.
+const ENDPOINT_KEYS: &[&str] = &[
+    "endpoint",
+    "ECS_ENDPOINT",
+    "storageEndpoint",
+    "authURL",
+    "storageAPIEndpoint",
+];
+
+/// Every HTTP destination `config` allows: the endpoint override, endpoints
+/// named in the secret, and the provider's official endpoints. For each
+/// configured endpoint the virtual-hosted form `<container>.<host>` is
+/// allowed too.
+pub fn allowed_authorities(config: &StoreConfig) -> Vec<Authority> {
+    let provider = crate::canonical_provider(&config.provider);
+    let mut configured: Vec<Authority> = Vec::new();
+    let mut add_url = |url: &str| {
+        // OSS endpoints are often written without a scheme.
+        let url = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("https://{url}")
+        };
+        if let Some(a) = Authority::from_url(&url) {
+            configured.push(a);
+        }
+    };
+    if let Some(endpoint) = &config.endpoint {
+        add_url(endpoint);
+    }
+    for key in ENDPOINT_KEYS {
+        if let Some(v) = config.credential(key) {
+            add_url(v);
+        }
+    }
+    let mut all = Vec::new();
+    let bucket = config.container.to_ascii_lowercase();
+    for a in configured {
+        let is_ip = a.host.parse::<std::net::IpAddr>().is_ok();
+        if !bucket.is_empty() && !is_ip {
+            all.push(a.with_host(format!("{bucket}.{}", a.host)));
+        }
+        all.push(a);
+    }
+    if config.endpoint.is_none() {
+        all.extend(official_endpoints(provider, config));
+    }
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The `wasi:http` hooks of one store: every outgoing request is checked
+/// against the allowed destinations before a connection is made.
+pub(crate) struct HttpGate {
+    plugin: String,
+    allowed: Arc<Vec<Authority>>,
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpGate {
+    pub(crate) fn refused(&self) -> Vec<String> {
+        self.refused.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn allows(&self, uri: &http::Uri) -> Result<(), String> {
+        let Some(target) = Authority::from_url(&uri.to_string()) else {
+            return Err(format!("{uri} (not an http(s) URL with a host)"));
+        };
+        if self.allowed.contains(&target) {
+            Ok(())
+        } else {
+            Err(target.to_string())
+        }
+    }
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                ),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for HttpGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> ResponseFuture {
+        if let Err(target) = self.allows(request.uri()) {
+            tracing::warn!(
+                plugin = %self.plugin,
+                destination = %target,
+                allowed = ?self.allowed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "refused a plugin's HTTP request: the destination is not the store's endpoint"
+            );
+            if let Ok(mut r) = self.refused.lock() {
+                r.push(target);
+            }
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let hooks: &mut dyn WasiHttpHooks = Default::default();
+        hooks.send_request(request, options, fut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn config(provider: &str, endpoint: Option<&str>, creds: &[(&str, &str)]) -> StoreConfig {
+        StoreConfig {
+            provider: provider.into(),
+            container: "backups".into(),
+            prefix: "etcd-main".into(),
+            endpoint: endpoint.map(Into::into),
+            credentials: creds
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            local_root: None,
+        }
+    }
+
+    fn strings(a: &[Authority]) -> Vec<String> {
+        a.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn an_endpoint_override_is_the_only_destination() {
+        let c = config(
+            "S3",
+            Some("http://127.0.0.1:9000"),
+            &[("region", "eu-west-1")],
+        );
+        assert_eq!(
+            strings(&allowed_authorities(&c)),
+            vec!["http://127.0.0.1:9000"]
+        );
+        let c = config(
+            "aws",
+            Some("https://minio.example.com"),
+            &[("region", "eu-west-1")],
+        );
+        assert_eq!(
+            strings(&allowed_authorities(&c)),
+            vec![
+                "https://backups.minio.example.com:443",
+                "https://minio.example.com:443"
+            ]
+        );
+    }
+
+    #[test]
+    fn aws_without_an_endpoint_reaches_the_regional_endpoints_only() {
+        let c = config("aws", None, &[("region", "eu-west-1")]);
+        let allowed = strings(&allowed_authorities(&c));
+        assert!(allowed.contains(&"https://s3.eu-west-1.amazonaws.com:443".to_string()));
+        assert!(allowed.contains(&"https://backups.s3.eu-west-1.amazonaws.com:443".to_string()));
+        assert!(
+            allowed
+                .iter()
+                .all(|a| a.starts_with("https://") && a.ends_with(".amazonaws.com:443"))
+        );
+    }
+
+    #[test]
+    fn secret_endpoints_count_and_unknown_providers_get_nothing_else() {
+        let c = config(
+            "OSS",
+            None,
+            &[("storageEndpoint", "oss-eu-central-1.aliyuncs.com")],
+        );
+        assert!(
+            strings(&allowed_authorities(&c))
+                .contains(&"https://oss-eu-central-1.aliyuncs.com:443".to_string())
+        );
+        let c = config("Mystery", None, &[]);
+        assert!(allowed_authorities(&c).is_empty());
+    }
+
+    #[test]
+    fn authorities_compare_parsed_not_as_prefixes() {
+        let gate = Grants {
+            http: vec![Authority::from_url("http://127.0.0.1:9000").unwrap()],
+            dir: None,
+        }
+        .http_gate("t");
+        let ok: http::Uri = "http://127.0.0.1:9000/bucket?x=1".parse().unwrap();
+        assert!(gate.allows(&ok).is_ok());
+        for bad in [
+            "http://127.0.0.1:9001/bucket",
+            "https://127.0.0.1:9000/bucket",
+            "http://127.0.0.1.evil.com:9000/",
+            "http://evil.com:9000/127.0.0.1:9000",
+        ] {
+            let uri: http::Uri = bad.parse().unwrap();
+            assert!(gate.allows(&uri).is_err(), "{bad} must be refused");
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! The engine, the per-call stores and the limits.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::grants::{Grants, HttpGate};
+use crate::{Error, Limits, PluginInfo, cache};
+
+#[allow(missing_docs, clippy::all)]
+pub(crate) mod bindings {
+    pub(crate) mod provider {
+        wasmtime::component::bindgen!({
+            path: "../../wit",
+            world: "druid:plugin/provider",
+            exports: { default: async },
+            require_store_data_send: true,
+            with: {
+                "wasi:io": wasmtime_wasi::p2::bindings::io,
+                "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+                "wasi:random": wasmtime_wasi::p2::bindings::random,
+                "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            },
+        });
+    }
+    pub(crate) mod compactor {
+        wasmtime::component::bindgen!({
+            path: "../../wit",
+            world: "druid:plugin/compactor",
+            exports: { default: async },
+            require_store_data_send: true,
+            with: {
+                "druid:plugin/logging": super::provider::druid::plugin::logging,
+                "druid:plugin/types": super::provider::druid::plugin::types,
+            },
+        });
+    }
+}
+
+use bindings::provider::druid::plugin::logging;
+
+/// How often the epoch ticker advances the engine's epoch.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Advances the engine's epoch so that deadlines fire; stops on drop.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The state a plugin's store holds: WASI with only the store's grants, the
+/// HTTP gate, the resource table, the limits and the plugin's name for its
+/// log lines.
+pub(crate) struct HostState {
+    plugin: String,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    gate: HttpGate,
+    table: ResourceTable,
+    limits: MemoryCap,
+    /// Epoch ticks during which the current call ran.
+    cpu_ticks: u64,
+    /// The CPU tick budget of a call.
+    cpu_budget: u64,
+    /// Set when the budget ran out, so the trap is reported as a timeout.
+    cpu_exhausted: bool,
+}
+
+/// wasmtime's store limits, remembering a denied memory growth so that the
+/// error can name the limit instead of a bare trap.
+struct MemoryCap {
+    inner: StoreLimits,
+    denied: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let result = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(result, Ok(true)) {
+            self.denied = Some(desired);
+        }
+        result
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.gate,
+        }
+    }
+}
+
+/// Longest log line a plugin may write; longer ones are cut.
+const MAX_LOG_LINE: usize = 8 << 10;
+
+impl logging::Host for HostState {
+    fn log(&mut self, level: logging::Level, message: String) {
+        let plugin = self.plugin.as_str();
+        let message = truncate(&message, MAX_LOG_LINE);
+        match level {
+            logging::Level::Trace => tracing::trace!(plugin, "{message}"),
+            logging::Level::Debug => tracing::debug!(plugin, "{message}"),
+            logging::Level::Info => tracing::info!(plugin, "{message}"),
+            logging::Level::Warn => tracing::warn!(plugin, "{message}"),
+            logging::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// What kind of plugin a component is, from its exports.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    Provider(bindings::provider::ProviderPre<HostState>),
+    Compactor(bindings::compactor::CompactorPre<HostState>),
+}
+
+/// A compiled plugin component, linked and ready to be instantiated.
+#[derive(Clone)]
+pub struct Plugin {
+    name: String,
+    pub(crate) pre: Pre,
+    compiled_from: cache::CompiledFrom,
+}
+
+impl Plugin {
+    /// Where the plugin's machine code came from (cache or compiler).
+    pub fn compiled_from(&self) -> cache::CompiledFrom {
+        self.compiled_from
+    }
+
+    /// The plugin's name (its file name until `describe` is called).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// One wasmtime engine with its limits; load plugins through it.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+    cache: Option<cache::ComponentCache>,
+    _ticker: EpochTicker,
+}
+
+/// A store with one instance of a plugin, for one call or one session
+/// (e.g. an upload). Dropped afterwards: the next call starts fresh.
+pub(crate) struct Session {
+    pub(crate) store: Store<HostState>,
+    pub(crate) plugin: String,
+    pub(crate) limits: Limits,
+}
+
+impl Session {
+    /// Resets the per-call CPU budget before a call.
+    pub(crate) fn begin_call(&mut self) {
+        let state = self.store.data_mut();
+        state.cpu_ticks = 0;
+        state.cpu_exhausted = false;
+        // The callback runs at every tick the guest observes.
+        self.store.set_epoch_deadline(1);
+    }
+
+    /// Turns a failed call into an error that names the plugin and the
+    /// limit that was hit.
+    pub(crate) fn call_error(&self, call: &'static str, source: wasmtime::Error) -> Error {
+        let state = self.store.data();
+        if let Some(requested) = state.limits.denied {
+            Error::MemoryLimit {
+                plugin: self.plugin.clone(),
+                call,
+                requested,
+                limit: self.limits.memory_bytes,
+            }
+        } else if state.cpu_exhausted
+            || matches!(source.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+        {
+            Error::Timeout {
+                plugin: self.plugin.clone(),
+                call,
+                limit: self.limits.call_cpu_time,
+            }
+        } else {
+            Error::Trap {
+                plugin: self.plugin.clone(),
+                call,
+                source,
+            }
+        }
+    }
+
+    /// The error for a call cancelled by the wall-clock timeout.
+    pub(crate) fn wall_timeout(&self, call: &'static str) -> Error {
+        Error::WallTimeout {
+            plugin: self.plugin.clone(),
+            call,
+            limit: self.limits.call_timeout,
+        }
+    }
+
+    /// The destinations the plugin was refused during this session.
+    pub(crate) fn refused(&self) -> Vec<String> {
+        self.store.data().gate.refused()
+    }
+}
+
+/// Runs one guarded call on a session: resets the CPU budget, applies the
+/// wall-clock timeout and maps failures to [`Error`]. Evaluates to
+/// `Result<T, Error>`.
+macro_rules! guarded {
+    ($session:expr, $call:literal, |$store:ident| $body:expr) => {{
+        let session: &mut $crate::runtime::Session = $session;
+        session.begin_call();
+        let timeout = session.limits.call_timeout;
+        let outcome = {
+            let $store = &mut session.store;
+            tokio::time::timeout(timeout, $body).await
+        };
+        match outcome {
+            Err(_) => Err(session.wall_timeout($call)),
+            Ok(Err(e)) => Err(session.call_error($call, e)),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }};
+}
+pub(crate) use guarded;
+
+impl PluginHost {
+    /// Creates the engine (one per process is intended) with `limits`.
+    pub fn new(limits: Limits) -> Result<Self, Error> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(Error::Engine)?;
+        let mut linker = Linker::new(&engine);
+        // All of WASI p2 is linked so that a std-built guest links, but the
+        // context grants nothing beyond the store's grants: no env, args,
+        // sockets or name lookup, and files only for a Local store.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Engine)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(Error::Engine)?;
+        logging::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(Error::Engine)?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+            cache: None,
+            _ticker: ticker,
+        })
+    }
+
+    /// Keeps precompiled components in `dir` (created when needed), so a
+    /// plugin is compiled once per content and engine, not once per start.
+    pub fn with_component_cache(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.cache = Some(cache::ComponentCache::new(dir.into()));
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Where the cache keeps the compiled form of `wasm`, if a cache is set.
+    pub fn cache_entry(&self, wasm: &[u8]) -> Option<std::path::PathBuf> {
+        self.cache.as_ref().map(|c| c.path(&self.engine, wasm))
+    }
+
+    /// Loads, compiles and links the component in `path`.
+    pub fn load_file(&self, path: &Path) -> Result<Plugin, Error> {
+        let wasm = std::fs::read(path).map_err(|e| Error::Load {
+            path: path.to_path_buf(),
+            source: wasmtime::Error::from(e),
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.load_bytes(&name, &wasm).map_err(|e| match e {
+            Error::Load { source, .. } => Error::Load {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Loads, compiles and links a component from memory (e.g. a plugin
+    /// built into the binary).
+    pub fn load_bytes(&self, name: &str, wasm: &[u8]) -> Result<Plugin, Error> {
+        let (component, compiled_from) = match &self.cache {
+            Some(cache) => cache.load(&self.engine, wasm, name),
+            None => Component::new(&self.engine, wasm).map(|c| (c, cache::CompiledFrom::Compiled)),
+        }
+        .map_err(|source| Error::Load {
+            path: name.into(),
+            source,
+        })?;
+        let contract = |source| Error::Contract {
+            plugin: name.to_string(),
+            source,
+        };
+        let exports_store = component
+            .component_type()
+            .exports(&self.engine)
+            .any(|(export, _)| export.starts_with("druid:plugin/object-store@"));
+        // Linking is checked here, so a missing import or export is a
+        // contract error at load, not a surprise at the first call.
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(contract)?;
+        let pre = if exports_store {
+            Pre::Provider(bindings::provider::ProviderPre::new(instance_pre).map_err(contract)?)
+        } else {
+            Pre::Compactor(bindings::compactor::CompactorPre::new(instance_pre).map_err(contract)?)
+        };
+        Ok(Plugin {
+            name: name.to_string(),
+            pre,
+            compiled_from,
+        })
+    }
+
+    /// A fresh store for `plugin` with `grants`.
+    pub(crate) fn session(&self, plugin: &Plugin, grants: &Grants) -> Result<Session, Error> {
+        let wasi = grants.wasi_ctx().map_err(|source| Error::Grant {
+            plugin: plugin.name.clone(),
+            what: grants.describe_dir(),
+            source,
+        })?;
+        let cpu_budget =
+            u64::try_from(self.limits.call_cpu_time.as_millis() / EPOCH_TICK.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+        let state = HostState {
+            plugin: plugin.name.clone(),
+            wasi,
+            http: WasiHttpCtx::new(),
+            gate: grants.http_gate(&plugin.name),
+            table: ResourceTable::new(),
+            limits: MemoryCap {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory_bytes)
+                    .instances(8)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                denied: None,
+            },
+            cpu_ticks: 0,
+            cpu_budget,
+            cpu_exhausted: false,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.cpu_ticks += 1;
+            if state.cpu_ticks > state.cpu_budget {
+                state.cpu_exhausted = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            // Yield to the async runtime at every tick, so a busy plugin
+            // does not starve the host's other tasks.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        Ok(Session {
+            store,
+            plugin: plugin.name.clone(),
+            limits: self.limits.clone(),
+        })
+    }
+
+    /// Calls the plugin's `describe` export in a fresh store.
+    pub async fn describe(&self, plugin: &Plugin) -> Result<PluginInfo, Error> {
+        let mut session = self.session(plugin, &Grants::none())?;
+        let info = match &plugin.pre {
+            Pre::Provider(pre) => {
+                let instance = guarded!(&mut session, "instantiate", |store| pre
+                    .instantiate_async(store))?;
+                guarded!(&mut session, "describe", |store| instance
+                    .call_describe(store))?
+            }
+            Pre::Compactor(pre) => {
+                let instance = guarded!(&mut session, "instantiate", |store| pre
+                    .instantiate_async(store))?;
+                guarded!(&mut session, "describe", |store| instance
+                    .call_describe(store))?
+            }
+        };
+        let max = self.limits.max_return_bytes;
+        let size = info.name.len()
+            + info.version.len()
+            + info.api_version.len()
+            + info.providers.iter().map(String::len).sum::<usize>();
+        if size > max {
+            return Err(Error::ReturnTooLarge {
+                plugin: plugin.name.clone(),
+                call: "describe",
+                what: "a plugin description",
+                size,
+                limit: max,
+            });
+        }
+        Ok(PluginInfo {
+            name: info.name,
+            version: info.version,
+            api_version: info.api_version,
+            providers: info.providers,
+        })
+    }
+}

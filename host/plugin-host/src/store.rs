@@ -1,0 +1,566 @@
+//! The typed store API: what the sidecar and the operator use. Every call
+//! runs in a fresh plugin store; an upload or a download is one session.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use wasmtime::component::ResourceAny;
+
+use crate::Error;
+use crate::grants::Grants;
+use crate::runtime::bindings::provider::Provider;
+use crate::runtime::bindings::provider::exports::druid::plugin::object_store as wit;
+use crate::runtime::{Plugin, PluginHost, Pre, Session, guarded, truncate};
+
+/// Longest error message kept from a plugin.
+const MAX_MESSAGE: usize = 4 << 10;
+/// Most objects one listing page may hold.
+const MAX_PAGE_OBJECTS: usize = 10_000;
+
+/// A store as the host configures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The `storageProvider` value, as written in the spec.
+    pub provider: String,
+    /// The bucket or container.
+    pub container: String,
+    /// The store prefix (keys are below it; the caller adds it).
+    pub prefix: String,
+    /// An endpoint override, if set.
+    pub endpoint: Option<String>,
+    /// The secret's keys and values.
+    pub credentials: BTreeMap<String, String>,
+    /// For the Local provider: the directory holding the containers.
+    pub local_root: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// A credential value.
+    pub fn credential(&self, key: &str) -> Option<&str> {
+        self.credentials.get(key).map(String::as_str)
+    }
+}
+
+/// An object's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, Unix seconds, if known.
+    pub last_modified: Option<i64>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    /// The objects.
+    pub objects: Vec<ObjectInfo>,
+    /// The token of the next page.
+    pub next_token: Option<String>,
+}
+
+/// A byte range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// Length, or to the end.
+    pub length: Option<u64>,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("{store}: not found: {message}")]
+    NotFound {
+        /// Which store.
+        store: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The credentials were refused.
+    #[error("{store}: access denied: {message}")]
+    AccessDenied {
+        /// Which store.
+        store: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The bucket or container does not exist.
+    #[error("{store}: no such container: {message}")]
+    NoSuchContainer {
+        /// Which store.
+        store: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The store throttled and retries did not help.
+    #[error("{store}: throttled: {message}")]
+    Throttled {
+        /// Which store.
+        store: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The configuration or credentials are invalid.
+    #[error("{store}: invalid configuration: {message}")]
+    InvalidConfig {
+        /// Which store.
+        store: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The store could not be reached.
+    #[error("{store}: unavailable: {message}")]
+    Unavailable {
+        /// Which store.
+        store: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The plugin tried to reach destinations the store does not grant.
+    #[error(
+        "{store}: the host refused the plugin's HTTP request to {destinations:?}: only the \
+         store's endpoint may be reached (set store.endpointOverride or the secret's endpoint \
+         if the store lives elsewhere)"
+    )]
+    DestinationRefused {
+        /// Which store.
+        store: String,
+        /// The refused destinations.
+        destinations: Vec<String>,
+    },
+    /// Any other store failure.
+    #[error("{store}: {message}")]
+    Other {
+        /// Which store.
+        store: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The plugin failed (trap, limit, contract).
+    #[error(transparent)]
+    Plugin(#[from] Error),
+}
+
+impl StoreError {
+    /// Whether the error says the object is missing.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+/// The store API the rest of the host programs against.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// One page of the objects below `prefix`.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        page_token: Option<String>,
+        max_keys: u32,
+    ) -> Result<ListPage, StoreError>;
+
+    /// Every object below `prefix`, page by page.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.list_page(prefix, token, 1000).await?;
+            all.extend(page.objects);
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// An object's metadata.
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError>;
+
+    /// Deletes an object (a missing one is not an error).
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Starts writing `key`.
+    async fn upload(
+        &self,
+        key: &str,
+        size_hint: Option<u64>,
+    ) -> Result<Box<dyn UploadStream>, StoreError>;
+
+    /// Starts reading `key`, or a range of it.
+    async fn download(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Box<dyn DownloadStream>, StoreError>;
+
+    /// Writes `data` as `key` in chunks.
+    async fn put(&self, key: &str, data: &[u8]) -> Result<ObjectInfo, StoreError> {
+        let mut up = self.upload(key, Some(data.len() as u64)).await?;
+        for chunk in data.chunks(4 << 20) {
+            if let Err(e) = up.write(chunk).await {
+                let _ = up.abort().await;
+                return Err(e);
+            }
+        }
+        up.finish().await
+    }
+
+    /// Reads `key` (or a range) into memory.
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<Vec<u8>, StoreError> {
+        let mut down = self.download(key, range).await?;
+        let mut out = Vec::new();
+        loop {
+            let chunk = down.read(4 << 20).await?;
+            if chunk.is_empty() {
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk);
+        }
+    }
+}
+
+/// An object being written.
+#[async_trait]
+pub trait UploadStream: Send {
+    /// Appends bytes.
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError>;
+    /// Completes the object.
+    async fn finish(self: Box<Self>) -> Result<ObjectInfo, StoreError>;
+    /// Gives up; nothing stays behind.
+    async fn abort(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// An object being read.
+#[async_trait]
+pub trait DownloadStream: Send {
+    /// Up to `max` bytes; empty at the end.
+    async fn read(&mut self, max: u32) -> Result<Vec<u8>, StoreError>;
+}
+
+/// A store served by a plugin.
+#[derive(Clone)]
+pub struct PluginStore {
+    host: Arc<PluginHost>,
+    plugin: Plugin,
+    config: StoreConfig,
+    grants: Grants,
+    label: String,
+}
+
+impl std::fmt::Debug for PluginStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginStore")
+            .field("plugin", &self.plugin.name())
+            .field("store", &self.label)
+            .finish()
+    }
+}
+
+/// A session with the store resource open.
+struct Open {
+    session: Session,
+    instance: Provider,
+    store: ResourceAny,
+}
+
+impl PluginStore {
+    /// A store for `config`, served by `plugin`.
+    pub fn new(host: Arc<PluginHost>, plugin: Plugin, config: StoreConfig) -> Self {
+        let grants = Grants::for_store(&config);
+        let label = format!(
+            "{} store {:?} (plugin {})",
+            config.provider,
+            config.container,
+            plugin.name()
+        );
+        Self {
+            host,
+            plugin,
+            config,
+            grants,
+            label,
+        }
+    }
+
+    /// The grants the plugin gets for this store.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    fn wit_config(&self) -> wit::StoreConfig {
+        wit::StoreConfig {
+            provider: self.config.provider.clone(),
+            container: self.config.container.clone(),
+            endpoint: self.config.endpoint.clone(),
+            credentials: self
+                .config
+                .credentials
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn map_error(&self, session: &Session, e: wit::StoreError) -> StoreError {
+        let refused = session.refused();
+        let store = self.label.clone();
+        if !refused.is_empty() {
+            return StoreError::DestinationRefused {
+                store,
+                destinations: refused,
+            };
+        }
+        let msg = |m: String| truncate(&m, MAX_MESSAGE).to_string();
+        match e {
+            wit::StoreError::NotFound(m) => StoreError::NotFound {
+                store,
+                message: msg(m),
+            },
+            wit::StoreError::AccessDenied(m) => StoreError::AccessDenied {
+                store,
+                message: msg(m),
+            },
+            wit::StoreError::NoSuchContainer(m) => StoreError::NoSuchContainer {
+                store,
+                message: msg(m),
+            },
+            wit::StoreError::Throttled(m) => StoreError::Throttled {
+                store,
+                message: msg(m),
+            },
+            wit::StoreError::InvalidConfig(m) => StoreError::InvalidConfig {
+                store,
+                message: msg(m),
+            },
+            wit::StoreError::Unavailable(m) => StoreError::Unavailable {
+                store,
+                message: msg(m),
+            },
+            wit::StoreError::Other(m) => StoreError::Other {
+                store,
+                message: msg(m),
+            },
+        }
+    }
+
+    async fn open(&self) -> Result<Open, StoreError> {
+        let Pre::Provider(pre) = &self.plugin.pre else {
+            return Err(StoreError::InvalidConfig {
+                store: self.label.clone(),
+                message: format!("plugin {} is not a storage provider", self.plugin.name()),
+            });
+        };
+        let mut session = self.host.session(&self.plugin, &self.grants)?;
+        let instance = guarded!(&mut session, "instantiate", |store| pre
+            .instantiate_async(store))?;
+        let config = self.wit_config();
+        let opened = guarded!(&mut session, "store.open", |store| instance
+            .druid_plugin_object_store()
+            .store()
+            .call_open(store, &config))?;
+        match opened {
+            Ok(store) => Ok(Open {
+                session,
+                instance,
+                store,
+            }),
+            Err(e) => Err(self.map_error(&session, e)),
+        }
+    }
+
+    fn check_size(
+        &self,
+        call: &'static str,
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    ) -> Result<(), StoreError> {
+        if size > limit {
+            return Err(StoreError::Plugin(Error::ReturnTooLarge {
+                plugin: self.plugin.name().to_string(),
+                call,
+                what,
+                size,
+                limit,
+            }));
+        }
+        Ok(())
+    }
+}
+
+fn object(o: wit::ObjectInfo) -> ObjectInfo {
+    ObjectInfo {
+        key: o.key,
+        size: o.size,
+        last_modified: o.last_modified,
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for PluginStore {
+    async fn list_page(
+        &self,
+        prefix: &str,
+        page_token: Option<String>,
+        max_keys: u32,
+    ) -> Result<ListPage, StoreError> {
+        let mut open = self.open().await?;
+        let (instance, handle) = (&open.instance, open.store);
+        let result = guarded!(&mut open.session, "store.list", |store| instance
+            .druid_plugin_object_store()
+            .store()
+            .call_list(store, handle, prefix, page_token.as_deref(), max_keys))?;
+        let page = result.map_err(|e| self.map_error(&open.session, e))?;
+        let limit = self.host.limits().max_return_bytes;
+        self.check_size(
+            "store.list",
+            "a listing page (objects)",
+            page.objects.len(),
+            MAX_PAGE_OBJECTS,
+        )?;
+        let bytes: usize = page.objects.iter().map(|o| o.key.len() + 24).sum::<usize>()
+            + page.next_token.as_ref().map_or(0, String::len);
+        self.check_size("store.list", "a listing page", bytes, limit)?;
+        Ok(ListPage {
+            objects: page.objects.into_iter().map(object).collect(),
+            next_token: page.next_token,
+        })
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        let mut open = self.open().await?;
+        let (instance, handle) = (&open.instance, open.store);
+        let result = guarded!(&mut open.session, "store.head", |store| instance
+            .druid_plugin_object_store()
+            .store()
+            .call_head(store, handle, key))?;
+        let info = result.map_err(|e| self.map_error(&open.session, e))?;
+        self.check_size("store.head", "a key", info.key.len(), MAX_MESSAGE)?;
+        Ok(object(info))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let mut open = self.open().await?;
+        let (instance, handle) = (&open.instance, open.store);
+        let result = guarded!(&mut open.session, "store.delete", |store| instance
+            .druid_plugin_object_store()
+            .store()
+            .call_delete(store, handle, key))?;
+        result.map_err(|e| self.map_error(&open.session, e))
+    }
+
+    async fn upload(
+        &self,
+        key: &str,
+        size_hint: Option<u64>,
+    ) -> Result<Box<dyn UploadStream>, StoreError> {
+        let mut open = self.open().await?;
+        let (instance, handle) = (&open.instance, open.store);
+        let result = guarded!(&mut open.session, "store.upload", |store| instance
+            .druid_plugin_object_store()
+            .store()
+            .call_upload(store, handle, key, size_hint))?;
+        let upload = result.map_err(|e| self.map_error(&open.session, e))?;
+        Ok(Box::new(PluginUpload {
+            owner: self.clone(),
+            open,
+            upload,
+        }))
+    }
+
+    async fn download(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Box<dyn DownloadStream>, StoreError> {
+        let mut open = self.open().await?;
+        let (instance, handle) = (&open.instance, open.store);
+        let range = range.map(|r| wit::ByteRange {
+            start: r.start,
+            length: r.length,
+        });
+        let result = guarded!(&mut open.session, "store.download", |store| instance
+            .druid_plugin_object_store()
+            .store()
+            .call_download(store, handle, key, range))?;
+        let download = result.map_err(|e| self.map_error(&open.session, e))?;
+        Ok(Box::new(PluginDownload {
+            owner: self.clone(),
+            open,
+            download,
+        }))
+    }
+}
+
+/// An upload session: one plugin store for the whole object.
+struct PluginUpload {
+    owner: PluginStore,
+    open: Open,
+    upload: ResourceAny,
+}
+
+#[async_trait]
+impl UploadStream for PluginUpload {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let (instance, handle) = (&self.open.instance, self.upload);
+        let result = guarded!(&mut self.open.session, "upload.write", |store| instance
+            .druid_plugin_object_store()
+            .upload()
+            .call_write(store, handle, chunk))?;
+        result.map_err(|e| self.owner.map_error(&self.open.session, e))
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<ObjectInfo, StoreError> {
+        let (instance, handle) = (&self.open.instance, self.upload);
+        let result = guarded!(&mut self.open.session, "upload.finish", |store| instance
+            .druid_plugin_object_store()
+            .upload()
+            .call_finish(store, handle))?;
+        result
+            .map(object)
+            .map_err(|e| self.owner.map_error(&self.open.session, e))
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), StoreError> {
+        let (instance, handle) = (&self.open.instance, self.upload);
+        let result = guarded!(&mut self.open.session, "upload.abort", |store| instance
+            .druid_plugin_object_store()
+            .upload()
+            .call_abort(store, handle))?;
+        result.map_err(|e| self.owner.map_error(&self.open.session, e))
+    }
+}
+
+/// A download session.
+struct PluginDownload {
+    owner: PluginStore,
+    open: Open,
+    download: ResourceAny,
+}
+
+#[async_trait]
+impl DownloadStream for PluginDownload {
+    async fn read(&mut self, max: u32) -> Result<Vec<u8>, StoreError> {
+        let (instance, handle) = (&self.open.instance, self.download);
+        let result = guarded!(&mut self.open.session, "download.read", |store| instance
+            .druid_plugin_object_store()
+            .download()
+            .call_read(store, handle, max))?;
+        let chunk = result.map_err(|e| self.owner.map_error(&self.open.session, e))?;
+        let limit = usize::try_from(max).unwrap_or(usize::MAX);
+        self.owner.check_size(
+            "download.read",
+            "a chunk (more than asked for)",
+            chunk.len(),
+            limit,
+        )?;
+        Ok(chunk)
+    }
+}
