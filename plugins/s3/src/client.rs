@@ -1,0 +1,452 @@
+//! Presigned S3 requests over the SDK's blocking HTTP, each retried on its
+//! own with backoff, and the pure helpers around them (listing parsing,
+//! range headers, key checks).
+
+use std::time::Duration;
+
+use druid_plugin_sdk::http::{self, Method, Response};
+use druid_plugin_sdk::log;
+use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
+use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreError};
+use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2};
+use rusty_s3::{Bucket, Credentials, S3Action};
+
+use crate::config::Settings;
+use crate::errors::{self, Ctx};
+use crate::upload::Sink;
+
+/// How long a presigned URL stays valid. Each attempt signs afresh.
+pub const SIGN_FOR: Duration = Duration::from_secs(3600);
+/// The most of an error body that is read.
+const ERROR_BODY_LIMIT: usize = 64 << 10;
+/// The most of a listing or multipart response that is read.
+const XML_BODY_LIMIT: usize = 16 << 20;
+/// S3's page size limit.
+pub const MAX_KEYS: u32 = 1000;
+
+/// An HTTP request's method, headers and body, and the statuses besides
+/// 2xx that are not errors for it.
+pub struct Request<'a> {
+    method: Method,
+    headers: &'a [(String, String)],
+    body: &'a [u8],
+    pass: &'a [u16],
+}
+
+impl<'a> Request<'a> {
+    /// A request without headers or body.
+    pub fn new(method: Method) -> Self {
+        Self {
+            method,
+            headers: &[],
+            body: &[],
+            pass: &[],
+        }
+    }
+
+    /// With these headers.
+    pub fn headers(self, headers: &'a [(String, String)]) -> Self {
+        Self { headers, ..self }
+    }
+
+    /// With this body.
+    pub fn body(self, body: &'a [u8]) -> Self {
+        Self { body, ..self }
+    }
+
+    /// Letting these statuses through to the caller.
+    pub fn pass(self, pass: &'a [u16]) -> Self {
+        Self { pass, ..self }
+    }
+}
+
+/// A bucket and the credentials to sign its requests with.
+pub struct Client {
+    /// The bucket (endpoint, addressing style, name, region).
+    pub bucket: Bucket,
+    /// The access key.
+    pub credentials: Credentials,
+}
+
+impl Client {
+    /// The client for checked settings.
+    pub fn new(settings: &Settings) -> Result<Self, StoreError> {
+        Ok(Self {
+            bucket: settings.bucket()?,
+            credentials: Credentials::new(settings.access_key.clone(), settings.secret_key.clone()),
+        })
+    }
+
+    /// The context of a request, for messages.
+    pub fn ctx<'a>(&'a self, op: &'a str, key: Option<&'a str>) -> Ctx<'a> {
+        Ctx {
+            op,
+            key,
+            bucket: self.bucket.name(),
+            region: self.bucket.region(),
+        }
+    }
+
+    /// Sends one request, retrying transient failures with backoff. `sign`
+    /// gives a freshly presigned URL per attempt; the body is resent as it
+    /// is on each attempt. A 2xx response, or one whose status the request
+    /// lets pass, is given to `on_success`, which may still fail or ask for a
+    /// retry (e.g. when the body breaks off).
+    pub fn execute<T>(
+        &self,
+        ctx: &Ctx<'_>,
+        req: &Request<'_>,
+        sign: impl Fn() -> String,
+        mut on_success: impl FnMut(Response) -> Result<T, Attempt<StoreError>>,
+    ) -> Result<T, StoreError> {
+        let policy = Backoff::default();
+        with_backoff(policy, |attempt| {
+            let url = sign();
+            let outcome = match http::send(req.method, &url, req.headers, req.body) {
+                Ok(resp)
+                    if (200..300).contains(&resp.status) || req.pass.contains(&resp.status) =>
+                {
+                    on_success(resp)
+                }
+                Ok(mut resp) => {
+                    let region = resp.header("x-amz-bucket-region").map(str::to_owned);
+                    let text = if req.method == Method::Head {
+                        String::new()
+                    } else {
+                        resp.text(ERROR_BODY_LIMIT)
+                    };
+                    Err(errors::classify(resp.status, region.as_deref(), &text, ctx))
+                }
+                Err(e) => Err(errors::transport(&e, ctx)),
+            };
+            if let Err(Attempt::Retry(e)) = &outcome
+                && attempt < policy.attempts
+            {
+                log::warn(&format!(
+                    "attempt {attempt} of {} failed, retrying: {}",
+                    policy.attempts,
+                    errors::message(e)
+                ));
+            }
+            outcome
+        })
+    }
+
+    /// Reads a (small) XML response body; a broken-off body is retried.
+    fn read_xml(resp: &mut Response, ctx: &Ctx<'_>) -> Result<String, Attempt<StoreError>> {
+        let bytes = resp
+            .read_to_end(XML_BODY_LIMIT)
+            .map_err(|e| errors::transport(&e, ctx))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// One page of ListObjectsV2.
+    pub fn list(
+        &self,
+        prefix: &str,
+        page_token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<ListPage, StoreError> {
+        let ctx = self.ctx("list", None);
+        let max = usize::try_from(max_keys.clamp(1, MAX_KEYS)).unwrap_or(1000);
+        let sign = || {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            if !prefix.is_empty() {
+                action.with_prefix(prefix);
+            }
+            if let Some(token) = page_token {
+                action.with_continuation_token(token);
+            }
+            action.with_max_keys(max);
+            action.sign(SIGN_FOR).to_string()
+        };
+        self.execute(&ctx, &Request::new(Method::Get), sign, |mut resp| {
+            let text = Self::read_xml(&mut resp, &ctx)?;
+            parse_list(&text, &ctx).map_err(Attempt::Fail)
+        })
+    }
+
+    /// HeadObject.
+    pub fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("head", Some(key));
+        let sign = || {
+            self.bucket
+                .head_object(Some(&self.credentials), key)
+                .sign(SIGN_FOR)
+                .to_string()
+        };
+        self.execute(&ctx, &Request::new(Method::Head), sign, |resp| {
+            object_info(
+                key,
+                resp.header("content-length"),
+                resp.header("last-modified"),
+                &ctx,
+            )
+            .map_err(Attempt::Fail)
+        })
+    }
+
+    /// DeleteObject; a missing object is not an error (a missing bucket is).
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("delete", Some(key));
+        let sign = || {
+            self.bucket
+                .delete_object(Some(&self.credentials), key)
+                .sign(SIGN_FOR)
+                .to_string()
+        };
+        self.execute(
+            &ctx,
+            &Request::new(Method::Delete).pass(&[404]),
+            sign,
+            |mut resp| {
+                if resp.status != 404 {
+                    return Ok(());
+                }
+                let text = resp.text(ERROR_BODY_LIMIT);
+                match errors::parse_error(&text).code.as_deref() {
+                    Some("NoSuchBucket") => Err(errors::classify(404, None, &text, &ctx)),
+                    _ => Ok(()),
+                }
+            },
+        )
+    }
+
+    /// GetObject, of `range` if given. `None` when the range starts at or
+    /// after the end of the object (S3's 416).
+    pub fn get(
+        &self,
+        key: &str,
+        range: Option<&ByteRange>,
+    ) -> Result<Option<Response>, StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("download", Some(key));
+        let headers: Vec<(String, String)> = range
+            .map(|r| vec![("range".to_string(), range_header(r))])
+            .unwrap_or_default();
+        let sign = || {
+            self.bucket
+                .get_object(Some(&self.credentials), key)
+                .sign(SIGN_FOR)
+                .to_string()
+        };
+        self.execute(
+            &ctx,
+            &Request::new(Method::Get).headers(&headers).pass(&[416]),
+            sign,
+            |resp| Ok((resp.status != 416).then_some(resp)),
+        )
+    }
+}
+
+/// The requests of one object's upload.
+pub struct HttpSink {
+    client: std::rc::Rc<Client>,
+    key: String,
+}
+
+impl HttpSink {
+    /// The sink uploading `key` through `client`.
+    pub fn new(client: std::rc::Rc<Client>, key: String) -> Self {
+        Self { client, key }
+    }
+}
+
+impl Sink for HttpSink {
+    fn put_object(&self, body: &[u8]) -> Result<(), StoreError> {
+        let c = &self.client;
+        let ctx = c.ctx("put", Some(&self.key));
+        let sign = || {
+            c.bucket
+                .put_object(Some(&c.credentials), &self.key)
+                .sign(SIGN_FOR)
+                .to_string()
+        };
+        c.execute(
+            &ctx,
+            &Request::new(Method::Put).body(body),
+            sign,
+            |_| Ok(()),
+        )
+    }
+
+    fn create_multipart(&self) -> Result<String, StoreError> {
+        let c = &self.client;
+        let ctx = c.ctx("start the multipart upload of", Some(&self.key));
+        let sign = || {
+            c.bucket
+                .create_multipart_upload(Some(&c.credentials), &self.key)
+                .sign(SIGN_FOR)
+                .to_string()
+        };
+        c.execute(&ctx, &Request::new(Method::Post), sign, |mut resp| {
+            let text = Client::read_xml(&mut resp, &ctx)?;
+            CreateMultipartUpload::parse_response(&text)
+                .map(|r| r.upload_id().to_string())
+                .map_err(|e| {
+                    Attempt::Fail(StoreError::Other(format!(
+                        "start the multipart upload of {:?}: cannot read the store's answer: {e}",
+                        self.key
+                    )))
+                })
+        })
+    }
+
+    fn upload_part(&self, upload_id: &str, number: u16, body: &[u8]) -> Result<String, StoreError> {
+        let c = &self.client;
+        let op = format!("upload part {number} of");
+        let ctx = c.ctx(&op, Some(&self.key));
+        let sign = || {
+            c.bucket
+                .upload_part(Some(&c.credentials), &self.key, number, upload_id)
+                .sign(SIGN_FOR)
+                .to_string()
+        };
+        c.execute(&ctx, &Request::new(Method::Put).body(body), sign, |resp| {
+            resp.header("etag").map(str::to_owned).ok_or_else(|| {
+                Attempt::Fail(StoreError::Other(format!(
+                    "upload part {number} of {:?}: the store's answer has no ETag header",
+                    self.key
+                )))
+            })
+        })
+    }
+
+    fn complete(&self, upload_id: &str, etags: &[String]) -> Result<(), StoreError> {
+        let c = &self.client;
+        let ctx = c.ctx("complete the multipart upload of", Some(&self.key));
+        let body = CompleteMultipartUpload::new(
+            &c.bucket,
+            Some(&c.credentials),
+            &self.key,
+            upload_id,
+            etags.iter().map(String::as_str),
+        )
+        .body();
+        let sign = || {
+            CompleteMultipartUpload::new(
+                &c.bucket,
+                Some(&c.credentials),
+                &self.key,
+                upload_id,
+                etags.iter().map(String::as_str),
+            )
+            .sign(SIGN_FOR)
+            .to_string()
+        };
+        let headers = [("content-type".to_string(), "application/xml".to_string())];
+        c.execute(
+            &ctx,
+            &Request::new(Method::Post)
+                .headers(&headers)
+                .body(body.as_bytes()),
+            sign,
+            |mut resp| {
+                let text = Client::read_xml(&mut resp, &ctx)?;
+                complete_outcome(&text, &ctx)
+            },
+        )
+    }
+
+    fn abort(&self, upload_id: &str) -> Result<(), StoreError> {
+        let c = &self.client;
+        let ctx = c.ctx("abort the multipart upload of", Some(&self.key));
+        let sign = || {
+            c.bucket
+                .abort_multipart_upload(Some(&c.credentials), &self.key, upload_id)
+                .sign(SIGN_FOR)
+                .to_string()
+        };
+        // 404: the upload is gone already.
+        c.execute(
+            &ctx,
+            &Request::new(Method::Delete).pass(&[404]),
+            sign,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// CompleteMultipartUpload answers `200 OK` and may still fail: the error
+/// is then in the body.
+pub fn complete_outcome(body: &str, ctx: &Ctx<'_>) -> Result<(), Attempt<StoreError>> {
+    if !errors::is_error_document(body) {
+        return Ok(());
+    }
+    let code = errors::parse_error(body).code.unwrap_or_default();
+    Err(errors::classify(
+        errors::status_of_code(&code),
+        None,
+        body,
+        ctx,
+    ))
+}
+
+/// Refuses keys a URL cannot carry: empty ones, and `.`/`..` segments,
+/// which URL normalization would resolve into another key.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.split('/').any(|s| s == "." || s == "..") {
+        return Err(StoreError::InvalidConfig(format!(
+            "{key:?} is not a valid object key: keys must be non-empty and have no '.' or '..' \
+             segments"
+        )));
+    }
+    Ok(())
+}
+
+/// The `Range` header for a byte range.
+pub fn range_header(r: &ByteRange) -> String {
+    match r.length {
+        Some(len) if len > 0 => format!("bytes={}-{}", r.start, r.start.saturating_add(len - 1)),
+        _ => format!("bytes={}-", r.start),
+    }
+}
+
+/// A listing page from a ListObjectsV2 body.
+pub fn parse_list(body: &str, ctx: &Ctx<'_>) -> Result<ListPage, StoreError> {
+    let parsed = ListObjectsV2::parse_response(body).map_err(|e| {
+        StoreError::Other(format!(
+            "{} in bucket {:?}: cannot read the store's listing: {e}",
+            ctx.op, ctx.bucket
+        ))
+    })?;
+    Ok(ListPage {
+        objects: parsed
+            .contents
+            .into_iter()
+            .map(|o| ObjectInfo {
+                size: o.size.unwrap_or(0),
+                last_modified: o
+                    .last_modified
+                    .as_deref()
+                    .and_then(crate::time::parse_iso8601),
+                key: o.key,
+            })
+            .collect(),
+        next_token: parsed.next_continuation_token,
+    })
+}
+
+/// Object metadata from HeadObject's headers.
+pub fn object_info(
+    key: &str,
+    content_length: Option<&str>,
+    last_modified: Option<&str>,
+    ctx: &Ctx<'_>,
+) -> Result<ObjectInfo, StoreError> {
+    let size = content_length
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            StoreError::Other(format!(
+                "{} {key:?} in bucket {:?}: the store's answer has no valid Content-Length",
+                ctx.op, ctx.bucket
+            ))
+        })?;
+    Ok(ObjectInfo {
+        key: key.to_string(),
+        size,
+        last_modified: last_modified.and_then(crate::time::parse_http_date),
+    })
+}

@@ -1,0 +1,116 @@
+//! The two timestamp formats S3 uses, to Unix seconds: ISO 8601 in listings
+//! (`2009-10-12T17:50:30.000Z`) and the HTTP date of `Last-Modified`
+//! (`Wed, 12 Oct 2009 17:50:30 GMT`).
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn seconds(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
+    let valid = (1..=12).contains(&mo)
+        && (1..=31).contains(&d)
+        && (0..=23).contains(&h)
+        && (0..=59).contains(&mi)
+        && (0..=60).contains(&s);
+    valid.then(|| days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s)
+}
+
+fn num(s: &str) -> Option<i64> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+/// Parses `YYYY-MM-DDThh:mm:ss[.fff]Z` (UTC).
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-');
+    let (y, mo, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    let time = time.split_once('.').map_or(
+        time,
+        |(t, frac)| {
+            if num(frac).is_some() { t } else { "invalid" }
+        },
+    );
+    let mut t = time.split(':');
+    let (h, mi, sec) = (num(t.next()?)?, num(t.next()?)?, num(t.next()?)?);
+    if d.next().is_some() || t.next().is_some() {
+        return None;
+    }
+    seconds(y, mo, day, h, mi, sec)
+}
+
+/// Parses an RFC 7231 IMF-fixdate, `Wed, 12 Oct 2009 17:50:30 GMT`.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let (_, rest) = s.trim().split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let day = num(parts.next()?)?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year = num(parts.next()?)?;
+    let mut t = parts.next()?.split(':');
+    let (h, mi, sec) = (num(t.next()?)?, num(t.next()?)?, num(t.next()?)?);
+    if parts.next()? != "GMT" || parts.next().is_some() || t.next().is_some() {
+        return None;
+    }
+    seconds(year, month, day, h, mi, sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_timestamps_parse_to_unix_seconds() {
+        assert_eq!(parse_iso8601("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(
+            parse_iso8601("2009-10-12T17:50:30.000Z"),
+            Some(1_255_369_830)
+        );
+        assert_eq!(parse_iso8601("2013-05-24T00:00:00Z"), Some(1_369_353_600));
+        assert_eq!(
+            parse_iso8601("2024-02-29T23:59:59.123Z"),
+            Some(1_709_251_199)
+        );
+        assert_eq!(parse_iso8601("2009-10-12 17:50:30"), None);
+        assert_eq!(parse_iso8601("2009-13-12T17:50:30Z"), None);
+        assert_eq!(parse_iso8601("garbage"), None);
+    }
+
+    #[test]
+    fn http_dates_parse_to_unix_seconds() {
+        assert_eq!(
+            parse_http_date("Wed, 12 Oct 2009 17:50:30 GMT"),
+            Some(1_255_369_830)
+        );
+        assert_eq!(
+            parse_http_date("Fri, 24 May 2013 00:00:00 GMT"),
+            Some(1_369_353_600)
+        );
+        assert_eq!(parse_http_date("Fri, 24 Foo 2013 00:00:00 GMT"), None);
+        assert_eq!(parse_http_date("2013-05-24T00:00:00Z"), None);
+    }
+}

@@ -1,0 +1,130 @@
+//! pod-wiring: the sidecar's env vars and the secret volume, and the check
+//! of a store secret's key names.
+
+use druid_plugin_sdk::wiring::{EnvVar, SidecarConfig, StoreSpec, Volume, VolumeSource};
+
+use crate::config::{Family, UNSUPPORTED_KEYS};
+
+/// Where the sidecar mounts the store secret.
+pub const SECRET_MOUNT: &str = "/var/etcd-backup";
+/// The name of the secret volume in the pod.
+pub const SECRET_VOLUME: &str = "etcd-backup-secret";
+
+/// The sidecar configuration for `spec`.
+pub fn pod_config(spec: &StoreSpec) -> Result<SidecarConfig, String> {
+    let family = Family::require(&spec.provider)?;
+    if spec.container.trim().is_empty() {
+        return Err("store.container is empty: set it to the name of the bucket".into());
+    }
+    if spec
+        .secret_name
+        .as_deref()
+        .is_none_or(|s| s.trim().is_empty())
+    {
+        return Err(format!(
+            "store.secretRef is required for storage provider {:?}: create a secret with the \
+             store's credentials and reference it (workload identity is not supported yet)",
+            spec.provider
+        ));
+    }
+    Ok(SidecarConfig {
+        env: vec![
+            EnvVar {
+                name: "STORAGE_CONTAINER".into(),
+                value: spec.container.clone(),
+            },
+            EnvVar {
+                name: format!("{}_APPLICATION_CREDENTIALS", family.env_prefix()),
+                value: SECRET_MOUNT.into(),
+            },
+        ],
+        volumes: vec![Volume {
+            name: SECRET_VOLUME.into(),
+            source: VolumeSource::StoreSecret,
+            mount_path: SECRET_MOUNT.into(),
+        }],
+    })
+}
+
+/// Checks a store secret's key names for `provider`: one problem per
+/// missing or unsupported key.
+pub fn check_secret(provider: &str, keys: &[String]) -> Result<(), Vec<String>> {
+    let family = Family::require(provider).map_err(|e| vec![e])?;
+    let has = |k: &str| keys.iter().any(|key| key == k);
+
+    // The JSON form of the secret (e.g. `credentials.json`): its fields are
+    // not visible here, so it is accepted as it is.
+    let json_form = keys.iter().any(|k| k.ends_with(".json"));
+    let plain_keys = family
+        .known_keys()
+        .iter()
+        .chain(UNSUPPORTED_KEYS.iter().flat_map(|(ks, _)| ks.iter()))
+        .any(|k| has(k));
+    if json_form && !plain_keys {
+        return Ok(());
+    }
+
+    let mut problems = Vec::new();
+    for names in family.required_keys() {
+        if names.iter().any(|n| has(n)) {
+            continue;
+        }
+        match names {
+            [one] => problems.extend(druid_plugin_sdk::missing_keys(keys, &[one], provider)),
+            _ => {
+                let alternatives = names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                problems.push(format!(
+                    "the {provider} store secret has no {alternatives}: add it to the secret"
+                ));
+            }
+        }
+    }
+
+    let access = family
+        .required_keys()
+        .iter()
+        .find(|n| n.contains(&"accessKeyID"));
+    let secret = family
+        .required_keys()
+        .iter()
+        .find(|n| n.contains(&"secretAccessKey"));
+    if let (Some(access), Some(secret)) = (access, secret) {
+        let has_access = access.iter().any(|n| has(n));
+        let has_secret = secret.iter().any(|n| has(n));
+        if has_access != has_secret {
+            let (present, absent) = if has_access {
+                ("accessKeyID", "secretAccessKey")
+            } else {
+                ("secretAccessKey", "accessKeyID")
+            };
+            problems.push(format!(
+                "the {provider} store secret has `{present}` but no `{absent}`: an access key \
+                 needs both"
+            ));
+        }
+    }
+
+    for (unsupported, why) in UNSUPPORTED_KEYS {
+        let present: Vec<String> = unsupported
+            .iter()
+            .filter(|k| has(k))
+            .map(|k| format!("`{k}`"))
+            .collect();
+        if !present.is_empty() {
+            problems.push(format!(
+                "the {provider} store secret has {}: {why}",
+                present.join(", ")
+            ));
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
