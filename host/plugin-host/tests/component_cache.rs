@@ -10,8 +10,8 @@ fn host_with_cache(dir: &std::path::Path) -> PluginHost {
         .with_component_cache(dir)
 }
 
-#[test]
-fn a_plugin_is_compiled_once_then_loaded_from_the_cache() {
+#[tokio::test]
+async fn a_plugin_is_compiled_once_then_loaded_from_the_cache() {
     let dir = server_dir("component-cache-hit").unwrap().join("cache");
     let wasm_path = plugin_components().get("druid-plugin-s3");
     let wasm = std::fs::read(wasm_path).unwrap();
@@ -27,12 +27,12 @@ fn a_plugin_is_compiled_once_then_loaded_from_the_cache() {
     let again = host_with_cache(&dir);
     let second = again.load_file(wasm_path).unwrap();
     assert_eq!(second.compiled_from(), CompiledFrom::Cache);
-    assert_eq!(again.describe(&second).unwrap().name, "s3");
+    assert_eq!(again.describe(&second).await.unwrap().name, "s3");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 }
 
-#[test]
-fn a_corrupt_cache_entry_is_compiled_again_and_replaced() {
+#[tokio::test]
+async fn a_corrupt_cache_entry_is_compiled_again_and_replaced() {
     let dir = server_dir("component-cache-corrupt").unwrap().join("cache");
     let wasm_path = plugin_components().get("druid-plugin-local");
     let wasm = std::fs::read(wasm_path).unwrap();
@@ -43,15 +43,15 @@ fn a_corrupt_cache_entry_is_compiled_again_and_replaced() {
 
     let plugin = host.load_file(wasm_path).unwrap();
     assert_eq!(plugin.compiled_from(), CompiledFrom::Recompiled);
-    assert_eq!(host.describe(&plugin).unwrap().name, "local");
+    assert_eq!(host.describe(&plugin).await.unwrap().name, "local");
     assert_ne!(std::fs::read(&entry).unwrap(), b"not machine code");
 
     let reloaded = host_with_cache(&dir).load_file(wasm_path).unwrap();
     assert_eq!(reloaded.compiled_from(), CompiledFrom::Cache);
 }
 
-#[test]
-fn different_plugins_get_different_entries() {
+#[tokio::test]
+async fn different_plugins_get_different_entries() {
     let host = host_with_cache(&server_dir("component-cache-keys").unwrap());
     let components = plugin_components();
     let local = std::fs::read(components.get("druid-plugin-local")).unwrap();
@@ -67,8 +67,8 @@ fn different_plugins_get_different_entries() {
     assert_eq!(name.split('-').next().unwrap().len(), 64, "{name}");
 }
 
-#[test]
-fn without_a_cache_every_load_compiles() {
+#[tokio::test]
+async fn without_a_cache_every_load_compiles() {
     let host = PluginHost::new(Limits::default()).unwrap();
     let wasm_path = plugin_components().get("druid-plugin-local");
     assert!(host.cache_entry(b"anything").is_none());

@@ -1,55 +1,50 @@
-//! Loads the components of the real wasm build into wasmtime and calls them.
-#![allow(clippy::unwrap_used, reason = "test helpers fail the test on error")]
+//! Loads the components of the real wasm build, registers them and calls
+//! their describe and pod-wiring exports.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail the test on error"
+)]
 
-use druid_plugin_host::{Error, Limits, PluginHost};
-use druid_test_support::plugin_components;
+mod common;
 
-/// Loads the local plugin into `host` and checks a call succeeds.
-fn assert_serves_the_local_plugin(host: &PluginHost) {
-    let local = host
-        .load_file(plugin_components().get("druid-plugin-local"))
-        .unwrap();
-    assert_eq!(host.describe(&local).unwrap().name, "local");
-}
+use std::sync::Arc;
 
-#[test]
-fn every_built_plugin_describes_itself() {
+use druid_plugin_host::{
+    Error, Limits, PluginHost, PluginKind, Registry, VolumeSource, WiringError,
+};
+use druid_test_support::{plugin_components, server_dir};
+
+#[tokio::test]
+async fn every_built_plugin_describes_itself() {
     let components = plugin_components();
     let host = PluginHost::new(Limits::default()).unwrap();
-
     let expected = [
         ("druid-plugin-local", "local", vec!["Local"]),
-        ("druid-plugin-s3", "s3", vec!["S3", "aws"]),
+        (
+            "druid-plugin-s3",
+            "s3",
+            vec!["S3", "aws", "ECS", "dell", "OCS", "openshift", "stackit"],
+        ),
         ("druid-plugin-compactor", "compactor", vec![]),
     ];
     for (krate, name, providers) in expected {
         let plugin = host.load_file(components.get(krate)).unwrap();
-        let info = host.describe(&plugin).unwrap();
+        let info = host.describe(&plugin).await.unwrap();
         assert_eq!(info.name, name, "{krate}");
         assert_eq!(info.providers, providers, "{krate}");
-        assert_eq!(info.api_version, "0.1.0", "{krate}");
+        assert_eq!(info.api_version, druid_plugin_host::API_VERSION, "{krate}");
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"), "{krate}");
+        // A second call runs in a fresh store and answers the same.
+        assert_eq!(host.describe(&plugin).await.unwrap(), info);
     }
 }
 
 #[test]
-fn a_plugin_can_be_called_again_in_a_fresh_store() {
-    let host = PluginHost::new(Limits::default()).unwrap();
-    let plugin = host
-        .load_file(plugin_components().get("druid-plugin-local"))
-        .unwrap();
-    let first = host.describe(&plugin).unwrap();
-    let second = host.describe(&plugin).unwrap();
-    assert_eq!(first, second);
-}
-
-#[test]
 fn a_file_that_is_not_a_component_is_a_load_error_naming_it() {
-    let dir = std::env::temp_dir().join(format!("druid-not-a-plugin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = server_dir("not-a-plugin").unwrap();
     let path = dir.join("broken.wasm");
     std::fs::write(&path, b"this is not WebAssembly").unwrap();
-
     let host = PluginHost::new(Limits::default()).unwrap();
     let err = match host.load_file(&path) {
         Ok(_) => panic!("a text file loaded as a plugin"),
@@ -57,117 +52,180 @@ fn a_file_that_is_not_a_component_is_a_load_error_naming_it() {
     };
     assert!(matches!(err, Error::Load { .. }), "{err:?}");
     assert!(err.to_string().contains("broken.wasm"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn a_memory_cap_too_small_for_the_plugin_is_a_clear_error() {
-    // 64 KiB is a single wasm page: too small for a std plugin's memory.
-    let host = PluginHost::new(Limits {
-        memory_bytes: 64 << 10,
-        ..Limits::default()
-    })
-    .unwrap();
-    let plugin = host
-        .load_file(plugin_components().get("druid-plugin-local"))
-        .unwrap();
-    let err = host.describe(&plugin).unwrap_err();
-    match &err {
-        Error::MemoryLimit {
+#[tokio::test]
+async fn the_registry_maps_providers_and_upstream_aliases() {
+    let registry = common::registry(Limits::default()).await;
+    for (provider, plugin) in [
+        ("S3", "s3"),
+        ("aws", "s3"),
+        ("stackit", "s3"),
+        ("OCS", "s3"),
+        ("openshift", "s3"),
+        ("ECS", "s3"),
+        ("dell", "s3"),
+        ("Local", "local"),
+        ("", "local"),
+        ("Hostile", "hostile"),
+    ] {
+        assert_eq!(
+            registry.plugin_for(provider).unwrap().info.name,
             plugin,
-            requested,
-            limit,
-            ..
-        } => {
-            assert_eq!(plugin, "druid_plugin_local");
-            assert_eq!(*limit, 64 << 10);
-            assert!(requested > limit);
-        }
-        other => panic!("expected a memory-limit error, got {other:?}"),
+            "{provider:?}"
+        );
     }
-    assert!(err.to_string().contains("memory limit"), "{err}");
-
-    // The failure is the limit's, not the plugin's: with the default cap
-    // the same component runs.
-    assert_serves_the_local_plugin(&PluginHost::new(Limits::default()).unwrap());
+    let compactor = registry
+        .plugins()
+        .iter()
+        .find(|p| p.info.name == "compactor")
+        .unwrap();
+    assert_eq!(compactor.kind, PluginKind::Compactor);
 }
 
-#[test]
-fn an_endless_loop_is_interrupted_at_the_cpu_time_limit() {
-    let limit = std::time::Duration::from_millis(300);
-    let host = PluginHost::new(Limits {
-        call_cpu_time: limit,
-        ..Limits::default()
-    })
-    .unwrap();
+#[tokio::test]
+async fn an_unknown_provider_is_a_clear_error() {
+    let registry = common::registry(Limits::default()).await;
+    let err = registry.plugin_for("azure").err().unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, Error::UnknownProvider { .. }), "{err:?}");
+    assert!(
+        text.contains("\"azure\"") && text.contains("S3") && text.contains("Local"),
+        "{text}"
+    );
+    assert!(text.contains("store.provider"), "says what to fix: {text}");
+}
+
+#[tokio::test]
+async fn two_plugins_claiming_one_provider_is_an_error_at_load() {
+    let dir = server_dir("duplicate-providers").unwrap();
+    let local = plugin_components().get("druid-plugin-local");
+    std::fs::copy(local, dir.join("local-a.wasm")).unwrap();
+    std::fs::copy(local, dir.join("local-b.wasm")).unwrap();
+    let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
+    let err = Registry::load(host, Some(&dir), &[]).await.unwrap_err();
+    assert!(matches!(err, Error::DuplicateProvider { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("local-a.wasm") && text.contains("local-b.wasm"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_file_replaces_the_built_in_plugin_of_the_same_name() {
     let components = plugin_components();
-    let spinner = host
-        .load_file(components.get("druid-test-plugin-endless-loop"))
+    let dir = server_dir("builtin-replaced").unwrap();
+    std::fs::copy(components.get("druid-plugin-local"), dir.join("local.wasm")).unwrap();
+    let builtin = std::fs::read(components.get("druid-plugin-local")).unwrap();
+    let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
+    let registry = Registry::load(host, Some(&dir), &[("local", &builtin)])
+        .await
         .unwrap();
-    // Run the call on a thread with a watchdog, so a broken interruption
-    // fails this test instead of hanging the run. (60 s is a hang guard far
-    // above the 300 ms limit, not a timing assertion.)
-    let (host, err) = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let host_ref = &host;
-        let spinner_ref = &spinner;
-        scope.spawn(move || {
-            let _ = tx.send(host_ref.describe(spinner_ref));
-        });
-        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
-            Ok(result) => (host_ref, result.unwrap_err()),
-            Err(_) => {
-                eprintln!("the endless loop was not interrupted: aborting the hung test binary");
-                std::process::abort()
-            }
-        }
-    });
-    match &err {
-        Error::Timeout {
-            plugin,
-            call,
-            limit: reported,
-        } => {
-            assert_eq!(plugin, "druid_test_plugin_endless_loop");
-            assert_eq!(*call, "describe");
-            assert_eq!(*reported, limit);
-        }
-        other => panic!("expected a CPU-time error, got {other:?}"),
-    }
-    assert!(err.to_string().contains("CPU-time limit"), "{err}");
-
-    // The same host keeps serving other plugins.
-    assert_serves_the_local_plugin(host);
+    assert_eq!(registry.plugins().len(), 1);
+    assert_eq!(
+        registry.plugin_for("Local").unwrap().source,
+        druid_plugin_host::PluginSource::File(dir.join("local.wasm"))
+    );
 }
 
-#[test]
-fn a_memory_bomb_is_stopped_at_the_memory_cap() {
-    let cap = 64 << 20;
-    let host = PluginHost::new(Limits {
-        memory_bytes: cap,
-        ..Limits::default()
-    })
-    .unwrap();
-    let components = plugin_components();
-    let bomb = host
-        .load_file(components.get("druid-test-plugin-memory-bomb"))
+#[tokio::test]
+async fn pod_wiring_comes_from_the_provider_plugin() {
+    let registry = common::registry(Limits::default()).await;
+    let s3 = registry
+        .pod_config("aws", "bucket", "etcd-main", Some("backup-secret"))
+        .await
         .unwrap();
-    let err = host.describe(&bomb).unwrap_err();
-    match &err {
-        Error::MemoryLimit {
-            plugin,
-            call,
-            requested,
-            limit,
-        } => {
-            assert_eq!(plugin, "druid_test_plugin_memory_bomb");
-            assert_eq!(*call, "describe");
-            assert_eq!(*limit, cap);
-            assert!(requested > limit);
-        }
-        other => panic!("expected a memory-limit error, got {other:?}"),
-    }
+    assert!(
+        s3.env.contains(&(
+            "AWS_APPLICATION_CREDENTIALS".into(),
+            "/var/etcd-backup".into()
+        )),
+        "{s3:?}"
+    );
+    assert!(
+        s3.env
+            .contains(&("STORAGE_CONTAINER".into(), "bucket".into())),
+        "{s3:?}"
+    );
+    assert_eq!(s3.volumes.len(), 1);
+    assert_eq!(s3.volumes[0].source, VolumeSource::StoreSecret);
 
-    // The same host keeps serving other plugins.
-    assert_serves_the_local_plugin(&host);
+    let local = registry
+        .pod_config("Local", "default.bkp", "etcd-main", None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(local.volumes[0].source, VolumeSource::HostPath(_)),
+        "{local:?}"
+    );
+
+    let err = registry
+        .pod_config("S3", "bucket", "p", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WiringError::Spec(_)), "{err:?}");
+    assert!(err.to_string().contains("secretRef"), "{err}");
+}
+
+#[tokio::test]
+async fn a_secret_missing_keys_names_each_of_them() {
+    let registry = common::registry(Limits::default()).await;
+    let err = registry
+        .check_secret("S3", &["region".to_string()])
+        .await
+        .unwrap_err();
+    let WiringError::Secret(problems) = &err else {
+        panic!("expected secret problems, got {err:?}");
+    };
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("accessKeyID")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("secretAccessKey")),
+        "{problems:?}"
+    );
+    registry
+        .check_secret(
+            "S3",
+            &["region", "accessKeyID", "secretAccessKey"].map(String::from),
+        )
+        .await
+        .unwrap();
+    registry.check_secret("Local", &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_sdk_template_builds_into_a_plugin_that_fits_the_contract() {
+    use druid_plugin_host::SnapshotStore;
+    let components = plugin_components();
+    let template = std::fs::read(components.get("druid-plugin-template")).unwrap();
+    let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
+    let registry = Registry::load(host, None, &[("template", &template)])
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.plugin_for("Template").unwrap().info.name,
+        "template"
+    );
+    let err = registry
+        .check_secret("Template", &["endpoint".to_string()])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`token`"), "{err}");
+    let store = registry
+        .store(common::config(
+            "Template",
+            "c",
+            Some("http://127.0.0.1:1"),
+            &[],
+        ))
+        .unwrap();
+    let err = store.head("k").await.unwrap_err();
+    assert!(
+        err.to_string().contains("does not implement head yet"),
+        "{err}"
+    );
 }

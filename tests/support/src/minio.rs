@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::process::{ServerProcess, free_port, http_get, with_port_retries};
-use crate::{Result, find_binary, server_dir, shared};
+use crate::{Error, Result, find_binary, server_dir, shared};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -86,5 +86,41 @@ impl MinioServer {
     /// The process.
     pub fn process(&self) -> &ServerProcess {
         &self.process
+    }
+
+    /// MinIO's own client (`mc`), configured through the environment so
+    /// that the alias `druid` points at this server. The native peer of the
+    /// S3 plugin in benchmarks, and the way tests create buckets.
+    pub fn mc(&self) -> Result<Command> {
+        let mc = find_binary("mc", "minio")?;
+        let config = server_dir("mc-config")?;
+        let url = self.endpoint.replacen(
+            "://",
+            &format!("://{}:{}@", self.access_key, self.secret_key),
+            1,
+        );
+        let mut command = Command::new(mc);
+        command
+            .arg("--quiet")
+            .arg("--config-dir")
+            .arg(config)
+            .env("MC_HOST_druid", url);
+        Ok(command)
+    }
+
+    /// Creates bucket `name` (an existing one is fine).
+    pub fn create_bucket(&self, name: &str) -> Result<()> {
+        let output = self
+            .mc()?
+            .args(["mb", "--ignore-existing", &format!("druid/{name}")])
+            .output()
+            .map_err(Error::io("running mc mb"))?;
+        if !output.status.success() {
+            return Err(Error::Io {
+                context: format!("mc mb druid/{name}"),
+                source: std::io::Error::other(String::from_utf8_lossy(&output.stderr).into_owned()),
+            });
+        }
+        Ok(())
     }
 }

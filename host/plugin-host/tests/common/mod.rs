@@ -1,0 +1,86 @@
+//! Helpers shared by the plugin-host tests.
+#![allow(dead_code, reason = "each test binary uses a part")]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use druid_plugin_host::{Limits, PluginHost, Registry, StoreConfig};
+use druid_test_support::{MinioServer, plugin_components};
+
+/// A registry of the shipped plugins (the plugins directory) plus the
+/// hostile test plugin as a built-in one.
+pub async fn registry(limits: Limits) -> Registry {
+    let components = plugin_components();
+    let hostile = std::fs::read(components.get("druid-test-plugin-hostile")).unwrap();
+    let host = Arc::new(PluginHost::new(limits).unwrap());
+    Registry::load(host, Some(components.dir()), &[("hostile", &hostile)])
+        .await
+        .unwrap()
+}
+
+/// A store configuration from string pairs.
+pub fn config(
+    provider: &str,
+    container: &str,
+    endpoint: Option<&str>,
+    creds: &[(&str, &str)],
+) -> StoreConfig {
+    StoreConfig {
+        provider: provider.into(),
+        container: container.into(),
+        prefix: "etcd-test".into(),
+        endpoint: endpoint.map(Into::into),
+        credentials: creds
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        local_root: None,
+    }
+}
+
+/// A Local store in `root/container` (created).
+pub fn local_config(root: &Path, container: &str) -> StoreConfig {
+    std::fs::create_dir_all(root.join(container)).unwrap();
+    let mut c = config("Local", container, None, &[]);
+    c.local_root = Some(root.to_path_buf());
+    c
+}
+
+/// An S3 store on the shared MinIO server, in bucket `bucket` (created).
+pub fn minio_config(bucket: &str) -> StoreConfig {
+    let minio = MinioServer::shared();
+    minio.create_bucket(bucket).unwrap();
+    minio_config_with(bucket, minio.secret_key())
+}
+
+/// An S3 store on the shared MinIO server with the given secret key; the
+/// bucket is not created.
+pub fn minio_config_with(bucket: &str, secret: &str) -> StoreConfig {
+    let minio = MinioServer::shared();
+    config(
+        "S3",
+        bucket,
+        Some(minio.endpoint()),
+        &[
+            ("region", minio.region()),
+            ("accessKeyID", minio.access_key()),
+            ("secretAccessKey", secret),
+        ],
+    )
+}
+
+/// `len` bytes of a pattern that differs per `seed` and per position, so a
+/// reordered or shifted chunk is noticed.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let take = (len - out.len()).min(8);
+        out.extend_from_slice(&x.to_le_bytes()[..take]);
+    }
+    out
+}

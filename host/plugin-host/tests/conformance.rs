@@ -1,0 +1,167 @@
+//! The conformance suite every provider plugin must pass, run through the
+//! plugin host against real stores: a local directory (the Local plugin)
+//! and MinIO (the S3 plugin).
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail the test on error"
+)]
+
+mod common;
+
+use common::{local_config, minio_config, minio_config_with, pattern, registry};
+use druid_plugin_host::{ByteRange, Limits, SnapshotStore, StoreError};
+use druid_test_support::server_dir;
+
+/// Writes `data` as `key` in uneven chunks, then reads it back whole and
+/// checks size and content.
+async fn round_trip(store: &dyn SnapshotStore, key: &str, data: &[u8]) {
+    let mut up = store.upload(key, Some(data.len() as u64)).await.unwrap();
+    // Uneven chunks, so part boundaries never line up with writes.
+    for chunk in data.chunks(3 << 20 | 12_345) {
+        up.write(chunk).await.unwrap();
+    }
+    let info = up.finish().await.unwrap();
+    assert_eq!(info.key, key);
+    assert_eq!(
+        info.size,
+        data.len() as u64,
+        "{key}: size reported by finish"
+    );
+    assert_eq!(
+        store.head(key).await.unwrap().size,
+        data.len() as u64,
+        "{key}: head"
+    );
+    let back = store.get(key, None).await.unwrap();
+    assert_eq!(back.len(), data.len(), "{key}: length read back");
+    assert!(back == data, "{key}: content read back differs");
+}
+
+async fn suite(store: &dyn SnapshotStore, name: &str) {
+    // Round trips of 0 B, 1 B, 5 MiB and 100 MiB.
+    for (i, size) in [0usize, 1, 5 << 20, 100 << 20].into_iter().enumerate() {
+        let key = format!("v2/roundtrip-{size}");
+        round_trip(store, &key, &pattern(i as u64 + 1, size)).await;
+    }
+
+    // Range reads.
+    let data = pattern(42, 1 << 20);
+    store.put("v2/ranged", &data).await.unwrap();
+    let mid = store
+        .get(
+            "v2/ranged",
+            Some(ByteRange {
+                start: 1000,
+                length: Some(5000),
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(mid == data[1000..6000], "{name}: a middle range");
+    let tail = store
+        .get(
+            "v2/ranged",
+            Some(ByteRange {
+                start: (1 << 20) - 10,
+                length: None,
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(
+        tail == data[(1 << 20) - 10..],
+        "{name}: an open-ended range"
+    );
+
+    // Listing more than 1,000 keys across pages.
+    let many = 1_005;
+    for i in 0..many {
+        store.put(&format!("many/{i:05}"), &[1]).await.unwrap();
+    }
+    let first = store.list_page("many/", None, 1000).await.unwrap();
+    assert_eq!(first.objects.len(), 1000, "{name}: a first page of 1,000");
+    assert!(
+        first.next_token.is_some(),
+        "{name}: a first page says there is more"
+    );
+    let all = store.list("many/").await.unwrap();
+    let keys: Vec<String> = all.iter().map(|o| o.key.clone()).collect();
+    let expected: Vec<String> = (0..many).map(|i| format!("many/{i:05}")).collect();
+    assert_eq!(keys, expected, "{name}: every key once, in order");
+    assert!(all.iter().all(|o| o.size == 1));
+    // The prefix is a string prefix, not a directory.
+    let some = store.list("many/0100").await.unwrap();
+    assert_eq!(some.len(), 5, "{name}: many/01000 to many/01004");
+
+    // Delete, then not-found.
+    store.delete("v2/ranged").await.unwrap();
+    let err = store.head("v2/ranged").await.unwrap_err();
+    assert!(err.is_not_found(), "{name}: head after delete: {err}");
+    let err = store.get("v2/ranged", None).await.unwrap_err();
+    assert!(err.is_not_found(), "{name}: download after delete: {err}");
+    store.delete("v2/ranged").await.unwrap();
+    let err = store.head("v2/never-written").await.unwrap_err();
+    assert!(err.is_not_found(), "{name}: head of a missing key: {err}");
+
+    // An aborted upload leaves nothing behind.
+    let mut up = store.upload("v2/aborted", Some(10 << 20)).await.unwrap();
+    up.write(&pattern(7, 9 << 20)).await.unwrap();
+    up.abort().await.unwrap();
+    assert!(store.head("v2/aborted").await.unwrap_err().is_not_found());
+    assert!(store.list("v2/aborted").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_plugin_passes_the_conformance_suite() {
+    let registry = registry(Limits::default()).await;
+    let root = server_dir("conformance-local").unwrap();
+    let store = registry.store(local_config(&root, "default.bkp")).unwrap();
+    suite(&store, "local").await;
+    // Nothing of the store lives outside its container directory.
+    let entries: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, vec![std::ffi::OsString::from("default.bkp")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_plugin_passes_the_conformance_suite_on_minio() {
+    let registry = registry(Limits::default()).await;
+    let store = registry.store(minio_config("conformance")).unwrap();
+    suite(&store, "s3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_access_denied() {
+    let registry = registry(Limits::default()).await;
+    common::minio_config("denied");
+    let store = registry
+        .store(minio_config_with("denied", "not-the-secret"))
+        .unwrap();
+    let err = store.list("v2/").await.unwrap_err();
+    assert!(matches!(err, StoreError::AccessDenied { .. }), "{err:?}");
+    let err = store.put("v2/x", b"x").await.unwrap_err();
+    assert!(matches!(err, StoreError::AccessDenied { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_a_clear_error() {
+    let registry = registry(Limits::default()).await;
+    let minio = druid_test_support::MinioServer::shared();
+    let store = registry
+        .store(minio_config_with("no-such-bucket", minio.secret_key()))
+        .unwrap();
+    let err = store.list("v2/").await.unwrap_err();
+    assert!(matches!(err, StoreError::NoSuchContainer { .. }), "{err:?}");
+    assert!(err.to_string().contains("no-such-bucket"), "{err}");
+
+    let root = server_dir("conformance-local-missing").unwrap();
+    let mut config = common::config("Local", "missing.bkp", None, &[]);
+    config.local_root = Some(root);
+    let store = registry.store(config).unwrap();
+    let err = store.list("v2/").await.unwrap_err();
+    assert!(matches!(err, StoreError::NoSuchContainer { .. }), "{err:?}");
+    assert!(err.to_string().contains("missing.bkp"), "{err}");
+}

@@ -1,0 +1,177 @@
+//! The hostile test plugin, one misbehaviour per store: each is contained
+//! with a clear error, and the host keeps serving other calls.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail the test on error"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, registry};
+use druid_plugin_host::{Error, Limits, Registry, SnapshotStore, StoreError};
+
+fn hostile(registry: &Registry, mode: &str, target: &str) -> druid_plugin_host::PluginStore {
+    registry
+        .store(config("Hostile", mode, None, &[("target", target)]))
+        .unwrap()
+}
+
+/// The host still serves: a well-behaved call on the same registry works.
+async fn assert_still_serving(registry: &Registry) {
+    let page = hostile(registry, "behave", "")
+        .list_page("", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.objects.len(), 1);
+    assert_eq!(page.objects[0].key, "ok");
+}
+
+/// Runs `fut` under a watchdog: a broken limit fails the test instead of
+/// hanging it. Not a timing assertion.
+async fn watchdog<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(120), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} was not contained within 120 s"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_is_interrupted_at_the_cpu_time_limit() {
+    let limits = Limits {
+        call_cpu_time: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let registry = registry(limits).await;
+    let err = watchdog(
+        "the endless loop",
+        hostile(&registry, "endless-loop", "").list(""),
+    )
+    .await;
+    match err {
+        Err(StoreError::Plugin(Error::Timeout {
+            plugin,
+            call,
+            limit,
+        })) => {
+            assert_eq!(plugin, "hostile");
+            assert_eq!(call, "store.list");
+            assert_eq!(limit, Duration::from_millis(300));
+        }
+        other => panic!("expected a CPU-time timeout, got {other:?}"),
+    }
+    assert_still_serving(&registry).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_is_capped() {
+    let limits = Limits {
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    };
+    let registry = registry(limits).await;
+    let err = watchdog(
+        "the memory bomb",
+        hostile(&registry, "memory-bomb", "").list(""),
+    )
+    .await;
+    match err {
+        Err(StoreError::Plugin(e @ Error::MemoryLimit { .. })) => {
+            let Error::MemoryLimit {
+                requested, limit, ..
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert_eq!(*limit, 64 << 20);
+            assert!(*requested > 64 << 20, "{e}");
+            assert!(e.to_string().contains("hostile"), "{e}");
+        }
+        other => panic!("expected the memory limit, got {other:?}"),
+    }
+    assert_still_serving(&registry).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_to_a_host_that_is_not_the_store_is_refused_before_connecting() {
+    // A listener the plugin is not allowed to reach; the test checks that
+    // no connection ever arrives.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = format!("http://{}/steal", listener.local_addr().unwrap());
+    let registry = registry(Limits::default()).await;
+    let err = hostile(&registry, "http-elsewhere", &target)
+        .list("")
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::DestinationRefused { destinations, .. } => {
+            let port = listener.local_addr().unwrap().port();
+            assert_eq!(destinations, &vec![format!("http://127.0.0.1:{port}")]);
+        }
+        other => panic!("expected a refused destination, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("only the store's endpoint"),
+        "{err}"
+    );
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the plugin's request reached the listener"
+    );
+    assert_still_serving(&registry).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_finds_no_environment_arguments_or_files() {
+    // SAFETY of the test: set before any thread reads the environment.
+    let registry = registry(Limits::default()).await;
+    assert!(
+        std::env::vars().count() > 0,
+        "the host itself has an environment"
+    );
+    let found = hostile(&registry, "snoop", "").list("").await.unwrap();
+    let keys: Vec<&str> = found.iter().map(|o| o.key.as_str()).collect();
+    assert!(keys.is_empty(), "the plugin found: {keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_return_value_is_refused() {
+    let registry = registry(Limits::default()).await;
+    let err = hostile(&registry, "huge-return", "")
+        .list_page("", None, 10)
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Plugin(Error::ReturnTooLarge { plugin, call, .. }) => {
+            assert_eq!(plugin, "hostile");
+            assert_eq!(*call, "store.list");
+        }
+        other => panic!("expected ReturnTooLarge, got {other:?}"),
+    }
+    // A download chunk longer than asked for is refused too.
+    let mut down = hostile(&registry, "huge-return", "")
+        .download("k", None)
+        .await
+        .unwrap();
+    let err = down.read(1024).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Plugin(Error::ReturnTooLarge { .. })),
+        "{err:?}"
+    );
+    assert_still_serving(&registry).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_a_trap_for_that_call_only() {
+    let registry = registry(Limits::default()).await;
+    let err = hostile(&registry, "panic", "").list("").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Plugin(Error::Trap { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("hostile"), "{err}");
+    assert_still_serving(&registry).await;
+}

@@ -1,0 +1,199 @@
+//! A hostile test plugin: a provider whose `list` misbehaves in the way its
+//! store's container names. The host must contain each with a clear error
+//! and keep serving. Never shipped (built to `target/plugins/test-only/`).
+//!
+//! Containers:
+//! - `endless-loop`: spins forever (CPU-time limit);
+//! - `memory-bomb`: allocates without end (memory cap);
+//! - `http-elsewhere`: sends HTTP to the credential `target`, which is not
+//!   the store's endpoint (refused by the host);
+//! - `snoop`: looks for environment variables, arguments and files, tries to
+//!   write, and lists what it found (nothing);
+//! - `huge-return`: returns a listing far over the host's bound, and
+//!   downloads larger than asked for;
+//! - `panic`: panics (a trap);
+//! - anything else: behaves, and lists one object named `ok`.
+
+use druid_plugin_sdk::store::{
+    ByteRange, Download, GuestDownload, GuestStore, GuestUpload, ListPage, ObjectInfo, Store,
+    StoreConfig, StoreError, Upload,
+};
+use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
+use druid_plugin_sdk::{credential, http, plugin_info, provider, store, wiring};
+
+/// The plugin.
+pub struct Hostile;
+
+impl provider::Guest for Hostile {
+    fn describe() -> provider::PluginInfo {
+        plugin_info("hostile", env!("CARGO_PKG_VERSION"), &["Hostile"])
+    }
+}
+
+impl wiring::Guest for Hostile {
+    fn pod_config(_spec: StoreSpec) -> Result<SidecarConfig, String> {
+        Ok(SidecarConfig {
+            env: Vec::new(),
+            volumes: Vec::new(),
+        })
+    }
+
+    fn check_secret(_provider: String, _keys: Vec<String>) -> Result<(), Vec<String>> {
+        Ok(())
+    }
+}
+
+impl store::Guest for Hostile {
+    type Store = HostileStore;
+    type Upload = Nothing;
+    type Download = Oversized;
+}
+
+/// A store that misbehaves by its container's name.
+pub struct HostileStore {
+    mode: String,
+    target: String,
+}
+
+fn info(key: String) -> ObjectInfo {
+    ObjectInfo {
+        key,
+        size: 0,
+        last_modified: None,
+    }
+}
+
+/// What the plugin can find of its environment.
+fn snoop(target: &str) -> Vec<ObjectInfo> {
+    let mut found = Vec::new();
+    for (k, _) in std::env::vars() {
+        found.push(info(format!("env:{k}")));
+    }
+    for a in std::env::args() {
+        found.push(info(format!("arg:{a}")));
+    }
+    for dir in ["/", ".", "/etc", "/tmp"] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                found.push(info(format!(
+                    "file:{dir}/{}",
+                    e.file_name().to_string_lossy()
+                )));
+            }
+        }
+    }
+    for file in ["/etc/passwd", "/proc/self/environ"] {
+        if std::fs::read(file).is_ok() {
+            found.push(info(format!("read:{file}")));
+        }
+    }
+    if std::fs::write("/tmp/druid-hostile", b"x").is_ok() {
+        found.push(info("wrote:/tmp/druid-hostile".into()));
+    }
+    // A raw socket (std::net) is not tried: the Debian wasi-libc this
+    // builds with has no socket functions, so it would not even link. The
+    // host disables wasi:sockets TCP, UDP and name lookup regardless.
+    let _ = target;
+    found
+}
+
+impl GuestStore for HostileStore {
+    fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        Ok(Store::new(HostileStore {
+            target: credential(&config, "target")
+                .unwrap_or_default()
+                .to_string(),
+            mode: config.container,
+        }))
+    }
+
+    fn list(
+        &self,
+        _prefix: String,
+        _token: Option<String>,
+        _max: u32,
+    ) -> Result<ListPage, StoreError> {
+        match self.mode.as_str() {
+            "endless-loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    // 16 MiB at a time, touched so the pages are really used.
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "http-elsewhere" => match http::send(http::Method::Get, &self.target, &[], &[]) {
+                Ok(r) => Ok(ListPage {
+                    objects: vec![info(format!("reached:{}", r.status))],
+                    next_token: None,
+                }),
+                Err(e) => Err(StoreError::Unavailable(e.to_string())),
+            },
+            "snoop" => Ok(ListPage {
+                objects: snoop(&self.target),
+                next_token: None,
+            }),
+            "huge-return" => Ok(ListPage {
+                objects: (0..20_000).map(|i| info(format!("{i:01024}"))).collect(),
+                next_token: None,
+            }),
+            #[allow(clippy::panic, reason = "panicking is this mode's misbehaviour")]
+            "panic" => panic!("the hostile plugin panics on purpose"),
+            _ => Ok(ListPage {
+                objects: vec![info("ok".into())],
+                next_token: None,
+            }),
+        }
+    }
+
+    fn head(&self, key: String) -> Result<ObjectInfo, StoreError> {
+        Err(StoreError::NotFound(key))
+    }
+
+    fn delete(&self, _key: String) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn upload(&self, _key: String, _size_hint: Option<u64>) -> Result<Upload, StoreError> {
+        Ok(Upload::new(Nothing))
+    }
+
+    fn download(&self, _key: String, _range: Option<ByteRange>) -> Result<Download, StoreError> {
+        Ok(Download::new(Oversized))
+    }
+}
+
+/// An upload that keeps nothing.
+pub struct Nothing;
+
+impl GuestUpload for Nothing {
+    fn write(&self, _chunk: Vec<u8>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<ObjectInfo, StoreError> {
+        Ok(info("nothing".into()))
+    }
+
+    fn abort(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A download that returns more than asked for.
+pub struct Oversized;
+
+impl GuestDownload for Oversized {
+    fn read(&self, max: u32) -> Result<Vec<u8>, StoreError> {
+        Ok(vec![7u8; max as usize * 2 + 1])
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+druid_plugin_sdk::provider::export_provider!(Hostile);
