@@ -61,11 +61,16 @@ fn main() {
         .collect();
     stats("load, from the precompiled cache", from_cache);
 
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let plugin = cached.load_file(wasm).unwrap();
     let calls: Vec<Duration> = (0..500)
         .map(|_| {
             let t = Instant::now();
-            let info = cached.describe(&plugin).unwrap();
+            let info = rt.block_on(cached.describe(&plugin)).unwrap();
             assert_eq!(info.name, "s3");
             t.elapsed()
         })
