@@ -39,6 +39,16 @@ pub use store::{
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The plugins built into this binary, as `(file stem, component)` pairs
+/// for [`Registry::load`]: the shipped components found at build time in
+/// `DRUID_EMBED_PLUGINS` (default: the workspace's `target/plugins`, which
+/// `scripts/build-plugins.sh` fills). Empty when the build found none.
+pub fn builtin_plugins() -> &'static [(&'static str, &'static [u8])] {
+    BUILTIN_PLUGINS
+}
+
+static BUILTIN_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
 /// The WIT package version this host serves.
 pub const API_VERSION: &str = "0.1.0";
 

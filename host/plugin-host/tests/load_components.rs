@@ -229,3 +229,37 @@ async fn the_sdk_template_builds_into_a_plugin_that_fits_the_contract() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_shipped_plugins_are_built_into_the_binary() {
+    let components = plugin_components();
+    let builtins = druid_plugin_host::builtin_plugins();
+    let names: Vec<&str> = builtins.iter().map(|(n, _)| *n).collect();
+    for krate in ["druid-plugin-local", "druid-plugin-s3"] {
+        let stem = krate.replace('-', "_");
+        let embedded = builtins
+            .iter()
+            .find(|(n, _)| *n == stem)
+            .unwrap_or_else(|| panic!("{krate} is not built in (built in: {names:?})"));
+        // The embedded component is the one the plugin build produced.
+        assert_eq!(
+            embedded.1,
+            std::fs::read(components.get(krate)).unwrap().as_slice(),
+            "{krate}: the embedded component is stale"
+        );
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("hostile") || n.contains("template")),
+        "a test-only plugin is built in: {names:?}"
+    );
+    // With no plugins directory at all, the built-in plugins serve.
+    let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
+    let registry = Registry::load(host, None, builtins).await.unwrap();
+    for (provider, plugin) in [("Local", "local"), ("aws", "s3"), ("S3", "s3")] {
+        let p = registry.plugin_for(provider).unwrap();
+        assert_eq!(p.info.name, plugin, "{provider}");
+        assert_eq!(p.source, druid_plugin_host::PluginSource::Builtin);
+    }
+}
