@@ -1,0 +1,177 @@
+//! What the operator creates for an Etcd, one module per component.
+//!
+//! Each module has a **pure builder**, `build(etcd, model, ctx)`, that turns
+//! the Etcd (for its name, namespace and UID) and its normalized model into
+//! the Kubernetes object(s), with the default labels and a controller owner
+//! reference; builders never talk to the API server and are unit-tested with
+//! snapshot files. [`apply`] is the one thin step that writes an object:
+//! server-side apply with the field manager `druid`.
+
+pub mod client_service;
+pub mod configmap;
+pub mod member_leases;
+pub mod pdb;
+pub mod peer_service;
+pub mod role;
+pub mod role_binding;
+pub mod service_account;
+pub mod snapshot_leases;
+pub mod statefulset;
+
+use std::fmt::Debug;
+
+use druid_api::Etcd;
+use druid_plugin_host::SidecarConfig;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt as _};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::names;
+
+/// What the builders need besides the Etcd: the operator's defaults and the
+/// provider wiring the plugin host computed for the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildContext {
+    /// The etcd (wrapper) image when the spec names none.
+    pub etcd_image: String,
+    /// The backup-restore sidecar image when the spec names none.
+    pub backup_image: String,
+    /// The env vars and volumes the store's provider needs in the sidecar
+    /// (from the provider plugin's `pod-config`); `None` without a store.
+    pub store_wiring: Option<SidecarConfig>,
+}
+
+/// Why a builder could not build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Etcd has no UID yet (it was never stored by the API server).
+    #[error("Etcd {0} has no metadata.uid: it must come from the API server")]
+    NoUid(String),
+    /// The configuration could not be serialized.
+    #[error("cannot render {what}: {reason}")]
+    Render {
+        /// What.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The controller owner reference to the Etcd.
+pub fn owner_reference(etcd: &Etcd) -> Result<OwnerReference, BuildError> {
+    let mut owner = etcd
+        .controller_owner_ref(&())
+        .ok_or_else(|| BuildError::NoUid(etcd.name_any()))?;
+    // As upstream: the Etcd is not gone before its dependents are.
+    owner.block_owner_deletion = Some(true);
+    Ok(owner)
+}
+
+/// Metadata of a component object: name, the Etcd's namespace, the
+/// component's labels and the owner reference. The `app.kubernetes.io/name`
+/// label is the object's name with `:` (which label values cannot hold, as
+/// in the Role's name) replaced by `-`.
+pub fn metadata(etcd: &Etcd, name: String, component: &str) -> Result<ObjectMeta, BuildError> {
+    let etcd_name = etcd.name_any();
+    let name_label = name.replace(':', "-");
+    Ok(ObjectMeta {
+        name: Some(name),
+        namespace: etcd.namespace(),
+        labels: Some(names::component_labels(&etcd_name, component, &name_label)),
+        owner_references: Some(vec![owner_reference(etcd)?]),
+        ..ObjectMeta::default()
+    })
+}
+
+/// Writes `obj` with server-side apply (field manager `druid`, forcing
+/// conflicts: the operator owns these objects).
+pub async fn apply<K>(client: &kube::Client, obj: &K) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(names::FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+}
+
+/// Deletes an object if it exists; `Ok(true)` if it is gone (or was never
+/// there).
+pub async fn delete_if_exists<K>(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(false),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Etcds for the builder tests.
+    #![allow(clippy::unwrap_used, reason = "test fixtures")]
+
+    use druid_api::{Etcd, EtcdModel};
+    use druid_plugin_host::{SidecarConfig, SidecarVolume, VolumeSource};
+
+    use super::BuildContext;
+
+    /// The founding manifest, as stored by the API server.
+    pub fn seed() -> Etcd {
+        let mut etcd: Etcd =
+            serde_yaml_ng::from_str(include_str!("../../../../deploy/samples/seed-etcd.yaml"))
+                .unwrap();
+        etcd.metadata.uid = Some("4b1d6f0e-0000-4000-8000-000000000001".into());
+        etcd.metadata.generation = Some(1);
+        etcd
+    }
+
+    /// The model of an Etcd.
+    pub fn model(etcd: &Etcd) -> EtcdModel {
+        EtcdModel::from_etcd(etcd).unwrap()
+    }
+
+    /// A context with the S3 wiring the S3 plugin gives for the seed.
+    pub fn context() -> BuildContext {
+        BuildContext {
+            etcd_image:
+                "europe-docker.pkg.dev/gardener-project/releases/gardener/etcd-wrapper:v0.6.2"
+                    .into(),
+            backup_image: "ghcr.io/druid-rs/etcdbr:v0.1.0".into(),
+            store_wiring: Some(SidecarConfig {
+                env: vec![
+                    ("STORAGE_CONTAINER".into(), "test".into()),
+                    (
+                        "AWS_APPLICATION_CREDENTIALS".into(),
+                        "/var/etcd-backup".into(),
+                    ),
+                ],
+                volumes: vec![SidecarVolume {
+                    name: "etcd-backup-secret".into(),
+                    source: VolumeSource::StoreSecret,
+                    mount_path: "/var/etcd-backup".into(),
+                }],
+            }),
+        }
+    }
+}
