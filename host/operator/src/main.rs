@@ -1,11 +1,21 @@
 //! `druid`: the operator binary.
 //!
-//! For now it connects to the API server named by the kubeconfig (or the
-//! in-cluster configuration), reports the server's version and runs until it
-//! is told to stop. The controllers come with the operator issue.
+//! `druid` runs the controllers (after winning the leader lease when
+//! leader election is on); `druid crds` prints the CustomResourceDefinitions
+//! for `kubectl apply -f -`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use druid_operator::controller::{self, Context, Settings};
+use druid_operator::metrics::{self, Health, Metrics};
+use druid_plugin_host::{Limits, PluginHost, Registry};
+use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -15,14 +25,62 @@ use clap::Parser;
     about = "Runs etcd clusters from Etcd resources"
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Log in JSON instead of plain text.
     #[arg(long, env = "DRUID_LOG_JSON")]
     log_json: bool,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "DRUID_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// A directory of provider plugins (`*.wasm`) besides the built-in ones.
+    #[arg(long, env = "DRUID_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+    /// The etcd (wrapper) image of Etcds whose spec names none.
+    #[arg(long, env = "DRUID_ETCD_IMAGE", default_value_t = Settings::default().etcd_image)]
+    etcd_image: String,
+    /// The backup-restore sidecar image of Etcds whose spec names none.
+    #[arg(long, env = "DRUID_BACKUP_RESTORE_IMAGE", default_value_t = Settings::default().backup_image)]
+    backup_restore_image: String,
+    /// Seconds between status refreshes of each Etcd.
+    #[arg(long, default_value_t = 15)]
+    status_sync_seconds: u64,
+    /// Reconcile an Etcd's spec only when it carries the annotation
+    /// `druid.gardener.cloud/operation: reconcile` (or was never reconciled).
+    #[arg(long)]
+    manual_reconcile: bool,
+    /// Etcds reconciled at once.
+    #[arg(long, default_value_t = 8)]
+    workers: u16,
+    /// Elect one active replica through a Lease (run several for failover).
+    #[arg(long, env = "DRUID_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// The namespace of the leader Lease.
+    #[arg(
+        long,
+        env = "DRUID_LEADER_ELECTION_NAMESPACE",
+        default_value = "default"
+    )]
+    leader_election_namespace: String,
+    /// The name of the leader Lease.
+    #[arg(long, default_value = "druid-leader-election")]
+    leader_election_lease: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Crds) = args.command {
+        let yaml = druid_api::crds_yaml().context("cannot render the CRDs")?;
+        std::io::Write::write_all(&mut std::io::stdout(), yaml.as_bytes())?;
+        return Ok(());
+    }
     init_tracing(args.log_json);
 
     let client = kube::Client::try_default()
@@ -32,14 +90,116 @@ async fn main() -> anyhow::Result<()> {
         .apiserver_version()
         .await
         .context("cannot reach the Kubernetes API server")?;
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    {
+        let (m, h, addr) = (metrics.clone(), health.clone(), args.metrics_addr);
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(addr, m, h).await {
+                tracing::error!(%addr, error = %e, "cannot serve metrics and health endpoints");
+            }
+        });
+    }
+
+    let host =
+        Arc::new(PluginHost::new(Limits::default()).context("cannot start the plugin host")?);
+    let registry = Registry::load(
+        host,
+        args.plugins_dir.as_deref(),
+        druid_plugin_host::builtin_plugins(),
+    )
+    .await
+    .context("cannot load the provider plugins")?;
     tracing::info!(
         server_version = %version.git_version,
         api = %druid_api::api_version(),
+        providers = ?registry.providers(),
         "druid started"
     );
 
-    let signal = stop_signal().await?;
-    tracing::info!(signal, "druid stopping");
+    let identity = format!(
+        "{}-{}",
+        std::env::var("POD_NAME").unwrap_or_else(|_| "druid".into()),
+        std::process::id()
+    );
+    let settings = Settings {
+        etcd_image: args.etcd_image,
+        backup_image: args.backup_restore_image,
+        status_sync_period: Duration::from_secs(args.status_sync_seconds.max(1)),
+        manual_reconcile: args.manual_reconcile,
+        workers: args.workers.max(1),
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(registry),
+        settings,
+        metrics.clone(),
+        Some(identity.clone()),
+    ));
+
+    if !args.leader_elect {
+        health.ready.store(true, Ordering::Relaxed);
+        metrics.leader.set(1);
+        controller::run(ctx, async {
+            let _ = stop_signal().await;
+        })
+        .await;
+        tracing::info!("druid stopped");
+        return Ok(());
+    }
+
+    // Leader election: standby replicas are ready (they can take over) but
+    // run no controller; losing the lease ends the process, so that a
+    // restarted replica never acts on a stale view.
+    let manager = LeaseManagerBuilder::new(client.clone(), &args.leader_election_lease)
+        .with_namespace(&args.leader_election_namespace)
+        .with_parameters(
+            LeaseParams::new(identity.clone(), 15, 5).with_field_manager("druid-leader-election"),
+        )
+        .build()
+        .await
+        .context("cannot set up leader election")?;
+    let (mut leading, lease_task) = manager.watch().await;
+    health.ready.store(true, Ordering::Relaxed);
+    tracing::info!(%identity, lease = %args.leader_election_lease, namespace = %args.leader_election_namespace, "waiting for the leader lease");
+    let signal = tokio::select! {
+        s = stop_signal() => Some(s?),
+        _ = async { while !*leading.borrow_and_update() { if leading.changed().await.is_err() { break; } } } => None,
+    };
+    if let Some(signal) = signal {
+        tracing::info!(signal, "druid stopping (standby)");
+        return Ok(());
+    }
+    tracing::info!(%identity, "leading: starting the controllers");
+    metrics.leader.set(1);
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<&'static str>();
+    tokio::spawn(async move {
+        while *leading.borrow_and_update() {
+            if leading.changed().await.is_err() {
+                break;
+            }
+        }
+        let _ = lost_tx.send("lost the leader lease");
+        drop(leading);
+        let _ = lease_task.await;
+    });
+    let (why_tx, mut why_rx) = tokio::sync::watch::channel("");
+    controller::run(ctx, async move {
+        let why = tokio::select! {
+            s = stop_signal() => s.unwrap_or("signal"),
+            l = lost_rx => l.unwrap_or("lost the leader lease"),
+        };
+        let _ = why_tx.send(why);
+    })
+    .await;
+    let why = *why_rx.borrow_and_update();
+    metrics.leader.set(0);
+    if why == "lost the leader lease" {
+        anyhow::bail!("druid stopped: it lost the leader lease (another replica leads now)");
+    }
+    tracing::info!(reason = why, "druid stopped");
     Ok(())
 }
 
@@ -57,7 +217,11 @@ async fn stop_signal() -> anyhow::Result<&'static str> {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a terminal: logs in files and pods stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     if json {
         builder.json().init();
     } else {

@@ -1,0 +1,576 @@
+//! The etcd controller's reconcile, top to bottom:
+//!
+//! 1. deletion (finalizer `druid.gardener.cloud/etcd`): delete what was
+//!    created, handle the claims per `pvcRetentionPolicy`, drop the finalizer;
+//! 2. the spec, unless suspended or not requested: normalize and validate
+//!    it, check what it refers to, build every component, then apply them in
+//!    order (nothing is written for an invalid spec);
+//! 3. the status, always: from the StatefulSet, the leases and the volumes,
+//!    written only when it changed;
+//! 4. requeue after the status sync period.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use druid_api::{Etcd, EtcdModel, FINALIZER, InvalidSpec};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Api, Resource as _, ResourceExt as _};
+
+use super::Context;
+use super::status::{self, SpecOutcome};
+use super::validate::{self, Checked, Problem};
+use crate::components::{self, BuildContext};
+use crate::metrics::{ConditionLabels, ErrorLabels, EtcdLabels};
+use crate::names;
+
+/// Reconcile failures that are retried with backoff (API trouble); spec
+/// problems are not errors here, they are reported on the status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The finalizer flow failed.
+    #[error("{0}")]
+    Finalizer(String),
+    /// Deletion waits for objects to go away.
+    #[error("waiting for {0} to be deleted")]
+    Deleting(String),
+}
+
+/// Retries after an error: soon, but not in a tight loop.
+pub fn error_policy(etcd: Arc<Etcd>, error: &Error, _ctx: Arc<Context>) -> Action {
+    match error {
+        Error::Deleting(what) => {
+            tracing::info!(etcd = %etcd.name_any(), namespace = ?etcd.namespace(), %what, "deletion in progress");
+            Action::requeue(Duration::from_secs(2))
+        }
+        e => {
+            tracing::warn!(etcd = %etcd.name_any(), namespace = ?etcd.namespace(), error = %e, "reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+/// Reconciles one Etcd.
+pub async fn reconcile(etcd: Arc<Etcd>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = Instant::now();
+    let namespace = etcd.namespace().unwrap_or_default();
+    let name = etcd.name_any();
+    ctx.metrics
+        .reconciles
+        .get_or_create(&EtcdLabels {
+            namespace: namespace.clone(),
+            etcd: name.clone(),
+        })
+        .inc();
+    let api: Api<Etcd> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, etcd, |event| async {
+        match event {
+            Event::Apply(etcd) => Box::pin(apply(&etcd, &ctx)).await,
+            Event::Cleanup(etcd) => Box::pin(cleanup(&etcd, &ctx)).await,
+        }
+    })
+    .await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(start.elapsed().as_secs_f64());
+    result.map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// Steps 2 to 4 for a live Etcd.
+async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
+    let name = etcd.name_any();
+    let namespace = etcd.namespace().unwrap_or_default();
+    let model = EtcdModel::from_etcd(etcd);
+
+    let outcome = if etcd.annotations().contains_key(names::SUSPEND_ANNOTATION) {
+        publish(
+            ctx,
+            etcd,
+            EventType::Warning,
+            "SpecReconciliationSkipped",
+            &format!(
+                "spec reconcile is suspended by the annotation {}: remove it to resume",
+                names::SUSPEND_ANNOTATION
+            ),
+        )
+        .await;
+        SpecOutcome::Suspended
+    } else if !spec_reconcile_wanted(etcd, ctx) {
+        SpecOutcome::NotRequested
+    } else {
+        match reconcile_spec(etcd, model.as_ref(), ctx).await {
+            Ok(o) => o,
+            Err(e) => SpecOutcome::Failed {
+                code: "ERR_KUBERNETES_API".into(),
+                message: e.to_string(),
+            },
+        }
+    };
+
+    // The status, always.
+    let observed = status::observe(&ctx.client, etcd).await?;
+    let new_status = status::compute(
+        etcd,
+        model.as_ref().ok(),
+        &observed,
+        &outcome,
+        &ctx.settings,
+        Timestamp::now(),
+    );
+    report(ctx, etcd, &outcome, &new_status).await;
+    let previous = etcd.status.clone().unwrap_or_default();
+    if !status_equal(&previous, &new_status) {
+        let api: Api<Etcd> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": druid_api::api_version(),
+            "kind": "Etcd",
+            "status": new_status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(names::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+
+    // A reconcile that was asked for and done: drop the request.
+    if matches!(outcome, SpecOutcome::Reconciled) {
+        let requested: Vec<&str> = [
+            names::OPERATION_ANNOTATION,
+            names::LEGACY_OPERATION_ANNOTATION,
+        ]
+        .into_iter()
+        .filter(|a| {
+            etcd.annotations().get(*a).map(String::as_str) == Some(names::OPERATION_RECONCILE)
+        })
+        .collect();
+        if !requested.is_empty() {
+            let nulls: BTreeMap<&str, Option<&str>> =
+                requested.into_iter().map(|a| (a, None)).collect();
+            let api: Api<Etcd> = Api::namespaced(ctx.client.clone(), &namespace);
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "metadata": { "annotations": nulls } })),
+            )
+            .await?;
+        }
+    }
+    Ok(match outcome {
+        SpecOutcome::Failed { .. } => Action::requeue(Duration::from_secs(10)),
+        _ => Action::requeue(ctx.settings.status_sync_period),
+    })
+}
+
+/// Whether this reconcile applies the spec: always unless the operator runs
+/// in manual mode, where only a never-reconciled Etcd or one annotated
+/// `druid.gardener.cloud/operation: reconcile` is.
+fn spec_reconcile_wanted(etcd: &Etcd, ctx: &Context) -> bool {
+    if !ctx.settings.manual_reconcile {
+        return true;
+    }
+    let never = etcd
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .is_none();
+    let requested = [
+        names::OPERATION_ANNOTATION,
+        names::LEGACY_OPERATION_ANNOTATION,
+    ]
+    .iter()
+    .any(|a| etcd.annotations().get(*a).map(String::as_str) == Some(names::OPERATION_RECONCILE));
+    never || requested
+}
+
+/// Step 2: validate, check references, build, apply.
+async fn reconcile_spec(
+    etcd: &Etcd,
+    model: Result<&EtcdModel, &InvalidSpec>,
+    ctx: &Context,
+) -> Result<SpecOutcome, kube::Error> {
+    let model = match model {
+        Ok(m) => m,
+        Err(InvalidSpec(errors)) => {
+            return Ok(SpecOutcome::Invalid(
+                errors
+                    .iter()
+                    .map(|e| Problem {
+                        reason: "InvalidSpec",
+                        field: e.field.clone(),
+                        message: e.message.clone(),
+                    })
+                    .collect(),
+            ));
+        }
+    };
+    for w in &model.warnings {
+        publish(ctx, etcd, EventType::Warning, "SpecWarning", &w.to_string()).await;
+    }
+    let store_wiring = match validate::references(ctx, etcd, model).await? {
+        Checked::Problems(p) => return Ok(SpecOutcome::Invalid(p)),
+        Checked::Ok(w) => w,
+    };
+    let bctx = BuildContext {
+        etcd_image: ctx.settings.etcd_image.clone(),
+        backup_image: ctx.settings.backup_image.clone(),
+        store_wiring,
+    };
+
+    // Build everything before writing anything.
+    let built = match build_all(etcd, model, &bctx) {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(SpecOutcome::Failed {
+                code: "ERR_BUILD".into(),
+                message: e.to_string(),
+            });
+        }
+    };
+    let c = &ctx.client;
+    let ns = &model.namespace;
+
+    if let Err(e) = super::secrets::protect(ctx, ns, &model.referenced_secrets()).await {
+        return Ok(failed("SECRET_FINALIZERS", &e));
+    }
+    macro_rules! sync {
+        ($code:literal, $e:expr) => {
+            if let Err(e) = $e {
+                return Ok(failed($code, &e));
+            }
+        };
+    }
+    sync!(
+        "SERVICE_ACCOUNT",
+        components::apply(c, &built.service_account).await
+    );
+    sync!("ROLE", components::apply(c, &built.role).await);
+    sync!(
+        "ROLE_BINDING",
+        components::apply(c, &built.role_binding).await
+    );
+    for lease in &built.member_leases {
+        sync!("MEMBER_LEASE", apply_lease(c, lease).await);
+    }
+    sync!("MEMBER_LEASE", prune_member_leases(c, model).await);
+    for lease in &built.snapshot_leases {
+        sync!("SNAPSHOT_LEASE", apply_lease(c, lease).await);
+    }
+    if model.store.is_none() {
+        for lease in [
+            names::full_snapshot_lease(&model.name),
+            names::delta_snapshot_lease(&model.name),
+        ] {
+            sync!(
+                "SNAPSHOT_LEASE",
+                components::delete_if_exists::<Lease>(c, ns, &lease).await
+            );
+        }
+    }
+    sync!("PDB", components::apply(c, &built.pdb).await);
+    sync!(
+        "CLIENT_SERVICE",
+        components::apply(c, &built.client_service).await
+    );
+    sync!(
+        "PEER_SERVICE",
+        components::apply(c, &built.peer_service).await
+    );
+    sync!("CONFIGMAP", components::apply(c, &built.config_map).await);
+    sync!(
+        "STATEFULSET",
+        components::apply(c, &built.statefulset).await
+    );
+
+    let first = etcd
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .is_none();
+    if etcd.status.as_ref().and_then(|s| s.observed_generation) != etcd.metadata.generation {
+        publish(
+            ctx,
+            etcd,
+            EventType::Normal,
+            if first { "Created" } else { "Reconciled" },
+            &format!(
+                "{} StatefulSet {} with {} replica(s) and its components",
+                if first { "created" } else { "updated" },
+                names::statefulset(&model.name),
+                model.replicas
+            ),
+        )
+        .await;
+    }
+    Ok(SpecOutcome::Reconciled)
+}
+
+fn failed(component: &str, e: &kube::Error) -> SpecOutcome {
+    SpecOutcome::Failed {
+        code: format!("ERR_SYNC_{component}"),
+        message: format!(
+            "cannot apply the {} component: {e}",
+            component.to_lowercase().replace('_', " ")
+        ),
+    }
+}
+
+/// Every component of an Etcd, built.
+struct Built {
+    service_account: ServiceAccount,
+    role: Role,
+    role_binding: RoleBinding,
+    member_leases: Vec<Lease>,
+    snapshot_leases: Vec<Lease>,
+    pdb: PodDisruptionBudget,
+    client_service: Service,
+    peer_service: Service,
+    config_map: ConfigMap,
+    statefulset: StatefulSet,
+}
+
+fn build_all(
+    etcd: &Etcd,
+    model: &EtcdModel,
+    ctx: &BuildContext,
+) -> Result<Built, components::BuildError> {
+    let config_map = components::configmap::build(etcd, model, ctx)?;
+    let checksum = components::configmap::checksum(&config_map);
+    Ok(Built {
+        service_account: components::service_account::build(etcd, model, ctx)?,
+        role: components::role::build(etcd, model, ctx)?,
+        role_binding: components::role_binding::build(etcd, model, ctx)?,
+        member_leases: components::member_leases::build(etcd, model, ctx)?,
+        snapshot_leases: components::snapshot_leases::build(etcd, model, ctx)?,
+        pdb: components::pdb::build(etcd, model, ctx)?,
+        client_service: components::client_service::build(etcd, model, ctx)?,
+        peer_service: components::peer_service::build(etcd, model, ctx)?,
+        statefulset: components::statefulset::build(etcd, model, ctx, &checksum)?,
+        config_map,
+    })
+}
+
+/// Leases are created, never overwritten: their spec belongs to the
+/// sidecars that renew them (only labels and owner are applied).
+async fn apply_lease(client: &kube::Client, lease: &Lease) -> Result<(), kube::Error> {
+    let mut meta_only = lease.clone();
+    meta_only.spec = None;
+    components::apply(client, &meta_only).await.map(|_| ())
+}
+
+/// Deletes member leases of ordinals at or above the replica count.
+async fn prune_member_leases(client: &kube::Client, model: &EtcdModel) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &model.namespace);
+    let selector = format!(
+        "app.kubernetes.io/part-of={},app.kubernetes.io/component={}",
+        model.name,
+        names::component::MEMBER_LEASE
+    );
+    let wanted: Vec<String> = (0..model.replicas)
+        .map(|i| names::member(model, i))
+        .collect();
+    for lease in api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+    {
+        let n = lease.name_any();
+        if !wanted.contains(&n) {
+            components::delete_if_exists::<Lease>(client, &model.namespace, &n).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletion: everything the operator created goes (owner references would
+/// do it too, but only after the Etcd is gone, and the claims need the
+/// StatefulSet's pods gone first), then the claims per pvcRetentionPolicy.
+async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
+    let c = &ctx.client;
+    let ns = etcd.namespace().unwrap_or_default();
+    let name = etcd.name_any();
+    // The StatefulSet first, and wait until its pods are gone, so that no
+    // member writes to a volume that is about to be deleted.
+    let sts_gone =
+        components::delete_if_exists::<StatefulSet>(c, &ns, &names::statefulset(&name)).await?;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c.clone(), &ns);
+    let pod_selector = names::selector_string(&name);
+    let pods_left = pods
+        .list(&ListParams::default().labels(&pod_selector))
+        .await?
+        .items
+        .len();
+    if !sts_gone || pods_left > 0 {
+        return Err(Error::Deleting(format!(
+            "StatefulSet {ns}/{name} and its {pods_left} pod(s)"
+        )));
+    }
+
+    let model = EtcdModel::from_etcd(etcd).ok();
+    let delete_claims = model
+        .as_ref()
+        .is_some_and(|m| m.pvc_retention == druid_api::etcd::PvcRetentionPolicy::DeleteAll);
+    if delete_claims {
+        // Here, once the snapshot issue lands: a final full snapshot before
+        // any volume is deleted (the sidecar is gone by now, so it will be
+        // taken by a job from the data volume). Until then the claims are
+        // deleted only after the StatefulSet's pods are gone.
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), &ns);
+        for pvc in claims
+            .list(&ListParams::default().labels(&pod_selector))
+            .await?
+            .items
+        {
+            let n = pvc.name_any();
+            tracing::info!(etcd = %name, namespace = %ns, claim = %n, "deleting data volume claim (pvcRetentionPolicy: DeleteAll)");
+            components::delete_if_exists::<PersistentVolumeClaim>(c, &ns, &n).await?;
+        }
+    }
+
+    let mut left = Vec::new();
+    macro_rules! gone {
+        ($k:ty, $n:expr) => {
+            if !components::delete_if_exists::<$k>(c, &ns, &$n).await? {
+                left.push(format!("{} {}", <$k as kube::Resource>::kind(&()), $n));
+            }
+        };
+    }
+    gone!(ConfigMap, names::config_map(&name));
+    gone!(Service, names::client_service(&name));
+    gone!(Service, names::peer_service(&name));
+    gone!(PodDisruptionBudget, names::pdb(&name));
+    gone!(RoleBinding, names::role(&name));
+    gone!(Role, names::role(&name));
+    gone!(ServiceAccount, names::service_account(&name));
+    gone!(Lease, names::full_snapshot_lease(&name));
+    gone!(Lease, names::delta_snapshot_lease(&name));
+    let leases: Api<Lease> = Api::namespaced(c.clone(), &ns);
+    leases
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels(&format!(
+                "app.kubernetes.io/part-of={name},app.kubernetes.io/component={}",
+                names::component::MEMBER_LEASE
+            )),
+        )
+        .await?;
+    if !left.is_empty() {
+        return Err(Error::Deleting(left.join(", ")));
+    }
+    super::secrets::release(ctx, &ns, &name).await?;
+    ctx.metrics.forget(&ns, &name, status::types::ALL);
+    publish(
+        ctx,
+        etcd,
+        EventType::Normal,
+        "Deleted",
+        "every component is deleted; removing the finalizer",
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Metrics and events for the outcome.
+async fn report(ctx: &Context, etcd: &Etcd, outcome: &SpecOutcome, status: &druid_api::EtcdStatus) {
+    let namespace = etcd.namespace().unwrap_or_default();
+    let name = etcd.name_any();
+    match outcome {
+        SpecOutcome::Invalid(problems) => {
+            for p in problems {
+                ctx.metrics
+                    .reconcile_errors
+                    .get_or_create(&ErrorLabels {
+                        namespace: namespace.clone(),
+                        etcd: name.clone(),
+                        code: "ERR_INVALID_SPEC".into(),
+                    })
+                    .inc();
+                publish(ctx, etcd, EventType::Warning, p.reason, &p.to_string()).await;
+            }
+            tracing::warn!(etcd = %name, %namespace, problems = ?problems.iter().map(ToString::to_string).collect::<Vec<_>>(), "invalid spec; nothing applied");
+        }
+        SpecOutcome::Failed { code, message } => {
+            ctx.metrics
+                .reconcile_errors
+                .get_or_create(&ErrorLabels {
+                    namespace: namespace.clone(),
+                    etcd: name.clone(),
+                    code: code.clone(),
+                })
+                .inc();
+            publish(ctx, etcd, EventType::Warning, "ReconcileFailed", message).await;
+            tracing::warn!(etcd = %name, %namespace, %code, %message, "reconcile failed");
+        }
+        _ => {}
+    }
+    for c in &status.conditions {
+        ctx.metrics
+            .conditions
+            .get_or_create(&ConditionLabels {
+                namespace: namespace.clone(),
+                etcd: name.clone(),
+                condition: c.type_.clone(),
+            })
+            .set(match c.status.as_str() {
+                "True" => 1,
+                "False" => 0,
+                _ => -1,
+            });
+    }
+    ctx.metrics
+        .ready
+        .get_or_create(&EtcdLabels {
+            namespace,
+            etcd: name,
+        })
+        .set(i64::from(status.ready == Some(true)));
+}
+
+async fn publish(ctx: &Context, etcd: &Etcd, type_: EventType, reason: &str, note: &str) {
+    let ev = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &etcd.object_ref(&())).await {
+        tracing::debug!(error = %e, reason, "cannot publish event");
+    }
+}
+
+/// Statuses equal but for timestamps of computation (so an unchanged
+/// cluster causes no writes).
+fn status_equal(a: &druid_api::EtcdStatus, b: &druid_api::EtcdStatus) -> bool {
+    fn strip(s: &druid_api::EtcdStatus) -> druid_api::EtcdStatus {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_update_time = None;
+        }
+        for e in &mut s.last_errors {
+            e.observed_at = None;
+        }
+        if let Some(o) = &mut s.last_operation {
+            o.last_update_time = None;
+        }
+        s
+    }
+    strip(a) == strip(b)
+}

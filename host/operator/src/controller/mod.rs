@@ -1,0 +1,154 @@
+//! The controllers: `etcd` (everything an Etcd needs, its status, its
+//! deletion) and `secret` (finalizers on the Secrets Etcds use).
+
+pub mod etcd;
+pub mod secrets;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use druid_api::Etcd;
+use druid_plugin_host::Registry;
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::ResourceExt as _;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt as _, reflector, watcher};
+use kube::{Api, Client};
+
+use crate::metrics::Metrics;
+
+/// Operator settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The etcd (wrapper) image when a spec names none.
+    pub etcd_image: String,
+    /// The sidecar image when a spec names none.
+    pub backup_image: String,
+    /// How often each Etcd's status is recomputed.
+    pub status_sync_period: Duration,
+    /// Reconcile only on request (the `druid.gardener.cloud/operation:
+    /// reconcile` annotation) once an Etcd has been reconciled.
+    pub manual_reconcile: bool,
+    /// Etcds reconciled at once.
+    pub workers: u16,
+    /// A member whose lease was not renewed for this long is Unknown.
+    pub member_unknown_after: Duration,
+    /// ... and NotReady after this much more.
+    pub member_not_ready_after: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            etcd_image:
+                "europe-docker.pkg.dev/gardener-project/releases/gardener/etcd-wrapper:v0.6.2"
+                    .into(),
+            backup_image: "ghcr.io/druid-rs/etcdbr:latest".into(),
+            status_sync_period: Duration::from_secs(15),
+            manual_reconcile: false,
+            workers: 8,
+            member_unknown_after: Duration::from_secs(60),
+            member_not_ready_after: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The provider plugins (for the sidecar's store wiring).
+    pub registry: Arc<Registry>,
+    /// Settings.
+    pub settings: Settings,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Events.
+    pub recorder: Recorder,
+}
+
+impl Context {
+    /// A context reporting events as `druid` from `instance`.
+    pub fn new(
+        client: Client,
+        registry: Arc<Registry>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "druid".into(),
+                instance,
+            },
+        );
+        Self {
+            client,
+            registry,
+            settings,
+            metrics,
+            recorder,
+        }
+    }
+}
+
+/// Runs the controllers until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let (tx, rx) = tokio::sync::watch::channel(());
+    let mut rx2 = rx.clone();
+    let stop = async move {
+        let _ = rx2.changed().await;
+    };
+    // Reconcile on spec, annotation, finalizer and deletion changes, not on
+    // our own status writes; status is refreshed by the periodic requeue and
+    // by StatefulSet changes.
+    let (etcd_store, writer) = reflector::store();
+    let etcd_events = watcher(
+        Api::<Etcd>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(spec_or_lifecycle, PredicateConfig::default());
+    let etcd_controller = Controller::for_stream(etcd_events, etcd_store.clone())
+        .owns(
+            Api::<StatefulSet>::all(client.clone()),
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=etcd-druid"),
+        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.workers))
+        .graceful_shutdown_on(stop);
+    let etcd_loop = etcd_controller
+        .run(etcd::reconcile, etcd::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "etcd controller");
+            }
+        });
+    let mut rx3 = rx.clone();
+    let secret_loop = secrets::run(ctx.clone(), etcd_store, async move {
+        let _ = rx3.changed().await;
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    tokio::join!(etcd_loop, secret_loop);
+}
+
+/// What makes an Etcd worth a reconcile: its generation (spec), annotations
+/// (reconcile/suspend requests), finalizers and deletion.
+fn spec_or_lifecycle(etcd: &Etcd) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    etcd.metadata.generation.hash(&mut h);
+    etcd.annotations().hash(&mut h);
+    etcd.finalizers().hash(&mut h);
+    etcd.metadata.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}

@@ -1,0 +1,237 @@
+//! Checks of what an Etcd refers to, before anything is written: the store's
+//! provider and Secret (through the provider plugin), and the TLS Secrets.
+//! Each problem names the field and the fix; a spec with problems gets no
+//! objects at all (no half-built StatefulSet).
+
+use std::collections::BTreeSet;
+
+use druid_api::model::Tls;
+use druid_api::{Etcd, EtcdModel};
+use druid_plugin_host::{SidecarConfig, WiringError};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use super::Context;
+
+/// One thing wrong with what a spec refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The condition reason (`UnknownProvider`, `StoreSecretMissing`, ...).
+    pub reason: &'static str,
+    /// The field(s) concerned.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// The outcome of the checks.
+pub enum Checked {
+    /// All good; the sidecar's store wiring (`None` without a store).
+    Ok(Option<SidecarConfig>),
+    /// Problems to report.
+    Problems(Vec<Problem>),
+}
+
+/// Checks the references of `etcd`. `Err` only for API failures (retried).
+pub async fn references(
+    ctx: &Context,
+    etcd: &Etcd,
+    model: &EtcdModel,
+) -> Result<Checked, kube::Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    let mut problems = Vec::new();
+    let mut wiring = None;
+
+    if let Some(store) = &model.store {
+        match ctx.registry.plugin_for(&store.provider) {
+            Err(e) => problems.push(Problem {
+                reason: "UnknownProvider",
+                field: store.provider_field.into(),
+                message: format!(
+                    "{e}; fix the provider name, or add a plugin (.wasm) that serves it to the operator's plugins directory"
+                ),
+            }),
+            Ok(_) => {
+                let mut secret_ok = true;
+                if let Some(name) = &store.secret {
+                    match secrets.get_opt(name).await? {
+                        None => {
+                            secret_ok = false;
+                            problems.push(Problem {
+                                reason: "StoreSecretMissing",
+                                field: store.secret_field.into(),
+                                message: format!(
+                                    "Secret {}/{name} does not exist: create it with the {} store's credentials",
+                                    model.namespace, store.provider
+                                ),
+                            });
+                        }
+                        Some(secret) => {
+                            let keys: Vec<String> = secret_keys(&secret).into_iter().collect();
+                            match ctx.registry.check_secret(&store.provider, &keys).await {
+                                Ok(()) => {}
+                                Err(WiringError::Secret(missing)) => {
+                                    secret_ok = false;
+                                    problems.push(Problem {
+                                        reason: "InvalidStoreSecret",
+                                        field: store.secret_field.into(),
+                                        message: format!(
+                                            "Secret {}/{name} is not usable for provider {}: {}",
+                                            model.namespace,
+                                            store.provider,
+                                            missing.join("; ")
+                                        ),
+                                    });
+                                }
+                                Err(e) => {
+                                    secret_ok = false;
+                                    problems.push(plugin_problem(store.provider_field, &e));
+                                }
+                            }
+                        }
+                    }
+                }
+                if secret_ok {
+                    match ctx
+                        .registry
+                        .pod_config(
+                            &store.provider,
+                            store.container.as_deref().unwrap_or_default(),
+                            &store.prefix,
+                            store.secret.as_deref(),
+                        )
+                        .await
+                    {
+                        Ok(w) => wiring = Some(w),
+                        Err(e) => problems.push(plugin_problem(store.provider_field, &e)),
+                    }
+                }
+            }
+        }
+    }
+
+    let legacy_tls = etcd.spec.etcd.enable_tls == Some(true);
+    let tls_planes: [(&Option<Tls>, [&str; 3]); 3] = [
+        (
+            &model.etcd.client_tls,
+            if legacy_tls {
+                [
+                    "spec.tlsServerSecret",
+                    "spec.tlsServerSecret",
+                    "spec.tlsClientSecret",
+                ]
+            } else {
+                [
+                    "spec.etcd.clientUrlTls.tlsCASecretRef",
+                    "spec.etcd.clientUrlTls.serverTLSSecretRef",
+                    "spec.etcd.clientUrlTls.clientTLSSecretRef",
+                ]
+            },
+        ),
+        (
+            &model.etcd.peer_tls,
+            [
+                "spec.etcd.peerUrlTls.tlsCASecretRef",
+                "spec.etcd.peerUrlTls.serverTLSSecretRef",
+                "spec.etcd.peerUrlTls.clientTLSSecretRef",
+            ],
+        ),
+        (
+            &model.backup.tls,
+            [
+                "spec.backup.tls.tlsCASecretRef",
+                "spec.backup.tls.serverTLSSecretRef",
+                "spec.backup.tls.clientTLSSecretRef",
+            ],
+        ),
+    ];
+    for (tls, [ca_field, server_field, client_field]) in tls_planes {
+        let Some(tls) = tls else { continue };
+        let mut wanted: Vec<(&str, &str, Vec<&str>)> = vec![
+            (server_field, &tls.server_secret, vec!["tls.crt", "tls.key"]),
+            (ca_field, &tls.ca_secret, vec![tls.ca_key.as_str()]),
+        ];
+        if let Some(client) = &tls.client_secret {
+            wanted.push((client_field, client, vec!["tls.crt", "tls.key"]));
+        }
+        for (field, name, keys) in wanted {
+            match secrets.get_opt(name).await? {
+                None => problems.push(Problem {
+                    reason: "TLSSecretMissing",
+                    field: field.into(),
+                    message: format!(
+                        "Secret {}/{name} does not exist: create it with the keys {}",
+                        model.namespace,
+                        keys.join(", ")
+                    ),
+                }),
+                Some(secret) => {
+                    let have = secret_keys(&secret);
+                    let missing: Vec<&str> = keys
+                        .iter()
+                        .copied()
+                        .filter(|k| !have.contains(*k))
+                        .collect();
+                    if !missing.is_empty() {
+                        problems.push(Problem {
+                            reason: "TLSSecretInvalid",
+                            field: field.into(),
+                            message: format!(
+                                "Secret {}/{name} lacks the key(s) {}: add them (PEM), e.g. kubectl create secret tls, plus {} for the CA",
+                                model.namespace,
+                                missing.join(", "),
+                                tls.ca_key
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    // One problem per field and reason is enough (a Secret used twice).
+    let mut seen = BTreeSet::new();
+    problems.retain(|p| seen.insert((p.field.clone(), p.reason)));
+    Ok(if problems.is_empty() {
+        Checked::Ok(wiring)
+    } else {
+        Checked::Problems(problems)
+    })
+}
+
+fn secret_keys(secret: &Secret) -> BTreeSet<String> {
+    let mut keys: BTreeSet<String> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.extend(secret.string_data.iter().flatten().map(|(k, _)| k.clone()));
+    keys
+}
+
+fn plugin_problem(field: &str, e: &WiringError) -> Problem {
+    match e {
+        WiringError::Spec(msg) => Problem {
+            reason: "InvalidStore",
+            field: field.into(),
+            message: msg.clone(),
+        },
+        WiringError::Secret(missing) => Problem {
+            reason: "InvalidStoreSecret",
+            field: field.into(),
+            message: missing.join("; "),
+        },
+        WiringError::Plugin(e) => Problem {
+            reason: "ProviderPluginFailed",
+            field: field.into(),
+            message: format!("the provider plugin failed: {e}"),
+        },
+    }
+}

@@ -1,0 +1,219 @@
+//! The operator under test: a real kube-apiserver (with its etcd), the CRDs
+//! from deploy/crds, and the real `druid` binary running against it.
+#![allow(dead_code, clippy::unwrap_used, clippy::panic, reason = "test harness")]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use druid_test_support::{
+    KubeApiServer, ServerProcess, find_binary, free_port, repo_root, server_dir,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// The API server with the CRDs and a running operator.
+pub struct Operator {
+    pub metrics_url: String,
+    process: ServerProcess,
+}
+
+/// The operator shared by the tests of one test binary.
+pub fn operator() -> &'static Operator {
+    static CELL: OnceLock<Operator> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let server = KubeApiServer::shared();
+        for crd in std::fs::read_dir(repo_root().join("deploy/crds")).unwrap() {
+            let out = kubectl(&[
+                "apply",
+                "--server-side",
+                "-f",
+                crd.unwrap().path().to_str().unwrap(),
+            ]);
+            assert!(
+                out.status.success(),
+                "CRD install: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for crd in ["etcds", "etcdcopybackupstasks", "etcdopstasks"] {
+            let out = kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                &format!("crd/{crd}.druid.gardener.cloud"),
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let port = free_port().unwrap();
+        let dir = server_dir(&format!("druid-{port}")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_druid"));
+        cmd.env("KUBECONFIG", server.kubeconfig())
+            .env("RUST_LOG", "info,druid_operator=debug")
+            .args([
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+                "--status-sync-seconds",
+                "2",
+                "--leader-election-namespace",
+                "kube-system",
+            ]);
+        let process = ServerProcess::spawn("druid", cmd, &dir.join("druid.log")).unwrap();
+        let metrics_url = format!("http://127.0.0.1:{port}");
+        let readyz = format!("{metrics_url}/readyz");
+        process
+            .wait_ready(Duration::from_secs(120), || {
+                Ok(reqwest_get(&readyz).is_some_and(|(s, _)| s == 200)
+                    && std::fs::read_to_string(dir.join("druid.log"))
+                        .unwrap_or_default()
+                        .contains("leading: starting the controllers"))
+            })
+            .unwrap();
+        Operator {
+            metrics_url,
+            process,
+        }
+    })
+}
+
+impl Operator {
+    /// The operator's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
+    }
+}
+
+/// A plain HTTP GET (status, body) on loopback.
+pub fn reqwest_get(url: &str) -> Option<(u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    use std::io::{Read as _, Write as _};
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// Runs kubectl against the test API server.
+pub fn kubectl(args: &[&str]) -> Output {
+    let server = KubeApiServer::shared();
+    Command::new(find_binary("kubectl", "kube").unwrap())
+        .env("KUBECONFIG", server.kubeconfig())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// kubectl with a manifest on stdin.
+pub fn kubectl_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let server = KubeApiServer::shared();
+    let mut child = Command::new(find_binary("kubectl", "kube").unwrap())
+        .env("KUBECONFIG", server.kubeconfig())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A kube client for the test API server.
+pub async fn client() -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(KubeApiServer::shared().kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// The founding manifest.
+pub fn seed_path() -> PathBuf {
+    repo_root().join("deploy/samples/seed-etcd.yaml")
+}
+
+/// The founding manifest with its namespace replaced.
+pub fn seed_in(namespace: &str) -> String {
+    std::fs::read_to_string(seed_path())
+        .unwrap()
+        .replace("namespace: demo", &format!("namespace: {namespace}"))
+}
+
+/// Creates a namespace (and the S3 store Secret the seed names, unless
+/// `with_secret` is false).
+pub fn namespace(name: &str, with_secret: bool) {
+    let out = kubectl(&["create", "namespace", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if with_secret {
+        let out = kubectl(&[
+            "-n",
+            name,
+            "create",
+            "secret",
+            "generic",
+            "etcd-backup",
+            "--from-literal=accessKeyID=AKIAEXAMPLE",
+            "--from-literal=secretAccessKey=example-secret",
+            "--from-literal=region=eu-west-1",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Polls `f` until it gives `Some`, failing the test (with the operator's
+/// log) after `timeout`. Waits are generous: they bound a hang, they do not
+/// measure speed.
+pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let log = operator().log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "timed out waiting for {what}; operator log (last lines, newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
