@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The local demo (`make demo`): installs and starts a real Kubernetes control
 # plane (etcd + kube-apiserver, built from source once and cached), installs
-# the druid CRDs and starts the druid operator against it. Runs in the
+# the druid CRDs, starts the druid operator against it and applies the founding
+# manifest (deploy/samples/seed-etcd.yaml). Runs in the
 # foreground until Ctrl-C, then stops everything it started.
 #
 #   scripts/demo.sh           bring it up and keep it running
 #   scripts/demo.sh --check   bring it up, check every part answers, tear down
 #
 # Ports (loopback only) can be moved with DEMO_ETCD_PORT, DEMO_ETCD_PEER_PORT
-# and DEMO_APISERVER_PORT. State and logs are in target/demo/ of this clone.
+# DEMO_APISERVER_PORT and DEMO_METRICS_PORT (druid's /metrics, /healthz). State and logs are in target/demo/ of this clone.
 source "$(dirname "${BASH_SOURCE[0]}")/../tests/scripts/lib.sh"
 cd "$REPO_ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DRUID_CACHE/cargo-target}"
@@ -28,14 +29,16 @@ DEMO_DIR="$REPO_ROOT/target/demo"
 LOGS="$DEMO_DIR/logs"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT"; do
+METRICS_PORT="${DEMO_METRICS_PORT:-28080}"
+for p in "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" "$METRICS_PORT"; do
   port_busy "$p" && die "port $p on 127.0.0.1 is in use (another demo running?); stop it or set DEMO_ETCD_PORT / DEMO_ETCD_PEER_PORT / DEMO_APISERVER_PORT"
 done
 
 log "installing what the demo needs (cached after the first run)"
 bash scripts/install-build-deps.sh
 bash tests/scripts/install-servers.sh etcd kube
-log "building the druid operator"
+log "building the provider plugins (built into the operator) and the druid operator"
+bash scripts/build-plugins.sh >/dev/null
 nice cargo build --quiet --locked --bin druid
 DRUID="$CARGO_TARGET_DIR/debug/druid"
 
@@ -94,26 +97,34 @@ export KUBECONFIG="$DEMO_DIR/apiserver/kubeconfig"
 KUBECTL="$DRUID_BIN/kubectl"
 wait_for kube-apiserver 120 "${pids[-1]}" "$LOGS/kube-apiserver.log" "$KUBECTL" get --raw /readyz
 
-shopt -s nullglob
-crds=(deploy/crds/*.yaml)
-if [ ${#crds[@]} -gt 0 ]; then
-  log "installing the CRDs: ${crds[*]}"
-  for f in "${crds[@]}"; do "$KUBECTL" apply --server-side -f "$f" >/dev/null; done
-else
-  log "no CRDs in deploy/crds yet (the operator issue adds them)"
-fi
+log "installing the CRDs"
+for f in deploy/crds/*.yaml; do "$KUBECTL" apply --server-side -f "$f" >/dev/null; done
+"$KUBECTL" wait --for=condition=Established --timeout=60s crd/etcds.druid.gardener.cloud >/dev/null
 
 log "starting the druid operator"
-"$DRUID" >"$LOGS/druid.log" 2>&1 &
+"$DRUID" --metrics-addr "127.0.0.1:$METRICS_PORT" --leader-election-namespace kube-system \
+  >"$LOGS/druid.log" 2>&1 &
 pids+=($!)
-wait_for druid 60 "${pids[-1]}" "$LOGS/druid.log" grep -q "druid started" "$LOGS/druid.log"
+wait_for druid 60 "${pids[-1]}" "$LOGS/druid.log" grep -q "leading: starting the controllers" "$LOGS/druid.log"
+
+# The founding manifest, as-is, in its namespace, with the store Secret it
+# names (S3 credentials; the backup-restore issues point them at a store).
+log "applying the founding manifest (deploy/samples/seed-etcd.yaml)"
+"$KUBECTL" create namespace demo >/dev/null
+"$KUBECTL" -n demo create secret generic etcd-backup \
+  --from-literal=accessKeyID=demo --from-literal=secretAccessKey=demo-secret \
+  --from-literal=region=eu-west-1 >/dev/null
+"$KUBECTL" apply --validate=strict -f deploy/samples/seed-etcd.yaml >/dev/null
+wait_for "the seed's StatefulSet" 60 "${pids[-1]}" "$LOGS/druid.log" "$KUBECTL" -n demo get statefulset test
+wait_for "the seed's status" 60 "${pids[-1]}" "$LOGS/druid.log" \
+  bash -c "[ \"\$('$KUBECTL' -n demo get etcd test -o jsonpath='{.status.etcd.kind}')\" = StatefulSet ]"
+"$KUBECTL" -n demo get etcd,statefulset,service,configmap,lease,pdb >&2
 
 if $check; then
-  "$KUBECTL" create namespace demo-check >/dev/null
-  [ "$("$KUBECTL" get namespace demo-check -o jsonpath='{.status.phase}')" = Active ] ||
-    die "the demo control plane did not serve a namespace back"
+  [ "$("$KUBECTL" -n demo get etcd test -o jsonpath='{.status.conditions[?(@.type=="SpecValid")].status}')" = True ] ||
+    die "the seed's SpecValid condition is not True"
   kill -0 "${pids[-1]}" || die "druid exited"
-  log "demo check passed: etcd, kube-apiserver and druid are up and answering"
+  log "demo check passed: etcd, kube-apiserver and druid are up, the seed's components exist"
   exit 0
 fi
 
@@ -121,7 +132,8 @@ cat >&2 <<EOT
 
 The demo is running. In another shell:
   export KUBECONFIG=$KUBECONFIG
-  $KUBECTL get namespaces
+  $KUBECTL -n demo get etcd -o wide
+  $KUBECTL -n demo describe etcd test
 Logs: $LOGS   Stop: Ctrl-C
 EOT
 wait "${pids[-1]}"
