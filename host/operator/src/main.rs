@@ -36,6 +36,10 @@ struct Args {
     /// A directory of provider plugins (`*.wasm`) besides the built-in ones.
     #[arg(long, env = "DRUID_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
+    /// Where precompiled plugin components are cached (default: a
+    /// directory in the system's temporary directory).
+    #[arg(long, env = "DRUID_PLUGIN_CACHE_DIR")]
+    plugin_cache_dir: Option<PathBuf>,
     /// The etcd (wrapper) image of Etcds whose spec names none.
     #[arg(long, env = "DRUID_ETCD_IMAGE", default_value_t = Settings::default().etcd_image)]
     etcd_image: String,

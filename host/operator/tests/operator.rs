@@ -440,25 +440,11 @@ async fn a_missing_store_secret_is_reported_and_fixing_it_creates_the_cluster() 
     );
     // The fix: create the Secret; the cluster follows without any other
     // action (the status sync period retries).
-    namespace_secret(ns);
+    common::store_secret(ns);
     wait_for("the StatefulSet after the fix", || {
         get::<StatefulSet>(ns, "test")
     })
     .await;
-}
-
-fn namespace_secret(ns: &str) {
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "etcd-backup",
-        "--from-literal=accessKeyID=AKIAEXAMPLE",
-        "--from-literal=secretAccessKey=example-secret",
-        "--from-literal=region=eu-west-1",
-    ]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -636,4 +622,158 @@ async fn the_api_server_rejects_bad_specs_early_with_a_message_naming_the_field(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suspend_and_reconcile_annotations() {
+    operator();
+    let ns = "annotations";
+    namespace(ns, true);
+    ok(&kubectl_stdin(
+        &["apply", "--validate=strict", "-f", "-"],
+        &seed_in(ns),
+    ));
+    wait_for("the StatefulSet", || get::<StatefulSet>(ns, "test")).await;
+
+    // Suspended: a spec change does not reach the StatefulSet, and a
+    // Warning event says why.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "annotate",
+        "etcd",
+        "test",
+        "druid.gardener.cloud/suspend-etcd-spec-reconcile=true",
+    ]));
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "etcd",
+        "test",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"etcd":{"imageVersion":"v9.9.9"}}}"#,
+    ]));
+    wait_for("a SpecReconciliationSkipped event", || async {
+        Api::<Event>::namespaced(client().await, ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("SpecReconciliationSkipped"))
+    })
+    .await;
+    // Several status syncs later the StatefulSet still has the old image.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let sts: StatefulSet = get(ns, "test").await.unwrap();
+    assert_eq!(
+        container(&sts, "etcd").image.as_deref(),
+        Some("eu.gcr.io/gardener-project/gardener/etcd-wrapper:v0.1.0")
+    );
+
+    // Resumed and asked for a reconcile: the change arrives and the request
+    // annotation is removed once done.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "annotate",
+        "etcd",
+        "test",
+        "druid.gardener.cloud/suspend-etcd-spec-reconcile-",
+    ]));
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "annotate",
+        "etcd",
+        "test",
+        "druid.gardener.cloud/operation=reconcile",
+    ]));
+    wait_for("the new image", || async {
+        get::<StatefulSet>(ns, "test").await.filter(|s| {
+            container(s, "etcd").image.as_deref()
+                == Some("eu.gcr.io/gardener-project/gardener/etcd-wrapper:v9.9.9")
+        })
+    })
+    .await;
+    wait_for("the operation annotation to be removed", || async {
+        get::<Etcd>(ns, "test").await.filter(|e| {
+            !e.annotations()
+                .contains_key("druid.gardener.cloud/operation")
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_operator_replica_stands_by_while_the_first_leads() {
+    operator();
+    let port = druid_test_support::free_port().unwrap();
+    let dir = druid_test_support::server_dir(&format!("druid-standby-{port}")).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_druid"));
+    cmd.env(
+        "KUBECONFIG",
+        druid_test_support::KubeApiServer::shared().kubeconfig(),
+    )
+    .args([
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+        "--leader-election-namespace",
+        "kube-system",
+    ]);
+    let standby =
+        druid_test_support::ServerProcess::spawn("druid standby", cmd, &dir.join("druid.log"))
+            .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for("the standby's /readyz", || {
+        let url = format!("{base}/readyz");
+        async move { common::reqwest_get(&url).filter(|(s, _)| *s == 200) }
+    })
+    .await;
+    // Well past a lease duration (15 s) the standby still does not lead.
+    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+    let (_, metrics) = common::reqwest_get(&format!("{base}/metrics")).unwrap();
+    assert!(metrics.contains("druid_leader 0"), "{metrics}");
+    let log = std::fs::read_to_string(standby.log_path()).unwrap();
+    assert!(log.contains("waiting for the leader lease"), "{log}");
+    assert!(!log.contains("leading: starting the controllers"), "{log}");
+    assert!(
+        operator()
+            .log()
+            .contains("leading: starting the controllers")
+    );
+}
+
+#[test]
+fn the_operator_manifests_apply_with_strict_validation() {
+    operator();
+    let path = druid_test_support::repo_root().join("deploy/operator/druid.yaml");
+    ok(&kubectl(&[
+        "apply",
+        "--validate=strict",
+        "-f",
+        path.to_str().unwrap(),
+    ]));
+    let out = kubectl(&[
+        "auth",
+        "can-i",
+        "patch",
+        "etcds/status",
+        "--as=system:serviceaccount:druid-system:druid",
+        "-n",
+        "demo",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
+    let out = kubectl(&[
+        "auth",
+        "can-i",
+        "get",
+        "secrets",
+        "--as=system:serviceaccount:druid-system:druid",
+        "-n",
+        "demo",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
 }

@@ -174,23 +174,28 @@ pub fn namespace(name: &str, with_secret: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
     if with_secret {
-        let out = kubectl(&[
-            "-n",
-            name,
-            "create",
-            "secret",
-            "generic",
-            "etcd-backup",
-            "--from-literal=accessKeyID=AKIAEXAMPLE",
-            "--from-literal=secretAccessKey=example-secret",
-            "--from-literal=region=eu-west-1",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        store_secret(name);
     }
+}
+
+/// Creates the S3 store Secret the seed names (`etcd-backup`).
+pub fn store_secret(namespace: &str) {
+    let out = kubectl(&[
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "etcd-backup",
+        "--from-literal=accessKeyID=AKIAEXAMPLE",
+        "--from-literal=secretAccessKey=example-secret",
+        "--from-literal=region=eu-west-1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Polls `f` until it gives `Some`, failing the test (with the operator's
