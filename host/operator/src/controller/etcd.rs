@@ -113,14 +113,30 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
         SpecOutcome::Suspended
     } else if !spec_reconcile_wanted(etcd, ctx) {
         SpecOutcome::NotRequested
+    } else if spec_up_to_date(etcd, ctx)
+        && Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace)
+            .get_metadata_opt(&names::statefulset(&name))
+            .await?
+            .is_some()
+    {
+        SpecOutcome::UpToDate
     } else {
-        match reconcile_spec(etcd, model.as_ref(), ctx).await {
+        let outcome = match reconcile_spec(etcd, model.as_ref(), ctx).await {
             Ok(o) => o,
             Err(e) => SpecOutcome::Failed {
                 code: "ERR_KUBERNETES_API".into(),
                 message: e.to_string(),
             },
+        };
+        let key = etcd.uid().unwrap_or_default();
+        if let Ok(mut applied) = ctx.applied.lock() {
+            if matches!(outcome, SpecOutcome::Reconciled) {
+                applied.insert(key, (Instant::now(), etcd.metadata.generation));
+            } else {
+                applied.remove(&key);
+            }
         }
+        outcome
     };
 
     // The status, always.
@@ -200,6 +216,32 @@ fn spec_reconcile_wanted(etcd: &Etcd, ctx: &Context) -> bool {
     never || requested
 }
 
+/// Whether this generation's components were applied recently enough (and
+/// the StatefulSet is there): then a status sync only reads. A spec change,
+/// a requested reconcile, a missing StatefulSet or the resync period applies
+/// everything again.
+fn spec_up_to_date(etcd: &Etcd, ctx: &Context) -> bool {
+    let requested = [
+        names::OPERATION_ANNOTATION,
+        names::LEGACY_OPERATION_ANNOTATION,
+    ]
+    .iter()
+    .any(|a| etcd.annotations().get(*a).map(String::as_str) == Some(names::OPERATION_RECONCILE));
+    if requested
+        || etcd.status.as_ref().and_then(|s| s.observed_generation) != etcd.metadata.generation
+    {
+        return false;
+    }
+    let Ok(applied) = ctx.applied.lock() else {
+        return false;
+    };
+    applied
+        .get(&etcd.uid().unwrap_or_default())
+        .is_some_and(|(at, generation)| {
+            *generation == etcd.metadata.generation && at.elapsed() < ctx.settings.resync_period
+        })
+}
+
 /// Step 2: validate, check references, build, apply.
 async fn reconcile_spec(
     etcd: &Etcd,
@@ -221,8 +263,10 @@ async fn reconcile_spec(
             ));
         }
     };
-    for w in &model.warnings {
-        publish(ctx, etcd, EventType::Warning, "SpecWarning", &w.to_string()).await;
+    if etcd.status.as_ref().and_then(|s| s.observed_generation) != etcd.metadata.generation {
+        for w in &model.warnings {
+            publish(ctx, etcd, EventType::Warning, "SpecWarning", &w.to_string()).await;
+        }
     }
     let store_wiring = match validate::references(ctx, etcd, model).await? {
         Checked::Problems(p) => return Ok(SpecOutcome::Invalid(p)),
@@ -475,6 +519,9 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
         return Err(Error::Deleting(left.join(", ")));
     }
     super::secrets::release(ctx, &ns, &name).await?;
+    if let Ok(mut applied) = ctx.applied.lock() {
+        applied.remove(&etcd.uid().unwrap_or_default());
+    }
     ctx.metrics.forget(&ns, &name, status::types::ALL);
     publish(
         ctx,

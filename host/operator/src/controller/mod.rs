@@ -34,6 +34,9 @@ pub struct Settings {
     pub manual_reconcile: bool,
     /// Etcds reconciled at once.
     pub workers: u16,
+    /// How often an unchanged Etcd's components are applied again anyway
+    /// (to repair drift); between those, status syncs only read.
+    pub resync_period: Duration,
     /// A member whose lease was not renewed for this long is Unknown.
     pub member_unknown_after: Duration,
     /// ... and NotReady after this much more.
@@ -50,6 +53,7 @@ impl Default for Settings {
             status_sync_period: Duration::from_secs(15),
             manual_reconcile: false,
             workers: 8,
+            resync_period: Duration::from_secs(600),
             member_unknown_after: Duration::from_secs(60),
             member_not_ready_after: Duration::from_secs(300),
         }
@@ -68,6 +72,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Events.
     pub recorder: Recorder,
+    /// When each Etcd (by UID) last had its components applied, with the
+    /// generation applied.
+    pub applied:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<i64>)>>,
 }
 
 impl Context {
@@ -92,6 +100,7 @@ impl Context {
             settings,
             metrics,
             recorder,
+            applied: std::sync::Mutex::default(),
         }
     }
 }

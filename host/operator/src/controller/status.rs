@@ -51,6 +51,8 @@ pub mod types {
 pub enum SpecOutcome {
     /// Every component was applied.
     Reconciled,
+    /// This generation was applied recently; only the status is synced.
+    UpToDate,
     /// Not reconciled: suspended by annotation.
     Suspended,
     /// Not reconciled: waiting for the reconcile annotation.
@@ -79,6 +81,8 @@ pub struct Observed {
     pub delta_snapshot_lease: Option<Lease>,
     /// Warning messages on the data volumes.
     pub volume_warnings: Vec<String>,
+    /// Whether any data volume claim exists yet.
+    pub claims_exist: bool,
 }
 
 /// Reads what [`compute`] needs.
@@ -88,51 +92,52 @@ pub async fn observe(client: &kube::Client, etcd: &Etcd) -> Result<Observed, kub
     let statefulset = Api::<StatefulSet>::namespaced(client.clone(), &ns)
         .get_opt(&names::statefulset(&name))
         .await?;
+    // Leases by name (GETs are cheap; a label LIST scans every lease of
+    // the namespace, which does not scale to hundreds of Etcds).
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let selector = format!(
-        "app.kubernetes.io/part-of={name},app.kubernetes.io/managed-by={}",
-        names::MANAGED_BY
-    );
     let mut member_leases = BTreeMap::new();
-    let mut full_snapshot_lease = None;
-    let mut delta_snapshot_lease = None;
-    for lease in leases
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-    {
-        let component = lease.labels().get("app.kubernetes.io/component").cloned();
-        let lname = lease.name_any();
-        match component.as_deref() {
-            Some(names::component::MEMBER_LEASE) => {
-                member_leases.insert(lname, lease);
+    if let Ok(model) = EtcdModel::from_etcd(etcd) {
+        for i in 0..model.replicas {
+            let member = names::member(&model, i);
+            if let Some(lease) = leases.get_opt(&member).await? {
+                member_leases.insert(member, lease);
             }
-            Some(names::component::SNAPSHOT_LEASE)
-                if lname == names::full_snapshot_lease(&name) =>
-            {
-                full_snapshot_lease = Some(lease);
-            }
-            Some(names::component::SNAPSHOT_LEASE)
-                if lname == names::delta_snapshot_lease(&name) =>
-            {
-                delta_snapshot_lease = Some(lease);
-            }
-            _ => {}
         }
     }
+    let full_snapshot_lease = leases.get_opt(&names::full_snapshot_lease(&name)).await?;
+    let delta_snapshot_lease = leases.get_opt(&names::delta_snapshot_lease(&name)).await?;
+
+    // Warning events of the data volumes: only looked at while the
+    // StatefulSet is not ready and its claims exist (events are not
+    // indexed, so a list costs as much as the namespace has events).
     let mut volume_warnings = Vec::new();
+    let mut claims_exist = false;
     if let Some(sts) = &statefulset {
+        let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         let claims: Vec<String> = sts
             .spec
             .iter()
             .flat_map(|s| s.volume_claim_templates.iter().flatten())
             .flat_map(|t| {
                 let tname = t.name_any();
-                let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
                 (0..replicas).map(move |i| format!("{tname}-{}-{i}", sts.name_any()))
             })
             .collect();
-        if !claims.is_empty() {
+        let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            Api::namespaced(client.clone(), &ns);
+        for claim in &claims {
+            if pvcs.get_metadata_opt(claim).await?.is_some() {
+                claims_exist = true;
+                break;
+            }
+        }
+        let ready = sts
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+            >= replicas;
+        if claims_exist && !ready {
             let events: Api<Event> = Api::namespaced(client.clone(), &ns);
             let lp = ListParams::default()
                 .fields("involvedObject.kind=PersistentVolumeClaim,type=Warning");
@@ -150,6 +155,7 @@ pub async fn observe(client: &kube::Client, etcd: &Etcd) -> Result<Observed, kub
         }
     }
     Ok(Observed {
+        claims_exist,
         statefulset,
         member_leases,
         full_snapshot_lease,
@@ -304,7 +310,14 @@ pub fn compute(
                     "the StatefulSet is rolling out a new pod template".into(),
                 );
             }
-            if observed.volume_warnings.is_empty() {
+            if !observed.claims_exist {
+                set(
+                    types::DATA_VOLUMES_READY,
+                    "Unknown",
+                    "NoClaimsYet",
+                    "the StatefulSet's volume claims do not exist yet".into(),
+                );
+            } else if observed.volume_warnings.is_empty() {
                 set(
                     types::DATA_VOLUMES_READY,
                     "True",
@@ -367,7 +380,7 @@ pub fn compute(
             operation("Reconcile", "Error", message, now),
             previous.observed_generation,
         ),
-        SpecOutcome::Suspended | SpecOutcome::NotRequested => (
+        SpecOutcome::Suspended | SpecOutcome::NotRequested | SpecOutcome::UpToDate => (
             previous.last_errors.clone(),
             previous.last_operation.clone(),
             previous.observed_generation,
