@@ -42,16 +42,27 @@ pub async fn protect(
 ) -> Result<(), kube::Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     for name in secrets {
-        let Some(secret) = api.get_metadata_opt(name).await? else {
-            continue;
-        };
-        if secret.finalizers().iter().any(|f| f == FINALIZER) {
-            continue;
+        // Many Etcds may share one Secret and protect it at once: on a
+        // conflict, read it again and retry.
+        let mut attempt = 0;
+        loop {
+            let Some(secret) = api.get_metadata_opt(name).await? else {
+                break;
+            };
+            if secret.finalizers().iter().any(|f| f == FINALIZER) {
+                break;
+            }
+            let mut finalizers = secret.finalizers().to_vec();
+            finalizers.push(FINALIZER.into());
+            match set_finalizers(&api, name, finalizers, secret.resource_version()).await {
+                Ok(()) => {
+                    tracing::info!(secret = %name, %namespace, "protecting Secret with a finalizer while an Etcd uses it");
+                    break;
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 && attempt < 5 => attempt += 1,
+                Err(e) => return Err(e),
+            }
         }
-        let mut finalizers = secret.finalizers().to_vec();
-        finalizers.push(FINALIZER.into());
-        set_finalizers(&api, name, finalizers, secret.resource_version()).await?;
-        tracing::info!(secret = %name, %namespace, "protecting Secret with a finalizer while an Etcd uses it");
     }
     Ok(())
 }
