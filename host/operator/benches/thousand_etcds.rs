@@ -132,6 +132,16 @@ async fn main() {
             .unwrap()
             .items
             .len();
+        if with_sts < n {
+            if start.elapsed() > Duration::from_secs(900) {
+                panic!(
+                    "only {with_sts} StatefulSets of {n} after 900 s; log: {}",
+                    dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
         let with_status = etcds
             .list(&ListParams::default())
             .await
@@ -153,7 +163,8 @@ async fn main() {
                 dir.display()
             );
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Polling is itself API load: once a second, metadata first.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let all_done = start.elapsed();
     peak_kib = peak_kib.max(vm_hwm_kib(druid.pid()));
@@ -169,9 +180,35 @@ async fn main() {
         "throughput:                                 {:.0} Etcds/s",
         n as f64 / all_done.as_secs_f64()
     );
+    let metrics = http_get(port, "/metrics");
+    let sum = metric(&metrics, "druid_reconcile_duration_seconds_sum");
+    let count = metric(&metrics, "druid_reconcile_duration_seconds_count");
+    println!(
+        "reconciles:                                 {count:.0}, mean {:.0} ms",
+        1000.0 * sum / count.max(1.0)
+    );
     println!(
         "druid peak RSS (VmHWM):                     {:.1} MiB (idle before: {:.1} MiB)",
         peak_kib as f64 / 1024.0,
         idle_kib as f64 / 1024.0
     );
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
 }

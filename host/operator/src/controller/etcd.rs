@@ -10,6 +10,8 @@
 //! 4. requeue after the status sync period.
 
 use std::collections::BTreeMap;
+
+use futures::FutureExt as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -294,54 +296,53 @@ async fn reconcile_spec(
     if let Err(e) = super::secrets::protect(ctx, ns, &model.referenced_secrets()).await {
         return Ok(failed("SECRET_FINALIZERS", &e));
     }
-    macro_rules! sync {
-        ($code:literal, $e:expr) => {
-            if let Err(e) = $e {
-                return Ok(failed($code, &e));
-            }
-        };
-    }
-    sync!(
-        "SERVICE_ACCOUNT",
-        components::apply(c, &built.service_account).await
-    );
-    sync!("ROLE", components::apply(c, &built.role).await);
-    sync!(
-        "ROLE_BINDING",
-        components::apply(c, &built.role_binding).await
-    );
+    // Everything but the StatefulSet at once (they do not depend on each
+    // other), then the StatefulSet, whose pods mount the ConfigMap.
+    let mut steps: Vec<futures::future::BoxFuture<'_, Result<(), (&'static str, kube::Error)>>> = vec![
+        step(
+            "SERVICE_ACCOUNT",
+            components::apply(c, &built.service_account),
+        )
+        .boxed(),
+        step("ROLE", components::apply(c, &built.role)).boxed(),
+        step("ROLE_BINDING", components::apply(c, &built.role_binding)).boxed(),
+        step("MEMBER_LEASE", prune_member_leases(c, model)).boxed(),
+        step("PDB", components::apply(c, &built.pdb)).boxed(),
+        step(
+            "CLIENT_SERVICE",
+            components::apply(c, &built.client_service),
+        )
+        .boxed(),
+        step("PEER_SERVICE", components::apply(c, &built.peer_service)).boxed(),
+        step("CONFIGMAP", components::apply(c, &built.config_map)).boxed(),
+    ];
     for lease in &built.member_leases {
-        sync!("MEMBER_LEASE", apply_lease(c, lease).await);
+        steps.push(step("MEMBER_LEASE", apply_lease(c, lease)).boxed());
     }
-    sync!("MEMBER_LEASE", prune_member_leases(c, model).await);
     for lease in &built.snapshot_leases {
-        sync!("SNAPSHOT_LEASE", apply_lease(c, lease).await);
+        steps.push(step("SNAPSHOT_LEASE", apply_lease(c, lease)).boxed());
     }
     if model.store.is_none() {
         for lease in [
             names::full_snapshot_lease(&model.name),
             names::delta_snapshot_lease(&model.name),
         ] {
-            sync!(
-                "SNAPSHOT_LEASE",
-                components::delete_if_exists::<Lease>(c, ns, &lease).await
+            steps.push(
+                step("SNAPSHOT_LEASE", async move {
+                    components::delete_if_exists::<Lease>(c, ns, &lease).await
+                })
+                .boxed(),
             );
         }
     }
-    sync!("PDB", components::apply(c, &built.pdb).await);
-    sync!(
-        "CLIENT_SERVICE",
-        components::apply(c, &built.client_service).await
-    );
-    sync!(
-        "PEER_SERVICE",
-        components::apply(c, &built.peer_service).await
-    );
-    sync!("CONFIGMAP", components::apply(c, &built.config_map).await);
-    sync!(
-        "STATEFULSET",
-        components::apply(c, &built.statefulset).await
-    );
+    for result in futures::future::join_all(steps).await {
+        if let Err((code, e)) = result {
+            return Ok(failed(code, &e));
+        }
+    }
+    if let Err(e) = components::apply(c, &built.statefulset).await {
+        return Ok(failed("STATEFULSET", &e));
+    }
 
     let first = etcd
         .status
@@ -364,6 +365,14 @@ async fn reconcile_spec(
         .await;
     }
     Ok(SpecOutcome::Reconciled)
+}
+
+/// One apply step, tagged with its error code.
+async fn step<T>(
+    code: &'static str,
+    f: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<(), (&'static str, kube::Error)> {
+    f.await.map(|_| ()).map_err(|e| (code, e))
 }
 
 fn failed(component: &str, e: &kube::Error) -> SpecOutcome {

@@ -76,6 +76,10 @@ pub struct Context {
     /// generation applied.
     pub applied:
         std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<i64>)>>,
+    /// Provider-plugin answers, which depend only on their inputs: the
+    /// sidecar wiring per (provider, container, prefix, secret) and the
+    /// accepted key sets per provider.
+    pub plugin_answers: std::sync::Mutex<validate::PluginAnswers>,
 }
 
 impl Context {
@@ -101,6 +105,7 @@ impl Context {
             metrics,
             recorder,
             applied: std::sync::Mutex::default(),
+            plugin_answers: std::sync::Mutex::default(),
         }
     }
 }

@@ -13,6 +13,24 @@ use kube::Api;
 
 use super::Context;
 
+/// Cached provider-plugin answers (bounded: cleared when large).
+#[derive(Debug, Default)]
+pub struct PluginAnswers {
+    wiring: std::collections::HashMap<String, SidecarConfig>,
+    good_secrets: BTreeSet<String>,
+}
+
+impl PluginAnswers {
+    const MAX: usize = 10_000;
+
+    fn bound(&mut self) {
+        if self.wiring.len() + self.good_secrets.len() > Self::MAX {
+            self.wiring.clear();
+            self.good_secrets.clear();
+        }
+    }
+}
+
 /// One thing wrong with what a spec refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -74,7 +92,24 @@ pub async fn references(
                         }
                         Some(secret) => {
                             let keys: Vec<String> = secret_keys(&secret).into_iter().collect();
-                            match ctx.registry.check_secret(&store.provider, &keys).await {
+                            let cache_key = format!("{}\n{}", store.provider, keys.join("\n"));
+                            let known_good = ctx
+                                .plugin_answers
+                                .lock()
+                                .is_ok_and(|a| a.good_secrets.contains(&cache_key));
+                            let checked = if known_good {
+                                Ok(())
+                            } else {
+                                ctx.registry.check_secret(&store.provider, &keys).await
+                            };
+                            if checked.is_ok()
+                                && !known_good
+                                && let Ok(mut a) = ctx.plugin_answers.lock()
+                            {
+                                a.bound();
+                                a.good_secrets.insert(cache_key);
+                            }
+                            match checked {
                                 Ok(()) => {}
                                 Err(WiringError::Secret(missing)) => {
                                     secret_ok = false;
@@ -98,18 +133,36 @@ pub async fn references(
                     }
                 }
                 if secret_ok {
-                    match ctx
-                        .registry
-                        .pod_config(
-                            &store.provider,
-                            store.container.as_deref().unwrap_or_default(),
-                            &store.prefix,
-                            store.secret.as_deref(),
-                        )
-                        .await
-                    {
-                        Ok(w) => wiring = Some(w),
-                        Err(e) => problems.push(plugin_problem(store.provider_field, &e)),
+                    let cache_key = format!(
+                        "{}\n{}\n{}\n{}",
+                        store.provider,
+                        store.container.as_deref().unwrap_or_default(),
+                        store.prefix,
+                        store.secret.as_deref().unwrap_or_default()
+                    );
+                    let cached = ctx.plugin_answers.lock().ok().and_then(|a| a.wiring.get(&cache_key).cloned());
+                    if let Some(w) = cached {
+                        wiring = Some(w);
+                    } else {
+                        match ctx
+                            .registry
+                            .pod_config(
+                                &store.provider,
+                                store.container.as_deref().unwrap_or_default(),
+                                &store.prefix,
+                                store.secret.as_deref(),
+                            )
+                            .await
+                        {
+                            Ok(w) => {
+                                if let Ok(mut a) = ctx.plugin_answers.lock() {
+                                    a.bound();
+                                    a.wiring.insert(cache_key, w.clone());
+                                }
+                                wiring = Some(w);
+                            }
+                            Err(e) => problems.push(plugin_problem(store.provider_field, &e)),
+                        }
                     }
                 }
             }
