@@ -54,7 +54,7 @@ struct Args {
     #[arg(long)]
     manual_reconcile: bool,
     /// Etcds reconciled at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     workers: u16,
     /// Elect one active replica through a Lease (run several for failover).
     #[arg(long, env = "DRUID_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]

@@ -115,12 +115,7 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
         SpecOutcome::Suspended
     } else if !spec_reconcile_wanted(etcd, ctx) {
         SpecOutcome::NotRequested
-    } else if spec_up_to_date(etcd, ctx)
-        && Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace)
-            .get_metadata_opt(&names::statefulset(&name))
-            .await?
-            .is_some()
-    {
+    } else if spec_up_to_date(etcd, ctx) && statefulset_exists(ctx, &namespace, &name).await? {
         SpecOutcome::UpToDate
     } else {
         let outcome = match reconcile_spec(etcd, model.as_ref(), ctx).await {
@@ -142,7 +137,7 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     };
 
     // The status, always.
-    let observed = status::observe(&ctx.client, etcd).await?;
+    let observed = status::observe(&ctx.client, ctx.caches.get(), etcd).await?;
     let new_status = status::compute(
         etcd,
         model.as_ref().ok(),
@@ -242,6 +237,24 @@ fn spec_up_to_date(etcd: &Etcd, ctx: &Context) -> bool {
         .is_some_and(|(at, generation)| {
             *generation == etcd.metadata.generation && at.elapsed() < ctx.settings.resync_period
         })
+}
+
+async fn statefulset_exists(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, kube::Error> {
+    let sts = names::statefulset(name);
+    Ok(match ctx.caches.get() {
+        Some(c) => {
+            c.ready().await;
+            c.statefulset(namespace, &sts).is_some()
+        }
+        None => Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace)
+            .get_metadata_opt(&sts)
+            .await?
+            .is_some(),
+    })
 }
 
 /// Step 2: validate, check references, build, apply.

@@ -52,7 +52,7 @@ impl Default for Settings {
             backup_image: "ghcr.io/druid-rs/etcdbr:latest".into(),
             status_sync_period: Duration::from_secs(15),
             manual_reconcile: false,
-            workers: 8,
+            workers: 16,
             resync_period: Duration::from_secs(600),
             member_unknown_after: Duration::from_secs(60),
             member_not_ready_after: Duration::from_secs(300),
@@ -80,6 +80,48 @@ pub struct Context {
     /// sidecar wiring per (provider, container, prefix, secret) and the
     /// accepted key sets per provider.
     pub plugin_answers: std::sync::Mutex<validate::PluginAnswers>,
+    /// Watch caches of the StatefulSets and Leases the operator manages,
+    /// set once the controllers run: status syncs read them instead of
+    /// asking the API server.
+    pub caches: std::sync::OnceLock<Caches>,
+}
+
+/// Watch caches of managed objects.
+#[derive(Clone)]
+pub struct Caches {
+    /// StatefulSets labelled `app.kubernetes.io/managed-by=etcd-druid`.
+    pub statefulsets: reflector::Store<StatefulSet>,
+    /// Leases with the same label.
+    pub leases: reflector::Store<k8s_openapi::api::coordination::v1::Lease>,
+}
+
+impl Caches {
+    /// Waits until both caches hold the cluster's state (at start-up; the
+    /// StatefulSet watch is driven by the running controller).
+    pub async fn ready(&self) {
+        let _ = tokio::join!(
+            self.statefulsets.wait_until_ready(),
+            self.leases.wait_until_ready()
+        );
+    }
+
+    /// A StatefulSet from the cache.
+    pub fn statefulset(&self, namespace: &str, name: &str) -> Option<StatefulSet> {
+        self.statefulsets
+            .get(&reflector::ObjectRef::new(name).within(namespace))
+            .map(|s| (*s).clone())
+    }
+
+    /// A Lease from the cache.
+    pub fn lease(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<k8s_openapi::api::coordination::v1::Lease> {
+        self.leases
+            .get(&reflector::ObjectRef::new(name).within(namespace))
+            .map(|l| (*l).clone())
+    }
 }
 
 impl Context {
@@ -106,6 +148,7 @@ impl Context {
             recorder,
             applied: std::sync::Mutex::default(),
             plugin_answers: std::sync::Mutex::default(),
+            caches: std::sync::OnceLock::new(),
         }
     }
 }
@@ -130,11 +173,30 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     .reflect(writer)
     .applied_objects()
     .predicate_filter(spec_or_lifecycle, PredicateConfig::default());
+    let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=etcd-druid");
+    let (sts_store, sts_writer) = reflector::store();
+    let sts_events = watcher(Api::<StatefulSet>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .reflect(sts_writer)
+        .touched_objects();
+    let (lease_store, lease_writer) = reflector::store();
+    let lease_events = watcher(
+        Api::<k8s_openapi::api::coordination::v1::Lease>::all(client.clone()),
+        managed,
+    )
+    .default_backoff()
+    .reflect(lease_writer)
+    .touched_objects();
+    // Lease renewals only refresh the cache; they trigger nothing.
+    tokio::spawn(lease_events.for_each(|_| async {}));
+    let caches = Caches {
+        statefulsets: sts_store.clone(),
+        leases: lease_store.clone(),
+    };
+    let _ = ctx.caches.set(caches);
     let etcd_controller = Controller::for_stream(etcd_events, etcd_store.clone())
-        .owns(
-            Api::<StatefulSet>::all(client.clone()),
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=etcd-druid"),
-        )
+        // Status follows the StatefulSets.
+        .owns_stream(sts_events)
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.workers))
         .graceful_shutdown_on(stop);
     let etcd_loop = etcd_controller

@@ -86,26 +86,48 @@ pub struct Observed {
 }
 
 /// Reads what [`compute`] needs.
-pub async fn observe(client: &kube::Client, etcd: &Etcd) -> Result<Observed, kube::Error> {
+pub async fn observe(
+    client: &kube::Client,
+    caches: Option<&super::Caches>,
+    etcd: &Etcd,
+) -> Result<Observed, kube::Error> {
     let ns = etcd.namespace().unwrap_or_default();
     let name = etcd.name_any();
-    let statefulset = Api::<StatefulSet>::namespaced(client.clone(), &ns)
-        .get_opt(&names::statefulset(&name))
-        .await?;
-    // Leases by name (GETs are cheap; a label LIST scans every lease of
-    // the namespace, which does not scale to hundreds of Etcds).
+    if let Some(c) = caches {
+        c.ready().await;
+    }
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    // From the watch caches when the controllers run; else by name (a
+    // label LIST scans every lease of the namespace).
+    let statefulset = match caches {
+        Some(c) => c.statefulset(&ns, &names::statefulset(&name)),
+        None => {
+            Api::<StatefulSet>::namespaced(client.clone(), &ns)
+                .get_opt(&names::statefulset(&name))
+                .await?
+        }
+    };
+    let lease = |lname: String| {
+        let leases = leases.clone();
+        let ns = ns.clone();
+        async move {
+            match caches {
+                Some(c) => Ok::<_, kube::Error>(c.lease(&ns, &lname)),
+                None => leases.get_opt(&lname).await,
+            }
+        }
+    };
     let mut member_leases = BTreeMap::new();
     if let Ok(model) = EtcdModel::from_etcd(etcd) {
         for i in 0..model.replicas {
             let member = names::member(&model, i);
-            if let Some(lease) = leases.get_opt(&member).await? {
-                member_leases.insert(member, lease);
+            if let Some(l) = lease(member.clone()).await? {
+                member_leases.insert(member, l);
             }
         }
     }
-    let full_snapshot_lease = leases.get_opt(&names::full_snapshot_lease(&name)).await?;
-    let delta_snapshot_lease = leases.get_opt(&names::delta_snapshot_lease(&name)).await?;
+    let full_snapshot_lease = lease(names::full_snapshot_lease(&name)).await?;
+    let delta_snapshot_lease = lease(names::delta_snapshot_lease(&name)).await?;
 
     // Warning events of the data volumes: only looked at while the
     // StatefulSet is not ready and its claims exist (events are not
