@@ -4,7 +4,8 @@
 //! generation, and the operator's peak RSS (VmHWM).
 //!
 //! `cargo bench -p druid-operator --bench thousand_etcds`
-//! (`DRUID_BENCH_ETCDS=200` for a smaller run).
+//! (`DRUID_BENCH_ETCDS=200` for a smaller run, `DRUID_BENCH_WORKERS` for the
+//! operator's `--workers`, default 16).
 #![allow(
     clippy::unwrap_used,
     clippy::panic,
@@ -92,6 +93,8 @@ async fn main() {
             &format!("127.0.0.1:{port}"),
             "--leader-election-namespace",
             "kube-system",
+            "--workers",
+            &std::env::var("DRUID_BENCH_WORKERS").unwrap_or_else(|_| "16".into()),
         ]);
     let druid = ServerProcess::spawn("druid", cmd, &dir.join("druid.log")).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -175,8 +175,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     .predicate_filter(spec_or_lifecycle, PredicateConfig::default());
     let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=etcd-druid");
     let (sts_store, sts_writer) = reflector::store();
+    // The caches keep only what status needs: no managed fields, no pod
+    // template (the bulk of a StatefulSet).
     let sts_events = watcher(Api::<StatefulSet>::all(client.clone()), managed.clone())
         .default_backoff()
+        .modify(|sts| {
+            sts.managed_fields_mut().clear();
+            sts.annotations_mut().clear();
+            if let Some(spec) = sts.spec.as_mut() {
+                spec.template = Default::default();
+            }
+        })
         .reflect(sts_writer)
         .touched_objects();
     let (lease_store, lease_writer) = reflector::store();
@@ -185,6 +194,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         managed,
     )
     .default_backoff()
+    .modify(|lease| lease.managed_fields_mut().clear())
     .reflect(lease_writer)
     .touched_objects();
     // Lease renewals only refresh the cache; they trigger nothing.
