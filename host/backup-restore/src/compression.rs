@@ -1,0 +1,371 @@
+//! Compression of snapshot objects, as the upstream sidecar applies it.
+//!
+//! Full and delta snapshots are compressed as a whole before upload and the
+//! algorithm is recorded only in the object name's suffix:
+//!
+//! | [`Compression`] | suffix  | policy name | format                                  |
+//! |-----------------|---------|-------------|-----------------------------------------|
+//! | `None`          | (none)  | (none)      | stored as is                            |
+//! | `Gzip`          | `.gz`   | `gzip`      | RFC 1952 (the upstream default)         |
+//! | `Zlib`          | `.zlib` | `zlib`      | RFC 1950                                |
+//! | `Lzw`           | `.Z`    | `lzw`       | Go `compress/lzw`, LSB order, 8-bit literals |
+//!
+//! # LZW compatibility
+//!
+//! Go's `compress/lzw` in LSB order with 8-bit literals is the GIF flavour
+//! of LZW: 9- to 12-bit codes packed least significant bit first, clear
+//! code 256, end code 257, the code width grows when the next code no longer
+//! fits (no "early change" as in TIFF), and the encoder sends a clear code
+//! when the 12-bit table is full. [`weezl`] implements that flavour
+//! (`BitOrder::Lsb`, size 8). The tests pin it against Go 1.26's
+//! `compress/lzw`:
+//!
+//! - small inputs encode byte-identically (both writers start with a clear
+//!   code);
+//! - a 16 KiB Go stream that fills and resets the code table decodes;
+//! - on that input `weezl`'s stream equals Go's up to the first table reset
+//!   and then differs only in the moment the full table is reset; Go's
+//!   reader decodes it (checked with Go when this was written; the test
+//!   pins the stream's hash so that a `weezl` change is noticed);
+//! - the older, clear-code-less vectors of Go's reader tests decode too.
+
+use std::io::{self, BufReader, Read, Write};
+
+use flate2::read::{MultiGzDecoder, ZlibDecoder};
+use flate2::write::{GzEncoder, ZlibEncoder};
+use weezl::BitOrder;
+
+/// Go's `compress/lzw` literal width used by upstream (`lzw.NewWriter(w, lzw.LSB, 8)`).
+const LZW_LITERAL_WIDTH: u8 = 8;
+
+/// How a snapshot object is compressed; the object name's suffix says which.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Compression {
+    /// Stored uncompressed; the name has no compression suffix.
+    #[default]
+    None,
+    /// gzip (`.gz`), the upstream default policy.
+    Gzip,
+    /// zlib (`.zlib`).
+    Zlib,
+    /// LZW as Go's `compress/lzw` writes it with LSB order and 8-bit
+    /// literals (`.Z`).
+    Lzw,
+}
+
+impl Compression {
+    /// Every variant, for tests and for listing the supported suffixes.
+    pub const ALL: [Compression; 4] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Zlib,
+        Compression::Lzw,
+    ];
+
+    /// The suffix this compression adds to an object name, with its dot
+    /// (`""` for [`Compression::None`]).
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Zlib => ".zlib",
+            Compression::Lzw => ".Z",
+        }
+    }
+
+    /// The compression a name suffix (with its dot; `""` for none) stands
+    /// for, or `None` for a suffix upstream never writes. Case-sensitive,
+    /// as upstream.
+    pub fn from_suffix(suffix: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.suffix() == suffix)
+    }
+
+    /// The upstream `--compression-policy` value (`gzip`, `zlib`, `lzw`),
+    /// or `None` for [`Compression::None`], which has no policy name.
+    pub const fn policy(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Zlib => Some("zlib"),
+            Compression::Lzw => Some("lzw"),
+        }
+    }
+
+    /// The compression an upstream `--compression-policy` value selects.
+    pub fn from_policy(policy: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.policy() == Some(policy))
+    }
+}
+
+/// Compresses everything `input` yields into `output`; returns the number
+/// of uncompressed bytes read. The output is complete (trailers written)
+/// when this returns `Ok`.
+pub fn compress_stream<R: Read, W: Write>(
+    compression: Compression,
+    mut input: R,
+    mut output: W,
+) -> io::Result<u64> {
+    match compression {
+        Compression::None => {
+            let n = io::copy(&mut input, &mut output)?;
+            output.flush()?;
+            Ok(n)
+        }
+        Compression::Gzip => {
+            let mut encoder = GzEncoder::new(output, flate2::Compression::default());
+            let n = io::copy(&mut input, &mut encoder)?;
+            encoder.finish()?.flush()?;
+            Ok(n)
+        }
+        Compression::Zlib => {
+            let mut encoder = ZlibEncoder::new(output, flate2::Compression::default());
+            let n = io::copy(&mut input, &mut encoder)?;
+            encoder.finish()?.flush()?;
+            Ok(n)
+        }
+        Compression::Lzw => {
+            let mut encoder = weezl::encode::Encoder::new(BitOrder::Lsb, LZW_LITERAL_WIDTH);
+            let result = encoder
+                .into_stream(&mut output)
+                .encode_all(BufReader::new(input));
+            result.status.map_err(|e| lzw_error("compress", e))?;
+            output.flush()?;
+            Ok(result.bytes_read as u64)
+        }
+    }
+}
+
+/// Decompresses everything `input` yields into `output`; returns the number
+/// of decompressed bytes written. Truncated or corrupt input is an error
+/// (`UnexpectedEof` for a stream that ends early, `InvalidData` or
+/// `InvalidInput` for corrupt data), never a silently short output.
+pub fn decompress_stream<R: Read, W: Write>(
+    compression: Compression,
+    input: R,
+    mut output: W,
+) -> io::Result<u64> {
+    match compression {
+        Compression::None => {
+            let mut input = input;
+            let n = io::copy(&mut input, &mut output)?;
+            output.flush()?;
+            Ok(n)
+        }
+        // Go's gzip reader reads concatenated members by default; so does
+        // `MultiGzDecoder`.
+        Compression::Gzip => copy_flushed(&mut MultiGzDecoder::new(input), &mut output),
+        Compression::Zlib => copy_flushed(&mut ZlibDecoder::new(input), &mut output),
+        Compression::Lzw => {
+            let mut decoder = weezl::decode::Decoder::new(BitOrder::Lsb, LZW_LITERAL_WIDTH);
+            let result = decoder
+                .into_stream(&mut output)
+                .decode_all(BufReader::new(input));
+            result.status.map_err(|e| lzw_error("decompress", e))?;
+            // Go's reader fails with `io.ErrUnexpectedEOF` when the data ends
+            // before the end code; do the same whatever `weezl` reports.
+            if !decoder.has_ended() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "lzw: stream ended before its end code (truncated)",
+                ));
+            }
+            output.flush()?;
+            Ok(result.bytes_written as u64)
+        }
+    }
+}
+
+/// Compresses a buffer; see [`compress_stream`].
+pub fn compress(compression: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    compress_stream(compression, data, &mut out)?;
+    Ok(out)
+}
+
+/// Decompresses a buffer; see [`decompress_stream`].
+pub fn decompress(compression: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len().saturating_mul(2));
+    decompress_stream(compression, data, &mut out)?;
+    Ok(out)
+}
+
+fn copy_flushed<R: Read, W: Write>(input: &mut R, output: &mut W) -> io::Result<u64> {
+    let n = io::copy(input, output)?;
+    output.flush()?;
+    Ok(n)
+}
+
+fn lzw_error(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("lzw: failed to {what}: {e}"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+mod tests {
+    use sha2::{Digest as _, Sha256};
+
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The deterministic input of the Go vectors: an LCG
+    /// (`s = s*1103515245 + 12345`, seed 12345) choosing among 8 letters.
+    fn lcg_input(len: usize) -> Vec<u8> {
+        let mut s: u32 = 12345;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                b"abcdefgh"[((s >> 16) % 8) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn suffixes_and_policies() {
+        for (c, suffix, policy) in [
+            (Compression::None, "", None),
+            (Compression::Gzip, ".gz", Some("gzip")),
+            (Compression::Zlib, ".zlib", Some("zlib")),
+            (Compression::Lzw, ".Z", Some("lzw")),
+        ] {
+            assert_eq!(c.suffix(), suffix);
+            assert_eq!(Compression::from_suffix(suffix), Some(c));
+            assert_eq!(c.policy(), policy);
+            if let Some(p) = policy {
+                assert_eq!(Compression::from_policy(p), Some(c));
+            }
+        }
+        for bad in [".z", ".GZ", "gz", ".tmp", ".", ".final", ".bz2"] {
+            assert_eq!(Compression::from_suffix(bad), None, "{bad}");
+        }
+        assert_eq!(Compression::from_policy("none"), None);
+        assert_eq!(Compression::default(), Compression::None);
+    }
+
+    #[test]
+    fn round_trips_every_compression() {
+        let inputs: [&[u8]; 4] = [b"", b"a", b"TOBEORNOTTOBEORTOBEORNOT", &lcg_input(100_000)];
+        for c in Compression::ALL {
+            for input in inputs {
+                let packed = compress(c, input).unwrap();
+                assert_eq!(decompress(c, &packed).unwrap(), input, "{c:?}");
+            }
+        }
+    }
+
+    // Vectors written by Go 1.26 (`lzw.NewWriter(&b, lzw.LSB, 8)`), whose
+    // writer starts with a clear code.
+    const GO_LZW_EMPTY: &str = "000302";
+    const GO_LZW_TOBE: &str = "00a93c1152e48914274fa80824687061c183090302";
+    /// Go's stream for `lcg_input(16384)`: long enough to fill the 12-bit
+    /// code table and reset it.
+    const GO_LZW_16K: &[u8] = include_bytes!("testdata/go_lzw_16k.Z");
+    /// Length and SHA-256 of `weezl`'s stream for `lcg_input(16384)`,
+    /// which Go 1.26's `compress/lzw` reader decoded to the input.
+    const OUR_LZW_16K_LEN: usize = 7534;
+    const OUR_LZW_16K_SHA256: &str =
+        "934660d84368de447be7ef19f8cf773313bdbeb0473ae7bb5d6024e0667f0237";
+    /// Where the two 16 KiB streams first differ: the first table reset.
+    const FIRST_TABLE_RESET_BYTE: usize = 5406;
+
+    #[test]
+    fn lzw_matches_go() {
+        assert_eq!(
+            compress(Compression::Lzw, b"").unwrap(),
+            unhex(GO_LZW_EMPTY)
+        );
+        assert_eq!(
+            compress(Compression::Lzw, b"TOBEORNOTTOBEORTOBEORNOT").unwrap(),
+            unhex(GO_LZW_TOBE)
+        );
+        let input = lcg_input(16384);
+        assert_eq!(decompress(Compression::Lzw, GO_LZW_16K).unwrap(), input);
+        let ours = compress(Compression::Lzw, &input).unwrap();
+        assert_eq!(
+            ours[..FIRST_TABLE_RESET_BYTE],
+            GO_LZW_16K[..FIRST_TABLE_RESET_BYTE]
+        );
+        assert_eq!(ours.len(), OUR_LZW_16K_LEN);
+        let digest = Sha256::digest(&ours);
+        assert_eq!(crate::full::hex(&digest), OUR_LZW_16K_SHA256);
+    }
+
+    #[test]
+    fn lzw_reads_go_streams_with_and_without_leading_clear_code() {
+        assert_eq!(
+            decompress(Compression::Lzw, &unhex(GO_LZW_EMPTY)).unwrap(),
+            b""
+        );
+        assert_eq!(
+            decompress(Compression::Lzw, &unhex(GO_LZW_TOBE)).unwrap(),
+            b"TOBEORNOTTOBEORTOBEORNOT"
+        );
+        // Go's compress/lzw reader test vectors (LSB, 8), from writers that
+        // did not send a leading clear code.
+        assert_eq!(decompress(Compression::Lzw, &[0x01, 0x01]).unwrap(), b"");
+        assert_eq!(
+            decompress(
+                Compression::Lzw,
+                b"\x54\x9e\x08\x29\xf2\x44\x8a\x93\x27\x54\x04\x12\x34\xb8\xb0\xe0\xc1\x84\x01\x01"
+            )
+            .unwrap(),
+            b"TOBEORNOTTOBEORTOBEORNOT"
+        );
+        assert_eq!(
+            decompress(
+                Compression::Lzw,
+                b"\x00\x51\xfc\x1b\x28\x70\xa0\xc1\x83\x01\x01"
+            )
+            .unwrap(),
+            b"\x28\xff\xff\xff\x28\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
+        );
+    }
+
+    #[test]
+    fn truncated_streams_are_errors() {
+        // Go's "tobe-truncated" reader vector: no end code.
+        let err = decompress(
+            Compression::Lzw,
+            b"\x54\x9e\x08\x29\xf2\x44\x8a\x93\x27\x54\x04",
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        let input = lcg_input(100_000);
+        for c in [Compression::Gzip, Compression::Zlib, Compression::Lzw] {
+            let packed = compress(c, &input).unwrap();
+            for cut in [0, 1, packed.len() / 2, packed.len() - 1] {
+                let result = decompress(c, &packed[..cut]);
+                assert!(result.is_err(), "{c:?} cut at {cut} decoded");
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_streams_are_errors() {
+        let input = lcg_input(100_000);
+        for c in [Compression::Gzip, Compression::Zlib] {
+            let mut packed = compress(c, &input).unwrap();
+            let mid = packed.len() / 2;
+            packed[mid] ^= 0xff;
+            assert!(decompress(c, &packed).is_err(), "{c:?}");
+        }
+        // gzip from Go 1.26 (`gzip.NewWriter`), checked byte by byte.
+        let go_gzip = unhex("1f8b08000000000000ffca48cdc9c907040000ffff86a6103605000000");
+        assert_eq!(decompress(Compression::Gzip, &go_gzip).unwrap(), b"hello");
+        let go_zlib = unhex("789cca48cdc9c907040000ffff062c0215");
+        assert_eq!(decompress(Compression::Zlib, &go_zlib).unwrap(), b"hello");
+        let mut bad_crc = go_gzip.clone();
+        let at = bad_crc.len() - 8;
+        bad_crc[at] ^= 1;
+        assert!(decompress(Compression::Gzip, &bad_crc).is_err());
+        let mut bad_adler = go_zlib.clone();
+        let last = bad_adler.len() - 1;
+        bad_adler[last] ^= 1;
+        assert!(decompress(Compression::Zlib, &bad_adler).is_err());
+    }
+}

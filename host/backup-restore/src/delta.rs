@@ -1,0 +1,793 @@
+//! The delta snapshot format, byte-compatible with the upstream sidecar.
+//!
+//! Before compression a delta is a JSON array of watch events, each
+//! `{"etcdEvent": <event>, "time": <RFC 3339 time received>}`, written
+//! without whitespace, immediately followed by the raw 32-byte SHA-256 of
+//! those JSON bytes. The whole is then compressed like any snapshot (see
+//! [`crate::compression`]).
+//!
+//! `<event>` is etcd's `mvccpb.Event` as Go's `encoding/json` writes it:
+//!
+//! ```json
+//! {"type":1,"kv":{"key":"<base64>","create_revision":5,"mod_revision":9,
+//!  "version":2,"value":"<base64>","lease":7},"prev_kv":{...}}
+//! ```
+//!
+//! Every field is `omitempty`: `type` is absent for a PUT (0) and `1` for a
+//! DELETE; zero numbers and empty byte strings are absent; `prev_kv` only
+//! appears when the watch asked for it (upstream's does not). Byte strings
+//! are standard, padded base64. Times are Go's `RFC3339Nano`: fractional
+//! seconds without trailing zeros, `Z` for UTC.
+//!
+//! The types here are plain structs; mapping to and from `etcd-client`
+//! types is the integration's job.
+
+use std::io;
+
+use base64::Engine as _;
+use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+use chrono::{DateTime, FixedOffset, Timelike as _, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::compression::{self, Compression};
+use crate::full::hex;
+
+/// Length of the SHA-256 that follows the JSON.
+pub const HASH_LEN: usize = 32;
+
+/// Base64 as Go's `encoding/json` uses it for `[]byte`: standard alphabet,
+/// padded; like Go's (non-strict) decoder, non-zero trailing bits are
+/// accepted.
+const GO_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
+/// A key-value pair as etcd's `mvccpb.KeyValue` carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The revision of the key's last creation.
+    pub create_revision: i64,
+    /// The revision of the key's last modification.
+    pub mod_revision: i64,
+    /// The key's version (number of modifications since creation).
+    pub version: i64,
+    /// The value (empty for a DELETE event).
+    pub value: Vec<u8>,
+    /// The lease ID attached to the key, or 0.
+    pub lease: i64,
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// The key was created or modified (`0` on the wire).
+    #[default]
+    Put,
+    /// The key was deleted (`1` on the wire).
+    Delete,
+}
+
+impl EventType {
+    /// The numeric value of `mvccpb.Event_EventType`.
+    pub const fn wire_value(self) -> i64 {
+        match self {
+            EventType::Put => 0,
+            EventType::Delete => 1,
+        }
+    }
+}
+
+/// A watch event, as etcd's `mvccpb.Event` carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    /// PUT or DELETE.
+    pub kind: EventType,
+    /// The key after the event (for a DELETE: the key and the deletion
+    /// revision as `mod_revision`).
+    pub kv: KeyValue,
+    /// The key before the event, if the watch asked for it.
+    pub prev_kv: Option<KeyValue>,
+}
+
+/// One element of a delta: an event and when the sidecar received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaEvent {
+    /// The event.
+    pub event: Event,
+    /// When it was received (upstream writes the pod's local time).
+    pub time: DateTime<FixedOffset>,
+}
+
+impl DeltaEvent {
+    /// An event received at a UTC time.
+    pub fn new(event: Event, time: DateTime<Utc>) -> Self {
+        DeltaEvent {
+            event,
+            time: time.fixed_offset(),
+        }
+    }
+}
+
+/// Why a delta could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    /// Compressing the payload failed.
+    #[error("failed to compress delta snapshot with {compression:?}: {source}")]
+    Compress {
+        /// The compression in use.
+        compression: Compression,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Decompressing failed: the object is truncated, corrupt, or not
+    /// compressed the way its name says.
+    #[error(
+        "failed to decompress delta snapshot as {compression:?} (truncated or corrupt?): {source}"
+    )]
+    Decompress {
+        /// The compression in use.
+        compression: Compression,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The decompressed payload is too short to hold JSON and its hash.
+    #[error(
+        "delta snapshot is missing its hash: {len} bytes after decompression, \
+         need more than {HASH_LEN}"
+    )]
+    TooShort {
+        /// The decompressed length.
+        len: usize,
+    },
+    /// The trailing hash is not the SHA-256 of the JSON before it.
+    #[error(
+        "delta snapshot is corrupt or truncated: trailing hash {trailer} is not \
+         the SHA-256 {computed} of its {json_len} JSON bytes"
+    )]
+    HashMismatch {
+        /// Length of the JSON part.
+        json_len: usize,
+        /// The trailing 32 bytes, hex.
+        trailer: String,
+        /// The SHA-256 of the JSON part, hex.
+        computed: String,
+    },
+    /// The JSON (whose hash matched) is not a list of events.
+    #[error("delta snapshot JSON is not a list of events: {0}")]
+    Json(#[source] serde_json::Error),
+    /// An element is not a valid event.
+    #[error("delta snapshot event #{index} is invalid: {reason}")]
+    Event {
+        /// Zero-based position in the list.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Writing an event's JSON failed.
+    #[error("failed to encode delta snapshot event: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// Builds a delta's payload event by event, as the upstream snapshotter
+/// does while watching, so the caller can watch its size against a memory
+/// limit.
+#[derive(Debug, Clone)]
+pub struct DeltaBuilder {
+    json: Vec<u8>,
+    events: usize,
+    last_mod_revision: Option<i64>,
+}
+
+impl Default for DeltaBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DeltaBuilder {
+    /// An empty delta.
+    pub fn new() -> Self {
+        DeltaBuilder {
+            json: b"[".to_vec(),
+            events: 0,
+            last_mod_revision: None,
+        }
+    }
+
+    /// Appends an event.
+    pub fn push(&mut self, event: &DeltaEvent) -> Result<(), DeltaError> {
+        let mark = self.json.len();
+        if self.events > 0 {
+            self.json.push(b',');
+        }
+        let entry = EntryOut {
+            etcd_event: EventOut::from(&event.event),
+            time: go_rfc3339_nano(&event.time),
+        };
+        if let Err(e) = serde_json::to_writer(&mut self.json, &entry) {
+            self.json.truncate(mark);
+            return Err(DeltaError::Encode(e));
+        }
+        self.events += 1;
+        self.last_mod_revision = Some(event.event.kv.mod_revision);
+        Ok(())
+    }
+
+    /// How many events were pushed.
+    pub fn len(&self) -> usize {
+        self.events
+    }
+
+    /// Whether no event was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    /// Size of the JSON so far, in bytes.
+    pub fn json_len(&self) -> usize {
+        self.json.len()
+    }
+
+    /// The `mod_revision` of the last event pushed: the delta's last
+    /// revision, which its name carries.
+    pub fn last_mod_revision(&self) -> Option<i64> {
+        self.last_mod_revision
+    }
+
+    /// The uncompressed payload: the JSON array and its SHA-256.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.json.push(b']');
+        let digest = Sha256::digest(&self.json);
+        self.json.extend_from_slice(&digest);
+        self.json
+    }
+
+    /// The payload, compressed: the object to upload.
+    pub fn finish_compressed(self, compression: Compression) -> Result<Vec<u8>, DeltaError> {
+        let payload = self.finish();
+        compression::compress(compression, &payload).map_err(|source| DeltaError::Compress {
+            compression,
+            source,
+        })
+    }
+}
+
+/// Encodes events into a delta object (JSON, SHA-256, compressed).
+pub fn encode(events: &[DeltaEvent], compression: Compression) -> Result<Vec<u8>, DeltaError> {
+    let mut builder = DeltaBuilder::new();
+    for event in events {
+        builder.push(event)?;
+    }
+    builder.finish_compressed(compression)
+}
+
+/// Decodes a delta object: decompresses it, verifies the SHA-256 and
+/// parses the events. Truncated or corrupt input is always an error.
+pub fn decode(object: &[u8], compression: Compression) -> Result<Vec<DeltaEvent>, DeltaError> {
+    let payload =
+        compression::decompress(compression, object).map_err(|source| DeltaError::Decompress {
+            compression,
+            source,
+        })?;
+    decode_payload(&payload)
+}
+
+/// Decodes an uncompressed payload (JSON followed by its SHA-256).
+pub fn decode_payload(payload: &[u8]) -> Result<Vec<DeltaEvent>, DeltaError> {
+    let json = verify_payload(payload)?;
+    let entries: Vec<EntryIn> = serde_json::from_slice(json).map_err(DeltaError::Json)?;
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            entry
+                .into_event()
+                .map_err(|reason| DeltaError::Event { index, reason })
+        })
+        .collect()
+}
+
+/// Checks the trailing SHA-256 of a payload and returns the JSON part.
+pub fn verify_payload(payload: &[u8]) -> Result<&[u8], DeltaError> {
+    if payload.len() <= HASH_LEN {
+        return Err(DeltaError::TooShort { len: payload.len() });
+    }
+    let (json, trailer) = payload.split_at(payload.len() - HASH_LEN);
+    let digest = Sha256::digest(json);
+    if digest.as_slice() != trailer {
+        return Err(DeltaError::HashMismatch {
+            json_len: json.len(),
+            trailer: hex(trailer),
+            computed: hex(&digest),
+        });
+    }
+    Ok(json)
+}
+
+/// Formats a time as Go's `time.Time` JSON (`RFC3339Nano`): fractional
+/// seconds with trailing zeros removed (none if zero), `Z` for a zero
+/// offset, else `±hh:mm`.
+pub fn go_rfc3339_nano(time: &DateTime<FixedOffset>) -> String {
+    let mut out = time.format("%Y-%m-%dT%H:%M:%S").to_string();
+    // chrono represents a leap second as nanos >= 1e9; Go has none.
+    let nanos = time.nanosecond().min(999_999_999);
+    if nanos != 0 {
+        let fraction = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    let offset = time.offset().local_minus_utc();
+    if offset == 0 {
+        out.push('Z');
+    } else {
+        let sign = if offset < 0 { '-' } else { '+' };
+        let minutes = offset.unsigned_abs() / 60;
+        out.push_str(&format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60));
+    }
+    out
+}
+
+// ---- wire structs (Go field order and `omitempty`) ----
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    #[serde(rename = "etcdEvent")]
+    etcd_event: EventOut<'a>,
+    time: String,
+}
+
+#[derive(Serialize)]
+struct EventOut<'a> {
+    #[serde(rename = "type", skip_serializing_if = "is_zero")]
+    kind: i64,
+    kv: KeyValueOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev_kv: Option<KeyValueOut<'a>>,
+}
+
+impl<'a> From<&'a Event> for EventOut<'a> {
+    fn from(event: &'a Event) -> Self {
+        EventOut {
+            kind: event.kind.wire_value(),
+            kv: KeyValueOut::from(&event.kv),
+            prev_kv: event.prev_kv.as_ref().map(KeyValueOut::from),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct KeyValueOut<'a> {
+    #[serde(
+        skip_serializing_if = "<[u8]>::is_empty",
+        serialize_with = "base64_out"
+    )]
+    key: &'a [u8],
+    #[serde(skip_serializing_if = "is_zero")]
+    create_revision: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    mod_revision: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    version: i64,
+    #[serde(
+        skip_serializing_if = "<[u8]>::is_empty",
+        serialize_with = "base64_out"
+    )]
+    value: &'a [u8],
+    #[serde(skip_serializing_if = "is_zero")]
+    lease: i64,
+}
+
+impl<'a> From<&'a KeyValue> for KeyValueOut<'a> {
+    fn from(kv: &'a KeyValue) -> Self {
+        KeyValueOut {
+            key: &kv.key,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            value: &kv.value,
+            lease: kv.lease,
+        }
+    }
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn base64_out<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&GO_BASE64.encode(bytes))
+}
+
+/// Go's decoder leaves absent and `null` fields at their zero value, so
+/// every field is optional here.
+#[derive(Deserialize)]
+struct EntryIn {
+    #[serde(rename = "etcdEvent")]
+    etcd_event: Option<EventIn>,
+    time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventIn {
+    #[serde(rename = "type")]
+    kind: Option<i64>,
+    kv: Option<KeyValueIn>,
+    prev_kv: Option<KeyValueIn>,
+}
+
+#[derive(Deserialize)]
+struct KeyValueIn {
+    key: Option<String>,
+    create_revision: Option<i64>,
+    mod_revision: Option<i64>,
+    version: Option<i64>,
+    value: Option<String>,
+    lease: Option<i64>,
+}
+
+impl EntryIn {
+    fn into_event(self) -> Result<DeltaEvent, String> {
+        let event = self.etcd_event.ok_or("it has no \"etcdEvent\"")?;
+        let kind = match event.kind.unwrap_or(0) {
+            0 => EventType::Put,
+            1 => EventType::Delete,
+            other => {
+                return Err(format!(
+                    "unknown event type {other} (0 is PUT, 1 is DELETE)"
+                ));
+            }
+        };
+        let kv = event
+            .kv
+            .ok_or("its \"etcdEvent\" has no \"kv\"")?
+            .into_key_value()
+            .map_err(|e| format!("\"kv\": {e}"))?;
+        let prev_kv = event
+            .prev_kv
+            .map(KeyValueIn::into_key_value)
+            .transpose()
+            .map_err(|e| format!("\"prev_kv\": {e}"))?;
+        let time = self.time.ok_or("it has no \"time\"")?;
+        let time = DateTime::parse_from_rfc3339(&time)
+            .map_err(|e| format!("\"time\" {time:?} is not an RFC 3339 time: {e}"))?;
+        Ok(DeltaEvent {
+            event: Event { kind, kv, prev_kv },
+            time,
+        })
+    }
+}
+
+impl KeyValueIn {
+    fn into_key_value(self) -> Result<KeyValue, String> {
+        Ok(KeyValue {
+            key: base64_in("key", self.key)?,
+            create_revision: self.create_revision.unwrap_or(0),
+            mod_revision: self.mod_revision.unwrap_or(0),
+            version: self.version.unwrap_or(0),
+            value: base64_in("value", self.value)?,
+            lease: self.lease.unwrap_or(0),
+        })
+    }
+}
+
+fn base64_in(field: &str, text: Option<String>) -> Result<Vec<u8>, String> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(text) => GO_BASE64
+            .decode(&text)
+            .map_err(|e| format!("\"{field}\" is not base64: {e}")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn put(key: &str, value: &str, create: i64, modr: i64, version: i64, lease: i64) -> Event {
+        Event {
+            kind: EventType::Put,
+            kv: KeyValue {
+                key: key.as_bytes().to_vec(),
+                create_revision: create,
+                mod_revision: modr,
+                version,
+                value: value.as_bytes().to_vec(),
+                lease,
+            },
+            prev_kv: None,
+        }
+    }
+
+    fn delete(key: &str, modr: i64) -> Event {
+        Event {
+            kind: EventType::Delete,
+            kv: KeyValue {
+                key: key.as_bytes().to_vec(),
+                mod_revision: modr,
+                ..KeyValue::default()
+            },
+            prev_kv: None,
+        }
+    }
+
+    fn at(secs: i64, nanos: u32) -> DateTime<FixedOffset> {
+        Utc.timestamp_opt(secs, nanos).unwrap().fixed_offset()
+    }
+
+    fn with_hash(json: &[u8]) -> Vec<u8> {
+        let mut payload = json.to_vec();
+        payload.extend_from_slice(&Sha256::digest(json));
+        payload
+    }
+
+    /// A delta shaped exactly as the upstream sidecar writes one, built by
+    /// hand: the issue #287 shape (PUT without `type`, base64 key/value),
+    /// a DELETE with `"type":1` and only key and mod_revision, an empty
+    /// value (omitted), a lease, a local-time offset and trimmed fractions.
+    const UPSTREAM_JSON: &str = concat!(
+        r#"[{"etcdEvent":{"kv":{"key":"L3JlZ2lzdHJ5L2Zvbw==","create_revision":42004,"#,
+        r#""mod_revision":69263102,"version":4511635,"value":"azhzAGRhdGE="}},"#,
+        r#""time":"2023-11-14T22:13:20.123456789Z"},"#,
+        r#"{"etcdEvent":{"type":1,"kv":{"key":"L3JlZ2lzdHJ5L2Zvbw==","mod_revision":69263103}},"#,
+        r#""time":"2023-11-14T23:13:20.5+01:00"},"#,
+        r#"{"etcdEvent":{"kv":{"key":"ZW1wdHk=","create_revision":69263104,"#,
+        r#""mod_revision":69263104,"version":1,"lease":7587862744374425359}},"#,
+        r#""time":"2023-11-14T22:13:21Z"}]"#
+    );
+
+    fn upstream_events() -> Vec<DeltaEvent> {
+        let offset = FixedOffset::east_opt(3600).unwrap();
+        vec![
+            DeltaEvent {
+                event: put(
+                    "/registry/foo",
+                    "k8s\0data",
+                    42004,
+                    69_263_102,
+                    4_511_635,
+                    0,
+                ),
+                time: at(1_700_000_000, 123_456_789),
+            },
+            DeltaEvent {
+                event: delete("/registry/foo", 69_263_103),
+                time: at(1_700_000_000, 500_000_000).with_timezone(&offset),
+            },
+            DeltaEvent {
+                event: put(
+                    "empty",
+                    "",
+                    69_263_104,
+                    69_263_104,
+                    1,
+                    7_587_862_744_374_425_359,
+                ),
+                time: at(1_700_000_001, 0),
+            },
+        ]
+    }
+
+    #[test]
+    fn decodes_a_hand_made_upstream_delta() {
+        let payload = with_hash(UPSTREAM_JSON.as_bytes());
+        let object = compression::compress(Compression::Gzip, &payload).unwrap();
+        let events = decode(&object, Compression::Gzip).unwrap();
+        assert_eq!(events, upstream_events());
+        assert_eq!(events[1].time.offset().local_minus_utc(), 3600);
+    }
+
+    #[test]
+    fn encodes_byte_identical_to_upstream() {
+        let mut builder = DeltaBuilder::new();
+        for event in upstream_events() {
+            builder.push(&event).unwrap();
+        }
+        assert_eq!(builder.len(), 3);
+        assert_eq!(builder.last_mod_revision(), Some(69_263_104));
+        assert_eq!(builder.json_len(), UPSTREAM_JSON.len() - 1);
+        assert_eq!(builder.finish(), with_hash(UPSTREAM_JSON.as_bytes()));
+    }
+
+    #[test]
+    fn round_trips_every_compression() {
+        let mut events = upstream_events();
+        events.push(DeltaEvent::new(
+            Event {
+                kind: EventType::Put,
+                kv: KeyValue {
+                    key: vec![0, 255, 1],
+                    create_revision: 1,
+                    mod_revision: i64::MAX,
+                    version: 3,
+                    value: (0..=255).collect(),
+                    lease: -1,
+                },
+                prev_kv: Some(KeyValue {
+                    key: vec![0, 255, 1],
+                    value: b"old".to_vec(),
+                    ..KeyValue::default()
+                }),
+            },
+            Utc.timestamp_opt(0, 1).unwrap(),
+        ));
+        for compression in Compression::ALL {
+            let object = encode(&events, compression).unwrap();
+            assert_eq!(
+                decode(&object, compression).unwrap(),
+                events,
+                "{compression:?}"
+            );
+        }
+        // No events: `[]` and its hash.
+        let empty = encode(&[], Compression::None).unwrap();
+        assert_eq!(empty, with_hash(b"[]"));
+        assert!(decode(&empty, Compression::None).unwrap().is_empty());
+        assert!(DeltaBuilder::default().is_empty());
+    }
+
+    #[test]
+    fn writes_prev_kv_and_omits_zero_fields() {
+        let event = DeltaEvent {
+            event: Event {
+                kind: EventType::Put,
+                kv: KeyValue {
+                    key: b"a".to_vec(),
+                    mod_revision: 2,
+                    ..KeyValue::default()
+                },
+                prev_kv: Some(KeyValue::default()),
+            },
+            time: at(1, 0),
+        };
+        let mut builder = DeltaBuilder::new();
+        builder.push(&event).unwrap();
+        builder.push(&event).unwrap();
+        let payload = builder.finish();
+        let json = std::str::from_utf8(&payload[..payload.len() - HASH_LEN]).unwrap();
+        let one = r#"{"etcdEvent":{"kv":{"key":"YQ==","mod_revision":2},"prev_kv":{}},"time":"1970-01-01T00:00:01Z"}"#;
+        assert_eq!(json, format!("[{one},{one}]"));
+    }
+
+    #[test]
+    fn formats_times_like_go() {
+        let cases = [
+            (at(0, 0), "1970-01-01T00:00:00Z"),
+            (at(1_700_000_000, 100_000_000), "2023-11-14T22:13:20.1Z"),
+            (at(1_700_000_000, 120_000), "2023-11-14T22:13:20.00012Z"),
+            (at(1_700_000_000, 1), "2023-11-14T22:13:20.000000001Z"),
+            (
+                at(1_700_000_000, 0)
+                    .with_timezone(&FixedOffset::west_opt(5 * 3600 + 1800).unwrap()),
+                "2023-11-14T16:43:20-05:30",
+            ),
+            (
+                at(-62_135_596_800, 0),
+                "0001-01-01T00:00:00Z", // Go's zero time
+            ),
+        ];
+        for (time, want) in cases {
+            assert_eq!(go_rfc3339_nano(&time), want);
+            assert_eq!(DateTime::parse_from_rfc3339(want).unwrap(), time);
+        }
+    }
+
+    #[test]
+    fn rejects_corrupt_and_truncated_objects() {
+        let object = encode(&upstream_events(), Compression::Gzip).unwrap();
+        // Truncated compressed objects.
+        for cut in [0, 1, 10, object.len() / 2, object.len() - 1] {
+            let err = decode(&object[..cut], Compression::Gzip).unwrap_err();
+            assert!(
+                matches!(err, DeltaError::Decompress { .. }),
+                "cut {cut}: {err}"
+            );
+        }
+        // Wrong compression for the data.
+        assert!(matches!(
+            decode(&object, Compression::Zlib).unwrap_err(),
+            DeltaError::Decompress { .. }
+        ));
+        // Uncompressed payloads: truncated anywhere, or any flipped byte.
+        let payload = encode(&upstream_events(), Compression::None).unwrap();
+        for cut in [33, 100, payload.len() - HASH_LEN, payload.len() - 1] {
+            let err = decode_payload(&payload[..cut]).unwrap_err();
+            assert!(
+                matches!(err, DeltaError::HashMismatch { .. }),
+                "cut {cut}: {err}"
+            );
+        }
+        for cut in [0, 1, HASH_LEN] {
+            let err = decode_payload(&payload[..cut]).unwrap_err();
+            assert!(
+                matches!(err, DeltaError::TooShort { len } if len == cut),
+                "{err}"
+            );
+        }
+        for at in [0, 1, 50, payload.len() - 1] {
+            let mut bad = payload.clone();
+            bad[at] ^= 0x01;
+            let err = decode_payload(&bad).unwrap_err();
+            assert!(
+                matches!(err, DeltaError::HashMismatch { .. }),
+                "flip at {at}: {err}"
+            );
+        }
+        // LZW has no checksum of its own; the hash still catches damage.
+        let lzw = encode(&upstream_events(), Compression::Lzw).unwrap();
+        let mut bad = lzw.clone();
+        bad[20] ^= 0x40;
+        assert!(decode(&bad, Compression::Lzw).is_err());
+        // JSON only (no hash): rejected, never parsed.
+        let err = decode_payload(UPSTREAM_JSON.as_bytes()).unwrap_err();
+        assert!(matches!(err, DeltaError::HashMismatch { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("delta snapshot is corrupt or truncated")
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_events_behind_a_valid_hash() {
+        let cases = [
+            (r#"{"a":1}"#, "not a list of events"),
+            (r#"[1]"#, "not a list of events"),
+            (
+                r#"[{"time":"2023-11-14T22:13:20Z"}]"#,
+                "#0 is invalid: it has no \"etcdEvent\"",
+            ),
+            (
+                r#"[{"etcdEvent":{},"time":"2023-11-14T22:13:20Z"}]"#,
+                "has no \"kv\"",
+            ),
+            (r#"[{"etcdEvent":{"kv":{}}}]"#, "it has no \"time\""),
+            (
+                r#"[{"etcdEvent":{"kv":{}},"time":"yesterday"}]"#,
+                "not an RFC 3339 time",
+            ),
+            (
+                r#"[{"etcdEvent":{"type":2,"kv":{}},"time":"2023-11-14T22:13:20Z"}]"#,
+                "unknown event type 2",
+            ),
+            (
+                r#"[{"etcdEvent":{"kv":{"key":"not base64!"}},"time":"2023-11-14T22:13:20Z"}]"#,
+                "\"kv\": \"key\" is not base64",
+            ),
+            (
+                r#"[{"etcdEvent":{"kv":{},"prev_kv":{"value":"YQ"}},"time":"2023-11-14T22:13:20Z"}]"#,
+                "\"prev_kv\": \"value\" is not base64",
+            ),
+            (
+                r#"[{"etcdEvent":{"kv":{"version":"1"}},"time":"x"}]"#,
+                "not a list of events",
+            ),
+        ];
+        for (json, want) in cases {
+            let err = decode_payload(&with_hash(json.as_bytes())).unwrap_err();
+            assert!(err.to_string().contains(want), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn decodes_go_leniencies() {
+        // Nulls and absent fields are zero values, unknown fields ignored,
+        // non-canonical trailing base64 bits accepted (as Go's decoder).
+        let json = concat!(
+            r#"[{"etcdEvent":{"type":null,"kv":{"key":"YR==","value":null,"lease":null},"#,
+            r#""prev_kv":null,"extra":true},"time":"2023-11-14T22:13:20Z","other":1},"#,
+            r#"{"etcdEvent":{"type":0,"kv":{"key":"Yg==","version":0}},"time":"2023-11-14T22:13:20Z"}]"#
+        );
+        let events = decode_payload(&with_hash(json.as_bytes())).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].event.kv.key, b"a");
+        assert_eq!(events[0].event.kind, EventType::Put);
+        assert_eq!(events[0].event.prev_kv, None);
+        assert_eq!(events[1].event.kv.key, b"b");
+    }
+}
