@@ -100,6 +100,7 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     let namespace = etcd.namespace().unwrap_or_default();
     let model = EtcdModel::from_etcd(etcd);
 
+    let mut applied_sts = None;
     let outcome = if etcd.annotations().contains_key(names::SUSPEND_ANNOTATION) {
         publish(
             ctx,
@@ -119,7 +120,10 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
         SpecOutcome::UpToDate
     } else {
         let outcome = match reconcile_spec(etcd, model.as_ref(), ctx).await {
-            Ok(o) => o,
+            Ok((o, sts)) => {
+                applied_sts = sts;
+                o
+            }
             Err(e) => SpecOutcome::Failed {
                 code: "ERR_KUBERNETES_API".into(),
                 message: e.to_string(),
@@ -137,7 +141,16 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     };
 
     // The status, always.
-    let observed = status::observe(&ctx.client, ctx.caches.get(), etcd).await?;
+    let mut observed = status::observe(&ctx.client, ctx.caches.get(), etcd).await?;
+    // The StatefulSet just applied is newer than the watch cache's copy.
+    if let Some(sts) = applied_sts
+        && observed
+            .statefulset
+            .as_ref()
+            .is_none_or(|o| o.metadata.generation < sts.metadata.generation)
+    {
+        observed.statefulset = Some(sts);
+    }
     let new_status = status::compute(
         etcd,
         model.as_ref().ok(),
@@ -262,30 +275,42 @@ async fn reconcile_spec(
     etcd: &Etcd,
     model: Result<&EtcdModel, &InvalidSpec>,
     ctx: &Context,
-) -> Result<SpecOutcome, kube::Error> {
+) -> Result<(SpecOutcome, Option<StatefulSet>), kube::Error> {
     let model = match model {
         Ok(m) => m,
         Err(InvalidSpec(errors)) => {
-            return Ok(SpecOutcome::Invalid(
-                errors
-                    .iter()
-                    .map(|e| Problem {
-                        reason: "InvalidSpec",
-                        field: e.field.clone(),
-                        message: e.message.clone(),
-                    })
-                    .collect(),
+            return Ok((
+                SpecOutcome::Invalid(
+                    errors
+                        .iter()
+                        .map(|e| Problem {
+                            reason: "InvalidSpec",
+                            field: e.field.clone(),
+                            message: e.message.clone(),
+                        })
+                        .collect(),
+                ),
+                None,
             ));
         }
     };
-    if etcd.status.as_ref().and_then(|s| s.observed_generation) != etcd.metadata.generation {
-        for w in &model.warnings {
-            publish(ctx, etcd, EventType::Warning, "SpecWarning", &w.to_string()).await;
-        }
+    if etcd.status.as_ref().and_then(|s| s.observed_generation) != etcd.metadata.generation
+        && !model.warnings.is_empty()
+    {
+        let text: Vec<String> = model.warnings.iter().map(ToString::to_string).collect();
+        publish(
+            ctx,
+            etcd,
+            EventType::Warning,
+            "SpecWarning",
+            &text.join("; "),
+        )
+        .await;
     }
-    let store_wiring = match validate::references(ctx, etcd, model).await? {
-        Checked::Problems(p) => return Ok(SpecOutcome::Invalid(p)),
-        Checked::Ok(w) => w,
+
+    let (store_wiring, protected) = match validate::references(ctx, etcd, model).await? {
+        Checked::Problems(p) => return Ok((SpecOutcome::Invalid(p), None)),
+        Checked::Ok { wiring, protected } => (wiring, protected),
     };
     let bctx = BuildContext {
         etcd_image: ctx.settings.etcd_image.clone(),
@@ -297,17 +322,25 @@ async fn reconcile_spec(
     let built = match build_all(etcd, model, &bctx) {
         Ok(b) => b,
         Err(e) => {
-            return Ok(SpecOutcome::Failed {
-                code: "ERR_BUILD".into(),
-                message: e.to_string(),
-            });
+            return Ok((
+                SpecOutcome::Failed {
+                    code: "ERR_BUILD".into(),
+                    message: e.to_string(),
+                },
+                None,
+            ));
         }
     };
     let c = &ctx.client;
     let ns = &model.namespace;
 
-    if let Err(e) = super::secrets::protect(ctx, ns, &model.referenced_secrets()).await {
-        return Ok(failed("SECRET_FINALIZERS", &e));
+    let unprotected: Vec<String> = model
+        .referenced_secrets()
+        .into_iter()
+        .filter(|n| !protected.contains(n))
+        .collect();
+    if let Err(e) = super::secrets::protect(ctx, ns, &unprotected).await {
+        return Ok((failed("SECRET_FINALIZERS", &e), None));
     }
     // Everything but the StatefulSet at once (they do not depend on each
     // other), then the StatefulSet, whose pods mount the ConfigMap.
@@ -319,7 +352,7 @@ async fn reconcile_spec(
         .boxed(),
         step("ROLE", components::apply(c, &built.role)).boxed(),
         step("ROLE_BINDING", components::apply(c, &built.role_binding)).boxed(),
-        step("MEMBER_LEASE", prune_member_leases(c, model)).boxed(),
+        step("MEMBER_LEASE", prune_member_leases(ctx, model)).boxed(),
         step("PDB", components::apply(c, &built.pdb)).boxed(),
         step(
             "CLIENT_SERVICE",
@@ -350,12 +383,13 @@ async fn reconcile_spec(
     }
     for result in futures::future::join_all(steps).await {
         if let Err((code, e)) = result {
-            return Ok(failed(code, &e));
+            return Ok((failed(code, &e), None));
         }
     }
-    if let Err(e) = components::apply(c, &built.statefulset).await {
-        return Ok(failed("STATEFULSET", &e));
-    }
+    let applied = match components::apply(c, &built.statefulset).await {
+        Ok(sts) => sts,
+        Err(e) => return Ok((failed("STATEFULSET", &e), None)),
+    };
 
     let first = etcd
         .status
@@ -377,7 +411,7 @@ async fn reconcile_spec(
         )
         .await;
     }
-    Ok(SpecOutcome::Reconciled)
+    Ok((SpecOutcome::Reconciled, Some(applied)))
 }
 
 /// One apply step, tagged with its error code.
@@ -442,22 +476,48 @@ async fn apply_lease(client: &kube::Client, lease: &Lease) -> Result<(), kube::E
 }
 
 /// Deletes member leases of ordinals at or above the replica count.
-async fn prune_member_leases(client: &kube::Client, model: &EtcdModel) -> Result<(), kube::Error> {
-    let api: Api<Lease> = Api::namespaced(client.clone(), &model.namespace);
-    let selector = format!(
-        "app.kubernetes.io/part-of={},app.kubernetes.io/component={}",
-        model.name,
-        names::component::MEMBER_LEASE
-    );
+async fn prune_member_leases(ctx: &Context, model: &EtcdModel) -> Result<(), kube::Error> {
+    let client = &ctx.client;
     let wanted: Vec<String> = (0..model.replicas)
         .map(|i| names::member(model, i))
         .collect();
-    for lease in api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-    {
-        let n = lease.name_any();
+    let is_member_lease = |l: &Lease| {
+        l.labels().get("app.kubernetes.io/part-of") == Some(&model.name)
+            && l.labels()
+                .get("app.kubernetes.io/component")
+                .map(String::as_str)
+                == Some(names::component::MEMBER_LEASE)
+    };
+    // From the watch cache when the controllers run (a label LIST scans
+    // every lease of the namespace).
+    let existing: Vec<String> = match ctx.caches.get() {
+        Some(c) => {
+            c.ready().await;
+            c.leases
+                .state()
+                .iter()
+                .filter(|l| {
+                    l.namespace().as_deref() == Some(model.namespace.as_str()) && is_member_lease(l)
+                })
+                .map(|l| l.name_any())
+                .collect()
+        }
+        None => {
+            let api: Api<Lease> = Api::namespaced(client.clone(), &model.namespace);
+            let selector = format!(
+                "app.kubernetes.io/part-of={},app.kubernetes.io/component={}",
+                model.name,
+                names::component::MEMBER_LEASE
+            );
+            api.list(&ListParams::default().labels(&selector))
+                .await?
+                .items
+                .iter()
+                .map(|l| l.name_any())
+                .collect()
+        }
+    };
+    for n in existing {
         if !wanted.contains(&n) {
             components::delete_if_exists::<Lease>(client, &model.namespace, &n).await?;
         }

@@ -50,8 +50,13 @@ impl std::fmt::Display for Problem {
 
 /// The outcome of the checks.
 pub enum Checked {
-    /// All good; the sidecar's store wiring (`None` without a store).
-    Ok(Option<SidecarConfig>),
+    /// All good.
+    Ok {
+        /// The sidecar's store wiring (`None` without a store).
+        wiring: Option<SidecarConfig>,
+        /// The referenced Secrets that already carry the finalizer.
+        protected: BTreeSet<String>,
+    },
     /// Problems to report.
     Problems(Vec<Problem>),
 }
@@ -65,6 +70,18 @@ pub async fn references(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &model.namespace);
     let mut problems = Vec::new();
     let mut wiring = None;
+    let mut protected = BTreeSet::new();
+    let mut note_protected = |secret: &Secret| {
+        if secret
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == druid_api::FINALIZER)
+        {
+            protected.insert(secret.metadata.name.clone().unwrap_or_default());
+        }
+    };
 
     if let Some(store) = &model.store {
         match ctx.registry.plugin_for(&store.provider) {
@@ -91,6 +108,7 @@ pub async fn references(
                             });
                         }
                         Some(secret) => {
+                            note_protected(&secret);
                             let keys: Vec<String> = secret_keys(&secret).into_iter().collect();
                             let cache_key = format!("{}\n{}", store.provider, keys.join("\n"));
                             let known_good = ctx
@@ -225,6 +243,7 @@ pub async fn references(
                     ),
                 }),
                 Some(secret) => {
+                    note_protected(&secret);
                     let have = secret_keys(&secret);
                     let missing: Vec<&str> = keys
                         .iter()
@@ -252,7 +271,7 @@ pub async fn references(
     let mut seen = BTreeSet::new();
     problems.retain(|p| seen.insert((p.field.clone(), p.reason)));
     Ok(if problems.is_empty() {
-        Checked::Ok(wiring)
+        Checked::Ok { wiring, protected }
     } else {
         Checked::Problems(problems)
     })
