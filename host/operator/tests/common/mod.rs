@@ -82,6 +82,11 @@ pub fn operator() -> &'static Operator {
 }
 
 impl Operator {
+    /// Kills the operator at once (SIGKILL), as a crash would.
+    pub fn kill(&self) {
+        self.process.kill();
+    }
+
     /// The operator's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
