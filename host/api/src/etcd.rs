@@ -10,7 +10,7 @@
     reason = "kube(printcolumn(...)) is repeated once per column"
 )]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -177,6 +177,39 @@ pub struct EtcdSpec {
     /// `tls.key`, `ca.crt`); used when `spec.etcd.enableTLS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_server_secret: Option<String>,
+}
+
+impl EtcdSpec {
+    /// Every Secret name the spec mentions (store and TLS, in any of their
+    /// spellings), whether or not the spec is valid and the Secret used.
+    /// What keeps a Secret protected: a spec that does not normalize (a
+    /// typo in a schedule) still refers to the Secrets its running
+    /// StatefulSet mounts.
+    pub fn secret_names(&self) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let tls = [self.etcd.client_url_tls.as_ref(), self.backup.tls.as_ref()];
+        for t in tls.into_iter().flatten() {
+            names.insert(t.tls_ca_secret_ref.name.clone());
+            names.insert(t.server_tls_secret_ref.name.clone());
+            names.extend(t.client_tls_secret_ref.as_ref().map(|r| r.name.clone()));
+        }
+        if let Some(t) = &self.etcd.peer_url_tls {
+            names.insert(t.tls_ca_secret_ref.name.clone());
+            names.insert(t.server_tls_secret_ref.name.clone());
+        }
+        names.extend(self.tls_server_secret.clone());
+        names.extend(self.tls_client_secret.clone());
+        names.extend(self.store.as_ref().and_then(|s| s.store_secret.clone()));
+        names.extend(
+            self.backup
+                .store
+                .as_ref()
+                .and_then(|s| s.secret_ref.as_ref())
+                .map(|r| r.name.clone()),
+        );
+        names.retain(|n| !n.is_empty());
+        names
+    }
 }
 
 /// What happens to the data volumes when the Etcd is deleted.
@@ -865,4 +898,22 @@ pub struct LastOperation {
     /// When.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<Time>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::Etcd;
+
+    #[test]
+    fn secret_names_are_read_from_every_spelling_valid_or_not() {
+        let mut etcd: Etcd =
+            serde_yaml_ng::from_str(include_str!("../../../deploy/samples/seed-etcd.yaml"))
+                .unwrap();
+        // Invalid for the model (a cron out of range): the names still count.
+        etcd.spec.backup.full_snapshot_schedule = Some("61 * * * *".into());
+        let names: Vec<String> = etcd.spec.secret_names().into_iter().collect();
+        assert_eq!(names, ["etcd-backup", "etcd-client-tls", "etcd-server-tls"]);
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use druid_api::{Etcd, EtcdModel, FINALIZER};
+use druid_api::{Etcd, FINALIZER};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -21,16 +21,14 @@ use kube::{Api, ResourceExt as _};
 
 use super::Context;
 
-/// The secrets the Etcds of `namespace` refer to (invalid specs included as
-/// far as they can be read).
-fn referenced(etcds: &Store<Etcd>, namespace: &str, except: Option<&str>) -> BTreeSet<String> {
+/// The Secrets the Etcds of `namespace` name (valid specs or not: see
+/// [`druid_api::EtcdSpec::secret_names`]).
+fn referenced(etcds: &Store<Etcd>, namespace: &str) -> BTreeSet<String> {
     etcds
         .state()
         .iter()
         .filter(|e| e.namespace().as_deref() == Some(namespace))
-        .filter(|e| except != Some(e.name_any().as_str()))
-        .filter_map(|e| EtcdModel::from_etcd(e).ok())
-        .flat_map(|m| m.referenced_secrets())
+        .flat_map(|e| e.spec.secret_names())
         .collect()
 }
 
@@ -75,13 +73,10 @@ pub async fn release(ctx: &Context, namespace: &str, etcd: &str) -> Result<(), k
     let mut still: BTreeSet<String> = BTreeSet::new();
     let mut mine: BTreeSet<String> = BTreeSet::new();
     for e in &all {
-        let Ok(m) = EtcdModel::from_etcd(e) else {
-            continue;
-        };
         if e.name_any() == etcd {
-            mine.extend(m.referenced_secrets());
+            mine.extend(e.spec.secret_names());
         } else if e.metadata.deletion_timestamp.is_none() {
-            still.extend(m.referenced_secrets());
+            still.extend(e.spec.secret_names());
         }
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
@@ -183,7 +178,7 @@ async fn reconcile(
     if sctx.etcds.is_empty() && sctx.etcds.wait_until_ready().await.is_err() {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    if !referenced(&sctx.etcds, &ns, None).contains(&secret.name_any()) {
+    if !referenced(&sctx.etcds, &ns).contains(&secret.name_any()) {
         let api: Api<Secret> = Api::namespaced(sctx.ctx.client.clone(), &ns);
         unprotect(&api, &secret.name_any()).await?;
     }
