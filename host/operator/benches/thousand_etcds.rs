@@ -183,7 +183,8 @@ async fn main() {
         "throughput:                                 {:.0} Etcds/s",
         n as f64 / all_done.as_secs_f64()
     );
-    let metrics = http_get(port, "/metrics");
+    let (_, metrics) =
+        druid_test_support::http_get(&format!("http://127.0.0.1:{port}/metrics")).unwrap();
     let sum = metric(&metrics, "druid_reconcile_duration_seconds_sum");
     let count = metric(&metrics, "druid_reconcile_duration_seconds_count");
     println!(
@@ -195,19 +196,6 @@ async fn main() {
         peak_kib as f64 / 1024.0,
         idle_kib as f64 / 1024.0
     );
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 fn metric(text: &str, name: &str) -> f64 {

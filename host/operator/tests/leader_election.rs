@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{kubectl_stdin, namespace, operator, reqwest_get, seed_in, wait_for};
+use common::{kubectl_stdin, namespace, operator, seed_in, wait_for};
 use druid_test_support::{KubeApiServer, ServerProcess, free_port, server_dir};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
@@ -29,7 +29,11 @@ async fn a_standby_takes_over_when_the_leader_crashes() {
     let readyz = format!("http://127.0.0.1:{port}/readyz");
     wait_for("the standby's /readyz", || {
         let url = readyz.clone();
-        async move { reqwest_get(&url).filter(|(s, _)| *s == 200) }
+        async move {
+            druid_test_support::http_get(&url)
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        }
     })
     .await;
     let standby_log = || std::fs::read_to_string(standby.log_path()).unwrap_or_default();
@@ -46,7 +50,8 @@ async fn a_standby_takes_over_when_the_leader_crashes() {
         }
     })
     .await;
-    let (_, metrics) = reqwest_get(&format!("http://127.0.0.1:{port}/metrics")).unwrap();
+    let (_, metrics) =
+        druid_test_support::http_get(&format!("http://127.0.0.1:{port}/metrics")).unwrap();
     assert!(metrics.contains("druid_leader 1"), "{metrics}");
 
     // ... and does the work.

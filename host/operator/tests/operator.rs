@@ -261,7 +261,8 @@ async fn the_seed_applies_and_yields_every_component_then_scales_changes_and_del
     assert!(condition(&etcd, "BackupReady").is_some());
 
     // Metrics and health.
-    let (code, body) = common::reqwest_get(&format!("{}/metrics", operator().metrics_url)).unwrap();
+    let (code, body) =
+        druid_test_support::http_get(&format!("{}/metrics", operator().metrics_url)).unwrap();
     assert_eq!(code, 200);
     assert!(
         body.contains(r#"druid_reconciles_total{namespace="demo",etcd="test"}"#),
@@ -275,7 +276,7 @@ async fn the_seed_applies_and_yields_every_component_then_scales_changes_and_del
     );
     assert!(body.contains("druid_leader 1"), "{body}");
     assert_eq!(
-        common::reqwest_get(&format!("{}/healthz", operator().metrics_url))
+        druid_test_support::http_get(&format!("{}/healthz", operator().metrics_url))
             .unwrap()
             .0,
         200
@@ -729,12 +730,16 @@ async fn a_second_operator_replica_stands_by_while_the_first_leads() {
     let base = format!("http://127.0.0.1:{port}");
     wait_for("the standby's /readyz", || {
         let url = format!("{base}/readyz");
-        async move { common::reqwest_get(&url).filter(|(s, _)| *s == 200) }
+        async move {
+            druid_test_support::http_get(&url)
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        }
     })
     .await;
     // Well past a lease duration (15 s) the standby still does not lead.
     tokio::time::sleep(std::time::Duration::from_secs(20)).await;
-    let (_, metrics) = common::reqwest_get(&format!("{base}/metrics")).unwrap();
+    let (_, metrics) = druid_test_support::http_get(&format!("{base}/metrics")).unwrap();
     assert!(metrics.contains("druid_leader 0"), "{metrics}");
     let log = std::fs::read_to_string(standby.log_path()).unwrap();
     assert!(log.contains("waiting for the leader lease"), "{log}");
@@ -776,4 +781,50 @@ fn the_operator_manifests_apply_with_strict_validation() {
         "demo",
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_stays_protected_while_its_etcd_has_an_invalid_spec() {
+    operator();
+    let ns = "protected";
+    namespace(ns, true);
+    ok(&kubectl_stdin(
+        &["apply", "--validate=strict", "-f", "-"],
+        &seed_in(ns),
+    ));
+    wait_for("the Secret's finalizer", || async {
+        get::<Secret>(ns, "etcd-backup")
+            .await
+            .filter(|s| s.finalizers().iter().any(|f| f == druid_api::FINALIZER))
+    })
+    .await;
+    // A schedule the schema lets through but the operator refuses.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "etcd",
+        "test",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"backup":{"fullSnapshotSchedule":"61 */24 * * *"}}}"#,
+    ]));
+    wait_for("SpecValid=False", || async {
+        get::<Etcd>(ns, "test")
+            .await
+            .filter(|e| condition(e, "SpecValid").is_some_and(|c| c.0 == "False"))
+    })
+    .await;
+    // Several status syncs (2 s) later, the StatefulSet that mounts the
+    // Secret is still there, and so is the Secret's protection.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert!(get::<StatefulSet>(ns, "test").await.is_some());
+    let secret: Secret = get(ns, "etcd-backup").await.unwrap();
+    assert!(
+        secret
+            .finalizers()
+            .iter()
+            .any(|f| f == druid_api::FINALIZER),
+        "the Secret lost its finalizer while the Etcd still uses it"
+    );
 }

@@ -32,7 +32,7 @@ pub use kube::KubeApiServer;
 pub use minio::MinioServer;
 pub use paths::{cache_dir, find_binary, repo_root, run_dir, server_dir};
 pub use plugins::{PluginComponents, plugin_components};
-pub use process::{ServerProcess, free_port};
+pub use process::{ServerProcess, free_port, http_get};
 
 /// Errors when finding, starting or building what the tests need.
 #[derive(Debug, thiserror::Error)]

@@ -277,8 +277,9 @@ pub(crate) fn with_port_retries<T>(mut attempt: impl FnMut() -> Result<T>) -> Re
     }
 }
 
-/// A plain HTTP(S) GET for readiness probes: the status code and body.
-pub(crate) fn http_get(url: &str) -> std::result::Result<(u16, String), String> {
+/// A plain HTTP(S) GET on loopback (readiness probes, metrics): the status
+/// code and body, within 2 s.
+pub fn http_get(url: &str) -> std::result::Result<(u16, String), String> {
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(2)))
         .http_status_as_error(false)

@@ -1,7 +1,7 @@
 //! One Lease per member (`<member>`), renewed by that member's sidecar.
 
 use druid_api::{Etcd, EtcdModel};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 
 use super::{BuildContext, BuildError, metadata};
 use crate::names;
@@ -9,9 +9,9 @@ use crate::names;
 /// Builds the member leases, one per ordinal `0..replicas`, named after the
 /// member ([`names::member`]: the pod name, or `<prefix>-<pod>`).
 ///
-/// They are created empty: the sidecar of each member writes the holder
+/// They carry no spec: the sidecar of each member writes the holder
 /// identity (`<memberID>:<clusterID>:<role>`) and renews them, so the
-/// operator never claims any field of the spec.
+/// operator's server-side apply never claims (or resets) a field of it.
 pub fn build(
     etcd: &Etcd,
     model: &EtcdModel,
@@ -25,7 +25,7 @@ pub fn build(
                     names::member(model, i),
                     names::component::MEMBER_LEASE,
                 )?,
-                spec: Some(LeaseSpec::default()),
+                spec: None,
             })
         })
         .collect()
@@ -52,11 +52,8 @@ mod tests {
         let leases = super::build(&etcd, &model(&etcd), &context()).unwrap();
         let names: Vec<String> = leases.iter().map(|l| l.name_any()).collect();
         assert_eq!(names, ["main-test-0", "main-test-1", "main-test-2"]);
-        assert!(
-            leases
-                .iter()
-                .all(|l| l.spec.as_ref().is_some_and(|s| s.holder_identity.is_none()))
-        );
+        // No spec at all, so no holder: that belongs to the sidecars.
+        assert!(leases.iter().all(|l| l.spec.is_none()));
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //! `<etcd>-delta-snap`), renewed by the backup leader after each snapshot.
 
 use druid_api::{Etcd, EtcdModel};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 
 use super::{BuildContext, BuildError, metadata};
 use crate::names;
 
 /// Builds the snapshot leases: full and delta, only when the Etcd has a
 /// backup store (an empty list otherwise, and the caller deletes any left
-/// over). They are created empty: the sidecar writes the last snapshot's
-/// revision as the holder identity.
+/// over). They carry no spec: the sidecar writes the last snapshot's
+/// revision as the holder identity, and the operator's server-side apply
+/// never claims (or resets) a field of it.
 pub fn build(
     etcd: &Etcd,
     model: &EtcdModel,
@@ -27,7 +28,7 @@ pub fn build(
     .map(|name| {
         Ok(Lease {
             metadata: metadata(etcd, name, names::component::SNAPSHOT_LEASE)?,
-            spec: Some(LeaseSpec::default()),
+            spec: None,
         })
     })
     .collect()

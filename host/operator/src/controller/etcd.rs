@@ -141,7 +141,8 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     };
 
     // The status, always.
-    let mut observed = status::observe(&ctx.client, ctx.caches.get(), etcd).await?;
+    let mut observed =
+        status::observe(&ctx.client, ctx.caches.get(), etcd, model.as_ref().ok()).await?;
     // The StatefulSet just applied is newer than the watch cache's copy.
     if let Some(sts) = applied_sts
         && observed
@@ -178,15 +179,7 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
 
     // A reconcile that was asked for and done: drop the request.
     if matches!(outcome, SpecOutcome::Reconciled) {
-        let requested: Vec<&str> = [
-            names::OPERATION_ANNOTATION,
-            names::LEGACY_OPERATION_ANNOTATION,
-        ]
-        .into_iter()
-        .filter(|a| {
-            etcd.annotations().get(*a).map(String::as_str) == Some(names::OPERATION_RECONCILE)
-        })
-        .collect();
+        let requested = reconcile_requests(etcd);
         if !requested.is_empty() {
             let nulls: BTreeMap<&str, Option<&str>> =
                 requested.into_iter().map(|a| (a, None)).collect();
@@ -205,6 +198,23 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     })
 }
 
+/// The reconcile-request annotations (`druid.gardener.cloud/operation` or
+/// its legacy spelling, set to `reconcile`) the Etcd carries.
+fn reconcile_requests(etcd: &Etcd) -> Vec<&'static str> {
+    [
+        names::OPERATION_ANNOTATION,
+        names::LEGACY_OPERATION_ANNOTATION,
+    ]
+    .into_iter()
+    .filter(|a| etcd.annotations().get(*a).map(String::as_str) == Some(names::OPERATION_RECONCILE))
+    .collect()
+}
+
+/// The generation whose spec was last applied successfully.
+fn observed_generation(etcd: &Etcd) -> Option<i64> {
+    etcd.status.as_ref().and_then(|s| s.observed_generation)
+}
+
 /// Whether this reconcile applies the spec: always unless the operator runs
 /// in manual mode, where only a never-reconciled Etcd or one annotated
 /// `druid.gardener.cloud/operation: reconcile` is.
@@ -212,18 +222,7 @@ fn spec_reconcile_wanted(etcd: &Etcd, ctx: &Context) -> bool {
     if !ctx.settings.manual_reconcile {
         return true;
     }
-    let never = etcd
-        .status
-        .as_ref()
-        .and_then(|s| s.observed_generation)
-        .is_none();
-    let requested = [
-        names::OPERATION_ANNOTATION,
-        names::LEGACY_OPERATION_ANNOTATION,
-    ]
-    .iter()
-    .any(|a| etcd.annotations().get(*a).map(String::as_str) == Some(names::OPERATION_RECONCILE));
-    never || requested
+    observed_generation(etcd).is_none() || !reconcile_requests(etcd).is_empty()
 }
 
 /// Whether this generation's components were applied recently enough (and
@@ -231,14 +230,7 @@ fn spec_reconcile_wanted(etcd: &Etcd, ctx: &Context) -> bool {
 /// a requested reconcile, a missing StatefulSet or the resync period applies
 /// everything again.
 fn spec_up_to_date(etcd: &Etcd, ctx: &Context) -> bool {
-    let requested = [
-        names::OPERATION_ANNOTATION,
-        names::LEGACY_OPERATION_ANNOTATION,
-    ]
-    .iter()
-    .any(|a| etcd.annotations().get(*a).map(String::as_str) == Some(names::OPERATION_RECONCILE));
-    if requested
-        || etcd.status.as_ref().and_then(|s| s.observed_generation) != etcd.metadata.generation
+    if !reconcile_requests(etcd).is_empty() || observed_generation(etcd) != etcd.metadata.generation
     {
         return false;
     }
@@ -294,9 +286,7 @@ async fn reconcile_spec(
             ));
         }
     };
-    if etcd.status.as_ref().and_then(|s| s.observed_generation) != etcd.metadata.generation
-        && !model.warnings.is_empty()
-    {
+    if observed_generation(etcd) != etcd.metadata.generation && !model.warnings.is_empty() {
         let text: Vec<String> = model.warnings.iter().map(ToString::to_string).collect();
         publish(
             ctx,
@@ -363,10 +353,10 @@ async fn reconcile_spec(
         step("CONFIGMAP", components::apply(c, &built.config_map)).boxed(),
     ];
     for lease in &built.member_leases {
-        steps.push(step("MEMBER_LEASE", apply_lease(c, lease)).boxed());
+        steps.push(step("MEMBER_LEASE", components::apply(c, lease)).boxed());
     }
     for lease in &built.snapshot_leases {
-        steps.push(step("SNAPSHOT_LEASE", apply_lease(c, lease)).boxed());
+        steps.push(step("SNAPSHOT_LEASE", components::apply(c, lease)).boxed());
     }
     if model.store.is_none() {
         for lease in [
@@ -391,12 +381,8 @@ async fn reconcile_spec(
         Err(e) => return Ok((failed("STATEFULSET", &e), None)),
     };
 
-    let first = etcd
-        .status
-        .as_ref()
-        .and_then(|s| s.observed_generation)
-        .is_none();
-    if etcd.status.as_ref().and_then(|s| s.observed_generation) != etcd.metadata.generation {
+    let first = observed_generation(etcd).is_none();
+    if observed_generation(etcd) != etcd.metadata.generation {
         publish(
             ctx,
             etcd,
@@ -465,14 +451,6 @@ fn build_all(
         statefulset: components::statefulset::build(etcd, model, ctx, &checksum)?,
         config_map,
     })
-}
-
-/// Leases are created, never overwritten: their spec belongs to the
-/// sidecars that renew them (only labels and owner are applied).
-async fn apply_lease(client: &kube::Client, lease: &Lease) -> Result<(), kube::Error> {
-    let mut meta_only = lease.clone();
-    meta_only.spec = None;
-    components::apply(client, &meta_only).await.map(|_| ())
 }
 
 /// Deletes member leases of ordinals at or above the replica count.

@@ -90,6 +90,7 @@ pub async fn observe(
     client: &kube::Client,
     caches: Option<&super::Caches>,
     etcd: &Etcd,
+    model: Option<&EtcdModel>,
 ) -> Result<Observed, kube::Error> {
     let ns = etcd.namespace().unwrap_or_default();
     let name = etcd.name_any();
@@ -118,9 +119,9 @@ pub async fn observe(
         }
     };
     let mut member_leases = BTreeMap::new();
-    if let Ok(model) = EtcdModel::from_etcd(etcd) {
+    if let Some(model) = model {
         for i in 0..model.replicas {
-            let member = names::member(&model, i);
+            let member = names::member(model, i);
             if let Some(l) = lease(member.clone()).await? {
                 member_leases.insert(member, l);
             }
@@ -627,14 +628,10 @@ fn backup_ready(
 /// The time between two runs of a cron schedule, around now.
 fn schedule_interval(schedule: &str) -> Option<Duration> {
     let cron = druid_api::model::parse_cron(schedule).ok()?;
-    let now = croner_now();
+    let now = chrono::Utc::now();
     let prev = cron.find_previous_occurrence(&now, false).ok()?;
     let next = cron.find_next_occurrence(&prev, false).ok()?;
     (next - prev).to_std().ok()
-}
-
-fn croner_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use druid_test_support::{
-    KubeApiServer, ServerProcess, find_binary, free_port, repo_root, server_dir,
+    KubeApiServer, ServerProcess, find_binary, free_port, http_get, repo_root, server_dir,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -68,7 +68,7 @@ pub fn operator() -> &'static Operator {
         let readyz = format!("{metrics_url}/readyz");
         process
             .wait_ready(Duration::from_secs(120), || {
-                Ok(reqwest_get(&readyz).is_some_and(|(s, _)| s == 200)
+                Ok(http_get(&readyz).is_ok_and(|(s, _)| s == 200)
                     && std::fs::read_to_string(dir.join("druid.log"))
                         .unwrap_or_default()
                         .contains("leading: starting the controllers"))
@@ -91,30 +91,6 @@ impl Operator {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
     }
-}
-
-/// A plain HTTP GET (status, body) on loopback.
-pub fn reqwest_get(url: &str) -> Option<(u16, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut s = std::net::TcpStream::connect(host).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    use std::io::{Read as _, Write as _};
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
 }
 
 /// Runs kubectl against the test API server.
