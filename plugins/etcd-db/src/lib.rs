@@ -2,14 +2,65 @@
 //! the snapshot formats. It builds natively and for wasm32, so the compactor
 //! plugin, the host and the tests share one implementation.
 //!
-//! The compaction issue fills this crate; for now it holds the facts of the
-//! snapshot stream that every later part relies on.
+//! # Reading
+//!
+//! [`Db::open`] reads a bbolt file (etcd's `member/snap/db`, or the database
+//! part of a snapshot stream) through [`ReadAt`], a random-access source: an
+//! in-memory slice, a `Vec<u8>`, or (natively, on Unix) a [`std::fs::File`].
+//! The reader never loads the whole database: it reads one page (plus its
+//! overflow pages) at a time and holds at most one root-to-leaf path of a
+//! bucket's B+tree while iterating.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use druid_etcd_db::{Db, KEY_BUCKET, revision_of_key};
+//!
+//! let db = Db::open(std::fs::File::open("member/snap/db")?)?;
+//! db.check()?; // every page accounted for, keys sorted
+//! let revision = db.last_revision()?; // main revision of the newest key
+//! let keys = db.bucket(KEY_BUCKET)?.ok_or("no key bucket")?;
+//! for entry in db.iter(&keys) {
+//!     let entry = entry?;
+//!     let rev = revision_of_key(&entry.key)?;
+//!     // entry.value is the mvccpb.KeyValue of that revision
+//! #   let _ = (rev, revision);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A snapshot stream (`etcdctl snapshot save`) opens the same way: the
+//! reader stops at the last page the meta counts, so the SHA-256 trailer
+//! is ignored (see [`split_snapshot`] and [`Prefix`] to cut it off).
+//!
+//! Malformed input is an [`Error`], never a panic: every offset and size is
+//! checked against its page, trees are walked with a depth limit and a bound
+//! on page visits, and no allocation exceeds the input's size (nor
+//! [`MAX_PAGE_BYTES`] for one page).
+
+mod check;
+mod db;
+mod mvcc;
+mod page;
+mod read;
+#[cfg(test)]
+mod testdb;
+
+pub use check::{CheckReport, Problem};
+pub use db::{Bucket, Db, Entry, Iter, MAX_DEPTH, MAX_PAGE_BYTES, Meta};
+pub use mvcc::{
+    CONSISTENT_INDEX_KEY, FINISHED_COMPACT_KEY, KEY_BUCKET, LEASE_BUCKET, META_BUCKET,
+    REVISION_KEY_LEN, Revision, RevisionKey, SCHEDULED_COMPACT_KEY, TOMBSTONE_MARK,
+    revision_of_key,
+};
+pub use read::{Prefix, ReadAt};
 
 /// Length of the SHA-256 trailer that etcd appends to a snapshot stream.
 pub const SNAPSHOT_HASH_LEN: usize = 32;
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The input is shorter than a snapshot can be.
     #[error("snapshot is {len} bytes, shorter than its {SNAPSHOT_HASH_LEN}-byte SHA-256 trailer")]
@@ -17,6 +68,87 @@ pub enum Error {
         /// The length seen.
         len: usize,
     },
+    /// Reading from the source failed.
+    #[error("cannot read {len} bytes at offset {offset}: {source}")]
+    Io {
+        /// Where the read started.
+        offset: u64,
+        /// How many bytes were asked for.
+        len: usize,
+        /// The source's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database is shorter than its meta page says it is (a truncated
+    /// file or stream).
+    #[error("database is {len} bytes, but {what} needs {needed} bytes (truncated?)")]
+    TooShort {
+        /// The length of the source.
+        len: u64,
+        /// The length needed.
+        needed: u64,
+        /// What needs it.
+        what: String,
+    },
+    /// Neither meta page is valid: not a bbolt file, or both metas are
+    /// damaged.
+    #[error("no valid meta page: meta 0: {meta0}; meta 1: {meta1}")]
+    NoValidMeta {
+        /// Why meta page 0 was rejected.
+        meta0: String,
+        /// Why meta page 1 was rejected.
+        meta1: String,
+    },
+    /// A page is malformed: bad header, element outside the page, keys out
+    /// of order, a cycle, an absurd count, ...
+    #[error("page {page}{}: {reason}", inline_note(*.inline))]
+    Corrupt {
+        /// The page id (for an inline bucket: the page holding the bucket's
+        /// value, 0 if unknown).
+        page: u64,
+        /// Whether the page is an inline bucket's page, stored inside a
+        /// value rather than on its own.
+        inline: bool,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A bucket that etcd always has is missing.
+    #[error("bucket {name:?} is missing")]
+    MissingBucket {
+        /// The bucket's name.
+        name: String,
+    },
+    /// A key or value of etcd's schema does not have the expected form.
+    #[error("bucket {bucket:?}, key {key}: {reason}")]
+    Schema {
+        /// The bucket.
+        bucket: String,
+        /// The key, hex-encoded.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// [`Db::check`] found problems; the report lists them.
+    #[error("database check failed: {0}")]
+    Inconsistent(Box<CheckReport>),
+}
+
+fn inline_note(inline: bool) -> &'static str {
+    if inline { " (inline bucket)" } else { "" }
+}
+
+/// Lower-case hex of `bytes`, for error messages (long inputs are
+/// shortened).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const MAX: usize = 64;
+    let mut s = String::with_capacity(bytes.len().min(MAX) * 2 + 8);
+    for b in bytes.iter().take(MAX) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    if bytes.len() > MAX {
+        s.push_str(&format!("...({} bytes)", bytes.len()));
+    }
+    s
 }
 
 /// Splits an in-memory snapshot stream into the database bytes and the
@@ -45,5 +177,11 @@ mod tests {
     fn too_short_is_an_error() {
         let err = split_snapshot(&[0u8; 5]).unwrap_err();
         assert!(err.to_string().contains("5 bytes"), "{err}");
+    }
+
+    #[test]
+    fn hex_is_shortened() {
+        assert_eq!(hex(&[0, 0xab]), "00ab");
+        assert!(hex(&[0u8; 100]).ends_with("...(100 bytes)"));
     }
 }
