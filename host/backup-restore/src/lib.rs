@@ -2,9 +2,9 @@
 //! full and delta snapshots, garbage collection, defragmentation and the
 //! HTTP API the etcd container calls.
 //!
-//! So far this crate holds the pure foundations, compatible with the
-//! object-store layout of the upstream sidecar (gardener/etcd-backup-restore)
-//! so existing buckets keep working:
+//! The pure foundations are compatible with the object-store layout of the
+//! upstream sidecar (gardener/etcd-backup-restore) so existing buckets keep
+//! working:
 //!
 //! - [`snapshot_name`]: snapshot object keys (`v2/Full-…`, `v2/Incr-…`, the
 //!   legacy `v1/Backup-<ts>/…`, chunks), parsing and writing them;
@@ -14,13 +14,35 @@
 //! - [`delta`]: the delta snapshot format (JSON watch events plus SHA-256);
 //! - [`gc`]: the `Exponential` and `LimitBased` garbage collection policies.
 //!
-//! The servers, the snapshotter and the restorer build on these.
+//! The sidecar builds on them:
+//!
+//! - [`config`]: upstream-compatible flags;
+//! - [`store`]: the bucket layout on top of a provider plugin (all storage
+//!   goes through the plugin host);
+//! - [`snapshotter`]: full snapshots (cron, on request) and deltas (watch);
+//! - [`collector`]: garbage collection against the store;
+//! - [`restore`] and [`initializer`]: validation and restore;
+//! - [`leases`]: snapshot and member lease heartbeats;
+//! - [`server`]: the HTTP API and the leadership loop;
+//! - [`metrics`]: Prometheus metrics.
 
+pub mod collector;
 pub mod compression;
+pub mod config;
 pub mod delta;
+pub mod etcd;
+pub mod etcd_config;
 pub mod full;
 pub mod gc;
+pub mod initializer;
+pub mod leases;
+pub mod metrics;
+pub mod restore;
+pub mod server;
 pub mod snapshot_name;
+pub mod snapshotter;
+pub mod store;
+pub mod tls;
 
 /// The default port of the sidecar's HTTP API, as upstream.
 pub const DEFAULT_SERVER_PORT: u16 = 8080;

@@ -1,22 +1,234 @@
-//! `etcdbr`: the sidecar and job binary. Subcommands come with the sidecar,
-//! compaction and copy issues.
+//! `etcdbr`: the backup-restore sidecar and its jobs.
+//!
+//! - `server`: the sidecar (HTTP API, initialization, snapshots, GC,
+//!   leases);
+//! - `snapshot`: take one full snapshot now and exit;
+//! - `restore`: restore the data directory from the store and exit;
+//! - `initialize`: validate the data directory, restoring it if needed.
+//!
+//! `compact` and `copy` come with later issues.
 
-use clap::Parser;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use druid_backup_restore::config::{
+    EtcdArgs, HealthArgs, RestoreArgs, ServerArgs, SnapshotterArgs, StoreArgs,
+};
+use druid_backup_restore::initializer::{Initializer, Mode};
+use druid_backup_restore::metrics::Metrics;
+use druid_backup_restore::server::{self, ServerConfig};
+use druid_backup_restore::snapshotter::{Settings, Snapshotter};
+use druid_backup_restore::store::Snapstore;
+use tokio_util::sync::CancellationToken;
 
 /// Command-line options.
 #[derive(Debug, Parser)]
 #[command(name = "etcdbr", version, about = "etcd backup-restore sidecar")]
-struct Args {}
+struct Cli {
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    /// Accepted for compatibility with upstream's numeric levels; use
+    /// RUST_LOG for filtering.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    tracing_subscriber::fmt().init();
-    tracing::info!(
-        default_port = druid_backup_restore::DEFAULT_SERVER_PORT,
-        "etcdbr has no subcommands yet"
-    );
-    // The plugin host is linked in from the start so the binary's size and
-    // start-up cost are visible early.
-    let _limits = druid_plugin_host::Limits::default();
-    Ok(())
+/// Options of `etcdbr server`.
+#[derive(Debug, clap::Args)]
+struct ServerCli {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    snapshotter: SnapshotterArgs,
+    #[command(flatten)]
+    restore: RestoreArgs,
+    #[command(flatten)]
+    health: HealthArgs,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
+enum Command {
+    /// Run the sidecar.
+    Server(Box<ServerCli>),
+    /// Take one full snapshot now and upload it.
+    Snapshot {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Mark the snapshot final.
+        #[arg(long = "final")]
+        is_final: bool,
+    },
+    /// Restore the data directory from the latest full snapshot and its
+    /// deltas.
+    Restore {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        restore: RestoreArgs,
+    },
+    /// Validate the data directory and restore it if needed.
+    Initialize {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        restore: RestoreArgs,
+        /// `full` or `sanity`.
+        #[arg(long, default_value = "full")]
+        validation_mode: String,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if json {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+}
+
+async fn open_store(store: &StoreArgs) -> Result<Snapstore> {
+    let registry = druid_backup_restore::store::registry(store)
+        .await
+        .context("loading the provider plugins")?;
+    Snapstore::open(store, &registry)
+        .await
+        .context("opening the store")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match cli.command {
+        Command::Server(cli) => {
+            let ServerCli {
+                etcd,
+                store,
+                snapshotter,
+                restore,
+                health,
+                server,
+            } = *cli;
+            let shutdown = CancellationToken::new();
+            let s = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                s.cancel();
+            });
+            let config = ServerConfig {
+                etcd,
+                store,
+                snapshotter,
+                restore,
+                health,
+                server,
+            };
+            server::run(config, shutdown).await
+        }
+        Command::Snapshot {
+            etcd,
+            store,
+            is_final,
+        } => {
+            let snapstore = open_store(&store).await?;
+            let client = druid_backup_restore::etcd::connect(
+                &etcd,
+                &etcd.endpoints,
+                etcd.etcd_connection_timeout,
+            )
+            .await?;
+            let settings = Settings {
+                schedule: druid_api::model::parse_cron("0 0 * * *").context("cron")?,
+                delta_period: std::time::Duration::ZERO,
+                delta_memory_limit: 0,
+                compression: store.compression().map_err(anyhow::Error::msg)?,
+                temp_dir: store.snapstore_temp_directory.clone(),
+                snapshot_timeout: etcd.etcd_snapshot_timeout,
+            };
+            let reader: druid_backup_restore::snapshotter::RevisionReader =
+                Arc::new(druid_backup_restore::initializer::snapshot_revision);
+            let mut s = Snapshotter::new(
+                client,
+                snapstore,
+                settings,
+                None,
+                Arc::new(Metrics::new()),
+                Some(reader),
+            );
+            let snapshot = s.full_snapshot(is_final).await?;
+            if let Some(snapshot) = snapshot {
+                tracing::info!(snapshot = %snapshot.name(), "done");
+            }
+            Ok(())
+        }
+        Command::Restore { store, restore } => {
+            let snapstore = open_store(&store).await?;
+            let set = snapstore.list().await?.latest_set();
+            let report =
+                druid_backup_restore::restore::restore(&restore, &snapstore, &set, &Metrics::new())
+                    .await?;
+            tracing::info!(
+                revision = report.revision,
+                deltas = report.deltas,
+                "restored"
+            );
+            Ok(())
+        }
+        Command::Initialize {
+            etcd,
+            store,
+            restore,
+            validation_mode,
+        } => {
+            let snapstore = if store.has_store() {
+                Some(open_store(&store).await?)
+            } else {
+                None
+            };
+            let metrics = Metrics::new();
+            let init = Initializer {
+                restore: &restore,
+                etcd: &etcd,
+                store: snapstore.as_ref(),
+                metrics: &metrics,
+            };
+            let outcome = init.run(Mode::parse(Some(&validation_mode))).await?;
+            tracing::info!(?outcome, "initialized");
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -1,0 +1,286 @@
+//! Command-line options of `etcdbr`, compatible with upstream `etcdbrctl`:
+//! the same flag names and defaults, so the operator (and users switching
+//! from upstream) pass the flags they already know. Flags upstream has but
+//! that do nothing here are accepted and documented as such.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args};
+
+use crate::compression::Compression;
+
+/// Parses a Go duration (`300s`, `1h30m`) as upstream's flags take them.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    druid_api::model::parse_duration(text)
+}
+
+/// Parses a byte size: a plain number, or a number with a Kubernetes
+/// quantity suffix (`10Mi`, `8Gi`, `100M`).
+pub fn byte_size(text: &str) -> Result<u64, String> {
+    let n = druid_api::quantity::parse_quantity(text).map_err(|e| e.to_string())?;
+    u64::try_from(n).map_err(|_| format!("'{text}' is negative"))
+}
+
+/// How the sidecar reaches etcd.
+#[derive(Debug, Clone, Args)]
+pub struct EtcdArgs {
+    /// etcd client URLs; the first one is this member's.
+    #[arg(
+        short = 'e',
+        long,
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub endpoints: Vec<String>,
+    /// Client URLs of the whole cluster (a Service), used for member
+    /// operations and to find the leader.
+    #[arg(long, value_delimiter = ',')]
+    pub service_endpoints: Vec<String>,
+    /// etcd user name.
+    #[arg(long, default_value = "")]
+    pub etcd_username: String,
+    /// etcd password.
+    #[arg(long, default_value = "")]
+    pub etcd_password: String,
+    /// Client certificate for etcd.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Client key for etcd.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// CA bundle to verify etcd's certificate.
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
+    /// Talk to etcd without TLS.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_transport: bool,
+    /// Accepted for compatibility; certificates are always verified when a
+    /// CA is given.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_skip_tls_verify: bool,
+    /// Time to wait for etcd to answer.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    pub etcd_connection_timeout: Duration,
+    /// Time a full snapshot may take to stream out of etcd.
+    #[arg(long, value_parser = duration, default_value = "15m")]
+    pub etcd_snapshot_timeout: Duration,
+    /// Time a defragmentation may take.
+    #[arg(long, value_parser = duration, default_value = "8m")]
+    pub etcd_defrag_timeout: Duration,
+}
+
+/// Where snapshots are stored.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The storage provider (`Local`, `S3`, `ABS`, `GCS`, `Swift`, `OSS`,
+    /// `ECS`, `OCS` or an alias); empty means no store.
+    #[arg(long, default_value = "")]
+    pub storage_provider: String,
+    /// The bucket or container.
+    #[arg(long, env = "STORAGE_CONTAINER", default_value = "")]
+    pub store_container: String,
+    /// The prefix of every key (snapshots go below `<prefix>/v2/`).
+    #[arg(long, default_value = "")]
+    pub store_prefix: String,
+    /// An endpoint to use instead of the provider's.
+    #[arg(long)]
+    pub store_endpoint_override: Option<String>,
+    /// Accepted for compatibility; the provider plugin sizes and uploads
+    /// parts itself.
+    #[arg(long, default_value_t = 5)]
+    pub max_parallel_chunk_uploads: u32,
+    /// Accepted for compatibility (see `--max-parallel-chunk-uploads`).
+    #[arg(long, value_parser = byte_size, default_value = "5242880")]
+    pub min_chunk_size: u64,
+    /// Directory for temporary snapshot files.
+    #[arg(long, default_value = "/tmp")]
+    pub snapstore_temp_directory: PathBuf,
+    /// A directory of provider plugins (`*.wasm`) in addition to the
+    /// built-in ones.
+    #[arg(long, env = "DRUID_PLUGINS_DIR")]
+    pub plugins_dir: Option<PathBuf>,
+    /// Where precompiled plugins are cached.
+    #[arg(long, env = "DRUID_PLUGIN_CACHE_DIR")]
+    pub plugin_cache_dir: Option<PathBuf>,
+    /// Whether to compress snapshots.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub compress_snapshots: bool,
+    /// `gzip`, `zlib` or `lzw`.
+    #[arg(long, default_value = "gzip")]
+    pub compression_policy: String,
+}
+
+impl StoreArgs {
+    /// Whether a store is configured.
+    pub fn has_store(&self) -> bool {
+        !self.storage_provider.is_empty()
+    }
+
+    /// The compression new snapshots get.
+    pub fn compression(&self) -> Result<Compression, String> {
+        if !self.compress_snapshots {
+            return Ok(Compression::None);
+        }
+        Compression::from_policy(&self.compression_policy).ok_or_else(|| {
+            format!(
+                "--compression-policy={:?} is not one of gzip, zlib, lzw",
+                self.compression_policy
+            )
+        })
+    }
+}
+
+/// Snapshot schedule and garbage collection.
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotterArgs {
+    /// Cron schedule (UTC) of full snapshots.
+    #[arg(short = 's', long, default_value = "0 */1 * * *")]
+    pub schedule: String,
+    /// Period of delta snapshots; under 1s disables them.
+    #[arg(long, value_parser = duration, default_value = "20s")]
+    pub delta_snapshot_period: Duration,
+    /// A delta is taken early when its events reach this many bytes.
+    #[arg(long, value_parser = byte_size, default_value = "10485760")]
+    pub delta_snapshot_memory_limit: u64,
+    /// `Exponential` or `LimitBased`.
+    #[arg(long, default_value = "Exponential")]
+    pub garbage_collection_policy: String,
+    /// Full snapshots kept by `LimitBased`.
+    #[arg(short = 'm', long, default_value_t = 7)]
+    pub max_backups: usize,
+    /// Period of garbage collection; under 1s disables it.
+    #[arg(long, value_parser = duration, default_value = "1m")]
+    pub garbage_collection_period: Duration,
+    /// Deltas of older sets younger than this are kept.
+    #[arg(long, value_parser = duration, default_value = "0s")]
+    pub delta_snapshot_retention_period: Duration,
+}
+
+/// How a data directory is restored.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The etcd data directory.
+    #[arg(short = 'd', long, default_value = "default.etcd")]
+    pub data_dir: PathBuf,
+    /// Where downloaded snapshots are kept during a restore.
+    #[arg(long, default_value = "default.restoration.tmp")]
+    pub restoration_temp_snapshots_dir: PathBuf,
+    /// The member name.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// The initial cluster (`name=peerURL,…`).
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+    /// The initial cluster token.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// This member's peer URLs.
+    #[arg(long, value_delimiter = ',', default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// Restore even if the full snapshot's SHA-256 does not match (never
+    /// use this to restore a snapshot that failed the check).
+    #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub skip_hash_check: bool,
+    /// Deltas downloaded ahead of the one being applied.
+    #[arg(long, default_value_t = 6)]
+    pub max_fetchers: usize,
+    /// Largest gRPC request the replay sends.
+    #[arg(long, value_parser = byte_size, default_value = "10485760")]
+    pub max_call_send_message_size: u64,
+    /// `--max-request-bytes` of the temporary etcd.
+    #[arg(long, value_parser = byte_size, default_value = "10485760")]
+    pub max_request_bytes: u64,
+    /// `--max-txn-ops` of the temporary etcd.
+    #[arg(long, default_value_t = 10240)]
+    pub max_txn_ops: u64,
+    /// Backend quota of the temporary etcd.
+    #[arg(long, value_parser = byte_size, default_value = "8589934592")]
+    pub embedded_etcd_quota_bytes: u64,
+    /// Auto-compaction mode of the temporary etcd.
+    #[arg(long, default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto-compaction retention of the temporary etcd.
+    #[arg(long, default_value = "30m")]
+    pub auto_compaction_retention: String,
+    /// The etcd binary used to replay deltas.
+    #[arg(long, env = "ETCDBR_ETCD_BINARY", default_value = "etcd")]
+    pub etcd_binary: PathBuf,
+    /// The etcdctl (3.4) or etcdutl (3.5+) binary used for `snapshot restore`.
+    #[arg(long, env = "ETCDBR_ETCDCTL_BINARY", default_value = "etcdctl")]
+    pub etcdctl_binary: PathBuf,
+}
+
+/// Lease heartbeats.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Update the full and delta snapshot leases.
+    #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_snapshot_lease_renewal: bool,
+    /// Renew this member's lease.
+    #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_member_lease_renewal: bool,
+    /// Period of the member lease heartbeat.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    pub k8s_heartbeat_duration: Duration,
+    /// Name of the full snapshot lease.
+    #[arg(long, default_value = "full-snapshot-revisions")]
+    pub full_snapshot_lease_name: String,
+    /// Name of the delta snapshot lease.
+    #[arg(long, default_value = "delta-snapshot-revisions")]
+    pub delta_snapshot_lease_name: String,
+}
+
+/// Options of `etcdbr server`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Port of the HTTP API.
+    #[arg(short = 'p', long, default_value_t = crate::DEFAULT_SERVER_PORT)]
+    pub server_port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub server_address: String,
+    /// TLS certificate of the HTTP API (with `--server-key`).
+    #[arg(long)]
+    pub server_cert: Option<PathBuf>,
+    /// TLS key of the HTTP API.
+    #[arg(long)]
+    pub server_key: Option<PathBuf>,
+    /// Accepted for compatibility; there is no profiling endpoint.
+    #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_profiling: bool,
+    /// The etcd configuration `/config` renders from.
+    #[arg(
+        long,
+        env = "ETCD_CONF",
+        default_value = "/var/etcd/config/etcd.conf.yaml"
+    )]
+    pub etcd_config: PathBuf,
+    /// Accepted for compatibility (etcd-wrapper restarts are not needed:
+    /// peer URL changes are applied by `/config` and a pod restart).
+    #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub use_etcd_wrapper: bool,
+    /// Cron schedule (UTC) of defragmentation (used by the defragmentation
+    /// issue; accepted now).
+    #[arg(long, default_value = "0 0 */3 * *")]
+    pub defragmentation_schedule: String,
+    /// How often leadership is checked.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    pub reelection_period: Duration,
+    /// Timeout of the leadership check.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    pub etcd_connection_timeout_leader_election: Duration,
+    /// Backoff multiplier after a snapshotter failure.
+    #[arg(long, default_value_t = 2)]
+    pub backoff_multiplier: u32,
+    /// Accepted for compatibility: the snapshotter retries for as long as
+    /// it leads, with the backoff capped at `--backoff-threshold-time`.
+    #[arg(long, default_value_t = 6)]
+    pub backoff_attempt_limit: u32,
+    /// The longest backoff.
+    #[arg(long, value_parser = duration, default_value = "128s")]
+    pub backoff_threshold_time: Duration,
+    /// Accepted for compatibility (a member-name prefix for `/config`).
+    #[arg(long, default_value = "")]
+    pub member_name_prefix: String,
+}

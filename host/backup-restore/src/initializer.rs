@@ -1,0 +1,342 @@
+//! Initialization before etcd starts: validate the data directory and
+//! restore it from the store when it is missing, corrupt or behind.
+//!
+//! Sanity mode checks the structure (`member/`, `member/snap`,
+//! `member/wal`), opens the database and reads its revision; full mode
+//! also walks every page of the database (`druid_etcd_db::Db::check`).
+//! A single member whose database revision is behind the store's latest
+//! snapshot first gets the chance to replay its WAL (a temporary etcd on
+//! the data directory for up to 60 s, as upstream); only if it stays
+//! behind is it restored. With several members an invalid data directory
+//! is not restored from the bucket: the member is removed from the
+//! cluster, its data moved aside and it is added back as a learner, so it
+//! syncs from the leader (upstream's behaviour).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::{EtcdArgs, RestoreArgs};
+use crate::metrics::{Metrics, Succeeded};
+use crate::restore::{self, TempEtcd, suffixed};
+use crate::store::Snapstore;
+
+/// How thoroughly to validate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Structure and revision.
+    Sanity,
+    /// Also every page of the database.
+    Full,
+}
+
+impl Mode {
+    /// Parses `full` or `sanity` (anything else is `full`, as upstream).
+    pub fn parse(mode: Option<&str>) -> Self {
+        match mode {
+            Some("sanity") => Mode::Sanity,
+            _ => Mode::Full,
+        }
+    }
+}
+
+/// The state of the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDirStatus {
+    /// Usable, at this revision.
+    Valid {
+        /// The database's revision.
+        revision: i64,
+    },
+    /// There is no data directory.
+    Missing,
+    /// A part of the layout is missing.
+    InvalidStructure(String),
+    /// The database cannot be read.
+    Corrupt(String),
+}
+
+/// Why initialization failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The volume belongs to another namespace.
+    #[error(
+        "wrong volume mounted: {path} says namespace {found:?}, this pod runs in {expected:?}; \
+         refusing to touch data that belongs to another cluster"
+    )]
+    WrongVolume {
+        /// The safe_guard file.
+        path: PathBuf,
+        /// Its content.
+        found: String,
+        /// $POD_NAMESPACE.
+        expected: String,
+    },
+    /// The restore failed.
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Reads the revision of an etcd database file.
+pub fn db_revision(db: &Path) -> Result<i64, String> {
+    let file = std::fs::File::open(db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+    let db = druid_etcd_db::Db::open(file).map_err(|e| format!("{}: {e}", db.display()))?;
+    // An empty key bucket is a fresh etcd, whose revision is 1.
+    db.last_revision()
+        .map(|r| r.unwrap_or(1))
+        .map_err(|e| e.to_string())
+}
+
+/// Reads the revision of a full snapshot staged on disk (the database plus
+/// its 32-byte trailer).
+pub fn snapshot_revision(path: &Path) -> Result<i64, String> {
+    db_revision(path)
+}
+
+/// Validates the data directory.
+pub fn validate(data_dir: &Path, mode: Mode) -> DataDirStatus {
+    if !data_dir.exists() {
+        return DataDirStatus::Missing;
+    }
+    for sub in ["member", "member/snap", "member/wal"] {
+        if !data_dir.join(sub).is_dir() {
+            return DataDirStatus::InvalidStructure(format!(
+                "{} is missing",
+                data_dir.join(sub).display()
+            ));
+        }
+    }
+    let db_path = data_dir.join("member/snap/db");
+    let file = match std::fs::File::open(&db_path) {
+        Ok(f) => f,
+        Err(e) => return DataDirStatus::Corrupt(format!("cannot open {}: {e}", db_path.display())),
+    };
+    let db = match druid_etcd_db::Db::open(file) {
+        Ok(db) => db,
+        Err(e) => return DataDirStatus::Corrupt(format!("{}: {e}", db_path.display())),
+    };
+    if mode == Mode::Full
+        && let Err(e) = db.check()
+    {
+        return DataDirStatus::Corrupt(format!("{}: {e}", db_path.display()));
+    }
+    match db.last_revision() {
+        Ok(revision) => DataDirStatus::Valid {
+            revision: revision.unwrap_or(1),
+        },
+        Err(e) => DataDirStatus::Corrupt(format!("{}: {e}", db_path.display())),
+    }
+}
+
+/// Checks (and creates) `<parent of data dir>/safe_guard`, which holds
+/// the namespace the volume belongs to.
+pub fn check_safe_guard(data_dir: &Path) -> Result<(), InitError> {
+    let Ok(namespace) = std::env::var("POD_NAMESPACE") else {
+        return Ok(());
+    };
+    let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let path = parent.join("safe_guard");
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found.trim() == namespace => Ok(()),
+        Ok(found) => Err(InitError::WrongVolume {
+            path,
+            found: found.trim().to_string(),
+            expected: namespace,
+        }),
+        Err(_) => std::fs::create_dir_all(parent)
+            .and_then(|()| std::fs::write(&path, &namespace))
+            .map_err(|e| InitError::Other(format!("cannot write {}: {e}", path.display()))),
+    }
+}
+
+/// Everything initialization needs.
+pub struct Initializer<'a> {
+    /// Restore settings (data dir, member name, cluster).
+    pub restore: &'a RestoreArgs,
+    /// etcd connection settings (for the multi-member path).
+    pub etcd: &'a EtcdArgs,
+    /// The store, if one is configured.
+    pub store: Option<&'a Snapstore>,
+    /// Metrics.
+    pub metrics: &'a Metrics,
+}
+
+/// What initialization did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The data directory is valid as it is.
+    Valid,
+    /// It was restored from the store.
+    Restored(restore::RestoreReport),
+    /// There was nothing to restore: etcd starts empty.
+    StartEmpty,
+    /// The member was re-added as a learner and syncs from the leader.
+    RejoinAsLearner,
+}
+
+impl Initializer<'_> {
+    fn multi_member(&self) -> bool {
+        self.restore
+            .initial_cluster
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .count()
+            > 1
+    }
+
+    /// Validates and, where needed, restores.
+    pub async fn run(&self, mode: Mode) -> Result<Outcome, InitError> {
+        let data_dir = &self.restore.data_dir;
+        check_safe_guard(data_dir)?;
+        let started = Instant::now();
+        let dir = data_dir.clone();
+        let status = tokio::task::spawn_blocking(move || validate(&dir, mode))
+            .await
+            .map_err(|e| InitError::Other(e.to_string()))?;
+        self.metrics
+            .validation_duration
+            .get_or_create(&Succeeded::new(matches!(
+                status,
+                DataDirStatus::Valid { .. }
+            )))
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(data_dir = %data_dir.display(), ?mode, ?status, "data directory validated");
+
+        if self.multi_member() {
+            return match status {
+                DataDirStatus::Valid { .. } | DataDirStatus::Missing => Ok(Outcome::Valid),
+                _ => self.rejoin_as_learner(&status).await,
+            };
+        }
+        let Some(store) = self.store else {
+            return match status {
+                DataDirStatus::Valid { .. } | DataDirStatus::Missing => Ok(Outcome::Valid),
+                other => Err(InitError::Other(format!(
+                    "the data directory is invalid ({other:?}) and no store is configured to restore it from"
+                ))),
+            };
+        };
+        let set = store.list().await?.latest_set();
+        let store_revision = set.last_revision();
+        match &status {
+            DataDirStatus::Valid { revision } if *revision >= store_revision => {
+                return Ok(Outcome::Valid);
+            }
+            DataDirStatus::Valid { revision } => {
+                tracing::warn!(
+                    db_revision = revision,
+                    store_revision,
+                    "the database is behind the latest snapshot; letting etcd replay its WAL first"
+                );
+                match Box::pin(self.wal_catch_up(store_revision)).await {
+                    Ok(rev) if rev >= store_revision => {
+                        tracing::info!(
+                            revision = rev,
+                            "the WAL brought the data up to the store's revision"
+                        );
+                        return Ok(Outcome::Valid);
+                    }
+                    Ok(rev) => tracing::warn!(
+                        revision = rev,
+                        store_revision,
+                        "the data stays behind the store after WAL replay: restoring"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "WAL replay failed: restoring"),
+                }
+            }
+            other => tracing::warn!(status = ?other, "the data directory is unusable: restoring"),
+        }
+        if set.full.is_none() {
+            if data_dir.exists() {
+                let bak = suffixed(data_dir, ".bak");
+                let _ = std::fs::remove_dir_all(&bak);
+                std::fs::rename(data_dir, &bak).map_err(|e| {
+                    InitError::Other(format!("cannot move {} aside: {e}", data_dir.display()))
+                })?;
+                tracing::error!(moved_to = %bak.display(), "no snapshot in the store to restore from: the unusable data directory was moved aside and etcd starts empty");
+            }
+            return Ok(Outcome::StartEmpty);
+        }
+        let report = restore::restore(self.restore, store, &set, self.metrics).await?;
+        Ok(Outcome::Restored(report))
+    }
+
+    /// Starts etcd on the data directory until its revision reaches
+    /// `target` (60 s at most); returns the revision reached.
+    async fn wal_catch_up(&self, target: i64) -> Result<i64, InitError> {
+        let etcd = TempEtcd::start(self.restore, &self.restore.data_dir).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut client = etcd.client.clone();
+        let mut revision = 0;
+        while Instant::now() < deadline {
+            if let Ok(s) = client.status().await {
+                revision = s.header().map_or(0, |h| h.revision());
+                if revision >= target {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        etcd.stop().await;
+        Ok(revision)
+    }
+
+    /// Removes this member from the cluster, moves its data aside and adds
+    /// it back as a learner.
+    async fn rejoin_as_learner(&self, status: &DataDirStatus) -> Result<Outcome, InitError> {
+        tracing::warn!(
+            ?status,
+            "invalid data directory in a multi-member cluster: rejoining as a learner to sync from the leader"
+        );
+        let endpoints = if self.etcd.service_endpoints.is_empty() {
+            &self.etcd.endpoints
+        } else {
+            &self.etcd.service_endpoints
+        };
+        let mut client =
+            crate::etcd::connect(self.etcd, endpoints, self.etcd.etcd_connection_timeout)
+                .await
+                .map_err(|e| InitError::Other(e.to_string()))?;
+        let members = client
+            .member_list()
+            .await
+            .map_err(|e| InitError::Other(format!("cannot list members: {e}")))?;
+        if let Some(me) = members
+            .members()
+            .iter()
+            .find(|m| m.name() == self.restore.name)
+        {
+            client.member_remove(me.id()).await.map_err(|e| {
+                InitError::Other(format!("cannot remove member {}: {e}", self.restore.name))
+            })?;
+        }
+        let data_dir = &self.restore.data_dir;
+        if data_dir.exists() {
+            let bak = suffixed(data_dir, ".bak");
+            let _ = std::fs::remove_dir_all(&bak);
+            std::fs::rename(data_dir, &bak).map_err(|e| {
+                InitError::Other(format!("cannot move {} aside: {e}", data_dir.display()))
+            })?;
+        }
+        client
+            .member_add(
+                self.restore.initial_advertise_peer_urls.clone(),
+                Some(etcd_client::MemberAddOptions::new().with_is_learner()),
+            )
+            .await
+            .map_err(|e| {
+                InitError::Other(format!(
+                    "cannot add {} as a learner: {e}",
+                    self.restore.name
+                ))
+            })?;
+        Ok(Outcome::RejoinAsLearner)
+    }
+}

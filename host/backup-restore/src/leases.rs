@@ -1,0 +1,193 @@
+//! Lease heartbeats: the full and delta snapshot leases (holderIdentity =
+//! the last snapshotted revision) and this member's lease
+//! (`<memberID>:<clusterID>:Leader|Member`). The operator creates the
+//! leases; the sidecar only patches them, so its status and compaction
+//! trigger see what the sidecar did.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+use crate::config::HealthArgs;
+
+/// Annotation telling whether the member's peer URLs use TLS.
+pub const TLS_ENABLED_ANNOTATION: &str = "member.etcd.gardener.cloud/tls-enabled";
+
+/// A `MicroTime` as the API server takes it.
+fn micro_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Why a lease update failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// No Kubernetes client could be built.
+    #[error("no Kubernetes client (in-cluster config or $KUBECONFIG): {0}")]
+    Client(String),
+    /// $POD_NAMESPACE is not set.
+    #[error("$POD_NAMESPACE is not set: the sidecar needs it to find its leases")]
+    Namespace,
+    /// The API server refused.
+    #[error("cannot update lease {name}: {source}")]
+    Api {
+        /// The lease.
+        name: String,
+        /// The error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Patches the leases of one Etcd.
+#[derive(Clone)]
+pub struct Leases {
+    api: Api<Lease>,
+    full_name: String,
+    delta_name: String,
+}
+
+impl std::fmt::Debug for Leases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leases")
+            .field("full", &self.full_name)
+            .field("delta", &self.delta_name)
+            .finish()
+    }
+}
+
+impl Leases {
+    /// A client for the leases in `$POD_NAMESPACE`.
+    pub async fn from_env(args: &HealthArgs) -> Result<Self, LeaseError> {
+        let namespace = std::env::var("POD_NAMESPACE").map_err(|_| LeaseError::Namespace)?;
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| LeaseError::Client(e.to_string()))?;
+        Ok(Leases {
+            api: Api::namespaced(client, &namespace),
+            full_name: args.full_snapshot_lease_name.clone(),
+            delta_name: args.delta_snapshot_lease_name.clone(),
+        })
+    }
+
+    async fn patch(&self, name: &str, patch: serde_json::Value) -> Result<(), LeaseError> {
+        self.api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|source| LeaseError::Api {
+                name: name.to_string(),
+                source,
+            })
+    }
+
+    /// Raises a snapshot lease's holderIdentity to `revision` (never
+    /// lowers it) and sets its renewTime.
+    async fn raise(&self, name: &str, revision: i64, at: DateTime<Utc>) -> Result<(), LeaseError> {
+        let current = self
+            .api
+            .get_opt(name)
+            .await
+            .map_err(|source| LeaseError::Api {
+                name: name.to_string(),
+                source,
+            })?;
+        let held = current
+            .as_ref()
+            .and_then(|l| l.spec.as_ref())
+            .and_then(|s| s.holder_identity.as_deref())
+            .and_then(|h| h.parse::<i64>().ok())
+            .unwrap_or(0);
+        let resource_version = current.and_then(|l| l.metadata.resource_version);
+        let holder = revision.max(held);
+        let mut patch = serde_json::json!({
+            "spec": {
+                "holderIdentity": holder.to_string(),
+                "renewTime": micro_time(at),
+            }
+        });
+        // Optimistic lock: a concurrent writer makes this attempt fail and
+        // the caller retries with fresh data.
+        if let Some(rv) = resource_version {
+            patch["metadata"] = serde_json::json!({ "resourceVersion": rv });
+        }
+        self.patch(name, patch).await
+    }
+
+    /// Records a full snapshot: its revision, renewTime = its creation.
+    pub async fn full_snapshot(
+        &self,
+        revision: i64,
+        created: DateTime<Utc>,
+    ) -> Result<(), LeaseError> {
+        self.raise(&self.full_name, revision, created).await
+    }
+
+    /// Records the newest delta revision (or a period without events).
+    pub async fn delta_snapshot(&self, revision: i64) -> Result<(), LeaseError> {
+        self.raise(&self.delta_name, revision, Utc::now()).await
+    }
+}
+
+/// Renews this member's lease.
+#[derive(Clone)]
+pub struct MemberLease {
+    api: Api<Lease>,
+    name: String,
+}
+
+impl std::fmt::Debug for MemberLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberLease")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl MemberLease {
+    /// The lease named `$POD_NAME` (with an optional prefix) in
+    /// `$POD_NAMESPACE`.
+    pub async fn from_env(prefix: &str) -> Result<Self, LeaseError> {
+        let namespace = std::env::var("POD_NAMESPACE").map_err(|_| LeaseError::Namespace)?;
+        let pod = std::env::var("POD_NAME")
+            .map_err(|_| LeaseError::Client("$POD_NAME is not set".into()))?;
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| LeaseError::Client(e.to_string()))?;
+        let name = if prefix.is_empty() {
+            pod
+        } else {
+            format!("{prefix}-{pod}")
+        };
+        Ok(MemberLease {
+            api: Api::namespaced(client, &namespace),
+            name,
+        })
+    }
+
+    /// Writes `<memberID hex>:<clusterID hex>:<role>` and renewTime = now.
+    pub async fn renew(
+        &self,
+        member_id: u64,
+        cluster_id: u64,
+        leader: bool,
+        tls: bool,
+    ) -> Result<(), LeaseError> {
+        let role = if leader { "Leader" } else { "Member" };
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { TLS_ENABLED_ANNOTATION: tls.to_string() } },
+            "spec": {
+                "holderIdentity": format!("{member_id:x}:{cluster_id:x}:{role}"),
+                "renewTime": micro_time(Utc::now()),
+            }
+        });
+        self.api
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|source| LeaseError::Api {
+                name: self.name.clone(),
+                source,
+            })
+    }
+}

@@ -1,0 +1,486 @@
+//! The snapshot store: the upstream bucket layout on top of a provider
+//! plugin. Every byte goes through the plugin host; this module only knows
+//! keys, compression and streaming.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use druid_plugin_host::{Limits, PluginHost, Registry};
+use druid_plugin_host::{SnapshotStore, StoreConfig, StoreError};
+use tokio::sync::mpsc;
+
+use crate::compression;
+use crate::config::StoreArgs;
+use crate::snapshot_name::{Chunk, Snapshot, SnapshotKind, StoreObject};
+
+/// Size of the pieces streamed to and from the store.
+const PIECE: usize = 4 << 20;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The plugin host failed (loading plugins, unknown provider).
+    #[error(transparent)]
+    Plugin(#[from] druid_plugin_host::Error),
+    /// The store is configured wrongly.
+    #[error("{0}")]
+    Config(String),
+    /// A local file failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Compressing or decompressing failed (corrupt object).
+    #[error("{key}: {source}")]
+    Codec {
+        /// The object.
+        key: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The environment variable holding the credentials' path, by provider
+/// family (upstream's names), or `None` for providers without a secret.
+pub fn credentials_env(provider: &str) -> Option<&'static str> {
+    match druid_plugin_host::canonical_provider(provider) {
+        "S3" => Some("AWS_APPLICATION_CREDENTIALS"),
+        "ABS" => Some("AZURE_APPLICATION_CREDENTIALS"),
+        "GCS" => Some("GOOGLE_APPLICATION_CREDENTIALS"),
+        "Swift" => Some("OPENSTACK_APPLICATION_CREDENTIALS"),
+        "OSS" => Some("ALICLOUD_APPLICATION_CREDENTIALS"),
+        "OCS" => Some("OPENSHIFT_APPLICATION_CREDENTIALS"),
+        _ => None,
+    }
+}
+
+/// Reads the store credentials the way upstream does: the `_JSON` file
+/// variable first, then the directory (or file) variable. ECS reads
+/// `ECS_*` variables.
+fn read_credentials(provider: &str) -> Result<BTreeMap<String, String>, Error> {
+    if druid_plugin_host::canonical_provider(provider) == "ECS" {
+        let mut c = BTreeMap::new();
+        for (var, key) in [
+            ("ECS_ENDPOINT", "endpoint"),
+            ("ECS_ACCESS_KEY_ID", "accessKeyID"),
+            ("ECS_SECRET_ACCESS_KEY", "secretAccessKey"),
+            ("ECS_DISABLE_SSL", "disableSSL"),
+            ("ECS_INSECURE_SKIP_VERIFY", "insecureSkipVerify"),
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                c.insert(key.to_string(), v);
+            }
+        }
+        return Ok(c);
+    }
+    let Some(var) = credentials_env(provider) else {
+        return Ok(BTreeMap::new());
+    };
+    for name in [format!("{var}_JSON"), var.to_string()] {
+        if let Some(path) = std::env::var_os(&name) {
+            let path = PathBuf::from(path);
+            return druid_plugin_host::credentials::read(&path).map_err(|e| {
+                Error::Config(format!(
+                    "{e} (from ${name}; mount the store secret there or fix the variable)"
+                ))
+            });
+        }
+    }
+    Err(Error::Config(format!(
+        "no credentials for provider {provider}: set ${var} to the mounted secret directory \
+         (or ${var}_JSON to a JSON file)"
+    )))
+}
+
+/// Builds the plugin registry: the built-in plugins plus `--plugins-dir`.
+pub async fn registry(args: &StoreArgs) -> Result<Registry, Error> {
+    let mut host = PluginHost::new(Limits::default())?;
+    if let Some(dir) = &args.plugin_cache_dir {
+        host = host.with_component_cache(dir);
+    }
+    Ok(Registry::load(
+        Arc::new(host),
+        args.plugins_dir.as_deref(),
+        druid_plugin_host::builtin_plugins(),
+    )
+    .await?)
+}
+
+/// The result of listing the store.
+#[derive(Debug, Default, Clone)]
+pub struct Listing {
+    /// Snapshots, in upstream's order (by last revision, then creation).
+    pub snapshots: Vec<Snapshot>,
+    /// Part objects of snapshots (left by providers that upload parts as
+    /// objects).
+    pub chunks: Vec<Chunk>,
+    /// Keys that are not snapshots (logged and ignored).
+    pub ignored: Vec<String>,
+}
+
+impl Listing {
+    /// The latest full snapshot and the deltas after it (ascending), as
+    /// upstream finds them: walk back from the newest, collecting deltas
+    /// until the first full snapshot. Deltas without any full snapshot
+    /// before them are returned with `full: None`.
+    pub fn latest_set(&self) -> SnapshotSet {
+        let mut deltas = Vec::new();
+        for s in self.snapshots.iter().rev() {
+            match s.kind {
+                SnapshotKind::Full => {
+                    deltas.reverse();
+                    // A delta flushed right before a full snapshot ends at
+                    // the same revision and may sort after it: it is
+                    // covered by the full snapshot, not a delta after it.
+                    deltas.retain(|d: &Snapshot| d.last_revision > s.last_revision);
+                    return SnapshotSet {
+                        full: Some(s.clone()),
+                        deltas,
+                    };
+                }
+                SnapshotKind::Incr => deltas.push(s.clone()),
+            }
+        }
+        deltas.reverse();
+        SnapshotSet { full: None, deltas }
+    }
+}
+
+/// A full snapshot and the deltas that follow it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SnapshotSet {
+    /// The base.
+    pub full: Option<Snapshot>,
+    /// Deltas after the base, ascending.
+    pub deltas: Vec<Snapshot>,
+}
+
+impl SnapshotSet {
+    /// The last revision the set covers (0 when empty).
+    pub fn last_revision(&self) -> i64 {
+        self.deltas
+            .last()
+            .or(self.full.as_ref())
+            .map_or(0, |s| s.last_revision)
+    }
+
+    /// The newest snapshot of the set.
+    pub fn newest(&self) -> Option<&Snapshot> {
+        self.deltas.last().or(self.full.as_ref())
+    }
+}
+
+/// The snapshot store of one Etcd: a provider plugin's store plus the
+/// store prefix.
+#[derive(Clone)]
+pub struct Snapstore {
+    store: Arc<dyn SnapshotStore>,
+    prefix: String,
+    label: String,
+}
+
+impl std::fmt::Debug for Snapstore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+impl Snapstore {
+    /// A store on top of any [`SnapshotStore`], below `prefix`.
+    pub fn new(store: Arc<dyn SnapshotStore>, prefix: &str, label: String) -> Self {
+        Snapstore {
+            store,
+            prefix: prefix.trim_matches('/').to_string(),
+            label,
+        }
+    }
+
+    /// Opens the store the flags configure, through its provider plugin.
+    pub async fn open(args: &StoreArgs, registry: &Registry) -> Result<Self, Error> {
+        if !args.has_store() {
+            return Err(Error::Config("no --storage-provider configured".into()));
+        }
+        let local = druid_plugin_host::canonical_provider(&args.storage_provider) == "Local";
+        let container = if args.store_container.is_empty() && local {
+            "default.bkp".to_string()
+        } else {
+            args.store_container.clone()
+        };
+        if container.is_empty() {
+            return Err(Error::Config(
+                "no store container: set --store-container or $STORAGE_CONTAINER".into(),
+            ));
+        }
+        let local_root = local.then(|| {
+            std::env::var_os("LOCAL_STORE_ROOT")
+                .or_else(|| std::env::var_os("HOME"))
+                .map_or_else(|| PathBuf::from("/"), PathBuf::from)
+        });
+        let config = StoreConfig {
+            provider: args.storage_provider.clone(),
+            container: container.clone(),
+            prefix: args.store_prefix.clone(),
+            endpoint: args.store_endpoint_override.clone(),
+            credentials: read_credentials(&args.storage_provider)?,
+            local_root,
+        };
+        let store = registry.store(config)?;
+        let label = format!(
+            "{} store {container}/{}",
+            args.storage_provider, args.store_prefix
+        );
+        Ok(Self::new(Arc::new(store), &args.store_prefix, label))
+    }
+
+    /// The store prefix (without `v2`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn list_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+
+    /// Lists every snapshot and chunk below the prefix (both layouts).
+    /// Keys that are not snapshots are logged and skipped.
+    pub async fn list(&self) -> Result<Listing, Error> {
+        let base = self.list_prefix();
+        let objects = self.store.list(&base).await?;
+        let mut listing = Listing::default();
+        for o in objects {
+            let relative = o.key.strip_prefix(&base).unwrap_or(&o.key);
+            if !(relative.starts_with("v2/") || relative.starts_with("v1/")) {
+                continue;
+            }
+            match StoreObject::parse(relative) {
+                Ok(StoreObject::Snapshot(s)) => listing.snapshots.push(s),
+                Ok(StoreObject::Chunk(c)) => listing.chunks.push(c),
+                Err(e) => {
+                    tracing::warn!(key = %o.key, error = %e, "ignoring an object that is not a snapshot");
+                    listing.ignored.push(o.key);
+                }
+            }
+        }
+        listing.snapshots.sort();
+        Ok(listing)
+    }
+
+    /// The key of a snapshot in this store.
+    pub fn key(&self, snapshot: &Snapshot) -> String {
+        snapshot.stored_key(&self.prefix)
+    }
+
+    /// Uploads `snapshot` from an uncompressed file, compressing on the way
+    /// with the snapshot's compression. Memory stays at a few pieces
+    /// whatever the file size. A failed upload is aborted, so nothing stays
+    /// behind under the snapshot's name.
+    pub async fn upload_file(&self, snapshot: &Snapshot, path: &Path) -> Result<u64, Error> {
+        let key = self.key(snapshot);
+        let file = std::fs::File::open(path).map_err(|source| Error::Io {
+            what: "cannot open",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let size = file.metadata().map(|m| m.len()).ok();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
+        let compression = snapshot.compression;
+        let producer = tokio::task::spawn_blocking(move || {
+            let writer = ChannelWriter {
+                tx,
+                buf: Vec::with_capacity(PIECE),
+            };
+            let mut writer = std::io::BufWriter::with_capacity(64 << 10, writer);
+            let n = compression::compress_stream(
+                compression,
+                std::io::BufReader::with_capacity(1 << 20, file),
+                &mut writer,
+            )?;
+            let inner = writer.into_inner().map_err(|e| e.into_error())?;
+            inner.finish()?;
+            Ok::<u64, std::io::Error>(n)
+        });
+        let mut up = self.store.upload(&key, size).await?;
+        let mut written = 0u64;
+        while let Some(piece) = rx.recv().await {
+            written += piece.len() as u64;
+            if let Err(e) = up.write(&piece).await {
+                drop(rx);
+                let _ = up.abort().await;
+                let _ = producer.await;
+                return Err(e.into());
+            }
+        }
+        match producer.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(source)) => {
+                let _ = up.abort().await;
+                return Err(Error::Io {
+                    what: "cannot read or compress",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+            Err(join) => {
+                let _ = up.abort().await;
+                return Err(Error::Config(format!("compression task failed: {join}")));
+            }
+        }
+        up.finish().await?;
+        Ok(written)
+    }
+
+    /// Uploads a small snapshot (a delta) that is already encoded.
+    pub async fn upload_bytes(&self, snapshot: &Snapshot, data: &[u8]) -> Result<(), Error> {
+        self.store.put(&self.key(snapshot), data).await?;
+        Ok(())
+    }
+
+    /// Downloads a snapshot into `path`, decompressed, streaming; returns
+    /// the decompressed size.
+    pub async fn download_to_file(&self, snapshot: &Snapshot, path: &Path) -> Result<u64, Error> {
+        let key = self.key(snapshot);
+        let mut down = self.store.download(&key, None).await?;
+        let file = std::fs::File::create(path).map_err(|source| Error::Io {
+            what: "cannot create",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let compression = snapshot.compression;
+        let consumer = tokio::task::spawn_blocking(move || {
+            let reader = ChannelReader {
+                rx,
+                buf: Vec::new(),
+                pos: 0,
+            };
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            let n = compression::decompress_stream(compression, reader, &mut out)?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            Ok::<u64, std::io::Error>(n)
+        });
+        let mut failed = None;
+        loop {
+            match down.read(PIECE as u32).await {
+                Ok(chunk) if chunk.is_empty() => break,
+                Ok(chunk) => {
+                    if tx.send(chunk).is_err() {
+                        break; // the consumer failed; its error wins
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let result = consumer.await;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        match result {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(source)) => Err(Error::Codec { key, source }),
+            Err(join) => Err(Error::Config(format!("decompression task failed: {join}"))),
+        }
+    }
+
+    /// Downloads a snapshot into memory, decompressed (for deltas, which
+    /// are bounded by the delta memory limit).
+    pub async fn download_bytes(&self, snapshot: &Snapshot) -> Result<Vec<u8>, Error> {
+        let key = self.key(snapshot);
+        let raw = self.store.get(&key, None).await?;
+        compression::decompress(snapshot.compression, &raw)
+            .map_err(|source| Error::Codec { key, source })
+    }
+
+    /// Deletes a snapshot.
+    pub async fn delete(&self, snapshot: &Snapshot) -> Result<(), Error> {
+        self.store.delete(&self.key(snapshot)).await?;
+        Ok(())
+    }
+
+    /// Deletes a chunk object.
+    pub async fn delete_chunk(&self, chunk: &Chunk) -> Result<(), Error> {
+        self.store.delete(&chunk.stored_key(&self.prefix)).await?;
+        Ok(())
+    }
+}
+
+/// Sends what is written as pieces over a channel (blocking side).
+struct ChannelWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
+        self.tx
+            .blocking_send(piece)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload stopped"))
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIECE {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads pieces received over a channel (blocking side).
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.recv() {
+                Ok(piece) => {
+                    self.buf = piece;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,471 @@
+//! Test harness: real etcd processes, the real `etcdbr` binary and real
+//! stores (MinIO, a local directory).
+#![allow(dead_code, reason = "each test binary uses a part of the harness")]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use druid_test_support::{
+    MinioServer, ServerProcess, find_binary, free_port, http_get, server_dir,
+};
+use etcd_client::{Client, GetOptions};
+
+/// A key as etcd serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub value: Vec<u8>,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub version: i64,
+}
+
+/// One etcd member on loopback, restartable on its data directory.
+pub struct Etcd {
+    pub name: String,
+    pub ip: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub dir: PathBuf,
+    pub initial_cluster: String,
+    pub token: String,
+    pub process: Option<ServerProcess>,
+}
+
+impl Etcd {
+    /// A new single member in a fresh directory.
+    pub fn new(label: &str) -> Etcd {
+        Self::member(label, "m0", "127.0.0.1", None)
+    }
+
+    /// A member of a cluster (`initial_cluster` set by the caller).
+    pub fn member(label: &str, name: &str, ip: &str, initial_cluster: Option<String>) -> Etcd {
+        let client_port = free_port().unwrap();
+        let peer_port = free_port().unwrap();
+        let dir = server_dir(&format!("etcdbr-{label}-{name}-{client_port}")).unwrap();
+        let initial_cluster =
+            initial_cluster.unwrap_or_else(|| format!("{name}=http://{ip}:{peer_port}"));
+        Etcd {
+            name: name.into(),
+            ip: ip.into(),
+            client_port,
+            peer_port,
+            data_dir: dir.join("data"),
+            dir,
+            initial_cluster,
+            token: format!("token-{label}"),
+            process: None,
+        }
+    }
+
+    pub fn client_url(&self) -> String {
+        format!("http://{}:{}", self.ip, self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://{}:{}", self.ip, self.peer_port)
+    }
+
+    /// Starts etcd (on whatever the data directory holds).
+    pub fn start(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Spawns etcd without waiting.
+    pub fn spawn(&mut self) {
+        let etcd = find_binary("etcd", "etcd").unwrap();
+        let mut c = Command::new(etcd);
+        c.arg(format!("--name={}", self.name))
+            .arg(format!("--data-dir={}", self.data_dir.display()))
+            .arg(format!("--listen-client-urls={}", self.client_url()))
+            .arg(format!("--advertise-client-urls={}", self.client_url()))
+            .arg(format!("--listen-peer-urls={}", self.peer_url()))
+            .arg(format!("--initial-advertise-peer-urls={}", self.peer_url()))
+            .arg(format!("--initial-cluster={}", self.initial_cluster))
+            .arg(format!("--initial-cluster-token={}", self.token))
+            .arg("--initial-cluster-state=new")
+            .env_remove("ETCDCTL_API");
+        let p = ServerProcess::spawn(
+            &format!("etcd {}", self.name),
+            c,
+            &self.dir.join("etcd.log"),
+        )
+        .unwrap();
+        self.process = Some(p);
+    }
+
+    pub fn wait_ready(&self) {
+        let url = format!("{}/health", self.client_url());
+        self.process
+            .as_ref()
+            .unwrap()
+            .wait_ready(Duration::from_secs(60), || {
+                let (status, body) = http_get(&url)?;
+                Ok(status == 200 && body.contains("true"))
+            })
+            .unwrap();
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(p) = self.process.take() {
+            p.stop();
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect([self.client_url()], None).await.unwrap()
+    }
+}
+
+/// Every key etcd holds and its current revision.
+pub async fn dump(client: &mut Client) -> (BTreeMap<Vec<u8>, Kv>, i64) {
+    let resp = client
+        .get(vec![0u8], Some(GetOptions::new().with_all_keys()))
+        .await
+        .unwrap();
+    let revision = resp.header().unwrap().revision();
+    let kvs = resp
+        .kvs()
+        .iter()
+        .map(|kv| {
+            (
+                kv.key().to_vec(),
+                Kv {
+                    value: kv.value().to_vec(),
+                    create_revision: kv.create_revision(),
+                    mod_revision: kv.mod_revision(),
+                    version: kv.version(),
+                },
+            )
+        })
+        .collect();
+    (kvs, revision)
+}
+
+/// A store for the sidecar.
+pub enum Store {
+    /// A MinIO bucket.
+    Minio { bucket: String, creds: PathBuf },
+    /// A local directory (`<root>/<container>`).
+    Local { root: PathBuf, container: String },
+}
+
+impl Store {
+    /// A fresh MinIO bucket.
+    pub fn minio(label: &str) -> Store {
+        let minio = MinioServer::shared();
+        let bucket = format!("etcdbr-{label}-{}", std::process::id()).to_lowercase();
+        minio.create_bucket(&bucket).unwrap();
+        let creds = server_dir(&format!("creds-{bucket}")).unwrap();
+        std::fs::write(creds.join("region"), minio.region()).unwrap();
+        std::fs::write(creds.join("accessKeyID"), minio.access_key()).unwrap();
+        std::fs::write(creds.join("secretAccessKey"), minio.secret_key()).unwrap();
+        Store::Minio { bucket, creds }
+    }
+
+    /// A fresh local directory store.
+    pub fn local(label: &str) -> Store {
+        let root = server_dir(&format!("local-store-{label}-{}", free_port().unwrap())).unwrap();
+        let container = "backups".to_string();
+        std::fs::create_dir_all(root.join(&container)).unwrap();
+        Store::Local { root, container }
+    }
+
+    fn args(&self, c: &mut Command) {
+        match self {
+            Store::Minio { bucket, creds } => {
+                c.arg("--storage-provider=S3")
+                    .arg(format!("--store-container={bucket}"))
+                    .arg(format!(
+                        "--store-endpoint-override={}",
+                        MinioServer::shared().endpoint()
+                    ))
+                    .env("AWS_APPLICATION_CREDENTIALS", creds);
+            }
+            Store::Local { root, container } => {
+                c.arg("--storage-provider=Local")
+                    .arg(format!("--store-container={container}"))
+                    .env("LOCAL_STORE_ROOT", root);
+            }
+        }
+    }
+
+    /// Every object key in the store below `prefix`.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        match self {
+            Store::Minio { bucket, .. } => {
+                let out = MinioServer::shared()
+                    .mc()
+                    .unwrap()
+                    .args(["ls", "--recursive", &format!("druid/{bucket}/{prefix}")])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().last())
+                    .map(|k| format!("{prefix}{k}").replace("//", "/"))
+                    .collect()
+            }
+            Store::Local { root, container } => {
+                let mut out = Vec::new();
+                walk(&root.join(container), &root.join(container), &mut out);
+                out.into_iter().filter(|k| k.starts_with(prefix)).collect()
+            }
+        }
+    }
+
+    /// Reads an object.
+    pub fn read(&self, key: &str) -> Vec<u8> {
+        match self {
+            Store::Minio { bucket, .. } => {
+                let out = MinioServer::shared()
+                    .mc()
+                    .unwrap()
+                    .args(["cat", &format!("druid/{bucket}/{key}")])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "mc cat {key}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
+            }
+            Store::Local { root, container } => {
+                std::fs::read(root.join(container).join(key)).unwrap()
+            }
+        }
+    }
+
+    /// Writes an object.
+    pub fn write(&self, key: &str, data: &[u8]) {
+        match self {
+            Store::Minio { bucket, .. } => {
+                let tmp = server_dir("mc-upload")
+                    .unwrap()
+                    .join(format!("obj-{}", free_port().unwrap()));
+                std::fs::write(&tmp, data).unwrap();
+                let out = MinioServer::shared()
+                    .mc()
+                    .unwrap()
+                    .args([
+                        "cp",
+                        tmp.to_str().unwrap(),
+                        &format!("druid/{bucket}/{key}"),
+                    ])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "mc cp {key}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Store::Local { root, container } => {
+                let p = root.join(container).join(key);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, data).unwrap();
+            }
+        }
+    }
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(base, &p, out);
+        } else if let Ok(rel) = p.strip_prefix(base) {
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// A running `etcdbr server`.
+pub struct Sidecar {
+    pub process: ServerProcess,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+/// Options of a sidecar under test.
+pub struct SidecarOptions<'a> {
+    pub etcd: &'a Etcd,
+    /// Client URLs of the whole cluster (defaults to the member's).
+    pub service_endpoints: Option<String>,
+    pub store: &'a Store,
+    pub prefix: &'a str,
+    pub delta_period: &'a str,
+    pub schedule: &'a str,
+    pub extra: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Bind address (defaults to the etcd member's IP).
+    pub port: Option<u16>,
+}
+
+impl<'a> SidecarOptions<'a> {
+    pub fn new(etcd: &'a Etcd, store: &'a Store, prefix: &'a str) -> Self {
+        SidecarOptions {
+            etcd,
+            service_endpoints: None,
+            store,
+            prefix,
+            delta_period: "1s",
+            // Never during a test: full snapshots are requested explicitly.
+            schedule: "0 0 1 1 *",
+            extra: Vec::new(),
+            env: Vec::new(),
+            port: None,
+        }
+    }
+}
+
+impl Sidecar {
+    pub fn start(o: &SidecarOptions<'_>) -> Sidecar {
+        let port = o.port.unwrap_or_else(|| free_port().unwrap());
+        let dir = server_dir(&format!("etcdbr-sidecar-{port}")).unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_etcdbr"));
+        c.arg("server")
+            .arg(format!("--server-port={port}"))
+            .arg(format!("--server-address={}", o.etcd.ip))
+            .arg(format!("--endpoints={}", o.etcd.client_url()))
+            .arg(format!("--store-prefix={}", o.prefix))
+            .arg(format!("--schedule={}", o.schedule))
+            .arg(format!("--delta-snapshot-period={}", o.delta_period))
+            .arg("--garbage-collection-period=0s")
+            .arg("--reelection-period=1s")
+            .arg(format!("--data-dir={}", o.etcd.data_dir.display()))
+            .arg(format!("--name={}", o.etcd.name))
+            .arg(format!("--initial-cluster={}", o.etcd.initial_cluster))
+            .arg(format!("--initial-cluster-token={}", o.etcd.token))
+            .arg(format!(
+                "--initial-advertise-peer-urls={}",
+                o.etcd.peer_url()
+            ))
+            .arg(format!(
+                "--snapstore-temp-directory={}",
+                dir.join("tmp").display()
+            ))
+            .arg(format!(
+                "--restoration-temp-snapshots-dir={}",
+                dir.join("restore").display()
+            ))
+            .arg(format!(
+                "--plugins-dir={}",
+                druid_test_support::plugin_components().dir().display()
+            ))
+            .arg(format!(
+                "--plugin-cache-dir={}",
+                druid_test_support::cache_dir()
+                    .join("plugin-cache")
+                    .display()
+            ))
+            .arg(format!(
+                "--etcd-binary={}",
+                find_binary("etcd", "etcd").unwrap().display()
+            ))
+            .arg(format!(
+                "--etcdctl-binary={}",
+                find_binary("etcdctl", "etcd").unwrap().display()
+            ))
+            .env("RUST_LOG", "info")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAME");
+        if let Some(s) = &o.service_endpoints {
+            c.arg(format!("--service-endpoints={s}"));
+        }
+        o.store.args(&mut c);
+        c.args(&o.extra);
+        for (k, v) in &o.env {
+            c.env(k, v);
+        }
+        let process =
+            ServerProcess::spawn(&format!("etcdbr {port}"), c, &dir.join("etcdbr.log")).unwrap();
+        let url = format!("http://{}:{port}", o.etcd.ip);
+        let probe = format!("{url}/metrics");
+        process
+            .wait_ready(Duration::from_secs(120), || Ok(http_get(&probe)?.0 == 200))
+            .unwrap();
+        Sidecar { process, url, dir }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{path}", self.url)).unwrap()
+    }
+
+    /// Waits until `/healthz` says 200 (this member leads and the
+    /// snapshotter runs).
+    pub fn wait_leading(&self) {
+        self.process
+            .wait_ready(Duration::from_secs(60), || {
+                Ok(http_get(&format!("{}/healthz", self.url))?.0 == 200)
+            })
+            .unwrap();
+    }
+
+    /// Runs initialization through the HTTP API as etcd-wrapper does and
+    /// returns the final status.
+    pub fn initialize(&self, mode: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let (code, status) = self.get("/initialization/status");
+            assert_eq!(code, 200);
+            match status.as_str() {
+                "New" => {
+                    let (code, _) = self.get(&format!("/initialization/start?mode={mode}"));
+                    assert_eq!(code, 200);
+                }
+                "Progress" => {}
+                done => return done.to_string(),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "initialization did not finish:\n{}",
+                self.process.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The `/snapshot/latest` answer.
+    pub fn latest(&self) -> serde_json::Value {
+        let (code, body) = self.get("/snapshot/latest");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The last revision the store covers, from `/snapshot/latest`.
+    pub fn store_revision(&self) -> i64 {
+        let latest = self.latest();
+        latest["deltaSnapshots"]
+            .as_array()
+            .and_then(|d| d.last())
+            .or(latest.get("fullSnapshot"))
+            .and_then(|s| s["lastRevision"].as_i64())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the store covers `revision`.
+    pub fn wait_store_revision(&self, revision: i64) {
+        let start = Instant::now();
+        while self.store_revision() < revision {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the store did not reach revision {revision} (at {}):\n{}",
+                self.store_revision(),
+                self.process.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,233 @@
+//! The sidecar end to end: real etcd, the real `etcdbr` binary, MinIO and
+//! local-directory stores.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests fail loudly on unexpected errors"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Etcd, Sidecar, SidecarOptions, Store, dump};
+use etcd_client::{Client, PutOptions, Txn, TxnOp};
+
+/// Writes a mix of operations: puts, overwrites, deletes and multi-key
+/// transactions, so revisions hold one or several events.
+async fn write_mix(client: &mut Client, tag: &str, n: usize) {
+    for i in 0..n {
+        let key = format!("/registry/{tag}/{i:05}");
+        client
+            .put(key.clone(), format!("value-{tag}-{i}"), None)
+            .await
+            .unwrap();
+        if i % 7 == 0 {
+            client
+                .put(key.clone(), format!("overwritten-{tag}-{i}"), None)
+                .await
+                .unwrap();
+        }
+        if i % 11 == 0 {
+            client.delete(key, None).await.unwrap();
+        }
+        if i % 13 == 0 {
+            let ops = vec![
+                TxnOp::put(format!("/txn/{tag}/{i}/a"), "a", None),
+                TxnOp::put(
+                    format!("/txn/{tag}/{i}/b"),
+                    vec![0u8, 255, 7],
+                    Some(PutOptions::new()),
+                ),
+                TxnOp::delete(format!("/registry/{tag}/{:05}", i.saturating_sub(1)), None),
+            ];
+            client.txn(Txn::new().and_then(ops)).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_data_directory_is_restored_from_full_and_delta_snapshots() {
+    let store = Store::minio("restore");
+    let mut etcd = Etcd::new("restore");
+    etcd.start();
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-main"));
+    sidecar.wait_leading();
+    let mut client = etcd.client().await;
+
+    write_mix(&mut client, "base", 300).await;
+    let (code, body) = sidecar.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    let full: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(full["kind"], "Full");
+    let (_, base_revision) = dump(&mut client).await;
+    assert_eq!(
+        full["lastRevision"].as_i64(),
+        Some(base_revision),
+        "named after the revision the database holds"
+    );
+    assert!(
+        full["snapName"].as_str().unwrap().ends_with(".gz"),
+        "{full}"
+    );
+
+    write_mix(&mut client, "delta1", 200).await;
+    let (_, rev1) = dump(&mut client).await;
+    sidecar.wait_store_revision(rev1);
+    write_mix(&mut client, "delta2", 200).await;
+    let (expected, revision) = dump(&mut client).await;
+    sidecar.wait_store_revision(revision);
+
+    let latest = sidecar.latest();
+    let deltas = latest["deltaSnapshots"].as_array().unwrap();
+    assert!(deltas.len() >= 2, "{latest}");
+    // Deltas chain without gaps from the full snapshot.
+    let mut prev = base_revision;
+    for d in deltas {
+        assert_eq!(d["startRevision"].as_i64(), Some(prev + 1), "{latest}");
+        prev = d["lastRevision"].as_i64().unwrap();
+    }
+    assert_eq!(prev, revision);
+
+    // The keys live where upstream puts them.
+    let keys = store.keys("etcd-main/v2/");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("etcd-main/v2/Full-00000000-")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.starts_with("etcd-main/v2/Incr-")),
+        "{keys:?}"
+    );
+
+    drop(client);
+    drop(sidecar);
+    etcd.stop();
+    std::fs::remove_dir_all(&etcd.data_dir).unwrap();
+
+    // Initialization as etcd-wrapper drives it.
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-main"));
+    assert_eq!(
+        sidecar.initialize("full"),
+        "Successful",
+        "{}",
+        sidecar.log()
+    );
+    // Reading the result consumed it.
+    assert_eq!(sidecar.get("/initialization/status").1, "New");
+    etcd.start();
+    let mut client = etcd.client().await;
+    let (restored, restored_revision) = dump(&mut client).await;
+    assert_eq!(restored_revision, revision);
+    assert_eq!(restored.len(), expected.len());
+    for (k, v) in &expected {
+        assert_eq!(
+            restored.get(k),
+            Some(v),
+            "key {}",
+            String::from_utf8_lossy(k)
+        );
+    }
+    etcd.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_full_snapshot_is_refused_and_nothing_is_restored() {
+    let store = Store::local("corrupt");
+    let mut etcd = Etcd::new("corrupt");
+    etcd.start();
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
+    sidecar.wait_leading();
+    let mut client = etcd.client().await;
+    write_mix(&mut client, "x", 100).await;
+    let (code, body) = sidecar.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    let full: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let key = format!("p/v2/{}", full["snapName"].as_str().unwrap());
+    drop(client);
+    drop(sidecar);
+    etcd.stop();
+
+    // Flip one byte of the database inside the (gzip) object.
+    let object = store.read(&key);
+    let mut db = druid_backup_restore::compression::decompress(
+        druid_backup_restore::compression::Compression::Gzip,
+        &object,
+    )
+    .unwrap();
+    let middle = db.len() / 2;
+    db[middle] ^= 0x55;
+    let corrupted = druid_backup_restore::compression::compress(
+        druid_backup_restore::compression::Compression::Gzip,
+        &db,
+    )
+    .unwrap();
+    store.write(&key, &corrupted);
+    std::fs::remove_dir_all(&etcd.data_dir).unwrap();
+
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
+    assert_eq!(sidecar.initialize("full"), "Failed");
+    let log = sidecar.log();
+    assert!(
+        log.contains("corrupt or truncated") && log.contains(&key),
+        "{log}"
+    );
+    assert!(
+        !etcd.data_dir.exists(),
+        "nothing may be restored from a corrupt snapshot"
+    );
+
+    // Truncated: the same refusal.
+    store.write(&key, &object[..object.len() / 2]);
+    assert_eq!(sidecar.initialize("full"), "Failed");
+    assert!(!etcd.data_dir.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_down_during_deltas_is_caught_up_without_a_gap() {
+    let store = Store::local("outage");
+    let Store::Local { root, container } = &store else {
+        unreachable!()
+    };
+    let mut etcd = Etcd::new("outage");
+    etcd.start();
+    let sidecar = Sidecar::start(&SidecarOptions {
+        extra: vec!["--backoff-threshold-time=2s".into()],
+        ..SidecarOptions::new(&etcd, &store, "p")
+    });
+    sidecar.wait_leading();
+    let mut client = etcd.client().await;
+    write_mix(&mut client, "before", 50).await;
+    let (_, rev) = dump(&mut client).await;
+    sidecar.wait_store_revision(rev);
+
+    // The store goes away (its container directory disappears).
+    let away = root.join("away");
+    std::fs::rename(root.join(container), &away).unwrap();
+    write_mix(&mut client, "during", 80).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (code, _) = sidecar.get("/snapshot/latest");
+    assert_eq!(code, 500, "listing a missing store fails");
+    let log = sidecar.log();
+    assert!(log.contains("delta snapshot failed"), "{log}");
+
+    // Back: the deltas catch up from the last uploaded revision.
+    std::fs::rename(&away, root.join(container)).unwrap();
+    write_mix(&mut client, "after", 30).await;
+    let (_, rev) = dump(&mut client).await;
+    sidecar.wait_store_revision(rev);
+    let latest = sidecar.latest();
+    let mut prev = latest["fullSnapshot"]["lastRevision"].as_i64().unwrap();
+    for d in latest["deltaSnapshots"].as_array().unwrap() {
+        assert_eq!(
+            d["startRevision"].as_i64(),
+            Some(prev + 1),
+            "gap in {latest}"
+        );
+        prev = d["lastRevision"].as_i64().unwrap();
+    }
+    assert_eq!(prev, rev);
+    drop(sidecar);
+    etcd.stop();
+}
