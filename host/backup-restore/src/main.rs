@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 /// Command-line options.
 #[derive(Debug, Parser)]
 #[command(name = "etcdbr", version, about = "etcd backup-restore sidecar")]
+// As with Go flags, a repeated flag takes its last value.
+#[command(args_override_self = true)]
 struct Cli {
     /// Log as JSON lines.
     #[arg(long, global = true)]

@@ -486,6 +486,7 @@ impl Snapshotter {
             };
             let mut snapshot = Snapshot::full(revision, Utc::now().timestamp(), self.settings.compression);
             snapshot.is_final = is_final;
+            tracing::info!(snapshot = %snapshot.name(), db_bytes = db_len, "uploading full snapshot");
             let size = self.store.upload_file(&snapshot, &path).await?;
             Ok::<(Snapshot, u64, u64), SnapshotError>((snapshot, size, db_len))
         }
