@@ -329,7 +329,7 @@ impl<'a> SidecarOptions<'a> {
 impl Sidecar {
     pub fn start(o: &SidecarOptions<'_>) -> Sidecar {
         let port = o.port.unwrap_or_else(|| free_port().unwrap());
-        let dir = server_dir(&format!("etcdbr-sidecar-{port}")).unwrap();
+        let dir = server_dir(&format!("etcdbr-sidecar-{}-{port}", o.etcd.ip)).unwrap();
         let mut c = Command::new(env!("CARGO_BIN_EXE_etcdbr"));
         c.arg("server")
             .arg(format!("--server-port={port}"))

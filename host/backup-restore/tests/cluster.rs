@@ -1,0 +1,274 @@
+//! Three members, three sidecars, a real kube-apiserver for the leases:
+//! only the leader's sidecar snapshots, the others forward requests to it,
+//! the leases carry what the operator reads, and a leader change continues
+//! the deltas without a gap.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests fail loudly on unexpected errors"
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Etcd, Sidecar, SidecarOptions, Store, dump};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+async fn kube_client() -> kube::Client {
+    let server = druid_test_support::KubeApiServer::shared();
+    let kubeconfig = Kubeconfig::read_from(server.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+async fn create_lease(api: &Api<Lease>, name: &str) {
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "spec": {}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &lease).await.unwrap();
+}
+
+async fn holder(api: &Api<Lease>, name: &str) -> String {
+    api.get(name)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default()
+}
+
+async fn wait_holder(api: &Api<Lease>, name: &str, ok: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let h = holder(api, name).await;
+        if ok(&h) {
+            return h;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "lease {name} holder {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
+    let namespace = format!("etcdbr-{}", std::process::id());
+    let kube = kube_client().await;
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(kube.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let leases: Api<Lease> = Api::namespaced(kube.clone(), &namespace);
+    for name in ["c-full-snap", "c-delta-snap", "m0", "m1", "m2"] {
+        create_lease(&leases, name).await;
+    }
+
+    // Members on 127.0.0.1..3 so that every sidecar can use the same port,
+    // as in a pod network.
+    let mut members: Vec<Etcd> = (0..3)
+        .map(|i| {
+            Etcd::member(
+                "cluster",
+                &format!("m{i}"),
+                &format!("127.0.0.{}", i + 1),
+                None,
+            )
+        })
+        .collect();
+    let initial = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",");
+    for m in &mut members {
+        m.initial_cluster = initial.clone();
+        m.token = "cluster".into();
+        m.spawn();
+    }
+    for m in &members {
+        m.wait_ready();
+    }
+    let all = members
+        .iter()
+        .map(Etcd::client_url)
+        .collect::<Vec<_>>()
+        .join(",");
+    let store = Store::minio("cluster");
+    let port = druid_test_support::free_port().unwrap();
+    let kubeconfig = druid_test_support::KubeApiServer::shared()
+        .kubeconfig()
+        .display()
+        .to_string();
+    let sidecars: Vec<Sidecar> = members
+        .iter()
+        .map(|m| {
+            Sidecar::start(&SidecarOptions {
+                service_endpoints: Some(all.clone()),
+                port: Some(port),
+                extra: vec![
+                    "--enable-snapshot-lease-renewal=true".into(),
+                    "--enable-member-lease-renewal=true".into(),
+                    "--k8s-heartbeat-duration=1s".into(),
+                    "--full-snapshot-lease-name=c-full-snap".into(),
+                    "--delta-snapshot-lease-name=c-delta-snap".into(),
+                ],
+                env: vec![
+                    ("POD_NAMESPACE".into(), namespace.clone()),
+                    ("POD_NAME".into(), m.name.clone()),
+                    ("KUBECONFIG".into(), kubeconfig.clone()),
+                ],
+                ..SidecarOptions::new(m, &store, "c")
+            })
+        })
+        .collect();
+
+    // Exactly one sidecar is healthy: the leader's.
+    let mut client = etcd_client::Client::connect(
+        members.iter().map(Etcd::client_url).collect::<Vec<_>>(),
+        None,
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let leader = loop {
+        let healthy: Vec<usize> = (0..3)
+            .filter(|&i| sidecars[i].get("/healthz").0 == 200)
+            .collect();
+        if healthy.len() == 1 {
+            break healthy[0];
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "healthy sidecars: {healthy:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let status = client.status().await.unwrap();
+    let leader_id = status.leader();
+    let members_list = client.member_list().await.unwrap();
+    let leader_name = members_list
+        .members()
+        .iter()
+        .find(|m| m.id() == leader_id)
+        .unwrap()
+        .name()
+        .to_string();
+    assert_eq!(
+        leader_name, members[leader].name,
+        "the healthy sidecar is the etcd leader's"
+    );
+
+    for i in 0..50 {
+        client.put(format!("k{i}"), "v", None).await.unwrap();
+    }
+    // A follower forwards the request to the leader's sidecar.
+    let follower = (leader + 1) % 3;
+    let (code, body) = sidecars[follower].get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    let full: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(full["kind"], "Full");
+    for (i, s) in sidecars.iter().enumerate() {
+        let uploads = s.log().matches("full snapshot uploaded").count();
+        if i == leader {
+            assert!(
+                uploads >= 2,
+                "the leader took the start-up and the requested full snapshot"
+            );
+        } else {
+            assert_eq!(
+                uploads,
+                0,
+                "sidecar of follower m{i} uploaded:\n{}",
+                s.log()
+            );
+        }
+    }
+
+    // Leases: the full lease holds the full snapshot's revision, the delta
+    // lease follows the deltas, the member leases say who leads.
+    let full_rev = full["lastRevision"].as_i64().unwrap();
+    wait_holder(&leases, "c-full-snap", |h| {
+        h.parse::<i64>().is_ok_and(|r| r >= full_rev)
+    })
+    .await;
+    client.put("after-full", "v", None).await.unwrap();
+    let (_, rev) = dump(&mut client).await;
+    wait_holder(&leases, "c-delta-snap", |h| {
+        h.parse::<i64>().is_ok_and(|r| r >= rev)
+    })
+    .await;
+    for (i, m) in members.iter().enumerate() {
+        let role = if i == leader { "Leader" } else { "Member" };
+        let id = members_list
+            .members()
+            .iter()
+            .find(|x| x.name() == m.name)
+            .unwrap()
+            .id();
+        let h = wait_holder(&leases, &m.name, |h| h.ends_with(role)).await;
+        assert!(h.starts_with(&format!("{id:x}:")), "{h}");
+    }
+    let before = sidecars[leader].latest();
+
+    // The leader's etcd goes away; another member leads and its sidecar
+    // continues from the last uploaded revision.
+    members[leader].stop();
+    let start = Instant::now();
+    let new_leader = loop {
+        let healthy: Vec<usize> = (0..3)
+            .filter(|&i| i != leader && sidecars[i].get("/healthz").0 == 200)
+            .collect();
+        if let [one] = healthy[..] {
+            break one;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no new leader sidecar"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| members[i].client_url())
+        .collect();
+    let mut client = etcd_client::Client::connect(survivors, None).await.unwrap();
+    for i in 0..30 {
+        client
+            .put(format!("after-change/{i}"), "v", None)
+            .await
+            .unwrap();
+    }
+    let (_, rev) = dump(&mut client).await;
+    sidecars[new_leader].wait_store_revision(rev);
+    let latest = sidecars[new_leader].latest();
+    assert_eq!(
+        latest["fullSnapshot"], before["fullSnapshot"],
+        "no new full snapshot was needed"
+    );
+    let mut prev = latest["fullSnapshot"]["lastRevision"].as_i64().unwrap();
+    for d in latest["deltaSnapshots"].as_array().unwrap() {
+        assert_eq!(
+            d["startRevision"].as_i64(),
+            Some(prev + 1),
+            "gap in {latest}"
+        );
+        prev = d["lastRevision"].as_i64().unwrap();
+    }
+    assert_eq!(prev, rev);
+    drop(sidecars);
+    for m in &mut members {
+        m.stop();
+    }
+}
