@@ -6,9 +6,11 @@
 //! also walks every page of the database (`druid_etcd_db::Db::check`).
 //! A single member whose database revision is behind the store's latest
 //! snapshot first gets the chance to replay its WAL (a temporary etcd on
-//! the data directory for up to 60 s, as upstream); only if it stays
-//! behind is it restored. With several members an invalid data directory
-//! is not restored from the bucket: the member is removed from the
+//! the data directory until its revision reaches the store's or stops
+//! moving, at most 60 s); only if it stays behind is it restored.
+//!
+//! With several members an invalid data directory is not restored from
+//! the bucket: the member is removed from the
 //! cluster, its data moved aside and it is added back as a learner, so it
 //! syncs from the leader (upstream's behaviour).
 
@@ -275,14 +277,22 @@ impl Initializer<'_> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut client = etcd.client.clone();
         let mut revision = 0;
+        // etcd applies the committed WAL entries right after it starts:
+        // once the revision stops moving for a few seconds, it is final
+        // (upstream waits the full 60 s).
+        let mut stable_since = Instant::now();
         while Instant::now() < deadline {
             if let Ok(s) = client.status().await {
-                revision = s.header().map_or(0, |h| h.revision());
-                if revision >= target {
+                let now = s.header().map_or(0, |h| h.revision());
+                if now != revision {
+                    revision = now;
+                    stable_since = Instant::now();
+                }
+                if revision >= target || stable_since.elapsed() > Duration::from_secs(3) {
                     break;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         etcd.stop().await;
         Ok(revision)

@@ -125,6 +125,22 @@ async fn names_that_are_not_snapshots_are_ignored_with_a_log_line() {
             .iter()
             .any(|k| k == "p/v2/not-a-snapshot")
     );
+
+    // A final full snapshot is marked in its name; a bad flag is refused.
+    let (code, body) = sidecar.get("/snapshot/full?final=true");
+    assert_eq!(code, 200, "{body}");
+    let full: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        full["snapName"].as_str().unwrap().ends_with(".gz.final"),
+        "{full}"
+    );
+    assert_eq!(full["isFinal"], true);
+    let (code, body) = sidecar.get("/snapshot/full?final=maybe");
+    assert_eq!(code, 400, "{body}");
+    // With nothing new since, another final request returns the same one.
+    let (_, again) = sidecar.get("/snapshot/full?final=true");
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["snapName"], full["snapName"]);
     drop(sidecar);
     etcd.stop();
 }

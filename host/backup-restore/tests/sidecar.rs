@@ -231,3 +231,221 @@ async fn the_store_down_during_deltas_is_caught_up_without_a_gap() {
     drop(sidecar);
     etcd.stop();
 }
+
+/// Copies a directory tree.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_behind_the_store_or_corrupt_is_restored() {
+    let store = Store::local("behind");
+    let mut etcd = Etcd::new("behind");
+    etcd.start();
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
+    sidecar.wait_leading();
+    let mut client = etcd.client().await;
+    write_mix(&mut client, "old", 50).await;
+    let (code, body) = sidecar.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    drop(client);
+    drop(sidecar);
+    etcd.stop();
+    // An old copy of the data directory, as a stale volume would hold.
+    let old = etcd.dir.join("old-data");
+    copy_dir(&etcd.data_dir, &old);
+
+    etcd.start();
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
+    sidecar.wait_leading();
+    let mut client = etcd.client().await;
+    write_mix(&mut client, "new", 60).await;
+    let (expected, revision) = dump(&mut client).await;
+    sidecar.wait_store_revision(revision);
+    drop(client);
+    drop(sidecar);
+    etcd.stop();
+
+    // Sanity mode: the stale copy is behind the store; its WAL cannot
+    // bring it up to date, so it is restored.
+    std::fs::remove_dir_all(&etcd.data_dir).unwrap();
+    copy_dir(&old, &etcd.data_dir);
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
+    assert_eq!(
+        sidecar.initialize("sanity"),
+        "Successful",
+        "{}",
+        sidecar.log()
+    );
+    let log = sidecar.log();
+    assert!(
+        log.contains("the database is behind the latest snapshot"),
+        "{log}"
+    );
+    assert!(
+        etcd.data_dir.with_extension("bak").exists() || log.contains("moved aside"),
+        "{log}"
+    );
+    etcd.start();
+    let mut client = etcd.client().await;
+    assert_eq!(dump(&mut client).await, (expected.clone(), revision));
+    drop(client);
+    etcd.stop();
+
+    // Full mode: a damaged database is detected and restored.
+    let db = etcd.data_dir.join("member/snap/db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in bytes.iter_mut().skip(4096).step_by(97).take(2000) {
+        *b ^= 0xA5;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    assert_eq!(
+        sidecar.initialize("full"),
+        "Successful",
+        "{}",
+        sidecar.log()
+    );
+    assert!(
+        sidecar
+            .log()
+            .contains("the data directory is unusable: restoring"),
+        "{}",
+        sidecar.log()
+    );
+    etcd.start();
+    let mut client = etcd.client().await;
+    assert_eq!(dump(&mut client).await, (expected, revision));
+    let metrics = sidecar.get("/metrics").1;
+    assert!(
+        metrics.contains("etcdbr_restoration_duration_seconds_count{succeeded=\"true\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("etcdbr_validation_duration_seconds_count{succeeded=\"false\"}"),
+        "{metrics}"
+    );
+    drop(sidecar);
+    etcd.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_serves_tls_and_reports_metrics() {
+    let store = Store::local("tls");
+    let mut etcd = Etcd::new("tls");
+    etcd.start();
+    let certs = etcd.dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(certs.join("tls.key"))
+        .arg("-out")
+        .arg(certs.join("tls.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let port = druid_test_support::free_port().unwrap();
+    // Plain HTTP probes fail against TLS, so start it and probe with curl.
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_etcdbr"));
+    c.arg("server")
+        .arg(format!("--server-port={port}"))
+        .arg("--server-address=127.0.0.1")
+        .arg(format!("--server-cert={}", certs.join("tls.crt").display()))
+        .arg(format!("--server-key={}", certs.join("tls.key").display()))
+        .arg(format!("--endpoints={}", etcd.client_url()))
+        .arg("--delta-snapshot-period=1s")
+        .arg(format!(
+            "--plugins-dir={}",
+            druid_test_support::plugin_components().dir().display()
+        ))
+        .arg(format!(
+            "--snapstore-temp-directory={}",
+            etcd.dir.join("tmp").display()
+        ))
+        .arg("--storage-provider=Local")
+        .arg("--store-container=backups")
+        .env(
+            "LOCAL_STORE_ROOT",
+            match &store {
+                Store::Local { root, .. } => root.clone(),
+                Store::Minio { .. } => unreachable!(),
+            },
+        );
+    let process =
+        druid_test_support::ServerProcess::spawn("etcdbr tls", c, &etcd.dir.join("etcdbr-tls.log"))
+            .unwrap();
+    let curl = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+            .arg(certs.join("tls.crt"))
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    process
+        .wait_ready(Duration::from_secs(60), || {
+            Ok(curl("/healthz").ends_with("200"))
+        })
+        .unwrap();
+    let mut client = etcd.client().await;
+    client.put("k", "v", None).await.unwrap();
+    let (_, rev) = dump(&mut client).await;
+    let start = std::time::Instant::now();
+    loop {
+        let metrics = curl("/metrics");
+        if metrics.contains(&format!(
+            "etcdbr_snapshot_latest_revision{{kind=\"Incr\"}} {rev}"
+        )) {
+            for name in [
+                "etcdbr_snapshot_duration_seconds_bucket",
+                "etcdbr_snapshot_latest_timestamp{kind=\"Full\"}",
+                "etcdbr_snapshot_last_success_timestamp{kind=\"Incr\"}",
+                "etcdbr_snapshot_latest_size_bytes{kind=\"Full\"}",
+                "etcdbr_is_leader 1",
+                "etcdbr_cluster_size 1",
+            ] {
+                assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+            }
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Plain HTTP is refused on the TLS port.
+    assert!(
+        druid_test_support::http_get(&format!("http://127.0.0.1:{port}/healthz"))
+            .is_err_and(|e| !e.is_empty())
+            || {
+                let (code, _) =
+                    druid_test_support::http_get(&format!("http://127.0.0.1:{port}/healthz"))
+                        .unwrap();
+                code != 200
+            }
+    );
+    drop(process);
+    etcd.stop();
+}
