@@ -26,6 +26,7 @@
 //! - [`server`]: the HTTP API and the leadership loop;
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod cli;
 pub mod collector;
 pub mod compression;
 pub mod config;

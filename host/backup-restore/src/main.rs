@@ -11,87 +11,15 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
-use druid_backup_restore::config::{
-    EtcdArgs, HealthArgs, RestoreArgs, ServerArgs, SnapshotterArgs, StoreArgs,
-};
+use clap::Parser as _;
+use druid_backup_restore::cli::{Cli, Command, ServerCli};
+use druid_backup_restore::config::StoreArgs;
 use druid_backup_restore::initializer::{Initializer, Mode};
 use druid_backup_restore::metrics::Metrics;
 use druid_backup_restore::server::{self, ServerConfig};
 use druid_backup_restore::snapshotter::{Settings, Snapshotter};
 use druid_backup_restore::store::Snapstore;
 use tokio_util::sync::CancellationToken;
-
-/// Command-line options.
-#[derive(Debug, Parser)]
-#[command(name = "etcdbr", version, about = "etcd backup-restore sidecar")]
-// As with Go flags, a repeated flag takes its last value.
-#[command(args_override_self = true)]
-struct Cli {
-    /// Log as JSON lines.
-    #[arg(long, global = true)]
-    log_json: bool,
-    /// Accepted for compatibility with upstream's numeric levels; use
-    /// RUST_LOG for filtering.
-    #[arg(long, global = true)]
-    log_level: Option<String>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-/// Options of `etcdbr server`.
-#[derive(Debug, clap::Args)]
-struct ServerCli {
-    #[command(flatten)]
-    etcd: EtcdArgs,
-    #[command(flatten)]
-    store: StoreArgs,
-    #[command(flatten)]
-    snapshotter: SnapshotterArgs,
-    #[command(flatten)]
-    restore: RestoreArgs,
-    #[command(flatten)]
-    health: HealthArgs,
-    #[command(flatten)]
-    server: ServerArgs,
-}
-
-#[derive(Debug, Subcommand)]
-#[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
-enum Command {
-    /// Run the sidecar.
-    Server(Box<ServerCli>),
-    /// Take one full snapshot now and upload it.
-    Snapshot {
-        #[command(flatten)]
-        etcd: EtcdArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-        /// Mark the snapshot final.
-        #[arg(long = "final")]
-        is_final: bool,
-    },
-    /// Restore the data directory from the latest full snapshot and its
-    /// deltas.
-    Restore {
-        #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        restore: RestoreArgs,
-    },
-    /// Validate the data directory and restore it if needed.
-    Initialize {
-        #[command(flatten)]
-        etcd: EtcdArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        restore: RestoreArgs,
-        /// `full` or `sanity`.
-        #[arg(long, default_value = "full")]
-        validation_mode: String,
-    },
-}
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

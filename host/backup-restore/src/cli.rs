@@ -1,0 +1,167 @@
+//! The command line of `etcdbr`: subcommands and their flags (see
+//! [`crate::config`] for the flag groups). In the library so that tests can
+//! check that the flags the operator renders parse.
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{EtcdArgs, HealthArgs, RestoreArgs, ServerArgs, SnapshotterArgs, StoreArgs};
+
+/// Command-line options of `etcdbr`.
+#[derive(Debug, Parser)]
+#[command(name = "etcdbr", version, about = "etcd backup-restore sidecar")]
+// As with Go flags, a repeated flag takes its last value.
+#[command(args_override_self = true)]
+pub struct Cli {
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// Accepted for compatibility with upstream's numeric levels; use
+    /// RUST_LOG for filtering.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of `etcdbr server`.
+#[derive(Debug, clap::Args)]
+#[allow(
+    missing_docs,
+    reason = "the fields are flag groups, documented on their types"
+)]
+pub struct ServerCli {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub snapshotter: SnapshotterArgs,
+    #[command(flatten)]
+    pub restore: RestoreArgs,
+    #[command(flatten)]
+    pub health: HealthArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+#[allow(
+    missing_docs,
+    reason = "the fields are flag groups, documented on their types"
+)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
+pub enum Command {
+    /// Run the sidecar.
+    Server(Box<ServerCli>),
+    /// Take one full snapshot now and upload it.
+    Snapshot {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Mark the snapshot final.
+        #[arg(long = "final")]
+        is_final: bool,
+    },
+    /// Restore the data directory from the latest full snapshot and its
+    /// deltas.
+    Restore {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        restore: RestoreArgs,
+    },
+    /// Validate the data directory and restore it if needed.
+    Initialize {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        restore: RestoreArgs,
+        /// `full` or `sanity`.
+        #[arg(long, default_value = "full")]
+        validation_mode: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backup-restore container's args in an operator snapshot file.
+    fn operator_args(file: &str) -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../operator/src/components/snapshots")
+            .join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let yaml = text.splitn(3, "---").nth(2).unwrap();
+        let sts: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let containers = sts["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap();
+        let br = containers
+            .iter()
+            .find(|c| c["name"] == "backup-restore")
+            .unwrap();
+        br["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_args_the_operator_renders_parse() {
+        for file in [
+            "druid_operator__components__statefulset__tests__seed_snapshot.snap",
+            "druid_operator__components__statefulset__tests__enable_tls_switches_to_https_and_mounts_the_secrets.snap",
+        ] {
+            let args = operator_args(file);
+            assert_eq!(args[0], "server", "{file}");
+            let cli = Cli::try_parse_from(std::iter::once("etcdbr".to_string()).chain(args))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let Command::Server(server) = cli.command else {
+                panic!("not a server command")
+            };
+            assert!(server.health.enable_member_lease_renewal, "{file}");
+            assert!(server.health.enable_snapshot_lease_renewal, "{file}");
+            assert_eq!(server.health.full_snapshot_lease_name, "test-full-snap");
+            assert!(server.store.has_store());
+        }
+    }
+
+    #[test]
+    fn seed_values_take_effect() {
+        let args =
+            operator_args("druid_operator__components__statefulset__tests__seed_snapshot.snap");
+        let cli = Cli::try_parse_from(std::iter::once("etcdbr".to_string()).chain(args)).unwrap();
+        let Command::Server(s) = cli.command else {
+            panic!("not a server command")
+        };
+        assert_eq!(s.snapshotter.delta_snapshot_period.as_secs(), 300);
+        assert_eq!(s.snapshotter.delta_snapshot_memory_limit, 1 << 30);
+        assert_eq!(s.snapshotter.garbage_collection_period.as_secs(), 43200);
+        assert_eq!(s.snapshotter.schedule, "0 */24 * * *");
+        assert_eq!(s.health.k8s_heartbeat_duration.as_secs(), 10);
+        assert_eq!(
+            s.restore.data_dir,
+            std::path::PathBuf::from("/var/etcd/data/new.etcd")
+        );
+        assert_eq!(s.etcd.etcd_snapshot_timeout.as_secs(), 900);
+    }
+
+    #[test]
+    fn a_bad_duration_names_the_flag() {
+        let err =
+            Cli::try_parse_from(["etcdbr", "server", "--delta-snapshot-period=soon"]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("--delta-snapshot-period") && text.contains("soon"),
+            "{text}"
+        );
+    }
+}
