@@ -12,65 +12,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Etcd, Sidecar, SidecarOptions, Store, dump};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
-async fn kube_client() -> kube::Client {
-    let server = druid_test_support::KubeApiServer::shared();
-    let kubeconfig = Kubeconfig::read_from(server.kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
-async fn create_lease(api: &Api<Lease>, name: &str) {
-    let lease: Lease = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": name },
-        "spec": {}
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &lease).await.unwrap();
-}
-
-async fn holder(api: &Api<Lease>, name: &str) -> String {
-    api.get(name)
-        .await
-        .unwrap()
-        .spec
-        .and_then(|s| s.holder_identity)
-        .unwrap_or_default()
-}
-
-async fn wait_holder(api: &Api<Lease>, name: &str, ok: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        let h = holder(api, name).await;
-        if ok(&h) {
-            return h;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "lease {name} holder {h:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use common::{Etcd, Sidecar, SidecarOptions, Store, create_lease, dump, wait_holder};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
-    let namespace = format!("etcdbr-{}", std::process::id());
-    let kube = kube_client().await;
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(kube.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-    let leases: Api<Lease> = Api::namespaced(kube.clone(), &namespace);
+    let (namespace, leases) = common::lease_namespace("cluster").await;
     for name in ["c-full-snap", "c-delta-snap", "m0", "m1", "m2"] {
         create_lease(&leases, name).await;
     }

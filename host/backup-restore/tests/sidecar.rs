@@ -192,8 +192,25 @@ async fn the_store_down_during_deltas_is_caught_up_without_a_gap() {
     };
     let mut etcd = Etcd::new("outage");
     etcd.start();
+    let (namespace, leases) = common::lease_namespace("outage").await;
+    for name in ["o-full-snap", "o-delta-snap"] {
+        common::create_lease(&leases, name).await;
+    }
+    let kubeconfig = druid_test_support::KubeApiServer::shared()
+        .kubeconfig()
+        .display()
+        .to_string();
     let sidecar = Sidecar::start(&SidecarOptions {
-        extra: vec!["--backoff-threshold-time=2s".into()],
+        extra: vec![
+            "--backoff-threshold-time=2s".into(),
+            "--enable-snapshot-lease-renewal=true".into(),
+            "--full-snapshot-lease-name=o-full-snap".into(),
+            "--delta-snapshot-lease-name=o-delta-snap".into(),
+        ],
+        env: vec![
+            ("POD_NAMESPACE".into(), namespace),
+            ("KUBECONFIG".into(), kubeconfig),
+        ],
         ..SidecarOptions::new(&etcd, &store, "p")
     });
     sidecar.wait_leading();
@@ -211,6 +228,9 @@ async fn the_store_down_during_deltas_is_caught_up_without_a_gap() {
     assert_eq!(code, 500, "listing a missing store fails");
     let log = sidecar.log();
     assert!(log.contains("delta snapshot failed"), "{log}");
+    // The delta lease goes stale (the operator's BackupReady turns False
+    // beyond two periods; the period here is 1 s).
+    assert!(common::lease_age(&leases, "o-delta-snap").await >= 3);
 
     // Back: the deltas catch up from the last uploaded revision.
     std::fs::rename(&away, root.join(container)).unwrap();
@@ -228,6 +248,9 @@ async fn the_store_down_during_deltas_is_caught_up_without_a_gap() {
         prev = d["lastRevision"].as_i64().unwrap();
     }
     assert_eq!(prev, rev);
+    // Fresh again, holding the last revision.
+    common::wait_holder(&leases, "o-delta-snap", |h| h == rev.to_string()).await;
+    assert!(common::lease_age(&leases, "o-delta-snap").await <= 2);
     drop(sidecar);
     etcd.stop();
 }

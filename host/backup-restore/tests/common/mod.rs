@@ -11,6 +11,10 @@ use druid_test_support::{
     MinioServer, ServerProcess, find_binary, free_port, http_get, server_dir,
 };
 use etcd_client::{Client, GetOptions};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// A key as etcd serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -468,4 +472,74 @@ impl Sidecar {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
     }
+}
+
+/// A client of the shared test kube-apiserver.
+pub async fn kube_client() -> kube::Client {
+    let server = druid_test_support::KubeApiServer::shared();
+    let kubeconfig = Kubeconfig::read_from(server.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+pub async fn create_lease(api: &Api<Lease>, name: &str) {
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "spec": {}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &lease).await.unwrap();
+}
+
+pub async fn holder(api: &Api<Lease>, name: &str) -> String {
+    api.get(name)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default()
+}
+
+pub async fn wait_holder(api: &Api<Lease>, name: &str, ok: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let h = holder(api, name).await;
+        if ok(&h) {
+            return h;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "lease {name} holder {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A fresh namespace for leases, and the Lease API in it.
+pub async fn lease_namespace(label: &str) -> (String, Api<Lease>) {
+    let namespace = format!("etcdbr-{label}-{}", std::process::id());
+    let kube = kube_client().await;
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(kube.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let leases = Api::namespaced(kube, &namespace);
+    (namespace, leases)
+}
+
+/// Seconds since a lease was renewed.
+pub async fn lease_age(api: &Api<Lease>, name: &str) -> i64 {
+    let renewed = api
+        .get(name)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.renew_time)
+        .map(|t| t.0.as_second())
+        .unwrap_or(0);
+    k8s_openapi::jiff::Timestamp::now().as_second() - renewed
 }
