@@ -260,10 +260,14 @@ pub struct ServerArgs {
     /// peer URL changes are applied by `/config` and a pod restart).
     #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub use_etcd_wrapper: bool,
-    /// Cron schedule (UTC) of defragmentation (used by the defragmentation
-    /// issue; accepted now).
+    /// Cron schedule (UTC) of the window in which defragmentation starts;
+    /// `--etcd-defrag-timeout` bounds the run.
     #[arg(long, default_value = "0 0 */3 * *")]
     pub defragmentation_schedule: String,
+    /// Members whose fragmentation (dbSize − dbSizeInUse) is under this
+    /// many bytes are not defragmented (a NOSPACE alarm overrides it).
+    #[arg(long, value_parser = byte_size, default_value = "64Mi")]
+    pub defragmentation_threshold_bytes: u64,
     /// How often leadership is checked.
     #[arg(long, value_parser = duration, default_value = "5s")]
     pub reelection_period: Duration,

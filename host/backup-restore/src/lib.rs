@@ -30,6 +30,7 @@ pub mod cli;
 pub mod collector;
 pub mod compression;
 pub mod config;
+pub mod defrag;
 pub mod delta;
 pub mod etcd;
 pub mod etcd_config;

@@ -68,6 +68,60 @@ pub struct ErrorLabel {
     pub error: String,
 }
 
+/// Labels `member` and `succeeded`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DefragLabels {
+    /// The member's name.
+    pub member: String,
+    /// `true` or `false`.
+    pub succeeded: String,
+}
+
+impl DefragLabels {
+    /// Labels for a member and an outcome.
+    pub fn new(member: &str, succeeded: bool) -> Self {
+        DefragLabels {
+            member: member.to_string(),
+            succeeded: succeeded.to_string(),
+        }
+    }
+}
+
+/// Labels `member` and `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DefragOutcome {
+    /// The member's name.
+    pub member: String,
+    /// `Defragmented`, `Skipped` or `Failed`.
+    pub outcome: String,
+}
+
+impl DefragOutcome {
+    /// Labels for a member and an outcome.
+    pub fn new(member: &str, outcome: &str) -> Self {
+        DefragOutcome {
+            member: member.to_string(),
+            outcome: outcome.to_string(),
+        }
+    }
+}
+
+/// Label `member`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberLabel {
+    /// The member's name.
+    pub member: String,
+}
+
+impl MemberLabel {
+    /// Labels for a member.
+    pub fn new(member: &str) -> Self {
+        MemberLabel {
+            member: member.to_string(),
+        }
+    }
+}
+
 fn duration_histogram() -> Histogram {
     // 0.1 s .. ~1.8 h.
     Histogram::new(exponential_buckets(0.1, 3.0, 11))
@@ -108,6 +162,24 @@ pub struct Metrics {
     pub is_leader: Gauge,
     /// Members of the etcd cluster.
     pub cluster_size: Gauge,
+    /// Defragmentation durations by member and outcome.
+    pub defrag_duration: Family<DefragLabels, Histogram>,
+    /// Unix time of the last defragmentation run that handled a member.
+    pub defrag_last_run: Family<MemberLabel, Gauge>,
+    /// Bytes the last defragmentation of a member reclaimed.
+    pub defrag_reclaimed: Family<MemberLabel, Gauge>,
+    /// Defragmentation results by member and outcome.
+    pub defrag_total: Family<DefragOutcome, Counter>,
+    /// Defragmentation runs by outcome (`Succeeded`, `Refused`, `Failed`,
+    /// `TimedOut`).
+    pub defrag_runs: Family<RunOutcome, Counter>,
+}
+
+/// Label `outcome` of a run.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunOutcome {
+    /// The outcome.
+    pub outcome: String,
 }
 
 impl Default for Metrics {
@@ -213,8 +285,44 @@ impl Metrics {
             "Members of the etcd cluster",
             cluster_size.clone(),
         );
+        let defrag_duration =
+            Family::<DefragLabels, Histogram>::new_with_constructor(duration_histogram);
+        registry.register(
+            "defragmentation_duration_seconds",
+            "Time taken to defragment a member, by member and outcome",
+            defrag_duration.clone(),
+        );
+        let defrag_last_run = Family::<MemberLabel, Gauge>::default();
+        registry.register(
+            "defragmentation_last_run_timestamp",
+            "Unix time of the last defragmentation run that handled the member",
+            defrag_last_run.clone(),
+        );
+        let defrag_reclaimed = Family::<MemberLabel, Gauge>::default();
+        registry.register(
+            "defragmentation_reclaimed_bytes",
+            "Bytes the member's last defragmentation reclaimed",
+            defrag_reclaimed.clone(),
+        );
+        let defrag_total = Family::<DefragOutcome, Counter>::default();
+        registry.register(
+            "defragmentation_members",
+            "Members handled by defragmentation runs, by outcome (Defragmented, Skipped, Failed)",
+            defrag_total.clone(),
+        );
+        let defrag_runs = Family::<RunOutcome, Counter>::default();
+        registry.register(
+            "defragmentation_runs",
+            "Defragmentation runs, by outcome (Succeeded, Refused, Failed, TimedOut)",
+            defrag_runs.clone(),
+        );
         Metrics {
             registry,
+            defrag_duration,
+            defrag_last_run,
+            defrag_reclaimed,
+            defrag_total,
+            defrag_runs,
             snapshot_duration,
             gc_total,
             latest_revision,

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::collector::{self, Policy};
 use crate::config::{EtcdArgs, HealthArgs, RestoreArgs, ServerArgs, SnapshotterArgs, StoreArgs};
+use crate::defrag::{Coordinator, MaintenanceLock};
 use crate::initializer::{Initializer, Mode};
 use crate::leases::{Leases, MemberLease};
 use crate::metrics::Metrics;
@@ -78,6 +79,12 @@ pub struct AppState {
     /// The running snapshotter's request queue (leader only).
     snapshotter: Mutex<Option<mpsc::Sender<Request>>>,
     http: reqwest::Client,
+    /// Excludes full snapshots and defragmentation from each other.
+    maintenance: MaintenanceLock,
+    /// Set while a defragmentation run is in progress.
+    defragmenting: AtomicBool,
+    /// Whether this member's etcd leads.
+    leading: AtomicBool,
 }
 
 impl AppState {
@@ -90,6 +97,9 @@ impl AppState {
             init: Mutex::new(InitState::New),
             healthy: AtomicBool::new(false),
             snapshotter: Mutex::new(None),
+            maintenance: MaintenanceLock::default(),
+            defragmenting: AtomicBool::new(false),
+            leading: AtomicBool::new(false),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3600))
                 .build()
@@ -109,6 +119,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/snapshot/delta", any(snapshot_delta))
         .route("/snapshot/latest", any(snapshot_latest))
         .route("/metrics", any(metrics))
+        .route("/defragment", any(defragment))
         .with_state(state)
 }
 
@@ -486,6 +497,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         snapshot_timeout: config.etcd.etcd_snapshot_timeout,
     };
     let policy = Policy::from_args(&config.snapshotter).map_err(anyhow::Error::msg)?;
+    let defrag_schedule = druid_api::model::parse_cron(&config.server.defragmentation_schedule)
+        .with_context(|| {
+            format!(
+                "--defragmentation-schedule={:?}",
+                config.server.defragmentation_schedule
+            )
+        })?;
     let state = AppState::new(config.clone(), store, metrics);
 
     let addr: SocketAddr = format!(
@@ -523,7 +541,14 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     if config.health.enable_member_lease_renewal {
         tokio::spawn(member_heartbeat(state.clone(), shutdown.clone()));
     }
-    leadership(state.clone(), settings, policy, shutdown.clone()).await;
+    leadership(
+        state.clone(),
+        settings,
+        policy,
+        defrag_schedule,
+        shutdown.clone(),
+    )
+    .await;
     let _ = server.await;
     Ok(())
 }
@@ -534,6 +559,7 @@ async fn leadership(
     state: Arc<AppState>,
     settings: Settings,
     policy: Policy,
+    defrag_schedule: croner::Cron,
     shutdown: CancellationToken,
 ) {
     let c = &state.config;
@@ -578,13 +604,20 @@ async fn leadership(
         }
         match leader {
             Some(true) => {
-                if running.is_none() && state.store.is_some() {
+                if running.is_none() {
                     tracing::info!(
-                        "this member leads: starting the snapshotter and garbage collection"
+                        "this member leads: starting the snapshotter, garbage collection and the defragmentation schedule"
                     );
-                    running =
-                        Some(start_leader_work(&state, cl.clone(), settings.clone(), policy).await);
+                    let token =
+                        start_leader_work(&state, cl.clone(), settings.clone(), policy).await;
+                    tokio::spawn(defrag_schedule_loop(
+                        state.clone(),
+                        defrag_schedule.clone(),
+                        token.clone(),
+                    ));
+                    running = Some(token);
                 }
+                state.leading.store(true, Ordering::SeqCst);
                 state.metrics.is_leader.set(1);
                 state.healthy.store(
                     *state.init.lock().await != InitState::Progress,
@@ -597,6 +630,7 @@ async fn leadership(
                     token.cancel();
                     *state.snapshotter.lock().await = None;
                 }
+                state.leading.store(false, Ordering::SeqCst);
                 state.metrics.is_leader.set(0);
                 state.healthy.store(false, Ordering::SeqCst);
             }
@@ -635,6 +669,7 @@ async fn start_leader_work(
     let server = c.server.clone();
     let t = token.clone();
     let st = store.clone();
+    let lock = state.maintenance.clone();
     tokio::spawn(async move {
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -647,7 +682,8 @@ async fn start_leader_work(
                 leases.clone(),
                 metrics.clone(),
                 Some(reader),
-            );
+            )
+            .with_maintenance_lock(lock.clone());
             let started = tokio::time::Instant::now();
             match snapshotter.run(t.clone(), &mut rx).await {
                 Ok(()) => return,
@@ -746,4 +782,161 @@ async fn member_heartbeat(state: Arc<AppState>, shutdown: CancellationToken) {
 
 fn member_id(status: &etcd_client::StatusResponse) -> u64 {
     status.header().map_or(0, |h| h.member_id())
+}
+
+/// Starts a defragmentation run at every occurrence of the schedule while
+/// this member leads. The run itself is not tied to leadership: it moves
+/// leadership away on purpose before defragmenting the former leader.
+async fn defrag_schedule_loop(
+    state: Arc<AppState>,
+    schedule: croner::Cron,
+    leading: CancellationToken,
+) {
+    loop {
+        let Some(next) = crate::snapshotter::next_full_snapshot(&schedule, chrono::Utc::now())
+        else {
+            return;
+        };
+        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = leading.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        tracing::info!("defragmentation window opens");
+        let s = state.clone();
+        tokio::spawn(async move {
+            if run_defrag(&s).await.is_none() {
+                tracing::info!(
+                    "a defragmentation run is still in progress; this window is skipped"
+                );
+            }
+        });
+        // Do not fire twice within the same minute.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The coordinator for this sidecar's cluster.
+fn coordinator(state: &Arc<AppState>) -> Coordinator {
+    let c = &state.config;
+    let endpoints = if c.etcd.service_endpoints.is_empty() {
+        c.etcd.endpoints.clone()
+    } else {
+        c.etcd.service_endpoints.clone()
+    };
+    let expected = c
+        .restore
+        .initial_cluster
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .count();
+    Coordinator::new(
+        c.etcd.clone(),
+        endpoints,
+        crate::defrag::Settings {
+            window: c.etcd.etcd_defrag_timeout,
+            member_timeout: c.etcd.etcd_defrag_timeout,
+            threshold_bytes: c.server.defragmentation_threshold_bytes,
+            expected_members: expected.max(1),
+        },
+        state.metrics.clone(),
+        state.maintenance.clone(),
+        kube_blockers(),
+    )
+}
+
+/// Runs defragmentation unless a run is in progress (`None` then).
+async fn run_defrag(state: &Arc<AppState>) -> Option<crate::defrag::Report> {
+    if state.defragmenting.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    let report = coordinator(state).run().await;
+    state.defragmenting.store(false, Ordering::SeqCst);
+    Some(report)
+}
+
+/// `/defragment`: run now on the leader (a follower forwards), answer with
+/// the report: 200 when it succeeded, 409 when something blocked it or a
+/// run is in progress, 500 when it failed or ran out of time.
+async fn defragment(State(state): State<Arc<AppState>>) -> Response {
+    if !state.leading.load(Ordering::SeqCst) {
+        return forward_to_leader(&state, "/defragment").await;
+    }
+    match run_defrag(&state).await {
+        None => (StatusCode::CONFLICT, "a defragmentation run is in progress").into_response(),
+        Some(report) => {
+            let code = match report.outcome.as_str() {
+                "Succeeded" => StatusCode::OK,
+                "Refused" => StatusCode::CONFLICT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (code, axum::Json(report)).into_response()
+        }
+    }
+}
+
+/// Blocks defragmentation while this pod's StatefulSet is not settled (a
+/// rolling update or a scale-up): read through the Kubernetes API when the
+/// sidecar runs in a pod ($POD_NAME, $POD_NAMESPACE).
+fn kube_blockers() -> crate::defrag::Blockers {
+    let (Ok(pod), Ok(namespace)) = (std::env::var("POD_NAME"), std::env::var("POD_NAMESPACE"))
+    else {
+        return crate::defrag::no_blockers();
+    };
+    Arc::new(move || {
+        let pod = pod.clone();
+        let namespace = namespace.clone();
+        Box::pin(async move { statefulset_blocker(&namespace, &pod).await })
+    })
+}
+
+async fn statefulset_blocker(namespace: &str, pod: &str) -> Option<String> {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::Pod;
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the StatefulSet before defragmenting: no Kubernetes client");
+            return None;
+        }
+    };
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), namespace);
+    let owner = match pods.get_opt(pod).await {
+        Ok(Some(p)) => p
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.kind == "StatefulSet")
+            .map(|o| o.name),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read this pod to find its StatefulSet");
+            None
+        }
+    }?;
+    let sets: kube::Api<StatefulSet> = kube::Api::namespaced(client, namespace);
+    let sts = match sets.get_opt(&owner).await {
+        Ok(s) => s?,
+        Err(e) => {
+            tracing::warn!(error = %e, statefulset = %owner, "cannot read the StatefulSet");
+            return None;
+        }
+    };
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = sts.status.unwrap_or_default();
+    if let (Some(current), Some(update)) = (&status.current_revision, &status.update_revision)
+        && current != update
+    {
+        return Some(format!(
+            "a rolling update of StatefulSet {owner} is in progress (revision {current} → {update})"
+        ));
+    }
+    let ready = status.ready_replicas.unwrap_or(0);
+    if ready < replicas || status.replicas < replicas {
+        return Some(format!(
+            "StatefulSet {owner} has {ready} of {replicas} pods ready (a scale-up, rolling update or restart is in progress)"
+        ));
+    }
+    None
 }

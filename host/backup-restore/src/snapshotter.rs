@@ -133,6 +133,8 @@ pub struct Snapshotter {
     prev_full: Option<Snapshot>,
     /// The last revision in the store (full or delta).
     last_revision: i64,
+    /// Held while a full snapshot is taken (excludes defragmentation).
+    maintenance: Option<crate::defrag::MaintenanceLock>,
 }
 
 /// What ended a watch session.
@@ -162,7 +164,14 @@ impl Snapshotter {
             revision_reader,
             prev_full: None,
             last_revision: 0,
+            maintenance: None,
         }
+    }
+
+    /// Full snapshots wait for (and exclude) defragmentation.
+    pub fn with_maintenance_lock(mut self, lock: crate::defrag::MaintenanceLock) -> Self {
+        self.maintenance = Some(lock);
+        self
     }
 
     /// Lists the store and decides whether a full snapshot is due first.
@@ -438,6 +447,11 @@ impl Snapshotter {
         &mut self,
         is_final: bool,
     ) -> Result<Option<Snapshot>, SnapshotError> {
+        let lock = self.maintenance.clone();
+        let _guard = match &lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         let status = self.client.status().await?;
         let header_revision = status.header().map_or(0, |h| h.revision());
         if is_final

@@ -36,6 +36,8 @@ pub struct Etcd {
     pub initial_cluster: String,
     pub token: String,
     pub process: Option<ServerProcess>,
+    /// More etcd flags.
+    pub extra_args: Vec<String>,
 }
 
 impl Etcd {
@@ -61,6 +63,7 @@ impl Etcd {
             initial_cluster,
             token: format!("token-{label}"),
             process: None,
+            extra_args: Vec::new(),
         }
     }
 
@@ -91,6 +94,7 @@ impl Etcd {
             .arg(format!("--initial-cluster={}", self.initial_cluster))
             .arg(format!("--initial-cluster-token={}", self.token))
             .arg("--initial-cluster-state=new")
+            .args(&self.extra_args)
             .env_remove("ETCDCTL_API");
         let p = ServerProcess::spawn(
             &format!("etcd {}", self.name),
@@ -379,6 +383,7 @@ impl Sidecar {
                 find_binary("etcdctl", "etcd").unwrap().display()
             ))
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .env_remove("POD_NAMESPACE")
             .env_remove("POD_NAME");
         if let Some(s) = &o.service_endpoints {

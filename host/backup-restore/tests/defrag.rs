@@ -1,0 +1,597 @@
+//! Defragmentation with real etcd members and sidecars: db sizes drop,
+//! followers go first and the leader last after leadership moved, a
+//! continuous client sees no failed request, and what must block a run
+//! does (a learner, a member down, a rolling update, a full snapshot).
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests fail loudly on unexpected errors"
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Etcd, Sidecar, SidecarOptions, Store};
+use etcd_client::{Client, CompactionOptions};
+
+/// Writes `n` values of `size` bytes, deletes 90 % of them and compacts,
+/// so most of the database is free pages.
+async fn fragment(client: &mut Client, tag: &str, n: usize, size: usize) {
+    let value = vec![b'x'; size];
+    for i in 0..n {
+        client
+            .put(format!("/frag/{tag}/{i:06}"), value.clone(), None)
+            .await
+            .unwrap();
+    }
+    for i in 0..n {
+        if i % 10 != 0 {
+            client
+                .delete(format!("/frag/{tag}/{i:06}"), None)
+                .await
+                .unwrap();
+        }
+    }
+    let rev = client.status().await.unwrap().header().unwrap().revision();
+    client
+        .compact(rev, Some(CompactionOptions::new().with_physical()))
+        .await
+        .unwrap();
+}
+
+async fn db_size(endpoint: &str) -> i64 {
+    let mut c = Client::connect([endpoint], None).await.unwrap();
+    c.status().await.unwrap().db_size()
+}
+
+fn report(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_member_is_defragmented_on_request_and_in_its_window() {
+    let store = Store::local("defrag1");
+    let mut etcd = Etcd::new("defrag1");
+    etcd.start();
+    let sidecar = Sidecar::start(&SidecarOptions {
+        extra: vec![
+            "--defragmentation-threshold-bytes=1Mi".into(),
+            // Every minute: the window opens within the test.
+            "--defragmentation-schedule=* * * * *".into(),
+        ],
+        ..SidecarOptions::new(&etcd, &store, "p")
+    });
+    sidecar.wait_leading();
+    let mut client = etcd.client().await;
+    fragment(&mut client, "a", 2000, 16 << 10).await;
+    let before = db_size(&etcd.client_url()).await;
+
+    // A full snapshot requested while the run holds the maintenance lock
+    // waits for it.
+    let url = sidecar.url.clone();
+    let full = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        druid_test_support::http_get(&format!("{url}/snapshot/full")).unwrap()
+    });
+    let (code, body) = sidecar.get("/defragment");
+    assert_eq!(code, 200, "{body}");
+    let r = report(&body);
+    assert_eq!(r["outcome"], "Succeeded");
+    let m = &r["members"][0];
+    assert_eq!(m["outcome"], "Defragmented", "{r}");
+    assert!(m["reclaimedBytes"].as_i64().unwrap() > 10 << 20, "{r}");
+    let after = db_size(&etcd.client_url()).await;
+    assert!(after < before / 2, "db size {before} → {after}");
+    assert_eq!(full.join().unwrap().0, 200);
+    let log = sidecar.log();
+    let finished = log.find("defragmentation finished").unwrap();
+    let uploading = log.rfind("uploading full snapshot").unwrap();
+    assert!(
+        uploading > finished,
+        "the full snapshot waited for the defragmentation:\n{log}"
+    );
+
+    // Under the threshold: skipped, and the report says so.
+    let (code, body) = sidecar.get("/defragment");
+    assert_eq!(code, 200, "{body}");
+    let r = report(&body);
+    assert_eq!(r["members"][0]["outcome"], "Skipped", "{r}");
+    assert!(
+        r["members"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("under the threshold")
+    );
+
+    // The window: fragment again and wait for the scheduled run.
+    fragment(&mut client, "b", 2000, 16 << 10).await;
+    let before = db_size(&etcd.client_url()).await;
+    let start = Instant::now();
+    loop {
+        let metrics = sidecar.get("/metrics").1;
+        let runs = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "etcdbr_defragmentation_members_total{member=\"m0\",outcome=\"Defragmented\"}",
+                )
+            })
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if runs >= 2.0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(75),
+            "no scheduled run:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(sidecar.log().contains("defragmentation window opens"));
+    assert!(db_size(&etcd.client_url()).await < before / 2);
+    let metrics = sidecar.get("/metrics").1;
+    for name in [
+        "etcdbr_defragmentation_duration_seconds_count{member=\"m0\",succeeded=\"true\"}",
+        "etcdbr_defragmentation_reclaimed_bytes{member=\"m0\"}",
+        "etcdbr_defragmentation_last_run_timestamp{member=\"m0\"}",
+        "etcdbr_defragmentation_runs_total{outcome=\"Succeeded\"}",
+    ] {
+        assert!(metrics.contains(name), "{name}:\n{metrics}");
+    }
+    drop(sidecar);
+    etcd.stop();
+}
+
+/// Three members on 127.0.0.1..3 with a sidecar each on one port.
+struct Cluster {
+    members: Vec<Etcd>,
+    sidecars: Vec<Sidecar>,
+    #[allow(dead_code, reason = "keeps the store alive")]
+    store: Store,
+}
+
+impl Cluster {
+    fn start(label: &str, extra: &[&str], env: Vec<(String, String)>) -> Cluster {
+        let mut members: Vec<Etcd> = (0..3)
+            .map(|i| Etcd::member(label, &format!("m{i}"), &format!("127.0.0.{}", i + 1), None))
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut members {
+            m.initial_cluster = initial.clone();
+            m.token = label.into();
+            m.spawn();
+        }
+        for m in &members {
+            m.wait_ready();
+        }
+        let all = members
+            .iter()
+            .map(Etcd::client_url)
+            .collect::<Vec<_>>()
+            .join(",");
+        let store = Store::local(label);
+        let port = druid_test_support::free_port().unwrap();
+        let sidecars = members
+            .iter()
+            .map(|m| {
+                let mut env = env.clone();
+                if env.iter().any(|(k, _)| k == "POD_NAMESPACE") {
+                    env.push(("POD_NAME".into(), m.name.clone()));
+                }
+                Sidecar::start(&SidecarOptions {
+                    service_endpoints: Some(all.clone()),
+                    port: Some(port),
+                    extra: extra.iter().map(|s| s.to_string()).collect(),
+                    env,
+                    ..SidecarOptions::new(m, &store, label)
+                })
+            })
+            .collect();
+        Cluster {
+            members,
+            sidecars,
+            store,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(
+            self.members
+                .iter()
+                .map(Etcd::client_url)
+                .collect::<Vec<_>>(),
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn leader(&self) -> usize {
+        let mut c = self.client().await;
+        let leader = c.status().await.unwrap().leader();
+        let list = c.member_list().await.unwrap();
+        let name = list
+            .members()
+            .iter()
+            .find(|m| m.id() == leader)
+            .unwrap()
+            .name()
+            .to_string();
+        self.members.iter().position(|m| m.name == name).unwrap()
+    }
+
+    fn wait_leading(&self, i: usize) {
+        self.sidecars[i].wait_leading();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.sidecars.clear();
+        for m in &mut self.members {
+            m.stop();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_followers_first_leader_last_without_a_failed_request() {
+    let cluster = Cluster::start(
+        "defrag3",
+        &["--defragmentation-threshold-bytes=1Mi"],
+        Vec::new(),
+    );
+    let leader = cluster.leader().await;
+    cluster.wait_leading(leader);
+    let mut client = cluster.client().await;
+    fragment(&mut client, "a", 1500, 16 << 10).await;
+    let mut before = Vec::new();
+    for m in &cluster.members {
+        before.push(db_size(&m.client_url()).await);
+    }
+
+    // A client writing and reading through every endpoint, as an API
+    // server does, for the whole run.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for m in &cluster.members {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let endpoint = m.client_url();
+        load.push(tokio::spawn(async move {
+            let mut c = Client::connect([endpoint], None).await.unwrap();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let key = format!("/load/{i}");
+                let put = c.put(key.clone(), "v", None).await;
+                let get = c.get(key, None).await;
+                if put.is_ok() && get.is_ok_and(|g| g.kvs().len() == 1) {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    // Ask a follower: it forwards to the leader's sidecar.
+    let follower = (leader + 1) % 3;
+    let url = format!("{}/defragment", cluster.sidecars[follower].url);
+    let (code, body) =
+        tokio::task::spawn_blocking(move || druid_test_support::http_get(&url).unwrap())
+            .await
+            .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    assert_eq!(code, 200, "{body}");
+    let r = report(&body);
+    assert_eq!(r["outcome"], "Succeeded", "{r}");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed requests during the run"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 10);
+
+    // Followers first, the former leader last, after leadership moved.
+    let members = r["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    assert_eq!(members[0]["wasLeader"], false);
+    assert_eq!(members[1]["wasLeader"], false);
+    assert_eq!(members[2]["wasLeader"], true);
+    assert_eq!(
+        members[2]["name"].as_str(),
+        Some(cluster.members[leader].name.as_str())
+    );
+    for m in members {
+        assert_eq!(m["outcome"], "Defragmented", "{r}");
+    }
+    let log = cluster.sidecars[leader].log();
+    let moved = log
+        .find("leadership moved before defragmenting the former leader")
+        .unwrap();
+    let last = log.rfind("defragmenting").unwrap();
+    assert!(moved < last, "{log}");
+    assert_ne!(
+        cluster.leader().await,
+        leader,
+        "the former leader no longer leads"
+    );
+    for (i, m) in cluster.members.iter().enumerate() {
+        let after = db_size(&m.client_url()).await;
+        assert!(after < before[i] / 2, "member {i}: {} → {after}", before[i]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_a_member_down_or_a_rolling_update_blocks_the_run() {
+    let (namespace, _) = common::lease_namespace("rolling").await;
+    let kubeconfig = druid_test_support::KubeApiServer::shared()
+        .kubeconfig()
+        .display()
+        .to_string();
+    let kube = common::kube_client().await;
+    // The pods and their StatefulSet as objects (no kubelet needed).
+    let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "etcd"},
+        "spec": {
+            "replicas": 3,
+            "serviceName": "etcd-peer",
+            "selector": {"matchLabels": {"app": "etcd"}},
+            "template": {"metadata": {"labels": {"app": "etcd"}}, "spec": {"containers": [{"name": "etcd", "image": "etcd"}]}}
+        }
+    }))
+    .unwrap();
+    let sets: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(kube.clone(), &namespace);
+    let sts = sets.create(&Default::default(), &sts).await.unwrap();
+    let uid = sts.metadata.uid.clone().unwrap();
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(kube.clone(), &namespace);
+    for i in 0..3 {
+        let pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("m{i}"), "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "etcd", "uid": uid}]},
+            "spec": {"containers": [{"name": "etcd", "image": "etcd"}]}
+        }))
+        .unwrap();
+        pods.create(&Default::default(), &pod).await.unwrap();
+    }
+    let set_status = |current: &str, update: &str, ready: i32| serde_json::json!({"status": {"replicas": 3, "readyReplicas": ready, "currentRevision": current, "updateRevision": update}});
+    let patch = |value: serde_json::Value| {
+        let sets = sets.clone();
+        async move {
+            sets.patch_status(
+                "etcd",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(value),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    patch(set_status("etcd-1", "etcd-2", 3)).await;
+
+    let mut cluster = Cluster::start(
+        "blocked",
+        &["--defragmentation-threshold-bytes=0"],
+        vec![
+            ("POD_NAMESPACE".into(), namespace.clone()),
+            ("KUBECONFIG".into(), kubeconfig),
+        ],
+    );
+    let leader = cluster.leader().await;
+    cluster.wait_leading(leader);
+    let sidecar_url = cluster.sidecars[leader].url.clone();
+    let get = |path: &str| druid_test_support::http_get(&format!("{sidecar_url}{path}")).unwrap();
+
+    // A rolling update.
+    let (code, body) = get("/defragment");
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        report(&body)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rolling update of StatefulSet etcd"),
+        "{body}"
+    );
+    // A pod not ready (restart, scale-up).
+    patch(set_status("etcd-2", "etcd-2", 2)).await;
+    let (code, body) = get("/defragment");
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        report(&body)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 of 3 pods ready"),
+        "{body}"
+    );
+    patch(set_status("etcd-2", "etcd-2", 3)).await;
+
+    // A learner: a scale-up in progress.
+    let mut client = cluster.client().await;
+    // etcd refuses reconfiguration until every member has been connected
+    // for a few seconds after start.
+    let start = Instant::now();
+    let added = loop {
+        match client
+            .member_add(
+                ["http://127.0.0.9:2380"],
+                Some(etcd_client::MemberAddOptions::new().with_is_learner()),
+            )
+            .await
+        {
+            Ok(a) => break a,
+            Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                eprintln!("member add: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("member add: {e}"),
+        }
+    };
+    let learner = added.member().unwrap().id();
+    let (code, body) = get("/defragment");
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        report(&body)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("learner"),
+        "{body}"
+    );
+    client.member_remove(learner).await.unwrap();
+
+    // A member down (restarting, restoring).
+    let down = (leader + 1) % 3;
+    cluster.members[down].stop();
+    let (code, body) = get("/defragment");
+    assert_eq!(code, 409, "{body}");
+    let reason = report(&body)["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains(&format!(
+            "member {} is not healthy",
+            cluster.members[down].name
+        )),
+        "{reason}"
+    );
+    cluster.members[down].start();
+
+    // Settled: it runs.
+    let (code, body) = get("/defragment");
+    assert_eq!(code, 200, "{body}");
+    let metrics = get("/metrics").1;
+    assert!(
+        metrics.contains("etcdbr_defragmentation_runs_total{outcome=\"Refused\"} 4"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_killed_mid_run_stops_the_run_and_the_cluster_stays_quorate() {
+    let mut cluster = Cluster::start(
+        "killed",
+        &["--defragmentation-threshold-bytes=1Mi"],
+        Vec::new(),
+    );
+    let leader = cluster.leader().await;
+    cluster.wait_leading(leader);
+    let mut client = cluster.client().await;
+    fragment(&mut client, "a", 3000, 32 << 10).await;
+    let url = format!("{}/defragment", cluster.sidecars[leader].url);
+    let run = std::thread::spawn(move || druid_test_support::http_get(&url).unwrap());
+    // Once the first follower is being defragmented, kill the other one.
+    let start = Instant::now();
+    let first = loop {
+        let log = cluster.sidecars[leader].log();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("defragmenting") && l.contains("endpoint"))
+        {
+            break line.to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{log}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let victim = (0..3)
+        .find(|&i| i != leader && !first.contains(&format!("member={} ", cluster.members[i].name)))
+        .unwrap();
+    cluster.members[victim].process.as_ref().unwrap().kill();
+    let (code, body) = run.join().unwrap();
+    assert_eq!(code, 500, "{body}");
+    let r = report(&body);
+    assert_eq!(r["outcome"], "Failed", "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains(&format!(
+            "member {} is not healthy",
+            cluster.members[victim].name
+        )),
+        "{r}"
+    );
+    assert!(r["members"].as_array().unwrap().len() < 3);
+    // Two of three members: still quorate, writes succeed.
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != victim)
+        .map(|i| cluster.members[i].client_url())
+        .collect();
+    let mut c = Client::connect(survivors, None).await.unwrap();
+    c.put("after-kill", "v", None).await.unwrap();
+    let metrics = cluster.sidecars[leader].get("/metrics").1;
+    assert!(
+        metrics.contains("etcdbr_defragmentation_runs_total{outcome=\"Failed\"} 1"),
+        "{metrics}"
+    );
+    cluster.members[victim].process = None;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nospace_alarm_is_disarmed_after_defragmentation() {
+    let store = Store::local("nospace");
+    let mut etcd = Etcd::new("nospace");
+    etcd.extra_args = vec![format!("--quota-backend-bytes={}", 24 << 20)];
+    etcd.start();
+    let sidecar = Sidecar::start(&SidecarOptions {
+        // The threshold is ignored while NOSPACE is raised.
+        extra: vec!["--defragmentation-threshold-bytes=1Gi".into()],
+        ..SidecarOptions::new(&etcd, &store, "p")
+    });
+    sidecar.wait_leading();
+    let mut client = etcd.client().await;
+    let value = vec![b'x'; 64 << 10];
+    let mut written = 0;
+    loop {
+        match client
+            .put(format!("/fill/{written:06}"), value.clone(), None)
+            .await
+        {
+            Ok(_) => written += 1,
+            Err(e) => {
+                assert!(e.to_string().contains("database space exceeded"), "{e}");
+                break;
+            }
+        }
+        assert!(written < 10_000, "the quota was never reached");
+    }
+    // Deletes and a compaction free pages; writes still fail until the
+    // alarm is disarmed.
+    client
+        .delete(
+            "/fill/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    let rev = client.status().await.unwrap().header().unwrap().revision();
+    client
+        .compact(rev, Some(CompactionOptions::new().with_physical()))
+        .await
+        .unwrap();
+    assert!(client.put("blocked", "v", None).await.is_err());
+
+    let (code, body) = sidecar.get("/defragment");
+    assert_eq!(code, 200, "{body}");
+    let r = report(&body);
+    assert_eq!(r["nospaceDisarmed"], true, "{r}");
+    assert_eq!(r["members"][0]["outcome"], "Defragmented", "{r}");
+    client.put("writable-again", "v", None).await.unwrap();
+    let alarms = client
+        .alarm(
+            etcd_client::AlarmAction::Get,
+            etcd_client::AlarmType::None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(alarms.alarms().is_empty());
+    drop(sidecar);
+    etcd.stop();
+}
