@@ -865,6 +865,34 @@ pub struct EtcdMemberStatus {
     /// When the status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+    /// The member's last defragmentation, from its lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_defragmentation: Option<DefragmentationResult>,
+}
+
+/// What the last defragmentation did to a member.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DefragmentationResult {
+    /// When the run handled the member (RFC 3339).
+    pub time: String,
+    /// `Defragmented`, `Skipped` or `Failed`.
+    pub outcome: String,
+    /// Why it was skipped or failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Bytes reclaimed.
+    #[serde(default)]
+    pub reclaimed_bytes: i64,
+    /// Database size before, in bytes.
+    #[serde(default)]
+    pub db_size_before: i64,
+    /// Database size after, in bytes.
+    #[serde(default)]
+    pub db_size_after: i64,
+    /// How long the member was defragmenting, in seconds.
+    #[serde(default)]
+    pub duration_seconds: f64,
 }
 
 /// An error of the last reconcile.

@@ -33,6 +33,15 @@ pub const VERSION: &str = "v1alpha1";
 /// The finalizer the operator puts on Etcds and on the Secrets they use.
 pub const FINALIZER: &str = "druid.gardener.cloud/etcd";
 
+/// Annotation on an Etcd asking its leader's sidecar to defragment the
+/// cluster now (any value); the sidecar removes it when the run is done.
+pub const DEFRAGMENT_ANNOTATION: &str = "druid.gardener.cloud/defragment";
+
+/// Annotation on a member lease holding the member's last
+/// defragmentation result ([`etcd::DefragmentationResult`] as JSON),
+/// written by the coordinating sidecar and shown in `status.members`.
+pub const LAST_DEFRAGMENTATION_ANNOTATION: &str = "druid.gardener.cloud/last-defragmentation";
+
 /// The `apiVersion` string of druid resources.
 pub fn api_version() -> String {
     format!("{GROUP}/{VERSION}")

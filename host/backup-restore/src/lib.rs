@@ -37,6 +37,7 @@ pub mod etcd_config;
 pub mod full;
 pub mod gc;
 pub mod initializer;
+pub mod k8s;
 pub mod leases;
 pub mod metrics;
 pub mod restore;

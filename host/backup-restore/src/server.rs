@@ -85,6 +85,8 @@ pub struct AppState {
     defragmenting: AtomicBool,
     /// Whether this member's etcd leads.
     leading: AtomicBool,
+    /// This sidecar's Etcd, when running in a pod.
+    etcd_handle: tokio::sync::OnceCell<Option<crate::k8s::EtcdHandle>>,
 }
 
 impl AppState {
@@ -100,6 +102,7 @@ impl AppState {
             maintenance: MaintenanceLock::default(),
             defragmenting: AtomicBool::new(false),
             leading: AtomicBool::new(false),
+            etcd_handle: tokio::sync::OnceCell::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3600))
                 .build()
@@ -615,6 +618,7 @@ async fn leadership(
                         defrag_schedule.clone(),
                         token.clone(),
                     ));
+                    tokio::spawn(defrag_request_loop(state.clone(), token.clone()));
                     running = Some(token);
                 }
                 state.leading.store(true, Ordering::SeqCst);
@@ -852,7 +856,52 @@ async fn run_defrag(state: &Arc<AppState>) -> Option<crate::defrag::Report> {
     }
     let report = coordinator(state).run().await;
     state.defragmenting.store(false, Ordering::SeqCst);
+    if let Some(handle) = etcd_handle(state).await {
+        handle.publish(&report).await;
+    }
     Some(report)
+}
+
+/// This sidecar's Etcd (looked up once).
+async fn etcd_handle(state: &Arc<AppState>) -> Option<&crate::k8s::EtcdHandle> {
+    state
+        .etcd_handle
+        .get_or_init(|| async {
+            let c = &state.config;
+            crate::k8s::EtcdHandle::discover(&member_name(&c.server, &c.restore.name)).await
+        })
+        .await
+        .as_ref()
+}
+
+/// While this member leads, checks its Etcd for the on-demand
+/// defragmentation annotation every heartbeat period; runs and then
+/// removes it.
+async fn defrag_request_loop(state: Arc<AppState>, leading: CancellationToken) {
+    let period = state
+        .config
+        .health
+        .k8s_heartbeat_duration
+        .max(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = leading.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let Some(handle) = etcd_handle(&state).await else {
+            return;
+        };
+        if !handle.defragment_requested().await {
+            continue;
+        }
+        tracing::info!(
+            annotation = druid_api::DEFRAGMENT_ANNOTATION,
+            "defragmentation requested on the Etcd"
+        );
+        if run_defrag(&state).await.is_some() {
+            handle.clear_defragment_request().await;
+        }
+    }
 }
 
 /// `/defragment`: run now on the leader (a follower forwards), answer with

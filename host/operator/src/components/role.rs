@@ -8,7 +8,9 @@ use crate::names;
 
 /// Builds the Role: what the sidecar may do in the Etcd's namespace. It
 /// renews the member and snapshot leases, reads and patches the StatefulSet
-/// (scale-up bookkeeping) and reads the pods.
+/// (scale-up bookkeeping), reads the pods, reads its Etcd and removes the
+/// on-demand defragmentation annotation from it, and reports
+/// defragmentation results as events.
 pub fn build(etcd: &Etcd, model: &EtcdModel, _ctx: &BuildContext) -> Result<Role, BuildError> {
     let rule = |group: &str, resource: &str, verbs: &[&str]| PolicyRule {
         api_groups: Some(vec![group.to_string()]),
@@ -23,6 +25,8 @@ pub fn build(etcd: &Etcd, model: &EtcdModel, _ctx: &BuildContext) -> Result<Role
             rule("coordination.k8s.io", "leases", &read_write),
             rule("apps", "statefulsets", &read_write),
             rule("", "pods", &["get", "list", "watch"]),
+            rule(druid_api::GROUP, "etcds", &["get", "patch"]),
+            rule("events.k8s.io", "events", &["create", "patch"]),
         ]),
     })
 }

@@ -514,9 +514,27 @@ fn members(observed: &Observed, settings: &Settings, now: Timestamp) -> Vec<Etcd
             status: status.into(),
             reason: reason.into(),
             last_transition_time: Some(Time(renew.0)),
+            last_defragmentation: last_defragmentation(lease),
         });
     }
     out
+}
+
+/// The member's last defragmentation, from its lease's annotation (a
+/// value that does not parse is ignored with a log line).
+fn last_defragmentation(lease: &Lease) -> Option<druid_api::etcd::DefragmentationResult> {
+    let text = lease
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(druid_api::LAST_DEFRAGMENTATION_ANNOTATION)?;
+    match serde_json::from_str(text) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(lease = ?lease.metadata.name, error = %e, "ignoring an unreadable defragmentation result on a member lease");
+            None
+        }
+    }
 }
 
 /// `<memberID>[:<clusterID>]:<role>` → (id, role).
@@ -659,6 +677,42 @@ mod tests {
 
     fn cond<'a>(s: &'a EtcdStatus, t: &str) -> &'a Condition {
         s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn members_show_their_last_defragmentation_from_the_lease() {
+        let etcd = fixtures::seed();
+        let model = fixtures::model(&etcd);
+        let now = Timestamp::now();
+        let mut observed = Observed::default();
+        let (name, mut l) = lease("test-0", "1a:c1:Leader", 5, now);
+        l.metadata.annotations = Some(BTreeMap::from([(
+            druid_api::LAST_DEFRAGMENTATION_ANNOTATION.to_string(),
+            r#"{"time":"2026-11-30T00:00:05Z","outcome":"Defragmented","reclaimedBytes":1048576,"dbSizeBefore":3145728,"dbSizeAfter":2097152,"durationSeconds":0.5}"#.to_string(),
+        )]));
+        observed.member_leases.insert(name, l);
+        let (name, mut broken) = lease("test-1", "1b:c1:Member", 5, now);
+        broken.metadata.annotations = Some(BTreeMap::from([(
+            druid_api::LAST_DEFRAGMENTATION_ANNOTATION.to_string(),
+            "not json".to_string(),
+        )]));
+        observed.member_leases.insert(name, broken);
+        let s = compute(
+            &etcd,
+            Some(&model),
+            &observed,
+            &SpecOutcome::Reconciled,
+            &Settings::default(),
+            now,
+        );
+        let d = s.members[0].last_defragmentation.as_ref().unwrap();
+        assert_eq!(d.outcome, "Defragmented");
+        assert_eq!(d.reclaimed_bytes, 1 << 20);
+        assert_eq!(d.duration_seconds, 0.5);
+        assert!(
+            s.members[1].last_defragmentation.is_none(),
+            "an unreadable annotation is ignored"
+        );
     }
 
     #[test]
