@@ -145,7 +145,12 @@ async fn init_start(State(state): State<Arc<AppState>>, Query(q): Query<InitQuer
                 store: s.store.as_ref(),
                 metrics: &s.metrics,
             };
+            // A restore and a defragmentation run of this sidecar never
+            // overlap (another member's restore shows as that member being
+            // unhealthy, which refuses the run).
+            let guard = s.maintenance.lock().await;
             let result = Box::pin(initializer.run(mode)).await;
+            drop(guard);
             let next = match &result {
                 Ok(outcome) => {
                     tracing::info!(?outcome, "initialization succeeded");
