@@ -389,15 +389,16 @@ impl Coordinator {
                 report.members.push(result);
                 continue;
             }
-            if was_leader && members.len() > 1 {
-                if let Err(reason) = self.move_leadership(&members, member, &done).await {
-                    result.outcome = "Failed".into();
-                    result.reason = reason.clone();
-                    report.members.push(result);
-                    report.outcome = "Failed".into();
-                    report.reason = reason;
-                    break;
-                }
+            if was_leader
+                && members.len() > 1
+                && let Err(reason) = self.move_leadership(&members, member, &done).await
+            {
+                result.outcome = "Failed".into();
+                result.reason = reason.clone();
+                report.members.push(result);
+                report.outcome = "Failed".into();
+                report.reason = reason;
+                break;
             }
             match self.defragment(member).await {
                 Ok((after, took)) => {

@@ -72,7 +72,7 @@ async fn main() -> Result<()> {
                 health,
                 server,
             };
-            server::run(config, shutdown).await
+            Box::pin(server::run(config, shutdown)).await
         }
         Command::Snapshot {
             etcd,
