@@ -181,18 +181,9 @@ impl Coordinator {
     /// A client of the first cluster endpoint that answers (a balanced
     /// client would still send some calls to a member that is down).
     async fn cluster_client(&self) -> Result<Client, String> {
-        let mut last = String::from("no cluster endpoints");
-        for endpoint in &self.cluster_endpoints {
-            match self.client(endpoint).await {
-                Ok(mut c) => match tokio::time::timeout(STATUS_TIMEOUT, c.status()).await {
-                    Ok(Ok(_)) => return Ok(c),
-                    Ok(Err(e)) => last = format!("{endpoint}: {e}"),
-                    Err(_) => last = format!("{endpoint}: no answer"),
-                },
-                Err(e) => last = e,
-            }
-        }
-        Err(format!("no member of the cluster answers: {last}"))
+        crate::etcd::connect_any(&self.etcd, &self.cluster_endpoints, STATUS_TIMEOUT)
+            .await
+            .map_err(|e| format!("no member of the cluster answers: {e}"))
     }
 
     /// The members, or why the cluster is not in a state to defragment.

@@ -101,3 +101,39 @@ pub fn event(ev: &etcd_client::Event) -> Option<delta::Event> {
         prev_kv: None,
     })
 }
+
+/// A client of the first of `endpoints` that answers a status call. A
+/// client balanced over all endpoints would still send some calls to a
+/// member that is down (the one being restored, for instance).
+pub async fn connect_any(
+    args: &EtcdArgs,
+    endpoints: &[String],
+    timeout: Duration,
+) -> Result<Client, ConnectError> {
+    let mut last = None;
+    for endpoint in endpoints {
+        let one = std::slice::from_ref(endpoint);
+        match connect(args, one, timeout).await {
+            Ok(mut c) => match tokio::time::timeout(timeout, c.status()).await {
+                Ok(Ok(_)) => return Ok(c),
+                Ok(Err(source)) => {
+                    last = Some(ConnectError::Connect {
+                        endpoints: one.to_vec(),
+                        source,
+                    });
+                }
+                Err(_) => {
+                    last = Some(ConnectError::Connect {
+                        endpoints: one.to_vec(),
+                        source: EtcdError::InvalidArgs(format!("no answer within {timeout:?}")),
+                    });
+                }
+            },
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ConnectError::Connect {
+        endpoints: Vec::new(),
+        source: EtcdError::InvalidArgs("no endpoints".into()),
+    }))
+}

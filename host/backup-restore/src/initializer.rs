@@ -212,6 +212,11 @@ impl Initializer<'_> {
         tracing::info!(data_dir = %data_dir.display(), ?mode, ?status, "data directory validated");
 
         if self.multi_member() {
+            // Not in the running cluster: a scale-up, or a member removed
+            // by an earlier attempt. Join as a learner.
+            if self.in_cluster().await == Some(false) {
+                return self.rejoin_as_learner(&DataDirStatus::Missing).await;
+            }
             return match status {
                 DataDirStatus::Valid { .. } | DataDirStatus::Missing => Ok(Outcome::Valid),
                 _ => self.rejoin_as_learner(&status).await,
@@ -300,29 +305,58 @@ impl Initializer<'_> {
 
     /// Removes this member from the cluster, moves its data aside and adds
     /// it back as a learner.
-    async fn rejoin_as_learner(&self, status: &DataDirStatus) -> Result<Outcome, InitError> {
-        tracing::warn!(
-            ?status,
-            "invalid data directory in a multi-member cluster: rejoining as a learner to sync from the leader"
-        );
-        let endpoints = if self.etcd.service_endpoints.is_empty() {
+    fn cluster_endpoints(&self) -> &[String] {
+        if self.etcd.service_endpoints.is_empty() {
             &self.etcd.endpoints
         } else {
             &self.etcd.service_endpoints
-        };
+        }
+    }
+
+    fn is_me(&self, member: &etcd_client::Member) -> bool {
+        member
+            .peer_urls()
+            .iter()
+            .any(|u| self.restore.initial_advertise_peer_urls.contains(u))
+    }
+
+    /// Whether this member is in the running cluster's member list (by
+    /// peer URL); `None` when no member answers (the cluster is being
+    /// bootstrapped, or down).
+    async fn in_cluster(&self) -> Option<bool> {
         let mut client =
-            crate::etcd::connect(self.etcd, endpoints, self.etcd.etcd_connection_timeout)
+            crate::etcd::connect_any(self.etcd, self.cluster_endpoints(), Duration::from_secs(2))
+                .await
+                .ok()?;
+        let list = tokio::time::timeout(Duration::from_secs(5), client.member_list())
+            .await
+            .ok()?
+            .ok()?;
+        Some(list.members().iter().any(|m| self.is_me(m)))
+    }
+
+    /// Removes this member from the cluster (if it is in it), moves its
+    /// data aside and adds it back as a learner, retrying while etcd
+    /// refuses reconfiguration (it does so for a few seconds after a
+    /// membership change).
+    async fn rejoin_as_learner(&self, status: &DataDirStatus) -> Result<Outcome, InitError> {
+        tracing::warn!(
+            ?status,
+            "rejoining the cluster as a learner to sync from the leader"
+        );
+        let mut client =
+            crate::etcd::connect_any(self.etcd, self.cluster_endpoints(), Duration::from_secs(5))
                 .await
                 .map_err(|e| InitError::Other(e.to_string()))?;
         let members = client
             .member_list()
             .await
             .map_err(|e| InitError::Other(format!("cannot list members: {e}")))?;
-        if let Some(me) = members
-            .members()
-            .iter()
-            .find(|m| m.name() == self.restore.name)
-        {
+        if let Some(me) = members.members().iter().find(|m| self.is_me(m)) {
+            if me.is_learner() && matches!(status, DataDirStatus::Missing) {
+                // Added already (a retried initialization): etcd joins.
+                return Ok(Outcome::RejoinAsLearner);
+            }
             client.member_remove(me.id()).await.map_err(|e| {
                 InitError::Other(format!("cannot remove member {}: {e}", self.restore.name))
             })?;
@@ -335,18 +369,32 @@ impl Initializer<'_> {
                 InitError::Other(format!("cannot move {} aside: {e}", data_dir.display()))
             })?;
         }
-        client
-            .member_add(
-                self.restore.initial_advertise_peer_urls.clone(),
-                Some(etcd_client::MemberAddOptions::new().with_is_learner()),
-            )
-            .await
-            .map_err(|e| {
-                InitError::Other(format!(
-                    "cannot add {} as a learner: {e}",
-                    self.restore.name
-                ))
-            })?;
-        Ok(Outcome::RejoinAsLearner)
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match client
+                .member_add(
+                    self.restore.initial_advertise_peer_urls.clone(),
+                    Some(etcd_client::MemberAddOptions::new().with_is_learner()),
+                )
+                .await
+            {
+                Ok(_) => return Ok(Outcome::RejoinAsLearner),
+                Err(e) if e.to_string().contains("already exists") => {
+                    return Ok(Outcome::RejoinAsLearner);
+                }
+                Err(e) if Instant::now() < deadline => {
+                    tracing::info!(error = %e, retry_in_s = backoff.as_secs(), "adding this member as a learner failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    return Err(InitError::Other(format!(
+                        "cannot add {} as a learner: {e}",
+                        self.restore.name
+                    )));
+                }
+            }
+        }
     }
 }

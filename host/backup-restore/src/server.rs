@@ -244,7 +244,7 @@ async fn live_cluster(etcd: &EtcdArgs) -> Option<crate::etcd_config::LiveCluster
         &etcd.service_endpoints
     };
     let work = async {
-        let mut client = crate::etcd::connect(etcd, endpoints, Duration::from_secs(2))
+        let mut client = crate::etcd::connect_any(etcd, endpoints, Duration::from_secs(2))
             .await
             .ok()?;
         let list = client.member_list().await.ok()?;
@@ -598,6 +598,11 @@ async fn leadership(
             cl.status(),
         )
         .await;
+        if let Ok(Ok(s)) = &status
+            && s.is_learner()
+        {
+            promote(&state, member_id(s)).await;
+        }
         let leader = match status {
             Ok(Ok(s)) if s.leader() != 0 => Some(s.leader() == member_id(&s)),
             Ok(Ok(_)) => None,
@@ -993,4 +998,30 @@ async fn statefulset_blocker(namespace: &str, pod: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// Promotes this member from learner to voting member (it was added as a
+/// learner when it joined or rejoined). etcd refuses until the learner has
+/// caught up with the leader; the leadership loop tries again every period.
+async fn promote(state: &Arc<AppState>, id: u64) {
+    let c = &state.config;
+    let endpoints = if c.etcd.service_endpoints.is_empty() {
+        &c.etcd.endpoints
+    } else {
+        &c.etcd.service_endpoints
+    };
+    let Ok(mut client) = crate::etcd::connect_any(&c.etcd, endpoints, Duration::from_secs(5)).await
+    else {
+        return;
+    };
+    match tokio::time::timeout(Duration::from_secs(5), client.member_promote(id)).await {
+        Ok(Ok(_)) => {
+            tracing::info!(member = %format!("{id:x}"), "this learner was promoted to a voting member")
+        }
+        Ok(Err(e)) if e.to_string().contains("not a learner") => {}
+        Ok(Err(e)) => {
+            tracing::info!(member = %format!("{id:x}"), error = %e, "learner not promoted yet")
+        }
+        Err(_) => tracing::debug!("member promote timed out"),
+    }
 }

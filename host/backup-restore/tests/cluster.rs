@@ -218,3 +218,147 @@ async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
         m.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_a_corrupt_database_rejoins_as_a_learner_and_is_promoted() {
+    let mut members: Vec<Etcd> = (0..3)
+        .map(|i| {
+            Etcd::member(
+                "rejoin",
+                &format!("m{i}"),
+                &format!("127.0.0.{}", i + 1),
+                None,
+            )
+        })
+        .collect();
+    let initial = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",");
+    for m in &mut members {
+        m.initial_cluster = initial.clone();
+        m.token = "rejoin".into();
+        m.spawn();
+    }
+    for m in &members {
+        m.wait_ready();
+    }
+    let all = members
+        .iter()
+        .map(Etcd::client_url)
+        .collect::<Vec<_>>()
+        .join(",");
+    let store = Store::local("rejoin");
+    let port = druid_test_support::free_port().unwrap();
+    let start_sidecar = |m: &Etcd| {
+        Sidecar::start(&SidecarOptions {
+            service_endpoints: Some(all.clone()),
+            port: Some(port),
+            ..SidecarOptions::new(m, &store, "r")
+        })
+    };
+    let mut client = etcd_client::Client::connect(
+        members.iter().map(Etcd::client_url).collect::<Vec<_>>(),
+        None,
+    )
+    .await
+    .unwrap();
+    for i in 0..200 {
+        client
+            .put(format!("k{i:03}"), format!("v{i}"), None)
+            .await
+            .unwrap();
+    }
+    // The member to break is a follower.
+    let leader_id = client.status().await.unwrap().leader();
+    let list = client.member_list().await.unwrap();
+    let victim = (0..3)
+        .find(|&i| {
+            list.members()
+                .iter()
+                .any(|m| m.name() == members[i].name && m.id() != leader_id)
+        })
+        .unwrap();
+    let old_id = list
+        .members()
+        .iter()
+        .find(|m| m.name() == members[victim].name)
+        .unwrap()
+        .id();
+    members[victim].stop();
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != victim)
+        .map(|i| members[i].client_url())
+        .collect();
+    let mut client = etcd_client::Client::connect(survivors, None).await.unwrap();
+    let db = members[victim].data_dir.join("member/snap/db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in bytes.iter_mut().skip(8192).step_by(61).take(3000) {
+        *b ^= 0x3C;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+
+    // Its sidecar's initialization (as etcd-wrapper drives it) removes it
+    // and adds it back as a learner; etcd then joins the existing cluster.
+    let sidecar = start_sidecar(&members[victim]);
+    assert_eq!(
+        sidecar.initialize("full"),
+        "Successful",
+        "{}",
+        sidecar.log()
+    );
+    assert!(
+        sidecar.log().contains("rejoining the cluster as a learner"),
+        "{}",
+        sidecar.log()
+    );
+    let list = client.member_list().await.unwrap();
+    let rejoined = list
+        .members()
+        .iter()
+        .find(|m| m.peer_urls().contains(&members[victim].peer_url()))
+        .unwrap();
+    assert!(rejoined.is_learner());
+    assert_ne!(rejoined.id(), old_id);
+    members[victim].extra_args = vec!["--initial-cluster-state=existing".into()];
+    members[victim].start();
+
+    // The sidecar promotes it once it caught up; it serves every key.
+    let start = Instant::now();
+    loop {
+        let list = client.member_list().await.unwrap();
+        if list.members().iter().all(|m| !m.is_learner()) && list.members().len() == 3 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not promoted:\n{}",
+            sidecar.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut own = etcd_client::Client::connect([members[victim].client_url()], None)
+        .await
+        .unwrap();
+    let got = own
+        .get(
+            "k",
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_serializable(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.kvs().len(), 200);
+    assert!(
+        members[victim].data_dir.with_extension("bak").exists(),
+        "the corrupt data is kept aside"
+    );
+    drop(sidecar);
+    for m in &mut members {
+        m.stop();
+    }
+}

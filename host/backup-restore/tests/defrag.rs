@@ -74,7 +74,7 @@ async fn one_member_is_defragmented_on_request_and_in_its_window() {
     let url = sidecar.url.clone();
     let full = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
-        druid_test_support::http_get(&format!("{url}/snapshot/full")).unwrap()
+        common::http_get_long(&format!("{url}/snapshot/full")).unwrap()
     });
     let (code, body) = sidecar.get("/defragment");
     assert_eq!(code, 200, "{body}");
@@ -286,10 +286,9 @@ async fn three_members_followers_first_leader_last_without_a_failed_request() {
     // Ask a follower: it forwards to the leader's sidecar.
     let follower = (leader + 1) % 3;
     let url = format!("{}/defragment", cluster.sidecars[follower].url);
-    let (code, body) =
-        tokio::task::spawn_blocking(move || druid_test_support::http_get(&url).unwrap())
-            .await
-            .unwrap();
+    let (code, body) = tokio::task::spawn_blocking(move || common::http_get_long(&url).unwrap())
+        .await
+        .unwrap();
     stop.store(true, Ordering::Relaxed);
     for l in load {
         l.await.unwrap();
@@ -393,7 +392,7 @@ async fn a_learner_a_member_down_or_a_rolling_update_blocks_the_run() {
     let leader = cluster.leader().await;
     cluster.wait_leading(leader);
     let sidecar_url = cluster.sidecars[leader].url.clone();
-    let get = |path: &str| druid_test_support::http_get(&format!("{sidecar_url}{path}")).unwrap();
+    let get = |path: &str| common::http_get_long(&format!("{sidecar_url}{path}")).unwrap();
 
     // A rolling update.
     let (code, body) = get("/defragment");
@@ -488,7 +487,7 @@ async fn a_member_killed_mid_run_stops_the_run_and_the_cluster_stays_quorate() {
     let mut client = cluster.client().await;
     fragment(&mut client, "a", 3000, 32 << 10).await;
     let url = format!("{}/defragment", cluster.sidecars[leader].url);
-    let run = std::thread::spawn(move || druid_test_support::http_get(&url).unwrap());
+    let run = std::thread::spawn(move || common::http_get_long(&url).unwrap());
     // Once the first follower is being defragmented, kill the other one.
     let start = Instant::now();
     let first = loop {

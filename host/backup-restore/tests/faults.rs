@@ -45,7 +45,7 @@ async fn a_sidecar_killed_during_an_upload_leaves_no_partial_snapshot() {
             .unwrap();
     }
     let url = format!("{}/snapshot/full", sidecar.url);
-    let request = std::thread::spawn(move || druid_test_support::http_get(&url));
+    let request = std::thread::spawn(move || common::http_get_long(&url));
     let start = Instant::now();
     while !sidecar.log().contains("uploading full snapshot") {
         assert!(

@@ -295,6 +295,29 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
+/// GET with a long timeout (snapshots and defragmentation take longer
+/// than the 2 s of `druid_test_support::http_get`), through curl.
+pub fn http_get_long(url: &str) -> Result<(u16, String), String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "600", "-w", "\n%{http_code}", url])
+        .output()
+        .map_err(|e| format!("curl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "curl {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').ok_or("no status")?;
+    Ok((
+        code.trim()
+            .parse()
+            .map_err(|_| format!("status {code:?}"))?,
+        body.to_string(),
+    ))
+}
+
 /// A running `etcdbr server`.
 pub struct Sidecar {
     pub process: ServerProcess,
@@ -405,7 +428,7 @@ impl Sidecar {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        http_get(&format!("{}{path}", self.url)).unwrap()
+        http_get_long(&format!("{}{path}", self.url)).unwrap()
     }
 
     /// Waits until `/healthz` says 200 (this member leads and the
