@@ -21,6 +21,7 @@
 //!   (10000) per second from `DRUID_BENCH_LOAD_TASKS` (64) tasks for
 //!   `DRUID_BENCH_LOAD_SECS` (60) seconds; the sidecar's RSS is sampled
 //!   every 100 ms, and the store must catch up with etcd's revision.
+//!   `DRUID_BENCH_SIDECAR_ARGS` adds flags to `etcdbr server` (experiments).
 //!
 //! Every child process is started through `druid_test_support`, so it dies
 //! with this process; data and logs live under
@@ -96,6 +97,18 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / MIB
+}
+
+/// CPU time (user + system) a process used so far, assuming the usual
+/// 100 clock ticks per second.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are fields 14 and 15 of the whole line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 fn kib_to_mib(kib: u64) -> f64 {
@@ -461,8 +474,8 @@ async fn fill(etcd: &Etcd, target: u64) -> Filled {
                 kv.put(format!("/bench/fill/{i:08}"), value.clone(), None)
                     .await
                     .unwrap();
-                if i % 2048 == 0 {
-                    eprintln!("  filled {} MiB", i * FILL_VALUE as u64 >> 20);
+                if i.is_multiple_of(2048) {
+                    eprintln!("  filled {} MiB", (i * FILL_VALUE as u64) >> 20);
                 }
             }
         }));
@@ -580,6 +593,19 @@ fn upload_scenario(b: &Bench, etcd: &Etcd, filled: &Filled, db_mib: u64) -> Path
         peer_stored,
         save.peak_kib.max(cp.peak_kib),
     );
+    // Where etcdbr's time goes, from its log (start, staged, uploaded).
+    for (name, m) in [("gzip", &gz), ("no compression", &raw)] {
+        let staged = log_times(&m.log, "uploading full snapshot");
+        let uploaded = log_times(&m.log, "full snapshot uploaded");
+        let started = log_times(&m.log, "plugin registered");
+        if let (Some(s), Some(st), Some(up)) = (started.first(), staged.first(), uploaded.first()) {
+            println!(
+                "   etcdbr ({name}): plugins loaded, then {:.1} s streaming the snapshot from etcd to a staged file (+ fsync, SHA-256 and revision check), then {:.1} s compressing and uploading",
+                (*st - *s).as_seconds_f64(),
+                (*up - *st).as_seconds_f64()
+            );
+        }
+    }
     println!(
         "   etcdbr logs: {} / {}",
         gz.log.display(),
@@ -980,12 +1006,24 @@ fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
     etcd.start(&b.etcd, &[]);
     let port = free_port().unwrap();
     let sidecar_dir = server_dir(&format!("etcdbr-sidecar-{port}")).unwrap();
+    // Extra flags for experiments; the delta period defaults to 10 s.
+    let mut extra: Vec<String> = std::env::var("DRUID_BENCH_SIDECAR_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    if !extra
+        .iter()
+        .any(|a| a.starts_with("--delta-snapshot-period"))
+    {
+        extra.push("--delta-snapshot-period=10s".into());
+    }
     let mut c = b.etcdbr("server", prefix);
     c.arg(format!("--server-port={port}"))
         .arg("--server-address=127.0.0.1")
         .arg(format!("--endpoints={}", etcd.client_url))
         .arg("--schedule=0 0 1 1 *")
-        .arg("--delta-snapshot-period=10s")
+        .args(&extra)
         .arg(format!("--data-dir={}", etcd.data_dir.display()))
         .arg(format!("--name={}", etcd.name))
         .arg(format!("--initial-cluster={}", etcd.initial_cluster()))
@@ -1054,6 +1092,11 @@ fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
 
     eprintln!("rss: {rate} puts/s for {secs} s from {tasks} tasks");
     let start_rss = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+    let etcd_pid = etcd.process.as_ref().unwrap().pid();
+    let cpu_before = (
+        cpu_secs(pid).unwrap_or(0.0),
+        cpu_secs(etcd_pid).unwrap_or(0.0),
+    );
     let (done, elapsed, etcd_revision) = rt.block_on(async {
         let values: Arc<Vec<Vec<u8>>> = Arc::new({
             let mut rng = Rng::new(7);
@@ -1117,6 +1160,7 @@ fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
             .revision()
     });
     assert!(revision >= etcd_revision);
+    let behind = revision - store_revision();
     eprintln!(
         "rss: {done} puts in {:.1} s; waiting for the store to reach revision {revision}",
         elapsed.as_secs_f64()
@@ -1132,6 +1176,10 @@ fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
     }
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.join().unwrap();
+    let cpu = (
+        cpu_secs(pid).unwrap_or(0.0) - cpu_before.0,
+        cpu_secs(etcd_pid).unwrap_or(0.0) - cpu_before.1,
+    );
     let hwm = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
     let final_store_revision = store_revision();
     let (_, latest) = http_get(&format!("{url}/snapshot/latest")).unwrap();
@@ -1159,18 +1207,20 @@ fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
     let p50 = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
     println!();
     println!(
-        "== rss: etcdbr server (delta every 10s, default 10 MiB delta memory limit, MinIO) while {tasks} tasks put 512-byte random values at a target of {rate}/s for {secs} s"
+        "== rss: etcdbr server ({}, MinIO) while {tasks} tasks put 512-byte random values at a target of {rate}/s for {secs} s",
+        extra.join(" ")
     );
-    println!(
-        "   reproduce: {}",
-        reproduce(&[
-            ("DRUID_BENCH", "rss".into()),
-            ("DRUID_BENCH_LOAD_SECS", secs.to_string()),
-            ("DRUID_BENCH_LOAD_RATE", rate.to_string()),
-            ("DRUID_BENCH_LOAD_TASKS", tasks.to_string()),
-        ])
-    );
-    let kv = |k: &str, v: String| println!("{k:<46} {v}");
+    let mut vars = vec![
+        ("DRUID_BENCH", "rss".to_string()),
+        ("DRUID_BENCH_LOAD_SECS", secs.to_string()),
+        ("DRUID_BENCH_LOAD_RATE", rate.to_string()),
+        ("DRUID_BENCH_LOAD_TASKS", tasks.to_string()),
+    ];
+    if let Ok(args) = std::env::var("DRUID_BENCH_SIDECAR_ARGS") {
+        vars.push(("DRUID_BENCH_SIDECAR_ARGS", format!("'{args}'")));
+    }
+    println!("   reproduce: {}", reproduce(&vars));
+    let kv = |k: &str, v: String| println!("{k:<50} {v}");
     kv("puts done", done.to_string());
     kv(
         "achieved puts/s",
@@ -1216,6 +1266,19 @@ fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
     kv(
         "etcd revision at the end / store's last revision",
         format!("{revision} / {final_store_revision}"),
+    );
+    kv(
+        "revisions not yet in the store when the load ended",
+        behind.to_string(),
+    );
+    kv(
+        "CPU during load + catch-up: sidecar / etcd",
+        format!(
+            "{:.1} s / {:.1} s (sidecar: {:.0} µs per revision)",
+            cpu.0,
+            cpu.1,
+            cpu.0 * 1e6 / done.max(1) as f64
+        ),
     );
     kv(
         "store caught up after the load ended",
