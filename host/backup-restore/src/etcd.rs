@@ -102,9 +102,10 @@ pub fn event(ev: &etcd_client::Event) -> Option<delta::Event> {
     })
 }
 
-/// A client of the first of `endpoints` that answers a status call. A
-/// client balanced over all endpoints would still send some calls to a
-/// member that is down (the one being restored, for instance).
+/// A client of the first of `endpoints` that answers a status call and is
+/// a voting member. A client balanced over all endpoints would still send
+/// some calls to a member that is down (the one being restored, for
+/// instance), and a learner refuses most calls.
 pub async fn connect_any(
     args: &EtcdArgs,
     endpoints: &[String],
@@ -115,7 +116,13 @@ pub async fn connect_any(
         let one = std::slice::from_ref(endpoint);
         match connect(args, one, timeout).await {
             Ok(mut c) => match tokio::time::timeout(timeout, c.status()).await {
-                Ok(Ok(_)) => return Ok(c),
+                Ok(Ok(s)) if !s.is_learner() => return Ok(c),
+                Ok(Ok(_)) => {
+                    last = Some(ConnectError::Connect {
+                        endpoints: one.to_vec(),
+                        source: EtcdError::InvalidArgs("the member is a learner".into()),
+                    });
+                }
                 Ok(Err(source)) => {
                     last = Some(ConnectError::Connect {
                         endpoints: one.to_vec(),

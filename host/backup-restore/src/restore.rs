@@ -402,17 +402,13 @@ async fn replay(
         .map_or(0, |h| h.revision());
     let store = Arc::new(store.clone());
     let fetchers = args.max_fetchers.max(1);
+    // Prefetched deltas are kept compressed; each is decoded just before
+    // it is applied, so memory holds at most one decoded delta.
     let mut downloads = futures::stream::iter(deltas.iter().cloned().map(|d| {
         let store = store.clone();
         async move {
-            let key = store.key(&d);
-            let payload = store.download_bytes(&d).await?;
-            let events =
-                delta::decode_payload(&payload).map_err(|e| RestoreError::CorruptDelta {
-                    key: key.clone(),
-                    detail: e.to_string(),
-                })?;
-            Ok::<_, RestoreError>((d, key, events))
+            let raw = store.download_raw(&d).await?;
+            Ok::<_, RestoreError>((d, raw))
         }
     }))
     .buffered(fetchers);
@@ -420,7 +416,16 @@ async fn replay(
         .unwrap_or(usize::MAX)
         .max(1);
     while let Some(item) = downloads.next().await {
-        let (snap, key, events) = item?;
+        let (snap, raw) = item?;
+        let key = store.key(&snap);
+        let events = crate::compression::decompress(snap.compression, &raw)
+            .map_err(|e| e.to_string())
+            .and_then(|payload| delta::decode_payload(&payload).map_err(|e| e.to_string()))
+            .map_err(|detail| RestoreError::CorruptDelta {
+                key: key.clone(),
+                detail,
+            })?;
+        drop(raw);
         if current >= snap.last_revision {
             tracing::info!(delta = %snap.name(), current, "delta already covered by the base; skipped");
             continue;

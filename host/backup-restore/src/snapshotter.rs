@@ -137,6 +137,19 @@ pub struct Snapshotter {
     maintenance: Option<crate::defrag::MaintenanceLock>,
 }
 
+/// A delta being uploaded.
+struct InFlight {
+    snapshot: Snapshot,
+    events: usize,
+    handle: tokio::task::JoinHandle<Result<Uploaded, SnapshotError>>,
+}
+
+/// A finished delta upload.
+struct Uploaded {
+    size: usize,
+    elapsed: Duration,
+}
+
 /// What ended a watch session.
 enum WatchEnd {
     /// A full snapshot was taken: watch again after it.
@@ -257,6 +270,7 @@ impl Snapshotter {
             None
         };
         let mut buffer = DeltaBuilder::new();
+        let mut in_flight: Option<InFlight> = None;
         let period = if deltas_on {
             self.settings.delta_period
         } else {
@@ -273,7 +287,21 @@ impl Snapshotter {
             .set(0);
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return Ok(WatchEnd::Stop),
+                _ = cancel.cancelled() => {
+                    // What is uploading is valid: let it finish.
+                    let _ = self.settle(&mut in_flight).await;
+                    return Ok(WatchEnd::Stop);
+                }
+                result = async {
+                    match in_flight.as_mut() {
+                        Some(upload) => (&mut upload.handle).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some(upload) = in_flight.take() {
+                        self.finish_delta(upload, result).await?;
+                    }
+                }
                 message = async {
                     match watch.as_mut() {
                         Some(w) => w.message().await,
@@ -306,16 +334,16 @@ impl Snapshotter {
                     // revisions, so no revision is split across deltas.
                     if buffer.json_len() as u64 >= self.settings.delta_memory_limit {
                         tracing::info!(bytes = buffer.json_len(), "delta memory limit reached: taking a delta snapshot early");
-                        self.delta_snapshot(std::mem::take(&mut buffer)).await?;
+                        self.start_delta(std::mem::take(&mut buffer), &mut in_flight).await?;
                         tick.reset();
                     }
                 }
                 _ = tick.tick(), if deltas_on => {
-                    self.delta_snapshot(std::mem::take(&mut buffer)).await?;
+                    self.start_delta(std::mem::take(&mut buffer), &mut in_flight).await?;
                 }
                 () = &mut full_sleep => {
                     self.metrics.snapshot_required.get_or_create(&KindLabel::new("Full")).set(1);
-                    self.delta_snapshot(std::mem::take(&mut buffer)).await?;
+                    self.delta_now(std::mem::take(&mut buffer), &mut in_flight).await?;
                     self.full_snapshot(false).await?;
                     return Ok(WatchEnd::Rewatch);
                 }
@@ -323,7 +351,7 @@ impl Snapshotter {
                     let Some(request) = request else { return Ok(WatchEnd::Stop) };
                     match request {
                         Request::Delta { reply } => {
-                            let r = self.delta_snapshot(std::mem::take(&mut buffer)).await;
+                            let r = self.delta_now(std::mem::take(&mut buffer), &mut in_flight).await;
                             let failed = r.is_err();
                             let _ = reply.send(r.as_ref().map(Clone::clone).map_err(ToString::to_string));
                             if failed {
@@ -331,7 +359,7 @@ impl Snapshotter {
                             }
                         }
                         Request::Full { is_final, reply } => {
-                            let flushed = self.delta_snapshot(std::mem::take(&mut buffer)).await;
+                            let flushed = self.delta_now(std::mem::take(&mut buffer), &mut in_flight).await;
                             if let Err(e) = flushed {
                                 let _ = reply.send(Err(e.to_string()));
                                 return Err(e);
@@ -347,53 +375,107 @@ impl Snapshotter {
         }
     }
 
-    /// Uploads the buffered events as a delta (`None` when there were
-    /// none; the delta lease is renewed either way, since the store is up
-    /// to date).
-    async fn delta_snapshot(
+    /// Cuts the buffered events into a delta and starts uploading it in
+    /// the background, so the watch keeps being read while it uploads (a
+    /// watch not read is marked slow by etcd). At most one upload runs: a
+    /// previous one is finished first, which bounds memory to two buffers
+    /// and keeps uploads in revision order. With no events, the delta lease
+    /// is renewed (the store is up to date) unless an upload is running.
+    async fn start_delta(
         &mut self,
         buffer: DeltaBuilder,
-    ) -> Result<Option<Snapshot>, SnapshotError> {
+        in_flight: &mut Option<InFlight>,
+    ) -> Result<(), SnapshotError> {
         self.metrics.delta_buffered_events.set(0);
         let Some(last) = buffer.last_mod_revision() else {
-            self.metrics
-                .last_success
-                .get_or_create(&KindLabel::new("Incr"))
-                .set(Utc::now().timestamp());
-            self.renew_delta_lease().await;
-            return Ok(None);
+            if in_flight.is_none() {
+                self.metrics
+                    .last_success
+                    .get_or_create(&KindLabel::new("Incr"))
+                    .set(Utc::now().timestamp());
+                self.renew_delta_lease().await;
+            }
+            return Ok(());
         };
-        let started = Instant::now();
-        let events = buffer.len();
+        self.settle(in_flight).await?;
         let snapshot = Snapshot::delta(
             self.last_revision + 1,
             last,
             Utc::now().timestamp(),
             self.settings.compression,
         );
-        let result = async {
-            let data = buffer.finish_compressed(self.settings.compression)?;
-            self.store.upload_bytes(&snapshot, &data).await?;
-            Ok::<usize, SnapshotError>(data.len())
-        }
-        .await;
+        // The next delta starts after this one, uploaded or not: if this
+        // upload fails the session ends and the next one resumes from the
+        // store's last revision.
+        self.last_revision = last;
+        let store = self.store.clone();
+        let compression = self.settings.compression;
+        let events = buffer.len();
+        let name = snapshot.clone();
+        let handle = tokio::spawn(async move {
+            let started = Instant::now();
+            let data = tokio::task::spawn_blocking(move || buffer.finish_compressed(compression))
+                .await
+                .map_err(|e| SnapshotError::Io(format!("compressing a delta: {e}")))??;
+            store.upload_bytes(&name, &data).await?;
+            Ok(Uploaded {
+                size: data.len(),
+                elapsed: started.elapsed(),
+            })
+        });
+        *in_flight = Some(InFlight {
+            snapshot,
+            events,
+            handle,
+        });
+        Ok(())
+    }
+
+    /// Waits for the running upload, if any, and records its result.
+    async fn settle(
+        &mut self,
+        in_flight: &mut Option<InFlight>,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
+        let Some(mut upload) = in_flight.take() else {
+            return Ok(None);
+        };
+        let result = (&mut upload.handle).await;
+        self.finish_delta(upload, result).await.map(Some)
+    }
+
+    async fn finish_delta(
+        &mut self,
+        upload: InFlight,
+        result: Result<Result<Uploaded, SnapshotError>, tokio::task::JoinError>,
+    ) -> Result<Snapshot, SnapshotError> {
+        let InFlight {
+            snapshot, events, ..
+        } = upload;
+        let result =
+            result.unwrap_or_else(|e| Err(SnapshotError::Io(format!("delta upload task: {e}"))));
         let ok = result.is_ok();
-        self.metrics
-            .snapshot_duration
-            .get_or_create(&KindResult::new("Incr", ok))
-            .observe(started.elapsed().as_secs_f64());
-        let size = match result {
-            Ok(size) => size,
+        let uploaded = match result {
+            Ok(u) => u,
             Err(e) => {
+                self.metrics
+                    .snapshot_duration
+                    .get_or_create(&KindResult::new("Incr", false))
+                    .observe(0.0);
                 self.metrics.failure(e.class());
                 tracing::error!(snapshot = %snapshot.name(), events, error = %e, "delta snapshot failed; the events will be read again from etcd");
                 return Err(e);
             }
         };
-        tracing::info!(snapshot = %snapshot.name(), events, bytes = size, elapsed_ms = started.elapsed().as_millis() as u64, "delta snapshot uploaded");
-        self.last_revision = last;
+        self.metrics
+            .snapshot_duration
+            .get_or_create(&KindResult::new("Incr", ok))
+            .observe(uploaded.elapsed.as_secs_f64());
+        tracing::info!(snapshot = %snapshot.name(), events, bytes = uploaded.size, elapsed_ms = uploaded.elapsed.as_millis() as u64, "delta snapshot uploaded");
         let kind = KindLabel::new("Incr");
-        self.metrics.latest_revision.get_or_create(&kind).set(last);
+        self.metrics
+            .latest_revision
+            .get_or_create(&kind)
+            .set(snapshot.last_revision);
         self.metrics
             .latest_timestamp
             .get_or_create(&kind)
@@ -405,13 +487,31 @@ impl Snapshotter {
         self.metrics
             .latest_size
             .get_or_create(&kind)
-            .set(size as i64);
+            .set(uploaded.size as i64);
         self.metrics.latest_deltas.inc();
         self.metrics
             .latest_deltas_revisions
             .inc_by(snapshot.last_revision - snapshot.start_revision + 1);
-        self.renew_delta_lease().await;
-        Ok(Some(snapshot))
+        if let Some(leases) = &self.leases
+            && let Err(e) = leases.delta_snapshot(snapshot.last_revision).await
+        {
+            tracing::warn!(error = %e, "cannot update the delta snapshot lease");
+        }
+        Ok(snapshot)
+    }
+
+    /// Cuts the buffer and waits until it (and anything before it) is in
+    /// the store; returns the delta (`None` when there were no events).
+    async fn delta_now(
+        &mut self,
+        buffer: DeltaBuilder,
+        in_flight: &mut Option<InFlight>,
+    ) -> Result<Option<Snapshot>, SnapshotError> {
+        let had_events = !buffer.is_empty();
+        self.settle(in_flight).await?;
+        self.start_delta(buffer, in_flight).await?;
+        let taken = self.settle(in_flight).await?;
+        Ok(if had_events { taken } else { None })
     }
 
     async fn renew_delta_lease(&self) {

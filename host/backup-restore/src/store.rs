@@ -411,6 +411,11 @@ impl Snapstore {
             .map_err(|source| Error::Codec { key, source })
     }
 
+    /// Downloads a snapshot's stored (compressed) bytes.
+    pub async fn download_raw(&self, snapshot: &Snapshot) -> Result<Vec<u8>, Error> {
+        Ok(self.store.get(&self.key(snapshot), None).await?)
+    }
+
     /// Deletes a snapshot.
     pub async fn delete(&self, snapshot: &Snapshot) -> Result<(), Error> {
         self.store.delete(&self.key(snapshot)).await?;
