@@ -1,4 +1,5 @@
 //! Validation of the founding manifest's fields that the sidecar acts on.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 use druid_api::{Etcd, EtcdModel};
 
