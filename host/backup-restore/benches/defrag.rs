@@ -151,30 +151,11 @@ async fn run() {
     println!(
         "cargo bench -p druid-backup-restore --bench defrag  (DRUID_BENCH_DEFRAG_MIB={mib}, DRUID_BENCH_DEFRAG_LOAD_TASKS={tasks})"
     );
-    let mut members: Vec<Etcd> = (0..3)
-        .map(|i| {
-            Etcd::member(
-                "bench-defrag",
-                &format!("m{i}"),
-                &format!("127.0.0.{}", i + 1),
-                None,
-            )
-        })
-        .collect();
-    let initial = members
-        .iter()
-        .map(|m| format!("{}={}", m.name, m.peer_url()))
-        .collect::<Vec<_>>()
-        .join(",");
-    for m in &mut members {
-        m.initial_cluster = initial.clone();
-        m.token = "bench-defrag".into();
-        m.extra_args = vec![format!("--quota-backend-bytes={}", 8u64 << 30)];
-        m.spawn();
-    }
-    for m in &members {
-        m.wait_ready();
-    }
+    let mut members = common::start_members(
+        "bench-defrag",
+        3,
+        &[format!("--quota-backend-bytes={}", 8u64 << 30)],
+    );
     let endpoints: Vec<String> = members.iter().map(Etcd::client_url).collect();
     let all = endpoints.join(",");
     let client = Client::connect(endpoints.clone(), None).await.unwrap();
@@ -186,7 +167,39 @@ async fn run() {
         if mode != "none" {
             eprintln!("filling {mib} MiB and fragmenting for {mode}");
             fill_and_fragment(&client, mib).await;
+            // Let every member finish applying and compacting, so each run
+            // starts from a settled cluster.
+            tokio::time::sleep(Duration::from_secs(20)).await;
         }
+        // The coordinator is up before the load and the clock start.
+        let sidecar = if mode == "etcdbr" {
+            let mut c = client.clone();
+            let leader_id = c.status().await.unwrap().leader();
+            let list = c.member_list().await.unwrap();
+            let leader_name = list
+                .members()
+                .iter()
+                .find(|m| m.id() == leader_id)
+                .unwrap()
+                .name()
+                .to_string();
+            let leader = members.iter().find(|m| m.name == leader_name).unwrap();
+            let sidecar = Sidecar::start(&SidecarOptions {
+                service_endpoints: Some(all.clone()),
+                extra: vec![
+                    "--defragmentation-threshold-bytes=1Mi".into(),
+                    "--etcd-defrag-timeout=30m".into(),
+                    // No store: no start-up full snapshot competes with
+                    // the run (a repeated flag takes its last value).
+                    "--storage-provider=".into(),
+                ],
+                ..SidecarOptions::new(leader, &store, "bench")
+            });
+            sidecar.wait_leading();
+            Some(sidecar)
+        } else {
+            None
+        };
         let before = db_sizes(&members).await;
         let stop = Arc::new(AtomicBool::new(false));
         let load_task = tokio::spawn(load(endpoints.clone(), tasks, stop.clone()));
@@ -195,33 +208,15 @@ async fn run() {
         let mut per_member = Vec::new();
         match mode {
             "etcdbr" => {
-                let mut c = client.clone();
-                let leader_id = c.status().await.unwrap().leader();
-                let list = c.member_list().await.unwrap();
-                let leader_name = list
-                    .members()
-                    .iter()
-                    .find(|m| m.id() == leader_id)
-                    .unwrap()
-                    .name()
-                    .to_string();
-                let leader = members.iter().find(|m| m.name == leader_name).unwrap();
-                let sidecar = Sidecar::start(&SidecarOptions {
-                    service_endpoints: Some(all.clone()),
-                    extra: vec![
-                        "--defragmentation-threshold-bytes=1Mi".into(),
-                        "--etcd-defrag-timeout=30m".into(),
-                    ],
-                    ..SidecarOptions::new(leader, &store, "bench")
-                });
-                sidecar.wait_leading();
+                let Some(sidecar) = &sidecar else {
+                    unreachable!()
+                };
                 let started_run = Instant::now();
                 let url = format!("{}/defragment", sidecar.url);
-                let (code, body) = tokio::task::spawn_blocking(move || {
-                    druid_test_support::http_get(&url).unwrap()
-                })
-                .await
-                .unwrap();
+                let (code, body) =
+                    tokio::task::spawn_blocking(move || common::http_get_long(&url).unwrap())
+                        .await
+                        .unwrap();
                 assert_eq!(code, 200, "{body}");
                 etcdbr_seconds = started_run.elapsed().as_secs_f64();
                 let report: serde_json::Value = serde_json::from_str(&body).unwrap();

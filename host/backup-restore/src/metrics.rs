@@ -350,6 +350,24 @@ impl Metrics {
         out
     }
 
+    /// Records a snapshot that reached the store: its revision, creation
+    /// time, stored size and the time of this success.
+    pub fn record_snapshot(&self, snapshot: &crate::snapshot_name::Snapshot, stored_bytes: u64) {
+        let kind = KindLabel::new(snapshot.kind.as_str());
+        self.latest_revision
+            .get_or_create(&kind)
+            .set(snapshot.last_revision);
+        self.latest_timestamp
+            .get_or_create(&kind)
+            .set(snapshot.created_at);
+        self.last_success
+            .get_or_create(&kind)
+            .set(chrono::Utc::now().timestamp());
+        self.latest_size
+            .get_or_create(&kind)
+            .set(i64::try_from(stored_bytes).unwrap_or(i64::MAX));
+    }
+
     /// Counts a snapshotter failure of a class.
     pub fn failure(&self, class: &str) {
         self.snapshotter_failure

@@ -471,23 +471,8 @@ impl Snapshotter {
             .get_or_create(&KindResult::new("Incr", ok))
             .observe(uploaded.elapsed.as_secs_f64());
         tracing::info!(snapshot = %snapshot.name(), events, bytes = uploaded.size, elapsed_ms = uploaded.elapsed.as_millis() as u64, "delta snapshot uploaded");
-        let kind = KindLabel::new("Incr");
         self.metrics
-            .latest_revision
-            .get_or_create(&kind)
-            .set(snapshot.last_revision);
-        self.metrics
-            .latest_timestamp
-            .get_or_create(&kind)
-            .set(snapshot.created_at);
-        self.metrics
-            .last_success
-            .get_or_create(&kind)
-            .set(Utc::now().timestamp());
-        self.metrics
-            .latest_size
-            .get_or_create(&kind)
-            .set(uploaded.size as i64);
+            .record_snapshot(&snapshot, uploaded.size as u64);
         self.metrics.latest_deltas.inc();
         self.metrics
             .latest_deltas_revisions
@@ -610,24 +595,11 @@ impl Snapshotter {
         tracing::info!(snapshot = %snapshot.name(), db_bytes = db_len, stored_bytes = size, "full snapshot uploaded");
         self.last_revision = snapshot.last_revision;
         self.prev_full = Some(snapshot.clone());
-        let kind = KindLabel::new("Full");
+        self.metrics.record_snapshot(&snapshot, size);
         self.metrics
-            .latest_revision
-            .get_or_create(&kind)
-            .set(snapshot.last_revision);
-        self.metrics
-            .latest_timestamp
-            .get_or_create(&kind)
-            .set(snapshot.created_at);
-        self.metrics
-            .last_success
-            .get_or_create(&kind)
-            .set(Utc::now().timestamp());
-        self.metrics
-            .latest_size
-            .get_or_create(&kind)
-            .set(size as i64);
-        self.metrics.snapshot_required.get_or_create(&kind).set(0);
+            .snapshot_required
+            .get_or_create(&KindLabel::new("Full"))
+            .set(0);
         self.metrics.latest_deltas.set(0);
         self.metrics.latest_deltas_revisions.set(0);
         if let Some(leases) = &self.leases {

@@ -21,36 +21,8 @@ async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
         create_lease(&leases, name).await;
     }
 
-    // Members on 127.0.0.1..3 so that every sidecar can use the same port,
-    // as in a pod network.
-    let mut members: Vec<Etcd> = (0..3)
-        .map(|i| {
-            Etcd::member(
-                "cluster",
-                &format!("m{i}"),
-                &format!("127.0.0.{}", i + 1),
-                None,
-            )
-        })
-        .collect();
-    let initial = members
-        .iter()
-        .map(|m| format!("{}={}", m.name, m.peer_url()))
-        .collect::<Vec<_>>()
-        .join(",");
-    for m in &mut members {
-        m.initial_cluster = initial.clone();
-        m.token = "cluster".into();
-        m.spawn();
-    }
-    for m in &members {
-        m.wait_ready();
-    }
-    let all = members
-        .iter()
-        .map(Etcd::client_url)
-        .collect::<Vec<_>>()
-        .join(",");
+    let mut members = common::start_members("cluster", 3, &[]);
+    let all = common::client_urls(&members);
     let store = Store::minio("cluster");
     let port = druid_test_support::free_port().unwrap();
     let kubeconfig = druid_test_support::KubeApiServer::shared()
@@ -221,34 +193,8 @@ async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_with_a_corrupt_database_rejoins_as_a_learner_and_is_promoted() {
-    let mut members: Vec<Etcd> = (0..3)
-        .map(|i| {
-            Etcd::member(
-                "rejoin",
-                &format!("m{i}"),
-                &format!("127.0.0.{}", i + 1),
-                None,
-            )
-        })
-        .collect();
-    let initial = members
-        .iter()
-        .map(|m| format!("{}={}", m.name, m.peer_url()))
-        .collect::<Vec<_>>()
-        .join(",");
-    for m in &mut members {
-        m.initial_cluster = initial.clone();
-        m.token = "rejoin".into();
-        m.spawn();
-    }
-    for m in &members {
-        m.wait_ready();
-    }
-    let all = members
-        .iter()
-        .map(Etcd::client_url)
-        .collect::<Vec<_>>()
-        .join(",");
+    let mut members = common::start_members("rejoin", 3, &[]);
+    let all = common::client_urls(&members);
     let store = Store::local("rejoin");
     let port = druid_test_support::free_port().unwrap();
     let start_sidecar = |m: &Etcd| {

@@ -72,6 +72,9 @@ async fn one_member_is_defragmented_on_request_and_in_its_window() {
             // Every minute: the window opens within the test.
             "--defragmentation-schedule=* * * * *".into(),
         ],
+        // Full snapshots every minute too: the same window, serialized by
+        // the maintenance lock.
+        schedule: "* * * * *",
         ..SidecarOptions::new(&etcd, &store, "p")
     });
     sidecar.wait_leading();
@@ -142,6 +145,17 @@ async fn one_member_is_defragmented_on_request_and_in_its_window() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(sidecar.log().contains("defragmentation window opens"));
+    // The full snapshot schedule fired too (start-up, the request above,
+    // and at least one scheduled one).
+    let start = Instant::now();
+    while sidecar.log().matches("full snapshot uploaded").count() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(75),
+            "{}",
+            sidecar.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(db_size(&etcd.client_url()).await < before / 2);
     let metrics = sidecar.get("/metrics").1;
     for name in [
@@ -166,27 +180,8 @@ struct Cluster {
 
 impl Cluster {
     fn start(label: &str, extra: &[&str], env: Vec<(String, String)>) -> Cluster {
-        let mut members: Vec<Etcd> = (0..3)
-            .map(|i| Etcd::member(label, &format!("m{i}"), &format!("127.0.0.{}", i + 1), None))
-            .collect();
-        let initial = members
-            .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url()))
-            .collect::<Vec<_>>()
-            .join(",");
-        for m in &mut members {
-            m.initial_cluster = initial.clone();
-            m.token = label.into();
-            m.spawn();
-        }
-        for m in &members {
-            m.wait_ready();
-        }
-        let all = members
-            .iter()
-            .map(Etcd::client_url)
-            .collect::<Vec<_>>()
-            .join(",");
+        let members = common::start_members(label, 3, &[]);
+        let all = common::client_urls(&members);
         let store = Store::local(label);
         let port = druid_test_support::free_port().unwrap();
         let sidecars = members

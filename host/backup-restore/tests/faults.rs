@@ -91,11 +91,35 @@ async fn names_that_are_not_snapshots_are_ignored_with_a_log_line() {
     let store = Store::local("names");
     let mut etcd = Etcd::new("names");
     etcd.start();
+    // The cluster-wide etcd configuration the operator mounts.
+    let conf = etcd.dir.join("etcd.conf.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "name: etcd-config\ndata-dir: /var/etcd/data/new.etcd\ninitial-cluster: m0={peer}\ninitial-cluster-state: new\n\
+             initial-advertise-peer-urls:\n  m0:\n  - {peer}\nadvertise-client-urls:\n  m0:\n  - {client}\n",
+            peer = etcd.peer_url(),
+            client = etcd.client_url()
+        ),
+    )
+    .unwrap();
     store.write("p/v2/not-a-snapshot", b"x");
     store.write("p/v2/Full-abc-00000010-1700000000.gz", b"x");
     store.write("p/v2/Incr-00000020-00000010-1700000000.gz", b"x");
-    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
+    let sidecar = Sidecar::start(&SidecarOptions {
+        extra: vec![format!("--etcd-config={}", conf.display())],
+        ..SidecarOptions::new(&etcd, &store, "p")
+    });
     sidecar.wait_leading();
+    // `/config` renders this member's configuration.
+    let (code, rendered) = sidecar.get("/config");
+    assert_eq!(code, 200, "{rendered}");
+    let rendered: serde_json::Value = serde_yaml_ng::from_str(&rendered).unwrap();
+    assert_eq!(rendered["name"], "m0");
+    assert_eq!(rendered["initial-advertise-peer-urls"], etcd.peer_url());
+    assert_eq!(rendered["advertise-client-urls"], etcd.client_url());
+    assert_eq!(rendered["initial-cluster-state"], "new");
+    assert_eq!(rendered["data-dir"], "/var/etcd/data/new.etcd");
     let mut client = etcd.client().await;
     client.put("k", "v", None).await.unwrap();
     let (_, rev) = dump(&mut client).await;

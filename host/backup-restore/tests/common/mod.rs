@@ -128,6 +128,39 @@ impl Etcd {
     }
 }
 
+/// Starts `n` members of one cluster on 127.0.0.1, 127.0.0.2, … so that
+/// their sidecars can share one port, as in a pod network; `extra` etcd
+/// flags go to every member.
+pub fn start_members(label: &str, n: usize, extra: &[String]) -> Vec<Etcd> {
+    let mut members: Vec<Etcd> = (0..n)
+        .map(|i| Etcd::member(label, &format!("m{i}"), &format!("127.0.0.{}", i + 1), None))
+        .collect();
+    let initial = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",");
+    for m in &mut members {
+        m.initial_cluster = initial.clone();
+        m.token = label.into();
+        m.extra_args = extra.to_vec();
+        m.spawn();
+    }
+    for m in &members {
+        m.wait_ready();
+    }
+    members
+}
+
+/// The members' client URLs joined with commas.
+pub fn client_urls(members: &[Etcd]) -> String {
+    members
+        .iter()
+        .map(Etcd::client_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Every key etcd holds and its current revision.
 pub async fn dump(client: &mut Client) -> (BTreeMap<Vec<u8>, Kv>, i64) {
     let resp = client
