@@ -256,6 +256,146 @@ impl DeltaBuilder {
     }
 }
 
+/// Where a [`DeltaStream`] writes: straight into a compressor (gzip,
+/// zlib), or a plain buffer (no compression, and LZW, which is compressed
+/// at the end).
+enum Sink {
+    Plain(Vec<u8>),
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Zlib(flate2::write::ZlibEncoder<Vec<u8>>),
+}
+
+impl Sink {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write as _;
+        match self {
+            Sink::Plain(v) => {
+                v.extend_from_slice(bytes);
+                Ok(())
+            }
+            Sink::Gzip(e) => e.write_all(bytes),
+            Sink::Zlib(e) => e.write_all(bytes),
+        }
+    }
+}
+
+/// Builds a delta object while events arrive, like [`DeltaBuilder`], but
+/// the JSON goes through the SHA-256 and the compressor at once: memory
+/// holds the compressed bytes, not the JSON. [`DeltaStream::json_len`]
+/// still counts the uncompressed JSON, which is what the memory limit is
+/// measured against (as upstream).
+pub struct DeltaStream {
+    sink: Sink,
+    compression: Compression,
+    hasher: Sha256,
+    scratch: Vec<u8>,
+    json_len: usize,
+    events: usize,
+    last_mod_revision: Option<i64>,
+}
+
+impl std::fmt::Debug for DeltaStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaStream")
+            .field("compression", &self.compression)
+            .field("events", &self.events)
+            .field("json_len", &self.json_len)
+            .finish()
+    }
+}
+
+impl DeltaStream {
+    /// An empty delta compressed with `compression`.
+    pub fn new(compression: Compression) -> Self {
+        let level = flate2::Compression::default();
+        let sink = match compression {
+            Compression::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(Vec::new(), level)),
+            Compression::Zlib => Sink::Zlib(flate2::write::ZlibEncoder::new(Vec::new(), level)),
+            Compression::None | Compression::Lzw => Sink::Plain(Vec::new()),
+        };
+        let mut stream = DeltaStream {
+            sink,
+            compression,
+            hasher: Sha256::new(),
+            scratch: Vec::new(),
+            json_len: 0,
+            events: 0,
+            last_mod_revision: None,
+        };
+        stream.hasher.update(b"[");
+        stream.json_len = 1;
+        // Writing into memory cannot fail; a failure would show at finish.
+        let _ = stream.sink.write(b"[");
+        stream
+    }
+
+    fn compress_error(&self, source: io::Error) -> DeltaError {
+        DeltaError::Compress {
+            compression: self.compression,
+            source,
+        }
+    }
+
+    /// Appends an event.
+    pub fn push(&mut self, event: &DeltaEvent) -> Result<(), DeltaError> {
+        self.scratch.clear();
+        if self.events > 0 {
+            self.scratch.push(b',');
+        }
+        let entry = EntryOut {
+            etcd_event: EventOut::from(&event.event),
+            time: go_rfc3339_nano(&event.time),
+        };
+        serde_json::to_writer(&mut self.scratch, &entry).map_err(DeltaError::Encode)?;
+        self.hasher.update(&self.scratch);
+        if let Err(e) = self.sink.write(&self.scratch) {
+            return Err(self.compress_error(e));
+        }
+        self.json_len += self.scratch.len();
+        self.events += 1;
+        self.last_mod_revision = Some(event.event.kv.mod_revision);
+        Ok(())
+    }
+
+    /// How many events were pushed.
+    pub fn len(&self) -> usize {
+        self.events
+    }
+
+    /// Whether no event was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    /// Size of the uncompressed JSON so far, in bytes.
+    pub fn json_len(&self) -> usize {
+        self.json_len
+    }
+
+    /// The `mod_revision` of the last event pushed.
+    pub fn last_mod_revision(&self) -> Option<i64> {
+        self.last_mod_revision
+    }
+
+    /// The object to upload: `]`, the SHA-256 of the JSON, all compressed.
+    pub fn finish(mut self) -> Result<Vec<u8>, DeltaError> {
+        self.hasher.update(b"]");
+        let digest = std::mem::take(&mut self.hasher).finalize();
+        let compression = self.compression;
+        let error = |source| DeltaError::Compress {
+            compression,
+            source,
+        };
+        self.sink.write(b"]").map_err(error)?;
+        self.sink.write(&digest).map_err(error)?;
+        match self.sink {
+            Sink::Plain(payload) => compression::compress(compression, &payload).map_err(error),
+            Sink::Gzip(e) => e.finish().map_err(error),
+            Sink::Zlib(e) => e.finish().map_err(error),
+        }
+    }
+}
+
 /// Encodes events into a delta object (JSON, SHA-256, compressed).
 pub fn encode(events: &[DeltaEvent], compression: Compression) -> Result<Vec<u8>, DeltaError> {
     let mut builder = DeltaBuilder::new();
@@ -489,6 +629,49 @@ mod tests {
     use chrono::TimeZone as _;
 
     use super::*;
+
+    #[test]
+    fn a_streamed_delta_decodes_like_a_built_one() {
+        let time = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+        let events: Vec<DeltaEvent> = (0..500)
+            .map(|i| {
+                let mut e = put(
+                    &format!("/k/{i}"),
+                    &"v".repeat(i % 97),
+                    i as i64 + 2,
+                    i as i64 + 2,
+                    1,
+                    0,
+                );
+                if i % 7 == 0 {
+                    e.kind = EventType::Delete;
+                    e.kv.value.clear();
+                }
+                DeltaEvent::new(e, time)
+            })
+            .collect();
+        for compression in Compression::ALL {
+            let mut built = DeltaBuilder::new();
+            let mut streamed = DeltaStream::new(compression);
+            for e in &events {
+                built.push(e).unwrap();
+                streamed.push(e).unwrap();
+            }
+            assert_eq!(streamed.json_len(), built.json_len(), "{compression:?}");
+            assert_eq!(streamed.len(), 500);
+            assert_eq!(streamed.last_mod_revision(), Some(501));
+            let object = streamed.finish().unwrap();
+            let payload = compression::decompress(compression, &object).unwrap();
+            assert_eq!(payload, built.finish(), "{compression:?}: same payload");
+            assert_eq!(decode(&object, compression).unwrap(), events);
+        }
+    }
+
+    #[test]
+    fn an_empty_stream_is_an_empty_array() {
+        let object = DeltaStream::new(Compression::Gzip).finish().unwrap();
+        assert!(decode(&object, Compression::Gzip).unwrap().is_empty());
+    }
 
     fn put(key: &str, value: &str, create: i64, modr: i64, version: i64, lease: i64) -> Event {
         Event {

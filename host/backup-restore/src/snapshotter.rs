@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::compression::Compression;
-use crate::delta::{DeltaBuilder, DeltaEvent};
+use crate::delta::{DeltaEvent, DeltaStream};
 use crate::full::TrailerCheck;
 use crate::leases::Leases;
 use crate::metrics::{KindLabel, KindResult, Metrics};
@@ -269,7 +269,7 @@ impl Snapshotter {
         } else {
             None
         };
-        let mut buffer = DeltaBuilder::new();
+        let mut buffer = DeltaStream::new(self.settings.compression);
         let mut in_flight: Option<InFlight> = None;
         let period = if deltas_on {
             self.settings.delta_period
@@ -334,16 +334,16 @@ impl Snapshotter {
                     // revisions, so no revision is split across deltas.
                     if buffer.json_len() as u64 >= self.settings.delta_memory_limit {
                         tracing::info!(bytes = buffer.json_len(), "delta memory limit reached: taking a delta snapshot early");
-                        self.start_delta(std::mem::take(&mut buffer), &mut in_flight).await?;
+                        self.start_delta(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await?;
                         tick.reset();
                     }
                 }
                 _ = tick.tick(), if deltas_on => {
-                    self.start_delta(std::mem::take(&mut buffer), &mut in_flight).await?;
+                    self.start_delta(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await?;
                 }
                 () = &mut full_sleep => {
                     self.metrics.snapshot_required.get_or_create(&KindLabel::new("Full")).set(1);
-                    self.delta_now(std::mem::take(&mut buffer), &mut in_flight).await?;
+                    self.delta_now(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await?;
                     self.full_snapshot(false).await?;
                     return Ok(WatchEnd::Rewatch);
                 }
@@ -351,7 +351,7 @@ impl Snapshotter {
                     let Some(request) = request else { return Ok(WatchEnd::Stop) };
                     match request {
                         Request::Delta { reply } => {
-                            let r = self.delta_now(std::mem::take(&mut buffer), &mut in_flight).await;
+                            let r = self.delta_now(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await;
                             let failed = r.is_err();
                             let _ = reply.send(r.as_ref().map(Clone::clone).map_err(ToString::to_string));
                             if failed {
@@ -359,7 +359,7 @@ impl Snapshotter {
                             }
                         }
                         Request::Full { is_final, reply } => {
-                            let flushed = self.delta_now(std::mem::take(&mut buffer), &mut in_flight).await;
+                            let flushed = self.delta_now(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await;
                             if let Err(e) = flushed {
                                 let _ = reply.send(Err(e.to_string()));
                                 return Err(e);
@@ -383,7 +383,7 @@ impl Snapshotter {
     /// is renewed (the store is up to date) unless an upload is running.
     async fn start_delta(
         &mut self,
-        buffer: DeltaBuilder,
+        buffer: DeltaStream,
         in_flight: &mut Option<InFlight>,
     ) -> Result<(), SnapshotError> {
         self.metrics.delta_buffered_events.set(0);
@@ -409,12 +409,11 @@ impl Snapshotter {
         // store's last revision.
         self.last_revision = last;
         let store = self.store.clone();
-        let compression = self.settings.compression;
         let events = buffer.len();
         let name = snapshot.clone();
         let handle = tokio::spawn(async move {
             let started = Instant::now();
-            let data = tokio::task::spawn_blocking(move || buffer.finish_compressed(compression))
+            let data = tokio::task::spawn_blocking(move || buffer.finish())
                 .await
                 .map_err(|e| SnapshotError::Io(format!("compressing a delta: {e}")))??;
             store.upload_bytes(&name, &data).await?;
@@ -489,7 +488,7 @@ impl Snapshotter {
     /// the store; returns the delta (`None` when there were no events).
     async fn delta_now(
         &mut self,
-        buffer: DeltaBuilder,
+        buffer: DeltaStream,
         in_flight: &mut Option<InFlight>,
     ) -> Result<Option<Snapshot>, SnapshotError> {
         let had_events = !buffer.is_empty();
