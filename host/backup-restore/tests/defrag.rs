@@ -440,28 +440,19 @@ async fn a_learner_a_member_down_or_a_rolling_update_blocks_the_run() {
     cluster.wait_leading(leader);
     let sidecar_url = cluster.sidecars[leader].url.clone();
     let get = |path: &str| common::http_get_long(&format!("{sidecar_url}{path}")).unwrap();
+    // A run is refused (409) with a reason that says why.
+    let refused = |why: &str| {
+        let (code, body) = get("/defragment");
+        assert_eq!(code, 409, "{body}");
+        let reason = report(&body)["reason"].as_str().unwrap().to_string();
+        assert!(reason.contains(why), "{why}: {body}");
+    };
 
     // A rolling update.
-    let (code, body) = get("/defragment");
-    assert_eq!(code, 409, "{body}");
-    assert!(
-        report(&body)["reason"]
-            .as_str()
-            .unwrap()
-            .contains("rolling update of StatefulSet etcd"),
-        "{body}"
-    );
+    refused("rolling update of StatefulSet etcd");
     // A pod not ready (restart, scale-up).
     patch(set_status("etcd-2", "etcd-2", 2)).await;
-    let (code, body) = get("/defragment");
-    assert_eq!(code, 409, "{body}");
-    assert!(
-        report(&body)["reason"]
-            .as_str()
-            .unwrap()
-            .contains("2 of 3 pods ready"),
-        "{body}"
-    );
+    refused("2 of 3 pods ready");
     patch(set_status("etcd-2", "etcd-2", 3)).await;
 
     // A learner: a scale-up in progress.
@@ -486,30 +477,16 @@ async fn a_learner_a_member_down_or_a_rolling_update_blocks_the_run() {
         }
     };
     let learner = added.member().unwrap().id();
-    let (code, body) = get("/defragment");
-    assert_eq!(code, 409, "{body}");
-    assert!(
-        report(&body)["reason"]
-            .as_str()
-            .unwrap()
-            .contains("learner"),
-        "{body}"
-    );
+    refused("learner");
     client.member_remove(learner).await.unwrap();
 
     // A member down (restarting, restoring).
     let down = (leader + 1) % 3;
     cluster.members[down].stop();
-    let (code, body) = get("/defragment");
-    assert_eq!(code, 409, "{body}");
-    let reason = report(&body)["reason"].as_str().unwrap().to_string();
-    assert!(
-        reason.contains(&format!(
-            "member {} is not healthy",
-            cluster.members[down].name
-        )),
-        "{reason}"
-    );
+    refused(&format!(
+        "member {} is not healthy",
+        cluster.members[down].name
+    ));
     cluster.members[down].start();
 
     // Settled: it runs.
