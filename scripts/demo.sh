@@ -30,7 +30,10 @@ LOGS="$DEMO_DIR/logs"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 METRICS_PORT="${DEMO_METRICS_PORT:-28080}"
-for p in "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" "$METRICS_PORT"; do
+MEMBER_PORT="${DEMO_MEMBER_PORT:-23791}"
+MEMBER_PEER_PORT="${DEMO_MEMBER_PEER_PORT:-23801}"
+SIDECAR_PORT="${DEMO_SIDECAR_PORT:-28081}"
+for p in "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" "$METRICS_PORT" "$MEMBER_PORT" "$MEMBER_PEER_PORT" "$SIDECAR_PORT"; do
   port_busy "$p" && die "port $p on 127.0.0.1 is in use (another demo running?); stop it or set DEMO_ETCD_PORT / DEMO_ETCD_PEER_PORT / DEMO_APISERVER_PORT"
 done
 
@@ -39,8 +42,9 @@ bash scripts/install-build-deps.sh
 bash tests/scripts/install-servers.sh etcd kube
 log "building the provider plugins (built into the operator) and the druid operator"
 bash scripts/build-plugins.sh >/dev/null
-nice cargo build --quiet --locked --bin druid
+nice cargo build --quiet --locked --bin druid --bin etcdbr
 DRUID="$CARGO_TARGET_DIR/debug/druid"
+ETCDBR="$CARGO_TARGET_DIR/debug/etcdbr"
 
 rm -rf "$DEMO_DIR"
 mkdir -p "$LOGS"
@@ -120,11 +124,54 @@ wait_for "the seed's status" 60 "${pids[-1]}" "$LOGS/druid.log" \
   bash -c "[ \"\$('$KUBECTL' -n demo get etcd test -o jsonpath='{.status.etcd.kind}')\" = StatefulSet ]"
 "$KUBECTL" -n demo get etcd,statefulset,service,configmap,lease,pdb >&2
 
+# Without a kubelet no pod runs, so member test-0 of the seed's cluster runs
+# here as the two processes its pod would hold: etcd and the etcdbr sidecar.
+# The sidecar backs up into a local directory store (the seed's S3 bucket is
+# not reachable from here) and renews the seed's leases, so the operator's
+# status shows the member and BackupReady.
+DRUID_PID=${pids[-1]}
+log "starting member test-0 of the seed's cluster: etcd on 127.0.0.1:$MEMBER_PORT"
+"$DRUID_BIN/etcd" --name test-0 --data-dir "$DEMO_DIR/test-0/data" \
+  --listen-client-urls "http://127.0.0.1:$MEMBER_PORT" --advertise-client-urls "http://127.0.0.1:$MEMBER_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$MEMBER_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$MEMBER_PEER_PORT" \
+  --initial-cluster "test-0=http://127.0.0.1:$MEMBER_PEER_PORT" --quota-backend-bytes 8589934592 \
+  >"$LOGS/test-0-etcd.log" 2>&1 &
+pids+=($!)
+wait_for "etcd test-0" 60 "${pids[-1]}" "$LOGS/test-0-etcd.log" \
+  bash -c "curl -sf http://127.0.0.1:$MEMBER_PORT/health | grep -q '\"health\":\"true\"'"
+log "starting its backup-restore sidecar (etcdbr) on 127.0.0.1:$SIDECAR_PORT, backing up into $DEMO_DIR/store"
+mkdir -p "$DEMO_DIR/store/backups"
+POD_NAMESPACE=demo POD_NAME=test-0 LOCAL_STORE_ROOT="$DEMO_DIR/store" \
+  "$ETCDBR" server --server-address 127.0.0.1 --server-port "$SIDECAR_PORT" \
+  --endpoints "http://127.0.0.1:$MEMBER_PORT" --data-dir "$DEMO_DIR/test-0/data" --name test-0 \
+  --initial-cluster "test-0=http://127.0.0.1:$MEMBER_PEER_PORT" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$MEMBER_PEER_PORT" \
+  --storage-provider Local --store-container backups --store-prefix etcd-test \
+  --snapstore-temp-directory "$DEMO_DIR/test-0/tmp" --schedule "0 */24 * * *" \
+  --delta-snapshot-period 10s --garbage-collection-policy Exponential --garbage-collection-period 60s \
+  --enable-snapshot-lease-renewal --full-snapshot-lease-name test-full-snap --delta-snapshot-lease-name test-delta-snap \
+  --enable-member-lease-renewal --k8s-heartbeat-duration 5s \
+  --etcd-binary "$DRUID_BIN/etcd" --etcdctl-binary "$DRUID_BIN/etcdctl" \
+  >"$LOGS/test-0-etcdbr.log" 2>&1 &
+pids+=($!)
+wait_for "etcdbr test-0" 120 "${pids[-1]}" "$LOGS/test-0-etcdbr.log" \
+  bash -c "curl -sf http://127.0.0.1:$SIDECAR_PORT/snapshot/latest | grep -q '\"kind\":\"Full\"'"
+ETCDCTL_API=3 "$DRUID_BIN/etcdctl" --endpoints "http://127.0.0.1:$MEMBER_PORT" put /demo/hello world >/dev/null
+wait_for "a delta snapshot of the demo write" 60 "${pids[-1]}" "$LOGS/test-0-etcdbr.log" \
+  bash -c "curl -sf http://127.0.0.1:$SIDECAR_PORT/snapshot/latest | grep -q '\"kind\":\"Incr\"'"
+wait_for "the seed's BackupReady condition" 90 "$DRUID_PID" "$LOGS/druid.log" \
+  bash -c "[ \"\$('$KUBECTL' -n demo get etcd test -o jsonpath='{.status.conditions[?(@.type==\"BackupReady\")].status}')\" = True ]"
+log "backups of member test-0 (store $DEMO_DIR/store/backups/etcd-test/v2):"
+ls "$DEMO_DIR/store/backups/etcd-test/v2" >&2
+"$KUBECTL" -n demo get lease test-0 test-full-snap test-delta-snap >&2
+
 if $check; then
   [ "$("$KUBECTL" -n demo get etcd test -o jsonpath='{.status.conditions[?(@.type=="SpecValid")].status}')" = True ] ||
     die "the seed's SpecValid condition is not True"
-  kill -0 "${pids[-1]}" || die "druid exited"
-  log "demo check passed: etcd, kube-apiserver and druid are up, the seed's components exist"
+  [ "$("$KUBECTL" -n demo get etcd test -o jsonpath='{.status.members[0].role}')" = Leader ] ||
+    die "the seed's status does not show member test-0 as Leader"
+  kill -0 "$DRUID_PID" || die "druid exited"
+  log "demo check passed: etcd, kube-apiserver and druid are up, the seed's components exist, member test-0 serves and is backed up (BackupReady)"
   exit 0
 fi
 
@@ -134,6 +181,9 @@ The demo is running. In another shell:
   export KUBECONFIG=$KUBECONFIG
   $KUBECTL -n demo get etcd -o wide
   $KUBECTL -n demo describe etcd test
+  ETCDCTL_API=3 $DRUID_BIN/etcdctl --endpoints http://127.0.0.1:$MEMBER_PORT put /demo/key value
+  curl http://127.0.0.1:$SIDECAR_PORT/snapshot/latest     # the backups of member test-0
+  curl http://127.0.0.1:$SIDECAR_PORT/snapshot/full       # a full snapshot now
 Logs: $LOGS   Stop: Ctrl-C
 EOT
-wait "${pids[-1]}"
+wait "$DRUID_PID"
