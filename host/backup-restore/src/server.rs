@@ -92,7 +92,6 @@ pub struct AppState {
 impl AppState {
     /// The state for a server.
     pub fn new(config: ServerConfig, store: Option<Snapstore>, metrics: Arc<Metrics>) -> Arc<Self> {
-        let http = forwarding_client(&config.server, &config.etcd);
         Arc::new(AppState {
             config,
             store,
@@ -104,48 +103,12 @@ impl AppState {
             defragmenting: AtomicBool::new(false),
             leading: AtomicBool::new(false),
             etcd_handle: tokio::sync::OnceCell::new(),
-            http,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(3600))
+                .build()
+                .unwrap_or_default(),
         })
     }
-}
-
-/// The client that forwards requests to the leader's sidecar. With TLS on
-/// (`--server-cert`), it trusts `--cacert` (the CA the sidecars' serving
-/// certificates are issued by, as upstream) and the serving certificate
-/// itself (one self-signed certificate shared by the members).
-fn forwarding_client(server: &ServerArgs, etcd: &EtcdArgs) -> reqwest::Client {
-    let builder = reqwest::Client::builder().timeout(Duration::from_secs(3600));
-    let builder = match &server.server_cert {
-        None => builder,
-        Some(cert) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for path in etcd.cacert.iter().chain(std::iter::once(cert)) {
-                match crate::tls::certificates(path) {
-                    Ok(certs) => {
-                        for c in certs {
-                            if let Err(e) = roots.add(c) {
-                                tracing::warn!(path = %path.display(), error = %e, "a certificate cannot be trusted for forwarding");
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot read certificates for forwarding"),
-                }
-            }
-            match rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            {
-                Ok(b) => builder
-                    .use_preconfigured_tls(b.with_root_certificates(roots).with_no_client_auth()),
-                Err(e) => {
-                    tracing::error!(error = %e, "no TLS for forwarding to the leader");
-                    builder
-                }
-            }
-        }
-    };
-    builder.build().unwrap_or_default()
 }
 
 /// The router of the HTTP API. Like upstream, handlers accept any method.
@@ -447,15 +410,10 @@ async fn forward_to_leader(state: &Arc<AppState>, path_and_query: &str) -> Respo
         .timeout(Duration::from_secs(5))
         .send()
         .await;
-    let unhealthy = match health {
-        Ok(r) if r.status().is_success() => None,
-        Ok(r) => Some(format!("it answers {}", r.status())),
-        Err(e) => Some(format!("{e:?}")),
-    };
-    if let Some(why) = unhealthy {
+    if !health.is_ok_and(|r| r.status().is_success()) {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the leader's sidecar at {base} is not healthy: {why}"),
+            format!("the leader's sidecar at {base} is not healthy"),
         )
             .into_response();
     }

@@ -18,17 +18,12 @@ use tokio_rustls::server::TlsStream;
 /// How long a client may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The certificates of a PEM file.
-pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// Builds the acceptor from PEM files.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
-    let certs = certificates(cert)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
     if certs.is_empty() {
         return Err(format!("{}: no certificate", cert.display()));
     }
