@@ -404,37 +404,112 @@ async fn forward_to_leader(state: &Arc<AppState>, path_and_query: &str) -> Respo
                 .into_response();
         }
     };
-    let health = state
-        .http
+    let result = if state.config.server.server_cert.is_some() {
+        forward_tls(&state.config, &base, path_and_query).await
+    } else {
+        forward_plain(&state.http, &base, path_and_query).await
+    };
+    match result {
+        Ok((code, body)) => {
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
+    }
+}
+
+/// Checks the leader's sidecar is healthy, then relays the request (HTTP).
+async fn forward_plain(
+    http: &reqwest::Client,
+    base: &str,
+    path_and_query: &str,
+) -> Result<(u16, Vec<u8>), String> {
+    let health = http
         .get(format!("{base}/healthz"))
         .timeout(Duration::from_secs(5))
         .send()
-        .await;
-    if !health.is_ok_and(|r| r.status().is_success()) {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the leader's sidecar at {base} is not healthy"),
-        )
-            .into_response();
+        .await
+        .map_err(|e| format!("the leader's sidecar at {base} does not answer: {e}"))?;
+    if !health.status().is_success() {
+        return Err(format!(
+            "the leader's sidecar at {base} is not healthy ({})",
+            health.status()
+        ));
     }
-    match state
-        .http
+    let resp = http
         .get(format!("{base}{path_and_query}"))
         .send()
         .await
+        .map_err(|e| format!("forwarding to the leader at {base}: {e}"))?;
+    let code = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    Ok((code, body.to_vec()))
+}
+
+/// The same over HTTPS, trusting `--cacert` (the CA of the sidecars'
+/// serving certificates, as upstream) and the serving certificate chain
+/// itself. Uses ureq (rustls with ring) on a blocking thread: enabling TLS
+/// in reqwest would change every reqwest client of the workspace through
+/// feature unification.
+async fn forward_tls(
+    config: &ServerConfig,
+    base: &str,
+    path_and_query: &str,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut pem = Vec::new();
+    for path in config
+        .etcd
+        .cacert
+        .iter()
+        .chain(config.server.server_cert.iter())
     {
-        Ok(resp) => {
-            let code =
-                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let body = resp.bytes().await.unwrap_or_default();
-            (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-        }
-        Err(e) => (
-            StatusCode::BAD_GATEWAY,
-            format!("forwarding to the leader at {base}: {e}"),
-        )
-            .into_response(),
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        pem.extend_from_slice(&bytes);
+        pem.push(b'\n');
     }
+    let base = base.to_string();
+    let path_and_query = path_and_query.to_string();
+    tokio::task::spawn_blocking(move || {
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+            .build();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(3600)))
+            .build()
+            .into();
+        let health = agent
+            .get(&format!("{base}/healthz"))
+            .call()
+            .map_err(|e| format!("the leader's sidecar at {base} does not answer: {e}"))?;
+        if !health.status().is_success() {
+            return Err(format!(
+                "the leader's sidecar at {base} is not healthy ({})",
+                health.status()
+            ));
+        }
+        let mut resp = agent
+            .get(&format!("{base}{path_and_query}"))
+            .call()
+            .map_err(|e| format!("forwarding to the leader at {base}: {e}"))?;
+        let code = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .map_err(|e| e.to_string())?;
+        Ok((code, body))
+    })
+    .await
+    .map_err(|e| format!("forwarding task: {e}"))?
 }
 
 /// `<scheme>://<leader's client host>:<server port>`.

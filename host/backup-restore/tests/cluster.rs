@@ -308,3 +308,118 @@ async fn a_member_with_a_corrupt_database_rejoins_as_a_learner_and_is_promoted()
         m.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_to_the_leader_over_tls() {
+    let members = common::start_members("tls-forward", 3, &[]);
+    let all = common::client_urls(&members);
+    // A CA, and one serving certificate it issues for the three sidecars
+    // (127.0.0.1–3); the certificate file holds the chain.
+    let certs = members[0].dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&certs)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=etcdbr-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=etcdbr",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    ]);
+    std::fs::write(
+        certs.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.3\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "leaf.crt",
+    ]);
+    let chain = [
+        std::fs::read(certs.join("leaf.crt")).unwrap(),
+        std::fs::read(certs.join("ca.crt")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(certs.join("tls.crt"), chain).unwrap();
+    let store = Store::local("tls-forward");
+    let port = druid_test_support::free_port().unwrap();
+    let sidecars: Vec<Sidecar> = members
+        .iter()
+        .map(|m| {
+            Sidecar::start(&SidecarOptions {
+                service_endpoints: Some(all.clone()),
+                port: Some(port),
+                extra: vec![
+                    format!("--server-cert={}", certs.join("tls.crt").display()),
+                    format!("--server-key={}", certs.join("tls.key").display()),
+                ],
+                ..SidecarOptions::new(m, &store, "t")
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let leader = loop {
+        let healthy: Vec<usize> = (0..3)
+            .filter(|&i| sidecars[i].get("/healthz").0 == 200)
+            .collect();
+        if let [one] = healthy[..] {
+            break one;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "healthy: {healthy:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let follower = (leader + 1) % 3;
+    let (code, body) = sidecars[follower].get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    let full: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(full["kind"], "Full");
+    assert!(sidecars[leader].log().contains("full snapshot uploaded"));
+    drop(sidecars);
+    drop(members);
+}

@@ -331,10 +331,17 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
 /// GET with a long timeout (snapshots and defragmentation take longer
 /// than the 2 s of `druid_test_support::http_get`), through curl.
 pub fn http_get_long(url: &str) -> Result<(u16, String), String> {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "600", "-w", "\n%{http_code}", url])
-        .output()
-        .map_err(|e| format!("curl: {e}"))?;
+    https_get(url, None)
+}
+
+/// GET through curl, trusting `cacert` for HTTPS.
+pub fn https_get(url: &str, cacert: Option<&Path>) -> Result<(u16, String), String> {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", "600", "-w", "\n%{http_code}"]);
+    if let Some(ca) = cacert {
+        c.arg("--cacert").arg(ca);
+    }
+    let out = c.arg(url).output().map_err(|e| format!("curl: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "curl {url}: {}",
@@ -356,6 +363,8 @@ pub struct Sidecar {
     pub process: ServerProcess,
     pub url: String,
     pub dir: PathBuf,
+    /// The certificate to trust when the API serves TLS.
+    pub cacert: Option<PathBuf>,
 }
 
 /// Options of a sidecar under test.
@@ -452,16 +461,29 @@ impl Sidecar {
         }
         let process =
             ServerProcess::spawn(&format!("etcdbr {port}"), c, &dir.join("etcdbr.log")).unwrap();
-        let url = format!("http://{}:{port}", o.etcd.ip);
+        let cacert = o
+            .extra
+            .iter()
+            .find_map(|a| a.strip_prefix("--server-cert="))
+            .map(PathBuf::from);
+        let scheme = if cacert.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}:{port}", o.etcd.ip);
         let probe = format!("{url}/metrics");
         process
-            .wait_ready(Duration::from_secs(120), || Ok(http_get(&probe)?.0 == 200))
+            .wait_ready(Duration::from_secs(120), || {
+                Ok(https_get(&probe, cacert.as_deref())?.0 == 200)
+            })
             .unwrap();
-        Sidecar { process, url, dir }
+        Sidecar {
+            process,
+            url,
+            dir,
+            cacert,
+        }
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        http_get_long(&format!("{}{path}", self.url)).unwrap()
+        https_get(&format!("{}{path}", self.url), self.cacert.as_deref()).unwrap()
     }
 
     /// Waits until `/healthz` says 200 (this member leads and the
@@ -469,7 +491,7 @@ impl Sidecar {
     pub fn wait_leading(&self) {
         self.process
             .wait_ready(Duration::from_secs(60), || {
-                Ok(http_get(&format!("{}/healthz", self.url))?.0 == 200)
+                Ok(https_get(&format!("{}/healthz", self.url), self.cacert.as_deref())?.0 == 200)
             })
             .unwrap();
     }
