@@ -173,17 +173,7 @@ async fn run() {
         }
         // The coordinator is up before the load and the clock start.
         let sidecar = if mode == "etcdbr" {
-            let mut c = client.clone();
-            let leader_id = c.status().await.unwrap().leader();
-            let list = c.member_list().await.unwrap();
-            let leader_name = list
-                .members()
-                .iter()
-                .find(|m| m.id() == leader_id)
-                .unwrap()
-                .name()
-                .to_string();
-            let leader = members.iter().find(|m| m.name == leader_name).unwrap();
+            let leader = &members[common::leader_index(&mut client.clone(), &members).await];
             let sidecar = Sidecar::start(&SidecarOptions {
                 service_endpoints: Some(all.clone()),
                 extra: vec![

@@ -70,6 +70,23 @@ pub struct EtcdArgs {
     pub etcd_defrag_timeout: Duration,
 }
 
+impl EtcdArgs {
+    /// This member's endpoint (the first of `--endpoints`).
+    pub fn own_endpoint(&self) -> &[String] {
+        &self.endpoints[..1.min(self.endpoints.len())]
+    }
+
+    /// The whole cluster's endpoints: `--service-endpoints`, else
+    /// `--endpoints`.
+    pub fn cluster_endpoints(&self) -> &[String] {
+        if self.service_endpoints.is_empty() {
+            &self.endpoints
+        } else {
+            &self.service_endpoints
+        }
+    }
+}
+
 /// Where snapshots are stored.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{EtcdArgs, RestoreArgs};
 use crate::metrics::{Metrics, Succeeded};
-use crate::restore::{self, TempEtcd, suffixed};
+use crate::restore::{self, TempEtcd};
 use crate::store::Snapstore;
 
 /// How thoroughly to validate.
@@ -261,12 +261,7 @@ impl Initializer<'_> {
             other => tracing::warn!(status = ?other, "the data directory is unusable: restoring"),
         }
         if set.full.is_none() {
-            if data_dir.exists() {
-                let bak = suffixed(data_dir, ".bak");
-                let _ = std::fs::remove_dir_all(&bak);
-                std::fs::rename(data_dir, &bak).map_err(|e| {
-                    InitError::Other(format!("cannot move {} aside: {e}", data_dir.display()))
-                })?;
+            if let Some(bak) = restore::move_aside(data_dir)? {
                 tracing::error!(moved_to = %bak.display(), "no snapshot in the store to restore from: the unusable data directory was moved aside and etcd starts empty");
             }
             return Ok(Outcome::StartEmpty);
@@ -305,14 +300,6 @@ impl Initializer<'_> {
 
     /// Removes this member from the cluster, moves its data aside and adds
     /// it back as a learner.
-    fn cluster_endpoints(&self) -> &[String] {
-        if self.etcd.service_endpoints.is_empty() {
-            &self.etcd.endpoints
-        } else {
-            &self.etcd.service_endpoints
-        }
-    }
-
     fn is_me(&self, member: &etcd_client::Member) -> bool {
         member
             .peer_urls()
@@ -324,10 +311,13 @@ impl Initializer<'_> {
     /// peer URL); `None` when no member answers (the cluster is being
     /// bootstrapped, or down).
     async fn in_cluster(&self) -> Option<bool> {
-        let mut client =
-            crate::etcd::connect_any(self.etcd, self.cluster_endpoints(), Duration::from_secs(2))
-                .await
-                .ok()?;
+        let mut client = crate::etcd::connect_any(
+            self.etcd,
+            self.etcd.cluster_endpoints(),
+            Duration::from_secs(2),
+        )
+        .await
+        .ok()?;
         let list = tokio::time::timeout(Duration::from_secs(5), client.member_list())
             .await
             .ok()?
@@ -344,10 +334,13 @@ impl Initializer<'_> {
             ?status,
             "rejoining the cluster as a learner to sync from the leader"
         );
-        let mut client =
-            crate::etcd::connect_any(self.etcd, self.cluster_endpoints(), Duration::from_secs(5))
-                .await
-                .map_err(|e| InitError::Other(e.to_string()))?;
+        let mut client = crate::etcd::connect_any(
+            self.etcd,
+            self.etcd.cluster_endpoints(),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| InitError::Other(e.to_string()))?;
         let members = client
             .member_list()
             .await
@@ -362,13 +355,7 @@ impl Initializer<'_> {
             })?;
         }
         let data_dir = &self.restore.data_dir;
-        if data_dir.exists() {
-            let bak = suffixed(data_dir, ".bak");
-            let _ = std::fs::remove_dir_all(&bak);
-            std::fs::rename(data_dir, &bak).map_err(|e| {
-                InitError::Other(format!("cannot move {} aside: {e}", data_dir.display()))
-            })?;
-        }
+        restore::move_aside(data_dir)?;
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut backoff = Duration::from_secs(1);
         loop {

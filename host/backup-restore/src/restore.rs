@@ -204,15 +204,23 @@ pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Moves an existing data directory to `<data_dir>.bak` (replacing an
+/// older one) instead of deleting it; returns where it went.
+pub fn move_aside(data_dir: &Path) -> Result<Option<PathBuf>, RestoreError> {
+    if !data_dir.exists() {
+        return Ok(None);
+    }
+    let bak = suffixed(data_dir, ".bak");
+    let _ = std::fs::remove_dir_all(&bak);
+    std::fs::rename(data_dir, &bak).map_err(|e| io("cannot move aside", data_dir, e))?;
+    tracing::warn!(old = %bak.display(), "the previous data directory was moved aside");
+    Ok(Some(bak))
+}
+
 /// Moves `part` to `data_dir`, keeping the old data directory as
 /// `<data_dir>.bak`.
 fn swap_in(data_dir: &Path, part: &Path) -> Result<(), RestoreError> {
-    if data_dir.exists() {
-        let bak = suffixed(data_dir, ".bak");
-        let _ = std::fs::remove_dir_all(&bak);
-        std::fs::rename(data_dir, &bak).map_err(|e| io("cannot move aside", data_dir, e))?;
-        tracing::warn!(old = %bak.display(), "the previous data directory was moved aside");
-    }
+    move_aside(data_dir)?;
     std::fs::rename(part, data_dir).map_err(|e| io("cannot move the restored data to", data_dir, e))
 }
 

@@ -238,11 +238,7 @@ async fn config(State(state): State<Arc<AppState>>) -> Response {
 
 /// The member list, if the cluster answers within a few seconds.
 async fn live_cluster(etcd: &EtcdArgs) -> Option<crate::etcd_config::LiveCluster> {
-    let endpoints = if etcd.service_endpoints.is_empty() {
-        &etcd.endpoints
-    } else {
-        &etcd.service_endpoints
-    };
+    let endpoints = etcd.cluster_endpoints();
     let work = async {
         let mut client = crate::etcd::connect_any(etcd, endpoints, Duration::from_secs(2))
             .await
@@ -515,13 +511,9 @@ async fn forward_tls(
 /// `<scheme>://<leader's client host>:<server port>`.
 async fn leader_sidecar_url(state: &Arc<AppState>) -> Result<String, String> {
     let c = &state.config;
-    let mut client = crate::etcd::connect(
-        &c.etcd,
-        &c.etcd.endpoints[..1.min(c.etcd.endpoints.len())],
-        Duration::from_secs(5),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let mut client = crate::etcd::connect(&c.etcd, c.etcd.own_endpoint(), Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
     let status = client.status().await.map_err(|e| e.to_string())?;
     let leader = status.leader();
     let members = client.member_list().await.map_err(|e| e.to_string())?;
@@ -647,7 +639,7 @@ async fn leadership(
 ) {
     let c = &state.config;
     let mut running: Option<CancellationToken> = None;
-    let own = &c.etcd.endpoints[..1.min(c.etcd.endpoints.len())];
+    let own = c.etcd.own_endpoint();
     let mut client = None;
     let mut ticker = tokio::time::interval(c.server.reelection_period);
     loop {
@@ -830,7 +822,7 @@ async fn member_heartbeat(state: Arc<AppState>, shutdown: CancellationToken) {
             return;
         }
     };
-    let own = &c.etcd.endpoints[..1.min(c.etcd.endpoints.len())];
+    let own = c.etcd.own_endpoint();
     let mut ticker = tokio::time::interval(c.health.k8s_heartbeat_duration);
     let mut client = None;
     loop {
@@ -908,11 +900,7 @@ async fn defrag_schedule_loop(
 /// The coordinator for this sidecar's cluster.
 fn coordinator(state: &Arc<AppState>) -> Coordinator {
     let c = &state.config;
-    let endpoints = if c.etcd.service_endpoints.is_empty() {
-        c.etcd.endpoints.clone()
-    } else {
-        c.etcd.service_endpoints.clone()
-    };
+    let endpoints = c.etcd.cluster_endpoints().to_vec();
     let expected = c
         .restore
         .initial_cluster
@@ -1080,11 +1068,7 @@ async fn statefulset_blocker(namespace: &str, pod: &str) -> Option<String> {
 /// caught up with the leader; the leadership loop tries again every period.
 async fn promote(state: &Arc<AppState>, id: u64) {
     let c = &state.config;
-    let endpoints = if c.etcd.service_endpoints.is_empty() {
-        &c.etcd.endpoints
-    } else {
-        &c.etcd.service_endpoints
-    };
+    let endpoints = c.etcd.cluster_endpoints();
     let Ok(mut client) = crate::etcd::connect_any(&c.etcd, endpoints, Duration::from_secs(5)).await
     else {
         return;

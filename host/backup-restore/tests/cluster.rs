@@ -73,20 +73,12 @@ async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let status = client.status().await.unwrap();
-    let leader_id = status.leader();
-    let members_list = client.member_list().await.unwrap();
-    let leader_name = members_list
-        .members()
-        .iter()
-        .find(|m| m.id() == leader_id)
-        .unwrap()
-        .name()
-        .to_string();
     assert_eq!(
-        leader_name, members[leader].name,
+        common::leader_index(&mut client, &members).await,
+        leader,
         "the healthy sidecar is the etcd leader's"
     );
+    let members_list = client.member_list().await.unwrap();
 
     for i in 0..50 {
         client.put(format!("k{i}"), "v", None).await.unwrap();

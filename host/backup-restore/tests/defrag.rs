@@ -220,17 +220,7 @@ impl Cluster {
     }
 
     async fn leader(&self) -> usize {
-        let mut c = self.client().await;
-        let leader = c.status().await.unwrap().leader();
-        let list = c.member_list().await.unwrap();
-        let name = list
-            .members()
-            .iter()
-            .find(|m| m.id() == leader)
-            .unwrap()
-            .name()
-            .to_string();
-        self.members.iter().position(|m| m.name == name).unwrap()
+        common::leader_index(&mut self.client().await, &self.members).await
     }
 
     fn wait_leading(&self, i: usize) {

@@ -152,6 +152,20 @@ pub fn start_members(label: &str, n: usize, extra: &[String]) -> Vec<Etcd> {
     members
 }
 
+/// The index in `members` of the member that leads.
+pub async fn leader_index(client: &mut Client, members: &[Etcd]) -> usize {
+    let leader = client.status().await.unwrap().leader();
+    let list = client.member_list().await.unwrap();
+    let name = list
+        .members()
+        .iter()
+        .find(|m| m.id() == leader)
+        .unwrap()
+        .name()
+        .to_string();
+    members.iter().position(|m| m.name == name).unwrap()
+}
+
 /// The members' client URLs joined with commas.
 pub fn client_urls(members: &[Etcd]) -> String {
     members
