@@ -39,21 +39,34 @@
 //! [`MAX_PAGE_BYTES`] for one page).
 
 mod check;
+pub mod compact;
 mod db;
+pub mod delta;
 mod mvcc;
 mod page;
+mod proto;
 mod read;
+mod sort;
 #[cfg(test)]
 mod testdb;
+mod write;
 
 pub use check::{CheckReport, Problem};
+pub use compact::{CompactError, CompactOptions, CompactReport, DeltaInput, SnapshotInfo, compact};
 pub use db::{Bucket, Db, Entry, Iter, MAX_DEPTH, MAX_PAGE_BYTES, Meta};
-pub use mvcc::{
-    CONSISTENT_INDEX_KEY, FINISHED_COMPACT_KEY, KEY_BUCKET, LEASE_BUCKET, META_BUCKET,
-    REVISION_KEY_LEN, Revision, RevisionKey, SCHEDULED_COMPACT_KEY, TOMBSTONE_MARK,
-    revision_of_key,
+pub use delta::{
+    DeltaError, EventKey, check_delta_hash, decode_delta, encode_delta, parse_event_keys,
+    parse_events, split_delta, verify_delta,
 };
+pub use mvcc::{
+    ALARM_BUCKET, AUTH_BUCKET, AUTH_ROLES_BUCKET, AUTH_USERS_BUCKET, CLUSTER_BUCKET,
+    CONSISTENT_INDEX_KEY, ETCD_BUCKETS, FINISHED_COMPACT_KEY, KEY_BUCKET, LEASE_BUCKET,
+    MEMBERS_BUCKET, MEMBERS_REMOVED_BUCKET, META_BUCKET, REVISION_KEY_LEN, Revision, RevisionKey,
+    SCHEDULED_COMPACT_KEY, TERM_KEY, TOMBSTONE_MARK, revision_of_key,
+};
+pub use proto::{Event, EventType, KeyValue, Lease, lease_key};
 pub use read::{Prefix, ReadAt};
+pub use write::{DbWriter, Sink, WRITE_PAGE_SIZE, Written};
 
 /// Length of the SHA-256 trailer that etcd appends to a snapshot stream.
 pub const SNAPSHOT_HASH_LEN: usize = 32;
@@ -126,6 +139,13 @@ pub enum Error {
         /// The key, hex-encoded.
         key: String,
         /// What is wrong.
+        reason: String,
+    },
+    /// The writer was used wrongly (keys out of order, a bucket name twice,
+    /// a value too large for a page field): a bug in the caller.
+    #[error("cannot write the database: {reason}")]
+    Write {
+        /// What was wrong.
         reason: String,
     },
     /// [`Db::check`] found problems; the report lists them.

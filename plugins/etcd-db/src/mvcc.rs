@@ -8,6 +8,37 @@ pub const KEY_BUCKET: &[u8] = b"key";
 pub const META_BUCKET: &[u8] = b"meta";
 /// The bucket of leases: lease id (8 bytes, big-endian) -> `leasepb.Lease`.
 pub const LEASE_BUCKET: &[u8] = b"lease";
+/// Membership: member id (hex) -> the member as JSON.
+pub const MEMBERS_BUCKET: &[u8] = b"members";
+/// Removed members: member id (hex) -> `removed`.
+pub const MEMBERS_REMOVED_BUCKET: &[u8] = b"members_removed";
+/// The cluster's version.
+pub const CLUSTER_BUCKET: &[u8] = b"cluster";
+/// Raised alarms (e.g. NOSPACE).
+pub const ALARM_BUCKET: &[u8] = b"alarm";
+/// Authentication on/off and its revision.
+pub const AUTH_BUCKET: &[u8] = b"auth";
+/// Users.
+pub const AUTH_USERS_BUCKET: &[u8] = b"authUsers";
+/// Roles.
+pub const AUTH_ROLES_BUCKET: &[u8] = b"authRoles";
+/// Every bucket etcd 3.4 and 3.5 create. The compaction rewrites `key`,
+/// `lease` and `meta` and copies the others.
+pub const ETCD_BUCKETS: [&[u8]; 10] = [
+    ALARM_BUCKET,
+    AUTH_BUCKET,
+    AUTH_ROLES_BUCKET,
+    AUTH_USERS_BUCKET,
+    CLUSTER_BUCKET,
+    KEY_BUCKET,
+    LEASE_BUCKET,
+    MEMBERS_BUCKET,
+    MEMBERS_REMOVED_BUCKET,
+    META_BUCKET,
+];
+/// `meta` key (etcd 3.5+): the raft term of the last applied entry (u64
+/// big-endian).
+pub const TERM_KEY: &[u8] = b"term";
 /// `meta` key: the index of the last applied raft entry (u64 big-endian).
 pub const CONSISTENT_INDEX_KEY: &[u8] = b"consistent_index";
 /// `meta` key: the revision of the last finished compaction (a revision key).
@@ -132,12 +163,22 @@ impl<R: ReadAt> Db<R> {
     /// The `meta` bucket's `consistent_index` (u64 big-endian): the index of
     /// the last raft entry applied to this database. `None` when absent.
     pub fn consistent_index(&self) -> Result<Option<u64>, Error> {
-        let Some(v) = self.meta_value(CONSISTENT_INDEX_KEY)? else {
+        self.meta_u64(CONSISTENT_INDEX_KEY)
+    }
+
+    /// The `meta` bucket's `term` (etcd 3.5+; u64 big-endian): the raft
+    /// term of the last applied entry. `None` when absent (etcd 3.4).
+    pub fn term(&self) -> Result<Option<u64>, Error> {
+        self.meta_u64(TERM_KEY)
+    }
+
+    fn meta_u64(&self, key: &[u8]) -> Result<Option<u64>, Error> {
+        let Some(v) = self.meta_value(key)? else {
             return Ok(None);
         };
         let b: [u8; 8] = v.as_slice().try_into().map_err(|_| Error::Schema {
             bucket: "meta".into(),
-            key: hex(CONSISTENT_INDEX_KEY),
+            key: hex(key),
             reason: format!("value of {} bytes, not 8", v.len()),
         })?;
         Ok(Some(u64::from_be_bytes(b)))

@@ -15,6 +15,24 @@ pub trait ReadAt {
     /// Fills `buf` with the bytes at `offset..offset + buf.len()`; reading
     /// past the end is an error.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error>;
+
+    /// The SHA-256 of the bytes at `offset..offset + len`. The default
+    /// reads them in 1 MiB pieces; a source that can hash faster (the
+    /// plugin host's handles, which hash natively) overrides it.
+    fn sha256(&self, offset: u64, len: u64) -> Result<[u8; 32], Error> {
+        use sha2::{Digest as _, Sha256};
+        const PIECE: u64 = 1 << 20;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; usize::try_from(len.min(PIECE)).unwrap_or(1 << 20)];
+        let mut at = 0;
+        while at < len {
+            let n = usize::try_from((len - at).min(PIECE)).unwrap_or(buf.len());
+            self.read_at(offset + at, &mut buf[..n])?;
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(hasher.finalize().into())
+    }
 }
 
 fn past_end(offset: u64, len: usize, size: u64) -> Error {
@@ -61,6 +79,24 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
         (**self).read_at(offset, buf)
     }
+
+    fn sha256(&self, offset: u64, len: u64) -> Result<[u8; 32], Error> {
+        (**self).sha256(offset, len)
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for &mut T {
+    fn size(&self) -> Result<u64, Error> {
+        (**self).size()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        (**self).read_at(offset, buf)
+    }
+
+    fn sha256(&self, offset: u64, len: u64) -> Result<[u8; 32], Error> {
+        (**self).sha256(offset, len)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for std::sync::Arc<T> {
@@ -71,6 +107,10 @@ impl<T: ReadAt + ?Sized> ReadAt for std::sync::Arc<T> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
         (**self).read_at(offset, buf)
     }
+
+    fn sha256(&self, offset: u64, len: u64) -> Result<[u8; 32], Error> {
+        (**self).sha256(offset, len)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
@@ -80,6 +120,10 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
         (**self).read_at(offset, buf)
+    }
+
+    fn sha256(&self, offset: u64, len: u64) -> Result<[u8; 32], Error> {
+        (**self).sha256(offset, len)
     }
 }
 

@@ -1,0 +1,864 @@
+//! Offline compaction: a base full snapshot plus its deltas into one fresh,
+//! compact etcd database, without running etcd.
+//!
+//! # What comes out
+//! - Every live key once, at its original revision (main and sub),
+//!   `create_revision`, `mod_revision`, `version`, value and lease. Deleted
+//!   keys are gone; older revisions of live keys are dropped.
+//! - `meta`: the base's entries, with `finishedCompactRev` and
+//!   `scheduledCompactRev` set to the final revision. etcd sets its
+//!   current revision to the larger of the newest key and the finished
+//!   compaction, so the revision never goes backwards after a restore,
+//!   even when the newest events were deletions; reading or watching older
+//!   revisions gives `ErrCompacted`, as after any compaction.
+//! - `lease`: every lease of the base, and a lease for every live key's
+//!   lease that the base does not know (granted after the base snapshot:
+//!   lease grants are not watch events, so no delta records them). Such a
+//!   lease is recreated with the TTL policy of [`CompactOptions::unknown_lease_ttl`]:
+//!   by default the longest TTL among the base's leases, or
+//!   [`DEFAULT_UNKNOWN_LEASE_TTL`] when the base has none. etcd counts the
+//!   TTL from the moment a leader takes over after the restore, so such a
+//!   key lives at most that long unless its owner keeps the lease alive;
+//!   no key that was meant to expire becomes permanent (unlike a restore
+//!   by replay, which drops every key's lease: upstream issue #1045).
+//! - Every other bucket (membership, cluster, alarm, auth) copied as is.
+//! - The SHA-256 trailer of a snapshot stream, so the output is accepted
+//!   by `etcdctl snapshot restore` with its hash check.
+//!
+//! # Continuity
+//! The base's revision is the larger of its newest key and its finished
+//! compaction (the content, not the name: upstream issue #1044), and 1 for
+//! an empty database (etcd's first revision). The first
+//! delta must start at or before base + 1 and each next one right after the
+//! previous one; a gap is an error naming both snapshots. Events at or
+//! below the revision reached so far (an overlap) are checked against the
+//! base (when its history still holds them) or the previous delta and
+//! skipped; an overlap that disagrees is an error naming both snapshots.
+//! Inside a delta, events must ascend, lie in the range its name gives,
+//! and the last one must be at the name's last revision.
+//!
+//! # Memory
+//! Bounded by the options, not by the database: three streaming passes.
+//! 1. The base's `key` bucket and the deltas' events become small records
+//!    `(user key, revision, deleted?)` (no values), sorted externally by
+//!    key (spilling runs to the scratch sink beyond
+//!    [`CompactOptions::sort_memory_bytes`]).
+//! 2. Per key the newest record wins; live winners' revisions (16 bytes)
+//!    are sorted the same way.
+//! 3. The base and the deltas are read again in revision order and the
+//!    winners' values go to the writer, which holds one page per tree
+//!    level. One delta is in memory at a time (at most
+//!    [`CompactOptions::max_delta_bytes`]); leases are kept in memory
+//!    (tens of bytes each).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use prost::Message as _;
+
+use crate::delta::{
+    DeltaError, EventKey, check_delta_hash, parse_event_keys, parse_events, split_delta,
+};
+use crate::page::fnv1a64;
+use crate::sort::{Scratch, Sorter};
+use crate::{
+    Bucket, Db, DbWriter, Error, Event, EventType, FINISHED_COMPACT_KEY, KEY_BUCKET, KeyValue,
+    LEASE_BUCKET, Lease, META_BUCKET, ReadAt, Revision, SCHEDULED_COMPACT_KEY, Sink, hex,
+    lease_key, revision_of_key,
+};
+
+/// TTL in seconds of a recreated lease when the base has no lease to take
+/// the TTL from.
+pub const DEFAULT_UNKNOWN_LEASE_TTL: i64 = 3600;
+
+/// A snapshot as the store names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// Its name (the object key), for messages.
+    pub name: String,
+    /// The first revision it covers (0 for a full snapshot).
+    pub start_revision: i64,
+    /// The last revision it covers, as its name says.
+    pub last_revision: i64,
+}
+
+/// A delta snapshot and its decompressed payload (JSON and SHA-256).
+#[derive(Debug)]
+pub struct DeltaInput<R> {
+    /// Its name and revisions.
+    pub info: SnapshotInfo,
+    /// The payload.
+    pub data: R,
+}
+
+/// Knobs of a compaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactOptions {
+    /// TTL in seconds of a lease a live key names but the base does not
+    /// hold; `None` for the default policy (see the module docs).
+    pub unknown_lease_ttl: Option<i64>,
+    /// Memory for each of the two sorts before they spill to scratch.
+    pub sort_memory_bytes: usize,
+    /// Largest delta payload accepted (one is held in memory at a time).
+    pub max_delta_bytes: u64,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        Self {
+            unknown_lease_ttl: None,
+            sort_memory_bytes: 32 << 20,
+            max_delta_bytes: 512 << 20,
+        }
+    }
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// The base's revision (from its content).
+    pub base_revision: i64,
+    /// The output's revision, also its compaction revision.
+    pub revision: i64,
+    /// Live keys written.
+    pub keys: u64,
+    /// Entries of the base's `key` bucket read.
+    pub base_entries: u64,
+    /// Deltas read.
+    pub deltas: u64,
+    /// Delta events applied.
+    pub events: u64,
+    /// Delta events skipped because the base or an earlier delta already
+    /// held them (checked to agree).
+    pub events_skipped: u64,
+    /// Leases written.
+    pub leases: u64,
+    /// Leases recreated because the base did not hold them.
+    pub leases_recreated: u64,
+    /// The TTL given to recreated leases.
+    pub recreated_lease_ttl: i64,
+    /// The output database's size, without its 32-byte trailer.
+    pub db_bytes: u64,
+    /// The SHA-256 of the output database (its trailer).
+    pub sha256: [u8; 32],
+    /// Bytes the sorts spilled to scratch.
+    pub spilled_bytes: u64,
+    /// The largest memory the sorts' records took at once.
+    pub sort_peak_bytes: u64,
+}
+
+/// Why a compaction failed. Nothing is written to the store on error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompactError {
+    /// The base full snapshot is not a readable etcd database.
+    #[error("full snapshot {snapshot}: {source}")]
+    Base {
+        /// The base's name.
+        snapshot: String,
+        /// What is wrong.
+        #[source]
+        source: Error,
+    },
+    /// A delta could not be read from its source.
+    #[error("delta snapshot {snapshot}: cannot read it: {source}")]
+    DeltaRead {
+        /// The delta's name.
+        snapshot: String,
+        /// What went wrong.
+        #[source]
+        source: Error,
+    },
+    /// A delta's payload is damaged or not a list of events.
+    #[error("delta snapshot {snapshot}: {source}")]
+    Delta {
+        /// The delta's name.
+        snapshot: String,
+        /// What is wrong.
+        #[source]
+        source: DeltaError,
+    },
+    /// A delta's payload is larger than the limit.
+    #[error(
+        "delta snapshot {snapshot} is {size} bytes decompressed, over the limit of {limit} bytes \
+         (raise the compactor's delta size limit)"
+    )]
+    DeltaTooLarge {
+        /// The delta's name.
+        snapshot: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A delta's events do not fit its name or each other.
+    #[error("delta snapshot {snapshot}: {reason}")]
+    DeltaContent {
+        /// The delta's name.
+        snapshot: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Revisions are missing between two snapshots.
+    #[error(
+        "revisions {from}..={to} are missing between {before} and {after}: the snapshots are not \
+         continuous (a delta was lost or deleted); take a new full snapshot"
+    )]
+    Gap {
+        /// The snapshot before the gap.
+        before: String,
+        /// The snapshot after the gap.
+        after: String,
+        /// The first missing revision.
+        from: i64,
+        /// The last missing revision.
+        to: i64,
+    },
+    /// Two snapshots hold different events for the same revision.
+    #[error("{after} overlaps {before} at revision {revision} and disagrees: {reason}")]
+    Overlap {
+        /// The earlier snapshot.
+        before: String,
+        /// The later snapshot.
+        after: String,
+        /// The revision.
+        revision: i64,
+        /// How they differ.
+        reason: String,
+    },
+    /// Writing the output failed.
+    #[error("cannot write the compacted database: {0}")]
+    Output(#[source] Error),
+    /// Spilling to scratch space failed.
+    #[error("cannot use the scratch space: {0}")]
+    Scratch(#[source] Error),
+}
+
+/// Compacts `base_data` (the base full snapshot's database, trailer or
+/// not) and `deltas` (in order) into `output`, spilling to `scratch`. See
+/// the module docs for what comes out.
+pub fn compact<R: ReadAt, D: ReadAt, O: Sink, S: Sink>(
+    base: &SnapshotInfo,
+    base_data: R,
+    deltas: &[DeltaInput<D>],
+    output: O,
+    scratch: S,
+    options: &CompactOptions,
+) -> Result<CompactReport, CompactError> {
+    let base_err = |source| CompactError::Base {
+        snapshot: base.name.clone(),
+        source,
+    };
+    let db = Db::open(base_data).map_err(base_err)?;
+    let keys = db
+        .bucket(KEY_BUCKET)
+        .and_then(|b| b.ok_or_else(|| Error::MissingBucket { name: "key".into() }))
+        .map_err(base_err)?;
+    let compacted = db
+        .finished_compact_revision()
+        .map_err(base_err)?
+        .map_or(0, |r| r.main);
+    // etcd starts at revision 1 with an empty `key` bucket.
+    let base_revision = db
+        .last_revision()
+        .map_err(base_err)?
+        .unwrap_or(1)
+        .max(compacted);
+    let mut report = CompactReport {
+        base_revision,
+        ..CompactReport::default()
+    };
+    let ctx = Context {
+        base,
+        db: &db,
+        keys: &keys,
+        base_revision,
+        compacted,
+        options,
+        deltas,
+    };
+    let scratch = RefCell::new(Scratch::new(scratch));
+    let budget = options.sort_memory_bytes;
+
+    // Pass 1: (user key, revision, deleted) of every change, by key.
+    let mut by_key = Sorter::new(&scratch, cmp_by_key, budget);
+    let mut record = Vec::new();
+    for entry in db.iter(&keys) {
+        let entry = entry.map_err(base_err)?;
+        let rk = revision_of_key(&entry.key).map_err(base_err)?;
+        let kv = decode_part::<KeyOf>(&entry.value).map_err(base_err)?;
+        key_record(&mut record, rk.revision, rk.tombstone, &kv.key);
+        by_key.push(&record).map_err(CompactError::Scratch)?;
+        report.base_entries += 1;
+    }
+    let walk = ctx.walk_deltas(true, &mut |rev, change| {
+        key_record(&mut record, rev, change.deleted, change.key);
+        by_key.push(&record).map_err(CompactError::Scratch)
+    })?;
+    report.deltas = deltas.len() as u64;
+    report.events = walk.applied;
+    report.events_skipped = walk.skipped;
+    report.revision = walk.revision;
+    let mut sort_peak = by_key.peak_bytes();
+
+    // Pass 2: the newest change of each key wins; live winners by revision.
+    let mut winners = Sorter::new(&scratch, |a, b| a.cmp(b), budget);
+    {
+        let mut merged = by_key.finish().map_err(CompactError::Scratch)?;
+        let mut pending: Option<Vec<u8>> = None;
+        while let Some(rec) = merged.next().map_err(CompactError::Scratch)? {
+            if let Some(p) = pending.take()
+                && user_key(&p) != user_key(&rec)
+                && !is_deleted(&p)
+            {
+                winners.push(&p[..16]).map_err(CompactError::Scratch)?;
+                report.keys += 1;
+            }
+            pending = Some(rec);
+        }
+        if let Some(p) = pending
+            && !is_deleted(&p)
+        {
+            winners.push(&p[..16]).map_err(CompactError::Scratch)?;
+            report.keys += 1;
+        }
+    }
+    sort_peak = sort_peak.max(winners.peak_bytes());
+
+    // Pass 3: the winners' values, in revision order.
+    let mut winners = winners.finish().map_err(CompactError::Scratch)?;
+    let mut next = winners.next().map_err(CompactError::Scratch)?;
+    let mut writer = DbWriter::new(output);
+    let mut leases_used = BTreeSet::new();
+    writer
+        .begin_bucket(KEY_BUCKET, keys.sequence())
+        .map_err(CompactError::Output)?;
+    for entry in db.iter(&keys) {
+        let entry = entry.map_err(base_err)?;
+        let rk = revision_of_key(&entry.key).map_err(base_err)?;
+        if rk.tombstone || next.as_deref() != Some(&rev_bytes(rk.revision)[..]) {
+            continue;
+        }
+        let kv = decode_part::<LeaseOf>(&entry.value).map_err(base_err)?;
+        if kv.lease != 0 {
+            leases_used.insert(kv.lease);
+        }
+        writer
+            .put(&entry.key, &entry.value)
+            .map_err(CompactError::Output)?;
+        next = winners.next().map_err(CompactError::Scratch)?;
+    }
+    let mut value = Vec::new();
+    ctx.walk_deltas(false, &mut |rev, change| {
+        if next.as_deref() != Some(&rev_bytes(rev)[..]) {
+            return Ok(());
+        }
+        let Some(kv) = change.kv else {
+            return Err(CompactError::Output(Error::Write {
+                reason: "the second pass has no event values".into(),
+            }));
+        };
+        if kv.lease != 0 {
+            leases_used.insert(kv.lease);
+        }
+        value.clear();
+        kv.encode(&mut value).map_err(|e| {
+            CompactError::Output(Error::Write {
+                reason: e.to_string(),
+            })
+        })?;
+        writer
+            .put(&rev.to_key(), &value)
+            .map_err(CompactError::Output)?;
+        next = winners.next().map_err(CompactError::Scratch)?;
+        Ok(())
+    })?;
+    if let Some(left) = next {
+        // Pass 3 reads the same inputs as pass 1; a winner left over means
+        // an input changed between the passes.
+        return Err(CompactError::Output(Error::Write {
+            reason: format!(
+                "revision {} won in pass 1 but was not found again: an input changed during \
+                 the compaction",
+                hex(&left)
+            ),
+        }));
+    }
+    drop(winners);
+    writer.end_bucket().map_err(CompactError::Output)?;
+
+    // Leases: the base's, plus the ones live keys name that it lacks.
+    let lease_bucket = db.bucket(LEASE_BUCKET).map_err(base_err)?;
+    let mut leases: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut longest_ttl = 0i64;
+    if let Some(b) = &lease_bucket {
+        for entry in db.iter(b) {
+            let entry = entry.map_err(base_err)?;
+            let lease = Lease::decode(entry.value.as_slice()).map_err(|e| {
+                base_err(Error::Schema {
+                    bucket: "lease".into(),
+                    key: hex(&entry.key),
+                    reason: format!("not a leasepb.Lease: {e}"),
+                })
+            })?;
+            longest_ttl = longest_ttl.max(lease.ttl);
+            leases.insert(entry.key, entry.value);
+        }
+    }
+    let ttl = options.unknown_lease_ttl.unwrap_or(if longest_ttl > 0 {
+        longest_ttl
+    } else {
+        DEFAULT_UNKNOWN_LEASE_TTL
+    });
+    report.recreated_lease_ttl = ttl;
+    for id in leases_used {
+        if let std::collections::btree_map::Entry::Vacant(slot) =
+            leases.entry(lease_key(id).to_vec())
+        {
+            let lease = Lease {
+                id,
+                ttl,
+                remaining_ttl: 0,
+            };
+            slot.insert(lease.encode_to_vec());
+            report.leases_recreated += 1;
+        }
+    }
+    report.leases = leases.len() as u64;
+    let seq = |b: &Option<Bucket>| b.as_ref().map_or(0, Bucket::sequence);
+    write_bucket(&mut writer, LEASE_BUCKET, seq(&lease_bucket), leases)?;
+
+    // meta: the base's, with the compaction at the final revision.
+    let meta_bucket = db.bucket(META_BUCKET).map_err(base_err)?;
+    let mut meta: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    if let Some(b) = &meta_bucket {
+        for entry in db.iter(b) {
+            let entry = entry.map_err(base_err)?;
+            meta.insert(entry.key, entry.value);
+        }
+    }
+    if report.revision > 0 {
+        let rev = Revision {
+            main: report.revision,
+            sub: 0,
+        }
+        .to_key()
+        .to_vec();
+        meta.insert(FINISHED_COMPACT_KEY.to_vec(), rev.clone());
+        meta.insert(SCHEDULED_COMPACT_KEY.to_vec(), rev);
+    }
+    write_bucket(&mut writer, META_BUCKET, seq(&meta_bucket), meta)?;
+
+    // Every other bucket as it is.
+    for name in db.buckets().map_err(base_err)? {
+        if [KEY_BUCKET, LEASE_BUCKET, META_BUCKET].contains(&name.as_slice()) {
+            continue;
+        }
+        let bucket = db
+            .bucket(&name)
+            .and_then(|b| {
+                b.ok_or_else(|| Error::MissingBucket {
+                    name: String::from_utf8_lossy(&name).into_owned(),
+                })
+            })
+            .map_err(base_err)?;
+        writer
+            .begin_bucket(&name, bucket.sequence())
+            .map_err(CompactError::Output)?;
+        for entry in db.iter(&bucket) {
+            let entry = entry.map_err(base_err)?;
+            if entry.is_bucket {
+                return Err(base_err(Error::Schema {
+                    bucket: String::from_utf8_lossy(&name).into_owned(),
+                    key: hex(&entry.key),
+                    reason: "a nested bucket: etcd's buckets hold none (not an etcd database?)"
+                        .into(),
+                }));
+            }
+            writer
+                .put(&entry.key, &entry.value)
+                .map_err(CompactError::Output)?;
+        }
+        writer.end_bucket().map_err(CompactError::Output)?;
+    }
+    let written = writer
+        .finish(db.meta().sequence)
+        .map_err(CompactError::Output)?;
+    report.db_bytes = written.db_bytes;
+    report.sha256 = written.sha256;
+    report.spilled_bytes = scratch.borrow().spilled();
+    report.sort_peak_bytes = sort_peak as u64;
+    Ok(report)
+}
+
+fn write_bucket<O: Sink>(
+    writer: &mut DbWriter<O>,
+    name: &[u8],
+    sequence: u64,
+    entries: BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Result<(), CompactError> {
+    writer
+        .begin_bucket(name, sequence)
+        .map_err(CompactError::Output)?;
+    for (k, v) in entries {
+        writer.put(&k, &v).map_err(CompactError::Output)?;
+    }
+    writer.end_bucket().map_err(CompactError::Output)
+}
+
+/// The key of an `mvccpb.KeyValue`, decoded without copying the value.
+#[derive(Clone, PartialEq, prost::Message)]
+struct KeyOf {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+}
+
+/// The lease of an `mvccpb.KeyValue`, decoded without copying the value.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeaseOf {
+    #[prost(int64, tag = "6")]
+    lease: i64,
+}
+
+fn decode_part<M: prost::Message + Default>(value: &[u8]) -> Result<M, Error> {
+    M::decode(value).map_err(|e| Error::Schema {
+        bucket: "key".into(),
+        key: String::new(),
+        reason: format!("value is not an mvccpb.KeyValue: {e}"),
+    })
+}
+
+fn decode_kv(value: &[u8]) -> Result<KeyValue, Error> {
+    KeyValue::decode(value).map_err(|e| Error::Schema {
+        bucket: "key".into(),
+        key: String::new(),
+        reason: format!("value is not an mvccpb.KeyValue: {e}"),
+    })
+}
+
+/// `main` and `sub` big-endian: byte order is revision order (revisions
+/// are never negative).
+fn rev_bytes(rev: Revision) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&rev.main.to_be_bytes());
+    b[8..].copy_from_slice(&rev.sub.to_be_bytes());
+    b
+}
+
+/// Pass-1 record: revision (16 bytes), deleted flag, user key.
+fn key_record(out: &mut Vec<u8>, rev: Revision, deleted: bool, key: &[u8]) {
+    out.clear();
+    out.extend(rev_bytes(rev));
+    out.push(u8::from(deleted));
+    out.extend_from_slice(key);
+}
+
+fn user_key(rec: &[u8]) -> &[u8] {
+    rec.get(17..).unwrap_or_default()
+}
+
+fn is_deleted(rec: &[u8]) -> bool {
+    rec.get(16) == Some(&1)
+}
+
+fn cmp_by_key(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    user_key(a)
+        .cmp(user_key(b))
+        .then_with(|| a.get(..16).cmp(&b.get(..16)))
+}
+
+/// What a walk over the deltas saw.
+struct Walk {
+    applied: u64,
+    skipped: u64,
+    revision: i64,
+}
+
+struct Context<'a, R: ReadAt, D: ReadAt> {
+    base: &'a SnapshotInfo,
+    db: &'a Db<R>,
+    keys: &'a Bucket,
+    base_revision: i64,
+    compacted: i64,
+    options: &'a CompactOptions,
+    deltas: &'a [DeltaInput<D>],
+}
+
+/// Identifies an event for overlap checks.
+fn digest(event: &Event) -> u64 {
+    let mut bytes = vec![u8::from(event.kind == EventType::Delete)];
+    bytes.extend(event.kv.encode_to_vec());
+    fnv1a64(&bytes)
+}
+
+/// The digests of a delta's events by revision.
+fn digests_by_revision(events: &[Event]) -> BTreeMap<i64, Vec<u64>> {
+    let mut out: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
+    for e in events {
+        out.entry(e.kv.mod_revision).or_default().push(digest(e));
+    }
+    out
+}
+
+/// One change a walk hands on: the revision it lands at, and the event
+/// (in the first pass only its type and key are known).
+pub(crate) struct Change<'a> {
+    deleted: bool,
+    key: &'a [u8],
+    /// The whole key-value (the second pass).
+    kv: Option<&'a KeyValue>,
+}
+
+impl<R: ReadAt, D: ReadAt> Context<'_, R, D> {
+    fn delta_err(&self, delta: &DeltaInput<D>) -> impl Fn(DeltaError) -> CompactError {
+        let snapshot = delta.info.name.clone();
+        move |source| CompactError::Delta {
+            snapshot: snapshot.clone(),
+            source,
+        }
+    }
+
+    /// Reads a delta's payload whole (bounded by `max_delta_bytes`).
+    fn payload(&self, delta: &DeltaInput<D>) -> Result<Vec<u8>, CompactError> {
+        let name = &delta.info.name;
+        let read_err = |source| CompactError::DeltaRead {
+            snapshot: name.clone(),
+            source,
+        };
+        let size = delta.data.size().map_err(read_err)?;
+        if size > self.options.max_delta_bytes {
+            return Err(CompactError::DeltaTooLarge {
+                snapshot: name.clone(),
+                size,
+                limit: self.options.max_delta_bytes,
+            });
+        }
+        let mut payload = vec![0u8; usize::try_from(size).unwrap_or(usize::MAX)];
+        delta.data.read_at(0, &mut payload).map_err(read_err)?;
+        Ok(payload)
+    }
+
+    /// A delta's events, whole (hash not checked again).
+    fn events(&self, delta: &DeltaInput<D>) -> Result<Vec<Event>, CompactError> {
+        let payload = self.payload(delta)?;
+        let (json, _) = split_delta(&payload).map_err(self.delta_err(delta))?;
+        parse_events(json).map_err(self.delta_err(delta))
+    }
+
+    /// Calls `apply` with every event after the revision reached so far
+    /// and its (main, sub) revision, in order. The first walk (`check`)
+    /// verifies each delta's hash (hashed by the source, natively in the
+    /// plugin host), its events, continuity and overlaps, and reads only
+    /// types and keys; the second reads whole events.
+    fn walk_deltas(
+        &self,
+        check: bool,
+        apply: &mut dyn FnMut(Revision, Change<'_>) -> Result<(), CompactError>,
+    ) -> Result<Walk, CompactError> {
+        let mut walk = Walk {
+            applied: 0,
+            skipped: 0,
+            revision: self.base_revision,
+        };
+        let mut before: Option<&DeltaInput<D>> = None;
+        for delta in self.deltas {
+            let info = &delta.info;
+            let before_name = before.map_or(&self.base.name, |b| &b.info.name);
+            if info.start_revision > walk.revision + 1 {
+                return Err(CompactError::Gap {
+                    before: before_name.clone(),
+                    after: info.name.clone(),
+                    from: walk.revision + 1,
+                    to: info.start_revision - 1,
+                });
+            }
+            let payload = self.payload(delta)?;
+            let json = if check {
+                let (json, _) = split_delta(&payload).map_err(self.delta_err(delta))?;
+                let computed = delta.data.sha256(0, json.len() as u64).map_err(|source| {
+                    CompactError::DeltaRead {
+                        snapshot: info.name.clone(),
+                        source,
+                    }
+                })?;
+                check_delta_hash(&payload, &computed).map_err(self.delta_err(delta))?
+            } else {
+                split_delta(&payload).map_err(self.delta_err(delta))?.0
+            };
+            let (keys, mut full) = if check {
+                (parse_event_keys(json).map_err(self.delta_err(delta))?, None)
+            } else {
+                let full = parse_events(json).map_err(self.delta_err(delta))?;
+                (full.iter().map(EventKey::from).collect(), Some(full))
+            };
+            if check {
+                check_events(info, &keys).map_err(|reason| CompactError::DeltaContent {
+                    snapshot: info.name.clone(),
+                    reason,
+                })?;
+            }
+            let mut i = 0;
+            while i < keys.len() {
+                let main = keys[i].mod_revision;
+                let end = keys[i..]
+                    .iter()
+                    .position(|e| e.mod_revision != main)
+                    .map_or(keys.len(), |n| i + n);
+                if main <= walk.revision {
+                    if check {
+                        if full.is_none() {
+                            full = Some(parse_events(json).map_err(self.delta_err(delta))?);
+                        }
+                        let group = full.as_deref().map_or(&[][..], |f| &f[i..end]);
+                        self.check_overlap(before, info, main, group)?;
+                    }
+                    walk.skipped += (end - i) as u64;
+                } else {
+                    for (sub, k) in keys[i..end].iter().enumerate() {
+                        let change = Change {
+                            deleted: k.kind == EventType::Delete,
+                            key: &k.key,
+                            kv: full.as_deref().and_then(|f| f.get(i + sub)).map(|e| &e.kv),
+                        };
+                        apply(
+                            Revision {
+                                main,
+                                sub: sub as i64,
+                            },
+                            change,
+                        )?;
+                    }
+                    walk.applied += (end - i) as u64;
+                }
+                i = end;
+            }
+            walk.revision = walk.revision.max(info.last_revision);
+            before = Some(delta);
+        }
+        Ok(walk)
+    }
+
+    /// Checks events of revision `main`, already reached, against the
+    /// snapshot that holds it: the base, or the delta `before`.
+    fn check_overlap(
+        &self,
+        before: Option<&DeltaInput<D>>,
+        info: &SnapshotInfo,
+        main: i64,
+        group: &[Event],
+    ) -> Result<(), CompactError> {
+        let overlap = |before: &str, reason: String| CompactError::Overlap {
+            before: before.to_string(),
+            after: info.name.clone(),
+            revision: main,
+            reason,
+        };
+        if main > self.base_revision {
+            let Some(prev) = before else {
+                return Err(overlap(
+                    &self.base.name,
+                    "the revision is past the base".into(),
+                ));
+            };
+            let digests: Vec<u64> = group.iter().map(digest).collect();
+            let held = digests_by_revision(&self.events(prev)?);
+            return match held.get(&main) {
+                Some(d) if *d == digests => Ok(()),
+                Some(d) => Err(overlap(
+                    &prev.info.name,
+                    format!(
+                        "{} events there, {} here, or different keys or values",
+                        d.len(),
+                        digests.len()
+                    ),
+                )),
+                None => Err(overlap(
+                    &prev.info.name,
+                    "the revision is in neither the base nor the previous delta, so the overlap \
+                     cannot be checked"
+                        .into(),
+                )),
+            };
+        }
+        // Held by the base, unless its history was compacted away.
+        for (sub, event) in group.iter().enumerate() {
+            let rev = Revision {
+                main,
+                sub: sub as i64,
+            };
+            let mut key = rev.to_key().to_vec();
+            let deleted = event.kind == EventType::Delete;
+            if deleted {
+                key.push(crate::TOMBSTONE_MARK);
+            }
+            let found = self
+                .db
+                .get(self.keys, &key)
+                .map_err(|source| CompactError::Base {
+                    snapshot: self.base.name.clone(),
+                    source,
+                })?;
+            match found {
+                None if main <= self.compacted => {}
+                None => {
+                    return Err(overlap(
+                        &self.base.name,
+                        format!(
+                            "the base has no {} of key {} at sub-revision {sub}",
+                            if deleted { "deletion" } else { "put" },
+                            hex(&event.kv.key)
+                        ),
+                    ));
+                }
+                Some(entry) => {
+                    let kv = decode_kv(&entry.value).map_err(|source| CompactError::Base {
+                        snapshot: self.base.name.clone(),
+                        source,
+                    })?;
+                    let same = if deleted {
+                        kv.key == event.kv.key
+                    } else {
+                        kv == event.kv
+                    };
+                    if !same {
+                        return Err(overlap(
+                            &self.base.name,
+                            format!("key {} differs at sub-revision {sub}", hex(&event.kv.key)),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A delta's events ascend and fit the revisions its name gives.
+fn check_events(info: &SnapshotInfo, events: &[EventKey]) -> Result<(), String> {
+    let Some(last) = events.last() else {
+        return Err("it holds no events".into());
+    };
+    let mut prev = i64::MIN;
+    for (i, e) in events.iter().enumerate() {
+        let rev = e.mod_revision;
+        if rev < prev {
+            return Err(format!(
+                "event #{i} is at revision {rev}, before the previous event's {prev}"
+            ));
+        }
+        if rev < info.start_revision || rev > info.last_revision {
+            return Err(format!(
+                "event #{i} is at revision {rev}, outside the revisions {}..={} of its name",
+                info.start_revision, info.last_revision
+            ));
+        }
+        prev = rev;
+    }
+    if last.mod_revision != info.last_revision {
+        return Err(format!(
+            "its name says it ends at revision {}, but its last event is at {}",
+            info.last_revision, last.mod_revision
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! Delta snapshots: decoding the payload the snapshotter writes (after
+//! decompression): a JSON array of `{"etcdEvent": <mvccpb.Event>, "time":
+//! ...}` followed by the raw SHA-256 of the JSON.
+//!
+//! The JSON is Go's `encoding/json` of gogo's `mvccpb.Event`: `type` is
+//! numeric and omitted for PUT, byte fields are base64, zero fields are
+//! omitted, `prev_kv` is never set. Like Go's decoder, absent and `null`
+//! fields are zero values. The hash is checked before any JSON is parsed,
+//! so a truncated or damaged delta is refused as such.
+
+use base64::Engine as _;
+use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::hex;
+use crate::proto::{Event, EventType, KeyValue};
+
+/// Length of the SHA-256 after the JSON.
+pub const DELTA_HASH_LEN: usize = 32;
+
+/// Base64 as Go's `encoding/json` writes `[]byte`: standard alphabet,
+/// padded; like Go's (non-strict) decoder, non-zero trailing bits pass.
+const GO_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
+/// Why a delta payload was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeltaError {
+    /// Too short to hold JSON and its hash.
+    #[error(
+        "delta snapshot is missing its hash: {len} bytes after decompression, need more than \
+         {DELTA_HASH_LEN}"
+    )]
+    TooShort {
+        /// The payload's length.
+        len: usize,
+    },
+    /// The trailing hash is not the SHA-256 of the JSON before it.
+    #[error(
+        "delta snapshot is corrupt or truncated: trailing hash {trailer} is not the SHA-256 \
+         {computed} of its {json_len} JSON bytes"
+    )]
+    HashMismatch {
+        /// Length of the JSON part.
+        json_len: usize,
+        /// The trailing 32 bytes, hex.
+        trailer: String,
+        /// The SHA-256 of the JSON, hex.
+        computed: String,
+    },
+    /// The JSON (whose hash matched) is not a list of events.
+    #[error("delta snapshot JSON is not a list of events: {0}")]
+    Json(#[source] serde_json::Error),
+    /// An element is not a valid event.
+    #[error("delta snapshot event #{index} is invalid: {reason}")]
+    Event {
+        /// Zero-based position in the list.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Splits a payload into its JSON and its trailer, unchecked.
+pub fn split_delta(payload: &[u8]) -> Result<(&[u8], &[u8]), DeltaError> {
+    if payload.len() <= DELTA_HASH_LEN {
+        return Err(DeltaError::TooShort { len: payload.len() });
+    }
+    Ok(payload.split_at(payload.len() - DELTA_HASH_LEN))
+}
+
+/// Checks a payload's trailer against `computed`, the SHA-256 of its JSON
+/// part (hashed by the caller, e.g. natively by the plugin host), and
+/// returns the JSON part.
+pub fn check_delta_hash<'a>(
+    payload: &'a [u8],
+    computed: &[u8; 32],
+) -> Result<&'a [u8], DeltaError> {
+    let (json, trailer) = split_delta(payload)?;
+    if computed.as_slice() != trailer {
+        return Err(DeltaError::HashMismatch {
+            json_len: json.len(),
+            trailer: hex(trailer),
+            computed: hex(computed),
+        });
+    }
+    Ok(json)
+}
+
+/// Checks the trailing SHA-256 of a payload and returns the JSON part.
+pub fn verify_delta(payload: &[u8]) -> Result<&[u8], DeltaError> {
+    let (json, _) = split_delta(payload)?;
+    check_delta_hash(payload, &Sha256::digest(json).into())
+}
+
+/// Verifies and decodes a payload into its events, in order.
+pub fn decode_delta(payload: &[u8]) -> Result<Vec<Event>, DeltaError> {
+    parse_events(verify_delta(payload)?)
+}
+
+/// What the first pass of a compaction needs of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKey {
+    /// PUT or DELETE.
+    pub kind: EventType,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The event's revision.
+    pub mod_revision: i64,
+}
+
+impl From<&Event> for EventKey {
+    fn from(e: &Event) -> Self {
+        EventKey {
+            kind: e.kind,
+            key: e.kv.key.clone(),
+            mod_revision: e.kv.mod_revision,
+        }
+    }
+}
+
+/// Parses a delta's JSON (whose hash was checked) for the events' types,
+/// keys and revisions only: values are skipped, not decoded.
+pub fn parse_event_keys(json: &[u8]) -> Result<Vec<EventKey>, DeltaError> {
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(rename = "etcdEvent")]
+        etcd_event: Option<Ev>,
+    }
+    #[derive(Deserialize)]
+    struct Ev {
+        #[serde(rename = "type")]
+        kind: Option<i64>,
+        kv: Option<Kv>,
+    }
+    #[derive(Deserialize)]
+    struct Kv {
+        key: Option<String>,
+        mod_revision: Option<i64>,
+    }
+    let entries: Vec<Entry> = serde_json::from_slice(json).map_err(DeltaError::Json)?;
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let bad = |reason: String| DeltaError::Event { index, reason };
+            let event = entry
+                .etcd_event
+                .ok_or_else(|| bad("it has no \"etcdEvent\"".into()))?;
+            let kind = event_type(event.kind.unwrap_or(0)).map_err(bad)?;
+            let kv = event
+                .kv
+                .ok_or_else(|| bad("its \"etcdEvent\" has no \"kv\"".into()))?;
+            let key = decode_go_base64("key", kv.key.as_deref()).map_err(bad)?;
+            let mod_revision = kv.mod_revision.unwrap_or(0);
+            if key.is_empty() {
+                return Err(bad("its key is empty".into()));
+            }
+            if mod_revision <= 0 {
+                return Err(bad(format!(
+                    "its mod_revision {mod_revision} is not positive"
+                )));
+            }
+            Ok(EventKey {
+                kind,
+                key,
+                mod_revision,
+            })
+        })
+        .collect()
+}
+
+fn event_type(wire: i64) -> Result<EventType, String> {
+    match wire {
+        0 => Ok(EventType::Put),
+        1 => Ok(EventType::Delete),
+        other => Err(format!(
+            "unknown event type {other} (0 is PUT, 1 is DELETE)"
+        )),
+    }
+}
+
+/// Parses a delta's JSON (whose hash was checked) into its events.
+pub fn parse_events(json: &[u8]) -> Result<Vec<Event>, DeltaError> {
+    let entries: Vec<EntryIn> = serde_json::from_slice(json).map_err(DeltaError::Json)?;
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            entry
+                .into_event()
+                .map_err(|reason| DeltaError::Event { index, reason })
+        })
+        .collect()
+}
+
+/// Decodes one base64 field of Go's JSON (absent is empty).
+pub fn decode_go_base64(field: &str, text: Option<&str>) -> Result<Vec<u8>, String> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(text) => GO_BASE64
+            .decode(text)
+            .map_err(|e| format!("\"{field}\" is not base64: {e}")),
+    }
+}
+
+/// Encodes bytes as Go's JSON does for `[]byte`.
+pub fn encode_go_base64(bytes: &[u8]) -> String {
+    GO_BASE64.encode(bytes)
+}
+
+#[derive(Deserialize)]
+struct EntryIn {
+    #[serde(rename = "etcdEvent")]
+    etcd_event: Option<EventIn>,
+}
+
+#[derive(Deserialize)]
+struct EventIn {
+    #[serde(rename = "type")]
+    kind: Option<i64>,
+    kv: Option<KeyValueIn>,
+}
+
+#[derive(Deserialize)]
+struct KeyValueIn {
+    key: Option<String>,
+    create_revision: Option<i64>,
+    mod_revision: Option<i64>,
+    version: Option<i64>,
+    value: Option<String>,
+    lease: Option<i64>,
+}
+
+impl EntryIn {
+    fn into_event(self) -> Result<Event, String> {
+        let event = self.etcd_event.ok_or("it has no \"etcdEvent\"")?;
+        let kind = match event.kind.unwrap_or(0) {
+            0 => EventType::Put,
+            1 => EventType::Delete,
+            other => {
+                return Err(format!(
+                    "unknown event type {other} (0 is PUT, 1 is DELETE)"
+                ));
+            }
+        };
+        let kv = event.kv.ok_or("its \"etcdEvent\" has no \"kv\"")?;
+        let kv = KeyValue {
+            key: decode_go_base64("key", kv.key.as_deref())?,
+            create_revision: kv.create_revision.unwrap_or(0),
+            mod_revision: kv.mod_revision.unwrap_or(0),
+            version: kv.version.unwrap_or(0),
+            value: decode_go_base64("value", kv.value.as_deref())?,
+            lease: kv.lease.unwrap_or(0),
+        };
+        if kv.key.is_empty() {
+            return Err("its key is empty".into());
+        }
+        if kv.mod_revision <= 0 {
+            return Err(format!(
+                "its mod_revision {} is not positive",
+                kv.mod_revision
+            ));
+        }
+        if kind == EventType::Put
+            && (kv.create_revision <= 0 || kv.create_revision > kv.mod_revision || kv.version <= 0)
+        {
+            return Err(format!(
+                "PUT of key {} has create_revision {}, mod_revision {} and version {}: a PUT \
+                 needs 0 < create_revision <= mod_revision and version > 0",
+                hex(&kv.key),
+                kv.create_revision,
+                kv.mod_revision,
+                kv.version
+            ));
+        }
+        Ok(Event { kind, kv })
+    }
+}
+
+/// Encodes events as a delta payload (JSON plus SHA-256), as the sidecar's
+/// snapshotter writes them; for tests and tools.
+pub fn encode_delta(events: &[Event], time: &str) -> Vec<u8> {
+    let mut json = String::from("[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        let mut kv = serde_json::Map::new();
+        let kv_in = &e.kv;
+        kv.insert("key".into(), encode_go_base64(&kv_in.key).into());
+        for (name, n) in [
+            ("create_revision", kv_in.create_revision),
+            ("mod_revision", kv_in.mod_revision),
+            ("version", kv_in.version),
+        ] {
+            if n != 0 {
+                kv.insert(name.into(), n.into());
+            }
+        }
+        if !kv_in.value.is_empty() {
+            kv.insert("value".into(), encode_go_base64(&kv_in.value).into());
+        }
+        if kv_in.lease != 0 {
+            kv.insert("lease".into(), kv_in.lease.into());
+        }
+        let mut event = serde_json::Map::new();
+        if e.kind == EventType::Delete {
+            event.insert("type".into(), 1.into());
+        }
+        event.insert("kv".into(), kv.into());
+        let entry = serde_json::json!({ "etcdEvent": event, "time": time });
+        json.push_str(&entry.to_string());
+    }
+    json.push(']');
+    let mut payload = json.into_bytes();
+    let digest = Sha256::digest(&payload);
+    payload.extend_from_slice(&digest);
+    payload
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn put(key: &str, rev: i64, value: &str) -> Event {
+        Event {
+            kind: EventType::Put,
+            kv: KeyValue {
+                key: key.into(),
+                create_revision: rev,
+                mod_revision: rev,
+                version: 1,
+                value: value.into(),
+                lease: 7,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips_and_reads_upstream_shape() {
+        let del = Event {
+            kind: EventType::Delete,
+            kv: KeyValue {
+                key: b"k".to_vec(),
+                mod_revision: 9,
+                ..Default::default()
+            },
+        };
+        let events = vec![put("k", 8, "v"), del];
+        let payload = encode_delta(&events, "2024-01-01T00:00:00Z");
+        assert_eq!(decode_delta(&payload).unwrap(), events);
+        // Upstream issue #287's shape: no type, no lease, time with nanos.
+        let json = br#"[{"etcdEvent":{"kv":{"key":"L3Jl","create_revision":42004,"mod_revision":69263102,"version":4511635,"value":"azhz"}},"time":"2020-06-03T10:19:43.497498417Z"}]"#;
+        let mut p = json.to_vec();
+        p.extend(Sha256::digest(json));
+        let e = decode_delta(&p).unwrap();
+        assert_eq!(e[0].kv.mod_revision, 69_263_102);
+        assert_eq!(e[0].kv.key, b"/re");
+    }
+
+    #[test]
+    fn refuses_damage_with_the_reason() {
+        let payload = encode_delta(&[put("k", 3, "v")], "t");
+        let mut flipped = payload.clone();
+        flipped[5] ^= 1;
+        assert!(matches!(
+            decode_delta(&flipped),
+            Err(DeltaError::HashMismatch { .. })
+        ));
+        assert!(matches!(
+            decode_delta(&payload[..20]),
+            Err(DeltaError::TooShort { .. }) | Err(DeltaError::HashMismatch { .. })
+        ));
+        for (json, what) in [
+            (&br#"{"a":1}"#[..], "not a list"),
+            (br#"[{"etcdEvent":{"type":5,"kv":{"key":"aw==","mod_revision":1}}}]"#, "unknown event type 5"),
+            (br#"[{"etcdEvent":{"kv":{"key":"a!","mod_revision":1}}}]"#, "not base64"),
+            (br#"[{"etcdEvent":{"kv":{"key":"aw==","mod_revision":0}}}]"#, "not positive"),
+            (br#"[{"etcdEvent":{"kv":{"key":"aw==","mod_revision":4,"create_revision":5,"version":1}}}]"#, "create_revision"),
+            (br#"[{"time":"x"}]"#, "no \"etcdEvent\""),
+        ] {
+            let mut p = json.to_vec();
+            p.extend(Sha256::digest(json));
+            let err = decode_delta(&p).unwrap_err().to_string();
+            assert!(err.contains(what) || (what == "not a list" && err.contains("not a list")), "{what}: {err}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+        /// Any bytes with a matching hash decode or fail cleanly.
+        #[test]
+        fn arbitrary_json_never_panics(json in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut p = json.clone();
+            p.extend(Sha256::digest(&json));
+            let _ = decode_delta(&p);
+        }
+
+        /// Damage anywhere in a real payload is an error, never a panic.
+        #[test]
+        fn damaged_payloads_are_refused(at in 0usize..200, bit in 0u8..8) {
+            let payload = encode_delta(&[put("key", 3, "value"), put("other", 4, "x")], "t");
+            let mut p = payload.clone();
+            let i = at % p.len();
+            p[i] ^= 1 << bit;
+            prop_assert!(decode_delta(&p).is_err());
+        }
+    }
+}
