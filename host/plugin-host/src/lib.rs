@@ -19,6 +19,7 @@
 //!   the operator never touch wasmtime types.
 
 mod cache;
+mod compact;
 pub mod credentials;
 pub mod grants;
 mod registry;
@@ -26,6 +27,8 @@ mod runtime;
 mod store;
 
 pub use cache::CompiledFrom;
+pub use compact::{BlobReader, BlobWriter, CompactJob, CompactionError};
+pub use druid_etcd_db::{CompactOptions, CompactReport, SnapshotInfo};
 pub use registry::{
     PluginKind, PluginSource, RegisteredPlugin, Registry, SidecarConfig, SidecarVolume,
     VolumeSource, WiringError, canonical_provider,

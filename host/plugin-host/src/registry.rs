@@ -212,6 +212,11 @@ impl Registry {
         })
     }
 
+    /// The host the plugins run on.
+    pub(crate) fn host(&self) -> &PluginHost {
+        &self.host
+    }
+
     /// The loaded plugins.
     pub fn plugins(&self) -> &[RegisteredPlugin] {
         &self.plugins
@@ -312,6 +317,13 @@ impl Registry {
                     .collect(),
             )
         })
+    }
+}
+
+impl RegisteredPlugin {
+    /// The compiled plugin.
+    pub(crate) fn plugin(&self) -> &Plugin {
+        &self.plugin
     }
 }
 

@@ -41,6 +41,8 @@ pub(crate) mod bindings {
             with: {
                 "druid:plugin/logging": super::provider::druid::plugin::logging,
                 "druid:plugin/types": super::provider::druid::plugin::types,
+                "druid:plugin/blobs.reader": crate::compact::BlobReader,
+                "druid:plugin/blobs.writer": crate::compact::BlobWriter,
             },
         });
     }
@@ -91,7 +93,9 @@ pub(crate) struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     gate: HttpGate,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
+    /// Largest read a plugin may ask of a blob.
+    pub(crate) max_read: usize,
     limits: MemoryCap,
     /// Epoch ticks during which the current call ran.
     cpu_ticks: u64,
@@ -325,6 +329,11 @@ impl PluginHost {
             .map_err(Error::Engine)?;
         logging::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(Error::Engine)?;
+        bindings::compactor::druid::plugin::blobs::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(Error::Engine)?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self {
             engine,
@@ -407,24 +416,35 @@ impl PluginHost {
 
     /// A fresh store for `plugin` with `grants`.
     pub(crate) fn session(&self, plugin: &Plugin, grants: &Grants) -> Result<Session, Error> {
+        self.session_with_limits(plugin, grants, &self.limits)
+    }
+
+    /// A fresh store for `plugin` with `grants` and `limits` instead of the
+    /// host's (e.g. the longer CPU time of a compaction).
+    pub(crate) fn session_with_limits(
+        &self,
+        plugin: &Plugin,
+        grants: &Grants,
+        limits: &Limits,
+    ) -> Result<Session, Error> {
         let wasi = grants.wasi_ctx().map_err(|source| Error::Grant {
             plugin: plugin.name.clone(),
             what: grants.describe_dir(),
             source,
         })?;
-        let cpu_budget =
-            u64::try_from(self.limits.call_cpu_time.as_millis() / EPOCH_TICK.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1);
+        let cpu_budget = u64::try_from(limits.call_cpu_time.as_millis() / EPOCH_TICK.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let state = HostState {
             plugin: plugin.name.clone(),
             wasi,
             http: WasiHttpCtx::new(),
             gate: grants.http_gate(&plugin.name),
             table: ResourceTable::new(),
+            max_read: limits.max_return_bytes,
             limits: MemoryCap {
                 inner: StoreLimitsBuilder::new()
-                    .memory_size(self.limits.memory_bytes)
+                    .memory_size(limits.memory_bytes)
                     .instances(8)
                     .trap_on_grow_failure(true)
                     .build(),
@@ -450,7 +470,7 @@ impl PluginHost {
         Ok(Session {
             store,
             plugin: plugin.name.clone(),
-            limits: self.limits.clone(),
+            limits: limits.clone(),
         })
     }
 

@@ -1,0 +1,335 @@
+//! Running the compactor plugin: the host lends it files as `blobs`
+//! handles (inputs read-only, output and scratch capped in size) and
+//! nothing else.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+
+use druid_etcd_db::{CompactOptions, CompactReport, SnapshotInfo};
+use wasmtime::component::Resource;
+
+use crate::grants::Grants;
+use crate::registry::{PluginKind, Registry};
+use crate::runtime::bindings::compactor::druid::plugin::blobs;
+use crate::runtime::bindings::compactor::exports::druid::plugin::compaction as wit;
+use crate::runtime::{HostState, Pre, guarded, truncate};
+use crate::{Error, Limits};
+
+/// An input file lent to the plugin, read-only.
+pub struct BlobReader {
+    file: File,
+    size: u64,
+}
+
+/// An output or scratch file lent to the plugin, capped in size.
+pub struct BlobWriter {
+    file: File,
+    cap: u64,
+}
+
+impl blobs::Host for HostState {}
+
+impl blobs::HostReader for HostState {
+    fn size(&mut self, this: Resource<BlobReader>) -> u64 {
+        self.table.get(&this).map_or(0, |r| r.size)
+    }
+
+    fn read_at(
+        &mut self,
+        this: Resource<BlobReader>,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, String> {
+        let max = self.max_read;
+        let reader = self.table.get(&this).map_err(|e| e.to_string())?;
+        read_file(&reader.file, reader.size, offset, len, max)
+    }
+
+    fn sha256(
+        &mut self,
+        this: Resource<BlobReader>,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, String> {
+        let reader = self.table.get(&this).map_err(|e| e.to_string())?;
+        hash_file(&reader.file, reader.size, offset, len)
+    }
+
+    fn drop(&mut self, this: Resource<BlobReader>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl blobs::HostWriter for HostState {
+    fn write_at(
+        &mut self,
+        this: Resource<BlobWriter>,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<(), String> {
+        let writer = self.table.get(&this).map_err(|e| e.to_string())?;
+        let end = offset.saturating_add(data.len() as u64);
+        if end > writer.cap {
+            return Err(format!(
+                "write up to byte {end} is past the {} bytes this output may hold",
+                writer.cap
+            ));
+        }
+        writer
+            .file
+            .write_all_at(&data, offset)
+            .map_err(|e| format!("write of {} bytes at {offset}: {e}", data.len()))
+    }
+
+    fn read_at(
+        &mut self,
+        this: Resource<BlobWriter>,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, String> {
+        let max = self.max_read;
+        let writer = self.table.get(&this).map_err(|e| e.to_string())?;
+        let size = writer.file.metadata().map_err(|e| e.to_string())?.len();
+        read_file(&writer.file, size, offset, len, max)
+    }
+
+    fn sha256(
+        &mut self,
+        this: Resource<BlobWriter>,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, String> {
+        let writer = self.table.get(&this).map_err(|e| e.to_string())?;
+        let size = writer.file.metadata().map_err(|e| e.to_string())?.len();
+        hash_file(&writer.file, size, offset, len)
+    }
+
+    fn drop(&mut self, this: Resource<BlobWriter>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+/// The SHA-256 of a range of `file`, read in 1 MiB pieces.
+fn hash_file(file: &File, size: u64, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+    use sha2::{Digest as _, Sha256};
+    const PIECE: u64 = 1 << 20;
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(format!(
+            "hash of {len} bytes at {offset} is past the end of the {size}-byte blob"
+        ));
+    }
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; usize::try_from(len.min(PIECE)).unwrap_or(1 << 20)];
+    let mut at = 0;
+    while at < len {
+        let n = usize::try_from((len - at).min(PIECE)).unwrap_or(buf.len());
+        file.read_exact_at(&mut buf[..n], offset + at)
+            .map_err(|e| format!("read of {n} bytes at {}: {e}", offset + at))?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(hasher.finalize().to_vec())
+}
+
+fn read_file(file: &File, size: u64, offset: u64, len: u32, max: usize) -> Result<Vec<u8>, String> {
+    let len = len as usize;
+    if len > max {
+        return Err(format!(
+            "read of {len} bytes is over the limit of {max} bytes"
+        ));
+    }
+    if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+        return Err(format!(
+            "read of {len} bytes at {offset} is past the end of the {size}-byte blob"
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, offset)
+        .map_err(|e| format!("read of {len} bytes at {offset}: {e}"))?;
+    Ok(buf)
+}
+
+/// A compaction to run: the files, the options and the plugin's limits.
+#[derive(Debug, Clone)]
+pub struct CompactJob {
+    /// The base full snapshot.
+    pub base: SnapshotInfo,
+    /// Its database (decompressed; the trailer may follow).
+    pub base_file: PathBuf,
+    /// The deltas, in order, with their decompressed payloads.
+    pub deltas: Vec<(SnapshotInfo, PathBuf)>,
+    /// Where the database and its SHA-256 go (created or truncated).
+    pub output: PathBuf,
+    /// Scratch space for spills (created or truncated; removed after).
+    pub scratch: PathBuf,
+    /// The compaction's options.
+    pub options: CompactOptions,
+    /// Limits of the plugin for this call.
+    pub limits: Limits,
+    /// The most bytes the output and the scratch file may each hold.
+    pub max_output_bytes: u64,
+}
+
+/// Why a compaction did not produce a database.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactionError {
+    /// No plugin exports the `compactor` world.
+    #[error(
+        "no compactor plugin is loaded (plugins: {known}); add druid_plugin_compactor.wasm to the \
+         plugins directory"
+    )]
+    NoCompactor {
+        /// The plugins that are loaded.
+        known: String,
+    },
+    /// A file could not be opened or created.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The plugin failed, trapped or hit a limit.
+    #[error(transparent)]
+    Plugin(#[from] Error),
+    /// The inputs are damaged, not continuous, or disagree.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// Reading or writing a blob failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+fn open(path: &Path) -> Result<BlobReader, CompactionError> {
+    let err = |source| CompactionError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(err)?;
+    let size = file.metadata().map_err(err)?.len();
+    Ok(BlobReader { file, size })
+}
+
+fn create(path: &Path, cap: u64) -> Result<BlobWriter, CompactionError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|source| CompactionError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(BlobWriter { file, cap })
+}
+
+fn wit_info(i: &SnapshotInfo) -> wit::SnapshotInfo {
+    wit::SnapshotInfo {
+        name: i.name.clone(),
+        start_revision: i.start_revision,
+        last_revision: i.last_revision,
+    }
+}
+
+impl Registry {
+    /// The loaded compactor plugin (the first, by load order).
+    pub fn compactor(&self) -> Option<&crate::RegisteredPlugin> {
+        self.plugins()
+            .iter()
+            .find(|p| p.kind == PluginKind::Compactor)
+    }
+
+    /// Runs the compactor plugin on `job` under `job.limits`. The output
+    /// file holds the database and its SHA-256 on success; the scratch
+    /// file is removed either way.
+    pub async fn compact(&self, job: &CompactJob) -> Result<CompactReport, CompactionError> {
+        let result = self.compact_inner(job).await;
+        let _ = std::fs::remove_file(&job.scratch);
+        result
+    }
+
+    async fn compact_inner(&self, job: &CompactJob) -> Result<CompactReport, CompactionError> {
+        let registered = self
+            .compactor()
+            .ok_or_else(|| CompactionError::NoCompactor {
+                known: self
+                    .plugins()
+                    .iter()
+                    .map(|p| p.info.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let plugin = registered.plugin();
+        let Pre::Compactor(pre) = &plugin.pre else {
+            return Err(CompactionError::NoCompactor {
+                known: registered.info.name.clone(),
+            });
+        };
+        let mut session = self
+            .host()
+            .session_with_limits(plugin, &Grants::none(), &job.limits)?;
+        let push_err = |e: wasmtime::component::ResourceTableError| {
+            CompactionError::Io(format!("cannot lend a file to the plugin: {e}"))
+        };
+        let table = &mut session.store.data_mut().table;
+        let base = table.push(open(&job.base_file)?).map_err(push_err)?;
+        let mut deltas = Vec::with_capacity(job.deltas.len());
+        for (_, path) in &job.deltas {
+            deltas.push(table.push(open(path)?).map_err(push_err)?);
+        }
+        let output = table
+            .push(create(&job.output, job.max_output_bytes)?)
+            .map_err(push_err)?;
+        let scratch = table
+            .push(create(&job.scratch, job.max_output_bytes)?)
+            .map_err(push_err)?;
+        let infos: Vec<wit::SnapshotInfo> = job.deltas.iter().map(|(i, _)| wit_info(i)).collect();
+        let options = wit::Options {
+            unknown_lease_ttl: job.options.unknown_lease_ttl,
+            sort_memory_bytes: job.options.sort_memory_bytes as u64,
+            max_delta_bytes: job.options.max_delta_bytes,
+        };
+        let base_info = wit_info(&job.base);
+        let instance = guarded!(&mut session, "instantiate", |store| pre
+            .instantiate_async(store))?;
+        let result = guarded!(&mut session, "compact", |store| instance
+            .druid_plugin_compaction()
+            .call_compact(
+                store, &base_info, base, &infos, &deltas, output, scratch, options
+            ))?;
+        let r = result.map_err(|e| match e {
+            wit::CompactError::InvalidInput(m) => {
+                CompactionError::InvalidInput(truncate(&m, 8192).to_string())
+            }
+            wit::CompactError::Io(m) => CompactionError::Io(truncate(&m, 8192).to_string()),
+        })?;
+        let sha256: [u8; 32] = r.sha256.as_slice().try_into().map_err(|_| {
+            CompactionError::Io(format!(
+                "the plugin reported a {}-byte SHA-256",
+                r.sha256.len()
+            ))
+        })?;
+        Ok(CompactReport {
+            base_revision: r.base_revision,
+            revision: r.revision,
+            keys: r.keys,
+            base_entries: r.base_entries,
+            deltas: job.deltas.len() as u64,
+            events: r.events,
+            events_skipped: r.events_skipped,
+            leases: r.leases,
+            leases_recreated: r.leases_recreated,
+            recreated_lease_ttl: r.recreated_lease_ttl,
+            db_bytes: r.db_bytes,
+            sha256,
+            spilled_bytes: r.spilled_bytes,
+            sort_peak_bytes: r.sort_peak_bytes,
+        })
+    }
+}
