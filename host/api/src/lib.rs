@@ -42,6 +42,13 @@ pub const DEFRAGMENT_ANNOTATION: &str = "druid.gardener.cloud/defragment";
 /// written by the coordinating sidecar and shown in `status.members`.
 pub const LAST_DEFRAGMENTATION_ANNOTATION: &str = "druid.gardener.cloud/last-defragmentation";
 
+/// Annotation on the delta snapshot lease (`<etcd>-delta-snap`) holding the
+/// bytes (decimal) of the delta snapshots uploaded after the latest full
+/// snapshot, written by the backup leader's sidecar. The operator's
+/// compaction controller starts a compaction once it reaches a threshold,
+/// whatever the number of events.
+pub const DELTA_BYTES_SINCE_FULL_ANNOTATION: &str = "druid.gardener.cloud/delta-bytes-since-full";
+
 /// The `apiVersion` string of druid resources.
 pub fn api_version() -> String {
     format!("{GROUP}/{VERSION}")

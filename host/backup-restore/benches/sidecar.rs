@@ -16,6 +16,15 @@
 //!   it serves the last key. `DRUID_BENCH_RESTORE_ON=disk,tmpfs` (default
 //!   `disk`) chooses where the data directory and the restore's temporary
 //!   files live (`tmpfs` is `/dev/shm`);
+//!   `DRUID_BENCH_RESTORE_METHODS=compaction,replay` (the default) runs
+//!   the restore with the compactor plugin (no replay) and, as the peer,
+//!   by replaying every delta through a temporary etcd as upstream does;
+//! - `compact`: the same full snapshot (a local `etcdctl snapshot save`
+//!   file) and deltas (decompressed to local files) compacted into one
+//!   database by `druid_etcd_db::compact` natively and by the compactor
+//!   plugin under wasmtime, each in its own process (time of the
+//!   compaction itself and peak RSS); `DRUID_BENCH_SORT_MIB` (64) is the
+//!   sort budget;
 //! - `rss`: etcd plus `etcdbr server` taking deltas every 10 s into MinIO
 //!   while a load generator puts 512-byte values at `DRUID_BENCH_LOAD_RATE`
 //!   (10000) per second from `DRUID_BENCH_LOAD_TASKS` (64) tasks for
@@ -689,6 +698,7 @@ fn build_deltas(
 
 struct RestoreRun {
     place: String,
+    method: String,
     base_only: Measured,
     full: Measured,
     replay_steady: Option<(f64, u64)>,
@@ -700,6 +710,7 @@ struct RestoreRun {
 fn restore_once(
     b: &Bench,
     rt: &tokio::runtime::Runtime,
+    method: &str,
     place: &str,
     root: &Path,
     expected_revision: i64,
@@ -722,8 +733,9 @@ fn restore_once(
             .arg(format!("--initial-cluster-token={}", etcd.token))
             .arg(format!("--initial-advertise-peer-urls={}", etcd.peer_url))
             .arg(format!("--etcd-binary={}", b.etcd.display()))
-            .arg(format!("--etcdctl-binary={}", b.etcdctl.display()));
-        let name = format!("etcdbr-restore-{prefix}-{place}");
+            .arg(format!("--etcdctl-binary={}", b.etcdctl.display()))
+            .arg(format!("--restore-method={method}"));
+        let name = format!("etcdbr-restore-{prefix}-{method}-{place}");
         run_measured(&name, c, &b.dir.join(format!("{name}.log")))
     };
 
@@ -788,6 +800,7 @@ fn restore_once(
     remove_dir(&etcd.dir);
     RestoreRun {
         place: place.into(),
+        method: method.into(),
         base_only,
         full,
         replay_steady,
@@ -796,6 +809,7 @@ fn restore_once(
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "a bench step")]
 fn restore_scenario(
     b: &Bench,
     rt: &tokio::runtime::Runtime,
@@ -803,12 +817,15 @@ fn restore_scenario(
     filled: &Filled,
     db_mib: u64,
     local_db: Option<PathBuf>,
+    run_restore: bool,
+    run_compact: bool,
 ) {
     wait_for_quiet_machine();
     b.warm_plugin_cache();
     let deltas = env_u64("DRUID_BENCH_DELTAS", 100);
     let events = env_u64("DRUID_BENCH_DELTA_EVENTS", 10_000);
     let places = env_list("DRUID_BENCH_RESTORE_ON", "disk");
+    let methods = env_list("DRUID_BENCH_RESTORE_METHODS", "compaction,replay");
 
     eprintln!("restore: full snapshot with etcdbr snapshot");
     let mut c = b.etcdbr("snapshot", "restore");
@@ -881,6 +898,9 @@ fn restore_scenario(
         String::from_utf8_lossy(&out.stderr)
     );
     let uploaded = t.elapsed();
+    if run_compact {
+        compact_scenario(b, &staging, &local_db, &full, deltas, events, delta_bytes);
+    }
     remove_dir(&staging);
     let listed = b.snapshots("restore");
     assert_eq!(
@@ -896,7 +916,11 @@ fn restore_scenario(
     let expected = full.last_revision + (deltas * events) as i64;
 
     let mut runs = Vec::new();
-    for place in &places {
+    for (method, place) in methods
+        .iter()
+        .flat_map(|m| places.iter().map(move |p| (m, p)))
+        .filter(|_| run_restore)
+    {
         let root = match place.as_str() {
             "disk" => b.dir.join("restore-disk"),
             "tmpfs" => PathBuf::from(format!(
@@ -909,6 +933,7 @@ fn restore_scenario(
         runs.push(restore_once(
             b,
             rt,
+            method,
             place,
             &root,
             expected,
@@ -919,6 +944,9 @@ fn restore_scenario(
         ));
     }
     let _ = std::fs::remove_file(&local_db);
+    if !run_restore {
+        return;
+    }
 
     let total_events = deltas * events;
     println!();
@@ -937,10 +965,12 @@ fn restore_scenario(
             ("DRUID_BENCH_DELTAS", deltas.to_string()),
             ("DRUID_BENCH_DELTA_EVENTS", events.to_string()),
             ("DRUID_BENCH_RESTORE_ON", places.join(",")),
+            ("DRUID_BENCH_RESTORE_METHODS", methods.join(",")),
         ])
     );
     println!(
-        "{:<7} {:>11} {:>12} {:>11} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "{:<11} {:<7} {:>11} {:>12} {:>11} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "method",
         "data on",
         "base s",
         "base+delta s",
@@ -954,7 +984,8 @@ fn restore_scenario(
     for r in &runs {
         let replay = r.full.elapsed.saturating_sub(r.base_only.elapsed);
         println!(
-            "{:<7} {:>11.1} {:>12.1} {:>11.2} {:>12.1} {:>12.0} {:>12.0} {:>10.1} {:>10.1}",
+            "{:<11} {:<7} {:>11.1} {:>12.1} {:>11.2} {:>12.1} {:>12.0} {:>12.0} {:>10.1} {:>10.1}",
+            r.method,
             r.place,
             r.base_only.elapsed.as_secs_f64(),
             r.full.elapsed.as_secs_f64(),
@@ -973,9 +1004,21 @@ fn restore_scenario(
         "   base+delta s: etcdbr restore of the full snapshot and the deltas; serving s: etcd started on the result until /health and a get of the last key"
     );
     println!(
-        "   replay ev/s: events / (base+delta - base); steady ev/s: between the first and the last 'delta applied' log line; RSS: etcdbr's VmHWM in MiB (its etcdctl and temporary etcd children not counted)"
+        "   replay ev/s: events / (base+delta - base), i.e. events merged (compaction) or replayed (replay) per second; steady ev/s: between the first and the last 'delta applied' log line (replay only); RSS: etcdbr's VmHWM in MiB (its etcdctl and temporary etcd children not counted; the compactor plugin runs inside etcdbr and is counted)"
     );
-    for r in &runs {
+    let total = |m: &str| {
+        runs.iter()
+            .find(|r| r.method == m)
+            .map(|r| (r.full.elapsed + r.serving).as_secs_f64())
+    };
+    if let (Some(c), Some(r)) = (total("compaction"), total("replay")) {
+        println!(
+            "   restore by compaction vs by replay (total s, first place): {c:.1} s vs {r:.1} s: {:.1}x faster (goal: at least 10x)",
+            r / c
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for r in runs.iter().filter(|r| seen.insert(r.place.clone())) {
         println!(
             "   peer ({}): etcdctl snapshot restore alone of the same database from a local file: {:.1} s ({:.1} MiB RSS) -- a lower bound for any restore of the base; upstream replays the deltas the same way (one txn per revision through an embedded etcd), no upstream binary here to time",
             r.place,
@@ -990,6 +1033,255 @@ fn restore_scenario(
             .arg(format!("druid/{BUCKET}/{p}"))
             .output();
     }
+}
+
+// ---------------------------------------------------------------- compact
+
+/// Set in a child process of the bench: `native` or `wasm`.
+const CHILD_ENV: &str = "DRUID_BENCH_COMPACT_CHILD";
+
+/// The compaction in a child process, so that its peak RSS is its own:
+/// args `<base> <out> <scratch> <plugins dir> <cache dir> <sort MiB>
+/// <delta name>=<path>...`; prints one JSON line.
+fn compact_child(mode: &str) {
+    use druid_etcd_db::{CompactOptions, DeltaInput, SnapshotInfo};
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (base, out, scratch, plugins, cache, sort_mib) =
+        (&args[0], &args[1], &args[2], &args[3], &args[4], &args[5]);
+    let deltas: Vec<(SnapshotInfo, PathBuf)> = args[6..]
+        .iter()
+        .map(|a| {
+            let (name, path) = a.split_once('=').unwrap();
+            let snap = Snapshot::parse(&format!("v2/{name}")).unwrap();
+            (
+                SnapshotInfo {
+                    name: name.into(),
+                    start_revision: snap.start_revision,
+                    last_revision: snap.last_revision,
+                },
+                PathBuf::from(path),
+            )
+        })
+        .collect();
+    let base_info = SnapshotInfo {
+        name: "base".into(),
+        start_revision: 0,
+        last_revision: 0,
+    };
+    let options = CompactOptions {
+        sort_memory_bytes: sort_mib.parse::<usize>().unwrap() << 20,
+        ..CompactOptions::default()
+    };
+    let started = Instant::now();
+    let (report, load) = match mode {
+        "native" => {
+            let open = |p: &Path| std::fs::File::open(p).unwrap();
+            let create = |p: &str| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(p)
+                    .unwrap()
+            };
+            let inputs: Vec<DeltaInput<std::fs::File>> = deltas
+                .iter()
+                .map(|(info, path)| DeltaInput {
+                    info: info.clone(),
+                    data: open(path),
+                })
+                .collect();
+            let report = druid_etcd_db::compact(
+                &base_info,
+                open(Path::new(base)),
+                &inputs,
+                create(out),
+                create(scratch),
+                &options,
+            )
+            .unwrap();
+            (report, 0.0)
+        }
+        "wasm" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let host = druid_plugin_host::PluginHost::new(druid_plugin_host::Limits::default())
+                    .unwrap()
+                    .with_component_cache(cache);
+                let registry = druid_plugin_host::Registry::load(
+                    Arc::new(host),
+                    Some(Path::new(plugins)),
+                    &[],
+                )
+                .await
+                .unwrap();
+                let load = started.elapsed().as_secs_f64();
+                let (limits, _) = druid_backup_restore::compaction::job_settings(
+                    &druid_backup_restore::config::CompactionArgs {
+                        restore_method: druid_backup_restore::config::RestoreMethod::Compaction,
+                        compaction_memory_limit: 4 << 30,
+                        compaction_sort_memory: 0,
+                        compaction_max_delta_size: 256 << 20,
+                        compaction_timeout: Duration::from_secs(3 * 3600),
+                        unknown_lease_ttl: None,
+                    },
+                );
+                let job = druid_plugin_host::CompactJob {
+                    base: base_info.clone(),
+                    base_file: base.into(),
+                    deltas: deltas.clone(),
+                    output: out.into(),
+                    scratch: scratch.into(),
+                    options: options.clone(),
+                    limits,
+                    max_output_bytes: u64::MAX,
+                };
+                (registry.compact(&job).await.unwrap(), load)
+            })
+        }
+        other => panic!("{CHILD_ENV}: unknown mode {other}"),
+    };
+    let seconds = started.elapsed().as_secs_f64() - load;
+    println!(
+        "{}",
+        serde_json::json!({
+            "seconds": seconds,
+            "load_seconds": load,
+            "revision": report.revision,
+            "keys": report.keys,
+            "events": report.events,
+            "db_bytes": report.db_bytes,
+            "spilled_bytes": report.spilled_bytes,
+            "sort_peak_bytes": report.sort_peak_bytes,
+        })
+    );
+}
+
+/// Compacts the local base and the deltas natively and as the plugin.
+fn compact_scenario(
+    b: &Bench,
+    staging: &Path,
+    local_db: &Path,
+    full: &Snapshot,
+    deltas: u64,
+    events: u64,
+    delta_bytes: u64,
+) {
+    let dir = b.dir.join("compact");
+    remove_dir(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The deltas decompressed, as the sidecar hands them to the compactor.
+    let mut inputs = Vec::new();
+    let mut payload_bytes = 0u64;
+    let mut objects: Vec<PathBuf> = walk_files(staging);
+    objects.sort();
+    for obj in objects {
+        let name = obj.file_name().unwrap().to_string_lossy().into_owned();
+        let raw = std::fs::read(&obj).unwrap();
+        let payload =
+            druid_backup_restore::compression::decompress(Compression::Gzip, &raw).unwrap();
+        payload_bytes += payload.len() as u64;
+        let path = dir.join(&name);
+        std::fs::write(&path, payload).unwrap();
+        inputs.push(format!("{name}={}", path.display()));
+    }
+    assert_eq!(inputs.len() as u64, deltas);
+    let sort_mib = env_u64("DRUID_BENCH_SORT_MIB", 64);
+    let expected = full.last_revision + (deltas * events) as i64;
+    let mut results = Vec::new();
+    for mode in ["native", "wasm"] {
+        wait_for_quiet_machine();
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.env(CHILD_ENV, mode)
+            .arg(local_db)
+            .arg(dir.join("out.db"))
+            .arg(dir.join("scratch"))
+            .arg(plugin_components().dir())
+            .arg(cache_dir().join("plugin-cache"))
+            .arg(sort_mib.to_string())
+            .args(&inputs);
+        let name = format!("compact-{mode}");
+        let m = run_measured(&name, c, &b.dir.join(format!("{name}.log")));
+        let log = std::fs::read_to_string(&m.log).unwrap();
+        let line = log.lines().rev().find(|l| l.starts_with('{')).unwrap();
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["revision"].as_i64(), Some(expected), "{mode}: {r}");
+        // The output is a database etcdctl accepts.
+        let out = Command::new(&b.etcdctl)
+            .env("ETCDCTL_API", "3")
+            .args(["snapshot", "status", "--write-out=json"])
+            .arg(dir.join("out.db"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        results.push((mode, m, r));
+    }
+    println!();
+    println!(
+        "== compact: a {:.0} MiB full snapshot (revision {}) + {deltas} deltas x {events} PUTs ({:.0} MiB of delta JSON, {:.0} MiB gzip) -> one database",
+        mib(std::fs::metadata(local_db).unwrap().len()),
+        full.last_revision,
+        mib(payload_bytes),
+        mib(delta_bytes)
+    );
+    println!(
+        "   reproduce: {}",
+        reproduce(&[
+            ("DRUID_BENCH", "compact".into()),
+            ("DRUID_BENCH_DELTAS", deltas.to_string()),
+            ("DRUID_BENCH_DELTA_EVENTS", events.to_string()),
+            ("DRUID_BENCH_SORT_MIB", sort_mib.to_string()),
+        ])
+    );
+    println!(
+        "{:<8} {:>10} {:>12} {:>12} {:>13} {:>12} {:>14}",
+        "run", "seconds", "events/s", "out MiB", "peak RSS MiB", "spilled MiB", "sort peak MiB"
+    );
+    for (mode, m, r) in &results {
+        let secs = r["seconds"].as_f64().unwrap();
+        println!(
+            "{:<8} {:>10.1} {:>12.0} {:>12.0} {:>13.1} {:>12.1} {:>14.1}",
+            mode,
+            secs,
+            (deltas * events) as f64 / secs,
+            mib(r["db_bytes"].as_u64().unwrap()),
+            kib_to_mib(m.peak_kib),
+            mib(r["spilled_bytes"].as_u64().unwrap()),
+            mib(r["sort_peak_bytes"].as_u64().unwrap()),
+        );
+    }
+    let secs = |i: usize| results[i].2["seconds"].as_f64().unwrap();
+    println!(
+        "   wasm / native: {:.2}x (goal: at most 2x); the plugin was loaded from the compiled-component cache in {:.2} s (not counted)",
+        secs(1) / secs(0),
+        results[1].2["load_seconds"].as_f64().unwrap()
+    );
+    println!(
+        "   peak RSS: the whole process (for wasm: wasmtime, the plugin's linear memory and the host's buffers)"
+    );
+    remove_dir(&dir);
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------- rss
@@ -1297,11 +1589,15 @@ fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
 // ---------------------------------------------------------------- main
 
 fn main() {
-    let scenarios = env_list("DRUID_BENCH", "upload,restore,rss");
+    if let Ok(mode) = std::env::var(CHILD_ENV) {
+        compact_child(&mode);
+        return;
+    }
+    let scenarios = env_list("DRUID_BENCH", "upload,restore,compact,rss");
     for s in &scenarios {
         assert!(
-            ["upload", "restore", "rss"].contains(&s.as_str()),
-            "DRUID_BENCH: unknown scenario {s} (upload, restore, rss)"
+            ["upload", "restore", "compact", "rss"].contains(&s.as_str()),
+            "DRUID_BENCH: unknown scenario {s} (upload, restore, compact, rss)"
         );
     }
     let on = |s: &str| scenarios.iter().any(|x| x == s);
@@ -1317,7 +1613,7 @@ fn main() {
         bench.etcd.display()
     );
 
-    if on("upload") || on("restore") {
+    if on("upload") || on("restore") || on("compact") {
         let db_mib = env_u64("DRUID_BENCH_DB_MIB", 1024);
         wait_for_quiet_machine();
         let mut etcd = Etcd::new("filled", None);
@@ -1334,8 +1630,17 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
         let local_db = on("upload").then(|| upload_scenario(&bench, &etcd, &filled, db_mib));
-        if on("restore") {
-            restore_scenario(&bench, &rt, etcd, &filled, db_mib, local_db);
+        if on("restore") || on("compact") {
+            restore_scenario(
+                &bench,
+                &rt,
+                etcd,
+                &filled,
+                db_mib,
+                local_db,
+                on("restore"),
+                on("compact"),
+            );
         } else {
             if let Some(f) = local_db {
                 let _ = std::fs::remove_file(f);

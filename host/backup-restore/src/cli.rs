@@ -4,7 +4,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{EtcdArgs, HealthArgs, RestoreArgs, ServerArgs, SnapshotterArgs, StoreArgs};
+use crate::config::{
+    EtcdArgs, HealthArgs, RestoreArgs, ServerArgs, SnapshotterArgs, StoreArgs, duration,
+};
 
 /// Command-line options of `etcdbr`.
 #[derive(Debug, Parser)]
@@ -45,6 +47,31 @@ pub struct ServerCli {
     pub server: ServerArgs,
 }
 
+/// Options of `etcdbr compact`.
+#[derive(Debug, clap::Args)]
+pub struct CompactCli {
+    /// etcd flags (accepted as upstream's job passes them; etcd is not
+    /// contacted).
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The work directory (`--data-dir`) and the compactor's settings.
+    #[command(flatten)]
+    pub restore: RestoreArgs,
+    /// The snapshot leases to update.
+    #[command(flatten)]
+    pub health: HealthArgs,
+    /// Accepted for upstream compatibility: the compactor writes a compact
+    /// database, there is nothing to defragment.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub defragment: bool,
+    /// Time to wait before exiting so that metrics can be scraped.
+    #[arg(long, value_parser = duration, default_value = "0s")]
+    pub metrics_scrape_wait_duration: std::time::Duration,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 #[allow(
@@ -73,6 +100,10 @@ pub enum Command {
         #[command(flatten)]
         restore: RestoreArgs,
     },
+    /// Compact the latest full snapshot and its deltas into a new full
+    /// snapshot named with its real revision (the compaction job). Works
+    /// in `--data-dir`; etcd does not run.
+    Compact(Box<CompactCli>),
     /// Validate the data directory and restore it if needed.
     Initialize {
         #[command(flatten)]
@@ -152,6 +183,38 @@ mod tests {
             std::path::PathBuf::from("/var/etcd/data/new.etcd")
         );
         assert_eq!(s.etcd.etcd_snapshot_timeout.as_secs(), 900);
+    }
+
+    #[test]
+    fn the_compaction_job_args_the_operator_renders_parse() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "../operator/src/components/snapshots/druid_operator__components__compaction_job__tests__seed_snapshot.snap",
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let yaml = text.splitn(3, "---").nth(2).unwrap();
+        let job: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let args: Vec<String> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let cli = Cli::try_parse_from(std::iter::once("etcdbr".to_string()).chain(args)).unwrap();
+        let Command::Compact(c) = cli.command else {
+            panic!("not a compact command")
+        };
+        assert_eq!(
+            c.restore.data_dir,
+            std::path::PathBuf::from("/var/etcd/data/compaction.etcd")
+        );
+        assert!(c.health.enable_snapshot_lease_renewal);
+        assert_eq!(c.health.full_snapshot_lease_name, "test-full-snap");
+        assert_eq!(c.health.delta_snapshot_lease_name, "test-delta-snap");
+        assert_eq!(c.store.storage_provider, "S3");
+        assert_eq!(
+            c.restore.compaction.restore_method,
+            crate::config::RestoreMethod::Compaction
+        );
     }
 
     #[test]

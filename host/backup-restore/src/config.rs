@@ -226,6 +226,47 @@ pub struct RestoreArgs {
     /// The etcdctl (3.4) or etcdutl (3.5+) binary used for `snapshot restore`.
     #[arg(long, env = "ETCDBR_ETCDCTL_BINARY", default_value = "etcdctl")]
     pub etcdctl_binary: PathBuf,
+    /// How deltas are applied and how the compactor plugin runs.
+    #[command(flatten)]
+    pub compaction: CompactionArgs,
+}
+
+/// How a full snapshot and its deltas become one database.
+#[derive(Debug, Clone, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestoreMethod {
+    /// The compactor plugin merges the full snapshot and the deltas into
+    /// one database (no etcd runs; leases are kept).
+    Compaction,
+    /// Every delta is replayed through a temporary etcd, one transaction
+    /// per revision, as upstream does (slow; keys lose their leases).
+    Replay,
+}
+
+/// The compactor plugin's settings (restores and `etcdbr compact`).
+#[derive(Debug, Clone, Args)]
+pub struct CompactionArgs {
+    /// How a restore applies deltas.
+    #[arg(long, value_enum, default_value = "compaction")]
+    pub restore_method: RestoreMethod,
+    /// Linear memory the compactor plugin may use.
+    #[arg(long, value_parser = byte_size, default_value = "1073741824")]
+    pub compaction_memory_limit: u64,
+    /// Memory each of the compactor's two sorts uses before spilling to
+    /// disk.
+    #[arg(long, value_parser = byte_size, default_value = "67108864")]
+    pub compaction_sort_memory: u64,
+    /// Largest decompressed delta the compactor accepts (one is in memory
+    /// at a time).
+    #[arg(long, value_parser = byte_size, default_value = "268435456")]
+    pub compaction_max_delta_size: u64,
+    /// CPU time the compactor plugin may take.
+    #[arg(long, value_parser = duration, default_value = "3h")]
+    pub compaction_timeout: Duration,
+    /// TTL of a lease a key names that the full snapshot lacks (granted
+    /// after it); default: the longest TTL among the snapshot's leases, or
+    /// one hour.
+    #[arg(long, value_parser = duration)]
+    pub unknown_lease_ttl: Option<Duration>,
 }
 
 /// Lease heartbeats.

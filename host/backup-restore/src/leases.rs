@@ -39,6 +39,10 @@ pub enum LeaseError {
     },
 }
 
+/// The delta lease's annotation with the stored bytes of the deltas since
+/// the newest full snapshot.
+pub const DELTA_BYTES_ANNOTATION: &str = druid_api::DELTA_BYTES_SINCE_FULL_ANNOTATION;
+
 /// Patches the leases of one Etcd.
 #[derive(Clone)]
 pub struct Leases {
@@ -82,8 +86,14 @@ impl Leases {
     }
 
     /// Raises a snapshot lease's holderIdentity to `revision` (never
-    /// lowers it) and sets its renewTime.
-    async fn raise(&self, name: &str, revision: i64, at: DateTime<Utc>) -> Result<(), LeaseError> {
+    /// lowers it) and sets its renewTime, and the given annotations.
+    async fn raise(
+        &self,
+        name: &str,
+        revision: i64,
+        at: DateTime<Utc>,
+        annotations: Option<serde_json::Value>,
+    ) -> Result<(), LeaseError> {
         let current = self
             .api
             .get_opt(name)
@@ -108,8 +118,15 @@ impl Leases {
         });
         // Optimistic lock: a concurrent writer makes this attempt fail and
         // the caller retries with fresh data.
+        let mut metadata = serde_json::Map::new();
         if let Some(rv) = resource_version {
-            patch["metadata"] = serde_json::json!({ "resourceVersion": rv });
+            metadata.insert("resourceVersion".into(), rv.into());
+        }
+        if let Some(a) = annotations {
+            metadata.insert("annotations".into(), a);
+        }
+        if !metadata.is_empty() {
+            patch["metadata"] = metadata.into();
         }
         self.patch(name, patch).await
     }
@@ -120,12 +137,22 @@ impl Leases {
         revision: i64,
         created: DateTime<Utc>,
     ) -> Result<(), LeaseError> {
-        self.raise(&self.full_name, revision, created).await
+        self.raise(&self.full_name, revision, created, None).await
     }
 
-    /// Records the newest delta revision (or a period without events).
-    pub async fn delta_snapshot(&self, revision: i64) -> Result<(), LeaseError> {
-        self.raise(&self.delta_name, revision, Utc::now()).await
+    /// Records the newest delta revision (or a period without events) and
+    /// the stored bytes of the deltas since the newest full snapshot
+    /// (annotation [`DELTA_BYTES_ANNOTATION`], read by the operator's
+    /// compaction trigger).
+    pub async fn delta_snapshot(
+        &self,
+        revision: i64,
+        bytes_since_full: u64,
+    ) -> Result<(), LeaseError> {
+        let annotations =
+            serde_json::json!({ DELTA_BYTES_ANNOTATION: bytes_since_full.to_string() });
+        self.raise(&self.delta_name, revision, Utc::now(), Some(annotations))
+            .await
     }
 }
 

@@ -22,12 +22,15 @@
 //! - [`snapshotter`]: full snapshots (cron, on request) and deltas (watch);
 //! - [`collector`]: garbage collection against the store;
 //! - [`restore`] and [`initializer`]: validation and restore;
+//! - [`compaction`]: full snapshot + deltas into one database through the
+//!   compactor plugin (restores and `etcdbr compact`);
 //! - [`leases`]: snapshot and member lease heartbeats;
 //! - [`server`]: the HTTP API and the leadership loop;
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod cli;
 pub mod collector;
+pub mod compaction;
 pub mod compression;
 pub mod config;
 pub mod defrag;

@@ -4,9 +4,11 @@
 //!   leases);
 //! - `snapshot`: take one full snapshot now and exit;
 //! - `restore`: restore the data directory from the store and exit;
-//! - `initialize`: validate the data directory, restoring it if needed.
+//! - `initialize`: validate the data directory, restoring it if needed;
+//! - `compact`: compact the latest full snapshot and its deltas into a new
+//!   full snapshot (the compaction job).
 //!
-//! `compact` and `copy` come with later issues.
+//! `copy` comes with a later issue.
 
 use std::sync::Arc;
 
@@ -24,13 +26,18 @@ use tokio_util::sync::CancellationToken;
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr; stdout carries a command's result (`compact`).
     if json {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_writer(std::io::stderr)
             .json()
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     }
 }
 
@@ -121,6 +128,41 @@ async fn main() -> Result<()> {
                 deltas = report.deltas,
                 "restored"
             );
+            Ok(())
+        }
+        Command::Compact(cli) => {
+            let cli = *cli;
+            let snapstore = open_store(&cli.store).await?;
+            let leases = if cli.health.enable_snapshot_lease_renewal {
+                Some(
+                    druid_backup_restore::leases::Leases::from_env(&cli.health)
+                        .await
+                        .context("the snapshot leases")?,
+                )
+            } else {
+                None
+            };
+            let result = druid_backup_restore::compaction::run_job(
+                &cli.restore,
+                &snapstore,
+                leases.as_ref(),
+                &cli.restore.data_dir,
+            )
+            .await;
+            if !cli.metrics_scrape_wait_duration.is_zero() {
+                tokio::time::sleep(cli.metrics_scrape_wait_duration).await;
+            }
+            match result? {
+                Some(report) => {
+                    tracing::info!(snapshot = %report.snapshot, revision = report.revision, keys = report.keys, deltas = report.deltas, "compaction uploaded");
+                    // The report, for the job's log and for tools.
+                    #[allow(clippy::print_stdout, reason = "the command's output")]
+                    {
+                        println!("{}", serde_json::to_string(&report)?);
+                    }
+                }
+                None => tracing::info!("nothing to compact"),
+            }
             Ok(())
         }
         Command::Initialize {

@@ -133,6 +133,9 @@ pub struct Snapshotter {
     prev_full: Option<Snapshot>,
     /// The last revision in the store (full or delta).
     last_revision: i64,
+    /// Stored bytes of the deltas after the newest full snapshot (for the
+    /// operator's compaction trigger).
+    delta_bytes: u64,
     /// Held while a full snapshot is taken (excludes defragmentation).
     maintenance: Option<crate::defrag::MaintenanceLock>,
 }
@@ -177,6 +180,7 @@ impl Snapshotter {
             revision_reader,
             prev_full: None,
             last_revision: 0,
+            delta_bytes: 0,
             maintenance: None,
         }
     }
@@ -193,6 +197,7 @@ impl Snapshotter {
         let set = listing.latest_set();
         self.last_revision = set.last_revision();
         self.prev_full = set.full.clone();
+        self.delta_bytes = listing.delta_bytes_since_full();
         self.metrics.latest_deltas.set(set.deltas.len() as i64);
         self.metrics.latest_deltas_revisions.set(
             set.deltas
@@ -476,8 +481,11 @@ impl Snapshotter {
         self.metrics
             .latest_deltas_revisions
             .inc_by(snapshot.last_revision - snapshot.start_revision + 1);
+        self.delta_bytes += uploaded.size as u64;
         if let Some(leases) = &self.leases
-            && let Err(e) = leases.delta_snapshot(snapshot.last_revision).await
+            && let Err(e) = leases
+                .delta_snapshot(snapshot.last_revision, self.delta_bytes)
+                .await
         {
             tracing::warn!(error = %e, "cannot update the delta snapshot lease");
         }
@@ -500,7 +508,9 @@ impl Snapshotter {
 
     async fn renew_delta_lease(&self) {
         if let Some(leases) = &self.leases
-            && let Err(e) = leases.delta_snapshot(self.last_revision).await
+            && let Err(e) = leases
+                .delta_snapshot(self.last_revision, self.delta_bytes)
+                .await
         {
             tracing::warn!(error = %e, "cannot update the delta snapshot lease");
         }
@@ -594,6 +604,7 @@ impl Snapshotter {
         tracing::info!(snapshot = %snapshot.name(), db_bytes = db_len, stored_bytes = size, "full snapshot uploaded");
         self.last_revision = snapshot.last_revision;
         self.prev_full = Some(snapshot.clone());
+        self.delta_bytes = 0;
         self.metrics.record_snapshot(&snapshot, size);
         self.metrics
             .snapshot_required
@@ -607,7 +618,7 @@ impl Snapshotter {
                 tracing::warn!(error = %e, "cannot update the full snapshot lease");
             }
             // No events since the full snapshot: the delta lease follows.
-            if let Err(e) = leases.delta_snapshot(snapshot.last_revision).await {
+            if let Err(e) = leases.delta_snapshot(snapshot.last_revision, 0).await {
                 tracing::warn!(error = %e, "cannot update the delta snapshot lease");
             }
         }

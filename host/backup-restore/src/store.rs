@@ -105,17 +105,19 @@ fn read_credentials(provider: &str) -> Result<BTreeMap<String, String>, Error> {
 }
 
 /// Builds the plugin registry: the built-in plugins plus `--plugins-dir`.
-pub async fn registry(args: &StoreArgs) -> Result<Registry, Error> {
+pub async fn registry(args: &StoreArgs) -> Result<Arc<Registry>, Error> {
     let mut host = PluginHost::new(Limits::default())?;
     if let Some(dir) = &args.plugin_cache_dir {
         host = host.with_component_cache(dir);
     }
-    Ok(Registry::load(
-        Arc::new(host),
-        args.plugins_dir.as_deref(),
-        druid_plugin_host::builtin_plugins(),
-    )
-    .await?)
+    Ok(Arc::new(
+        Registry::load(
+            Arc::new(host),
+            args.plugins_dir.as_deref(),
+            druid_plugin_host::builtin_plugins(),
+        )
+        .await?,
+    ))
 }
 
 /// The result of listing the store.
@@ -128,9 +130,20 @@ pub struct Listing {
     pub chunks: Vec<Chunk>,
     /// Keys that are not snapshots (logged and ignored).
     pub ignored: Vec<String>,
+    /// Stored (compressed) sizes of the snapshots, by name.
+    pub sizes: std::collections::HashMap<String, u64>,
 }
 
 impl Listing {
+    /// Stored bytes of the deltas after the latest full snapshot.
+    pub fn delta_bytes_since_full(&self) -> u64 {
+        self.latest_set()
+            .deltas
+            .iter()
+            .filter_map(|d| self.sizes.get(&d.name()))
+            .sum()
+    }
+
     /// The latest full snapshot and the deltas after it (ascending), as
     /// upstream finds them: walk back from the newest, collecting deltas
     /// until the first full snapshot. Deltas without any full snapshot
@@ -189,6 +202,7 @@ pub struct Snapstore {
     store: Arc<dyn SnapshotStore>,
     prefix: String,
     label: String,
+    registry: Option<Arc<Registry>>,
 }
 
 impl std::fmt::Debug for Snapstore {
@@ -204,11 +218,12 @@ impl Snapstore {
             store,
             prefix: prefix.trim_matches('/').to_string(),
             label,
+            registry: None,
         }
     }
 
     /// Opens the store the flags configure, through its provider plugin.
-    pub async fn open(args: &StoreArgs, registry: &Registry) -> Result<Self, Error> {
+    pub async fn open(args: &StoreArgs, registry: &Arc<Registry>) -> Result<Self, Error> {
         if !args.has_store() {
             return Err(Error::Config("no --storage-provider configured".into()));
         }
@@ -241,7 +256,14 @@ impl Snapstore {
             "{} store {container}/{}",
             args.storage_provider, args.store_prefix
         );
-        Ok(Self::new(Arc::new(store), &args.store_prefix, label))
+        let mut snapstore = Self::new(Arc::new(store), &args.store_prefix, label);
+        snapstore.registry = Some(registry.clone());
+        Ok(snapstore)
+    }
+
+    /// The plugins the store was opened with (for the compactor).
+    pub fn registry(&self) -> Option<&Arc<Registry>> {
+        self.registry.as_ref()
     }
 
     /// The store prefix (without `v2`).
@@ -269,7 +291,10 @@ impl Snapstore {
                 continue;
             }
             match StoreObject::parse(relative) {
-                Ok(StoreObject::Snapshot(s)) => listing.snapshots.push(s),
+                Ok(StoreObject::Snapshot(s)) => {
+                    listing.sizes.insert(s.name(), o.size);
+                    listing.snapshots.push(s);
+                }
                 Ok(StoreObject::Chunk(c)) => listing.chunks.push(c),
                 Err(e) => {
                     tracing::warn!(key = %o.key, error = %e, "ignoring an object that is not a snapshot");

@@ -23,6 +23,7 @@ pub struct Kv {
     pub create_revision: i64,
     pub mod_revision: i64,
     pub version: i64,
+    pub lease: i64,
 }
 
 /// One etcd member on loopback, restartable on its data directory.
@@ -193,11 +194,38 @@ pub async fn dump(client: &mut Client) -> (BTreeMap<Vec<u8>, Kv>, i64) {
                     create_revision: kv.create_revision(),
                     mod_revision: kv.mod_revision(),
                     version: kv.version(),
+                    lease: kv.lease(),
                 },
             )
         })
         .collect();
     (kvs, revision)
+}
+
+/// Runs `etcdbr <args>` with the store's flags, the test plugins and the
+/// etcd binaries; returns its output.
+pub fn etcdbr(store: &Store, args: &[String]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_etcdbr"));
+    c.args(args)
+        .arg(format!(
+            "--plugins-dir={}",
+            druid_test_support::plugin_components().dir().display()
+        ))
+        .arg(format!(
+            "--plugin-cache-dir={}",
+            druid_test_support::cache_dir()
+                .join("plugin-cache")
+                .display()
+        ))
+        .arg(format!(
+            "--etcdctl-binary={}",
+            find_binary("etcdctl", "etcd").unwrap().display()
+        ))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("POD_NAMESPACE");
+    store.args(&mut c);
+    c.output().unwrap()
 }
 
 /// A store for the sidecar.
@@ -229,7 +257,8 @@ impl Store {
         Store::Local { root, container }
     }
 
-    fn args(&self, c: &mut Command) {
+    /// Adds the store's flags and environment to an `etcdbr` command.
+    pub fn args(&self, c: &mut Command) {
         match self {
             Store::Minio { bucket, creds } => {
                 c.arg("--storage-provider=S3")
@@ -323,6 +352,24 @@ impl Store {
                 let p = root.join(container).join(key);
                 std::fs::create_dir_all(p.parent().unwrap()).unwrap();
                 std::fs::write(p, data).unwrap();
+            }
+        }
+    }
+
+    /// Deletes an object.
+    pub fn remove(&self, key: &str) {
+        match self {
+            Store::Minio { bucket, .. } => {
+                let out = MinioServer::shared()
+                    .mc()
+                    .unwrap()
+                    .args(["rm", &format!("druid/{bucket}/{key}")])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "mc rm {key}");
+            }
+            Store::Local { root, container } => {
+                std::fs::remove_file(root.join(container).join(key)).unwrap();
             }
         }
     }

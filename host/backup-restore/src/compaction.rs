@@ -1,0 +1,310 @@
+//! Full snapshot + deltas → one database, through the compactor plugin:
+//! used by restores (no replay) and by `etcdbr compact` (the compaction
+//! job, which uploads the result as a new full snapshot).
+//!
+//! 1. The full snapshot is downloaded and decompressed to the work
+//!    directory and its SHA-256 trailer checked; the deltas are downloaded
+//!    and decompressed, `--max-fetchers` at a time.
+//! 2. The compactor plugin (plugins/compactor, `druid_etcd_db::compact`)
+//!    merges them into `compacted.db` under the plugin host's limits
+//!    (`--compaction-memory-limit`, `--compaction-timeout`); it sees the
+//!    files only as handles and may write at most a bounded output.
+//! 3. The output is verified on the host before anyone uses it: its
+//!    trailer, bbolt's consistency check, and the revision (newest key or
+//!    compaction) equal to what the plugin reported and to the last
+//!    delta.
+//!
+//! Nothing in the store changes here; errors name the snapshot at fault.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use druid_etcd_db::{CompactOptions, CompactReport, Db, Prefix, SnapshotInfo};
+use druid_plugin_host::{CompactJob, CompactionError, Limits};
+use futures::StreamExt as _;
+
+use crate::config::CompactionArgs;
+use crate::restore::{RestoreError, verify_full};
+use crate::snapshot_name::Snapshot;
+use crate::store::Snapstore;
+
+/// A compacted database on disk.
+#[derive(Debug)]
+pub struct Compacted {
+    /// The database followed by its SHA-256 (a snapshot stream).
+    pub path: PathBuf,
+    /// What the compactor reported.
+    pub report: CompactReport,
+    /// Seconds spent downloading and decompressing.
+    pub download_seconds: f64,
+    /// Seconds the plugin ran.
+    pub compact_seconds: f64,
+}
+
+fn info(store: &Snapstore, s: &Snapshot) -> SnapshotInfo {
+    SnapshotInfo {
+        name: store.key(s),
+        start_revision: s.start_revision,
+        last_revision: s.last_revision,
+    }
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> RestoreError {
+    RestoreError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+/// The plugin limits and options of a compaction from the flags.
+pub fn job_settings(args: &CompactionArgs) -> (Limits, CompactOptions) {
+    let limits = Limits {
+        memory_bytes: usize::try_from(args.compaction_memory_limit).unwrap_or(usize::MAX),
+        call_cpu_time: args.compaction_timeout,
+        call_timeout: args.compaction_timeout,
+        // The plugin reads in pieces of at most 8 MiB.
+        max_return_bytes: Limits::default().max_return_bytes,
+    };
+    let options = CompactOptions {
+        unknown_lease_ttl: args
+            .unknown_lease_ttl
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)),
+        sort_memory_bytes: usize::try_from(args.compaction_sort_memory).unwrap_or(usize::MAX),
+        max_delta_bytes: args.compaction_max_delta_size,
+    };
+    (limits, options)
+}
+
+/// Downloads `full` and `deltas` into `workdir` and compacts them into
+/// `workdir/compacted.db`, verified. The inputs are removed afterwards.
+pub async fn compact_set(
+    args: &CompactionArgs,
+    max_fetchers: usize,
+    skip_hash_check: bool,
+    store: &Snapstore,
+    full: &Snapshot,
+    deltas: &[Snapshot],
+    workdir: &Path,
+) -> Result<Compacted, RestoreError> {
+    let registry = store.registry().ok_or_else(|| {
+        RestoreError::Compaction("this store was opened without plugins; no compactor".into())
+    })?;
+    let _ = std::fs::remove_dir_all(workdir);
+    std::fs::create_dir_all(workdir).map_err(|e| io("cannot create", workdir, e))?;
+    let started = Instant::now();
+    let base_file = workdir.join("base.db");
+    store.download_to_file(full, &base_file).await?;
+    if !skip_hash_check {
+        verify_full(&base_file).map_err(|detail| RestoreError::CorruptFull {
+            key: store.key(full),
+            detail,
+        })?;
+    }
+    let shared = Arc::new(store.clone());
+    let mut downloads = futures::stream::iter(deltas.iter().cloned().enumerate().map(|(i, d)| {
+        let store = shared.clone();
+        let path = workdir.join(format!("delta-{i:06}"));
+        async move {
+            store.download_to_file(&d, &path).await?;
+            Ok::<_, RestoreError>((d, path))
+        }
+    }))
+    .buffered(max_fetchers.max(1));
+    let mut inputs = Vec::with_capacity(deltas.len());
+    while let Some(item) = downloads.next().await {
+        let (d, path) = item?;
+        inputs.push((info(store, &d), path));
+    }
+    drop(downloads);
+    let download_seconds = started.elapsed().as_secs_f64();
+
+    let (limits, options) = job_settings(args);
+    let input_bytes: u64 = std::iter::once(&base_file)
+        .chain(inputs.iter().map(|(_, p)| p))
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let job = CompactJob {
+        base: info(store, full),
+        base_file: base_file.clone(),
+        deltas: inputs,
+        output: workdir.join("compacted.db"),
+        scratch: workdir.join("scratch"),
+        options,
+        limits,
+        // The output holds at most the inputs' data, rewritten; scratch
+        // holds keys and revisions.
+        max_output_bytes: input_bytes.saturating_mul(2).saturating_add(64 << 20),
+    };
+    tracing::info!(full = %full.name(), deltas = deltas.len(), input_bytes, "compacting");
+    let started = Instant::now();
+    let result = registry.compact(&job).await;
+    let compact_seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&base_file);
+    for (_, p) in &job.deltas {
+        let _ = std::fs::remove_file(p);
+    }
+    let report = result.map_err(|e| match e {
+        CompactionError::InvalidInput(m) => RestoreError::Compaction(format!(
+            "the snapshots cannot be compacted, nothing was changed: {m}"
+        )),
+        other => RestoreError::Compaction(other.to_string()),
+    })?;
+    let expected = deltas
+        .last()
+        .map_or(report.base_revision, |d| d.last_revision);
+    verify_output(&job.output, &report, expected)?;
+    tracing::info!(
+        revision = report.revision,
+        keys = report.keys,
+        leases = report.leases,
+        leases_recreated = report.leases_recreated,
+        events = report.events,
+        db_bytes = report.db_bytes,
+        download_s = download_seconds,
+        compact_s = compact_seconds,
+        "compacted"
+    );
+    Ok(Compacted {
+        path: job.output,
+        report,
+        download_seconds,
+        compact_seconds,
+    })
+}
+
+/// What `etcdbr compact` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobReport {
+    /// The new full snapshot's object key.
+    pub snapshot: String,
+    /// The base it replaces as the latest full snapshot.
+    pub base: String,
+    /// Deltas merged.
+    pub deltas: usize,
+    /// The new snapshot's revision.
+    pub revision: i64,
+    /// Live keys.
+    pub keys: u64,
+    /// Leases, and how many were recreated.
+    pub leases: u64,
+    /// Leases recreated because the base lacked them.
+    pub leases_recreated: u64,
+    /// The database's size.
+    pub db_bytes: u64,
+    /// Bytes stored (compressed).
+    pub stored_bytes: u64,
+    /// Seconds downloading, compacting and uploading.
+    pub download_seconds: f64,
+    /// Seconds the plugin ran.
+    pub compact_seconds: f64,
+    /// Seconds uploading.
+    pub upload_seconds: f64,
+}
+
+/// The compaction job: compacts the store's latest full snapshot and its
+/// deltas in `workdir`, uploads the result as a full snapshot named with
+/// its real revision (the compression of the last delta and the base's
+/// final flag, as upstream), and records it in the full snapshot lease.
+/// `Ok(None)` when there are no deltas to compact. The old snapshots stay;
+/// garbage collection removes them by its policy.
+pub async fn run_job(
+    args: &crate::config::RestoreArgs,
+    store: &Snapstore,
+    leases: Option<&crate::leases::Leases>,
+    workdir: &Path,
+) -> Result<Option<JobReport>, RestoreError> {
+    let set = store.list().await?.latest_set();
+    let Some(full) = &set.full else {
+        return Err(RestoreError::Compaction(
+            "the store holds no full snapshot to compact onto; take a full snapshot first".into(),
+        ));
+    };
+    if set.deltas.is_empty() {
+        tracing::info!(full = %full.name(), "no deltas after the latest full snapshot: nothing to compact");
+        return Ok(None);
+    }
+    let compacted = compact_set(
+        &args.compaction,
+        args.max_fetchers,
+        args.skip_hash_check,
+        store,
+        full,
+        &set.deltas,
+        workdir,
+    )
+    .await?;
+    let compression = set
+        .deltas
+        .last()
+        .map_or(full.compression, |d| d.compression);
+    let mut snapshot = Snapshot::full(
+        compacted.report.revision,
+        chrono::Utc::now().timestamp(),
+        compression,
+    );
+    snapshot.is_final = full.is_final;
+    let started = Instant::now();
+    let stored_bytes = store.upload_file(&snapshot, &compacted.path).await?;
+    let upload_seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(workdir);
+    if let Some(leases) = leases {
+        let created = chrono::DateTime::from_timestamp(snapshot.created_at, 0)
+            .unwrap_or_else(chrono::Utc::now);
+        if let Err(e) = leases.full_snapshot(snapshot.last_revision, created).await {
+            tracing::warn!(error = %e, "cannot update the full snapshot lease");
+        }
+        if let Err(e) = leases.delta_snapshot(snapshot.last_revision, 0).await {
+            tracing::warn!(error = %e, "cannot update the delta snapshot lease");
+        }
+    }
+    let r = &compacted.report;
+    Ok(Some(JobReport {
+        snapshot: store.key(&snapshot),
+        base: store.key(full),
+        deltas: set.deltas.len(),
+        revision: r.revision,
+        keys: r.keys,
+        leases: r.leases,
+        leases_recreated: r.leases_recreated,
+        db_bytes: r.db_bytes,
+        stored_bytes,
+        download_seconds: compacted.download_seconds,
+        compact_seconds: compacted.compact_seconds,
+        upload_seconds,
+    }))
+}
+
+/// Checks a compacted database before it is used: its trailer, bbolt's
+/// consistency check and its revision.
+pub fn verify_output(
+    path: &Path,
+    report: &CompactReport,
+    expected: i64,
+) -> Result<(), RestoreError> {
+    let bad = |detail: String| {
+        RestoreError::Compaction(format!(
+            "the compacted database {} failed verification and was not used: {detail}",
+            path.display()
+        ))
+    };
+    verify_full(path).map_err(&bad)?;
+    let file = std::fs::File::open(path).map_err(|e| io("cannot open", path, e))?;
+    let db = Db::open(Prefix::new(file, report.db_bytes)).map_err(|e| bad(e.to_string()))?;
+    db.check().map_err(|e| bad(e.to_string()))?;
+    let newest = db
+        .last_revision()
+        .map_err(|e| bad(e.to_string()))?
+        .unwrap_or(0);
+    let compacted = db
+        .finished_compact_revision()
+        .map_err(|e| bad(e.to_string()))?
+        .map_or(0, |r| r.main);
+    let revision = newest.max(compacted);
+    if revision != report.revision || revision < expected {
+        return Err(bad(format!(
+            "it is at revision {revision}; the compactor reported {} and the snapshots end at \
+             {expected}",
+            report.revision
+        )));
+    }
+    Ok(())
+}
