@@ -3,7 +3,7 @@
 //! - [`names`]: names and labels of everything created per Etcd.
 //! - [`components`]: one pure builder per Kubernetes object, plus the thin
 //!   server-side-apply step.
-//! - [`controller`]: the etcd and secret controllers.
+//! - [`controller`]: the etcd, snapshot compaction and secret controllers.
 //! - [`metrics`]: Prometheus metrics and the health endpoints.
 
 pub mod components;

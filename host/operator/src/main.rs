@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use druid_operator::controller::compaction::{self, CompactionSettings};
 use druid_operator::controller::{self, Context, Settings};
 use druid_operator::metrics::{self, Health, Metrics};
 use druid_plugin_host::{Limits, PluginHost, Registry};
@@ -69,6 +70,36 @@ struct Args {
     /// The name of the leader Lease.
     #[arg(long, default_value = "druid-leader-election")]
     leader_election_lease: String,
+    /// Run the snapshot compaction controller.
+    #[arg(long, env = "DRUID_COMPACTION_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    compaction_enabled: bool,
+    /// Delta events since the last full snapshot that start a compaction
+    /// job, for Etcds whose spec sets no
+    /// `backup.snapshotCompaction.eventsThreshold`.
+    #[arg(long, env = "DRUID_COMPACTION_EVENTS_THRESHOLD", default_value_t = CompactionSettings::default().events_threshold)]
+    compaction_events_threshold: i64,
+    /// Delta events since the last full snapshot that ask the sidecar for a
+    /// full snapshot instead, for Etcds whose spec sets no
+    /// `backup.snapshotCompaction.triggerFullSnapshotThreshold`.
+    #[arg(long, env = "DRUID_COMPACTION_FULL_SNAPSHOT_THRESHOLD", default_value_t = CompactionSettings::default().trigger_full_snapshot_threshold)]
+    compaction_full_snapshot_threshold: i64,
+    /// Bytes of delta snapshots since the last full snapshot (the delta
+    /// lease's `druid.gardener.cloud/delta-bytes-since-full`) that start a
+    /// compaction job whatever the number of events; a quantity (`1Gi`,
+    /// `500M`, `1073741824`).
+    #[arg(long, env = "DRUID_COMPACTION_BYTES_THRESHOLD", default_value = "1Gi")]
+    compaction_bytes_threshold: String,
+    /// How long one compaction job may run (`3h`, `90m`, ...).
+    #[arg(long, env = "DRUID_COMPACTION_ACTIVE_DEADLINE", default_value = "3h")]
+    compaction_active_deadline: String,
+    /// Etcds whose compaction is handled at once.
+    #[arg(long, default_value_t = CompactionSettings::default().workers)]
+    compaction_workers: u16,
+    /// Where the operator reaches an Etcd's backup-restore sidecar for a
+    /// full snapshot: `{scheme}` (http, or https with backup TLS), `{etcd}`,
+    /// `{namespace}` and `{port}` (the backup port) are replaced.
+    #[arg(long, env = "DRUID_SIDECAR_URL_TEMPLATE", default_value = compaction::DEFAULT_SIDECAR_URL_TEMPLATE)]
+    sidecar_url_template: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_tracing(args.log_json);
+    let compaction = compaction_settings(&args)?;
 
     let client = kube::Client::try_default()
         .await
@@ -133,6 +165,7 @@ async fn main() -> anyhow::Result<()> {
         status_sync_period: Duration::from_secs(args.status_sync_seconds.max(1)),
         manual_reconcile: args.manual_reconcile,
         workers: args.workers.max(1),
+        compaction,
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(
@@ -205,6 +238,41 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(reason = why, "druid stopped");
     Ok(())
+}
+
+/// The compaction controller's settings from the flags, checked.
+fn compaction_settings(args: &Args) -> anyhow::Result<CompactionSettings> {
+    let bytes = druid_api::quantity::parse_quantity(&args.compaction_bytes_threshold)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| u64::try_from(b).map_err(|_| anyhow::anyhow!("it is negative")))
+        .with_context(|| {
+            format!(
+                "--compaction-bytes-threshold={}: expected a byte quantity such as 1Gi",
+                args.compaction_bytes_threshold
+            )
+        })?;
+    let deadline = druid_api::model::parse_duration(&args.compaction_active_deadline)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| {
+            format!(
+                "--compaction-active-deadline={}: expected a duration such as 3h",
+                args.compaction_active_deadline
+            )
+        })?;
+    let settings = CompactionSettings {
+        enabled: args.compaction_enabled,
+        events_threshold: args.compaction_events_threshold,
+        trigger_full_snapshot_threshold: args.compaction_full_snapshot_threshold,
+        bytes_threshold: bytes,
+        active_deadline: deadline,
+        sidecar_url_template: args.sidecar_url_template.clone(),
+        workers: args.compaction_workers.max(1),
+    };
+    settings
+        .check()
+        .map_err(anyhow::Error::msg)
+        .context("invalid compaction settings")?;
+    Ok(settings)
 }
 
 /// Waits for SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C) and names it.

@@ -3,7 +3,9 @@
 //!
 //! What an operator of druid alerts on: reconcile errors per Etcd, reconcile
 //! durations, each Etcd's conditions (quorum, members, backups, spec
-//! validity) and whether this replica leads.
+//! validity) and whether this replica leads (all `druid_*`); and snapshot
+//! compaction under the upstream operator's names (`etcddruid_compaction_*`),
+//! so that existing dashboards keep working.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +54,113 @@ pub struct ConditionLabels {
     pub condition: String,
 }
 
+/// Labels of a finished compaction job, named as upstream's
+/// (`succeeded`, `failureReason`, `etcd_namespace`), so that existing
+/// dashboards and alerts keep working.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct CompactionJobLabels {
+    /// `true` or `false`.
+    pub succeeded: bool,
+    /// `none` (success), `preempted`, `evicted`, `deadlineExceeded`,
+    /// `processFailure` or `unknown`.
+    pub failure_reason: &'static str,
+    /// The Etcd's namespace.
+    pub etcd_namespace: String,
+}
+
+impl EncodeLabelSet for CompactionJobLabels {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        [
+            ("succeeded", if self.succeeded { "true" } else { "false" }),
+            ("failureReason", self.failure_reason),
+            ("etcd_namespace", self.etcd_namespace.as_str()),
+        ]
+        .encode(encoder)
+    }
+}
+
+/// Labels of a full snapshot the compaction controller asked for.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FullSnapshotLabels {
+    /// `true` or `false`.
+    pub succeeded: String,
+    /// The Etcd's namespace.
+    pub etcd_namespace: String,
+}
+
+/// Labels naming a namespace of Etcds.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    /// The Etcds' namespace.
+    pub etcd_namespace: String,
+}
+
+/// The snapshot compaction metrics, with upstream's names
+/// (`etcddruid_compaction_*`).
+pub struct CompactionMetrics {
+    /// Finished compaction jobs.
+    pub jobs_total: Family<CompactionJobLabels, Counter>,
+    /// Compaction jobs running now, per namespace.
+    pub jobs_current: Family<NamespaceLabels, Gauge>,
+    /// How long finished compaction jobs ran.
+    pub job_duration: Family<CompactionJobLabels, Histogram>,
+    /// Delta events since the last full snapshot, per namespace (the last
+    /// Etcd looked at).
+    pub num_delta_events: Family<NamespaceLabels, Gauge>,
+    /// Full snapshots asked of the sidecar instead of a compaction.
+    pub full_snapshot_triggered: Family<FullSnapshotLabels, Counter>,
+}
+
+impl CompactionMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let jobs_total = Family::<CompactionJobLabels, Counter>::default();
+        registry.register(
+            "etcddruid_compaction_jobs",
+            "Finished snapshot compaction jobs",
+            jobs_total.clone(),
+        );
+        let jobs_current = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "etcddruid_compaction_jobs_current",
+            "Snapshot compaction jobs running now",
+            jobs_current.clone(),
+        );
+        let job_duration = Family::<CompactionJobLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 10800.0,
+                21600.0,
+            ])
+        });
+        registry.register(
+            "etcddruid_compaction_job_duration_seconds",
+            "How long snapshot compaction jobs ran",
+            job_duration.clone(),
+        );
+        let num_delta_events = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "etcddruid_compaction_num_delta_events",
+            "Delta events since the last full snapshot",
+            num_delta_events.clone(),
+        );
+        let full_snapshot_triggered = Family::<FullSnapshotLabels, Counter>::default();
+        registry.register(
+            "etcddruid_compaction_full_snapshot_triggered",
+            "Full snapshots asked of the backup-restore sidecar instead of a compaction",
+            full_snapshot_triggered.clone(),
+        );
+        Self {
+            jobs_total,
+            jobs_current,
+            job_duration,
+            num_delta_events,
+            full_snapshot_triggered,
+        }
+    }
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -67,6 +176,8 @@ pub struct Metrics {
     pub ready: Family<EtcdLabels, Gauge>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
+    /// Snapshot compaction.
+    pub compaction: CompactionMetrics,
 }
 
 impl Default for Metrics {
@@ -78,7 +189,11 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("druid");
+        let mut root = Registry::default();
+        // Compaction metrics keep upstream's names; everything else is
+        // `druid_*`.
+        let compaction = CompactionMetrics::register(&mut root);
+        let registry = root.sub_registry_with_prefix("druid");
         let reconciles = Family::<EtcdLabels, Counter>::default();
         registry.register("reconciles", "Reconciles per Etcd", reconciles.clone());
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
@@ -114,13 +229,14 @@ impl Metrics {
             leader.clone(),
         );
         Self {
-            registry,
+            registry: root,
             reconciles,
             reconcile_errors,
             reconcile_duration,
             conditions,
             ready,
             leader,
+            compaction,
         }
     }
 
@@ -200,5 +316,53 @@ async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn compaction_metrics_keep_upstreams_names_and_the_rest_is_druid() {
+        let m = Metrics::new();
+        let labels = CompactionJobLabels {
+            succeeded: false,
+            failure_reason: "deadlineExceeded",
+            etcd_namespace: "shoot".into(),
+        };
+        m.compaction.jobs_total.get_or_create(&labels).inc();
+        m.compaction
+            .job_duration
+            .get_or_create(&labels)
+            .observe(42.0);
+        m.compaction
+            .full_snapshot_triggered
+            .get_or_create(&FullSnapshotLabels {
+                succeeded: "true".into(),
+                etcd_namespace: "shoot".into(),
+            })
+            .inc();
+        for gauge in [&m.compaction.jobs_current, &m.compaction.num_delta_events] {
+            gauge
+                .get_or_create(&NamespaceLabels {
+                    etcd_namespace: "shoot".into(),
+                })
+                .set(7);
+        }
+        m.leader.set(1);
+        let text = m.encode().unwrap();
+        for line in [
+            r#"etcddruid_compaction_jobs_total{succeeded="false",failureReason="deadlineExceeded",etcd_namespace="shoot"} 1"#,
+            r#"etcddruid_compaction_job_duration_seconds_count{succeeded="false",failureReason="deadlineExceeded",etcd_namespace="shoot"} 1"#,
+            r#"etcddruid_compaction_full_snapshot_triggered_total{succeeded="true",etcd_namespace="shoot"} 1"#,
+            r#"etcddruid_compaction_jobs_current{etcd_namespace="shoot"} 7"#,
+            r#"etcddruid_compaction_num_delta_events{etcd_namespace="shoot"} 7"#,
+            "druid_leader 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -68,6 +68,11 @@ pub fn delta_snapshot_lease(etcd: &str) -> String {
     format!("{etcd}-delta-snap")
 }
 
+/// The snapshot compaction Job: `<etcd>-compactor`.
+pub fn compaction_job(etcd: &str) -> String {
+    format!("{etcd}-compactor")
+}
+
 /// The pod of ordinal `i`: `<etcd>-<i>`.
 pub fn pod(etcd: &str, i: i32) -> String {
     format!("{etcd}-{i}")
@@ -134,4 +139,6 @@ pub mod component {
     pub const CONFIG_MAP: &str = "etcd-config";
     /// StatefulSet (and its pods).
     pub const STATEFULSET: &str = "etcd-statefulset";
+    /// The snapshot compaction Job (and its pod).
+    pub const COMPACTION_JOB: &str = "compactor";
 }

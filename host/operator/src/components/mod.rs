@@ -8,6 +8,7 @@
 //! server-side apply with the field manager `druid`.
 
 pub mod client_service;
+pub mod compaction_job;
 pub mod configmap;
 pub mod member_leases;
 pub mod pdb;

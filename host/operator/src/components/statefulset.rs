@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use druid_api::model::{Tls, go_duration};
+use druid_api::model::{BackupSettings, Store, Tls, go_duration};
 use druid_api::{Etcd, EtcdModel};
 use druid_plugin_host::VolumeSource as StoreVolumeSource;
 use k8s_openapi::api::apps::v1::{
@@ -122,7 +122,7 @@ fn secret_volume(name: &str, secret: &str) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str) -> VolumeMount {
+pub(super) fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),
@@ -220,32 +220,57 @@ impl Wiring {
         }
 
         // The provider's wiring, only with a store.
-        if let (Some(store), Some(wiring)) = (&model.store, &ctx.store_wiring) {
-            w.backup_env.extend(wiring.env.iter().cloned());
-            for v in &wiring.volumes {
-                let mut vol = match &v.source {
-                    StoreVolumeSource::StoreSecret => {
-                        let secret = store.secret.as_deref().ok_or_else(|| BuildError::Render {
-                            what: "the store's secret volume",
-                            reason: format!(
-                                "provider '{}' mounts the store's Secret, but {} names none",
-                                store.provider, store.secret_field
-                            ),
-                        })?;
-                        secret_volume(&v.name, secret)
-                    }
-                    StoreVolumeSource::HostPath(path) => Volume {
-                        host_path: Some(HostPathVolumeSource {
-                            path: path.clone(),
-                            type_: Some("DirectoryOrCreate".into()),
-                        }),
-                        ..Volume::default()
-                    },
-                };
-                vol.name.clone_from(&v.name);
-                w.volumes.push(vol);
-                w.backup_mounts.push(mount(&v.name, &v.mount_path));
-            }
+        let store = StoreWiring::new(model, ctx)?;
+        w.backup_env.extend(store.env);
+        w.volumes.extend(store.volumes);
+        w.backup_mounts.extend(store.mounts);
+        Ok(w)
+    }
+}
+
+/// The store provider's wiring of a container that talks to the store (the
+/// sidecar, the compaction job): env vars, volumes and their mounts, from
+/// the provider plugin's `pod-config`. Empty without a store.
+#[derive(Debug, Default)]
+pub(super) struct StoreWiring {
+    /// Env vars (name, value).
+    pub env: Vec<(String, String)>,
+    /// Volumes of the pod.
+    pub volumes: Vec<Volume>,
+    /// Their mounts in the container.
+    pub mounts: Vec<VolumeMount>,
+}
+
+impl StoreWiring {
+    pub(super) fn new(model: &EtcdModel, ctx: &BuildContext) -> Result<Self, BuildError> {
+        let mut w = Self::default();
+        let (Some(store), Some(wiring)) = (&model.store, &ctx.store_wiring) else {
+            return Ok(w);
+        };
+        w.env.extend(wiring.env.iter().cloned());
+        for v in &wiring.volumes {
+            let mut vol = match &v.source {
+                StoreVolumeSource::StoreSecret => {
+                    let secret = store.secret.as_deref().ok_or_else(|| BuildError::Render {
+                        what: "the store's secret volume",
+                        reason: format!(
+                            "provider '{}' mounts the store's Secret, but {} names none",
+                            store.provider, store.secret_field
+                        ),
+                    })?;
+                    secret_volume(&v.name, secret)
+                }
+                StoreVolumeSource::HostPath(path) => Volume {
+                    host_path: Some(HostPathVolumeSource {
+                        path: path.clone(),
+                        type_: Some("DirectoryOrCreate".into()),
+                    }),
+                    ..Volume::default()
+                },
+            };
+            vol.name.clone_from(&v.name);
+            w.volumes.push(vol);
+            w.mounts.push(mount(&v.name, &v.mount_path));
         }
         Ok(w)
     }
@@ -285,6 +310,56 @@ fn etcd_args(model: &EtcdModel) -> Vec<String> {
     args
 }
 
+/// The store's flags and the snapshot leases the backup-restore binary
+/// renews: `--enable-snapshot-lease-renewal`, `--storage-provider`,
+/// `--store-container`, `--store-prefix`, `--store-endpoint-override` and
+/// the full and delta lease names. Shared by the sidecar and the compaction
+/// job, which both write snapshots and record them in the leases.
+pub(super) fn store_flags(model: &EtcdModel, store: &Store) -> Vec<String> {
+    let mut args = vec![
+        "--enable-snapshot-lease-renewal=true".to_string(),
+        format!("--storage-provider={}", store.provider),
+    ];
+    if let Some(container) = &store.container {
+        args.push(format!("--store-container={container}"));
+    }
+    args.push(format!("--store-prefix={}", store.prefix));
+    if let Some(endpoint) = &store.endpoint {
+        args.push(format!("--store-endpoint-override={endpoint}"));
+    }
+    args.extend([
+        format!(
+            "--full-snapshot-lease-name={}",
+            names::full_snapshot_lease(&model.name)
+        ),
+        format!(
+            "--delta-snapshot-lease-name={}",
+            names::delta_snapshot_lease(&model.name)
+        ),
+    ]);
+    args
+}
+
+/// How new snapshots are compressed. The backup-restore binary compresses
+/// by default: disabling must be explicit.
+pub(super) fn compression_flags(b: &BackupSettings) -> Vec<String> {
+    match b.compression {
+        Some(policy) => vec![
+            "--compress-snapshots=true".to_string(),
+            format!("--compression-policy={}", policy.as_str()),
+        ],
+        None => vec!["--compress-snapshots=false".into()],
+    }
+}
+
+/// `--etcd-snapshot-timeout`: how long one snapshot may take.
+pub(super) fn snapshot_timeout_flag(b: &BackupSettings) -> String {
+    format!(
+        "--etcd-snapshot-timeout={}",
+        go_duration(b.snapshot_timeout)
+    )
+}
+
 /// The sidecar's arguments: `server` with the flags of the upstream
 /// `etcdbrctl server`, which the druid sidecar accepts too.
 fn backup_args(model: &EtcdModel) -> Vec<String> {
@@ -294,24 +369,8 @@ fn backup_args(model: &EtcdModel) -> Vec<String> {
 
     // Snapshots, garbage collection and the snapshot leases: with a store.
     if let Some(store) = &model.store {
-        args.push("--enable-snapshot-lease-renewal=true".into());
-        args.push(format!("--storage-provider={}", store.provider));
-        if let Some(container) = &store.container {
-            args.push(format!("--store-container={container}"));
-        }
-        args.push(format!("--store-prefix={}", store.prefix));
-        if let Some(endpoint) = &store.endpoint {
-            args.push(format!("--store-endpoint-override={endpoint}"));
-        }
+        args.extend(store_flags(model, store));
         args.extend([
-            format!(
-                "--full-snapshot-lease-name={}",
-                names::full_snapshot_lease(&model.name)
-            ),
-            format!(
-                "--delta-snapshot-lease-name={}",
-                names::delta_snapshot_lease(&model.name)
-            ),
             format!("--schedule={}", b.full_snapshot_schedule),
             format!(
                 "--delta-snapshot-period={}",
@@ -341,18 +400,8 @@ fn backup_args(model: &EtcdModel) -> Vec<String> {
             "--garbage-collection-period={}",
             go_duration(b.garbage_collection_period)
         ));
-        // The sidecar compresses by default: disabling must be explicit.
-        match b.compression {
-            Some(policy) => args.extend([
-                "--compress-snapshots=true".to_string(),
-                format!("--compression-policy={}", policy.as_str()),
-            ]),
-            None => args.push("--compress-snapshots=false".into()),
-        }
-        args.push(format!(
-            "--etcd-snapshot-timeout={}",
-            go_duration(b.snapshot_timeout)
-        ));
+        args.extend(compression_flags(b));
+        args.push(snapshot_timeout_flag(b));
     }
 
     // Maintenance of the local etcd.
@@ -446,7 +495,7 @@ fn port(name: &str, port: i32) -> ContainerPort {
     }
 }
 
-fn field_env(name: &str, path: &str) -> EnvVar {
+pub(super) fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
@@ -460,14 +509,14 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-fn no_privilege_escalation() -> Option<SecurityContext> {
+pub(super) fn no_privilege_escalation() -> Option<SecurityContext> {
     Some(SecurityContext {
         allow_privilege_escalation: Some(false),
         ..SecurityContext::default()
     })
 }
 
-fn pod_security_context(model: &EtcdModel) -> PodSecurityContext {
+pub(super) fn pod_security_context(model: &EtcdModel) -> PodSecurityContext {
     let id = if model.run_as_root { 0 } else { NON_ROOT };
     PodSecurityContext {
         run_as_user: Some(id),
@@ -477,6 +526,24 @@ fn pod_security_context(model: &EtcdModel) -> PodSecurityContext {
         fs_group_change_policy: Some("OnRootMismatch".into()),
         ..PodSecurityContext::default()
     }
+}
+
+/// The pull policy of every container of the Etcd's pods (and jobs).
+pub(super) fn pull_policy(model: &EtcdModel) -> String {
+    model
+        .etcd
+        .pull_policy
+        .map_or("IfNotPresent", |p| p.as_str())
+        .to_string()
+}
+
+/// The backup-restore image: the spec's, else the operator's default.
+pub(super) fn backup_image(model: &EtcdModel, ctx: &BuildContext) -> String {
+    model
+        .backup
+        .image
+        .clone()
+        .unwrap_or_else(|| ctx.backup_image.clone())
 }
 
 /// Builds the StatefulSet. `config_checksum` is the ConfigMap's
@@ -490,13 +557,7 @@ pub fn build(
 ) -> Result<StatefulSet, BuildError> {
     let name = names::statefulset(&model.name);
     let wiring = Wiring::new(model, ctx)?;
-    let pull_policy = Some(
-        model
-            .etcd
-            .pull_policy
-            .map_or("IfNotPresent", |p| p.as_str())
-            .to_string(),
-    );
+    let pull_policy = Some(pull_policy(model));
 
     let etcd_container = Container {
         name: ETCD_CONTAINER.into(),
@@ -560,13 +621,7 @@ pub fn build(
     }));
     let backup_container = Container {
         name: BACKUP_CONTAINER.into(),
-        image: Some(
-            model
-                .backup
-                .image
-                .clone()
-                .unwrap_or_else(|| ctx.backup_image.clone()),
-        ),
+        image: Some(backup_image(model, ctx)),
         image_pull_policy: pull_policy,
         args: Some(backup_args(model)),
         env: Some(env),

@@ -24,9 +24,9 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
-use kube::{Api, Resource as _, ResourceExt as _};
+use kube::{Api, ResourceExt as _};
 
 use super::Context;
 use super::status::{self, SpecOutcome};
@@ -164,17 +164,31 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     let previous = etcd.status.clone().unwrap_or_default();
     if !status_equal(&previous, &new_status) {
         let api: Api<Etcd> = Api::namespaced(ctx.client.clone(), &namespace);
+        // The resourceVersion read is a precondition: the status is written
+        // whole (conditions are one list), so a condition another
+        // controller wrote since (LastSnapshotCompactionSucceeded) must not
+        // be overwritten with the copy read before it.
         let patch = serde_json::json!({
             "apiVersion": druid_api::api_version(),
             "kind": "Etcd",
+            "metadata": { "resourceVersion": etcd.resource_version() },
             "status": new_status,
         });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(names::FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        match api
+            .patch_status(
+                &name,
+                &PatchParams::apply(names::FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::debug!(etcd = %name, %namespace, "the Etcd changed while its status was computed; recomputing");
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 
     // A reconcile that was asked for and done: drop the request.
@@ -651,16 +665,7 @@ async fn report(ctx: &Context, etcd: &Etcd, outcome: &SpecOutcome, status: &drui
 }
 
 async fn publish(ctx: &Context, etcd: &Etcd, type_: EventType, reason: &str, note: &str) {
-    let ev = KubeEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &etcd.object_ref(&())).await {
-        tracing::debug!(error = %e, reason, "cannot publish event");
-    }
+    super::publish(ctx, etcd, type_, "Reconcile", reason, note).await;
 }
 
 /// Statuses equal but for timestamps of computation (so an unchanged

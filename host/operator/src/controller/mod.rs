@@ -1,6 +1,8 @@
 //! The controllers: `etcd` (everything an Etcd needs, its status, its
-//! deletion) and `secret` (finalizers on the Secrets Etcds use).
+//! deletion), `compaction` (offline compaction of the snapshots) and
+//! `secret` (finalizers on the Secrets Etcds use).
 
+pub mod compaction;
 pub mod etcd;
 pub mod secrets;
 pub mod status;
@@ -11,12 +13,12 @@ use std::time::Duration;
 
 use druid_api::Etcd;
 use druid_plugin_host::Registry;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::ResourceExt as _;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt as _, reflector, watcher};
 use kube::{Api, Client};
+use kube::{Resource as _, ResourceExt as _};
 
 use crate::metrics::Metrics;
 
@@ -41,6 +43,8 @@ pub struct Settings {
     pub member_unknown_after: Duration,
     /// ... and NotReady after this much more.
     pub member_not_ready_after: Duration,
+    /// The snapshot compaction controller.
+    pub compaction: compaction::CompactionSettings,
 }
 
 impl Default for Settings {
@@ -56,6 +60,7 @@ impl Default for Settings {
             resync_period: Duration::from_secs(600),
             member_unknown_after: Duration::from_secs(60),
             member_not_ready_after: Duration::from_secs(300),
+            compaction: compaction::CompactionSettings::default(),
         }
     }
 }
@@ -197,13 +202,23 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     .modify(|lease| lease.managed_fields_mut().clear())
     .reflect(lease_writer)
     .touched_objects();
-    // Lease renewals only refresh the cache; they trigger nothing.
-    tokio::spawn(lease_events.for_each(|_| async {}));
     let caches = Caches {
         statefulsets: sts_store.clone(),
         leases: lease_store.clone(),
     };
     let _ = ctx.caches.set(caches);
+    // Lease renewals only refresh the cache; new snapshot revisions trigger
+    // the compaction controller.
+    let compaction_loop = if ctx.settings.compaction.enabled {
+        let mut rx4 = rx.clone();
+        compaction::run(ctx.clone(), lease_events, async move {
+            let _ = rx4.changed().await;
+        })
+        .boxed()
+    } else {
+        tracing::info!("the snapshot compaction controller is disabled");
+        lease_events.for_each(|_| async {}).boxed()
+    };
     let etcd_controller = Controller::for_stream(etcd_events, etcd_store.clone())
         // Status follows the StatefulSets.
         .owns_stream(sts_events)
@@ -224,7 +239,29 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         shutdown.await;
         let _ = tx.send(());
     });
-    tokio::join!(etcd_loop, secret_loop);
+    tokio::join!(etcd_loop, secret_loop, compaction_loop);
+}
+
+/// Publishes an event about `etcd` (failures to publish are only logged:
+/// events are for people, nothing depends on them).
+pub(crate) async fn publish(
+    ctx: &Context,
+    etcd: &Etcd,
+    type_: EventType,
+    action: &str,
+    reason: &str,
+    note: &str,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &etcd.object_ref(&())).await {
+        tracing::debug!(error = %e, reason, "cannot publish event");
+    }
 }
 
 /// What makes an Etcd worth a reconcile: its generation (spec), annotations

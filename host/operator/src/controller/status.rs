@@ -35,6 +35,9 @@ pub mod types {
     pub const DATA_VOLUMES_READY: &str = "DataVolumesReady";
     /// The spec and what it refers to are valid.
     pub const SPEC_VALID: &str = "SpecValid";
+    /// How the last snapshot compaction (or the full snapshot taken instead)
+    /// went: written by the compaction controller only.
+    pub const LAST_SNAPSHOT_COMPACTION_SUCCEEDED: &str = "LastSnapshotCompactionSucceeded";
     /// Every type, for metrics.
     pub const ALL: &[&str] = &[
         READY,
@@ -43,7 +46,11 @@ pub mod types {
         BACKUP_READY,
         DATA_VOLUMES_READY,
         SPEC_VALID,
+        LAST_SNAPSHOT_COMPACTION_SUCCEEDED,
     ];
+    /// Types other controllers own: [`super::compute`] keeps them as they
+    /// are.
+    pub const FOREIGN: &[&str] = &[LAST_SNAPSHOT_COMPACTION_SUCCEEDED];
 }
 
 /// How the spec part of a reconcile went.
@@ -368,6 +375,15 @@ pub fn compute(
         let (status, reason, message) = backup_ready(model, observed, &previous, now);
         set(types::BACKUP_READY, status, reason, message);
     }
+    // Conditions of other controllers, as they are (the status is written
+    // whole, with an optimistic lock: see `etcd::apply`).
+    conditions.extend(
+        previous
+            .conditions
+            .iter()
+            .filter(|c| types::FOREIGN.contains(&c.type_.as_str()))
+            .cloned(),
+    );
     conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
 
     let sts_status = observed.statefulset.as_ref().and_then(|s| s.status.clone());
@@ -786,6 +802,53 @@ mod tests {
         );
         assert_eq!(s.last_errors[0].code, "ERR_INVALID_SPEC");
         assert_eq!(s.observed_generation, None);
+    }
+
+    #[test]
+    fn the_compaction_controllers_condition_is_kept_as_it_is() {
+        let mut etcd = fixtures::seed();
+        let model = fixtures::model(&etcd);
+        let now = Timestamp::now();
+        let theirs = Condition {
+            type_: types::LAST_SNAPSHOT_COMPACTION_SUCCEEDED.into(),
+            status: "False".into(),
+            last_transition_time: Some(Time(Timestamp::from_second(1_000_000).unwrap())),
+            last_update_time: Some(Time(Timestamp::from_second(1_000_000).unwrap())),
+            reason: "DeadlineExceeded".into(),
+            message: "compaction job test-compactor failed".into(),
+        };
+        etcd.status = Some(EtcdStatus {
+            conditions: vec![theirs.clone()],
+            ..EtcdStatus::default()
+        });
+        let s = compute(
+            &etcd,
+            Some(&model),
+            &Observed::default(),
+            &SpecOutcome::Reconciled,
+            &Settings::default(),
+            now,
+        );
+        assert_eq!(cond(&s, types::LAST_SNAPSHOT_COMPACTION_SUCCEEDED), &theirs);
+        let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        let mut sorted = types.clone();
+        sorted.sort_unstable();
+        assert_eq!(types, sorted, "conditions stay sorted by type");
+        // Never made up when the compaction controller has not written it.
+        etcd.status = None;
+        let s = compute(
+            &etcd,
+            Some(&model),
+            &Observed::default(),
+            &SpecOutcome::Reconciled,
+            &Settings::default(),
+            now,
+        );
+        assert!(
+            !s.conditions
+                .iter()
+                .any(|c| c.type_ == types::LAST_SNAPSHOT_COMPACTION_SUCCEEDED)
+        );
     }
 
     #[test]

@@ -21,6 +21,13 @@ pub struct Operator {
 
 /// The operator shared by the tests of one test binary.
 pub fn operator() -> &'static Operator {
+    operator_with(&[])
+}
+
+/// The operator shared by the tests of one test binary, started with
+/// `extra` flags by the first caller (a test binary passes the same flags
+/// from every test).
+pub fn operator_with(extra: &[&str]) -> &'static Operator {
     static CELL: OnceLock<Operator> = OnceLock::new();
     CELL.get_or_init(|| {
         let server = KubeApiServer::shared();
@@ -62,7 +69,8 @@ pub fn operator() -> &'static Operator {
                 "2",
                 "--leader-election-namespace",
                 "kube-system",
-            ]);
+            ])
+            .args(extra);
         let process = ServerProcess::spawn("druid", cmd, &dir.join("druid.log")).unwrap();
         let metrics_url = format!("http://127.0.0.1:{port}");
         let readyz = format!("{metrics_url}/readyz");
