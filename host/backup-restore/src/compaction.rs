@@ -25,7 +25,7 @@ use druid_plugin_host::{CompactJob, CompactionError, Limits};
 use futures::StreamExt as _;
 
 use crate::config::CompactionArgs;
-use crate::restore::{RestoreError, verify_full};
+use crate::restore::{RestoreError, io, verify_full};
 use crate::snapshot_name::Snapshot;
 use crate::store::Snapstore;
 
@@ -48,10 +48,6 @@ fn info(store: &Snapstore, s: &Snapshot) -> SnapshotInfo {
         start_revision: s.start_revision,
         last_revision: s.last_revision,
     }
-}
-
-fn io(what: &str, path: &Path, e: std::io::Error) -> RestoreError {
-    RestoreError::Io(format!("{what} {}: {e}", path.display()))
 }
 
 /// The plugin limits and options of a compaction from the flags.

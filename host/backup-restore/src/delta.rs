@@ -24,62 +24,17 @@
 
 use std::io;
 
-use base64::Engine as _;
-use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
 use chrono::{DateTime, FixedOffset, Timelike as _, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::compression::{self, Compression};
-use crate::full::hex;
 
 /// Length of the SHA-256 that follows the JSON.
-pub const HASH_LEN: usize = 32;
+pub const HASH_LEN: usize = druid_etcd_db::delta::DELTA_HASH_LEN;
 
-/// Base64 as Go's `encoding/json` uses it for `[]byte`: standard alphabet,
-/// padded; like Go's (non-strict) decoder, non-zero trailing bits are
-/// accepted.
-const GO_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-);
-
-/// A key-value pair as etcd's `mvccpb.KeyValue` carries it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyValue {
-    /// The key.
-    pub key: Vec<u8>,
-    /// The revision of the key's last creation.
-    pub create_revision: i64,
-    /// The revision of the key's last modification.
-    pub mod_revision: i64,
-    /// The key's version (number of modifications since creation).
-    pub version: i64,
-    /// The value (empty for a DELETE event).
-    pub value: Vec<u8>,
-    /// The lease ID attached to the key, or 0.
-    pub lease: i64,
-}
-
-/// What happened to a key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum EventType {
-    /// The key was created or modified (`0` on the wire).
-    #[default]
-    Put,
-    /// The key was deleted (`1` on the wire).
-    Delete,
-}
-
-impl EventType {
-    /// The numeric value of `mvccpb.Event_EventType`.
-    pub const fn wire_value(self) -> i64 {
-        match self {
-            EventType::Put => 0,
-            EventType::Delete => 1,
-        }
-    }
-}
+/// etcd's `mvccpb.KeyValue` and event type, shared with the compactor.
+pub use druid_etcd_db::{EventType, KeyValue};
 
 /// A watch event, as etcd's `mvccpb.Event` carries it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -134,28 +89,10 @@ pub enum DeltaError {
         /// The underlying error.
         source: io::Error,
     },
-    /// The decompressed payload is too short to hold JSON and its hash.
-    #[error(
-        "delta snapshot is missing its hash: {len} bytes after decompression, \
-         need more than {HASH_LEN}"
-    )]
-    TooShort {
-        /// The decompressed length.
-        len: usize,
-    },
-    /// The trailing hash is not the SHA-256 of the JSON before it.
-    #[error(
-        "delta snapshot is corrupt or truncated: trailing hash {trailer} is not \
-         the SHA-256 {computed} of its {json_len} JSON bytes"
-    )]
-    HashMismatch {
-        /// Length of the JSON part.
-        json_len: usize,
-        /// The trailing 32 bytes, hex.
-        trailer: String,
-        /// The SHA-256 of the JSON part, hex.
-        computed: String,
-    },
+    /// The payload is too short to hold its hash, or the hash does not
+    /// match the JSON (truncated or corrupt).
+    #[error(transparent)]
+    Payload(#[from] druid_etcd_db::DeltaError),
     /// The JSON (whose hash matched) is not a list of events.
     #[error("delta snapshot JSON is not a list of events: {0}")]
     Json(#[source] serde_json::Error),
@@ -433,19 +370,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<DeltaEvent>, DeltaError> {
 
 /// Checks the trailing SHA-256 of a payload and returns the JSON part.
 pub fn verify_payload(payload: &[u8]) -> Result<&[u8], DeltaError> {
-    if payload.len() <= HASH_LEN {
-        return Err(DeltaError::TooShort { len: payload.len() });
-    }
-    let (json, trailer) = payload.split_at(payload.len() - HASH_LEN);
-    let digest = Sha256::digest(json);
-    if digest.as_slice() != trailer {
-        return Err(DeltaError::HashMismatch {
-            json_len: json.len(),
-            trailer: hex(trailer),
-            computed: hex(&digest),
-        });
-    }
-    Ok(json)
+    Ok(druid_etcd_db::verify_delta(payload)?)
 }
 
 /// Formats a time as Go's `time.Time` JSON (`RFC3339Nano`): fractional
@@ -539,7 +464,7 @@ fn is_zero(n: &i64) -> bool {
 }
 
 fn base64_out<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&GO_BASE64.encode(bytes))
+    serializer.serialize_str(&druid_etcd_db::delta::encode_go_base64(bytes))
 }
 
 /// Go's decoder leaves absent and `null` fields at their zero value, so
@@ -615,12 +540,7 @@ impl KeyValueIn {
 }
 
 fn base64_in(field: &str, text: Option<String>) -> Result<Vec<u8>, String> {
-    match text {
-        None => Ok(Vec::new()),
-        Some(text) => GO_BASE64
-            .decode(&text)
-            .map_err(|e| format!("\"{field}\" is not base64: {e}")),
-    }
+    druid_etcd_db::delta::decode_go_base64(field, text.as_deref())
 }
 
 #[cfg(test)]
@@ -882,14 +802,17 @@ mod tests {
         for cut in [33, 100, payload.len() - HASH_LEN, payload.len() - 1] {
             let err = decode_payload(&payload[..cut]).unwrap_err();
             assert!(
-                matches!(err, DeltaError::HashMismatch { .. }),
+                matches!(
+                    err,
+                    DeltaError::Payload(druid_etcd_db::DeltaError::HashMismatch { .. })
+                ),
                 "cut {cut}: {err}"
             );
         }
         for cut in [0, 1, HASH_LEN] {
             let err = decode_payload(&payload[..cut]).unwrap_err();
             assert!(
-                matches!(err, DeltaError::TooShort { len } if len == cut),
+                matches!(err, DeltaError::Payload(druid_etcd_db::DeltaError::TooShort { len }) if len == cut),
                 "{err}"
             );
         }
@@ -898,7 +821,10 @@ mod tests {
             bad[at] ^= 0x01;
             let err = decode_payload(&bad).unwrap_err();
             assert!(
-                matches!(err, DeltaError::HashMismatch { .. }),
+                matches!(
+                    err,
+                    DeltaError::Payload(druid_etcd_db::DeltaError::HashMismatch { .. })
+                ),
                 "flip at {at}: {err}"
             );
         }
@@ -909,7 +835,13 @@ mod tests {
         assert!(decode(&bad, Compression::Lzw).is_err());
         // JSON only (no hash): rejected, never parsed.
         let err = decode_payload(UPSTREAM_JSON.as_bytes()).unwrap_err();
-        assert!(matches!(err, DeltaError::HashMismatch { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DeltaError::Payload(druid_etcd_db::DeltaError::HashMismatch { .. })
+            ),
+            "{err}"
+        );
         assert!(
             err.to_string()
                 .starts_with("delta snapshot is corrupt or truncated")

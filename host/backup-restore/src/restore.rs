@@ -105,7 +105,8 @@ pub struct RestoreReport {
     pub revision: i64,
 }
 
-fn io(what: &str, path: &Path, e: std::io::Error) -> RestoreError {
+/// A local file error, naming what was done to which path.
+pub(crate) fn io(what: &str, path: &Path, e: std::io::Error) -> RestoreError {
     RestoreError::Io(format!("{what} {}: {e}", path.display()))
 }
 

@@ -71,61 +71,26 @@ impl ReadAt for Vec<u8> {
     }
 }
 
-impl<T: ReadAt + ?Sized> ReadAt for &T {
-    fn size(&self) -> Result<u64, Error> {
-        (**self).size()
-    }
+/// Forwards [`ReadAt`] through references and smart pointers.
+macro_rules! forward_read_at {
+    ($($ty:ty),*) => {$(
+        impl<T: ReadAt + ?Sized> ReadAt for $ty {
+            fn size(&self) -> Result<u64, Error> {
+                (**self).size()
+            }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        (**self).read_at(offset, buf)
-    }
+            fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+                (**self).read_at(offset, buf)
+            }
 
-    fn sha256(&self, offset: u64, len: u64) -> Result<[u8; 32], Error> {
-        (**self).sha256(offset, len)
-    }
+            fn sha256(&self, offset: u64, len: u64) -> Result<[u8; 32], Error> {
+                (**self).sha256(offset, len)
+            }
+        }
+    )*};
 }
 
-impl<T: ReadAt + ?Sized> ReadAt for &mut T {
-    fn size(&self) -> Result<u64, Error> {
-        (**self).size()
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        (**self).read_at(offset, buf)
-    }
-
-    fn sha256(&self, offset: u64, len: u64) -> Result<[u8; 32], Error> {
-        (**self).sha256(offset, len)
-    }
-}
-
-impl<T: ReadAt + ?Sized> ReadAt for std::sync::Arc<T> {
-    fn size(&self) -> Result<u64, Error> {
-        (**self).size()
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        (**self).read_at(offset, buf)
-    }
-
-    fn sha256(&self, offset: u64, len: u64) -> Result<[u8; 32], Error> {
-        (**self).sha256(offset, len)
-    }
-}
-
-impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
-    fn size(&self) -> Result<u64, Error> {
-        (**self).size()
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        (**self).read_at(offset, buf)
-    }
-
-    fn sha256(&self, offset: u64, len: u64) -> Result<[u8; 32], Error> {
-        (**self).sha256(offset, len)
-    }
-}
+forward_read_at!(&T, &mut T, std::sync::Arc<T>, Box<T>);
 
 #[cfg(unix)]
 impl ReadAt for std::fs::File {

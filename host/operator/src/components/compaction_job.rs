@@ -226,13 +226,12 @@ mod tests {
     use std::time::Duration;
 
     use druid_api::Etcd;
-    use druid_api::etcd::{SnapshotCompactionSpec, StoreSpec};
-    use druid_plugin_host::{SidecarConfig, SidecarVolume, VolumeSource};
+    use druid_api::etcd::SnapshotCompactionSpec;
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-    use super::super::fixtures::{context, model, seed};
+    use super::super::fixtures::{context, local_store, model, seed};
     use super::super::{BuildContext, configmap, statefulset};
     use super::*;
 
@@ -452,25 +451,8 @@ mod tests {
     #[test]
     fn a_local_store_mounts_its_host_path() {
         let mut etcd = seed();
-        etcd.spec.store = None;
-        etcd.spec.backup.store = Some(StoreSpec {
-            provider: Some("Local".into()),
-            container: Some("bucket".into()),
-            prefix: "etcd-test".into(),
-            secret_ref: None,
-            endpoint_override: None,
-        });
-        let ctx = BuildContext {
-            store_wiring: Some(SidecarConfig {
-                env: vec![("STORAGE_CONTAINER".into(), "bucket".into())],
-                volumes: vec![SidecarVolume {
-                    name: "host-storage".into(),
-                    source: VolumeSource::HostPath("/var/lib/druid/backups".into()),
-                    mount_path: "/home/nonroot/bucket".into(),
-                }],
-            }),
-            ..context()
-        };
+        let ctx = local_store(&mut etcd);
+
         let j = job(&etcd, &ctx);
         let volume = pod(&j)
             .volumes

@@ -152,6 +152,30 @@ pub(crate) mod fixtures {
         EtcdModel::from_etcd(etcd).unwrap()
     }
 
+    /// Points `etcd` at a Local store and returns the context with the
+    /// wiring the Local plugin gives for it (a host path).
+    pub fn local_store(etcd: &mut Etcd) -> BuildContext {
+        etcd.spec.store = None;
+        etcd.spec.backup.store = Some(druid_api::etcd::StoreSpec {
+            provider: Some("Local".into()),
+            container: Some("bucket".into()),
+            prefix: "etcd-test".into(),
+            secret_ref: None,
+            endpoint_override: None,
+        });
+        BuildContext {
+            store_wiring: Some(SidecarConfig {
+                env: vec![("STORAGE_CONTAINER".into(), "bucket".into())],
+                volumes: vec![SidecarVolume {
+                    name: "host-storage".into(),
+                    source: VolumeSource::HostPath("/var/lib/druid/backups".into()),
+                    mount_path: "/home/nonroot/bucket".into(),
+                }],
+            }),
+            ..context()
+        }
+    }
+
     /// A context with the S3 wiring the S3 plugin gives for the seed.
     pub fn context() -> BuildContext {
         BuildContext {

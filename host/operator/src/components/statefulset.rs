@@ -739,12 +739,11 @@ pub fn build(
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use druid_api::Etcd;
-    use druid_api::etcd::{CaSecretReference, SecretReference, StoreSpec, TlsConfig};
-    use druid_plugin_host::{SidecarConfig, SidecarVolume, VolumeSource};
+    use druid_api::etcd::{CaSecretReference, SecretReference, TlsConfig};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{Container, PodSpec};
 
-    use super::super::fixtures::{context, model, seed};
+    use super::super::fixtures::{context, local_store, model, seed};
     use super::super::{BuildContext, configmap};
     use super::{BACKUP_CONTAINER, ETCD_CONTAINER, build};
 
@@ -927,26 +926,9 @@ mod tests {
     #[test]
     fn local_provider_mounts_a_host_path() {
         let mut etcd = seed();
-        etcd.spec.store = None;
-        etcd.spec.backup.store = Some(StoreSpec {
-            provider: Some("Local".into()),
-            container: Some("bucket".into()),
-            prefix: "etcd-test".into(),
-            secret_ref: None,
-            endpoint_override: None,
-        });
+        let ctx = local_store(&mut etcd);
         etcd.spec.backup.garbage_collection_policy = None;
-        let ctx = BuildContext {
-            store_wiring: Some(SidecarConfig {
-                env: vec![("STORAGE_CONTAINER".into(), "bucket".into())],
-                volumes: vec![SidecarVolume {
-                    name: "host-storage".into(),
-                    source: VolumeSource::HostPath("/var/lib/druid/backups".into()),
-                    mount_path: "/home/nonroot/bucket".into(),
-                }],
-            }),
-            ..context()
-        };
+
         let s = sts(&etcd, &ctx);
         let volume = pod(&s)
             .volumes
