@@ -25,7 +25,7 @@
 use std::io;
 
 use chrono::{DateTime, FixedOffset, Timelike as _, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::compression::{self, Compression};
@@ -93,9 +93,6 @@ pub enum DeltaError {
     /// match the JSON (truncated or corrupt).
     #[error(transparent)]
     Payload(#[from] druid_etcd_db::DeltaError),
-    /// The JSON (whose hash matched) is not a list of events.
-    #[error("delta snapshot JSON is not a list of events: {0}")]
-    Json(#[source] serde_json::Error),
     /// An element is not a valid event.
     #[error("delta snapshot event #{index} is invalid: {reason}")]
     Event {
@@ -356,14 +353,22 @@ pub fn decode(object: &[u8], compression: Compression) -> Result<Vec<DeltaEvent>
 /// Decodes an uncompressed payload (JSON followed by its SHA-256).
 pub fn decode_payload(payload: &[u8]) -> Result<Vec<DeltaEvent>, DeltaError> {
     let json = verify_payload(payload)?;
-    let entries: Vec<EntryIn> = serde_json::from_slice(json).map_err(DeltaError::Json)?;
-    entries
+    druid_etcd_db::delta::parse_entries(json)?
         .into_iter()
         .enumerate()
         .map(|(index, entry)| {
-            entry
-                .into_event()
-                .map_err(|reason| DeltaError::Event { index, reason })
+            let bad = |reason: String| DeltaError::Event { index, reason };
+            let time = entry.time.ok_or_else(|| bad("it has no \"time\"".into()))?;
+            let time = DateTime::parse_from_rfc3339(&time)
+                .map_err(|e| bad(format!("\"time\" {time:?} is not an RFC 3339 time: {e}")))?;
+            Ok(DeltaEvent {
+                event: Event {
+                    kind: entry.event.kind,
+                    kv: entry.event.kv,
+                    prev_kv: entry.prev_kv,
+                },
+                time,
+            })
         })
         .collect()
 }
@@ -465,82 +470,6 @@ fn is_zero(n: &i64) -> bool {
 
 fn base64_out<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&druid_etcd_db::delta::encode_go_base64(bytes))
-}
-
-/// Go's decoder leaves absent and `null` fields at their zero value, so
-/// every field is optional here.
-#[derive(Deserialize)]
-struct EntryIn {
-    #[serde(rename = "etcdEvent")]
-    etcd_event: Option<EventIn>,
-    time: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct EventIn {
-    #[serde(rename = "type")]
-    kind: Option<i64>,
-    kv: Option<KeyValueIn>,
-    prev_kv: Option<KeyValueIn>,
-}
-
-#[derive(Deserialize)]
-struct KeyValueIn {
-    key: Option<String>,
-    create_revision: Option<i64>,
-    mod_revision: Option<i64>,
-    version: Option<i64>,
-    value: Option<String>,
-    lease: Option<i64>,
-}
-
-impl EntryIn {
-    fn into_event(self) -> Result<DeltaEvent, String> {
-        let event = self.etcd_event.ok_or("it has no \"etcdEvent\"")?;
-        let kind = match event.kind.unwrap_or(0) {
-            0 => EventType::Put,
-            1 => EventType::Delete,
-            other => {
-                return Err(format!(
-                    "unknown event type {other} (0 is PUT, 1 is DELETE)"
-                ));
-            }
-        };
-        let kv = event
-            .kv
-            .ok_or("its \"etcdEvent\" has no \"kv\"")?
-            .into_key_value()
-            .map_err(|e| format!("\"kv\": {e}"))?;
-        let prev_kv = event
-            .prev_kv
-            .map(KeyValueIn::into_key_value)
-            .transpose()
-            .map_err(|e| format!("\"prev_kv\": {e}"))?;
-        let time = self.time.ok_or("it has no \"time\"")?;
-        let time = DateTime::parse_from_rfc3339(&time)
-            .map_err(|e| format!("\"time\" {time:?} is not an RFC 3339 time: {e}"))?;
-        Ok(DeltaEvent {
-            event: Event { kind, kv, prev_kv },
-            time,
-        })
-    }
-}
-
-impl KeyValueIn {
-    fn into_key_value(self) -> Result<KeyValue, String> {
-        Ok(KeyValue {
-            key: base64_in("key", self.key)?,
-            create_revision: self.create_revision.unwrap_or(0),
-            mod_revision: self.mod_revision.unwrap_or(0),
-            version: self.version.unwrap_or(0),
-            value: base64_in("value", self.value)?,
-            lease: self.lease.unwrap_or(0),
-        })
-    }
-}
-
-fn base64_in(field: &str, text: Option<String>) -> Result<Vec<u8>, String> {
-    druid_etcd_db::delta::decode_go_base64(field, text.as_deref())
 }
 
 #[cfg(test)]

@@ -184,18 +184,136 @@ fn event_type(wire: i64) -> Result<EventType, String> {
     }
 }
 
-/// Parses a delta's JSON (whose hash was checked) into its events.
-pub fn parse_events(json: &[u8]) -> Result<Vec<Event>, DeltaError> {
+/// One element of a delta as written: the event, the previous key-value
+/// (only when the watch asked for it; upstream's does not) and the time it
+/// was received, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaEntry {
+    /// The event.
+    pub event: Event,
+    /// The key before the event, if recorded.
+    pub prev_kv: Option<KeyValue>,
+    /// When the sidecar received the event (RFC 3339), if recorded.
+    pub time: Option<String>,
+}
+
+/// Parses a delta's JSON (whose hash was checked) into its elements, with
+/// Go's leniencies: absent and `null` fields are zero values, unknown
+/// fields are ignored. Only the structure is checked.
+pub fn parse_entries(json: &[u8]) -> Result<Vec<DeltaEntry>, DeltaError> {
     let entries: Vec<EntryIn> = serde_json::from_slice(json).map_err(DeltaError::Json)?;
     entries
         .into_iter()
         .enumerate()
         .map(|(index, entry)| {
             entry
-                .into_event()
+                .into_entry()
                 .map_err(|reason| DeltaError::Event { index, reason })
         })
         .collect()
+}
+
+/// Parses a delta's JSON (whose hash was checked) into its events, each
+/// checked: a key, a positive `mod_revision`, and for a PUT
+/// `0 < create_revision <= mod_revision` and `version > 0`.
+pub fn parse_events(json: &[u8]) -> Result<Vec<Event>, DeltaError> {
+    parse_entries(json)?
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            check_event(&entry.event)
+                .map(|()| entry.event)
+                .map_err(|reason| DeltaError::Event { index, reason })
+        })
+        .collect()
+}
+
+fn check_event(event: &Event) -> Result<(), String> {
+    let kv = &event.kv;
+    if kv.key.is_empty() {
+        return Err("its key is empty".into());
+    }
+    if kv.mod_revision <= 0 {
+        return Err(format!(
+            "its mod_revision {} is not positive",
+            kv.mod_revision
+        ));
+    }
+    if event.kind == EventType::Put
+        && (kv.create_revision <= 0 || kv.create_revision > kv.mod_revision || kv.version <= 0)
+    {
+        return Err(format!(
+            "PUT of key {} has create_revision {}, mod_revision {} and version {}: a PUT needs \
+             0 < create_revision <= mod_revision and version > 0",
+            hex(&kv.key),
+            kv.create_revision,
+            kv.mod_revision,
+            kv.version
+        ));
+    }
+    Ok(())
+}
+
+/// Go's decoder leaves absent and `null` fields at their zero value, so
+/// every field is optional here.
+#[derive(Deserialize)]
+struct EntryIn {
+    #[serde(rename = "etcdEvent")]
+    etcd_event: Option<EventIn>,
+    time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventIn {
+    #[serde(rename = "type")]
+    kind: Option<i64>,
+    kv: Option<KeyValueIn>,
+    prev_kv: Option<KeyValueIn>,
+}
+
+#[derive(Deserialize)]
+struct KeyValueIn {
+    key: Option<String>,
+    create_revision: Option<i64>,
+    mod_revision: Option<i64>,
+    version: Option<i64>,
+    value: Option<String>,
+    lease: Option<i64>,
+}
+
+impl EntryIn {
+    fn into_entry(self) -> Result<DeltaEntry, String> {
+        let event = self.etcd_event.ok_or("it has no \"etcdEvent\"")?;
+        let kind = event_type(event.kind.unwrap_or(0))?;
+        let kv = event
+            .kv
+            .ok_or("its \"etcdEvent\" has no \"kv\"")?
+            .into_key_value()
+            .map_err(|e| format!("\"kv\": {e}"))?;
+        let prev_kv = event
+            .prev_kv
+            .map(KeyValueIn::into_key_value)
+            .transpose()
+            .map_err(|e| format!("\"prev_kv\": {e}"))?;
+        Ok(DeltaEntry {
+            event: Event { kind, kv },
+            prev_kv,
+            time: self.time,
+        })
+    }
+}
+
+impl KeyValueIn {
+    fn into_key_value(self) -> Result<KeyValue, String> {
+        Ok(KeyValue {
+            key: decode_go_base64("key", self.key.as_deref())?,
+            create_revision: self.create_revision.unwrap_or(0),
+            mod_revision: self.mod_revision.unwrap_or(0),
+            version: self.version.unwrap_or(0),
+            value: decode_go_base64("value", self.value.as_deref())?,
+            lease: self.lease.unwrap_or(0),
+        })
+    }
 }
 
 /// Decodes one base64 field of Go's JSON (absent is empty).
@@ -211,75 +329,6 @@ pub fn decode_go_base64(field: &str, text: Option<&str>) -> Result<Vec<u8>, Stri
 /// Encodes bytes as Go's JSON does for `[]byte`.
 pub fn encode_go_base64(bytes: &[u8]) -> String {
     GO_BASE64.encode(bytes)
-}
-
-#[derive(Deserialize)]
-struct EntryIn {
-    #[serde(rename = "etcdEvent")]
-    etcd_event: Option<EventIn>,
-}
-
-#[derive(Deserialize)]
-struct EventIn {
-    #[serde(rename = "type")]
-    kind: Option<i64>,
-    kv: Option<KeyValueIn>,
-}
-
-#[derive(Deserialize)]
-struct KeyValueIn {
-    key: Option<String>,
-    create_revision: Option<i64>,
-    mod_revision: Option<i64>,
-    version: Option<i64>,
-    value: Option<String>,
-    lease: Option<i64>,
-}
-
-impl EntryIn {
-    fn into_event(self) -> Result<Event, String> {
-        let event = self.etcd_event.ok_or("it has no \"etcdEvent\"")?;
-        let kind = match event.kind.unwrap_or(0) {
-            0 => EventType::Put,
-            1 => EventType::Delete,
-            other => {
-                return Err(format!(
-                    "unknown event type {other} (0 is PUT, 1 is DELETE)"
-                ));
-            }
-        };
-        let kv = event.kv.ok_or("its \"etcdEvent\" has no \"kv\"")?;
-        let kv = KeyValue {
-            key: decode_go_base64("key", kv.key.as_deref())?,
-            create_revision: kv.create_revision.unwrap_or(0),
-            mod_revision: kv.mod_revision.unwrap_or(0),
-            version: kv.version.unwrap_or(0),
-            value: decode_go_base64("value", kv.value.as_deref())?,
-            lease: kv.lease.unwrap_or(0),
-        };
-        if kv.key.is_empty() {
-            return Err("its key is empty".into());
-        }
-        if kv.mod_revision <= 0 {
-            return Err(format!(
-                "its mod_revision {} is not positive",
-                kv.mod_revision
-            ));
-        }
-        if kind == EventType::Put
-            && (kv.create_revision <= 0 || kv.create_revision > kv.mod_revision || kv.version <= 0)
-        {
-            return Err(format!(
-                "PUT of key {} has create_revision {}, mod_revision {} and version {}: a PUT \
-                 needs 0 < create_revision <= mod_revision and version > 0",
-                hex(&kv.key),
-                kv.create_revision,
-                kv.mod_revision,
-                kv.version
-            ));
-        }
-        Ok(Event { kind, kv })
-    }
 }
 
 /// Encodes events as a delta payload (JSON plus SHA-256), as the sidecar's

@@ -55,8 +55,8 @@ pub use check::{CheckReport, Problem};
 pub use compact::{CompactError, CompactOptions, CompactReport, DeltaInput, SnapshotInfo, compact};
 pub use db::{Bucket, Db, Entry, Iter, MAX_DEPTH, MAX_PAGE_BYTES, Meta};
 pub use delta::{
-    DeltaError, EventKey, check_delta_hash, decode_delta, encode_delta, parse_event_keys,
-    parse_events, split_delta, verify_delta,
+    DeltaEntry, DeltaError, EventKey, check_delta_hash, decode_delta, encode_delta, parse_entries,
+    parse_event_keys, parse_events, split_delta, verify_delta,
 };
 pub use mvcc::{
     ALARM_BUCKET, AUTH_BUCKET, AUTH_ROLES_BUCKET, AUTH_USERS_BUCKET, CLUSTER_BUCKET,
