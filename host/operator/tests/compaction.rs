@@ -16,28 +16,22 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{client, kubectl, kubectl_stdin, namespace, operator_with, seed_in, wait_for};
+use common::{
+    client, condition, kubectl, kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in,
+    wait_for, wait_for_event,
+};
 use druid_api::Etcd;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt as _};
 
 /// Every test of this binary starts the shared operator with these flags.
 fn operator() -> &'static common::Operator {
     operator_with(&["--sidecar-url-template", "{scheme}://127.0.0.1:{port}"])
-}
-
-fn ok(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "command failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The seed in `ns` with the backup port `port` and the given
@@ -65,12 +59,7 @@ async fn etcd(ns: &str) -> Etcd {
 }
 
 fn compaction_condition(etcd: &Etcd) -> Option<(String, String, String)> {
-    etcd.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "LastSnapshotCompactionSucceeded")
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    condition(etcd, "LastSnapshotCompactionSucceeded")
 }
 
 async fn wait_for_condition(ns: &str, status: &str, reason: &str) -> String {
@@ -229,14 +218,8 @@ async fn job_deleted_in_foreground(ns: &str) {
 }
 
 async fn warning_event(ns: &str, reason: &str) -> Event {
-    wait_for(&format!("a Warning event {reason}"), || async {
-        Api::<Event>::namespaced(client().await, ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(reason))
+    wait_for_event(ns, &format!("a Warning event {reason}"), |e| {
+        e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(reason)
     })
     .await
 }
@@ -396,16 +379,10 @@ async fn a_job_starts_past_the_events_threshold_and_its_success_is_reported() {
 
     // The etcd controller rewrites the status (here for a spec it
     // refuses) and keeps the compaction condition.
-    ok(&kubectl(&[
-        "-n",
+    patch_etcd(
         ns,
-        "patch",
-        "etcd",
-        "test",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"backup":{"fullSnapshotSchedule":"61 */24 * * *"}}}"#,
-    ]));
+    );
     let e = wait_for("SpecValid=False", || async {
         let e = etcd(ns).await;
         e.status
@@ -421,17 +398,12 @@ async fn a_job_starts_past_the_events_threshold_and_its_success_is_reported() {
 }
 
 async fn event_message(ns: &str, reason: &str) -> String {
-    wait_for(&format!("an event {reason}"), || async {
-        Api::<Event>::namespaced(client().await, ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some(reason))
-            .and_then(|e| e.message)
+    wait_for_event(ns, &format!("an event {reason} with a message"), |e| {
+        e.reason.as_deref() == Some(reason) && e.message.is_some()
     })
     .await
+    .message
+    .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -583,16 +555,10 @@ async fn with_backup_tls_the_sidecar_is_asked_over_https_trusting_the_backup_ca(
         "--from-literal=tls.crt=unused",
         "--from-literal=tls.key=unused",
     ]));
-    ok(&kubectl(&[
-        "-n",
+    patch_etcd(
         ns,
-        "patch",
-        "etcd",
-        "test",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"backup":{"tls":{"tlsCASecretRef":{"name":"backup-ca","dataKey":"bundle.crt"},"serverTLSSecretRef":{"name":"backup-server"}}}}}"#,
-    ]));
+    );
     wait_for_leases(ns).await;
     snapshot_lease(ns, "test-full-snap", 1000, None).await;
     snapshot_lease(ns, "test-delta-snap", 1600, None).await;
@@ -638,16 +604,10 @@ async fn invalid_thresholds_are_reported_and_start_nothing() {
     // Fixed: the condition goes away (few events and bytes: nothing to
     // do).
     snapshot_lease(ns, "test-delta-snap", 50, Some(0)).await;
-    ok(&kubectl(&[
-        "-n",
+    patch_etcd(
         ns,
-        "patch",
-        "etcd",
-        "test",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"backup":{"snapshotCompaction":{"eventsThreshold":100}}}}"#,
-    ]));
+    );
     wait_for("the condition to be removed", || async {
         compaction_condition(&etcd(ns).await)
             .is_none()

@@ -9,7 +9,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{client, kubectl, kubectl_stdin, namespace, operator, seed_in, wait_for};
+use common::{
+    client, condition, kubectl, kubectl_stdin, namespace, ok, operator, patch_etcd, seed_in,
+    wait_for,
+};
 use druid_api::Etcd;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -18,15 +21,6 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt as _};
-
-fn ok(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "command failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 async fn get<K>(ns: &str, name: &str) -> Option<K>
 where
@@ -39,15 +33,6 @@ where
         .get_opt(name)
         .await
         .unwrap()
-}
-
-fn condition(etcd: &Etcd, type_: &str) -> Option<(String, String, String)> {
-    etcd.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 fn container<'a>(sts: &'a StatefulSet, name: &str) -> &'a k8s_openapi::api::core::v1::Container {
@@ -327,16 +312,10 @@ async fn the_seed_applies_and_yields_every_component_then_scales_changes_and_del
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3");
 
     // A spec change reaches the StatefulSet.
-    ok(&kubectl(&[
-        "-n",
+    patch_etcd(
         ns,
-        "patch",
-        "etcd",
-        "test",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"etcd":{"imageVersion":"v0.2.0"},"backup":{"deltaSnapshotPeriod":"120s"}}}"#,
-    ]));
+    );
     let sts = wait_for("the new image", || async {
         get::<StatefulSet>(ns, "test").await.filter(|s| {
             container(s, "etcd").image.as_deref()
@@ -646,16 +625,7 @@ async fn suspend_and_reconcile_annotations() {
         "test",
         "druid.gardener.cloud/suspend-etcd-spec-reconcile=true",
     ]));
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "patch",
-        "etcd",
-        "test",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"etcd":{"imageVersion":"v9.9.9"}}}"#,
-    ]));
+    patch_etcd(ns, r#"{"spec":{"etcd":{"imageVersion":"v9.9.9"}}}"#);
     wait_for("a SpecReconciliationSkipped event", || async {
         Api::<Event>::namespaced(client().await, ns)
             .list(&ListParams::default())
@@ -799,16 +769,10 @@ async fn a_secret_stays_protected_while_its_etcd_has_an_invalid_spec() {
     })
     .await;
     // A schedule the schema lets through but the operator refuses.
-    ok(&kubectl(&[
-        "-n",
+    patch_etcd(
         ns,
-        "patch",
-        "etcd",
-        "test",
-        "--type=merge",
-        "-p",
         r#"{"spec":{"backup":{"fullSnapshotSchedule":"61 */24 * * *"}}}"#,
-    ]));
+    );
     wait_for("SpecValid=False", || async {
         get::<Etcd>(ns, "test")
             .await

@@ -111,6 +111,59 @@ pub fn kubectl(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Fails the test unless the command succeeded.
+pub fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "command failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Merge-patches the Etcd `test` in `ns` with kubectl.
+pub fn patch_etcd(ns: &str, patch: &str) {
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "etcd",
+        "test",
+        "--type=merge",
+        "-p",
+        patch,
+    ]));
+}
+
+/// A condition of an Etcd: (status, reason, message).
+pub fn condition(etcd: &druid_api::Etcd, type_: &str) -> Option<(String, String, String)> {
+    etcd.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits for an event in `ns` that `matches`.
+pub async fn wait_for_event(
+    ns: &str,
+    what: &str,
+    matches: impl Fn(&k8s_openapi::api::core::v1::Event) -> bool,
+) -> k8s_openapi::api::core::v1::Event {
+    let matches = &matches;
+    wait_for(what, || async move {
+        kube::Api::<k8s_openapi::api::core::v1::Event>::namespaced(client().await, ns)
+            .list(&kube::api::ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| matches(e))
+    })
+    .await
+}
+
 /// kubectl with a manifest on stdin.
 pub fn kubectl_stdin(args: &[&str], stdin: &str) -> Output {
     use std::io::Write as _;
