@@ -394,6 +394,21 @@ proptest! {
     }
 }
 
+/// Compacts `base` (named `Full-…-00000010`) and `deltas`, which must fail.
+fn refused(base: &[u8], deltas: &[DeltaInput<Vec<u8>>], options: &CompactOptions) -> CompactError {
+    match compact(
+        &base_info(10),
+        base,
+        deltas,
+        Vec::new(),
+        Vec::new(),
+        options,
+    ) {
+        Ok(r) => panic!("compacted to revision {}", r.revision),
+        Err(e) => e,
+    }
+}
+
 fn simple() -> (Model, Vec<u8>, Vec<DeltaInput<Vec<u8>>>) {
     let ops: Vec<Op> = (0..40u8)
         .map(|i| Op::Put {
@@ -411,15 +426,7 @@ fn a_missing_delta_is_a_gap_naming_both_neighbours() {
     let (_, base, mut d) = simple();
     assert!(d.len() >= 3);
     let removed = d.remove(1);
-    let err = compact(
-        &base_info(10),
-        base.as_slice(),
-        &d,
-        Vec::new(),
-        Vec::new(),
-        &CompactOptions::default(),
-    )
-    .unwrap_err();
+    let err = refused(&base, &d, &CompactOptions::default());
     let text = err.to_string();
     assert!(matches!(err, CompactError::Gap { .. }), "{text}");
     assert!(
@@ -434,15 +441,7 @@ fn a_missing_delta_is_a_gap_naming_both_neighbours() {
         "{text}"
     );
     // A first delta that starts after base + 1 names the base.
-    let err = compact(
-        &base_info(10),
-        base.as_slice(),
-        &d[1..],
-        Vec::new(),
-        Vec::new(),
-        &CompactOptions::default(),
-    )
-    .unwrap_err();
+    let err = refused(&base, &d[1..], &CompactOptions::default());
     assert!(err.to_string().contains("Full-00000000-00000010"), "{err}");
 }
 
@@ -471,15 +470,7 @@ fn an_overlap_that_disagrees_is_refused() {
     };
     let mut all = vec![overlapping];
     all.extend(d);
-    let err = compact(
-        &base_info(10),
-        base.as_slice(),
-        &all,
-        Vec::new(),
-        Vec::new(),
-        &CompactOptions::default(),
-    )
-    .unwrap_err();
+    let err = refused(&base, &all, &CompactOptions::default());
     assert!(matches!(err, CompactError::Overlap { .. }), "{err}");
     assert!(
         err.to_string().contains("Incr-00000010-00000010-1.gz"),
@@ -491,15 +482,7 @@ fn an_overlap_that_disagrees_is_refused() {
 fn events_that_do_not_fit_the_name_are_refused() {
     let (_, base, mut d) = simple();
     d[0].info.last_revision += 1;
-    let err = compact(
-        &base_info(10),
-        base.as_slice(),
-        &d,
-        Vec::new(),
-        Vec::new(),
-        &CompactOptions::default(),
-    )
-    .unwrap_err();
+    let err = refused(&base, &d, &CompactOptions::default());
     assert!(
         err.to_string()
             .contains("its name says it ends at revision"),
@@ -508,15 +491,7 @@ fn events_that_do_not_fit_the_name_are_refused() {
     let (_, base, mut d) = simple();
     let n = d[1].data.len();
     d[1].data[n / 2] ^= 1;
-    let err = compact(
-        &base_info(10),
-        base.as_slice(),
-        &d,
-        Vec::new(),
-        Vec::new(),
-        &CompactOptions::default(),
-    )
-    .unwrap_err();
+    let err = refused(&base, &d, &CompactOptions::default());
     assert!(matches!(err, CompactError::Delta { .. }), "{err}");
     assert!(err.to_string().contains(&d[1].info.name), "{err}");
 }
@@ -525,15 +500,7 @@ fn events_that_do_not_fit_the_name_are_refused() {
 fn a_damaged_base_is_refused_with_its_name() {
     let (_, mut base, d) = simple();
     base.truncate(4096 * 3);
-    let err = compact(
-        &base_info(10),
-        base.as_slice(),
-        &d,
-        Vec::new(),
-        Vec::new(),
-        &CompactOptions::default(),
-    )
-    .unwrap_err();
+    let err = refused(&base, &d, &CompactOptions::default());
     assert!(matches!(err, CompactError::Base { .. }), "{err}");
     assert!(err.to_string().contains("Full-00000000-00000010"), "{err}");
 }
@@ -545,14 +512,6 @@ fn an_oversized_delta_is_refused_before_it_is_read() {
         max_delta_bytes: 10,
         ..CompactOptions::default()
     };
-    let err = compact(
-        &base_info(10),
-        base.as_slice(),
-        &d,
-        Vec::new(),
-        Vec::new(),
-        &options,
-    )
-    .unwrap_err();
+    let err = refused(&base, &d, &options);
     assert!(matches!(err, CompactError::DeltaTooLarge { .. }), "{err}");
 }

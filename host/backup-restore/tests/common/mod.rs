@@ -206,26 +206,37 @@ pub async fn dump(client: &mut Client) -> (BTreeMap<Vec<u8>, Kv>, i64) {
 /// etcd binaries; returns its output.
 pub fn etcdbr(store: &Store, args: &[String]) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_etcdbr"));
-    c.args(args)
-        .arg(format!(
-            "--plugins-dir={}",
-            druid_test_support::plugin_components().dir().display()
-        ))
-        .arg(format!(
-            "--plugin-cache-dir={}",
-            druid_test_support::cache_dir()
-                .join("plugin-cache")
-                .display()
-        ))
-        .arg(format!(
-            "--etcdctl-binary={}",
-            find_binary("etcdctl", "etcd").unwrap().display()
-        ))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env_remove("POD_NAMESPACE");
+    c.args(args);
+    tools(&mut c);
     store.args(&mut c);
     c.output().unwrap()
+}
+
+/// The flags and environment every `etcdbr` under test gets: the test
+/// plugins, their compile cache, the etcd binaries, plain logs and no pod.
+fn tools(c: &mut Command) {
+    c.arg(format!(
+        "--plugins-dir={}",
+        druid_test_support::plugin_components().dir().display()
+    ))
+    .arg(format!(
+        "--plugin-cache-dir={}",
+        druid_test_support::cache_dir()
+            .join("plugin-cache")
+            .display()
+    ))
+    .arg(format!(
+        "--etcd-binary={}",
+        find_binary("etcd", "etcd").unwrap().display()
+    ))
+    .arg(format!(
+        "--etcdctl-binary={}",
+        find_binary("etcdctl", "etcd").unwrap().display()
+    ))
+    .env("RUST_LOG", "info")
+    .env("NO_COLOR", "1")
+    .env_remove("POD_NAMESPACE")
+    .env_remove("POD_NAME");
 }
 
 /// A store for the sidecar.
@@ -489,29 +500,8 @@ impl Sidecar {
             .arg(format!(
                 "--restoration-temp-snapshots-dir={}",
                 dir.join("restore").display()
-            ))
-            .arg(format!(
-                "--plugins-dir={}",
-                druid_test_support::plugin_components().dir().display()
-            ))
-            .arg(format!(
-                "--plugin-cache-dir={}",
-                druid_test_support::cache_dir()
-                    .join("plugin-cache")
-                    .display()
-            ))
-            .arg(format!(
-                "--etcd-binary={}",
-                find_binary("etcd", "etcd").unwrap().display()
-            ))
-            .arg(format!(
-                "--etcdctl-binary={}",
-                find_binary("etcdctl", "etcd").unwrap().display()
-            ))
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("POD_NAMESPACE")
-            .env_remove("POD_NAME");
+            ));
+        tools(&mut c);
         if let Some(s) = &o.service_endpoints {
             c.arg(format!("--service-endpoints={s}"));
         }
