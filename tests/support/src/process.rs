@@ -15,16 +15,34 @@ use crate::{Error, Result};
 /// How long a stopped server gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Returns a loopback TCP port that was free a moment ago. Servers that fail
-/// to bind are retried with new ports by their start functions.
+/// Returns a loopback TCP port that was free a moment ago on 127.0.0.1,
+/// 127.0.0.2 and 127.0.0.3 (multi-member tests put one member on each and
+/// let their sidecars share a port), and that this process has not handed
+/// out before: a server stopped and restarted by its test gets its port
+/// back, not a port another test of the same binary took meanwhile.
+/// Servers that still fail to bind are retried with new ports by their
+/// start functions.
 pub fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(Error::io("cannot bind a free port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(Error::io("cannot read a bound port"))?
-        .port();
-    Ok(port)
+    static HANDED_OUT: OnceLock<Mutex<std::collections::HashSet<u16>>> = OnceLock::new();
+    let handed_out = HANDED_OUT.get_or_init(|| Mutex::new(std::collections::HashSet::new()));
+    for _ in 0..100 {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(Error::io("cannot bind a free port"))?;
+        let port = listener
+            .local_addr()
+            .map_err(Error::io("cannot read a bound port"))?
+            .port();
+        let free_elsewhere = ["127.0.0.2", "127.0.0.3"]
+            .iter()
+            .all(|ip| TcpListener::bind((*ip, port)).is_ok());
+        let mut taken = handed_out.lock().unwrap_or_else(|e| e.into_inner());
+        if free_elsewhere && taken.insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(Error::io("cannot find a free port")(std::io::Error::other(
+        "100 candidate ports were in use or handed out already",
+    )))
 }
 
 type SpawnRequest = (Command, Sender<std::io::Result<Child>>);
