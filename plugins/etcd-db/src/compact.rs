@@ -685,48 +685,59 @@ impl<R: ReadAt, D: ReadAt> Context<'_, R, D> {
             } else {
                 split_delta(&payload).map_err(self.delta_err(delta))?.0
             };
-            let (keys, mut full) = if check {
-                (parse_event_keys(json).map_err(self.delta_err(delta))?, None)
+            let parsed = if check {
+                Parsed::Keys(parse_event_keys(json).map_err(self.delta_err(delta))?)
             } else {
-                let full = parse_events(json).map_err(self.delta_err(delta))?;
-                (full.iter().map(EventKey::from).collect(), Some(full))
+                Parsed::Full(parse_events(json).map_err(self.delta_err(delta))?)
             };
             if check {
-                check_events(info, &keys).map_err(|reason| CompactError::DeltaContent {
+                check_events(info, &parsed).map_err(|reason| CompactError::DeltaContent {
                     snapshot: info.name.clone(),
                     reason,
                 })?;
             }
+            // Parsed when an overlap is checked, once per delta: this
+            // delta's whole events, and the previous delta's digests.
+            let mut full: Option<Vec<Event>> = None;
+            let mut held: Option<BTreeMap<i64, Vec<u64>>> = None;
             let mut i = 0;
-            while i < keys.len() {
-                let main = keys[i].mod_revision;
-                let end = keys[i..]
-                    .iter()
-                    .position(|e| e.mod_revision != main)
-                    .map_or(keys.len(), |n| i + n);
+            while i < parsed.len() {
+                let main = parsed.revision(i);
+                let end = (i..parsed.len())
+                    .find(|&j| parsed.revision(j) != main)
+                    .unwrap_or(parsed.len());
                 if main <= walk.revision {
                     if check {
                         if full.is_none() {
                             full = Some(parse_events(json).map_err(self.delta_err(delta))?);
                         }
                         let group = full.as_deref().map_or(&[][..], |f| &f[i..end]);
-                        self.check_overlap(before, info, main, group)?;
+                        if main <= self.base_revision {
+                            self.check_overlap_with_base(info, main, group)?;
+                        } else {
+                            let Some(prev) = before else {
+                                return Err(CompactError::Overlap {
+                                    before: self.base.name.clone(),
+                                    after: info.name.clone(),
+                                    revision: main,
+                                    reason: "the revision is past the base".into(),
+                                });
+                            };
+                            if held.is_none() {
+                                held = Some(digests_by_revision(&self.events(prev)?));
+                            }
+                            let held = held.as_ref().and_then(|h| h.get(&main));
+                            check_overlap_with_delta(&prev.info, held, info, main, group)?;
+                        }
                     }
                     walk.skipped += (end - i) as u64;
                 } else {
-                    for (sub, k) in keys[i..end].iter().enumerate() {
-                        let change = Change {
-                            deleted: k.kind == EventType::Delete,
-                            key: &k.key,
-                            kv: full.as_deref().and_then(|f| f.get(i + sub)).map(|e| &e.kv),
+                    for (sub, j) in (i..end).enumerate() {
+                        let rev = Revision {
+                            main,
+                            sub: sub as i64,
                         };
-                        apply(
-                            Revision {
-                                main,
-                                sub: sub as i64,
-                            },
-                            change,
-                        )?;
+                        apply(rev, parsed.change(j))?;
                     }
                     walk.applied += (end - i) as u64;
                 }
@@ -738,49 +749,20 @@ impl<R: ReadAt, D: ReadAt> Context<'_, R, D> {
         Ok(walk)
     }
 
-    /// Checks events of revision `main`, already reached, against the
-    /// snapshot that holds it: the base, or the delta `before`.
-    fn check_overlap(
+    /// Checks events of revision `main`, already reached and held by the
+    /// base, against the base (unless its history was compacted away).
+    fn check_overlap_with_base(
         &self,
-        before: Option<&DeltaInput<D>>,
         info: &SnapshotInfo,
         main: i64,
         group: &[Event],
     ) -> Result<(), CompactError> {
-        let overlap = |before: &str, reason: String| CompactError::Overlap {
-            before: before.to_string(),
+        let overlap = |reason: String| CompactError::Overlap {
+            before: self.base.name.clone(),
             after: info.name.clone(),
             revision: main,
             reason,
         };
-        if main > self.base_revision {
-            let Some(prev) = before else {
-                return Err(overlap(
-                    &self.base.name,
-                    "the revision is past the base".into(),
-                ));
-            };
-            let digests: Vec<u64> = group.iter().map(digest).collect();
-            let held = digests_by_revision(&self.events(prev)?);
-            return match held.get(&main) {
-                Some(d) if *d == digests => Ok(()),
-                Some(d) => Err(overlap(
-                    &prev.info.name,
-                    format!(
-                        "{} events there, {} here, or different keys or values",
-                        d.len(),
-                        digests.len()
-                    ),
-                )),
-                None => Err(overlap(
-                    &prev.info.name,
-                    "the revision is in neither the base nor the previous delta, so the overlap \
-                     cannot be checked"
-                        .into(),
-                )),
-            };
-        }
-        // Held by the base, unless its history was compacted away.
         for (sub, event) in group.iter().enumerate() {
             let rev = Revision {
                 main,
@@ -801,14 +783,11 @@ impl<R: ReadAt, D: ReadAt> Context<'_, R, D> {
             match found {
                 None if main <= self.compacted => {}
                 None => {
-                    return Err(overlap(
-                        &self.base.name,
-                        format!(
-                            "the base has no {} of key {} at sub-revision {sub}",
-                            if deleted { "deletion" } else { "put" },
-                            hex(&event.kv.key)
-                        ),
-                    ));
+                    return Err(overlap(format!(
+                        "the base has no {} of key {} at sub-revision {sub}",
+                        if deleted { "deletion" } else { "put" },
+                        hex(&event.kv.key)
+                    )));
                 }
                 Some(entry) => {
                     let kv = decode_kv(&entry.value).map_err(|source| CompactError::Base {
@@ -821,10 +800,10 @@ impl<R: ReadAt, D: ReadAt> Context<'_, R, D> {
                         kv == event.kv
                     };
                     if !same {
-                        return Err(overlap(
-                            &self.base.name,
-                            format!("key {} differs at sub-revision {sub}", hex(&event.kv.key)),
-                        ));
+                        return Err(overlap(format!(
+                            "key {} differs at sub-revision {sub}",
+                            hex(&event.kv.key)
+                        )));
                     }
                 }
             }
@@ -833,14 +812,81 @@ impl<R: ReadAt, D: ReadAt> Context<'_, R, D> {
     }
 }
 
+/// Checks events of revision `main`, already reached past the base,
+/// against the previous delta's digests of that revision (`held`).
+fn check_overlap_with_delta(
+    prev: &SnapshotInfo,
+    held: Option<&Vec<u64>>,
+    info: &SnapshotInfo,
+    main: i64,
+    group: &[Event],
+) -> Result<(), CompactError> {
+    let digests: Vec<u64> = group.iter().map(digest).collect();
+    let reason = match held {
+        Some(d) if *d == digests => return Ok(()),
+        Some(d) => format!(
+            "{} events there, {} here, or different keys or values",
+            d.len(),
+            digests.len()
+        ),
+        None => "the revision is in neither the base nor the previous delta, so the overlap \
+                 cannot be checked"
+            .into(),
+    };
+    Err(CompactError::Overlap {
+        before: prev.name.clone(),
+        after: info.name.clone(),
+        revision: main,
+        reason,
+    })
+}
+
+/// A delta's events as a walk parsed them: types, keys and revisions (the
+/// first walk) or whole events (the second).
+enum Parsed {
+    Keys(Vec<EventKey>),
+    Full(Vec<Event>),
+}
+
+impl Parsed {
+    fn len(&self) -> usize {
+        match self {
+            Parsed::Keys(k) => k.len(),
+            Parsed::Full(f) => f.len(),
+        }
+    }
+
+    fn revision(&self, i: usize) -> i64 {
+        match self {
+            Parsed::Keys(k) => k[i].mod_revision,
+            Parsed::Full(f) => f[i].kv.mod_revision,
+        }
+    }
+
+    fn change(&self, i: usize) -> Change<'_> {
+        match self {
+            Parsed::Keys(k) => Change {
+                deleted: k[i].kind == EventType::Delete,
+                key: &k[i].key,
+                kv: None,
+            },
+            Parsed::Full(f) => Change {
+                deleted: f[i].kind == EventType::Delete,
+                key: &f[i].kv.key,
+                kv: Some(&f[i].kv),
+            },
+        }
+    }
+}
+
 /// A delta's events ascend and fit the revisions its name gives.
-fn check_events(info: &SnapshotInfo, events: &[EventKey]) -> Result<(), String> {
-    let Some(last) = events.last() else {
+fn check_events(info: &SnapshotInfo, events: &Parsed) -> Result<(), String> {
+    let Some(last) = events.len().checked_sub(1).map(|i| events.revision(i)) else {
         return Err("it holds no events".into());
     };
     let mut prev = i64::MIN;
-    for (i, e) in events.iter().enumerate() {
-        let rev = e.mod_revision;
+    for i in 0..events.len() {
+        let rev = events.revision(i);
         if rev < prev {
             return Err(format!(
                 "event #{i} is at revision {rev}, before the previous event's {prev}"
@@ -854,10 +900,10 @@ fn check_events(info: &SnapshotInfo, events: &[EventKey]) -> Result<(), String> 
         }
         prev = rev;
     }
-    if last.mod_revision != info.last_revision {
+    if last != info.last_revision {
         return Err(format!(
-            "its name says it ends at revision {}, but its last event is at {}",
-            info.last_revision, last.mod_revision
+            "its name says it ends at revision {}, but its last event is at {last}",
+            info.last_revision
         ));
     }
     Ok(())

@@ -113,16 +113,6 @@ pub struct EventKey {
     pub mod_revision: i64,
 }
 
-impl From<&Event> for EventKey {
-    fn from(e: &Event) -> Self {
-        EventKey {
-            kind: e.kind,
-            key: e.kv.key.clone(),
-            mod_revision: e.kv.mod_revision,
-        }
-    }
-}
-
 /// Parses a delta's JSON (whose hash was checked) for the events' types,
 /// keys and revisions only: values are skipped, not decoded.
 pub fn parse_event_keys(json: &[u8]) -> Result<Vec<EventKey>, DeltaError> {
@@ -157,14 +147,7 @@ pub fn parse_event_keys(json: &[u8]) -> Result<Vec<EventKey>, DeltaError> {
                 .ok_or_else(|| bad("its \"etcdEvent\" has no \"kv\"".into()))?;
             let key = decode_go_base64("key", kv.key.as_deref()).map_err(bad)?;
             let mod_revision = kv.mod_revision.unwrap_or(0);
-            if key.is_empty() {
-                return Err(bad("its key is empty".into()));
-            }
-            if mod_revision <= 0 {
-                return Err(bad(format!(
-                    "its mod_revision {mod_revision} is not positive"
-                )));
-            }
+            check_key_and_revision(&key, mod_revision).map_err(bad)?;
             Ok(EventKey {
                 kind,
                 key,
@@ -228,17 +211,20 @@ pub fn parse_events(json: &[u8]) -> Result<Vec<Event>, DeltaError> {
         .collect()
 }
 
-fn check_event(event: &Event) -> Result<(), String> {
-    let kv = &event.kv;
-    if kv.key.is_empty() {
+/// What every event needs: a key and a positive revision.
+fn check_key_and_revision(key: &[u8], mod_revision: i64) -> Result<(), String> {
+    if key.is_empty() {
         return Err("its key is empty".into());
     }
-    if kv.mod_revision <= 0 {
-        return Err(format!(
-            "its mod_revision {} is not positive",
-            kv.mod_revision
-        ));
+    if mod_revision <= 0 {
+        return Err(format!("its mod_revision {mod_revision} is not positive"));
     }
+    Ok(())
+}
+
+fn check_event(event: &Event) -> Result<(), String> {
+    let kv = &event.kv;
+    check_key_and_revision(&kv.key, kv.mod_revision)?;
     if event.kind == EventType::Put
         && (kv.create_revision <= 0 || kv.create_revision > kv.mod_revision || kv.version <= 0)
     {

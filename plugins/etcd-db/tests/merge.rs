@@ -446,6 +446,54 @@ fn a_missing_delta_is_a_gap_naming_both_neighbours() {
 }
 
 #[test]
+fn a_delta_sent_twice_is_checked_against_the_first_copy() {
+    let (m, base, d) = simple();
+    // The same delta again right after itself: skipped, same result.
+    let mut again: Vec<DeltaInput<Vec<u8>>> = d
+        .iter()
+        .map(|x| DeltaInput {
+            info: x.info.clone(),
+            data: x.data.clone(),
+        })
+        .collect();
+    again.insert(
+        2,
+        DeltaInput {
+            info: d[1].info.clone(),
+            data: d[1].data.clone(),
+        },
+    );
+    let mut out = Vec::new();
+    let report = compact(
+        &base_info(10),
+        base.as_slice(),
+        &again,
+        &mut out,
+        Vec::new(),
+        &CompactOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.revision, m.revision);
+    assert!(report.events_skipped > 0);
+    // A second copy with another value at one of its revisions.
+    let mut events = druid_etcd_db::decode_delta(&d[1].data).unwrap();
+    events[0].kv.value = b"changed".to_vec();
+    let mut info = d[1].info.clone();
+    info.name = "Incr-resent.gz".into();
+    again[2] = DeltaInput {
+        info,
+        data: encode_delta(&events, "t"),
+    };
+    let err = refused(&base, &again, &CompactOptions::default());
+    assert!(matches!(err, CompactError::Overlap { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("Incr-resent.gz") && text.contains(&d[1].info.name),
+        "{text}"
+    );
+}
+
+#[test]
 fn an_overlap_that_disagrees_is_refused() {
     let (_, base, d) = simple();
     // Re-send the base's last revision with another value.
