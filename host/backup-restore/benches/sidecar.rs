@@ -1121,16 +1121,16 @@ fn compact_child(mode: &str) {
                 .await
                 .unwrap();
                 let load = started.elapsed().as_secs_f64();
-                let (limits, _) = druid_backup_restore::compaction::job_settings(
-                    &druid_backup_restore::config::CompactionArgs {
-                        restore_method: druid_backup_restore::config::RestoreMethod::Compaction,
-                        compaction_memory_limit: 4 << 30,
-                        compaction_sort_memory: 0,
-                        compaction_max_delta_size: 256 << 20,
-                        compaction_timeout: Duration::from_secs(3 * 3600),
-                        unknown_lease_ttl: None,
-                    },
-                );
+                // The plugin's limits as `etcdbr compact` sets them by default.
+                let cli = <druid_backup_restore::cli::Cli as clap::Parser>::try_parse_from([
+                    "etcdbr", "compact",
+                ])
+                .unwrap();
+                let druid_backup_restore::cli::Command::Compact(compact) = cli.command else {
+                    panic!("not the compact command")
+                };
+                let (limits, _) =
+                    druid_backup_restore::compaction::job_settings(&compact.restore.compaction);
                 let job = druid_plugin_host::CompactJob {
                     base: base_info.clone(),
                     base_file: base.into(),

@@ -25,7 +25,7 @@ use druid_plugin_host::{CompactJob, CompactionError, Limits};
 use futures::StreamExt as _;
 
 use crate::config::CompactionArgs;
-use crate::restore::{RestoreError, io, verify_full};
+use crate::restore::{RestoreError, download_full, io, verify_full};
 use crate::snapshot_name::Snapshot;
 use crate::store::Snapstore;
 
@@ -69,31 +69,28 @@ pub fn job_settings(args: &CompactionArgs) -> (Limits, CompactOptions) {
     (limits, options)
 }
 
-/// Downloads `full` and `deltas` into `workdir` and compacts them into
-/// `workdir/compacted.db`, verified. The inputs are removed afterwards.
+/// Compacts `full`, already downloaded and checked into `base_file` (see
+/// [`download_full`]), and `deltas`, downloaded into `workdir`, into
+/// `workdir/compacted.db`, verified. The inputs, `base_file` included, are
+/// removed afterwards.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the compaction's inputs and settings"
+)]
 pub async fn compact_set(
     args: &CompactionArgs,
     max_fetchers: usize,
-    skip_hash_check: bool,
     store: &Snapstore,
     full: &Snapshot,
+    base_file: &Path,
     deltas: &[Snapshot],
     workdir: &Path,
 ) -> Result<Compacted, RestoreError> {
     let registry = store.registry().ok_or_else(|| {
         RestoreError::Compaction("this store was opened without plugins; no compactor".into())
     })?;
-    let _ = std::fs::remove_dir_all(workdir);
     std::fs::create_dir_all(workdir).map_err(|e| io("cannot create", workdir, e))?;
     let started = Instant::now();
-    let base_file = workdir.join("base.db");
-    store.download_to_file(full, &base_file).await?;
-    if !skip_hash_check {
-        verify_full(&base_file).map_err(|detail| RestoreError::CorruptFull {
-            key: store.key(full),
-            detail,
-        })?;
-    }
     let shared = Arc::new(store.clone());
     let mut downloads = futures::stream::iter(deltas.iter().cloned().enumerate().map(|(i, d)| {
         let store = shared.clone();
@@ -113,14 +110,14 @@ pub async fn compact_set(
     let download_seconds = started.elapsed().as_secs_f64();
 
     let (limits, options) = job_settings(args);
-    let input_bytes: u64 = std::iter::once(&base_file)
-        .chain(inputs.iter().map(|(_, p)| p))
+    let input_bytes: u64 = std::iter::once(base_file)
+        .chain(inputs.iter().map(|(_, p)| p.as_path()))
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
     let job = CompactJob {
         base: info(store, full),
-        base_file: base_file.clone(),
+        base_file: base_file.to_path_buf(),
         deltas: inputs,
         output: workdir.join("compacted.db"),
         scratch: workdir.join("scratch"),
@@ -134,7 +131,7 @@ pub async fn compact_set(
     let started = Instant::now();
     let result = registry.compact(&job).await;
     let compact_seconds = started.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(&base_file);
+    let _ = std::fs::remove_file(base_file);
     for (_, p) in &job.deltas {
         let _ = std::fs::remove_file(p);
     }
@@ -218,12 +215,16 @@ pub async fn run_job(
         tracing::info!(full = %full.name(), "no deltas after the latest full snapshot: nothing to compact");
         return Ok(None);
     }
+    let _ = std::fs::remove_dir_all(workdir);
+    std::fs::create_dir_all(workdir).map_err(|e| io("cannot create", workdir, e))?;
+    let base_file = workdir.join("base.db");
+    download_full(store, full, &base_file, args.skip_hash_check).await?;
     let compacted = compact_set(
         &args.compaction,
         args.max_fetchers,
-        args.skip_hash_check,
         store,
         full,
+        &base_file,
         &set.deltas,
         workdir,
     )

@@ -174,25 +174,18 @@ async fn restore_inner(
     std::fs::create_dir_all(temp).map_err(|e| io("cannot create", temp, e))?;
     let db = temp.join("snapshot.db");
     tracing::info!(full = %full.name(), deltas = set.deltas.len(), "restoring from the store");
-    store.download_to_file(full, &db).await?;
-    if !args.skip_hash_check {
-        verify_full(&db).map_err(|detail| RestoreError::CorruptFull {
-            key: store.key(full),
-            detail,
-        })?;
-    }
+    download_full(store, full, &db, args.skip_hash_check).await?;
     let part = suffixed(&args.data_dir, ".part");
     let _ = std::fs::remove_dir_all(&part);
     let by_compaction =
         !set.deltas.is_empty() && args.compaction.restore_method == RestoreMethod::Compaction;
     if by_compaction {
-        let _ = std::fs::remove_file(&db);
         let compacted = crate::compaction::compact_set(
             &args.compaction,
             args.max_fetchers,
-            args.skip_hash_check,
             store,
             full,
+            &db,
             &set.deltas,
             &temp.join("compaction"),
         )
@@ -250,6 +243,25 @@ pub fn move_aside(data_dir: &Path) -> Result<Option<PathBuf>, RestoreError> {
 fn swap_in(data_dir: &Path, part: &Path) -> Result<(), RestoreError> {
     move_aside(data_dir)?;
     std::fs::rename(part, data_dir).map_err(|e| io("cannot move the restored data to", data_dir, e))
+}
+
+/// Downloads `full` decompressed into `path` and checks its SHA-256 trailer
+/// (unless the user skips the check): a corrupt or truncated snapshot is
+/// refused with its key named.
+pub async fn download_full(
+    store: &Snapstore,
+    full: &Snapshot,
+    path: &Path,
+    skip_hash_check: bool,
+) -> Result<(), RestoreError> {
+    store.download_to_file(full, path).await?;
+    if !skip_hash_check {
+        verify_full(path).map_err(|detail| RestoreError::CorruptFull {
+            key: store.key(full),
+            detail,
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks a decompressed full snapshot's SHA-256 trailer.

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
-use druid_etcd_db::{CompactOptions, CompactReport, SnapshotInfo};
+use druid_etcd_db::{CompactOptions, CompactReport, ReadAt, SnapshotInfo};
 use wasmtime::component::Resource;
 
 use crate::grants::Grants;
@@ -112,26 +112,17 @@ impl blobs::HostWriter for HostState {
     }
 }
 
-/// The SHA-256 of a range of `file`, read in 1 MiB pieces.
+/// The SHA-256 of a range of `file` (etcd-db's chunked hash of a
+/// [`ReadAt`] source, natively).
 fn hash_file(file: &File, size: u64, offset: u64, len: u64) -> Result<Vec<u8>, String> {
-    use sha2::{Digest as _, Sha256};
-    const PIECE: u64 = 1 << 20;
     if offset.checked_add(len).is_none_or(|end| end > size) {
         return Err(format!(
             "hash of {len} bytes at {offset} is past the end of the {size}-byte blob"
         ));
     }
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; usize::try_from(len.min(PIECE)).unwrap_or(1 << 20)];
-    let mut at = 0;
-    while at < len {
-        let n = usize::try_from((len - at).min(PIECE)).unwrap_or(buf.len());
-        file.read_exact_at(&mut buf[..n], offset + at)
-            .map_err(|e| format!("read of {n} bytes at {}: {e}", offset + at))?;
-        hasher.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(hasher.finalize().to_vec())
+    file.sha256(offset, len)
+        .map(|h| h.to_vec())
+        .map_err(|e| e.to_string())
 }
 
 fn read_file(file: &File, size: u64, offset: u64, len: u32, max: usize) -> Result<Vec<u8>, String> {
@@ -147,8 +138,7 @@ fn read_file(file: &File, size: u64, offset: u64, len: u32, max: usize) -> Resul
         ));
     }
     let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, offset)
-        .map_err(|e| format!("read of {len} bytes at {offset}: {e}"))?;
+    ReadAt::read_at(file, offset, &mut buf).map_err(|e| e.to_string())?;
     Ok(buf)
 }
 
