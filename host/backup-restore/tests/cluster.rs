@@ -119,6 +119,27 @@ async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
         h.parse::<i64>().is_ok_and(|r| r >= rev)
     })
     .await;
+    // ... and carries the stored bytes of the deltas since the full
+    // snapshot, for the operator's compaction trigger.
+    let latest = sidecars[leader].latest();
+    let stored: u64 = latest["deltaSnapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            store
+                .read(&format!("c/v2/{}", d["snapName"].as_str().unwrap()))
+                .len() as u64
+        })
+        .sum();
+    assert!(stored > 0, "{latest}");
+    let lease = leases.get("c-delta-snap").await.unwrap();
+    assert_eq!(
+        lease.metadata.annotations.unwrap_or_default()
+            [druid_api::DELTA_BYTES_SINCE_FULL_ANNOTATION],
+        stored.to_string(),
+        "{latest}"
+    );
     for (i, m) in members.iter().enumerate() {
         let role = if i == leader { "Leader" } else { "Member" };
         let id = members_list
