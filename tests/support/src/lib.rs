@@ -18,6 +18,7 @@
 
 mod azurite;
 mod etcd;
+mod etcdbr;
 mod gcs;
 mod kube;
 mod minio;
@@ -27,6 +28,7 @@ mod process;
 
 pub use azurite::AzuriteServer;
 pub use etcd::{EtcdCluster, EtcdMember};
+pub use etcdbr::{etcdbr_tool_flags, local_store_flags, workspace_binary};
 pub use gcs::FakeGcsServer;
 pub use kube::KubeApiServer;
 pub use minio::MinioServer;
@@ -65,6 +67,14 @@ pub enum Error {
     /// The plugin build failed.
     #[error("building the plugin components failed ({command}): {reason}")]
     PluginBuild {
+        /// The command run.
+        command: String,
+        /// Why.
+        reason: String,
+    },
+    /// Building a workspace binary failed.
+    #[error("building {command} failed: {reason}")]
+    Build {
         /// The command run.
         command: String,
         /// Why.

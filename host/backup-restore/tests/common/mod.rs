@@ -215,28 +215,7 @@ pub fn etcdbr(store: &Store, args: &[String]) -> std::process::Output {
 /// The flags and environment every `etcdbr` under test gets: the test
 /// plugins, their compile cache, the etcd binaries, plain logs and no pod.
 fn tools(c: &mut Command) {
-    c.arg(format!(
-        "--plugins-dir={}",
-        druid_test_support::plugin_components().dir().display()
-    ))
-    .arg(format!(
-        "--plugin-cache-dir={}",
-        druid_test_support::cache_dir()
-            .join("plugin-cache")
-            .display()
-    ))
-    .arg(format!(
-        "--etcd-binary={}",
-        find_binary("etcd", "etcd").unwrap().display()
-    ))
-    .arg(format!(
-        "--etcdctl-binary={}",
-        find_binary("etcdctl", "etcd").unwrap().display()
-    ))
-    .env("RUST_LOG", "info")
-    .env("NO_COLOR", "1")
-    .env_remove("POD_NAMESPACE")
-    .env_remove("POD_NAME");
+    druid_test_support::etcdbr_tool_flags(c).unwrap();
 }
 
 /// A store for the sidecar.
@@ -281,9 +260,7 @@ impl Store {
                     .env("AWS_APPLICATION_CREDENTIALS", creds);
             }
             Store::Local { root, container } => {
-                c.arg("--storage-provider=Local")
-                    .arg(format!("--store-container={container}"))
-                    .env("LOCAL_STORE_ROOT", root);
+                druid_test_support::local_store_flags(c, root, container);
             }
         }
     }
