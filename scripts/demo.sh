@@ -102,8 +102,7 @@ KUBECTL="$DRUID_BIN/kubectl"
 wait_for kube-apiserver 120 "${pids[-1]}" "$LOGS/kube-apiserver.log" "$KUBECTL" get --raw /readyz
 
 log "installing the CRDs"
-for f in deploy/crds/*.yaml; do "$KUBECTL" apply --server-side -f "$f" >/dev/null; done
-"$KUBECTL" wait --for=condition=Established --timeout=60s crd/etcds.druid.gardener.cloud >/dev/null
+install_crds "$KUBECTL" deploy/crds
 
 log "starting the druid operator"
 "$DRUID" --metrics-addr "127.0.0.1:$METRICS_PORT" --leader-election-namespace kube-system \

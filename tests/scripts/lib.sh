@@ -20,6 +20,8 @@ export FAKE_GCS_VERSION="${FAKE_GCS_VERSION:-v1.56.1}"
 export AZURITE_VERSION="${AZURITE_VERSION:-3.37.0}"
 # MinIO client (no semver tags upstream: a pseudo-version of its main branch).
 export MC_VERSION="${MC_VERSION:-v0.0.0-20250313080218-cf909e1063a9}"
+# CoreDNS for the real node's cluster DNS (install-node.sh).
+export COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 # Fake nodes for the control plane (install-kube.sh kwok; not built by default).
 export KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 
@@ -141,4 +143,25 @@ claim_shared_targets() {
     git -C "$REPO_ROOT" ls-files -z | (cd "$REPO_ROOT" && xargs -0 touch -c)
     printf '%s\n' "$REPO_ROOT" >"$stamp.tmp.$$" && mv -f "$stamp.tmp.$$" "$stamp"
   fi
+}
+
+# install_crds KUBECTL DIR: applies every CRD manifest in DIR (server-side)
+# and waits until each CRD is Established. It polls the condition itself:
+# `kubectl wait --for=condition=Established` fails at once while the API
+# server has not yet written the new CRD's status.
+install_crds() {
+  local kubectl="$1" dir="$2" f out name names=() seen deadline
+  for f in "$dir"/*.yaml; do
+    out="$("$kubectl" apply --server-side -o name -f "$f" 2>&1)" || die "kubectl apply $f: $out"
+    names+=($out)
+  done
+  deadline=$((SECONDS + 60))
+  for name in "${names[@]}"; do
+    while :; do
+      seen="$("$kubectl" get "$name" -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>&1)" || true
+      [ "$seen" = True ] && break
+      [ $SECONDS -lt $deadline ] || die "$name is not Established after 60s (last seen: $seen)"
+      sleep 0.2
+    done
+  done
 }

@@ -56,20 +56,9 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let server = KubeApiServer::shared();
-    for f in std::fs::read_dir(repo_root().join("deploy/crds")).unwrap() {
-        kubectl(&[
-            "apply",
-            "--server-side",
-            "-f",
-            f.unwrap().path().to_str().unwrap(),
-        ]);
-    }
-    kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/etcds.druid.gardener.cloud",
-    ]);
+    server
+        .install_crds(&repo_root().join("deploy/crds"))
+        .unwrap();
     kubectl(&["create", "namespace", "bench"]);
     kubectl(&[
         "-n",

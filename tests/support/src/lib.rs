@@ -30,7 +30,7 @@ pub use azurite::AzuriteServer;
 pub use etcd::{EtcdCluster, EtcdMember};
 pub use etcdbr::{etcdbr_tool_flags, local_store_flags, workspace_binary};
 pub use gcs::FakeGcsServer;
-pub use kube::KubeApiServer;
+pub use kube::{CRD_TIMEOUT, KubeApiServer, install_crds};
 pub use minio::MinioServer;
 pub use paths::{cache_dir, find_binary, repo_root, run_dir, server_dir};
 pub use plugins::{PluginComponents, plugin_components};
@@ -79,6 +79,14 @@ pub enum Error {
         command: String,
         /// Why.
         reason: String,
+    },
+    /// A kubectl command failed or what it waited for did not happen.
+    #[error("kubectl {what}: {output}")]
+    Kubectl {
+        /// What was run or awaited.
+        what: String,
+        /// Its error output, or what was last seen.
+        output: String,
     },
     /// A file-system or process error.
     #[error("{context}: {source}")]

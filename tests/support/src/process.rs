@@ -93,8 +93,11 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
-/// Log paths of every server started in this process, printed when a test
-/// panics.
+/// How many lines of each server's log a failing test prints.
+const PANIC_TAIL_LINES: usize = 15;
+
+/// Log paths of every server started in this process: when a test panics,
+/// the end of each log and the paths are printed.
 fn register_log(path: &Path) {
     static LOGS: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
     let first = LOGS.get().is_none();
@@ -107,6 +110,15 @@ fn register_log(path: &Path) {
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
             if let Some(Ok(l)) = LOGS.get().map(|m| m.lock()) {
+                // The end of each log says what the servers saw; the whole
+                // logs are kept at these paths.
+                for path in l.iter() {
+                    eprintln!(
+                        "--- last {PANIC_TAIL_LINES} lines of {} ---\n{}",
+                        path.display(),
+                        tail(path, PANIC_TAIL_LINES)
+                    );
+                }
                 let list: Vec<String> = l.iter().map(|p| format!("  {}", p.display())).collect();
                 eprintln!("test server logs (kept):\n{}", list.join("\n"));
             }

@@ -31,32 +31,9 @@ pub fn operator_with(extra: &[&str]) -> &'static Operator {
     static CELL: OnceLock<Operator> = OnceLock::new();
     CELL.get_or_init(|| {
         let server = KubeApiServer::shared();
-        for crd in std::fs::read_dir(repo_root().join("deploy/crds")).unwrap() {
-            let out = kubectl(&[
-                "apply",
-                "--server-side",
-                "-f",
-                crd.unwrap().path().to_str().unwrap(),
-            ]);
-            assert!(
-                out.status.success(),
-                "CRD install: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        for crd in ["etcds", "etcdcopybackupstasks", "etcdopstasks"] {
-            let out = kubectl(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                &format!("crd/{crd}.druid.gardener.cloud"),
-            ]);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        server
+            .install_crds(&repo_root().join("deploy/crds"))
+            .unwrap();
         let port = free_port().unwrap();
         let dir = server_dir(&format!("druid-{port}")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_druid"));
