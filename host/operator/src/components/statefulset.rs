@@ -583,8 +583,11 @@ pub fn build(
             http_get: Some(HTTPGetAction {
                 path: Some("/readyz".into()),
                 port: IntOrString::Int(model.etcd.wrapper_port),
+                // The wrapper serves /readyz over HTTPS exactly when etcd's
+                // client URLs use TLS (with etcd's own certificate), as
+                // upstream's wrapper does; backup TLS does not change it.
                 scheme: Some(
-                    if model.backup.tls.is_some() {
+                    if model.etcd.client_tls.is_some() {
                         "HTTPS"
                     } else {
                         "HTTP"
@@ -827,6 +830,12 @@ mod tests {
         }
         let wrapper = args(&s, ETCD_CONTAINER);
         assert!(wrapper.contains(&"--etcd-client-cert-path=/var/etcd/ssl/client/tls.crt".into()));
+        // The wrapper serves /readyz with etcd's client certificate.
+        let probe = container(&s, ETCD_CONTAINER)
+            .readiness_probe
+            .clone()
+            .unwrap();
+        assert_eq!(probe.http_get.unwrap().scheme.as_deref(), Some("HTTPS"));
         let secrets = volume_secrets(&s);
         assert!(secrets.contains(&"etcd-server-tls".into()), "{secrets:?}");
         assert!(secrets.contains(&"etcd-client-tls".into()), "{secrets:?}");
@@ -855,7 +864,7 @@ mod tests {
     }
 
     #[test]
-    fn backup_tls_switches_the_wrapper_and_the_probe_to_https() {
+    fn backup_tls_switches_the_wrapper_to_https_and_leaves_the_probe_alone() {
         let mut etcd = seed();
         etcd.spec.backup.tls = Some(TlsConfig {
             tls_ca_secret_ref: CaSecretReference {
@@ -880,11 +889,13 @@ mod tests {
             args(&s, BACKUP_CONTAINER)
                 .contains(&"--server-cert=/var/etcdbr/ssl/server/tls.crt".into())
         );
+        // The wrapper serves /readyz over plain HTTP while etcd's client
+        // URLs do (a probe over HTTPS would never see it ready).
         let probe = container(&s, ETCD_CONTAINER)
             .readiness_probe
             .clone()
             .unwrap();
-        assert_eq!(probe.http_get.unwrap().scheme.as_deref(), Some("HTTPS"));
+        assert_eq!(probe.http_get.unwrap().scheme.as_deref(), Some("HTTP"));
         assert!(volume_secrets(&s).contains(&"br-server".into()));
     }
 
