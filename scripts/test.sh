@@ -12,6 +12,9 @@ cd "$REPO_ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DRUID_CACHE/cargo-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 claim_shared_targets
+# The end-to-end tests start a real node and tear it down when they exit;
+# this also tears down one that a killed test left behind.
+trap 'bash tests/scripts/node.sh down >/dev/null 2>&1 || true' EXIT
 
 timings=()
 step() {
@@ -25,6 +28,9 @@ step() {
 step "build dependencies" bash scripts/install-build-deps.sh
 step "test servers" bash tests/scripts/install-servers.sh
 step "plugin components" bash scripts/build-plugins.sh
+# The product's images for the real node's end-to-end tests (dev profile:
+# the same code as a release build, and the test build shares its work).
+step "images" bash scripts/build-images.sh --profile dev
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" nice cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test" nice cargo test --workspace --locked --no-fail-fast

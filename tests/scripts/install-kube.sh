@@ -3,7 +3,8 @@
 # (no registry ships them) and links them into $DRUID_BIN.
 #
 # Usage: install-kube.sh [COMPONENT...]
-#   COMPONENT: kube-apiserver kubectl kube-controller-manager kube-scheduler kwok
+#   COMPONENT: kube-apiserver kubectl kube-controller-manager kube-scheduler
+#              kubelet kube-proxy kwok
 #   Default: $KUBE_COMPONENTS, else "kube-apiserver kubectl".
 #
 # Kubernetes binaries: $DRUID_CACHE/kube/$KUBE_VERSION/bin/<name>, built from a
@@ -119,10 +120,10 @@ fi
 
 for c in "${components[@]}"; do
   case "$c" in
-    kube-apiserver | kubectl | kube-controller-manager | kube-scheduler)
+    kube-apiserver | kubectl | kube-controller-manager | kube-scheduler | kubelet | kube-proxy)
       with_lock "kube-$KUBE_VERSION" build_kube_component "$c" ;;
     kwok)
       with_lock "kwok-$KWOK_VERSION" build_kwok ;;
-    *) die "unknown component '$c' (known: kube-apiserver kubectl kube-controller-manager kube-scheduler kwok)" ;;
+    *) die "unknown component '$c' (known: kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy kwok)" ;;
   esac
 done

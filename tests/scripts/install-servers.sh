@@ -3,13 +3,14 @@
 # a summary (binary path under $DRUID_BIN and version).
 #
 # Usage: install-servers.sh [NAME...]
-#   NAME: etcd kube minio fake-gcs azurite (default: all of them, in that order)
+#   NAME: etcd kube minio fake-gcs azurite node (default: all of them, in that order;
+#   node: what the real single-node Kubernetes needs, see install-node.sh)
 #   kube builds $KUBE_COMPONENTS (default "kube-apiserver kubectl"; add
 #   kube-controller-manager kube-scheduler kwok as needed).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPTS="$REPO_ROOT/tests/scripts"
 
-ALL=(etcd kube minio fake-gcs azurite)
+ALL=(etcd kube minio fake-gcs azurite node)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
 for n in "${names[@]}"; do
@@ -56,6 +57,10 @@ for n in "${names[@]}"; do
       row fake-gcs-server echo "$FAKE_GCS_VERSION" ;;
     azurite)
       row azurite-blob "$DRUID_BIN/azurite-blob" --version ;;
+    node)
+      for c in kubelet kube-proxy; do row "$c" "$DRUID_BIN/$c" --version; done
+      row coredns "$DRUID_BIN/coredns" -version
+      row containerd containerd --version ;;
   esac
 done
 echo "Install times (s):$(for n in "${names[@]}"; do printf ' %s=%s' "$n" "${took[$n]}"; done)"

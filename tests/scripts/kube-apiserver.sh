@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Runs a test kube-apiserver in the foreground (exec: the caller's PID is the
-# server), bound to 127.0.0.1 only.
+# server), bound to one address: 127.0.0.1, or $KUBE_APISERVER_ADDRESS.
 #
 # Usage: kube-apiserver.sh WORKDIR PORT ETCD_URL [EXTRA kube-apiserver FLAGS...]
 #
 # Prepares WORKDIR once (kept on later runs, so a restart keeps its identity):
 #   pki/ca.{crt,key}           a test CA (EC P-256)
-#   pki/apiserver.{crt,key}    serving cert for 127.0.0.1, ::1, localhost, signed by the CA
+#   pki/apiserver.{crt,key}    serving cert for the address, 127.0.0.1, ::1, localhost and the
+#                              `kubernetes` service's names and IP, signed by the CA
+#   pki/kubelet-client.{crt,key} the client cert the server shows kubelets (system:masters)
 #   pki/sa.{key,pub}           service-account token signing key pair (RSA 2048)
 #   token                      the admin bearer token (user admin, group system:masters)
 #   token.csv                  --token-auth-file
 # and rewrites on every run:
-#   kubeconfig                 server https://127.0.0.1:PORT, the CA embedded, the token;
+#   kubeconfig                 server https://ADDRESS:PORT, the CA embedded, the token;
 #                              works with kubectl and kube-rs
 #
-# Readiness: GET https://127.0.0.1:PORT/readyz with "Authorization: Bearer $(cat WORKDIR/token)"
+# Readiness: GET https://ADDRESS:PORT/readyz with "Authorization: Bearer $(cat WORKDIR/token)"
 # and --cacert WORKDIR/pki/ca.crt answers 200 "ok".
 #
 # Environment:
@@ -24,6 +26,8 @@
 #   KUBE_SERVICE_CIDR            --service-cluster-ip-range (default 10.96.0.0/16)
 #   KUBE_DISABLE_ADMISSION       --disable-admission-plugins (default ServiceAccount:
 #                                it needs kube-controller-manager's default service accounts)
+#   KUBE_APISERVER_ADDRESS       the IPv4 address to bind and advertise (default 127.0.0.1;
+#                                the real node's uses its network namespace's address)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ $# -ge 3 ] || die "usage: $0 WORKDIR PORT ETCD_URL [EXTRA kube-apiserver FLAGS...]"
@@ -39,6 +43,8 @@ APISERVER="${KUBE_APISERVER_BIN:-$DRUID_CACHE/kube/$KUBE_VERSION/bin/kube-apiser
 [ -x "$APISERVER" ] || [ -n "${KUBE_APISERVER_BIN:-}" ] || APISERVER="$DRUID_BIN/kube-apiserver"
 [ -x "$APISERVER" ] || die "$APISERVER not found: run tests/scripts/install-kube.sh first"
 SERVICE_CIDR="${KUBE_SERVICE_CIDR:-10.96.0.0/16}"
+ADDRESS="${KUBE_APISERVER_ADDRESS:-127.0.0.1}"
+[[ "$ADDRESS" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "KUBE_APISERVER_ADDRESS must be an IPv4 address, got '$ADDRESS'"
 ETCD_PREFIX="${KUBE_ETCD_PREFIX:-/druid-$(printf '%s' "$WORKDIR" | cksum | cut -d' ' -f1)}"
 DISABLE_ADMISSION="${KUBE_DISABLE_ADMISSION-ServiceAccount}"
 
@@ -73,8 +79,21 @@ gen_serving() {
       -extfile <(printf '%s\n' 'basicConstraints=critical,CA:FALSE' \
         'keyUsage=critical,digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' \
         'subjectKeyIdentifier=hash' 'authorityKeyIdentifier=keyid' \
-        "subjectAltName=IP:127.0.0.1,IP:::1,IP:${SERVICE_IP},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local") &&
+        "subjectAltName=IP:127.0.0.1,IP:::1,IP:${SERVICE_IP},IP:${ADDRESS},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local") &&
     mv -f "$PKI/apiserver.key.tmp" "$PKI/apiserver.key"
+}
+
+# A client certificate the API server shows to kubelets (logs, exec).
+gen_kubelet_client() {
+  openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+    -keyout "$PKI/kubelet-client.key.tmp" -out "$PKI/kubelet-client.csr" \
+    -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -config <(printf '[req]\ndistinguished_name=dn\n[dn]\n') &&
+    openssl x509 -req -in "$PKI/kubelet-client.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+      -CAcreateserial -days 3650 -out "$tmp" \
+      -extfile <(printf '%s\n' 'basicConstraints=critical,CA:FALSE' \
+        'keyUsage=critical,digitalSignature,keyEncipherment' 'extendedKeyUsage=clientAuth') &&
+    mv -f "$PKI/kubelet-client.key.tmp" "$PKI/kubelet-client.key"
 }
 
 gen_sa() {
@@ -101,15 +120,20 @@ prepare() {
   umask 077
   mkdir -p "$PKI"
   chmod 700 "$PKI"
-  # The CA and the serving cert go together: a new CA means a new serving cert.
-  [ -s "$PKI/ca.crt" ] && [ -s "$PKI/ca.key" ] || rm -f "$PKI/ca.crt" "$PKI/apiserver.crt"
+  # The CA and the serving cert go together: a new CA means a new serving cert,
+  # and so does a new address.
+  [ -s "$PKI/ca.crt" ] && [ -s "$PKI/ca.key" ] || rm -f "$PKI/ca.crt" "$PKI/apiserver.crt" "$PKI/kubelet-client.crt"
+  [ -s "$PKI/kubelet-client.key" ] || rm -f "$PKI/kubelet-client.crt"
+  [ "$(cat "$PKI/address" 2>/dev/null)" = "$ADDRESS" ] || rm -f "$PKI/apiserver.crt"
   [ -s "$PKI/apiserver.key" ] || rm -f "$PKI/apiserver.crt"
   [ -s "$PKI/sa.key" ] || rm -f "$PKI/sa.pub"
   gen "$PKI/ca.crt" gen_ca
   gen "$PKI/apiserver.crt" gen_serving
+  printf '%s\n' "$ADDRESS" >"$PKI/address"
+  gen "$PKI/kubelet-client.crt" gen_kubelet_client
   gen "$PKI/sa.pub" gen_sa
   gen "$WORKDIR/token" gen_token
-  rm -f "$PKI/openssl.log" "$PKI/apiserver.csr"
+  rm -f "$PKI/openssl.log" "$PKI/apiserver.csr" "$PKI/kubelet-client.csr"
   local token
   token="$(cat "$WORKDIR/token")"
   printf '%s,admin,admin,"system:masters"\n' "$token" >"$WORKDIR/token.csv.tmp"
@@ -120,7 +144,7 @@ kind: Config
 clusters:
 - name: druid-test
   cluster:
-    server: https://127.0.0.1:$PORT
+    server: https://$ADDRESS:$PORT
     certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
 users:
 - name: admin
@@ -147,15 +171,17 @@ EOF
 extra=()
 [ -z "$DISABLE_ADMISSION" ] || extra+=(--disable-admission-plugins="$DISABLE_ADMISSION")
 
-log "kube-apiserver: https://127.0.0.1:$PORT etcd=$ETCD_URL prefix=$ETCD_PREFIX kubeconfig=$WORKDIR/kubeconfig"
+log "kube-apiserver: https://$ADDRESS:$PORT etcd=$ETCD_URL prefix=$ETCD_PREFIX kubeconfig=$WORKDIR/kubeconfig"
 exec "$APISERVER" \
-  --bind-address=127.0.0.1 \
-  --advertise-address=127.0.0.1 \
+  --bind-address="$ADDRESS" \
+  --advertise-address="$ADDRESS" \
   --secure-port="$PORT" \
   --cert-dir="$PKI" \
   --tls-cert-file="$PKI/apiserver.crt" \
   --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" \
+  --kubelet-client-certificate="$PKI/kubelet-client.crt" \
+  --kubelet-client-key="$PKI/kubelet-client.key" \
   --token-auth-file="$WORKDIR/token.csv" \
   --authorization-mode=RBAC \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \

@@ -22,6 +22,7 @@ mod etcdbr;
 mod gcs;
 mod kube;
 mod minio;
+mod node;
 mod paths;
 mod plugins;
 mod process;
@@ -32,6 +33,7 @@ pub use etcdbr::{etcdbr_tool_flags, local_store_flags, workspace_binary};
 pub use gcs::FakeGcsServer;
 pub use kube::{CRD_TIMEOUT, KubeApiServer, install_crds};
 pub use minio::MinioServer;
+pub use node::{Node, PRODUCT_IMAGES};
 pub use paths::{cache_dir, find_binary, repo_root, run_dir, server_dir};
 pub use plugins::{PluginComponents, plugin_components};
 pub use process::{ServerProcess, free_port, http_get};
@@ -88,6 +90,9 @@ pub enum Error {
         /// Its error output, or what was last seen.
         output: String,
     },
+    /// The real node did not start or is not usable.
+    #[error("{0}")]
+    Node(String),
     /// A file-system or process error.
     #[error("{context}: {source}")]
     Io {

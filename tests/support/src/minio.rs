@@ -20,7 +20,13 @@ pub struct MinioServer {
 impl MinioServer {
     /// Starts a new MinIO server with an empty data directory.
     pub fn start() -> Result<Self> {
-        with_port_retries(Self::try_start)
+        Self::start_on("127.0.0.1")
+    }
+
+    /// Starts a new MinIO server listening on `ip` (e.g. the real node's
+    /// host address, so that pods reach it).
+    pub fn start_on(ip: &str) -> Result<Self> {
+        with_port_retries(|| Self::try_start(ip))
     }
 
     /// The MinIO server shared by every test of this test binary.
@@ -29,7 +35,7 @@ impl MinioServer {
         shared(&CELL, Self::start)
     }
 
-    fn try_start() -> Result<Self> {
+    fn try_start(ip: &str) -> Result<Self> {
         let minio = find_binary("minio", "minio")?;
         let (port, console) = (free_port()?, free_port()?);
         let dir = server_dir(&format!("minio-{port}"))?;
@@ -40,14 +46,14 @@ impl MinioServer {
         command
             .arg("server")
             .arg(&data)
-            .arg(format!("--address=127.0.0.1:{port}"))
-            .arg(format!("--console-address=127.0.0.1:{console}"))
+            .arg(format!("--address={ip}:{port}"))
+            .arg(format!("--console-address={ip}:{console}"))
             .env("MINIO_ROOT_USER", &access_key)
             .env("MINIO_ROOT_PASSWORD", &secret_key)
             .env("MINIO_BROWSER", "off")
             .env("MINIO_UPDATE", "off")
             .env("HOME", &dir);
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let endpoint = format!("http://{ip}:{port}");
         let process = ServerProcess::spawn(
             &format!("minio ({endpoint})"),
             command,

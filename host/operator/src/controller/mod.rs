@@ -22,6 +22,13 @@ use kube::{Resource as _, ResourceExt as _};
 
 use crate::metrics::Metrics;
 
+/// The etcd image when neither a spec nor a flag names one: etcd with our
+/// wrapper, as `scripts/build-images.sh` builds and tags it.
+pub const DEFAULT_ETCD_IMAGE: &str = concat!("ghcr.io/druid-rs/etcd:", env!("CARGO_PKG_VERSION"));
+/// The sidecar image when neither a spec nor a flag names one.
+pub const DEFAULT_BACKUP_IMAGE: &str =
+    concat!("ghcr.io/druid-rs/etcdbr:", env!("CARGO_PKG_VERSION"));
+
 /// Operator settings from the command line.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -50,10 +57,8 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            etcd_image:
-                "europe-docker.pkg.dev/gardener-project/releases/gardener/etcd-wrapper:v0.6.2"
-                    .into(),
-            backup_image: "ghcr.io/druid-rs/etcdbr:latest".into(),
+            etcd_image: DEFAULT_ETCD_IMAGE.into(),
+            backup_image: DEFAULT_BACKUP_IMAGE.into(),
             status_sync_period: Duration::from_secs(15),
             manual_reconcile: false,
             workers: 16,

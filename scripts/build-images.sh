@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Builds the product's container images as OCI archives, without a container
+# daemon (umoci): each image is the binaries, the shared libraries they load
+# (as `ldd` lists them), /etc/passwd and /etc/group with the non-root user
+# 65532 it runs as, the CA bundle and an empty /tmp. No shell, no package
+# manager.
+#
+#   scripts/build-images.sh [--profile release|dev] [--out DIR]
+#       builds `druid`, `etcdbr` and `etcd-wrapper` with cargo and writes
+#       DIR/druid.tar       ghcr.io/druid-rs/druid:<version>   (operator; plugins built in)
+#       DIR/etcdbr.tar      ghcr.io/druid-rs/etcdbr:<version>  (sidecar and jobs; etcd,
+#                           etcdctl for restores)
+#       DIR/etcd.tar        ghcr.io/druid-rs/etcd:<version>    (etcd + our wrapper)
+#       each with DIR/<name>.ref holding its reference. Default: release
+#       profile, DIR = target/images. <version> is the workspace version.
+#   scripts/build-images.sh --one REF OUT.tar SRC:DST... -- ENTRYPOINT...
+#       one image from the given files (used for the test node's pause image).
+#
+# Load an archive with `ctr -n k8s.io images import --index-name REF X.tar`,
+# `skopeo copy oci-archive:X.tar docker-daemon:REF`, or `podman load -i X.tar`.
+# Users who build with their usual tools use deploy/images/*.Containerfile.
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/scripts/lib.sh"
+cd "$REPO_ROOT"
+
+IMAGE_UID=65532
+REGISTRY="${DRUID_IMAGE_REGISTRY:-ghcr.io/druid-rs}"
+
+# version: the workspace's version (Cargo.toml [workspace.package]).
+version() {
+  sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1
+}
+
+# add_file ROOT SRC DST: copies SRC to ROOT/DST, and for an ELF binary the
+# libraries it loads (same paths as on this machine).
+add_file() {
+  local root="$1" src="$2" dst="$3" lib
+  [ -f "$src" ] || die "$src does not exist"
+  mkdir -p "$root/$(dirname "$dst")"
+  cp -L "$src" "$root/$dst"
+  # Debug info stays out of images (dev builds carry a lot of it).
+  if head -c 4 "$src" | grep -q 'ELF'; then strip --strip-debug "$root/$dst" 2>/dev/null || true; fi
+  if head -c 4 "$src" | grep -q 'ELF' && ldd "$src" >/dev/null 2>&1; then
+    for lib in $(ldd "$src" | grep -o '/[^ ]*'); do
+      [ -e "$root/$lib" ] && continue
+      mkdir -p "$root/$(dirname "$lib")"
+      cp -L "$lib" "$root/$lib"
+    done
+  fi
+}
+
+# base_files ROOT: the files every image has.
+base_files() {
+  local root="$1"
+  mkdir -p "$root/etc" "$root/tmp" "$root/etc/ssl/certs"
+  chmod 1777 "$root/tmp"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%s:%s:nonroot:/home/nonroot:/sbin/nologin\n' \
+    "$IMAGE_UID" "$IMAGE_UID" >"$root/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:%s:\n' "$IMAGE_UID" >"$root/etc/group"
+  mkdir -p "$root/home/nonroot"
+  chown "$IMAGE_UID:$IMAGE_UID" "$root/home/nonroot"
+  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  fi
+}
+
+# one_image REF OUT.tar SRC:DST... -- ENTRYPOINT...
+one_image() {
+  local ref="$1" out="$2"; shift 2
+  local files=() entry=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do files+=("$1"); shift; done
+  [ "${1:-}" = "--" ] || die "one_image: missing -- before the entrypoint"
+  shift
+  entry=("$@")
+  [ ${#entry[@]} -gt 0 ] || die "one_image: no entrypoint"
+  command -v umoci >/dev/null 2>&1 || apt_install umoci
+  local work tag="${ref##*:}" f
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  local root="$work/rootfs"
+  mkdir -p "$root"
+  base_files "$root"
+  for f in "${files[@]}"; do add_file "$root" "${f%%:*}" "${f#*:}"; done
+  umoci init --layout "$work/oci"
+  umoci new --image "$work/oci:$tag"
+  umoci unpack --image "$work/oci:$tag" "$work/bundle" >/dev/null
+  cp -a "$root/." "$work/bundle/rootfs/"
+  umoci repack --image "$work/oci:$tag" "$work/bundle"
+  local args=(--image "$work/oci:$tag" --config.user "$IMAGE_UID:$IMAGE_UID"
+    --config.workingdir / --config.env PATH=/usr/local/bin:/usr/bin:/bin
+    --config.env HOME=/home/nonroot --author druid-rs
+    --config.label "org.opencontainers.image.ref.name=$ref"
+    --config.label "org.opencontainers.image.source=druid-rs")
+  for f in "${entry[@]}"; do args+=(--config.entrypoint "$f"); done
+  umoci config "${args[@]}"
+  umoci gc --layout "$work/oci"
+  mkdir -p "$(dirname "$out")"
+  tar -C "$work/oci" -cf "$out.tmp" .
+  mv -f "$out.tmp" "$out"
+  printf '%s\n' "$ref" >"${out%.tar}.ref"
+  log "image $ref -> $out ($(du -h "$out" | cut -f1))"
+}
+
+if [ "${1:-}" = "--one" ]; then
+  shift
+  [ $# -ge 4 ] || die "usage: $0 --one REF OUT.tar SRC:DST... -- ENTRYPOINT..."
+  one_image "$@"
+  exit 0
+fi
+
+profile=release
+out_dir="$REPO_ROOT/target/images"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile="$2"; shift 2 ;;
+    --out) out_dir="$2"; shift 2 ;;
+    *) die "usage: $0 [--profile release|dev] [--out DIR] | --one REF OUT.tar SRC:DST... -- ENTRYPOINT..." ;;
+  esac
+done
+case "$profile" in release) dir=release ;; dev) dir=debug ;; *) die "--profile is release or dev, got '$profile'" ;; esac
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DRUID_CACHE/cargo-target}"
+bash tests/scripts/install-servers.sh etcd >/dev/null
+bash scripts/build-plugins.sh >/dev/null
+log "building druid, etcdbr and etcd-wrapper ($profile profile)"
+nice cargo build --quiet --locked --profile "$profile" --bin druid --bin etcdbr --bin etcd-wrapper
+bin="$CARGO_TARGET_DIR/$dir"
+v="$(version)"
+etcd="$(readlink -f "$DRUID_BIN/etcd")"
+etcdctl="$(readlink -f "$DRUID_BIN/etcdctl")"
+
+one_image "$REGISTRY/druid:$v" "$out_dir/druid.tar" \
+  "$bin/druid:/usr/local/bin/druid" -- /usr/local/bin/druid
+one_image "$REGISTRY/etcdbr:$v" "$out_dir/etcdbr.tar" \
+  "$bin/etcdbr:/usr/local/bin/etcdbr" "$etcd:/usr/local/bin/etcd" "$etcdctl:/usr/local/bin/etcdctl" \
+  -- /usr/local/bin/etcdbr
+one_image "$REGISTRY/etcd:$v" "$out_dir/etcd.tar" \
+  "$bin/etcd-wrapper:/usr/local/bin/etcd-wrapper" "$etcd:/usr/local/bin/etcd" \
+  -- /usr/local/bin/etcd-wrapper
