@@ -202,7 +202,7 @@ control_plane() {
   wait_until "etcd answers" 60 etcd in_ns "$DRUID_BIN/etcdctl" --endpoints http://127.0.0.1:2379 endpoint health
   start kube-apiserver env KUBE_APISERVER_ADDRESS="$NODE_IP" KUBE_SERVICE_CIDR="$NODE_SERVICE_CIDR" \
     KUBE_DISABLE_ADMISSION="" bash "$REPO_ROOT/tests/scripts/kube-apiserver.sh" "$NODE_DIR/apiserver" \
-    "$NODE_APISERVER_PORT" http://127.0.0.1:2379
+    "$NODE_APISERVER_PORT" http://127.0.0.1:2379 --kubelet-preferred-address-types=InternalIP
   wait_until "kube-apiserver is ready" 120 kube-apiserver kubectl_ get --raw /readyz
 
   local pki="$NODE_DIR/apiserver/pki" cm="$NODE_DIR/controller-manager"

@@ -17,8 +17,8 @@
 )]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use druid_test_support::{MinioServer, Node, repo_root};
@@ -29,6 +29,15 @@ const NS: &str = "demo";
 const SEED_BACKUP_IMAGE: &str = "eu.gcr.io/gardener-project/gardener/etcdbrctl:v0.25.0";
 const SEED_ETCD_IMAGE: &str = "eu.gcr.io/gardener-project/gardener/etcd-wrapper:v0.1.0";
 
+/// One Etcd at a time: the node has two cores, and the tests' clusters
+/// together would not fit.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
@@ -37,6 +46,7 @@ fn version() -> &'static str {
 /// it waited for, the last thing it saw and the node's report.
 fn wait_for<T>(
     node: &Node,
+    ns: &str,
     what: &str,
     timeout: Duration,
     mut probe: impl FnMut() -> Result<Option<T>, String>,
@@ -55,7 +65,7 @@ fn wait_for<T>(
         if start.elapsed() > timeout {
             panic!(
                 "{what}: not after {timeout:?} (last: {last})\n{}",
-                node.report(NS)
+                node.report(ns)
             );
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -84,6 +94,7 @@ fn install_operator(node: &Node) {
     .unwrap();
     wait_for(
         node,
+        NS,
         "the operator Deployment is available",
         Duration::from_secs(180),
         || {
@@ -97,28 +108,57 @@ fn install_operator(node: &Node) {
     );
 }
 
-/// MinIO on the host's address of the node network (pods reach it), with
-/// the seed's bucket, the seed's namespace, its store Secret pointing at
-/// MinIO and its storage class.
-fn prepare_seed(node: &Node, minio: &MinioServer) {
-    minio.create_bucket("test").unwrap();
+/// The node with the operator from deploy/operator, MinIO on the host's
+/// address of the node network (pods reach it) with bucket `test`, the
+/// founding manifest's storage class, and our images also under the names
+/// the manifest pins. Once per test binary.
+fn cluster() -> (&'static Node, &'static MinioServer) {
+    static MINIO: OnceLock<MinioServer> = OnceLock::new();
+    let node = Node::shared();
+    let minio = MINIO.get_or_init(|| {
+        let minio = MinioServer::start_on(node.host_ip()).unwrap();
+        minio.create_bucket("test").unwrap();
+        install_operator(node);
+        node.kubectl_stdin(
+            &["apply", "-f", "-"],
+            r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: gardener.cloud-fast}
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+"#,
+        )
+        .unwrap();
+        node.tag_image(
+            &format!("ghcr.io/druid-rs/etcdbr:{}", version()),
+            SEED_BACKUP_IMAGE,
+        )
+        .unwrap();
+        node.tag_image(
+            &format!("ghcr.io/druid-rs/etcd:{}", version()),
+            SEED_ETCD_IMAGE,
+        )
+        .unwrap();
+        minio
+    });
+    (node, minio)
+}
+
+/// Namespace `ns` with the store Secret the founding manifest names,
+/// pointing at MinIO.
+fn namespace_with_store(node: &Node, minio: &MinioServer, ns: &str) {
     node.kubectl_stdin(
         &["apply", "-f", "-"],
         &format!(
             r#"
 apiVersion: v1
 kind: Namespace
-metadata: {{name: {NS}}}
----
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {{name: gardener.cloud-fast}}
-provisioner: kubernetes.io/host-path
-reclaimPolicy: Delete
+metadata: {{name: {ns}}}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: etcd-backup, namespace: {NS}}}
+metadata: {{name: etcd-backup, namespace: {ns}}}
 stringData:
   accessKeyID: "{}"
   secretAccessKey: "{}"
@@ -131,16 +171,6 @@ stringData:
             minio.region(),
             minio.endpoint()
         ),
-    )
-    .unwrap();
-    node.tag_image(
-        &format!("ghcr.io/druid-rs/etcdbr:{}", version()),
-        SEED_BACKUP_IMAGE,
-    )
-    .unwrap();
-    node.tag_image(
-        &format!("ghcr.io/druid-rs/etcd:{}", version()),
-        SEED_ETCD_IMAGE,
     )
     .unwrap();
 }
@@ -161,10 +191,10 @@ fn bucket(minio: &MinioServer, prefix: &str) -> Vec<String> {
 
 /// The client Service's address (the host reaches Services through the
 /// node's network).
-fn client_endpoint(node: &Node) -> String {
+fn client_endpoint(node: &Node, ns: &str) -> String {
     let ip = jsonpath(
         node,
-        &["-n", NS, "get", "service", "test-client"],
+        &["-n", ns, "get", "service", "test-client"],
         "{.spec.clusterIP}",
     )
     .unwrap();
@@ -234,7 +264,7 @@ impl Writer {
 }
 
 /// Every acknowledged write is there with its value.
-fn assert_none_lost(node: &Node, endpoint: &str, acked: &BTreeMap<u64, String>) {
+fn assert_none_lost(node: &Node, ns: &str, endpoint: &str, acked: &BTreeMap<u64, String>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -268,21 +298,20 @@ fn assert_none_lost(node: &Node, endpoint: &str, acked: &BTreeMap<u64, String>) 
         lost.len(),
         acked.len(),
         lost.first(),
-        node.report(NS)
+        node.report(ns)
     );
 }
 
-fn etcd_ready(node: &Node) -> Result<Option<()>, String> {
-    let ready = jsonpath(node, &["-n", NS, "get", "etcd", "test"], "{.status.ready}")?;
+fn etcd_ready(node: &Node, ns: &str) -> Result<Option<()>, String> {
+    let ready = jsonpath(node, &["-n", ns, "get", "etcd", "test"], "{.status.ready}")?;
     Ok((ready == "true").then_some(()))
 }
 
 #[test]
-fn the_founding_manifest_runs_as_pods_backs_up_and_survives_a_pod_deletion() {
-    let node = Node::shared();
-    let minio = MinioServer::start_on(node.host_ip()).unwrap();
-    install_operator(node);
-    prepare_seed(node, &minio);
+fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume() {
+    let _serial = serial();
+    let (node, minio) = cluster();
+    namespace_with_store(node, minio, NS);
 
     // (a) The founding manifest, as-is.
     let applied = Instant::now();
@@ -291,6 +320,7 @@ fn the_founding_manifest_runs_as_pods_backs_up_and_survives_a_pod_deletion() {
         .unwrap();
     wait_for(
         node,
+        NS,
         "pod test-0 is Ready",
         Duration::from_secs(300),
         || {
@@ -302,15 +332,20 @@ fn the_founding_manifest_runs_as_pods_backs_up_and_survives_a_pod_deletion() {
             Ok((ready == "True").then_some(()))
         },
     );
-    wait_for(node, "Etcd test is Ready", Duration::from_secs(120), || {
-        etcd_ready(node)
-    });
+    wait_for(
+        node,
+        NS,
+        "Etcd test is Ready",
+        Duration::from_secs(120),
+        || etcd_ready(node, NS),
+    );
     println!(
         "kubectl apply to Etcd Ready: {:.1}s",
         applied.elapsed().as_secs_f64()
     );
     let member = wait_for(
         node,
+        NS,
         "status.members shows test-0",
         Duration::from_secs(120),
         || {
@@ -325,16 +360,17 @@ fn the_founding_manifest_runs_as_pods_backs_up_and_survives_a_pod_deletion() {
     assert_eq!(member, "test-0");
     wait_for(
         node,
+        NS,
         "a full snapshot in the bucket",
         Duration::from_secs(180),
         || {
-            let objects = bucket(&minio, "etcd-test/v2/");
+            let objects = bucket(minio, "etcd-test/v2/");
             Ok(objects.iter().any(|o| o.starts_with("Full-")).then_some(()))
         },
     );
 
     // Clients are served through the client Service.
-    let endpoint = client_endpoint(node);
+    let endpoint = client_endpoint(node, NS);
     let writer = Writer::start(endpoint.clone());
     std::thread::sleep(Duration::from_secs(5));
 
@@ -342,22 +378,29 @@ fn the_founding_manifest_runs_as_pods_backs_up_and_survives_a_pod_deletion() {
     let pod_ip = jsonpath(node, &["-n", NS, "get", "pod", "test-0"], "{.status.podIP}").unwrap();
     wait_for(
         node,
+        NS,
         "a delta snapshot in the bucket",
         Duration::from_secs(120),
         || {
             let _ = druid_test_support::http_get(&format!("http://{pod_ip}:8080/snapshot/delta"));
-            let objects = bucket(&minio, "etcd-test/v2/");
+            let objects = bucket(minio, "etcd-test/v2/");
             Ok(objects.iter().any(|o| o.starts_with("Incr-")).then_some(()))
         },
     );
-    wait_for(node, "BackupReady=True", Duration::from_secs(120), || {
-        let status = jsonpath(
-            node,
-            &["-n", NS, "get", "etcd", "test"],
-            r#"{.status.conditions[?(@.type=="BackupReady")].status}"#,
-        )?;
-        Ok((status == "True").then_some(()))
-    });
+    wait_for(
+        node,
+        NS,
+        "BackupReady=True",
+        Duration::from_secs(120),
+        || {
+            let status = jsonpath(
+                node,
+                &["-n", NS, "get", "etcd", "test"],
+                r#"{.status.conditions[?(@.type=="BackupReady")].status}"#,
+            )?;
+            Ok((status == "True").then_some(()))
+        },
+    );
 
     // (b) The etcd pod deleted: it comes back with its volume, and no
     // acknowledged write is lost.
@@ -367,6 +410,7 @@ fn the_founding_manifest_runs_as_pods_backs_up_and_survives_a_pod_deletion() {
         .unwrap();
     wait_for(
         node,
+        NS,
         "a new pod test-0 is Ready",
         Duration::from_secs(300),
         || {
@@ -391,5 +435,216 @@ fn the_founding_manifest_runs_as_pods_backs_up_and_survives_a_pod_deletion() {
         acked.len()
     );
     assert!(acked.len() > 10, "the writer got too few writes through");
-    assert_none_lost(node, &endpoint, &acked);
+    assert_none_lost(node, NS, &endpoint, &acked);
+
+    // (d) The pod and its volume deleted: the member is rebuilt from the
+    // bucket with every write acknowledged before the last delta snapshot.
+    let pod_ip = jsonpath(node, &["-n", NS, "get", "pod", "test-0"], "{.status.podIP}").unwrap();
+    let before = bucket(minio, "etcd-test/v2/").len();
+    let (status, body) =
+        druid_test_support::http_get(&format!("http://{pod_ip}:8080/snapshot/delta")).unwrap();
+    assert_eq!(status, 200, "on-demand delta snapshot: {body}");
+    wait_for(
+        node,
+        NS,
+        "the last delta snapshot in the bucket",
+        Duration::from_secs(60),
+        || Ok((bucket(minio, "etcd-test/v2/").len() > before).then_some(())),
+    );
+    let claim = jsonpath(
+        node,
+        &["-n", NS, "get", "pod", "test-0"],
+        "{.spec.volumes[?(@.persistentVolumeClaim)].persistentVolumeClaim.claimName}",
+    )
+    .unwrap();
+    assert!(!claim.is_empty(), "pod test-0 has no claim");
+    let claim_uid = jsonpath(node, &["-n", NS, "get", "pvc", &claim], "{.metadata.uid}").unwrap();
+    let lost_at = Instant::now();
+    node.kubectl_ok(&["-n", NS, "delete", "pvc", &claim, "--wait=false"])
+        .unwrap();
+    node.kubectl_ok(&["-n", NS, "delete", "pod", "test-0", "--wait=false"])
+        .unwrap();
+    wait_for(
+        node,
+        NS,
+        "test-0 is Ready on a new volume",
+        Duration::from_secs(300),
+        || {
+            let uid = jsonpath(node, &["-n", NS, "get", "pvc", &claim], "{.metadata.uid}")?;
+            let ready = jsonpath(
+                node,
+                &["-n", NS, "get", "pod", "test-0"],
+                r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+            )?;
+            Ok((!uid.is_empty() && uid != claim_uid && ready == "True").then_some(()))
+        },
+    );
+    println!(
+        "volume lost to a restored, serving member: {:.1}s",
+        lost_at.elapsed().as_secs_f64()
+    );
+    assert_none_lost(node, NS, &endpoint, &acked);
+    let restored = node
+        .kubectl_ok(&["-n", NS, "logs", "test-0", "-c", "backup-restore"])
+        .unwrap();
+    assert!(
+        restored.to_lowercase().contains("restor"),
+        "the sidecar's log does not show a restore:\n{restored}"
+    );
+
+    // (h) The Etcd deleted: its pods, claims (pvcRetentionPolicy:
+    // DeleteAll), leases and the Secret's finalizer go.
+    node.kubectl_ok(&["-n", NS, "delete", "etcd", "test", "--wait=false"])
+        .unwrap();
+    wait_for(
+        node,
+        NS,
+        "the Etcd and everything it owned are gone",
+        Duration::from_secs(300),
+        || {
+            let left = node
+                .kubectl_ok(&[
+                    "-n",
+                    NS,
+                    "get",
+                    "etcd,statefulset,pod,pvc,lease",
+                    "-o",
+                    "name",
+                ])
+                .map_err(|e| e.to_string())?;
+            if left.trim().is_empty() {
+                Ok(Some(()))
+            } else {
+                Err(format!("still there: {}", left.replace('\n', " ")))
+            }
+        },
+    );
+    let finalizers = jsonpath(
+        node,
+        &["-n", NS, "get", "secret", "etcd-backup"],
+        "{.metadata.finalizers}",
+    )
+    .unwrap();
+    assert!(
+        !finalizers.contains("druid.gardener.cloud"),
+        "the store Secret kept druid's finalizer: {finalizers}"
+    );
+}
+
+/// The founding manifest with three replicas in namespace `three`, its own
+/// store prefix, and smaller requests so that three members fit the node.
+fn three_replica_seed() -> String {
+    let seed = std::fs::read_to_string(repo_root().join("deploy/samples/seed-etcd.yaml")).unwrap();
+    let three = seed
+        .replace("namespace: demo", "namespace: three")
+        .replace("replicas: 1", "replicas: 3")
+        .replace("storePrefix: etcd-test", "storePrefix: etcd-three")
+        .replace("cpu: 500m", "cpu: 100m")
+        .replace("memory: 1000Mi", "memory: 200Mi");
+    assert_ne!(seed, three);
+    assert!(three.contains("replicas: 3") && three.contains("storePrefix: etcd-three"));
+    three
+}
+
+#[test]
+fn three_replicas_form_one_cluster_that_serves_through_its_service_and_backs_up() {
+    const THREE: &str = "three";
+    let _serial = serial();
+    let (node, minio) = cluster();
+    namespace_with_store(node, minio, THREE);
+    let applied = Instant::now();
+    node.kubectl_stdin(
+        &["apply", "--validate=strict", "-f", "-"],
+        &three_replica_seed(),
+    )
+    .unwrap();
+    for pod in ["test-0", "test-1", "test-2"] {
+        wait_for(
+            node,
+            THREE,
+            &format!("pod {pod} is Ready"),
+            Duration::from_secs(420),
+            || {
+                let ready = jsonpath(
+                    node,
+                    &["-n", THREE, "get", "pod", pod],
+                    r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+                )?;
+                Ok((ready == "True").then_some(()))
+            },
+        );
+    }
+    wait_for(
+        node,
+        THREE,
+        "Etcd test is Ready",
+        Duration::from_secs(180),
+        || etcd_ready(node, THREE),
+    );
+    println!(
+        "kubectl apply of a 3-replica Etcd to Ready: {:.1}s",
+        applied.elapsed().as_secs_f64()
+    );
+    let members = wait_for(
+        node,
+        THREE,
+        "status.members lists three members with one leader",
+        Duration::from_secs(180),
+        || {
+            let names = jsonpath(
+                node,
+                &["-n", THREE, "get", "etcd", "test"],
+                "{.status.members[*].name}",
+            )?;
+            let roles = jsonpath(
+                node,
+                &["-n", THREE, "get", "etcd", "test"],
+                "{.status.members[*].role}",
+            )?;
+            let leaders = roles.split_whitespace().filter(|r| *r == "Leader").count();
+            Ok((names.split_whitespace().count() == 3 && leaders == 1).then_some(names))
+        },
+    );
+    for pod in ["test-0", "test-1", "test-2"] {
+        assert!(members.contains(pod), "{pod} missing from {members}");
+    }
+    wait_for(
+        node,
+        THREE,
+        "a full snapshot of the 3-member cluster in the bucket",
+        Duration::from_secs(180),
+        || {
+            let objects = bucket(minio, "etcd-three/v2/");
+            Ok(objects.iter().any(|o| o.starts_with("Full-")).then_some(()))
+        },
+    );
+    let endpoint = client_endpoint(node, THREE);
+    let writer = Writer::start(endpoint.clone());
+    std::thread::sleep(Duration::from_secs(10));
+    let (acked, failed) = writer.finish();
+    println!(
+        "writer on 3 members: {} writes acknowledged, {failed} failed attempts",
+        acked.len()
+    );
+    assert!(acked.len() > 10, "the writer got too few writes through");
+    assert_eq!(failed, 0, "a healthy 3-member cluster refused writes");
+    assert_none_lost(node, THREE, &endpoint, &acked);
+    node.kubectl_ok(&["-n", THREE, "delete", "etcd", "test", "--wait=false"])
+        .unwrap();
+    wait_for(
+        node,
+        THREE,
+        "the 3-member cluster is gone",
+        Duration::from_secs(300),
+        || {
+            let left = node
+                .kubectl_ok(&["-n", THREE, "get", "statefulset,pod,pvc", "-o", "name"])
+                .map_err(|e| e.to_string())?;
+            if left.trim().is_empty() {
+                Ok(Some(()))
+            } else {
+                Err(format!("still there: {}", left.replace('\n', " ")))
+            }
+        },
+    );
 }
