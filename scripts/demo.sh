@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The local demo (`make demo`): installs and starts a real Kubernetes control
-# plane (etcd + kube-apiserver, built from source once and cached), installs
-# the druid CRDs, starts the druid operator against it and applies the founding
-# manifest (deploy/samples/seed-etcd.yaml). Runs in the
-# foreground until Ctrl-C, then stops everything it started.
+# The local demo (`make demo`). On a machine that can run the real node
+# (root, see tests/scripts/node.sh) it runs scripts/demo-node.sh: the
+# operator in the cluster and the founding manifest's etcd as a real pod,
+# backed up into MinIO. Otherwise (or with DRUID_DEMO_MODE=processes): installs
+# and starts a real Kubernetes control plane (etcd + kube-apiserver, built
+# from source once and cached), installs the druid CRDs, starts the druid
+# operator against it, applies the founding manifest
+# (deploy/samples/seed-etcd.yaml) and runs member test-0 as processes. Runs
+# in the foreground until Ctrl-C, then stops everything it started.
 #
 #   scripts/demo.sh           bring it up and keep it running
 #   scripts/demo.sh --check   bring it up, check every part answers, tear down
@@ -21,6 +25,15 @@ case "${1:-}" in
   "") ;;
   *) die "usage: $0 [--check]" ;;
 esac
+
+# On a real node when this machine can run one (DRUID_DEMO_MODE=processes
+# skips it); otherwise the processes below.
+if [ "${DRUID_DEMO_MODE:-node}" = node ]; then
+  rc=0
+  bash scripts/demo-node.sh "$@" || rc=$?
+  [ $rc -eq 3 ] || exit $rc
+  log "the real node is not available here (see above): falling back to the demo without a kubelet"
+fi
 
 ETCD_PORT="${DEMO_ETCD_PORT:-23790}"
 ETCD_PEER_PORT="${DEMO_ETCD_PEER_PORT:-23800}"
