@@ -42,14 +42,17 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
             "--quiet",
             "--profile",
             &profile,
-            "-p",
-            package,
+            // The whole workspace's feature set, as `cargo test
+            // --workspace` built it: `-p` alone resolves the package's
+            // own features and rebuilds dependencies (minutes) that the
+            // test build already has.
+            "--workspace",
             "--bin",
             bin,
         ])
         .arg("--target-dir")
         .arg(target_dir);
-    let shown = format!("{command:?}");
+    let shown = format!("{command:?} (binary {bin} of package {package})");
     let output = command
         .output()
         .map_err(Error::io(format!("cannot run {shown}")))?;
