@@ -183,3 +183,60 @@ advertise-client-urls:
         ));
     }
 }
+
+/// The member settings the initializer needs (restores, learner rejoins),
+/// as this member's rendered configuration has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSettings {
+    /// `name`.
+    pub name: String,
+    /// `initial-cluster` (`name=peerURL,…`).
+    pub initial_cluster: Option<String>,
+    /// `initial-cluster-token`.
+    pub initial_cluster_token: Option<String>,
+    /// This member's `initial-advertise-peer-urls`.
+    pub initial_advertise_peer_urls: Vec<String>,
+}
+
+/// Reads `member`'s settings from the cluster-wide configuration `text`.
+pub fn member_settings(text: &str, member: &str) -> Result<MemberSettings, ConfigError> {
+    let rendered = render(text, member, None)?;
+    let config: Mapping =
+        serde_yaml_ng::from_str(&rendered).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let text_of = |field: &str| {
+        config
+            .get(key(field))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    Ok(MemberSettings {
+        name: member.to_string(),
+        initial_cluster: text_of("initial-cluster"),
+        initial_cluster_token: text_of("initial-cluster-token"),
+        initial_advertise_peer_urls: text_of("initial-advertise-peer-urls")
+            .map(|s| s.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod member_settings_tests {
+    use super::*;
+
+    #[test]
+    fn a_members_settings_come_from_its_entry() {
+        let text = "name: x\ninitial-cluster: test-0=http://test-0.p:2380,test-1=http://test-1.p:2380\n\
+                    initial-cluster-token: tok\ninitial-advertise-peer-urls:\n  test-0: [http://test-0.p:2380]\n  \
+                    test-1: [http://test-1.p:2380]\n";
+        let s = member_settings(text, "test-1").unwrap();
+        assert_eq!(s.name, "test-1");
+        assert_eq!(
+            s.initial_cluster.as_deref(),
+            Some("test-0=http://test-0.p:2380,test-1=http://test-1.p:2380")
+        );
+        assert_eq!(s.initial_cluster_token.as_deref(), Some("tok"));
+        assert_eq!(s.initial_advertise_peer_urls, vec!["http://test-1.p:2380"]);
+        assert!(member_settings(text, "test-9").is_err());
+    }
+}

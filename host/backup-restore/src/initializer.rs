@@ -212,10 +212,18 @@ impl Initializer<'_> {
         tracing::info!(data_dir = %data_dir.display(), ?mode, ?status, "data directory validated");
 
         if self.multi_member() {
-            // Not in the running cluster: a scale-up, or a member removed
-            // by an earlier attempt. Join as a learner.
-            if self.in_cluster().await == Some(false) {
-                return self.rejoin_as_learner(&DataDirStatus::Missing).await;
+            match self.membership().await {
+                // Not in the running cluster: a scale-up, or a member
+                // removed by an earlier attempt. Join as a learner.
+                Some(None) => return self.rejoin_as_learner(&DataDirStatus::Missing).await,
+                // In the running cluster and it ran before, but its data is
+                // gone (a lost volume): starting empty under its old
+                // identity would confuse raft, and a restore from the store
+                // would found a cluster of its own. Rejoin as a learner.
+                Some(Some(true)) if matches!(status, DataDirStatus::Missing) => {
+                    return self.rejoin_as_learner(&status).await;
+                }
+                _ => {}
             }
             return match status {
                 DataDirStatus::Valid { .. } | DataDirStatus::Missing => Ok(Outcome::Valid),
@@ -307,10 +315,12 @@ impl Initializer<'_> {
             .any(|u| self.restore.initial_advertise_peer_urls.contains(u))
     }
 
-    /// Whether this member is in the running cluster's member list (by
-    /// peer URL); `None` when no member answers (the cluster is being
-    /// bootstrapped, or down).
-    async fn in_cluster(&self) -> Option<bool> {
+    /// This member's entry in the running cluster's member list (by peer
+    /// URL): `Some(None)` when it is not in it, `Some(Some(started))` when
+    /// it is (`started`: it ran before, so it has a name; members of a
+    /// cluster being bootstrapped have none until they start); `None` when
+    /// no member answers (the cluster is being bootstrapped, or down).
+    async fn membership(&self) -> Option<Option<bool>> {
         let mut client = crate::etcd::connect_any(
             self.etcd,
             self.etcd.cluster_endpoints(),
@@ -322,7 +332,12 @@ impl Initializer<'_> {
             .await
             .ok()?
             .ok()?;
-        Some(list.members().iter().any(|m| self.is_me(m)))
+        Some(
+            list.members()
+                .iter()
+                .find(|m| self.is_me(m))
+                .map(|m| !m.name().is_empty()),
+        )
     }
 
     /// Removes this member from the cluster (if it is in it), moves its

@@ -236,6 +236,65 @@ async fn config(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// In a pod the operator passes no `--name`, `--initial-cluster`,
+/// `--initial-cluster-token` or `--initial-advertise-peer-urls`: as
+/// upstream, the sidecar takes them from the etcd configuration it serves
+/// (`--etcd-config`), for this member (`POD_NAME`). Flags that were set
+/// (not at their defaults) win. Without them a member that lost its volume
+/// in a multi-member cluster was restored from the store as a cluster of
+/// its own (a split brain), and a restore named the member `default`.
+async fn adopt_member_settings(config: &mut ServerConfig) {
+    let defaults = <crate::cli::Cli as clap::Parser>::try_parse_from(["etcdbr", "server"]);
+    let Ok(crate::cli::Cli {
+        command: crate::cli::Command::Server(defaults),
+        ..
+    }) = defaults
+    else {
+        return;
+    };
+    let path = &config.server.etcd_config;
+    let Ok(text) = tokio::fs::read_to_string(path).await else {
+        tracing::debug!(path = %path.display(), "no etcd configuration: member settings from flags");
+        return;
+    };
+    let member = member_name(&config.server, &config.restore.name);
+    let settings = match crate::etcd_config::member_settings(&text, &member) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), %member, error = %e, "cannot read this member's settings from the etcd configuration: using the flags");
+            return;
+        }
+    };
+    let r = &mut config.restore;
+    let d = &defaults.restore;
+    if r.name == d.name {
+        r.name = settings.name;
+    }
+    if let Some(cluster) = settings
+        .initial_cluster
+        .filter(|_| r.initial_cluster == d.initial_cluster)
+    {
+        r.initial_cluster = cluster;
+    }
+    if let Some(token) = settings
+        .initial_cluster_token
+        .filter(|_| r.initial_cluster_token == d.initial_cluster_token)
+    {
+        r.initial_cluster_token = token;
+    }
+    if r.initial_advertise_peer_urls == d.initial_advertise_peer_urls
+        && !settings.initial_advertise_peer_urls.is_empty()
+    {
+        r.initial_advertise_peer_urls = settings.initial_advertise_peer_urls;
+    }
+    tracing::info!(
+        name = %r.name,
+        initial_cluster = %r.initial_cluster,
+        peer_urls = ?r.initial_advertise_peer_urls,
+        "member settings from the etcd configuration"
+    );
+}
+
 /// The member list, if the cluster answers within a few seconds.
 async fn live_cluster(etcd: &EtcdArgs) -> Option<crate::etcd_config::LiveCluster> {
     let endpoints = etcd.cluster_endpoints();
@@ -544,8 +603,9 @@ async fn leader_sidecar_url(state: &Arc<AppState>) -> Result<String, String> {
 }
 
 /// Runs the server until SIGTERM/SIGINT.
-pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    adopt_member_settings(&mut config).await;
     let metrics = Arc::new(Metrics::new());
     let store = if config.store.has_store() {
         let registry = crate::store::registry(&config.store)
