@@ -36,7 +36,7 @@ done
 
 mode="${DRUID_WASM_TOOLCHAIN:-}"
 if [ -z "$mode" ]; then
-  if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -x wasm32-wasip2 >/dev/null; then
     mode=rustup
   else
     mode=debian

@@ -153,8 +153,15 @@ down() {
   kill_pods
   stop_pid containerd
   for n in kube-apiserver etcd; do stop_pid "$n"; done
+  # Whatever else still runs in the node's namespace (a node another
+  # checkout started, whose pid files are not ours).
+  if [ -e "/run/netns/$NODE_NETNS" ]; then
+    ip netns pids "$NODE_NETNS" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    kill_pods
+  fi
   unmount_under "$NODE_DIR/kubelet" "$NODE_DIR/containerd" "$NODE_RUN" "$HOSTPATH_PV"
-  if ip netns list 2>/dev/null | grep -qw "$NODE_NETNS"; then
+  # grep without -q reads all its input: no SIGPIPE for the writer under pipefail.
+  if ip netns list 2>/dev/null | grep -w "$NODE_NETNS" >/dev/null; then
     ip netns del "$NODE_NETNS" 2>/dev/null || true
   fi
   ip link del druid-h 2>/dev/null || true
@@ -301,9 +308,12 @@ import_images() {
     [ -s "$tar" ] && [ -s "${tar%.tar}.ref" ] || die "image archive $tar or its .ref file is missing (scripts/build-images.sh makes them)"
     ref="$(cat "${tar%.tar}.ref")"
     # The archive names its image by tag (umoci): base name + tag = ref.
-    ctr_ images import --base-name "${ref%:*}" "$tar" >>"$LOGS/images.log" 2>&1 &&
-      ctr_ images ls -q | grep -qxF "$ref" ||
+    ctr_ images import --base-name "${ref%:*}" "$tar" >>"$LOGS/images.log" 2>&1 ||
       { tail -n 20 "$LOGS/images.log" >&2; die "importing $tar into containerd failed"; }
+    local have
+    have="$(ctr_ images ls -q 2>&1)" || die "listing the node's images failed: $have"
+    grep -xF "$ref" >/dev/null <<<"$have" ||
+      die "$tar was imported but the node has no image $ref (it has: $(tr '\n' ' ' <<<"$have"))"
   done
   log "node: images: $(ctr_ images ls -q | grep -v '^sha256:' | tr '\n' ' ')"
 }
