@@ -144,14 +144,7 @@ impl Node {
             .args(args)
             .output()
             .map_err(Error::io("running kubectl"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(Error::Kubectl {
-                what: args.join(" "),
-                output: String::from_utf8_lossy(&out.stderr).into_owned(),
-            })
-        }
+        stdout_or_error(args, &out)
     }
 
     /// Runs kubectl with `args` and `stdin` as its input.
@@ -173,14 +166,7 @@ impl Node {
         let out = child
             .wait_with_output()
             .map_err(Error::io("waiting for kubectl"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(Error::Kubectl {
-                what: args.join(" "),
-                output: String::from_utf8_lossy(&out.stderr).into_owned(),
-            })
-        }
+        stdout_or_error(args, &out)
     }
 
     /// The node's logs directory (kubelet, containerd, control plane).
@@ -227,6 +213,18 @@ impl Node {
             ));
         }
         out
+    }
+}
+
+/// A kubectl run's stdout, or an error with its stderr.
+fn stdout_or_error(args: &[&str], out: &std::process::Output) -> Result<String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(Error::Kubectl {
+            what: args.join(" "),
+            output: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
     }
 }
 
