@@ -302,6 +302,15 @@ fn assert_none_lost(node: &Node, ns: &str, endpoint: &str, acked: &BTreeMap<u64,
     );
 }
 
+/// The pod's Ready condition ("True", "False" or "" before it has one).
+fn pod_ready(node: &Node, ns: &str, pod: &str) -> Result<String, String> {
+    jsonpath(
+        node,
+        &["-n", ns, "get", "pod", pod],
+        r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+    )
+}
+
 fn etcd_ready(node: &Node, ns: &str) -> Result<Option<()>, String> {
     let ready = jsonpath(node, &["-n", ns, "get", "etcd", "test"], "{.status.ready}")?;
     Ok((ready == "true").then_some(()))
@@ -324,11 +333,7 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
         "pod test-0 is Ready",
         Duration::from_secs(300),
         || {
-            let ready = jsonpath(
-                node,
-                &["-n", NS, "get", "pod", "test-0"],
-                r#"{.status.conditions[?(@.type=="Ready")].status}"#,
-            )?;
+            let ready = pod_ready(node, NS, "test-0")?;
             Ok((ready == "True").then_some(()))
         },
     );
@@ -415,11 +420,7 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
         Duration::from_secs(300),
         || {
             let new_uid = jsonpath(node, &["-n", NS, "get", "pod", "test-0"], "{.metadata.uid}")?;
-            let ready = jsonpath(
-                node,
-                &["-n", NS, "get", "pod", "test-0"],
-                r#"{.status.conditions[?(@.type=="Ready")].status}"#,
-            )?;
+            let ready = pod_ready(node, NS, "test-0")?;
             Ok((new_uid != uid && ready == "True").then_some(()))
         },
     );
@@ -471,11 +472,7 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
         Duration::from_secs(300),
         || {
             let uid = jsonpath(node, &["-n", NS, "get", "pvc", &claim], "{.metadata.uid}")?;
-            let ready = jsonpath(
-                node,
-                &["-n", NS, "get", "pod", "test-0"],
-                r#"{.status.conditions[?(@.type=="Ready")].status}"#,
-            )?;
+            let ready = pod_ready(node, NS, "test-0")?;
             Ok((!uid.is_empty() && uid != claim_uid && ready == "True").then_some(()))
         },
     );
@@ -565,11 +562,7 @@ fn three_replicas_form_one_cluster_that_serves_backs_up_and_rebuilds_a_lost_memb
             &format!("pod {pod} is Ready"),
             Duration::from_secs(420),
             || {
-                let ready = jsonpath(
-                    node,
-                    &["-n", THREE, "get", "pod", pod],
-                    r#"{.status.conditions[?(@.type=="Ready")].status}"#,
-                )?;
+                let ready = pod_ready(node, THREE, pod)?;
                 Ok((ready == "True").then_some(()))
             },
         );
@@ -662,11 +655,7 @@ fn three_replicas_form_one_cluster_that_serves_backs_up_and_rebuilds_a_lost_memb
                 &["-n", THREE, "get", "pvc", &claim],
                 "{.metadata.uid}",
             )?;
-            let ready = jsonpath(
-                node,
-                &["-n", THREE, "get", "pod", "test-2"],
-                r#"{.status.conditions[?(@.type=="Ready")].status}"#,
-            )?;
+            let ready = pod_ready(node, THREE, "test-2")?;
             Ok((!uid.is_empty() && uid != claim_uid && ready == "True").then_some(()))
         },
     );
