@@ -187,7 +187,6 @@ network() {
   in_ns ip addr add "$NODE_POD_GATEWAY/${NODE_POD_CIDR#*/}" dev druid0
   in_ns ip link set druid0 up
   in_ns sysctl -qw net.ipv4.ip_forward=1
-  in_ns sysctl -qw net.ipv4.conf.all.route_localnet=1
   # Service traffic between pods on one bridge must pass iptables.
   if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
     in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null ||
