@@ -49,11 +49,15 @@ fn upstream_wrapper_calls_get_upstream_answers() {
     let start = Instant::now();
     let last = loop {
         let (code, status) = go_get(&format!("{base}/initialization/status"));
-        assert_eq!(code, 200);
+        assert_eq!(code, 200, "GET /initialization/status: {status}");
         if status != "Progress" {
             break status;
         }
-        assert!(start.elapsed() < Duration::from_secs(120));
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "initialization still in Progress after 120 s; sidecar log:\n{}",
+            common::log(&sidecar)
+        );
         std::thread::sleep(Duration::from_secs(1));
     };
     assert_eq!(last, "Successful");

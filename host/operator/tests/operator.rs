@@ -562,6 +562,10 @@ async fn the_api_server_rejects_bad_specs_early_with_a_message_naming_the_field(
             "spec.storageClass is immutable",
         ),
         (r#"{"spec":{"replicas":-1}}"#, "spec.replicas"),
+        (
+            r#"{"spec":{"replicas":2000000000}}"#,
+            "spec.replicas must be at most 9",
+        ),
     ] {
         let out = kubectl(&[
             "-n",

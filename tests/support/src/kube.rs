@@ -103,7 +103,10 @@ impl KubeApiServer {
 /// A kubectl command against the API server of `kubeconfig`.
 pub(crate) fn kubectl(kubeconfig: &Path) -> Result<Command> {
     let mut command = Command::new(find_binary("kubectl", "kube")?);
-    command.env("KUBECONFIG", kubeconfig);
+    // A hung request must not stall a test's wait loop past its deadline.
+    command
+        .env("KUBECONFIG", kubeconfig)
+        .arg("--request-timeout=60s");
     Ok(command)
 }
 
