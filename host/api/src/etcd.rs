@@ -136,6 +136,7 @@ pub struct EtcdSpec {
     /// set to 0 to hibernate the cluster; it cannot shrink otherwise.
     #[x_kube(
         validation = Rule::new("self >= 0").message("spec.replicas must not be negative"),
+        validation = Rule::new("self <= 9").message("spec.replicas must be at most 9 (etcd advises 3 or 5 members, at most 7)"),
         validation = Rule::new("self == 0 || self >= oldSelf").message("spec.replicas can only grow or be set to 0 (hibernation): removing members from a running cluster is not supported")
     )]
     pub replicas: i32,

@@ -30,6 +30,13 @@ pub const GROUP: &str = "druid.gardener.cloud";
 /// The API version served.
 pub const VERSION: &str = "v1alpha1";
 
+/// The most members an Etcd may have. etcd advises at most 7 (every write
+/// waits for a majority, and each member adds peer traffic); 9 leaves room
+/// for a spare pair during a migration. The CRD and the operator both
+/// refuse more, so a typo such as `replicas: 2000000000` is an error, not
+/// two billion rendered ordinals.
+pub const MAX_REPLICAS: i32 = 9;
+
 /// The finalizer the operator puts on Etcds and on the Secrets they use.
 pub const FINALIZER: &str = "druid.gardener.cloud/etcd";
 

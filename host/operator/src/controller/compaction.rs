@@ -171,6 +171,11 @@ pub enum Error {
     /// The job could not be built.
     #[error("cannot build the compaction job: {0}")]
     Build(#[from] BuildError),
+    /// The reconcile panicked (a bug); contained to this Etcd.
+    #[error(
+        "the compaction reconcile panicked: {0} (a bug in druid: please report it with the Etcd's spec)"
+    )]
+    Panicked(String),
 }
 
 /// The thresholds that apply to one Etcd.
@@ -596,8 +601,14 @@ pub fn error_policy(etcd: Arc<Etcd>, error: &Error, _state: Arc<Compaction>) -> 
 }
 
 /// Looks at one Etcd: its compaction job if there is one, else its
-/// snapshot leases.
+/// snapshot leases. A panic (a bug) fails this Etcd's reconcile only.
 pub async fn reconcile(etcd: Arc<Etcd>, state: Arc<Compaction>) -> Result<Action, Error> {
+    super::contain::catch_async(Box::pin(reconcile_one(etcd, state)))
+        .await
+        .unwrap_or_else(|panic| Err(Error::Panicked(panic)))
+}
+
+async fn reconcile_one(etcd: Arc<Etcd>, state: Arc<Compaction>) -> Result<Action, Error> {
     let ctx = &state.ctx;
     let ns = etcd.namespace().unwrap_or_default();
     let name = etcd.name_any();

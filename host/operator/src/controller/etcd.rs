@@ -28,9 +28,9 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt as _};
 
-use super::Context;
 use super::status::{self, SpecOutcome};
 use super::validate::{self, Checked, Problem};
+use super::{Context, contain};
 use crate::components::{self, BuildContext};
 use crate::metrics::{ConditionLabels, ErrorLabels, EtcdLabels};
 use crate::names;
@@ -48,6 +48,9 @@ pub enum Error {
     /// Deletion waits for objects to go away.
     #[error("waiting for {0} to be deleted")]
     Deleting(String),
+    /// The reconcile panicked (a bug); contained to this Etcd.
+    #[error("the reconcile panicked: {0} (a bug in druid: please report it with the Etcd's spec)")]
+    Panicked(String),
 }
 
 /// Retries after an error: soon, but not in a tight loop.
@@ -56,6 +59,10 @@ pub fn error_policy(etcd: Arc<Etcd>, error: &Error, _ctx: Arc<Context>) -> Actio
         Error::Deleting(what) => {
             tracing::info!(etcd = %etcd.name_any(), namespace = ?etcd.namespace(), %what, "deletion in progress");
             Action::requeue(Duration::from_secs(2))
+        }
+        Error::Panicked(_) => {
+            tracing::error!(etcd = %etcd.name_any(), namespace = ?etcd.namespace(), error = %error, "reconcile panicked; the other Etcds are not affected; retrying in a minute");
+            Action::requeue(Duration::from_secs(60))
         }
         e => {
             tracing::warn!(etcd = %etcd.name_any(), namespace = ?etcd.namespace(), error = %e, "reconcile failed; retrying");
@@ -77,28 +84,51 @@ pub async fn reconcile(etcd: Arc<Etcd>, ctx: Arc<Context>) -> Result<Action, Err
         })
         .inc();
     let api: Api<Etcd> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, etcd, |event| async {
+    let result = contain::catch_async(finalizer(&api, FINALIZER, etcd, |event| async {
         match event {
             Event::Apply(etcd) => Box::pin(apply(&etcd, &ctx)).await,
             Event::Cleanup(etcd) => Box::pin(cleanup(&etcd, &ctx)).await,
         }
-    })
+    }))
     .await;
     ctx.metrics
         .reconcile_duration
         .observe(start.elapsed().as_secs_f64());
-    result.map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
+    match result {
+        Ok(result) => result.map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        }),
+        Err(panic) => {
+            ctx.metrics
+                .reconcile_errors
+                .get_or_create(&ErrorLabels {
+                    namespace,
+                    etcd: name,
+                    code: "ERR_PANIC".into(),
+                })
+                .inc();
+            Err(Error::Panicked(panic))
+        }
+    }
 }
 
 /// Steps 2 to 4 for a live Etcd.
 async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     let name = etcd.name_any();
     let namespace = etcd.namespace().unwrap_or_default();
-    let model = EtcdModel::from_etcd(etcd);
+    // A bug on some spec must fail this Etcd with a message, not the
+    // operator: the model and the spec reconcile are contained here (where
+    // the status can still say so), the rest by `reconcile`.
+    let model = contain::catch(|| EtcdModel::from_etcd(etcd)).unwrap_or_else(|panic| {
+        Err(InvalidSpec(vec![druid_api::FieldError {
+            field: "spec".into(),
+            message: format!(
+                "the operator failed on this spec: {panic} (a bug in druid: please report it with the spec)"
+            ),
+        }]))
+    });
 
     let mut applied_sts = None;
     let outcome = if etcd.annotations().contains_key(names::SUSPEND_ANNOTATION) {
@@ -119,15 +149,30 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     } else if spec_up_to_date(etcd, ctx) && statefulset_exists(ctx, &namespace, &name).await? {
         SpecOutcome::UpToDate
     } else {
-        let outcome = match reconcile_spec(etcd, model.as_ref(), ctx).await {
-            Ok((o, sts)) => {
+        let outcome = match contain::catch_async(Box::pin(reconcile_spec(
+            etcd,
+            model.as_ref(),
+            ctx,
+        )))
+        .await
+        {
+            Ok(Ok((o, sts))) => {
                 applied_sts = sts;
                 o
             }
-            Err(e) => SpecOutcome::Failed {
+            Ok(Err(e)) => SpecOutcome::Failed {
                 code: "ERR_KUBERNETES_API".into(),
                 message: e.to_string(),
             },
+            Err(panic) => {
+                tracing::error!(etcd = %name, %namespace, %panic, "the spec reconcile panicked; reported on the Etcd");
+                SpecOutcome::Failed {
+                    code: "ERR_INTERNAL".into(),
+                    message: format!(
+                        "the operator failed while reconciling this spec: {panic} (a bug in druid: please report it with the spec)"
+                    ),
+                }
+            }
         };
         let key = etcd.uid().unwrap_or_default();
         if let Ok(mut applied) = ctx.applied.lock() {

@@ -3,6 +3,7 @@
 //! `secret` (finalizers on the Secrets Etcds use).
 
 pub mod compaction;
+pub mod contain;
 pub mod etcd;
 pub mod secrets;
 pub mod status;

@@ -166,7 +166,22 @@ pub async fn run(
         .await;
 }
 
+/// A panic (a bug) keeps the finalizer, the safe side, and is retried.
 async fn reconcile(
+    secret: Arc<PartialObjectMeta<Secret>>,
+    sctx: Arc<SecretCtx>,
+) -> Result<Action, kube::Error> {
+    let name = secret.name_any();
+    let ns = secret.namespace();
+    super::contain::catch_async(reconcile_one(secret, sctx))
+        .await
+        .unwrap_or_else(|panic| {
+            tracing::error!(secret = %name, namespace = ?ns, %panic, "the secret reconcile panicked (a bug in druid); its finalizer stays; retrying in a minute");
+            Ok(Action::requeue(Duration::from_secs(60)))
+        })
+}
+
+async fn reconcile_one(
     secret: Arc<PartialObjectMeta<Secret>>,
     sctx: Arc<SecretCtx>,
 ) -> Result<Action, kube::Error> {

@@ -606,8 +606,8 @@ fn backup_ready(
         renewed(&observed.delta_snapshot_lease),
     ) {
         (Some(full), Some(delta))
-            if delta <= 2 * delta_period
-                && full <= full_interval + model.backup.snapshot_timeout =>
+            if delta <= delta_period.saturating_mul(2)
+                && full <= full_interval.saturating_add(model.backup.snapshot_timeout) =>
         {
             (
                 "True",
@@ -619,7 +619,7 @@ fn backup_ready(
                 ),
             )
         }
-        (_, Some(delta)) if delta > 3 * delta_period => {
+        (_, Some(delta)) if delta > delta_period.saturating_mul(3) => {
             let was_true = previous
                 .conditions
                 .iter()

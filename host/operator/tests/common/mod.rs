@@ -28,12 +28,17 @@ pub fn operator() -> &'static Operator {
 /// `extra` flags by the first caller (a test binary passes the same flags
 /// from every test).
 pub fn operator_with(extra: &[&str]) -> &'static Operator {
-    static CELL: OnceLock<Operator> = OnceLock::new();
-    CELL.get_or_init(|| {
+    operator_with_crds(&repo_root().join("deploy/crds"), extra)
+}
+
+static OPERATOR: OnceLock<Operator> = OnceLock::new();
+
+/// As [`operator_with`], with the CRDs of `crds` (a test binary passes the
+/// same directory from every test).
+pub fn operator_with_crds(crds: &std::path::Path, extra: &[&str]) -> &'static Operator {
+    OPERATOR.get_or_init(|| {
         let server = KubeApiServer::shared();
-        server
-            .install_crds(&repo_root().join("deploy/crds"))
-            .unwrap();
+        server.install_crds(crds).unwrap();
         let port = free_port().unwrap();
         let dir = server_dir(&format!("druid-{port}")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_druid"));
@@ -67,6 +72,11 @@ pub fn operator_with(extra: &[&str]) -> &'static Operator {
 }
 
 impl Operator {
+    /// How the operator process ended, if it did (it must not).
+    pub fn exited(&self) -> Option<String> {
+        self.process.exited()
+    }
+
     /// Kills the operator at once (SIGKILL), as a crash would.
     pub fn kill(&self) {
         self.process.kill();
@@ -83,6 +93,7 @@ pub fn kubectl(args: &[&str]) -> Output {
     let server = KubeApiServer::shared();
     Command::new(find_binary("kubectl", "kube").unwrap())
         .env("KUBECONFIG", server.kubeconfig())
+        .arg("--request-timeout=60s")
         .args(args)
         .output()
         .unwrap()

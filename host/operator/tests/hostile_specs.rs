@@ -1,0 +1,194 @@
+//! One Etcd never stops the operator: specs that once panicked it or made
+//! it render without bound (a duration past Go's range, two billion
+//! replicas, quantities at the top of the range) are applied next to a
+//! healthy Etcd, which keeps being reconciled, while each bad one is told
+//! what is wrong.
+//!
+//! The API server here has the Etcd CRD without its validation rules
+//! (no CEL, no maxima, no patterns), as an older CRD or the Go operator's
+//! has: the operator must not rely on the CRD to stay up.
+#![allow(clippy::unwrap_used, clippy::panic, missing_docs, reason = "test")]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{
+    client, condition, kubectl, kubectl_stdin, ok, operator_with_crds, seed_in, wait_for,
+};
+use druid_api::Etcd;
+use druid_test_support::{repo_root, server_dir};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::Api;
+
+/// Drops every validation the API server would apply beyond the types.
+fn strip_validation(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for key in [
+                "x-kubernetes-validations",
+                "maximum",
+                "minimum",
+                "pattern",
+                "maxLength",
+            ] {
+                map.remove(key);
+            }
+            map.values_mut().for_each(strip_validation);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_validation),
+        _ => {}
+    }
+}
+
+/// deploy/crds with the Etcd CRD's validation stripped.
+fn lax_crds() -> PathBuf {
+    let dir = server_dir("lax-crds").unwrap();
+    for entry in std::fs::read_dir(repo_root().join("deploy/crds")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let out = if path.ends_with("druid.gardener.cloud_etcds.yaml") {
+            let mut crd: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+            strip_validation(&mut crd);
+            let lax = serde_yaml_ng::to_string(&crd).unwrap();
+            assert!(!lax.contains("x-kubernetes-validations"));
+            lax
+        } else {
+            text
+        };
+        std::fs::write(dir.join(path.file_name().unwrap()), out).unwrap();
+    }
+    dir
+}
+
+fn operator() -> &'static common::Operator {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    operator_with_crds(DIR.get_or_init(lax_crds).as_path(), &[])
+}
+
+/// The founding manifest as Etcd `name` in `ns`, edited by `edits`.
+fn etcd(ns: &str, name: &str, edits: &[(&str, &str)]) -> String {
+    let mut text = seed_in(ns).replace("  name: test\n", &format!("  name: {name}\n"));
+    for (from, to) in edits {
+        assert!(text.contains(from), "the seed has no '{from}'");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// An Etcd that must be refused: name, edits of the seed, the field the
+/// condition names, and what it says.
+type BadSpec = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    &'static str,
+);
+
+async fn get_etcd(ns: &str, name: &str) -> Option<Etcd> {
+    Api::<Etcd>::namespaced(client().await, ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_specs_next_to_a_healthy_etcd_never_stop_the_operator() {
+    let op = operator();
+    let ns = "hostile";
+    common::namespace(ns, true);
+    ok(&kubectl_stdin(
+        &["apply", "-f", "-"],
+        &etcd(ns, "good", &[]),
+    ));
+    wait_for("the healthy Etcd's StatefulSet", || async {
+        Api::<StatefulSet>::namespaced(client().await, ns)
+            .get_opt("good")
+            .await
+            .unwrap()
+    })
+    .await;
+
+    let bad: [BadSpec; 4] = [
+        (
+            "huge-period",
+            vec![(
+                "deltaSnapshotPeriod: 300s",
+                "deltaSnapshotPeriod: 99999999999999999999h",
+            )],
+            "spec.backup.deltaSnapshotPeriod",
+            "too long",
+        ),
+        (
+            "huge-timeout",
+            vec![(
+                "  backup:\n",
+                "  backup:\n    etcdSnapshotTimeout: 9223372036854775808ns\n",
+            )],
+            "spec.backup.etcdSnapshotTimeout",
+            "too long",
+        ),
+        (
+            "two-billion",
+            vec![("replicas: 1", "replicas: 2000000000")],
+            "spec.replicas",
+            "at most 9",
+        ),
+        (
+            "huge-quota",
+            vec![("Quota: 8Gi", "Quota: \"9223372036854775808\"")],
+            "spec.etcd.Quota",
+            "too large",
+        ),
+    ];
+    for (name, edits, _, _) in &bad {
+        ok(&kubectl_stdin(
+            &["apply", "-f", "-"],
+            &etcd(ns, name, edits),
+        ));
+    }
+    for (name, _, field, says) in &bad {
+        let e = wait_for(&format!("SpecValid=False on {name}"), || async {
+            get_etcd(ns, name)
+                .await
+                .filter(|e| condition(e, "SpecValid").is_some_and(|c| c.0 == "False"))
+        })
+        .await;
+        let (_, _, message) = condition(&e, "SpecValid").unwrap();
+        assert!(
+            message.contains(field) && message.contains(says),
+            "{name}: the condition does not say what is wrong: {message}"
+        );
+        assert!(
+            Api::<StatefulSet>::namespaced(client().await, ns)
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: a StatefulSet was built for an invalid spec"
+        );
+    }
+
+    // The healthy Etcd is still served: a change to it is applied.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "etcd",
+        "good",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ]));
+    wait_for("the healthy Etcd's change applied", || async {
+        Api::<StatefulSet>::namespaced(client().await, ns)
+            .get_opt("good")
+            .await
+            .unwrap()
+            .filter(|s| s.spec.as_ref().and_then(|s| s.replicas) == Some(3))
+    })
+    .await;
+    assert_eq!(op.exited(), None, "the operator exited:\n{}", op.log());
+    let log = op.log();
+    assert!(!log.contains("panicked"), "the operator panicked:\n{log}");
+}
