@@ -40,9 +40,9 @@ pub struct EtcdArgs {
     /// etcd user name.
     #[arg(long, default_value = "")]
     pub etcd_username: String,
-    /// etcd password.
+    /// etcd password (its `Debug` never shows it).
     #[arg(long, default_value = "")]
-    pub etcd_password: String,
+    pub etcd_password: SecretString,
     /// Client certificate for etcd.
     #[arg(long)]
     pub cert: Option<PathBuf>,
@@ -68,6 +68,35 @@ pub struct EtcdArgs {
     /// Time a defragmentation may take.
     #[arg(long, value_parser = duration, default_value = "8m")]
     pub etcd_defrag_timeout: Duration,
+}
+
+/// A secret from the command line: parsed as a string, shown by `Debug`
+/// only as whether it is set, so no config dump carries it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
+    }
+}
+
+impl std::str::FromStr for SecretString {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
 }
 
 impl EtcdArgs {
@@ -345,4 +374,32 @@ pub struct ServerArgs {
     /// Accepted for compatibility (a member-name prefix for `/config`).
     #[arg(long, default_value = "")]
     pub member_name_prefix: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    }
+
+    #[test]
+    fn a_config_dump_never_shows_the_etcd_password() {
+        let cli = Cli::parse_from([
+            "x",
+            "--etcd-username=root",
+            "--etcd-password=hunter2-secret",
+        ]);
+        assert_eq!(cli.etcd.etcd_password.expose(), "hunter2-secret");
+        let dump = format!("{cli:?}");
+        assert!(!dump.contains("hunter2-secret"), "{dump}");
+        assert!(
+            dump.contains("[redacted]") && dump.contains("root"),
+            "{dump}"
+        );
+    }
 }

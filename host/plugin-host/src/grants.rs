@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::redact::Redactor;
 use crate::store::StoreConfig;
 
 /// One allowed HTTP destination.
@@ -68,6 +69,8 @@ pub struct Grants {
     pub http: Vec<Authority>,
     /// A host directory preopened as `/` (the Local store's container).
     pub dir: Option<PathBuf>,
+    /// Hides the store's credentials in what the plugin says.
+    pub redactor: Redactor,
 }
 
 impl Grants {
@@ -91,6 +94,7 @@ impl Grants {
         Self {
             http: allowed_authorities(config),
             dir,
+            redactor: Redactor::for_credentials(&config.credentials),
         }
     }
 
@@ -236,7 +240,10 @@ impl HttpGate {
 
     fn allows(&self, uri: &http::Uri) -> Result<(), String> {
         let Some(target) = Authority::from_url(&uri.to_string()) else {
-            return Err(format!("{uri} (not an http(s) URL with a host)"));
+            return Err(format!(
+                "{} (not an http(s) URL with a host)",
+                crate::redact::redact_urls(&uri.to_string())
+            ));
         };
         if self.allowed.contains(&target) {
             Ok(())
@@ -363,6 +370,7 @@ mod tests {
         let gate = Grants {
             http: vec![Authority::from_url("http://127.0.0.1:9000").unwrap()],
             dir: None,
+            redactor: crate::redact::Redactor::default(),
         }
         .http_gate("t");
         let ok: http::Uri = "http://127.0.0.1:9000/bucket?x=1".parse().unwrap();

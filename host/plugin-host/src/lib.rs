@@ -22,6 +22,7 @@ mod cache;
 mod compact;
 pub mod credentials;
 pub mod grants;
+pub mod redact;
 mod registry;
 mod runtime;
 mod store;

@@ -93,6 +93,8 @@ pub(crate) struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     gate: HttpGate,
+    /// Hides the store's credentials in the plugin's log lines.
+    redactor: crate::redact::Redactor,
     pub(crate) table: ResourceTable,
     /// Largest read a plugin may ask of a blob.
     pub(crate) max_read: usize,
@@ -173,7 +175,7 @@ const MAX_LOG_LINE: usize = 8 << 10;
 impl logging::Host for HostState {
     fn log(&mut self, level: logging::Level, message: String) {
         let plugin = self.plugin.as_str();
-        let message = truncate(&message, MAX_LOG_LINE);
+        let message = self.redactor.redact(truncate(&message, MAX_LOG_LINE));
         match level {
             logging::Level::Trace => tracing::trace!(plugin, "{message}"),
             logging::Level::Debug => tracing::debug!(plugin, "{message}"),
@@ -440,6 +442,7 @@ impl PluginHost {
             wasi,
             http: WasiHttpCtx::new(),
             gate: grants.http_gate(&plugin.name),
+            redactor: grants.redactor.clone(),
             table: ResourceTable::new(),
             max_read: limits.max_return_bytes,
             limits: MemoryCap {

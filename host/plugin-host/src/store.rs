@@ -19,8 +19,9 @@ const MAX_MESSAGE: usize = 4 << 10;
 /// Most objects one listing page may hold.
 const MAX_PAGE_OBJECTS: usize = 10_000;
 
-/// A store as the host configures it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A store as the host configures it. Its `Debug` shows the credentials'
+/// keys, never their values.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// The `storageProvider` value, as written in the spec.
     pub provider: String,
@@ -34,6 +35,22 @@ pub struct StoreConfig {
     pub credentials: BTreeMap<String, String>,
     /// For the Local provider: the directory holding the containers.
     pub local_root: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("provider", &self.provider)
+            .field("container", &self.container)
+            .field("prefix", &self.prefix)
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(crate::redact::redact_urls),
+            )
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .field("local_root", &self.local_root)
+            .finish()
+    }
 }
 
 impl StoreConfig {
@@ -317,7 +334,12 @@ impl PluginStore {
                 destinations: refused,
             };
         }
-        let msg = |m: String| truncate(&m, MAX_MESSAGE).to_string();
+        let msg = |m: String| {
+            self.grants
+                .redactor
+                .redact(truncate(&m, MAX_MESSAGE))
+                .into_owned()
+        };
         match e {
             wit::StoreError::NotFound(m) => StoreError::NotFound {
                 store,

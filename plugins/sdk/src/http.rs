@@ -77,6 +77,31 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// `url` as it may appear in a message: without its query string and
+/// fragment (a presigned URL's signature and credential live there) and
+/// without user information. Every error of this module names URLs this
+/// way, so an error a plugin passes on never carries a signed URL.
+pub fn display_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            // Both fail only for URLs that cannot have them.
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => {
+            let cut = url.find(['?', '#']).unwrap_or(url.len());
+            let url = &url[..cut];
+            match url.rfind('@') {
+                Some(at) => format!("[redacted]@{}", &url[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+    }
+}
+
 fn error_code(url: &str, code: &ErrorCode) -> Error {
     match code {
         ErrorCode::HttpRequestDenied => Error::Denied(format!("{url}: destination not allowed")),
@@ -91,8 +116,9 @@ struct Target {
     path_and_query: String,
 }
 
-fn split_url(url: &str) -> Result<Target, Error> {
-    let parsed = url::Url::parse(url).map_err(|e| Error::InvalidUrl(format!("{url}: {e}")))?;
+fn split_url(full: &str) -> Result<Target, Error> {
+    let url = display_url(full);
+    let parsed = url::Url::parse(full).map_err(|e| Error::InvalidUrl(format!("{url}: {e}")))?;
     let scheme = match parsed.scheme() {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
@@ -140,6 +166,8 @@ pub fn start(
     headers: &[(String, String)],
 ) -> Result<RequestWriter, Error> {
     let target = split_url(url)?;
+    let shown = display_url(url);
+    let url = shown.as_str();
     let entries: Vec<(String, Vec<u8>)> = headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
@@ -387,5 +415,23 @@ mod tests {
         assert_eq!(t.authority, "s3.eu-west-1.amazonaws.com");
         assert!(matches!(split_url("ftp://x/"), Err(Error::InvalidUrl(_))));
         assert!(matches!(split_url("not a url"), Err(Error::InvalidUrl(_))));
+    }
+
+    #[test]
+    fn urls_in_messages_carry_no_query_and_no_user() {
+        assert_eq!(
+            display_url("http://127.0.0.1:9000/b/k?X-Amz-Credential=AKIA&X-Amz-Signature=ff#x"),
+            "http://127.0.0.1:9000/b/k"
+        );
+        assert_eq!(
+            display_url("https://user:pw@host.example/p?sig=abc"),
+            "https://host.example/p"
+        );
+        assert_eq!(display_url("not a url?sig=abc"), "not a url");
+        assert_eq!(display_url("x://u:p@h?q"), "x://h");
+        let Err(Error::InvalidUrl(m)) = split_url("ftp://h/p?X-Amz-Signature=ff") else {
+            panic!("ftp accepted");
+        };
+        assert!(!m.contains("ff") && m.contains("ftp://h/p"), "{m}");
     }
 }
