@@ -47,7 +47,10 @@ pub fn options(args: &EtcdArgs, timeout: Duration) -> Result<ConnectOptions, Con
         // overall deadline, each caller bounds its own call.
         .with_keep_alive_while_idle(true);
     if !args.etcd_username.is_empty() {
-        options = options.with_user(args.etcd_username.clone(), args.etcd_password.clone());
+        options = options.with_user(
+            args.etcd_username.clone(),
+            args.etcd_password.expose().to_string(),
+        );
     }
     if !args.insecure_transport || args.cacert.is_some() || args.cert.is_some() {
         let mut tls = TlsOptions::new();

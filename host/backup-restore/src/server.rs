@@ -87,6 +87,88 @@ pub struct AppState {
     leading: AtomicBool,
     /// This sidecar's Etcd, when running in a pod.
     etcd_handle: tokio::sync::OnceCell<Option<crate::k8s::EtcdHandle>>,
+    /// On-demand snapshot requests by path: whether one is in flight, and
+    /// when the last one ended.
+    on_demand: std::sync::Mutex<std::collections::HashMap<String, OnDemand>>,
+}
+
+/// How soon after an on-demand snapshot of a kind ended the next one is
+/// taken: a client in a loop (or many clients) cannot keep the member
+/// snapshotting.
+pub const ON_DEMAND_MIN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The on-demand state of one snapshot kind.
+#[derive(Debug, Default, Clone, Copy)]
+struct OnDemand {
+    in_flight: bool,
+    last_end: Option<tokio::time::Instant>,
+}
+
+/// Holds the right to take one on-demand snapshot of a kind; releases it
+/// (and records the end) when dropped, whatever the outcome.
+struct OnDemandPermit<'a> {
+    state: &'a AppState,
+    path: String,
+}
+
+impl<'a> OnDemandPermit<'a> {
+    /// The permit, or the answer for a caller that must wait: 429 with
+    /// `Retry-After` (one in flight, or the last one ended too recently).
+    fn acquire(state: &'a AppState, path: &str) -> Result<Self, Box<Response>> {
+        let Ok(mut all) = state.on_demand.lock() else {
+            return Err(Box::new(
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "on-demand state poisoned",
+                )
+                    .into_response(),
+            ));
+        };
+        let entry = all.entry(path.to_string()).or_default();
+        let wait = if entry.in_flight {
+            Some(("one is in progress".to_string(), ON_DEMAND_MIN_INTERVAL))
+        } else {
+            entry.last_end.and_then(|end| {
+                let since = end.elapsed();
+                (since < ON_DEMAND_MIN_INTERVAL).then(|| {
+                    (
+                        format!(
+                            "the last one ended {:.1}s ago (at most one every {}s)",
+                            since.as_secs_f64(),
+                            ON_DEMAND_MIN_INTERVAL.as_secs()
+                        ),
+                        ON_DEMAND_MIN_INTERVAL.saturating_sub(since),
+                    )
+                })
+            })
+        };
+        if let Some((why, retry)) = wait {
+            let secs = retry.as_secs().max(1);
+            return Err(Box::new(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, secs.to_string())],
+                    format!("{path} refused: {why}; retry in {secs}s"),
+                )
+                    .into_response(),
+            ));
+        }
+        entry.in_flight = true;
+        Ok(Self {
+            state,
+            path: path.to_string(),
+        })
+    }
+}
+
+impl Drop for OnDemandPermit<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut all) = self.state.on_demand.lock() {
+            let entry = all.entry(self.path.clone()).or_default();
+            entry.in_flight = false;
+            entry.last_end = Some(tokio::time::Instant::now());
+        }
+    }
 }
 
 impl AppState {
@@ -103,6 +185,7 @@ impl AppState {
             defragmenting: AtomicBool::new(false),
             leading: AtomicBool::new(false),
             etcd_handle: tokio::sync::OnceCell::new(),
+            on_demand: std::sync::Mutex::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3600))
                 .build()
@@ -131,9 +214,19 @@ struct InitQuery {
     mode: Option<String>,
 }
 
-async fn init_start(State(state): State<Arc<AppState>>, Query(q): Query<InitQuery>) -> StatusCode {
+async fn init_start(State(state): State<Arc<AppState>>, Query(q): Query<InitQuery>) -> Response {
     let mut init = state.init.lock().await;
     if *init == InitState::New {
+        // Validating (or restoring) the data directory under a running
+        // member would corrupt it: whoever asks, etcd must be down.
+        if let Some(addr) = etcd_answers(&state).await {
+            tracing::warn!(%addr, "initialization refused: etcd answers on its client port; it runs only before etcd starts");
+            return (
+                StatusCode::CONFLICT,
+                format!("initialization refused: etcd answers on {addr}; it runs only before etcd starts"),
+            )
+                .into_response();
+        }
         *init = InitState::Progress;
         state.healthy.store(false, Ordering::SeqCst);
         let mode = Mode::parse(q.mode.as_deref());
@@ -164,17 +257,33 @@ async fn init_start(State(state): State<Arc<AppState>>, Query(q): Query<InitQuer
             *s.init.lock().await = next;
         });
     }
-    StatusCode::OK
+    StatusCode::OK.into_response()
 }
 
 async fn init_status(State(state): State<Arc<AppState>>) -> String {
     let mut init = state.init.lock().await;
     let current = *init;
-    // Reading a result consumes it, as upstream.
-    if matches!(current, InitState::Successful | InitState::Failed) {
+    // Reading a result consumes it, as upstream, so that a restarted
+    // wrapper initializes again; but not while etcd runs: then the read is
+    // a probe or a stray client, and must not re-arm a start.
+    if matches!(current, InitState::Successful | InitState::Failed)
+        && etcd_answers(&state).await.is_none()
+    {
         *init = InitState::New;
     }
     current.as_str().to_string()
+}
+
+/// This member's client address if etcd accepts connections on it (a TCP
+/// connect within a second; TLS or not).
+async fn etcd_answers(state: &AppState) -> Option<String> {
+    let url = reqwest::Url::parse(state.config.etcd.endpoints.first()?).ok()?;
+    let addr = format!("{}:{}", url.host_str()?, url.port().unwrap_or(2379));
+    let connect = tokio::net::TcpStream::connect(addr.as_str());
+    match tokio::time::timeout(Duration::from_secs(1), connect).await {
+        Ok(Ok(_)) => Some(addr),
+        _ => None,
+    }
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
@@ -384,6 +493,15 @@ async fn trigger(
     let sender = state.snapshotter.lock().await.clone();
     let Some(sender) = sender else {
         return forward_to_leader(state, &format!("{path}{query}")).await;
+    };
+    // On the leader, which takes them: one at a time per kind, and not
+    // again right after the last.
+    let _permit = match OnDemandPermit::acquire(state, path) {
+        Ok(p) => p,
+        Err(refused) => {
+            tracing::info!(%path, "on-demand snapshot refused: rate limit");
+            return *refused;
+        }
     };
     let (tx, rx) = oneshot::channel();
     if sender.send(make(tx)).await.is_err() {

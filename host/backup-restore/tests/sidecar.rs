@@ -422,7 +422,7 @@ async fn the_http_api_serves_tls_and_reports_metrics() {
             .unwrap();
     let curl = |path: &str| {
         let out = std::process::Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+            .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", "--cacert"])
             .arg(certs.join("tls.crt"))
             .arg(format!("https://127.0.0.1:{port}{path}"))
             .output()
@@ -471,4 +471,100 @@ async fn the_http_api_serves_tls_and_reports_metrics() {
     );
     drop(process);
     etcd.stop();
+}
+
+#[test]
+fn initialization_never_runs_under_a_serving_etcd_and_status_polls_do_not_re_arm_it() {
+    let mut etcd = Etcd::new("init-guard");
+    etcd.start();
+    let store = Store::local("init-guard");
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-guard"));
+
+    // etcd serves: a start request (a stray client, or a replayed call) is
+    // refused with the reason, and nothing runs.
+    let (code, body) = sidecar.get("/initialization/start?mode=full");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("etcd answers"), "{body}");
+    assert_eq!(sidecar.get("/initialization/status").1, "New");
+
+    // The normal flow: etcd down, initialization (its result read once,
+    // as the wrapper does), etcd up.
+    etcd.stop();
+    assert_eq!(
+        sidecar.initialize("full"),
+        "Successful",
+        "{}",
+        sidecar.log()
+    );
+    etcd.start();
+    // Polls and start requests while etcd serves (a probe, a stray client,
+    // under load) never run initialization again.
+    for _ in 0..20 {
+        assert_eq!(sidecar.get("/initialization/status").1, "New");
+        assert_eq!(sidecar.get("/initialization/start?mode=full").0, 409);
+    }
+    assert_eq!(
+        sidecar.log().matches("data directory validated").count(),
+        1,
+        "initialization ran again under a serving etcd:\n{}",
+        sidecar.log()
+    );
+    // Once etcd is down (the wrapper restarts it), the next start runs.
+    etcd.stop();
+    assert_eq!(
+        sidecar.initialize("sanity"),
+        "Successful",
+        "{}",
+        sidecar.log()
+    );
+    assert_eq!(sidecar.log().matches("data directory validated").count(), 2);
+}
+
+#[test]
+fn on_demand_snapshots_are_rate_limited_and_say_when_to_retry() {
+    let mut etcd = Etcd::new("rate-limit");
+    etcd.start();
+    let store = Store::local("rate-limit");
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-rate"));
+    sidecar.wait_leading();
+    let (code, body) = sidecar.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    // Right after, the same kind is refused with a reason and a delay;
+    // the other kind is not.
+    let (code, body) = sidecar.get_once("/snapshot/full");
+    assert_eq!(code, 429, "{body}");
+    assert!(body.contains("retry in"), "{body}");
+    let (code, body) = sidecar.get_once("/snapshot/delta");
+    assert_eq!(code, 200, "{body}");
+    // A burst of clients: at most one is served; all others are told to
+    // come back, none waits in a queue.
+    let fulls = || {
+        store
+            .keys("etcd-rate/v2/")
+            .iter()
+            .filter(|k| k.contains("Full-"))
+            .count()
+    };
+    let before = fulls();
+    let answers: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| sidecar.get_once("/snapshot/full").0))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        answers.iter().filter(|c| **c == 200).count() <= 1,
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().all(|c| *c == 200 || *c == 429),
+        "{answers:?}"
+    );
+    assert!(
+        fulls() <= before + 1,
+        "the burst took more than one snapshot"
+    );
+    // Once the interval has passed, a request is served again.
+    let (code, body) = sidecar.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
 }

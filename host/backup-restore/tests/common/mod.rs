@@ -209,7 +209,56 @@ pub fn etcdbr(store: &Store, args: &[String]) -> std::process::Output {
     c.args(args);
     tools(&mut c);
     store.args(&mut c);
-    c.output().unwrap()
+    output_within(
+        c,
+        Duration::from_secs(600),
+        &format!("etcdbr {}", args.join(" ")),
+    )
+}
+
+/// Runs `c` to completion, killing it and failing the test (naming `what`
+/// and its stderr so far) if it runs longer than `deadline`.
+pub fn output_within(mut c: Command, deadline: Duration, what: &str) -> std::process::Output {
+    use std::io::Read as _;
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    // Drain both pipes on threads so a chatty child never blocks.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out_pipe.read_to_end(&mut b);
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err_pipe.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.join().unwrap_or_default();
+            panic!(
+                "{what}: still running after {deadline:?}, killed; stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
 }
 
 /// The flags and environment every `etcdbr` under test gets: the test
@@ -221,7 +270,11 @@ fn tools(c: &mut Command) {
 /// A store for the sidecar.
 pub enum Store {
     /// A MinIO bucket.
-    Minio { bucket: String, creds: PathBuf },
+    Minio {
+        bucket: String,
+        creds: PathBuf,
+        endpoint: String,
+    },
     /// A local directory (`<root>/<container>`).
     Local { root: PathBuf, container: String },
 }
@@ -230,13 +283,24 @@ impl Store {
     /// A fresh MinIO bucket.
     pub fn minio(label: &str) -> Store {
         let minio = MinioServer::shared();
+        Self::minio_with(label, minio.secret_key(), minio.endpoint())
+    }
+
+    /// A fresh MinIO bucket, reached through `endpoint` with `secret_key`
+    /// (MinIO's own access key).
+    pub fn minio_with(label: &str, secret_key: &str, endpoint: &str) -> Store {
+        let minio = MinioServer::shared();
         let bucket = format!("etcdbr-{label}-{}", std::process::id()).to_lowercase();
         minio.create_bucket(&bucket).unwrap();
         let creds = server_dir(&format!("creds-{bucket}")).unwrap();
         std::fs::write(creds.join("region"), minio.region()).unwrap();
         std::fs::write(creds.join("accessKeyID"), minio.access_key()).unwrap();
-        std::fs::write(creds.join("secretAccessKey"), minio.secret_key()).unwrap();
-        Store::Minio { bucket, creds }
+        std::fs::write(creds.join("secretAccessKey"), secret_key).unwrap();
+        Store::Minio {
+            bucket,
+            creds,
+            endpoint: endpoint.to_string(),
+        }
     }
 
     /// A fresh local directory store.
@@ -250,13 +314,14 @@ impl Store {
     /// Adds the store's flags and environment to an `etcdbr` command.
     pub fn args(&self, c: &mut Command) {
         match self {
-            Store::Minio { bucket, creds } => {
+            Store::Minio {
+                bucket,
+                creds,
+                endpoint,
+            } => {
                 c.arg("--storage-provider=S3")
                     .arg(format!("--store-container={bucket}"))
-                    .arg(format!(
-                        "--store-endpoint-override={}",
-                        MinioServer::shared().endpoint()
-                    ))
+                    .arg(format!("--store-endpoint-override={endpoint}"))
                     .env("AWS_APPLICATION_CREDENTIALS", creds);
             }
             Store::Local { root, container } => {
@@ -383,10 +448,22 @@ pub fn http_get_long(url: &str) -> Result<(u16, String), String> {
     https_get(url, None)
 }
 
-/// GET through curl, trusting `cacert` for HTTPS.
+/// GET through curl, trusting `cacert` for HTTPS; waits up to 10 minutes
+/// for the answer (snapshots, defragmentation).
 pub fn https_get(url: &str, cacert: Option<&Path>) -> Result<(u16, String), String> {
+    curl_get(url, cacert, 600)
+}
+
+/// GET for a probe inside a wait loop: 5 s at most, so the loop's own
+/// deadline holds even when a server accepts and never answers.
+pub fn probe_get(url: &str, cacert: Option<&Path>) -> Result<(u16, String), String> {
+    curl_get(url, cacert, 5)
+}
+
+fn curl_get(url: &str, cacert: Option<&Path>, max_seconds: u32) -> Result<(u16, String), String> {
     let mut c = Command::new("curl");
-    c.args(["-sS", "--max-time", "600", "-w", "\n%{http_code}"]);
+    let max = max_seconds.to_string();
+    c.args(["-sS", "--max-time", max.as_str(), "-w", "\n%{http_code}"]);
     if let Some(ca) = cacert {
         c.arg("--cacert").arg(ca);
     }
@@ -499,7 +576,12 @@ impl Sidecar {
         let probe = format!("{url}/metrics");
         process
             .wait_ready(Duration::from_secs(120), || {
-                Ok(https_get(&probe, cacert.as_deref())?.0 == 200)
+                let (code, body) = probe_get(&probe, cacert.as_deref())?;
+                if code == 200 {
+                    Ok(true)
+                } else {
+                    Err(format!("GET {probe}: HTTP {code}: {body}"))
+                }
             })
             .unwrap();
         Sidecar {
@@ -510,7 +592,25 @@ impl Sidecar {
         }
     }
 
+    /// GET `path`, waiting out the on-demand rate limit (429) as a
+    /// well-behaved client does.
     pub fn get(&self, path: &str) -> (u16, String) {
+        let start = Instant::now();
+        loop {
+            let (code, body) = self.get_once(path);
+            if code != 429 {
+                return (code, body);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "GET {path}: still rate-limited after 120 s: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// GET `path` once, whatever the answer.
+    pub fn get_once(&self, path: &str) -> (u16, String) {
         https_get(&format!("{}{path}", self.url), self.cacert.as_deref()).unwrap()
     }
 
@@ -519,7 +619,15 @@ impl Sidecar {
     pub fn wait_leading(&self) {
         self.process
             .wait_ready(Duration::from_secs(60), || {
-                Ok(https_get(&format!("{}/healthz", self.url), self.cacert.as_deref())?.0 == 200)
+                let (code, body) =
+                    probe_get(&format!("{}/healthz", self.url), self.cacert.as_deref())?;
+                if code == 200 {
+                    Ok(true)
+                } else {
+                    Err(format!(
+                        "/healthz (this member leads and snapshots): HTTP {code}: {body}"
+                    ))
+                }
             })
             .unwrap();
     }
@@ -530,18 +638,18 @@ impl Sidecar {
         let start = Instant::now();
         loop {
             let (code, status) = self.get("/initialization/status");
-            assert_eq!(code, 200);
+            assert_eq!(code, 200, "GET /initialization/status: {status}");
             match status.as_str() {
                 "New" => {
-                    let (code, _) = self.get(&format!("/initialization/start?mode={mode}"));
-                    assert_eq!(code, 200);
+                    let (code, body) = self.get(&format!("/initialization/start?mode={mode}"));
+                    assert_eq!(code, 200, "GET /initialization/start?mode={mode}: {body}");
                 }
                 "Progress" => {}
                 done => return done.to_string(),
             }
             assert!(
                 start.elapsed() < Duration::from_secs(300),
-                "initialization did not finish:\n{}",
+                "initialization (mode {mode}) did not finish within 300 s; last status {status}; sidecar log:\n{}",
                 self.process.log_tail(40)
             );
             std::thread::sleep(Duration::from_millis(200));
