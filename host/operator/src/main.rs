@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use druid_operator::controller::compaction::{self, CompactionSettings};
 use druid_operator::controller::{self, Context, Settings};
 use druid_operator::metrics::{self, Health, Metrics};
-use druid_plugin_host::{Limits, PluginHost, Registry};
+use druid_plugin_host::{Limits, PluginHost, Registry, WiringPolicy};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 
 /// Command-line options.
@@ -100,6 +100,11 @@ struct Args {
     /// `{namespace}` and `{port}` (the backup port) are replaced.
     #[arg(long, env = "DRUID_SIDECAR_URL_TEMPLATE", default_value = compaction::DEFAULT_SIDECAR_URL_TEMPLATE)]
     sidecar_url_template: String,
+    /// The node directory under which Local stores live. A Local Etcd's
+    /// pods mount only `<root>/<namespace>/<container>`; a provider plugin
+    /// asking for any other node path is refused.
+    #[arg(long, env = "DRUID_LOCAL_STORE_ROOT", default_value = druid_plugin_host::wiring::DEFAULT_LOCAL_ROOT)]
+    local_store_root: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +123,8 @@ async fn main() -> anyhow::Result<()> {
     }
     init_tracing(args.log_json);
     let compaction = compaction_settings(&args)?;
+    let wiring = WiringPolicy::new(&args.local_store_root)
+        .map_err(|e| anyhow::anyhow!("--local-store-root: {e}"))?;
 
     let client = kube::Client::try_default()
         .await
@@ -166,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
         manual_reconcile: args.manual_reconcile,
         workers: args.workers.max(1),
         compaction,
+        wiring,
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(

@@ -61,9 +61,22 @@ fn lax_crds() -> PathBuf {
     dir
 }
 
+/// The operator, with the lax CRDs and the test-only plugins (the hostile
+/// provider) beside the built-in ones.
 fn operator() -> &'static common::Operator {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    operator_with_crds(DIR.get_or_init(lax_crds).as_path(), &[])
+    static PLUGINS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let plugins = PLUGINS.get_or_init(|| {
+        druid_test_support::plugin_components()
+            .dir()
+            .join("test-only")
+            .display()
+            .to_string()
+    });
+    operator_with_crds(
+        DIR.get_or_init(lax_crds).as_path(),
+        &["--plugins-dir", plugins],
+    )
 }
 
 /// The founding manifest as Etcd `name` in `ns`, edited by `edits`.
@@ -191,4 +204,73 @@ async fn bad_specs_next_to_a_healthy_etcd_never_stop_the_operator() {
     assert_eq!(op.exited(), None, "the operator exited:\n{}", op.log());
     let log = op.log();
     assert!(!log.contains("panicked"), "the operator panicked:\n{log}");
+}
+
+/// A provider plugin's pod wiring never reaches a pod as it is: the hostile
+/// plugin asks to mount the node's `/`, to point its credentials at the
+/// service-account token, for `LD_PRELOAD`, to mount over etcd's data
+/// directory, and never answers at all. Each is refused with a condition
+/// naming what was asked, no StatefulSet is built, and a healthy Etcd is
+/// still served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugins_hostile_pod_wiring_is_refused_with_a_condition() {
+    let op = operator();
+    let ns = "hostile-wiring";
+    common::namespace(ns, true);
+    let cases: [(&str, &str); 5] = [
+        ("wire-node-root", "outside the operator's Local root"),
+        ("wire-token", "the host allows only"),
+        ("wire-env", "LD_PRELOAD"),
+        ("wire-data", "mount path \"/var/etcd/data\""),
+        ("wire-spin", "provider plugin failed"),
+    ];
+    for (container, _) in &cases {
+        ok(&kubectl_stdin(
+            &["apply", "-f", "-"],
+            &etcd(
+                ns,
+                container,
+                &[
+                    ("storageProvider: S3", "storageProvider: Hostile"),
+                    (
+                        "storageContainer: test",
+                        &format!("storageContainer: {container}"),
+                    ),
+                ],
+            ),
+        ));
+    }
+    for (name, says) in &cases {
+        let e = wait_for(&format!("SpecValid=False on {name}"), || async {
+            get_etcd(ns, name)
+                .await
+                .filter(|e| condition(e, "SpecValid").is_some_and(|c| c.0 == "False"))
+        })
+        .await;
+        let (_, reason, message) = condition(&e, "SpecValid").unwrap();
+        assert!(
+            message.contains("spec.store.storageProvider") && message.contains(says),
+            "{name}: the condition does not say what is wrong ({reason}): {message}"
+        );
+        assert!(
+            Api::<StatefulSet>::namespaced(client().await, ns)
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: a StatefulSet was built from refused wiring"
+        );
+    }
+    ok(&kubectl_stdin(
+        &["apply", "-f", "-"],
+        &etcd(ns, "fine", &[]),
+    ));
+    wait_for("the healthy Etcd's StatefulSet", || async {
+        Api::<StatefulSet>::namespaced(client().await, ns)
+            .get_opt("fine")
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(op.exited(), None, "the operator exited:\n{}", op.log());
 }

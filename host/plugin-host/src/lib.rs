@@ -26,6 +26,7 @@ pub mod redact;
 mod registry;
 mod runtime;
 mod store;
+pub mod wiring;
 
 pub use cache::CompiledFrom;
 pub use compact::{BlobReader, BlobWriter, CompactJob, CompactionError};
@@ -39,6 +40,7 @@ pub use store::{
     ByteRange, DownloadStream, ListPage, ObjectInfo, PluginStore, SnapshotStore, StoreConfig,
     StoreError, UploadStream,
 };
+pub use wiring::{CheckedWiring, WiringPolicy, WiringRequest};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -224,6 +226,20 @@ impl Default for Limits {
             call_cpu_time: Duration::from_secs(10),
             call_timeout: Duration::from_secs(600),
             max_return_bytes: 16 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits of the pod-wiring calls (`pod-config`, `check-secret`),
+    /// which answer from their inputs alone: a reconcile never waits on a
+    /// plugin for more than a few seconds.
+    pub fn wiring(&self) -> Self {
+        Self {
+            call_cpu_time: self.call_cpu_time.min(Duration::from_secs(1)),
+            call_timeout: self.call_timeout.min(Duration::from_secs(3)),
+            max_return_bytes: self.max_return_bytes.min(1 << 20),
+            ..self.clone()
         }
     }
 }

@@ -271,7 +271,7 @@ impl Registry {
             prefix: prefix.into(),
             secret_name: secret_name.map(Into::into),
         };
-        let mut session = self.host.session(plugin, &Grants::none())?;
+        let mut session = self.wiring_session(plugin)?;
         let instance = guarded!(&mut session, "instantiate", |store| pre
             .instantiate_async(store))?;
         let result = guarded!(&mut session, "pod-config", |store| instance
@@ -302,7 +302,7 @@ impl Registry {
         let Pre::Provider(pre) = &plugin.pre else {
             return Ok(());
         };
-        let mut session = self.host.session(plugin, &Grants::none())?;
+        let mut session = self.wiring_session(plugin)?;
         let instance = guarded!(&mut session, "instantiate", |store| pre
             .instantiate_async(store))?;
         let result = guarded!(&mut session, "check-secret", |store| instance
@@ -317,6 +317,15 @@ impl Registry {
                     .collect(),
             )
         })
+    }
+}
+
+impl Registry {
+    /// A session for a pod-wiring call: no grants, the short limits of
+    /// [`Limits::wiring`].
+    fn wiring_session(&self, plugin: &Plugin) -> Result<crate::runtime::Session, Error> {
+        self.host
+            .session_with_limits(plugin, &Grants::none(), &self.host.limits().wiring())
     }
 }
 

@@ -458,12 +458,21 @@ mod tests {
             .volumes
             .iter()
             .flatten()
-            .find(|v| v.name == "host-storage")
+            .find(|v| v.name == "local-backup")
             .unwrap();
         assert_eq!(
             volume.host_path.as_ref().unwrap().path,
-            "/var/lib/druid/backups"
+            "/var/lib/druid/local-backupbuckets"
         );
+        // Only the Etcd's own namespace and container are visible.
+        let m = pod(&j).containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "local-backup")
+            .unwrap();
+        assert_eq!(m.mount_path, "/var/etcd-backup-local/bucket");
+        assert_eq!(m.sub_path.as_deref(), Some("demo/bucket"));
         assert!(job_args(&j).contains(&"--storage-provider=Local".into()));
         assert!(job_args(&j).contains(&"--store-container=bucket".into()));
     }

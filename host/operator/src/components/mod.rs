@@ -22,7 +22,7 @@ pub mod statefulset;
 use std::fmt::Debug;
 
 use druid_api::Etcd;
-use druid_plugin_host::SidecarConfig;
+use druid_plugin_host::CheckedWiring;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -41,8 +41,9 @@ pub struct BuildContext {
     /// The backup-restore sidecar image when the spec names none.
     pub backup_image: String,
     /// The env vars and volumes the store's provider needs in the sidecar
-    /// (from the provider plugin's `pod-config`); `None` without a store.
-    pub store_wiring: Option<SidecarConfig>,
+    /// (the provider plugin's `pod-config`, as the host's wiring policy
+    /// accepted it); `None` without a store.
+    pub store_wiring: Option<CheckedWiring>,
 }
 
 /// Why a builder could not build.
@@ -133,7 +134,7 @@ pub(crate) mod fixtures {
     #![allow(clippy::unwrap_used, reason = "test fixtures")]
 
     use druid_api::{Etcd, EtcdModel};
-    use druid_plugin_host::{SidecarConfig, SidecarVolume, VolumeSource};
+    use druid_plugin_host::CheckedWiring;
 
     use super::BuildContext;
 
@@ -164,13 +165,13 @@ pub(crate) mod fixtures {
             endpoint_override: None,
         });
         BuildContext {
-            store_wiring: Some(SidecarConfig {
-                env: vec![("STORAGE_CONTAINER".into(), "bucket".into())],
-                volumes: vec![SidecarVolume {
-                    name: "host-storage".into(),
-                    source: VolumeSource::HostPath("/var/lib/druid/backups".into()),
-                    mount_path: "/home/nonroot/bucket".into(),
-                }],
+            store_wiring: Some(CheckedWiring {
+                env: vec![
+                    ("STORAGE_CONTAINER".into(), "bucket".into()),
+                    ("LOCAL_STORE_ROOT".into(), "/var/etcd-backup-local".into()),
+                ],
+                store_secret: false,
+                local_dir: Some("/var/lib/druid/local-backupbuckets".into()),
             }),
             ..context()
         }
@@ -183,7 +184,7 @@ pub(crate) mod fixtures {
                 "europe-docker.pkg.dev/gardener-project/releases/gardener/etcd-wrapper:v0.6.2"
                     .into(),
             backup_image: "ghcr.io/druid-rs/etcdbr:v0.1.0".into(),
-            store_wiring: Some(SidecarConfig {
+            store_wiring: Some(CheckedWiring {
                 env: vec![
                     ("STORAGE_CONTAINER".into(), "test".into()),
                     (
@@ -191,11 +192,8 @@ pub(crate) mod fixtures {
                         "/var/etcd-backup".into(),
                     ),
                 ],
-                volumes: vec![SidecarVolume {
-                    name: "etcd-backup-secret".into(),
-                    source: VolumeSource::StoreSecret,
-                    mount_path: "/var/etcd-backup".into(),
-                }],
+                store_secret: true,
+                local_dir: None,
             }),
         }
     }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use druid_api::model::{BackupSettings, Store, Tls, go_duration};
 use druid_api::{Etcd, EtcdModel};
-use druid_plugin_host::VolumeSource as StoreVolumeSource;
+use druid_plugin_host::wiring;
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
     StatefulSetUpdateStrategy,
@@ -248,29 +248,37 @@ impl StoreWiring {
             return Ok(w);
         };
         w.env.extend(wiring.env.iter().cloned());
-        for v in &wiring.volumes {
-            let mut vol = match &v.source {
-                StoreVolumeSource::StoreSecret => {
-                    let secret = store.secret.as_deref().ok_or_else(|| BuildError::Render {
-                        what: "the store's secret volume",
-                        reason: format!(
-                            "provider '{}' mounts the store's Secret, but {} names none",
-                            store.provider, store.secret_field
-                        ),
-                    })?;
-                    secret_volume(&v.name, secret)
-                }
-                StoreVolumeSource::HostPath(path) => Volume {
-                    host_path: Some(HostPathVolumeSource {
-                        path: path.clone(),
-                        type_: Some("DirectoryOrCreate".into()),
-                    }),
-                    ..Volume::default()
-                },
-            };
-            vol.name.clone_from(&v.name);
-            w.volumes.push(vol);
-            w.mounts.push(mount(&v.name, &v.mount_path));
+        if wiring.store_secret {
+            let secret = store.secret.as_deref().ok_or_else(|| BuildError::Render {
+                what: "the store's secret volume",
+                reason: format!(
+                    "provider '{}' mounts the store's Secret, but {} names none",
+                    store.provider, store.secret_field
+                ),
+            })?;
+            w.volumes.push(secret_volume(wiring::SECRET_VOLUME, secret));
+            w.mounts
+                .push(mount(wiring::SECRET_VOLUME, wiring::SECRET_MOUNT));
+        }
+        if let Some(dir) = &wiring.local_dir {
+            // The node directory holds every namespace's Local stores; the
+            // container sees only its own Etcd's namespace and container.
+            let container = store.container.as_deref().unwrap_or_default();
+            w.volumes.push(Volume {
+                name: wiring::LOCAL_VOLUME.into(),
+                host_path: Some(HostPathVolumeSource {
+                    path: dir.clone(),
+                    type_: Some("DirectoryOrCreate".into()),
+                }),
+                ..Volume::default()
+            });
+            w.mounts.push(VolumeMount {
+                sub_path: Some(format!("{}/{container}", model.namespace)),
+                ..mount(
+                    wiring::LOCAL_VOLUME,
+                    &format!("{}/{container}", wiring::LOCAL_MOUNT),
+                )
+            });
         }
         Ok(w)
     }
@@ -945,12 +953,20 @@ mod tests {
             .volumes
             .iter()
             .flatten()
-            .find(|v| v.name == "host-storage")
+            .find(|v| v.name == "local-backup")
             .unwrap();
         let host = volume.host_path.as_ref().unwrap();
-        assert_eq!(host.path, "/var/lib/druid/backups");
+        assert_eq!(host.path, "/var/lib/druid/local-backupbuckets");
         assert_eq!(host.type_.as_deref(), Some("DirectoryOrCreate"));
-        assert!(mounts(&s, BACKUP_CONTAINER).contains(&"/home/nonroot/bucket".into()));
+        let mount = pod(&s)
+            .containers
+            .iter()
+            .find(|c| c.name == BACKUP_CONTAINER)
+            .and_then(|c| c.volume_mounts.as_ref())
+            .and_then(|m| m.iter().find(|m| m.name == "local-backup"))
+            .unwrap();
+        assert_eq!(mount.mount_path, "/var/etcd-backup-local/bucket");
+        assert_eq!(mount.sub_path.as_deref(), Some("demo/bucket"));
         let backup = args(&s, BACKUP_CONTAINER);
         assert!(backup.contains(&"--storage-provider=Local".into()));
         assert!(backup.contains(&"--garbage-collection-policy=LimitBased".into()));

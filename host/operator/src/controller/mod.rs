@@ -53,6 +53,8 @@ pub struct Settings {
     pub member_not_ready_after: Duration,
     /// The snapshot compaction controller.
     pub compaction: compaction::CompactionSettings,
+    /// What a provider plugin's pod wiring may ask for.
+    pub wiring: druid_plugin_host::WiringPolicy,
 }
 
 impl Default for Settings {
@@ -67,6 +69,7 @@ impl Default for Settings {
             member_unknown_after: Duration::from_secs(60),
             member_not_ready_after: Duration::from_secs(300),
             compaction: compaction::CompactionSettings::default(),
+            wiring: druid_plugin_host::WiringPolicy::default(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use druid_api::model::Tls;
 use druid_api::{Etcd, EtcdModel};
-use druid_plugin_host::{SidecarConfig, WiringError};
+use druid_plugin_host::{CheckedWiring, WiringError, WiringRequest};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
@@ -16,7 +16,7 @@ use super::Context;
 /// Cached provider-plugin answers (bounded: cleared when large).
 #[derive(Debug, Default)]
 pub struct PluginAnswers {
-    wiring: std::collections::HashMap<String, SidecarConfig>,
+    wiring: std::collections::HashMap<String, CheckedWiring>,
     good_secrets: BTreeSet<String>,
 }
 
@@ -53,7 +53,7 @@ pub enum Checked {
     /// All good.
     Ok {
         /// The sidecar's store wiring (`None` without a store).
-        wiring: Option<SidecarConfig>,
+        wiring: Option<CheckedWiring>,
         /// The referenced Secrets that already carry the finalizer.
         protected: BTreeSet<String>,
     },
@@ -172,12 +172,30 @@ pub async fn references(
                             )
                             .await
                         {
-                            Ok(w) => {
-                                if let Ok(mut a) = ctx.plugin_answers.lock() {
-                                    a.bound();
-                                    a.wiring.insert(cache_key, w.clone());
+                            Ok(asked) => {
+                                let request = WiringRequest {
+                                    container: store.container.as_deref().unwrap_or_default(),
+                                    has_secret: store.secret.is_some(),
+                                };
+                                match ctx.settings.wiring.check(request, &asked) {
+                                    Ok(w) => {
+                                        if let Ok(mut a) = ctx.plugin_answers.lock() {
+                                            a.bound();
+                                            a.wiring.insert(cache_key, w.clone());
+                                        }
+                                        wiring = Some(w);
+                                    }
+                                    Err(refused) => problems.push(Problem {
+                                        reason: "PluginWiringRefused",
+                                        field: store.provider_field.into(),
+                                        message: format!(
+                                            "the {} provider plugin asks for pod wiring the operator does not allow: {}; \
+                                             fix or replace the plugin (the SDK README, \"Pod wiring\", lists what is allowed)",
+                                            store.provider,
+                                            refused.join("; ")
+                                        ),
+                                    }),
                                 }
-                                wiring = Some(w);
                             }
                             Err(e) => problems.push(plugin_problem(store.provider_field, &e)),
                         }

@@ -12,13 +12,21 @@
 //! - `huge-return`: returns a listing far over the host's bound, and
 //!   downloads larger than asked for;
 //! - `panic`: panics (a trap);
+//! - `repeat-token`, `endless-pages`, `oversized-page`: listings that
+//!   would never end (the same continuation token again, new tokens
+//!   forever) or pages larger than asked for;
+//! - `wire-*`: `pod-config` asks for wiring the host must refuse:
+//!   `wire-node-root` mounts the node's `/`, `wire-token` points the
+//!   credentials at the service-account token, `wire-env` sets
+//!   `LD_PRELOAD`, `wire-data` mounts over etcd's data directory,
+//!   `wire-spin` never answers (the wiring deadline);
 //! - anything else: behaves, and lists one object named `ok`.
 
 use druid_plugin_sdk::store::{
     ByteRange, Download, GuestDownload, GuestStore, GuestUpload, ListPage, ObjectInfo, Store,
     StoreConfig, StoreError, Upload,
 };
-use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
+use druid_plugin_sdk::wiring::{EnvVar, SidecarConfig, StoreSpec, Volume, VolumeSource};
 use druid_plugin_sdk::{credential, http, plugin_info, provider, store, wiring};
 
 /// The plugin.
@@ -31,10 +39,50 @@ impl provider::Guest for Hostile {
 }
 
 impl wiring::Guest for Hostile {
-    fn pod_config(_spec: StoreSpec) -> Result<SidecarConfig, String> {
-        Ok(SidecarConfig {
-            env: Vec::new(),
-            volumes: Vec::new(),
+    fn pod_config(spec: StoreSpec) -> Result<SidecarConfig, String> {
+        let env = |name: &str, value: &str| EnvVar {
+            name: name.into(),
+            value: value.into(),
+        };
+        let volume = |source: VolumeSource, mount_path: &str| Volume {
+            name: "plugin-volume".into(),
+            source,
+            mount_path: mount_path.into(),
+        };
+        let secret = || volume(VolumeSource::StoreSecret, "/var/etcd-backup");
+        Ok(match spec.container.as_str() {
+            "wire-node-root" => SidecarConfig {
+                env: vec![env("LOCAL_STORE_ROOT", "/var/etcd-backup-local")],
+                volumes: vec![volume(
+                    VolumeSource::HostPath("/".into()),
+                    "/var/etcd-backup-local",
+                )],
+            },
+            "wire-token" => SidecarConfig {
+                env: vec![env(
+                    "HOSTILE_APPLICATION_CREDENTIALS",
+                    "/var/run/secrets/kubernetes.io/serviceaccount",
+                )],
+                volumes: vec![secret()],
+            },
+            "wire-env" => SidecarConfig {
+                env: vec![env("LD_PRELOAD", "/var/etcd-backup/evil.so")],
+                volumes: vec![secret()],
+            },
+            "wire-data" => SidecarConfig {
+                env: Vec::new(),
+                volumes: vec![volume(VolumeSource::StoreSecret, "/var/etcd/data")],
+            },
+            "wire-spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            _ => SidecarConfig {
+                env: Vec::new(),
+                volumes: Vec::new(),
+            },
         })
     }
 
@@ -110,10 +158,27 @@ impl GuestStore for HostileStore {
     fn list(
         &self,
         _prefix: String,
-        _token: Option<String>,
-        _max: u32,
+        token: Option<String>,
+        max: u32,
     ) -> Result<ListPage, StoreError> {
         match self.mode.as_str() {
+            "repeat-token" => Ok(ListPage {
+                objects: vec![info("again".into())],
+                next_token: Some("the-same-token".into()),
+            }),
+            "endless-pages" => {
+                let n: u64 = token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+                Ok(ListPage {
+                    objects: (0..max).map(|i| info(format!("{n}-{i}"))).collect(),
+                    next_token: Some((n + 1).to_string()),
+                })
+            }
+            "oversized-page" => Ok(ListPage {
+                objects: (0..max.saturating_mul(2))
+                    .map(|i| info(i.to_string()))
+                    .collect(),
+                next_token: None,
+            }),
             "endless-loop" => {
                 let mut n: u64 = 0;
                 loop {
