@@ -755,6 +755,27 @@ fn the_operator_manifests_apply_with_strict_validation() {
         "demo",
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
+    // Least privilege: no RBAC escalation, no bulk deletion.
+    for (verb, resource) in [
+        ("escalate", "roles.rbac.authorization.k8s.io"),
+        ("bind", "roles.rbac.authorization.k8s.io"),
+        ("deletecollection", "leases.coordination.k8s.io"),
+    ] {
+        let out = kubectl(&[
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            "--as=system:serviceaccount:druid-system:druid",
+            "-n",
+            "demo",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "no",
+            "the operator may {verb} {resource}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,27 +6,50 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
 use super::{BuildContext, BuildError, metadata};
 use crate::names;
 
-/// Builds the Role: what the sidecar may do in the Etcd's namespace. It
-/// renews the member and snapshot leases, reads and patches the StatefulSet
-/// (scale-up bookkeeping), reads the pods, reads its Etcd and removes the
-/// on-demand defragmentation annotation from it, and reports
-/// defragmentation results as events.
+/// Builds the Role: what the sidecar may do in the Etcd's namespace, on
+/// its own Etcd's objects only (`resourceNames`). It reads and renews its
+/// members' and the snapshot leases (and writes defragmentation results on
+/// the member leases), reads its pods and its StatefulSet (before a
+/// defragmentation), reads its Etcd and removes the on-demand
+/// defragmentation annotation from it, and reports defragmentation results
+/// as events (which cannot be named before they exist).
 pub fn build(etcd: &Etcd, model: &EtcdModel, _ctx: &BuildContext) -> Result<Role, BuildError> {
-    let rule = |group: &str, resource: &str, verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec![group.to_string()]),
-        resources: Some(vec![resource.to_string()]),
-        verbs: verbs.iter().map(ToString::to_string).collect(),
-        ..PolicyRule::default()
-    };
-    let read_write = ["get", "list", "patch", "update", "watch"];
+    let rule =
+        |group: &str, resource: &str, verbs: &[&str], names: Option<Vec<String>>| PolicyRule {
+            api_groups: Some(vec![group.to_string()]),
+            resources: Some(vec![resource.to_string()]),
+            verbs: verbs.iter().map(ToString::to_string).collect(),
+            resource_names: names,
+            ..PolicyRule::default()
+        };
+    let ordinals = 0..model.replicas.max(1);
+    let mut leases: Vec<String> = ordinals.clone().map(|i| names::member(model, i)).collect();
+    leases.push(names::full_snapshot_lease(&model.name));
+    leases.push(names::delta_snapshot_lease(&model.name));
+    let pods: Vec<String> = ordinals.map(|i| names::pod(&model.name, i)).collect();
     Ok(Role {
         metadata: metadata(etcd, names::role(&model.name), names::component::ROLE)?,
         rules: Some(vec![
-            rule("coordination.k8s.io", "leases", &read_write),
-            rule("apps", "statefulsets", &read_write),
-            rule("", "pods", &["get", "list", "watch"]),
-            rule(druid_api::GROUP, "etcds", &["get", "patch"]),
-            rule("events.k8s.io", "events", &["create", "patch"]),
+            rule(
+                "coordination.k8s.io",
+                "leases",
+                &["get", "patch", "update"],
+                Some(leases),
+            ),
+            rule(
+                "apps",
+                "statefulsets",
+                &["get"],
+                Some(vec![names::statefulset(&model.name)]),
+            ),
+            rule("", "pods", &["get"], Some(pods)),
+            rule(
+                druid_api::GROUP,
+                "etcds",
+                &["get", "patch"],
+                Some(vec![model.name.clone()]),
+            ),
+            rule("events.k8s.io", "events", &["create", "patch"], None),
         ]),
     })
 }

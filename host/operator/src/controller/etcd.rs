@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, Serv
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -624,16 +624,19 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     gone!(ServiceAccount, names::service_account(&name));
     gone!(Lease, names::full_snapshot_lease(&name));
     gone!(Lease, names::delta_snapshot_lease(&name));
+    // The member leases one by one (list and delete, so that the
+    // operator needs no deletecollection on leases).
     let leases: Api<Lease> = Api::namespaced(c.clone(), &ns);
-    leases
-        .delete_collection(
-            &DeleteParams::default(),
-            &ListParams::default().labels(&format!(
-                "app.kubernetes.io/part-of={name},app.kubernetes.io/component={}",
-                names::component::MEMBER_LEASE
-            )),
-        )
+    let members = leases
+        .list_metadata(&ListParams::default().labels(&format!(
+            "app.kubernetes.io/part-of={name},app.kubernetes.io/component={}",
+            names::component::MEMBER_LEASE
+        )))
         .await?;
+    for lease in members.items {
+        let lease_name = lease.metadata.name.unwrap_or_default();
+        gone!(Lease, lease_name);
+    }
     if !left.is_empty() {
         return Err(Error::Deleting(left.join(", ")));
     }
