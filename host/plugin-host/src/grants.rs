@@ -82,15 +82,18 @@ impl Grants {
     /// The grants for `config`: its endpoints, and its directory for a
     /// Local store.
     pub fn for_store(config: &StoreConfig) -> Self {
-        let dir = (crate::canonical_provider(&config.provider) == "Local")
-            .then(|| {
-                config
-                    .local_root
-                    .as_ref()
-                    .map(|root| root.join(&config.container))
-            })
-            .flatten()
-            .filter(|d| d.is_dir());
+        // Only a plain name: `..`, `/etc` or `a/../../b` would reach outside
+        // the root (or another tenant's container).
+        let dir = (crate::canonical_provider(&config.provider) == "Local"
+            && crate::wiring::plain_name(&config.container))
+        .then(|| {
+            config
+                .local_root
+                .as_ref()
+                .map(|root| root.join(&config.container))
+        })
+        .flatten()
+        .filter(|d| d.is_dir());
         Self {
             http: allowed_authorities(config),
             dir,

@@ -18,6 +18,10 @@ use crate::runtime::{Plugin, PluginHost, Pre, Session, guarded, truncate};
 const MAX_MESSAGE: usize = 4 << 10;
 /// Most objects one listing page may hold.
 const MAX_PAGE_OBJECTS: usize = 10_000;
+/// Objects asked for per listing page.
+pub const LIST_PAGE: u32 = 1000;
+/// Most objects one listing returns (at about 100 bytes each, 100 MB).
+pub const MAX_LISTED_OBJECTS: usize = 1_000_000;
 
 /// A store as the host configures it. Its `Debug` shows the credentials'
 /// keys, never their values.
@@ -183,14 +187,46 @@ pub trait SnapshotStore: Send + Sync {
         max_keys: u32,
     ) -> Result<ListPage, StoreError>;
 
-    /// Every object below `prefix`, page by page.
+    /// Which store, for messages.
+    fn label(&self) -> String {
+        "store".into()
+    }
+
+    /// Every object below `prefix`, page by page. A listing that cannot
+    /// end is an error, not a hang or an unbounded allocation: a page
+    /// larger than asked for, a continuation token seen before, or more
+    /// than [`MAX_LISTED_OBJECTS`] objects.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let mut all = Vec::new();
         let mut token = None;
+        let mut seen = std::collections::HashSet::new();
+        let bad = |message: String| StoreError::Other {
+            store: self.label(),
+            message,
+        };
         loop {
-            let page = self.list_page(prefix, token, 1000).await?;
+            let page = self.list_page(prefix, token, LIST_PAGE).await?;
+            if page.objects.len() > LIST_PAGE as usize {
+                return Err(bad(format!(
+                    "a listing page below {prefix:?} holds {} objects, {LIST_PAGE} were asked for",
+                    page.objects.len()
+                )));
+            }
             all.extend(page.objects);
+            if all.len() > MAX_LISTED_OBJECTS {
+                return Err(bad(format!(
+                    "more than {MAX_LISTED_OBJECTS} objects below {prefix:?}: the listing is \
+                     stopped there; remove what does not belong to the backups"
+                )));
+            }
             match page.next_token {
+                Some(t) if !seen.insert(t.clone()) => {
+                    return Err(bad(format!(
+                        "the listing below {prefix:?} repeats a continuation token after {} \
+                         objects: it would never end",
+                        all.len()
+                    )));
+                }
                 Some(t) => token = Some(t),
                 None => return Ok(all),
             }
@@ -427,6 +463,10 @@ fn object(o: wit::ObjectInfo) -> ObjectInfo {
 
 #[async_trait]
 impl SnapshotStore for PluginStore {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
     async fn list_page(
         &self,
         prefix: &str,
@@ -491,9 +531,12 @@ impl SnapshotStore for PluginStore {
             .call_upload(store, handle, key, size_hint))?;
         let upload = result.map_err(|e| self.map_error(&open.session, e))?;
         Ok(Box::new(PluginUpload {
-            owner: self.clone(),
-            open,
-            upload,
+            inner: Some(UploadSession {
+                owner: self.clone(),
+                open,
+                upload,
+                key: key.to_string(),
+            }),
         }))
     }
 
@@ -521,42 +564,92 @@ impl SnapshotStore for PluginStore {
     }
 }
 
-/// An upload session: one plugin store for the whole object.
+/// An upload: one plugin store for the whole object. Dropped before
+/// `finish` or `abort` (a timeout around it, a cancelled task), it is
+/// aborted in the background, so that no temporary file or multipart
+/// upload stays behind when the plugin can still be reached.
 struct PluginUpload {
+    inner: Option<UploadSession>,
+}
+
+struct UploadSession {
     owner: PluginStore,
     open: Open,
     upload: ResourceAny,
+    key: String,
 }
 
-#[async_trait]
-impl UploadStream for PluginUpload {
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        let (instance, handle) = (&self.open.instance, self.upload);
-        let result = guarded!(&mut self.open.session, "upload.write", |store| instance
-            .druid_plugin_object_store()
-            .upload()
-            .call_write(store, handle, chunk))?;
-        result.map_err(|e| self.owner.map_error(&self.open.session, e))
-    }
-
-    async fn finish(mut self: Box<Self>) -> Result<ObjectInfo, StoreError> {
-        let (instance, handle) = (&self.open.instance, self.upload);
-        let result = guarded!(&mut self.open.session, "upload.finish", |store| instance
-            .druid_plugin_object_store()
-            .upload()
-            .call_finish(store, handle))?;
-        result
-            .map(object)
-            .map_err(|e| self.owner.map_error(&self.open.session, e))
-    }
-
-    async fn abort(mut self: Box<Self>) -> Result<(), StoreError> {
+impl UploadSession {
+    async fn abort(&mut self) -> Result<(), StoreError> {
         let (instance, handle) = (&self.open.instance, self.upload);
         let result = guarded!(&mut self.open.session, "upload.abort", |store| instance
             .druid_plugin_object_store()
             .upload()
             .call_abort(store, handle))?;
         result.map_err(|e| self.owner.map_error(&self.open.session, e))
+    }
+}
+
+impl PluginUpload {
+    fn session(&mut self) -> Result<&mut UploadSession, StoreError> {
+        // `finish` and `abort` consume the upload, so a session is always
+        // there while it can be called.
+        self.inner.as_mut().ok_or_else(|| StoreError::Other {
+            store: String::new(),
+            message: "the upload is already finished or aborted".into(),
+        })
+    }
+}
+
+impl Drop for PluginUpload {
+    fn drop(&mut self) {
+        let Some(mut session) = self.inner.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(key = %session.key, "an unfinished upload was dropped outside a runtime; it cannot be aborted");
+            return;
+        };
+        runtime.spawn(async move {
+            match session.abort().await {
+                Ok(()) => tracing::info!(key = %session.key, store = %session.owner.label, "an unfinished upload was aborted"),
+                Err(e) => tracing::warn!(key = %session.key, store = %session.owner.label, error = %e, "an unfinished upload could not be aborted; the store may keep its parts until they are swept"),
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl UploadStream for PluginUpload {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let this = self.session()?;
+        let (instance, handle) = (&this.open.instance, this.upload);
+        let result = guarded!(&mut this.open.session, "upload.write", |store| instance
+            .druid_plugin_object_store()
+            .upload()
+            .call_write(store, handle, chunk))?;
+        result.map_err(|e| this.owner.map_error(&this.open.session, e))
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<ObjectInfo, StoreError> {
+        let this = self.session()?;
+        let (instance, handle) = (&this.open.instance, this.upload);
+        let result = guarded!(&mut this.open.session, "upload.finish", |store| instance
+            .druid_plugin_object_store()
+            .upload()
+            .call_finish(store, handle));
+        // Only a finished object needs no abort; a failed or interrupted
+        // finish leaves the upload to the drop, which aborts it.
+        let info = result?.map_err(|e| this.owner.map_error(&this.open.session, e))?;
+        self.inner = None;
+        Ok(object(info))
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), StoreError> {
+        let Some(mut session) = self.inner.take() else {
+            return Ok(());
+        };
+        session.abort().await
     }
 }
 

@@ -165,3 +165,78 @@ async fn a_missing_bucket_is_a_clear_error() {
     assert!(matches!(err, StoreError::NoSuchContainer { .. }), "{err:?}");
     assert!(err.to_string().contains("missing.bkp"), "{err}");
 }
+
+/// The temporary files of a Local store's directory (`.druid-upload-*`).
+fn temp_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".druid-upload-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_dropped_unfinished_is_aborted_and_stale_temporaries_are_swept() {
+    let registry = registry(Limits::default()).await;
+    let root = server_dir("conformance-local-dropped").unwrap();
+    let store = registry.store(local_config(&root, "b")).unwrap();
+    let dir = root.join("b/v2");
+
+    // Dropped mid-way (as a timeout around it does): aborted in the
+    // background, nothing stays behind.
+    let mut up = store.upload("v2/dropped", None).await.unwrap();
+    up.write(&[1u8; 4096]).await.unwrap();
+    assert_eq!(
+        temp_files(&dir).len(),
+        1,
+        "the upload writes a temporary file"
+    );
+    drop(up);
+    let start = std::time::Instant::now();
+    while !temp_files(&dir).is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the dropped upload's temporary file stays: {:?}",
+            temp_files(&dir)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!dir.join("dropped").exists());
+
+    // A temporary file an interrupted upload left an hour ago is swept by
+    // the next upload to its directory; a fresh one (a live upload) stays.
+    let stale = dir.join(".druid-upload-old-0000000000000001");
+    let live = dir.join(".druid-upload-live-0000000000000002");
+    for path in [&stale, &live] {
+        std::fs::write(path, b"partial").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    store.put("v2/next", b"next").await.unwrap();
+    assert!(!stale.exists(), "the stale temporary file stays");
+    assert!(live.exists(), "a live upload's file was removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_container_that_is_not_a_plain_name_reaches_no_directory() {
+    let registry = registry(Limits::default()).await;
+    let root = server_dir("conformance-local-names").unwrap();
+    let tenant = root.join("tenant");
+    std::fs::create_dir_all(tenant.join("other/v2")).unwrap();
+    std::fs::write(tenant.join("other/v2/Full-00000000-00000001-1"), b"theirs").unwrap();
+    for container in ["..", ".", "../tenant/other", "/etc", "other/../other"] {
+        let mut config = common::config("Local", container, None, &[]);
+        config.local_root = Some(root.join("mine"));
+        std::fs::create_dir_all(root.join("mine")).unwrap();
+        let store = registry.store(config).unwrap();
+        let err = store.list("v2/").await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NoSuchContainer { .. }),
+            "{container:?}: {err:?}"
+        );
+    }
+}

@@ -175,3 +175,27 @@ async fn a_panic_is_a_trap_for_that_call_only() {
     assert!(err.to_string().contains("hostile"), "{err}");
     assert_still_serving(&registry).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_that_would_never_end_are_stopped() {
+    let registry = registry(Limits::default()).await;
+    let cases = [
+        ("repeat-token", "repeats a continuation token"),
+        ("endless-pages", "more than 1000000 objects"),
+        ("oversized-page", "2000 objects, 1000 were asked for"),
+    ];
+    for (mode, says) in cases {
+        let err = watchdog(mode, hostile(&registry, mode, "").list("v2/"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Other { .. }) && err.to_string().contains(says),
+            "{mode}: {err}"
+        );
+        assert!(
+            err.to_string().contains("Hostile"),
+            "{mode}: the store is not named: {err}"
+        );
+    }
+    assert_still_serving(&registry).await;
+}

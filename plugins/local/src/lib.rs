@@ -40,9 +40,17 @@ impl provider::Guest for Local {
 
 impl wiring::Guest for Local {
     fn pod_config(spec: StoreSpec) -> Result<SidecarConfig, String> {
-        if spec.container.is_empty() || spec.container.contains('/') || spec.container == ".." {
+        let plain = !spec.container.is_empty()
+            && spec.container.len() <= 255
+            && !spec.container.starts_with('.')
+            && spec
+                .container
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain {
             return Err(format!(
-                "store.container {:?} is not a directory name: use a name without '/'",
+                "store.container {:?} is not a plain directory name: use letters, digits, '.', \
+                 '_' and '-', not starting with '.'",
                 spec.container
             ));
         }
@@ -236,6 +244,7 @@ impl GuestStore for LocalStore {
         let target = key_path(&key)?;
         let dir = target.parent().unwrap_or(Path::new(ROOT)).to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| io_error("creating the directory", &key, &e))?;
+        sweep_stale_uploads(&dir);
         let file_name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -274,6 +283,36 @@ impl GuestStore for LocalStore {
             key,
             state: std::cell::RefCell::new((file, remaining)),
         }))
+    }
+}
+
+/// How long a temporary upload file may go unwritten before an upload to
+/// the same directory removes it: it belongs to an upload that was
+/// interrupted (a killed process, a call that timed out) and never aborted.
+/// Every write touches the file, so a live upload is never this old.
+const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the temporary files of interrupted uploads in `dir` (best
+/// effort: a file that cannot be read or removed is left for the next
+/// sweep).
+fn sweep_stale_uploads(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age >= STALE_UPLOAD);
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -407,16 +446,19 @@ mod tests {
         );
         assert_eq!(cfg.volumes.len(), 1);
         assert_eq!(cfg.volumes[0].mount_path, SIDECAR_ROOT);
-        let bad = StoreSpec {
-            provider: "Local".into(),
-            container: "../x".into(),
-            prefix: String::new(),
-            secret_name: None,
-        };
-        assert!(
-            Local::pod_config(bad)
-                .unwrap_err()
-                .contains("store.container")
-        );
+        for container in ["../x", ".", "..", ".hidden", "a/b", "", "a b"] {
+            let bad = StoreSpec {
+                provider: "Local".into(),
+                container: container.into(),
+                prefix: String::new(),
+                secret_name: None,
+            };
+            assert!(
+                Local::pod_config(bad)
+                    .unwrap_err()
+                    .contains("not a plain directory name"),
+                "{container:?}"
+            );
+        }
     }
 }
