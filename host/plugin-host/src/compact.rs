@@ -52,8 +52,12 @@ impl blobs::HostReader for HostState {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, String> {
+        self.budget_left()?;
+        let started = std::time::Instant::now();
         let reader = self.table.get(&this).map_err(|e| e.to_string())?;
-        hash_file(&reader.file, reader.size, offset, len)
+        let hash = hash_file(&reader.file, reader.size, offset, len);
+        self.charge(started.elapsed())?;
+        hash
     }
 
     fn drop(&mut self, this: Resource<BlobReader>) -> wasmtime::Result<()> {
@@ -101,9 +105,13 @@ impl blobs::HostWriter for HostState {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, String> {
+        self.budget_left()?;
+        let started = std::time::Instant::now();
         let writer = self.table.get(&this).map_err(|e| e.to_string())?;
         let size = writer.file.metadata().map_err(|e| e.to_string())?.len();
-        hash_file(&writer.file, size, offset, len)
+        let hash = hash_file(&writer.file, size, offset, len);
+        self.charge(started.elapsed())?;
+        hash
     }
 
     fn drop(&mut self, this: Resource<BlobWriter>) -> wasmtime::Result<()> {

@@ -105,13 +105,52 @@ pub(crate) struct HostState {
     cpu_budget: u64,
     /// Set when the budget ran out, so the trap is reported as a timeout.
     cpu_exhausted: bool,
+    /// Host work done for the plugin during this store's calls.
+    host_spent: Duration,
+    /// Ticks of `host_spent` already charged.
+    host_ticks_charged: u64,
 }
 
-/// wasmtime's store limits, remembering a denied memory growth so that the
-/// error can name the limit instead of a bare trap.
-struct MemoryCap {
+/// Most linear memories, tables and table elements one store (all the
+/// instances of one call) may hold. A plugin built from Rust has one or two
+/// memories and a table of a few thousand functions; a component crafted
+/// with many memories cannot multiply the memory cap.
+pub(crate) const MAX_MEMORIES: usize = 8;
+/// See [`MAX_MEMORIES`].
+pub(crate) const MAX_TABLES: usize = 32;
+/// See [`MAX_MEMORIES`].
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// wasmtime's store limits, plus one cap on the bytes of all the store's
+/// memories together (wasmtime's applies to each memory alone),
+/// remembering a denied growth so that the error can name the limit
+/// instead of a bare trap.
+pub(crate) struct MemoryCap {
     inner: StoreLimits,
     denied: Option<usize>,
+    /// Bytes of all the store's memories.
+    total: usize,
+    /// The cap on `total`.
+    cap: usize,
+}
+
+impl MemoryCap {
+    /// Limits for a store whose memories may hold `cap` bytes in all.
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(cap)
+                .memories(MAX_MEMORIES)
+                .tables(MAX_TABLES)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .instances(8)
+                .trap_on_grow_failure(true)
+                .build(),
+            denied: None,
+            total: 0,
+            cap,
+        }
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -121,8 +160,18 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.cap {
+            self.denied = Some(total);
+            return Err(wasmtime::Error::msg(format!(
+                "the plugin's memories would hold {total} bytes in all, over the cap of {} bytes",
+                self.cap
+            )));
+        }
         let result = self.inner.memory_growing(current, desired, maximum);
-        if !matches!(result, Ok(true)) {
+        if matches!(result, Ok(true)) {
+            self.total = total;
+        } else {
             self.denied = Some(desired);
         }
         result
@@ -147,6 +196,35 @@ impl ResourceLimiter for MemoryCap {
 
     fn memories(&self) -> usize {
         self.inner.memories()
+    }
+}
+
+impl HostState {
+    /// Charges host work done for the plugin (hashing a blob) to the
+    /// call's CPU budget, as if the plugin had run that long: a plugin
+    /// cannot spend the host's CPU without limit by asking it to work.
+    /// Once the budget is spent the work is refused, and the next tick
+    /// interrupts the call.
+    pub(crate) fn charge(&mut self, spent: std::time::Duration) -> Result<(), String> {
+        // Short pieces of work add up: whole ticks of the running total
+        // are charged, the remainder waits for the next piece.
+        self.host_spent = self.host_spent.saturating_add(spent);
+        let whole =
+            u64::try_from(self.host_spent.as_millis() / EPOCH_TICK.as_millis()).unwrap_or(u64::MAX);
+        self.cpu_ticks = self
+            .cpu_ticks
+            .saturating_add(whole.saturating_sub(self.host_ticks_charged));
+        self.host_ticks_charged = whole;
+        self.budget_left()
+    }
+
+    /// `Err` once the call's CPU budget is spent.
+    pub(crate) fn budget_left(&mut self) -> Result<(), String> {
+        if self.cpu_ticks > self.cpu_budget {
+            self.cpu_exhausted = true;
+            return Err("the call's CPU time budget is spent".into());
+        }
+        Ok(())
     }
 }
 
@@ -248,6 +326,8 @@ impl Session {
         let state = self.store.data_mut();
         state.cpu_ticks = 0;
         state.cpu_exhausted = false;
+        state.host_spent = Duration::ZERO;
+        state.host_ticks_charged = 0;
         // The callback runs at every tick the guest observes.
         self.store.set_epoch_deadline(1);
     }
@@ -445,17 +525,12 @@ impl PluginHost {
             redactor: grants.redactor.clone(),
             table: ResourceTable::new(),
             max_read: limits.max_return_bytes,
-            limits: MemoryCap {
-                inner: StoreLimitsBuilder::new()
-                    .memory_size(limits.memory_bytes)
-                    .instances(8)
-                    .trap_on_grow_failure(true)
-                    .build(),
-                denied: None,
-            },
+            limits: MemoryCap::new(limits.memory_bytes),
             cpu_ticks: 0,
             cpu_budget,
             cpu_exhausted: false,
+            host_spent: Duration::ZERO,
+            host_ticks_charged: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -514,5 +589,60 @@ impl PluginHost {
             api_version: info.api_version,
             providers: info.providers,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use wasmtime::{Engine, Instance, Module, Store};
+
+    use super::*;
+
+    const PAGE: usize = 64 << 10;
+
+    /// A store limited as a plugin's is, with the module `wat` in it.
+    fn instantiate(wat: &str, cap: usize) -> Result<(Store<MemoryCap>, Instance), String> {
+        let engine = Engine::default();
+        let module = Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
+        let mut store = Store::new(&engine, MemoryCap::new(cap));
+        store.limiter(|s| s);
+        let instance = Instance::new(&mut store, &module, &[]).map_err(|e| format!("{e:?}"))?;
+        Ok((store, instance))
+    }
+
+    #[test]
+    fn all_memories_count_together_against_the_cap() {
+        assert!(instantiate("(module (memory 3))", 4 * PAGE).is_ok());
+        // Each memory fits the cap alone; together they do not.
+        let e = instantiate("(module (memory 3) (memory 3))", 4 * PAGE)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.contains("in all, over the cap"), "{e}");
+        // Growing the second memory later counts the first one too.
+        let (mut store, instance) = instantiate(
+            r#"(module (memory 2) (memory $b 1)
+                 (func (export "grow") (result i32) (memory.grow $b (i32.const 2))))"#,
+            4 * PAGE,
+        )
+        .unwrap();
+        let grow = instance
+            .get_typed_func::<(), i32>(&mut store, "grow")
+            .unwrap();
+        let e = grow.call(&mut store, ()).unwrap_err();
+        assert!(format!("{e:?}").contains("in all, over the cap"), "{e:?}");
+        assert_eq!(store.data().denied, Some(5 * PAGE));
+    }
+
+    #[test]
+    fn memories_tables_and_table_elements_are_capped() {
+        let memories: String = (0..=MAX_MEMORIES).map(|_| "(memory 0)").collect();
+        assert!(instantiate(&format!("(module {memories})"), 4 * PAGE).is_err());
+        let fits: String = (0..MAX_MEMORIES).map(|_| "(memory 0)").collect();
+        assert!(instantiate(&format!("(module {fits})"), 4 * PAGE).is_ok());
+        let tables: String = (0..=MAX_TABLES).map(|_| "(table 0 funcref)").collect();
+        assert!(instantiate(&format!("(module {tables})"), 4 * PAGE).is_err());
+        let big = format!("(module (table {} funcref))", MAX_TABLE_ELEMENTS + 1);
+        assert!(instantiate(&big, 4 * PAGE).is_err());
     }
 }
