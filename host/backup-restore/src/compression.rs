@@ -182,11 +182,75 @@ pub fn compress(compression: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Decompresses a buffer; see [`decompress_stream`].
+/// Most bytes a delta snapshot may decompress to. Upstream cuts a delta
+/// once its events reach the delta memory limit (100 MiB by default), so a
+/// delta that decodes to more than this is corrupt or hostile (a
+/// decompression bomb), and decoding stops there instead of exhausting
+/// memory or disk.
+pub const MAX_DECODED_DELTA: u64 = 1 << 30;
+
+/// Decompresses a buffer (a delta) to at most [`MAX_DECODED_DELTA`] bytes;
+/// see [`decompress_stream`].
 pub fn decompress(compression: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len().saturating_mul(2));
+    decompress_bounded(compression, data, MAX_DECODED_DELTA)
+}
+
+/// Decompresses a buffer to at most `max` bytes: more is an `InvalidData`
+/// error that says so.
+pub fn decompress_bounded(compression: Compression, data: &[u8], max: u64) -> io::Result<Vec<u8>> {
+    let capacity = usize::try_from(max)
+        .unwrap_or(usize::MAX)
+        .min(data.len().saturating_mul(2));
+    let mut out = Bounded::new(Vec::with_capacity(capacity), max);
     decompress_stream(compression, data, &mut out)?;
-    Ok(out)
+    Ok(out.into_inner())
+}
+
+/// A writer that fails once more than its bound would be written.
+#[derive(Debug)]
+pub struct Bounded<W> {
+    inner: W,
+    max: u64,
+    written: u64,
+}
+
+impl<W> Bounded<W> {
+    /// Wraps `inner`, allowing at most `max` bytes through.
+    pub fn new(inner: W, max: u64) -> Self {
+        Self {
+            inner,
+            max,
+            written: 0,
+        }
+    }
+
+    /// The wrapped writer.
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: Write> Write for Bounded<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        if self.written.saturating_add(len) > self.max {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "decompresses to more than {} bytes, the most a delta snapshot may hold: \
+                     the object is corrupt or hostile (a decompression bomb)",
+                    self.max
+                ),
+            ));
+        }
+        let n = self.inner.write(buf)?;
+        self.written += u64::try_from(n).unwrap_or(u64::MAX);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn copy_flushed<R: Read, W: Write>(input: &mut R, output: &mut W) -> io::Result<u64> {
@@ -205,6 +269,28 @@ mod tests {
     use sha2::{Digest as _, Sha256};
 
     use super::*;
+
+    #[test]
+    fn a_decompression_bomb_stops_at_the_bound() {
+        // Concatenated gzip members: 64 MiB of zeros from 64 KB or so.
+        let member = compress(Compression::Gzip, &vec![0u8; 1 << 20]).unwrap();
+        let bomb: Vec<u8> = member.repeat(64);
+        let e = decompress_bounded(Compression::Gzip, &bomb, 8 << 20).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("decompression bomb"), "{e}");
+        // Within the bound, everything comes out.
+        assert_eq!(
+            decompress_bounded(Compression::Gzip, &bomb, 64 << 20)
+                .unwrap()
+                .len(),
+            64 << 20
+        );
+        for c in [Compression::Zlib, Compression::Lzw, Compression::None] {
+            let packed = compress(c, &vec![7u8; 3 << 20]).unwrap();
+            let e = decompress_bounded(c, &packed, 1 << 20).unwrap_err();
+            assert!(e.to_string().contains("decompression bomb"), "{c:?}: {e}");
+        }
+    }
 
     fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())

@@ -52,26 +52,68 @@ pub enum Error {
     },
 }
 
-/// The environment variable holding the credentials' path, by provider
-/// family (upstream's names), or `None` for providers without a secret.
-pub fn credentials_env(provider: &str) -> Option<&'static str> {
-    match druid_plugin_host::canonical_provider(provider) {
-        "S3" => Some("AWS_APPLICATION_CREDENTIALS"),
-        "ABS" => Some("AZURE_APPLICATION_CREDENTIALS"),
-        "GCS" => Some("GOOGLE_APPLICATION_CREDENTIALS"),
-        "Swift" => Some("OPENSTACK_APPLICATION_CREDENTIALS"),
-        "OSS" => Some("ALICLOUD_APPLICATION_CREDENTIALS"),
-        "OCS" => Some("OPENSHIFT_APPLICATION_CREDENTIALS"),
-        _ => None,
-    }
+/// The environment variable holding the credentials' path: upstream's
+/// names for its providers, `<PROVIDER>_APPLICATION_CREDENTIALS` (upper
+/// case, other characters as `_`) for a plugin's own provider, `None` for
+/// Local, which has no secret.
+pub fn credentials_env(provider: &str) -> Option<String> {
+    let known = match druid_plugin_host::canonical_provider(provider) {
+        "Local" => return None,
+        "S3" => "AWS",
+        "ABS" => "AZURE",
+        "GCS" => "GOOGLE",
+        "Swift" => "OPENSTACK",
+        "OSS" => "ALICLOUD",
+        "OCS" => "OPENSHIFT",
+        "ECS" => "ECS",
+        other => {
+            let name: String = other
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            return Some(format!("{name}_APPLICATION_CREDENTIALS"));
+        }
+    };
+    Some(format!("{known}_APPLICATION_CREDENTIALS"))
+}
+
+/// Whether `provider` is one of upstream's, which always need credentials.
+fn upstream_provider(provider: &str) -> bool {
+    matches!(
+        druid_plugin_host::canonical_provider(provider),
+        "S3" | "ABS" | "GCS" | "Swift" | "OSS" | "OCS" | "ECS"
+    )
 }
 
 /// Reads the store credentials the way upstream does: the `_JSON` file
-/// variable first, then the directory (or file) variable. ECS reads
-/// `ECS_*` variables.
+/// variable first, then the directory (or file) variable. ECS reads its
+/// mounted Secret (`ECS_APPLICATION_CREDENTIALS`, as the operator wires it)
+/// and then upstream's `ECS_*` variables, which win.
 fn read_credentials(provider: &str) -> Result<BTreeMap<String, String>, Error> {
+    read_credentials_with(provider, |name| std::env::var_os(name))
+}
+
+/// [`read_credentials`] with the environment given as a lookup.
+fn read_credentials_with(
+    provider: &str,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<BTreeMap<String, String>, Error> {
     if druid_plugin_host::canonical_provider(provider) == "ECS" {
-        let mut c = BTreeMap::new();
+        let mut c = match env("ECS_APPLICATION_CREDENTIALS") {
+            Some(path) => druid_plugin_host::credentials::read(&PathBuf::from(path)).map_err(|e| {
+                Error::Config(format!(
+                    "{e} (from $ECS_APPLICATION_CREDENTIALS; mount the store secret there or fix \
+                     the variable)"
+                ))
+            })?,
+            None => BTreeMap::new(),
+        };
         for (var, key) in [
             ("ECS_ENDPOINT", "endpoint"),
             ("ECS_ACCESS_KEY_ID", "accessKeyID"),
@@ -79,8 +121,9 @@ fn read_credentials(provider: &str) -> Result<BTreeMap<String, String>, Error> {
             ("ECS_DISABLE_SSL", "disableSSL"),
             ("ECS_INSECURE_SKIP_VERIFY", "insecureSkipVerify"),
         ] {
-            if let Ok(v) = std::env::var(var) {
-                c.insert(key.to_string(), v);
+            if let Some(v) = env(var) {
+                c.remove(var);
+                c.insert(key.to_string(), v.to_string_lossy().into_owned());
             }
         }
         return Ok(c);
@@ -88,8 +131,8 @@ fn read_credentials(provider: &str) -> Result<BTreeMap<String, String>, Error> {
     let Some(var) = credentials_env(provider) else {
         return Ok(BTreeMap::new());
     };
-    for name in [format!("{var}_JSON"), var.to_string()] {
-        if let Some(path) = std::env::var_os(&name) {
+    for name in [format!("{var}_JSON"), var.clone()] {
+        if let Some(path) = env(&name) {
             let path = PathBuf::from(path);
             return druid_plugin_host::credentials::read(&path).map_err(|e| {
                 Error::Config(format!(
@@ -97,6 +140,12 @@ fn read_credentials(provider: &str) -> Result<BTreeMap<String, String>, Error> {
                 ))
             });
         }
+    }
+    if !upstream_provider(provider) {
+        // A plugin's own provider may need no secret; if it does, the
+        // plugin names the missing keys.
+        tracing::info!(provider, variable = %var, "no credentials: the variable is not set");
+        return Ok(BTreeMap::new());
     }
     Err(Error::Config(format!(
         "no credentials for provider {provider}: set ${var} to the mounted secret directory \
@@ -237,6 +286,12 @@ impl Snapstore {
             return Err(Error::Config(
                 "no store container: set --store-container or $STORAGE_CONTAINER".into(),
             ));
+        }
+        if local && !druid_plugin_host::wiring::plain_name(&container) {
+            return Err(Error::Config(format!(
+                "Local store container {container:?} is not a plain directory name: use letters, \
+                 digits, '.', '_' and '-', not starting with '.'"
+            )));
         }
         let local_root = local.then(|| {
             std::env::var_os("LOCAL_STORE_ROOT")
@@ -386,17 +441,26 @@ impl Snapstore {
             path: path.to_path_buf(),
             source,
         })?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        // A tokio channel: the async side awaits room instead of blocking
+        // its worker thread while the decoder catches up.
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(2);
         let compression = snapshot.compression;
+        // A delta is bounded (a decompression bomb stops there); a full
+        // snapshot is as large as the database it holds.
+        let max = match snapshot.kind {
+            SnapshotKind::Incr => compression::MAX_DECODED_DELTA,
+            SnapshotKind::Full => u64::MAX,
+        };
         let consumer = tokio::task::spawn_blocking(move || {
             let reader = ChannelReader {
                 rx,
                 buf: Vec::new(),
                 pos: 0,
             };
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut out =
+                compression::Bounded::new(std::io::BufWriter::with_capacity(1 << 20, file), max);
             let n = compression::decompress_stream(compression, reader, &mut out)?;
-            let file = out.into_inner().map_err(|e| e.into_error())?;
+            let file = out.into_inner().into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
             Ok::<u64, std::io::Error>(n)
         });
@@ -405,7 +469,7 @@ impl Snapstore {
             match down.read(PIECE as u32).await {
                 Ok(chunk) if chunk.is_empty() => break,
                 Ok(chunk) => {
-                    if tx.send(chunk).is_err() {
+                    if tx.send(chunk).await.is_err() {
                         break; // the consumer failed; its error wins
                     }
                 }
@@ -492,7 +556,7 @@ impl Write for ChannelWriter {
 
 /// Reads pieces received over a channel (blocking side).
 struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
 }
@@ -500,17 +564,72 @@ struct ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos >= self.buf.len() {
-            match self.rx.recv() {
-                Ok(piece) => {
+            match self.rx.blocking_recv() {
+                Some(piece) => {
                     self.buf = piece;
                     self.pos = 0;
                 }
-                Err(_) => return Ok(0),
+                None => return Ok(0),
             }
         }
         let n = out.len().min(self.buf.len() - self.pos);
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecs_reads_its_mounted_secret_and_upstreams_variables_win() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("endpoint"), "https://ecs.example:9021").unwrap();
+        std::fs::write(dir.path().join("ECS_ACCESS_KEY_ID"), "from-file").unwrap();
+        std::fs::write(dir.path().join("secretAccessKey"), "s3cr3t").unwrap();
+        let mounted = dir.path().as_os_str().to_owned();
+        for provider in ["ECS", "dell"] {
+            // As the operator wires it: the Secret mounted, its path in
+            // ECS_APPLICATION_CREDENTIALS.
+            let c = read_credentials_with(provider, |n| {
+                (n == "ECS_APPLICATION_CREDENTIALS").then(|| mounted.clone())
+            })
+            .unwrap();
+            assert_eq!(c["endpoint"], "https://ecs.example:9021");
+            assert_eq!(c["ECS_ACCESS_KEY_ID"], "from-file");
+            assert_eq!(c["secretAccessKey"], "s3cr3t");
+            // Upstream's variables override the file's keys.
+            let c = read_credentials_with(provider, |n| match n {
+                "ECS_APPLICATION_CREDENTIALS" => Some(mounted.clone()),
+                "ECS_ACCESS_KEY_ID" => Some("from-env".into()),
+                _ => None,
+            })
+            .unwrap();
+            assert_eq!(c["accessKeyID"], "from-env");
+            assert!(!c.contains_key("ECS_ACCESS_KEY_ID"));
+        }
+        // Neither: empty, and the plugin names the missing keys.
+        assert!(read_credentials_with("ECS", |_| None).unwrap().is_empty());
+        // A plugin's own provider reads <PROVIDER>_APPLICATION_CREDENTIALS.
+        assert_eq!(
+            credentials_env("acme-store").as_deref(),
+            Some("ACME_STORE_APPLICATION_CREDENTIALS")
+        );
+        let c = read_credentials_with("acme-store", |n| {
+            (n == "ACME_STORE_APPLICATION_CREDENTIALS").then(|| mounted.clone())
+        })
+        .unwrap();
+        assert_eq!(c["secretAccessKey"], "s3cr3t");
+        assert!(
+            read_credentials_with("acme-store", |_| None)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(credentials_env("Local"), None);
+        let e = read_credentials_with("S3", |_| None).unwrap_err();
+        assert!(e.to_string().contains("AWS_APPLICATION_CREDENTIALS"), "{e}");
     }
 }
