@@ -95,6 +95,11 @@ pub struct Snapshot {
     pub is_final: bool,
     /// The layout the snapshot was listed from ([`Layout::V2`] for new ones).
     pub layout: Layout,
+    /// The name as stored, when it differs from [`Snapshot::name`] (other
+    /// writers may pad revisions to fewer than 8 digits, or more): reads,
+    /// deletes and copies use it, so that they reach the object that
+    /// exists. `None` for names in the canonical form and new snapshots.
+    pub stored_name: Option<String>,
 }
 
 impl Snapshot {
@@ -108,6 +113,7 @@ impl Snapshot {
             compression,
             is_final: false,
             layout: Layout::V2,
+            stored_name: None,
         }
     }
 
@@ -126,6 +132,7 @@ impl Snapshot {
             compression,
             is_final: false,
             layout: Layout::V2,
+            stored_name: None,
         }
     }
 
@@ -152,9 +159,10 @@ impl Snapshot {
     /// The key relative to the store prefix where this snapshot is stored:
     /// `v2/<name>`, or `v1/<backup dir>/<name>` for a legacy snapshot.
     pub fn relative_key(&self) -> String {
+        let name = self.stored_name.clone().unwrap_or_else(|| self.name());
         match &self.layout {
-            Layout::V2 => format!("{V2_DIR}/{}", self.name()),
-            Layout::V1 { backup_dir } => format!("{V1_DIR}/{backup_dir}/{}", self.name()),
+            Layout::V2 => format!("{V2_DIR}/{name}"),
+            Layout::V1 { backup_dir } => format!("{V1_DIR}/{backup_dir}/{name}"),
         }
     }
 
@@ -200,6 +208,7 @@ impl Ord for Snapshot {
                     self.compression,
                     self.is_final,
                     &self.layout,
+                    &self.stored_name,
                 )
                     .cmp(&(
                         other.kind,
@@ -207,6 +216,7 @@ impl Ord for Snapshot {
                         other.compression,
                         other.is_final,
                         &other.layout,
+                        &other.stored_name,
                     ))
             })
     }
@@ -360,7 +370,7 @@ fn parse_name(name: &str, layout: Layout) -> Result<Snapshot, ParseErrorKind> {
             });
         }
     };
-    Ok(Snapshot {
+    let mut snapshot = Snapshot {
         kind,
         start_revision,
         last_revision,
@@ -368,7 +378,12 @@ fn parse_name(name: &str, layout: Layout) -> Result<Snapshot, ParseErrorKind> {
         compression,
         is_final,
         layout,
-    })
+        stored_name: None,
+    };
+    if snapshot.name() != name {
+        snapshot.stored_name = Some(name.to_owned());
+    }
+    Ok(snapshot)
 }
 
 fn compression_of(suffix: &str) -> Result<Compression, ParseErrorKind> {
@@ -499,7 +514,37 @@ mod tests {
             compression,
             is_final,
             layout,
+            stored_name: None,
         }
+    }
+
+    #[test]
+    fn names_not_padded_to_8_digits_keep_their_stored_key() {
+        for name in [
+            "Full-0-1234-1700000000.gz",
+            "Incr-000001235-000001240-1700000001",
+            "Full-00000000-123456789-1700000002",
+        ] {
+            let key = format!("v2/{name}");
+            let s = Snapshot::parse(&key).unwrap();
+            assert_eq!(s.relative_key(), key);
+            assert_eq!(s.stored_key("etcd-main"), format!("etcd-main/{key}"));
+            assert_eq!(s.to_string(), key);
+        }
+        let s = Snapshot::parse("v2/Full-0-1234-1700000000").unwrap();
+        assert_eq!(s.stored_name.as_deref(), Some("Full-0-1234-1700000000"));
+        // What a new snapshot of it would be named: the canonical form.
+        assert_eq!(s.name(), "Full-00000000-00001234-1700000000");
+        let canonical = Snapshot::parse("v2/Full-00000000-00001234-1700000000").unwrap();
+        assert_eq!(canonical.stored_name, None);
+        assert_ne!(s, canonical);
+        // 9-digit revisions are canonical: {:08} never truncates.
+        assert_eq!(
+            Snapshot::parse("v2/Full-00000000-123456789-1")
+                .unwrap()
+                .stored_name,
+            None
+        );
     }
 
     #[test]
@@ -627,13 +672,16 @@ mod tests {
     }
 
     #[test]
-    fn unpadded_numbers_parse_and_normalise() {
+    fn unpadded_numbers_parse_and_keep_their_stored_key() {
         let s = Snapshot::parse("v2/Full-0-42-7.gz").unwrap();
         assert_eq!(
             (s.start_revision, s.last_revision, s.created_at),
             (0, 42, 7)
         );
-        assert_eq!(s.relative_key(), "v2/Full-00000000-00000042-7.gz");
+        // Reads and deletes reach the object as stored (the re-padded key
+        // would be NotFound); a new snapshot gets the canonical name.
+        assert_eq!(s.relative_key(), "v2/Full-0-42-7.gz");
+        assert_eq!(s.name(), "Full-00000000-00000042-7.gz");
     }
 
     #[test]
