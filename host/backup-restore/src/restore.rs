@@ -13,8 +13,9 @@
 //! 3. `etcdctl snapshot restore` (etcd 3.4) or `etcdutl snapshot restore`
 //!    (3.5+) of that database into `<data-dir>.part`;
 //! 4. swap `<data-dir>.part` in. The old data directory, if any, is moved
-//!    to `<data-dir>.bak` (replacing an older one) rather than deleted, so
-//!    nothing is lost if the restore was the wrong call.
+//!    to `<data-dir>.bak` (the two before it to `.bak.1` and `.bak.2`, as
+//!    room allows) rather than deleted, so nothing is lost if the restore
+//!    was the wrong call.
 //!
 //! `--restore-method=replay` keeps upstream's way for comparison and as a
 //! fallback: the full snapshot is restored, a temporary etcd process on
@@ -225,17 +226,78 @@ pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Moves an existing data directory to `<data_dir>.bak` (replacing an
-/// older one) instead of deleting it; returns where it went.
+/// How many earlier data directories are kept: `<data-dir>.bak` (the
+/// newest), `<data-dir>.bak.1`, `<data-dir>.bak.2` (the oldest).
+pub const KEPT_DATA_DIRS: usize = 3;
+
+/// Where the `i`-th newest earlier data directory is kept.
+pub fn kept_data_dir(data_dir: &Path, i: usize) -> PathBuf {
+    if i == 0 {
+        suffixed(data_dir, ".bak")
+    } else {
+        suffixed(data_dir, &format!(".bak.{i}"))
+    }
+}
+
+/// Moves an existing data directory to `<data_dir>.bak` instead of deleting
+/// it, shifting earlier ones to `.bak.1` and `.bak.2` (the oldest beyond
+/// [`KEPT_DATA_DIRS`] is deleted); returns where it went. Older copies are
+/// then deleted, oldest first, while the volume has less room than the
+/// newest copy takes: a restore must not fail for room that old copies
+/// hold, and the newest copy is always kept.
 pub fn move_aside(data_dir: &Path) -> Result<Option<PathBuf>, RestoreError> {
     if !data_dir.exists() {
         return Ok(None);
     }
-    let bak = suffixed(data_dir, ".bak");
-    let _ = std::fs::remove_dir_all(&bak);
+    let kept: Vec<PathBuf> = (0..KEPT_DATA_DIRS)
+        .map(|i| kept_data_dir(data_dir, i))
+        .collect();
+    if let Some(oldest) = kept.last()
+        && oldest.exists()
+    {
+        std::fs::remove_dir_all(oldest).map_err(|e| io("cannot delete", oldest, e))?;
+    }
+    for i in (1..KEPT_DATA_DIRS).rev() {
+        if kept[i - 1].exists() {
+            std::fs::rename(&kept[i - 1], &kept[i])
+                .map_err(|e| io("cannot move aside", &kept[i - 1], e))?;
+        }
+    }
+    let bak = kept[0].clone();
     std::fs::rename(data_dir, &bak).map_err(|e| io("cannot move aside", data_dir, e))?;
     tracing::warn!(old = %bak.display(), "the previous data directory was moved aside");
+    let needed = dir_size(&bak);
+    for old in kept[1..].iter().rev() {
+        if free_bytes(&bak).is_none_or(|free| free >= needed) {
+            break;
+        }
+        if old.exists() {
+            std::fs::remove_dir_all(old).map_err(|e| io("cannot delete", old, e))?;
+            tracing::warn!(deleted = %old.display(), needed_bytes = needed, "an older copy of the data directory was deleted to make room");
+        }
+    }
     Ok(Some(bak))
+}
+
+/// Bytes of the files below `dir` (best effort).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Bytes an unprivileged writer can still use on the volume of `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Moves `part` to `data_dir`, keeping the old data directory as
@@ -522,4 +584,36 @@ async fn replay(
         tracing::info!(delta = %snap.name(), revision = current, "delta applied");
     }
     Ok(current)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earlier_data_directories_are_kept_three_deep() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        assert_eq!(move_aside(&data).unwrap(), None);
+        for generation in 0..5 {
+            std::fs::create_dir_all(data.join("member")).unwrap();
+            std::fs::write(data.join("member/gen"), generation.to_string()).unwrap();
+            let bak = move_aside(&data).unwrap().unwrap();
+            assert_eq!(bak, suffixed(&data, ".bak"));
+            assert!(!data.exists());
+        }
+        for (i, generation) in [(0, "4"), (1, "3"), (2, "2")] {
+            let kept = kept_data_dir(&data, i);
+            assert_eq!(
+                std::fs::read_to_string(kept.join("member/gen")).unwrap(),
+                generation,
+                "{}",
+                kept.display()
+            );
+        }
+        assert!(!suffixed(&data, ".bak.3").exists());
+        assert!(free_bytes(root.path()).is_some_and(|f| f > 0));
+        assert_eq!(dir_size(&kept_data_dir(&data, 0)), 1);
+    }
 }
