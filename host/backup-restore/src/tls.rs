@@ -1,7 +1,7 @@
 //! Optional TLS for the HTTP API (`--server-cert`/`--server-key`): a
 //! listener for `axum::serve` that completes the TLS handshake of each
-//! connection (bounded by a timeout, so a silent client cannot stall the
-//! accept loop for long).
+//! connection in a task of its own, bounded by a timeout, so a silent
+//! client never stalls the accept loop.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,11 +12,12 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 /// How long a client may take to complete the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the acceptor from PEM files.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
@@ -39,16 +40,63 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// A TCP listener that hands out TLS streams.
+/// Handshakes in progress at once; more connections wait to be accepted.
+const MAX_HANDSHAKES: usize = 64;
+
+/// A TCP listener that hands out TLS streams. Connections are accepted
+/// and their handshakes run in tasks of their own, each bounded by
+/// [`HANDSHAKE_TIMEOUT`]: a client that connects and says nothing (a slow
+/// loris) holds one of [`MAX_HANDSHAKES`] slots for a while, never the
+/// accept loop, so other callers are served meanwhile.
 pub struct TlsListener {
-    inner: TcpListener,
-    acceptor: TlsAcceptor,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: io::Result<SocketAddr>,
+    acceptor_task: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
-    /// Wraps a bound listener.
+    /// Wraps a bound listener (call within a tokio runtime).
     pub fn new(inner: TcpListener, acceptor: TlsAcceptor) -> Self {
-        TlsListener { inner, acceptor }
+        let local = inner.local_addr();
+        let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
+        let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let acceptor_task = tokio::spawn(async move {
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, addr) = match inner.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, addr)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        TlsListener {
+            ready,
+            local,
+            acceptor_task,
+        }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.acceptor_task.abort();
     }
 }
 
@@ -57,24 +105,18 @@ impl axum::serve::Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (stream, addr) = match self.inner.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
-            }
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accepting task ended (the listener is being dropped):
+            // nothing more will come.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+        match &self.local {
+            Ok(addr) => Ok(*addr),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        }
     }
 }

@@ -458,6 +458,26 @@ async fn the_http_api_serves_tls_and_reports_metrics() {
         assert!(start.elapsed() < Duration::from_secs(30), "{metrics}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Slow loris: clients that connect and never start their handshake do
+    // not hold up others. The request below is served while they are
+    // still connected (the server drops them only at its 10 s handshake
+    // timeout); before handshakes left the accept loop, it waited behind
+    // each of them in turn and found them all dropped.
+    let silent: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(curl("/healthz").ends_with("200"));
+    for s in &silent {
+        s.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let r = std::io::Read::read(&mut &*s, &mut byte);
+        assert!(
+            matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a silent connection was already closed when the request was served: {r:?}"
+        );
+    }
+    drop(silent);
     // Plain HTTP is refused on the TLS port.
     assert!(
         druid_test_support::http_get(&format!("http://127.0.0.1:{port}/healthz"))
