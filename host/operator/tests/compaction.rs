@@ -638,19 +638,6 @@ fn the_operator_may_manage_compaction_jobs() {
         ("list", "pods"),
         ("get", "secrets"),
     ] {
-        let out = kubectl(&[
-            "auth",
-            "can-i",
-            verb,
-            resource,
-            "--as=system:serviceaccount:druid-system:druid",
-            "-n",
-            "demo",
-        ]);
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "yes",
-            "{verb} {resource}"
-        );
+        assert!(common::operator_can(verb, resource), "{verb} {resource}");
     }
 }

@@ -105,22 +105,48 @@ async fn get_etcd(ns: &str, name: &str) -> Option<Etcd> {
         .unwrap()
 }
 
+async fn get_statefulset(ns: &str, name: &str) -> Option<StatefulSet> {
+    Api::<StatefulSet>::namespaced(client().await, ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+/// Waits for `SpecValid=False` on Etcd `name`; its message must name
+/// `field` and say `says`, and no StatefulSet may exist for it.
+async fn assert_refused(ns: &str, name: &str, field: &str, says: &str) {
+    let e = wait_for(&format!("SpecValid=False on {name}"), || async {
+        get_etcd(ns, name)
+            .await
+            .filter(|e| condition(e, "SpecValid").is_some_and(|c| c.0 == "False"))
+    })
+    .await;
+    let (_, reason, message) = condition(&e, "SpecValid").unwrap();
+    assert!(
+        message.contains(field) && message.contains(says),
+        "{name}: the condition does not say what is wrong ({reason}): {message}"
+    );
+    assert!(
+        get_statefulset(ns, name).await.is_none(),
+        "{name}: a StatefulSet was built for a refused spec"
+    );
+}
+
+/// Applies the seed as Etcd `name` in `ns` and waits for its StatefulSet.
+async fn apply_healthy(ns: &str, name: &str) {
+    ok(&kubectl_stdin(&["apply", "-f", "-"], &etcd(ns, name, &[])));
+    wait_for("the healthy Etcd's StatefulSet", || async {
+        get_statefulset(ns, name).await
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_specs_next_to_a_healthy_etcd_never_stop_the_operator() {
     let op = operator();
     let ns = "hostile";
     common::namespace(ns, true);
-    ok(&kubectl_stdin(
-        &["apply", "-f", "-"],
-        &etcd(ns, "good", &[]),
-    ));
-    wait_for("the healthy Etcd's StatefulSet", || async {
-        Api::<StatefulSet>::namespaced(client().await, ns)
-            .get_opt("good")
-            .await
-            .unwrap()
-    })
-    .await;
+    apply_healthy(ns, "good").await;
 
     let bad: [BadSpec; 4] = [
         (
@@ -161,25 +187,7 @@ async fn bad_specs_next_to_a_healthy_etcd_never_stop_the_operator() {
         ));
     }
     for (name, _, field, says) in &bad {
-        let e = wait_for(&format!("SpecValid=False on {name}"), || async {
-            get_etcd(ns, name)
-                .await
-                .filter(|e| condition(e, "SpecValid").is_some_and(|c| c.0 == "False"))
-        })
-        .await;
-        let (_, _, message) = condition(&e, "SpecValid").unwrap();
-        assert!(
-            message.contains(field) && message.contains(says),
-            "{name}: the condition does not say what is wrong: {message}"
-        );
-        assert!(
-            Api::<StatefulSet>::namespaced(client().await, ns)
-                .get_opt(name)
-                .await
-                .unwrap()
-                .is_none(),
-            "{name}: a StatefulSet was built for an invalid spec"
-        );
+        assert_refused(ns, name, field, says).await;
     }
 
     // The healthy Etcd is still served: a change to it is applied.
@@ -241,36 +249,8 @@ async fn a_plugins_hostile_pod_wiring_is_refused_with_a_condition() {
         ));
     }
     for (name, says) in &cases {
-        let e = wait_for(&format!("SpecValid=False on {name}"), || async {
-            get_etcd(ns, name)
-                .await
-                .filter(|e| condition(e, "SpecValid").is_some_and(|c| c.0 == "False"))
-        })
-        .await;
-        let (_, reason, message) = condition(&e, "SpecValid").unwrap();
-        assert!(
-            message.contains("spec.store.storageProvider") && message.contains(says),
-            "{name}: the condition does not say what is wrong ({reason}): {message}"
-        );
-        assert!(
-            Api::<StatefulSet>::namespaced(client().await, ns)
-                .get_opt(name)
-                .await
-                .unwrap()
-                .is_none(),
-            "{name}: a StatefulSet was built from refused wiring"
-        );
+        assert_refused(ns, name, "spec.store.storageProvider", says).await;
     }
-    ok(&kubectl_stdin(
-        &["apply", "-f", "-"],
-        &etcd(ns, "fine", &[]),
-    ));
-    wait_for("the healthy Etcd's StatefulSet", || async {
-        Api::<StatefulSet>::namespaced(client().await, ns)
-            .get_opt("fine")
-            .await
-            .unwrap()
-    })
-    .await;
+    apply_healthy(ns, "fine").await;
     assert_eq!(op.exited(), None, "the operator exited:\n{}", op.log());
 }

@@ -735,44 +735,16 @@ fn the_operator_manifests_apply_with_strict_validation() {
         "-f",
         path.to_str().unwrap(),
     ]));
-    let out = kubectl(&[
-        "auth",
-        "can-i",
-        "patch",
-        "etcds/status",
-        "--as=system:serviceaccount:druid-system:druid",
-        "-n",
-        "demo",
-    ]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
-    let out = kubectl(&[
-        "auth",
-        "can-i",
-        "get",
-        "secrets",
-        "--as=system:serviceaccount:druid-system:druid",
-        "-n",
-        "demo",
-    ]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
+    assert!(common::operator_can("patch", "etcds/status"));
+    assert!(common::operator_can("get", "secrets"));
     // Least privilege: no RBAC escalation, no bulk deletion.
     for (verb, resource) in [
         ("escalate", "roles.rbac.authorization.k8s.io"),
         ("bind", "roles.rbac.authorization.k8s.io"),
         ("deletecollection", "leases.coordination.k8s.io"),
     ] {
-        let out = kubectl(&[
-            "auth",
-            "can-i",
-            verb,
-            resource,
-            "--as=system:serviceaccount:druid-system:druid",
-            "-n",
-            "demo",
-        ]);
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "no",
+        assert!(
+            !common::operator_can(verb, resource),
             "the operator may {verb} {resource}"
         );
     }

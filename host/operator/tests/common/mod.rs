@@ -252,3 +252,24 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Whether the operator's ServiceAccount (deploy/operator) may `verb`
+/// `resource` in namespace `demo` (`kubectl auth can-i`).
+pub fn operator_can(verb: &str, resource: &str) -> bool {
+    let out = kubectl(&[
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        "--as=system:serviceaccount:druid-system:druid",
+        "-n",
+        "demo",
+    ]);
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        answer == "yes" || answer == "no",
+        "kubectl auth can-i {verb} {resource}: {answer:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    answer == "yes"
+}
