@@ -252,5 +252,34 @@ async fn a_plugins_hostile_pod_wiring_is_refused_with_a_condition() {
         assert_refused(ns, name, "spec.store.storageProvider", says).await;
     }
     apply_healthy(ns, "fine").await;
+    // No credential of the store Secret in any condition or event.
+    let mut said: Vec<String> = Api::<Etcd>::namespaced(client().await, ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .flat_map(|e| e.status.map(|s| s.conditions).unwrap_or_default())
+        .map(|c| c.message)
+        .collect();
+    said.extend(
+        Api::<k8s_openapi::api::core::v1::Event>::namespaced(client().await, ns)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|e| e.message),
+    );
+    assert!(
+        said.len() > cases.len(),
+        "too few messages to scan: {said:?}"
+    );
+    for secret in ["AKIAEXAMPLE", "example-secret"] {
+        assert!(
+            said.iter().all(|m| !m.contains(secret)),
+            "a credential in a condition or event: {said:?}"
+        );
+    }
     assert_eq!(op.exited(), None, "the operator exited:\n{}", op.log());
 }
