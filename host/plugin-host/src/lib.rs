@@ -118,6 +118,22 @@ pub enum Error {
         /// The plugin that claimed it again.
         second: String,
     },
+    /// A plugin names itself or a provider in a way the host cannot serve.
+    #[error(
+        "plugin {plugin:?} ({source_desc}) claims the {what} {name:?}, which is not a valid \
+         name: use 1 to 63 letters, digits, '_' or '-', starting with a letter; rebuild the \
+         plugin with a valid name"
+    )]
+    InvalidName {
+        /// The plugin's name as it reports it.
+        plugin: String,
+        /// Where it was loaded from.
+        source_desc: String,
+        /// `plugin name` or `storage provider`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
     /// No plugin serves the provider.
     #[error(
         "unknown storage provider {provider:?}: no plugin serves it (known: {known}); \

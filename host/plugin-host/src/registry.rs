@@ -153,7 +153,7 @@ impl Registry {
                     .iter()
                     .position(|p| p.source == PluginSource::Builtin && p.info.name == reg.info.name)
                 {
-                    tracing::info!(plugin = %reg.info.name, file = %path.display(), "a plugin file replaces the built-in plugin of the same name");
+                    tracing::warn!(plugin = %reg.info.name, file = %path.display(), "a plugin file replaces the built-in plugin of the same name");
                     loaded.remove(i);
                 }
                 loaded.push(reg);
@@ -193,6 +193,21 @@ impl Registry {
         source: PluginSource,
     ) -> Result<RegisteredPlugin, Error> {
         let info = host.describe(&plugin).await?;
+        let names = std::iter::once(("plugin name", &info.name))
+            .chain(info.providers.iter().map(|p| ("storage provider", p)));
+        for (what, name) in names {
+            if !valid_name(name) {
+                return Err(Error::InvalidName {
+                    plugin: info.name.chars().take(64).collect(),
+                    source_desc: match &source {
+                        PluginSource::File(path) => path.display().to_string(),
+                        PluginSource::Builtin => "built in".into(),
+                    },
+                    what,
+                    name: name.chars().take(64).collect(),
+                });
+            }
+        }
         if !api_compatible(&info.api_version) {
             return Err(Error::ApiVersion {
                 plugin: info.name,
@@ -336,6 +351,17 @@ impl RegisteredPlugin {
     }
 }
 
+/// A plugin or provider name the host serves: 1 to 63 ASCII letters,
+/// digits, `_` or `-`, starting with a letter (the Etcd CRD's rule for
+/// `store.provider`).
+pub(crate) fn valid_name(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 fn describe_source(p: &RegisteredPlugin) -> String {
     match &p.source {
         PluginSource::File(path) => format!("{} ({})", p.info.name, path.display()),
@@ -346,6 +372,17 @@ fn describe_source(p: &RegisteredPlugin) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugin_and_provider_names_follow_the_crd_rule() {
+        for good in ["S3", "aws", "Local", "my-store_2", "a"] {
+            assert!(valid_name(good), "{good:?}");
+        }
+        let long = "a".repeat(64);
+        for bad in ["", " S3", "3store", "-x", "a b", "../x", "é", long.as_str()] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn upstream_aliases_map_to_canonical_names() {
