@@ -52,22 +52,40 @@ pub enum Error {
     },
 }
 
+/// Upstream's providers (canonical names) and the prefix of their
+/// credentials variable: the providers that always need credentials.
+const UPSTREAM_CREDENTIALS: &[(&str, &str)] = &[
+    ("S3", "AWS"),
+    ("ABS", "AZURE"),
+    ("GCS", "GOOGLE"),
+    ("Swift", "OPENSTACK"),
+    ("OSS", "ALICLOUD"),
+    ("OCS", "OPENSHIFT"),
+    ("ECS", "ECS"),
+];
+
+/// The prefix of upstream's credentials variable for `provider`, if it is
+/// one of upstream's.
+fn upstream_prefix(provider: &str) -> Option<&'static str> {
+    let canonical = druid_plugin_host::canonical_provider(provider);
+    UPSTREAM_CREDENTIALS
+        .iter()
+        .find(|(p, _)| *p == canonical)
+        .map(|(_, prefix)| *prefix)
+}
+
 /// The environment variable holding the credentials' path: upstream's
 /// names for its providers, `<PROVIDER>_APPLICATION_CREDENTIALS` (upper
 /// case, other characters as `_`) for a plugin's own provider, `None` for
 /// Local, which has no secret.
 pub fn credentials_env(provider: &str) -> Option<String> {
-    let known = match druid_plugin_host::canonical_provider(provider) {
-        "Local" => return None,
-        "S3" => "AWS",
-        "ABS" => "AZURE",
-        "GCS" => "GOOGLE",
-        "Swift" => "OPENSTACK",
-        "OSS" => "ALICLOUD",
-        "OCS" => "OPENSHIFT",
-        "ECS" => "ECS",
-        other => {
-            let name: String = other
+    let canonical = druid_plugin_host::canonical_provider(provider);
+    if canonical == "Local" {
+        return None;
+    }
+    let prefix = upstream_prefix(provider).map_or_else(
+        || {
+            canonical
                 .chars()
                 .map(|c| {
                     if c.is_ascii_alphanumeric() {
@@ -76,19 +94,11 @@ pub fn credentials_env(provider: &str) -> Option<String> {
                         '_'
                     }
                 })
-                .collect();
-            return Some(format!("{name}_APPLICATION_CREDENTIALS"));
-        }
-    };
-    Some(format!("{known}_APPLICATION_CREDENTIALS"))
-}
-
-/// Whether `provider` is one of upstream's, which always need credentials.
-fn upstream_provider(provider: &str) -> bool {
-    matches!(
-        druid_plugin_host::canonical_provider(provider),
-        "S3" | "ABS" | "GCS" | "Swift" | "OSS" | "OCS" | "ECS"
-    )
+                .collect()
+        },
+        str::to_string,
+    );
+    Some(format!("{prefix}_APPLICATION_CREDENTIALS"))
 }
 
 /// Reads the store credentials the way upstream does: the `_JSON` file
@@ -141,7 +151,7 @@ fn read_credentials_with(
             });
         }
     }
-    if !upstream_provider(provider) {
+    if upstream_prefix(provider).is_none() {
         // A plugin's own provider may need no secret; if it does, the
         // plugin names the missing keys.
         tracing::info!(provider, variable = %var, "no credentials: the variable is not set");
