@@ -10,9 +10,11 @@
 //!    (`--compaction-memory-limit`, `--compaction-timeout`); it sees the
 //!    files only as handles and may write at most a bounded output.
 //! 3. The output is verified on the host before anyone uses it: its
-//!    trailer, bbolt's consistency check, and the revision (newest key or
-//!    compaction) equal to what the plugin reported and to the last
-//!    delta.
+//!    content (the plugin host merges the inputs natively and compares
+//!    the live keys, their revisions, fields and leases with the output's,
+//!    see `druid_plugin_host::CompactJob`), its trailer, bbolt's
+//!    consistency check, and the revision (newest key or compaction) equal
+//!    to what the plugin reported and to the last delta.
 //!
 //! Nothing in the store changes here; errors name the snapshot at fault.
 

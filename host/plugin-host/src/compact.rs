@@ -1,12 +1,23 @@
 //! Running the compactor plugin: the host lends it files as `blobs`
 //! handles (inputs read-only, output and scratch capped in size) and
 //! nothing else.
+//!
+//! The host does not take the plugin's word for the result: after the
+//! plugin returns, it merges the same inputs natively
+//! ([`druid_etcd_db::expected_content`]: the live keys, their revisions
+//! and fields, without writing a database) and compares that digest with
+//! the output's. A compactor that drops a key, changes a value or loses a
+//! lease fails the compaction, naming the plugin, before anyone uses the
+//! output.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
-use druid_etcd_db::{CompactOptions, CompactReport, ReadAt, SnapshotInfo};
+use druid_etcd_db::{
+    CompactOptions, CompactReport, ContentDigest, Db, DeltaInput, ReadAt, SnapshotInfo, content_of,
+    expected_content,
+};
 use wasmtime::component::Resource;
 
 use crate::grants::Grants;
@@ -201,6 +212,19 @@ pub enum CompactionError {
     /// Reading or writing a blob failed.
     #[error("{0}")]
     Io(String),
+    /// The plugin's output is a well-formed database, but not what the
+    /// inputs give.
+    #[error(
+        "the compactor plugin {plugin} wrote a database that does not hold what the snapshots \
+         give: {detail}; it was not used. Replace the plugin (druid_plugin_compactor.wasm from \
+         this release) and run the compaction again"
+    )]
+    WrongContent {
+        /// The plugin's name.
+        plugin: String,
+        /// What differs.
+        detail: String,
+    },
 }
 
 fn open(path: &Path) -> Result<BlobReader, CompactionError> {
@@ -227,6 +251,58 @@ fn create(path: &Path, cap: u64) -> Result<BlobWriter, CompactionError> {
     Ok(BlobWriter { file, cap })
 }
 
+/// Where the host's own merge spills: beside the plugin's scratch file.
+fn host_scratch(scratch: &Path) -> PathBuf {
+    let mut name = scratch.as_os_str().to_owned();
+    name.push(".host");
+    PathBuf::from(name)
+}
+
+/// What the job's inputs must give, and what the output holds (with the
+/// leases of its lease bucket). Native and blocking.
+fn expected_of(
+    job: &CompactJob,
+) -> Result<
+    (
+        ContentDigest,
+        ContentDigest,
+        std::collections::BTreeSet<i64>,
+    ),
+    CompactionError,
+> {
+    let file = |path: &Path| {
+        File::open(path).map_err(|source| CompactionError::File {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let mut deltas = Vec::with_capacity(job.deltas.len());
+    for (info, path) in &job.deltas {
+        deltas.push(DeltaInput {
+            info: info.clone(),
+            data: file(path)?,
+        });
+    }
+    let scratch = create(&host_scratch(&job.scratch), u64::MAX)?.file;
+    let expected = expected_content(
+        &job.base,
+        file(&job.base_file)?,
+        &deltas,
+        scratch,
+        &job.options,
+    )
+    .map_err(|e| CompactionError::InvalidInput(e.to_string()))?;
+    let output = Db::open(file(&job.output)?).map_err(|e| CompactionError::WrongContent {
+        plugin: String::new(),
+        detail: format!("the output is not a database: {e}"),
+    })?;
+    let (found, leases) = content_of(&output).map_err(|e| CompactionError::WrongContent {
+        plugin: String::new(),
+        detail: e.to_string(),
+    })?;
+    Ok((expected, found, leases))
+}
+
 fn wit_info(i: &SnapshotInfo) -> wit::SnapshotInfo {
     wit::SnapshotInfo {
         name: i.name.clone(),
@@ -249,7 +325,36 @@ impl Registry {
     pub async fn compact(&self, job: &CompactJob) -> Result<CompactReport, CompactionError> {
         let result = self.compact_inner(job).await;
         let _ = std::fs::remove_file(&job.scratch);
-        result
+        let report = result?;
+        let plugin = self
+            .compactor()
+            .map_or_else(String::new, |p| p.info.name.clone());
+        let checked = job.clone();
+        let expected = tokio::task::spawn_blocking(move || expected_of(&checked))
+            .await
+            .map_err(|e| CompactionError::Io(format!("the content check did not finish: {e}")))?;
+        let _ = std::fs::remove_file(host_scratch(&job.scratch));
+        let (expected, found, leases) = expected.map_err(|e| match e {
+            CompactionError::WrongContent { detail, .. } => CompactionError::WrongContent {
+                plugin: plugin.clone(),
+                detail,
+            },
+            other => other,
+        })?;
+        if let Some(detail) = expected.mismatch(&found, &leases) {
+            tracing::error!(plugin = %plugin, %detail, "the compactor's output is wrong");
+            return Err(CompactionError::WrongContent { plugin, detail });
+        }
+        if report.keys != expected.keys {
+            return Err(CompactionError::WrongContent {
+                plugin,
+                detail: format!(
+                    "it reported {} live keys, but its output and the snapshots hold {}",
+                    report.keys, expected.keys
+                ),
+            });
+        }
+        Ok(report)
     }
 
     async fn compact_inner(&self, job: &CompactJob) -> Result<CompactReport, CompactionError> {

@@ -276,3 +276,44 @@ async fn without_a_compactor_plugin_the_error_says_what_to_add() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compactor_that_drops_a_key_is_caught_by_the_content_check() {
+    let i = inputs("compactor-hostile", 400, 2, 100, 20);
+    let components = druid_test_support::plugin_components();
+    let hostile = std::fs::read(components.get("druid-test-plugin-hostile-compactor")).unwrap();
+    let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
+    // Only the hostile compactor: no directory, so it is the compactor.
+    let registry = Registry::load(host, None, &[("hostile-compactor", &hostile)])
+        .await
+        .unwrap();
+    let job = job(&i, compaction_limits());
+    let err = registry.compact(&job).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, CompactionError::WrongContent { .. }),
+        "{err:?}"
+    );
+    // Its output passes every structural check: only the content differs.
+    let out = std::fs::read(&job.output).unwrap();
+    let db = druid_etcd_db::Db::open(out.as_slice()).unwrap();
+    db.check().unwrap();
+    let (_, honest) = native(&i, &job.options);
+    assert!(
+        text.contains("hostile-compactor")
+            && text.contains(&format!(
+                "{} live keys, but the snapshots give {}",
+                honest.keys - 1,
+                honest.keys
+            )),
+        "{text}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("{}.host", job.scratch.display())).exists(),
+        "the host's scratch file is removed"
+    );
+
+    // The honest compactor's output of the same job passes the check.
+    let report = self::registry().await.compact(&job).await.unwrap();
+    assert_eq!(report.keys, honest.keys);
+}

@@ -250,141 +250,27 @@ pub fn compact<R: ReadAt, D: ReadAt, O: Sink, S: Sink>(
         source,
     };
     let db = Db::open(base_data).map_err(base_err)?;
-    let keys = db
-        .bucket(KEY_BUCKET)
-        .and_then(|b| b.ok_or_else(|| Error::MissingBucket { name: "key".into() }))
-        .map_err(base_err)?;
-    let compacted = db
-        .finished_compact_revision()
-        .map_err(base_err)?
-        .map_or(0, |r| r.main);
-    // etcd starts at revision 1 with an empty `key` bucket.
-    let base_revision = db
-        .last_revision()
-        .map_err(base_err)?
-        .unwrap_or(1)
-        .max(compacted);
-    let mut report = CompactReport {
-        base_revision,
-        ..CompactReport::default()
-    };
-    let ctx = Context {
-        base,
-        db: &db,
-        keys: &keys,
-        base_revision,
-        compacted,
-        options,
-        deltas,
-    };
+    let keys = key_bucket(base, &db)?;
     let scratch = RefCell::new(Scratch::new(scratch));
-    let budget = options.sort_memory_bytes;
-
-    // Pass 1: (user key, revision, deleted) of every change, by key.
-    let mut by_key = Sorter::new(&scratch, cmp_by_key, budget);
-    let mut record = Vec::new();
-    for entry in db.iter(&keys) {
-        let entry = entry.map_err(base_err)?;
-        let rk = revision_of_key(&entry.key).map_err(base_err)?;
-        let kv = decode_part::<KeyOf>(&entry.value).map_err(base_err)?;
-        key_record(&mut record, rk.revision, rk.tombstone, &kv.key);
-        by_key.push(&record).map_err(CompactError::Scratch)?;
-        report.base_entries += 1;
-    }
-    let walk = ctx.walk_deltas(true, &mut |rev, change| {
-        key_record(&mut record, rev, change.deleted, change.key);
-        by_key.push(&record).map_err(CompactError::Scratch)
-    })?;
-    report.deltas = deltas.len() as u64;
-    report.events = walk.applied;
-    report.events_skipped = walk.skipped;
-    report.revision = walk.revision;
-    let mut sort_peak = by_key.peak_bytes();
-
-    // Pass 2: the newest change of each key wins; live winners by revision.
-    let mut winners = Sorter::new(&scratch, |a, b| a.cmp(b), budget);
-    {
-        let mut merged = by_key.finish().map_err(CompactError::Scratch)?;
-        let mut pending: Option<Vec<u8>> = None;
-        while let Some(rec) = merged.next().map_err(CompactError::Scratch)? {
-            if let Some(p) = pending.take()
-                && user_key(&p) != user_key(&rec)
-                && !is_deleted(&p)
-            {
-                winners.push(&p[..16]).map_err(CompactError::Scratch)?;
-                report.keys += 1;
-            }
-            pending = Some(rec);
-        }
-        if let Some(p) = pending
-            && !is_deleted(&p)
-        {
-            winners.push(&p[..16]).map_err(CompactError::Scratch)?;
-            report.keys += 1;
-        }
-    }
-    sort_peak = sort_peak.max(winners.peak_bytes());
-
-    // Pass 3: the winners' values, in revision order.
-    let mut winners = winners.finish().map_err(CompactError::Scratch)?;
-    let mut next = winners.next().map_err(CompactError::Scratch)?;
     let mut writer = DbWriter::new(output);
     let mut leases_used = BTreeSet::new();
     writer
         .begin_bucket(KEY_BUCKET, keys.sequence())
         .map_err(CompactError::Output)?;
-    for entry in db.iter(&keys) {
-        let entry = entry.map_err(base_err)?;
-        let rk = revision_of_key(&entry.key).map_err(base_err)?;
-        if rk.tombstone || next.as_deref() != Some(&rev_bytes(rk.revision)[..]) {
-            continue;
-        }
-        let kv = decode_part::<LeaseOf>(&entry.value).map_err(base_err)?;
-        if kv.lease != 0 {
-            leases_used.insert(kv.lease);
-        }
-        writer
-            .put(&entry.key, &entry.value)
-            .map_err(CompactError::Output)?;
-        next = winners.next().map_err(CompactError::Scratch)?;
-    }
-    let mut value = Vec::new();
-    ctx.walk_deltas(false, &mut |rev, change| {
-        if next.as_deref() != Some(&rev_bytes(rev)[..]) {
-            return Ok(());
-        }
-        let Some(kv) = change.kv else {
-            return Err(CompactError::Output(Error::Write {
-                reason: "the second pass has no event values".into(),
-            }));
-        };
-        if kv.lease != 0 {
-            leases_used.insert(kv.lease);
-        }
-        value.clear();
-        kv.encode(&mut value).map_err(|e| {
-            CompactError::Output(Error::Write {
-                reason: e.to_string(),
-            })
-        })?;
-        writer
-            .put(&rev.to_key(), &value)
-            .map_err(CompactError::Output)?;
-        next = winners.next().map_err(CompactError::Scratch)?;
-        Ok(())
-    })?;
-    if let Some(left) = next {
-        // Pass 3 reads the same inputs as pass 1; a winner left over means
-        // an input changed between the passes.
-        return Err(CompactError::Output(Error::Write {
-            reason: format!(
-                "revision {} won in pass 1 but was not found again: an input changed during \
-                 the compaction",
-                hex(&left)
-            ),
-        }));
-    }
-    drop(winners);
+    let (mut report, sort_peak) = merge_live(
+        base,
+        &db,
+        &keys,
+        deltas,
+        &scratch,
+        options,
+        &mut |key, value, lease| {
+            if lease != 0 {
+                leases_used.insert(lease);
+            }
+            writer.put(key, value).map_err(CompactError::Output)
+        },
+    )?;
     writer.end_bucket().map_err(CompactError::Output)?;
 
     // Leases: the base's, plus the ones live keys name that it lacks.
@@ -489,6 +375,157 @@ pub fn compact<R: ReadAt, D: ReadAt, O: Sink, S: Sink>(
     report.spilled_bytes = scratch.borrow().spilled();
     report.sort_peak_bytes = sort_peak as u64;
     Ok(report)
+}
+
+/// Takes a live key's revision key, `mvccpb.KeyValue` bytes and lease.
+pub(crate) type Emit<'a> = dyn FnMut(&[u8], &[u8], i64) -> Result<(), CompactError> + 'a;
+
+/// The base's `key` bucket.
+pub(crate) fn key_bucket<R: ReadAt>(
+    base: &SnapshotInfo,
+    db: &Db<R>,
+) -> Result<Bucket, CompactError> {
+    db.bucket(KEY_BUCKET)
+        .and_then(|b| b.ok_or_else(|| Error::MissingBucket { name: "key".into() }))
+        .map_err(|source| CompactError::Base {
+            snapshot: base.name.clone(),
+            source,
+        })
+}
+
+/// Passes 1 to 3 of a compaction: calls `emit` with every live key's
+/// revision key, `mvccpb.KeyValue` bytes and lease, in revision order.
+/// Returns the report so far (revisions, counts) and the sorts' peak
+/// memory. The compactor writes what it is given; the host's check of a
+/// compactor's output digests it (see [`crate::content`]).
+pub(crate) fn merge_live<R: ReadAt, D: ReadAt, S: Sink>(
+    base: &SnapshotInfo,
+    db: &Db<R>,
+    keys: &Bucket,
+    deltas: &[DeltaInput<D>],
+    scratch: &RefCell<Scratch<S>>,
+    options: &CompactOptions,
+    emit: &mut Emit<'_>,
+) -> Result<(CompactReport, usize), CompactError> {
+    let base_err = |source| CompactError::Base {
+        snapshot: base.name.clone(),
+        source,
+    };
+    let compacted = db
+        .finished_compact_revision()
+        .map_err(base_err)?
+        .map_or(0, |r| r.main);
+    // etcd starts at revision 1 with an empty `key` bucket.
+    let base_revision = db
+        .last_revision()
+        .map_err(base_err)?
+        .unwrap_or(1)
+        .max(compacted);
+    let mut report = CompactReport {
+        base_revision,
+        ..CompactReport::default()
+    };
+    let ctx = Context {
+        base,
+        db,
+        keys,
+        base_revision,
+        compacted,
+        options,
+        deltas,
+    };
+    let budget = options.sort_memory_bytes;
+
+    // Pass 1: (user key, revision, deleted) of every change, by key.
+    let mut by_key = Sorter::new(scratch, cmp_by_key, budget);
+    let mut record = Vec::new();
+    for entry in db.iter(keys) {
+        let entry = entry.map_err(base_err)?;
+        let rk = revision_of_key(&entry.key).map_err(base_err)?;
+        let kv = decode_part::<KeyOf>(&entry.value).map_err(base_err)?;
+        key_record(&mut record, rk.revision, rk.tombstone, &kv.key);
+        by_key.push(&record).map_err(CompactError::Scratch)?;
+        report.base_entries += 1;
+    }
+    let walk = ctx.walk_deltas(true, &mut |rev, change| {
+        key_record(&mut record, rev, change.deleted, change.key);
+        by_key.push(&record).map_err(CompactError::Scratch)
+    })?;
+    report.deltas = deltas.len() as u64;
+    report.events = walk.applied;
+    report.events_skipped = walk.skipped;
+    report.revision = walk.revision;
+    let mut sort_peak = by_key.peak_bytes();
+
+    // Pass 2: the newest change of each key wins; live winners by revision.
+    let mut winners = Sorter::new(scratch, |a, b| a.cmp(b), budget);
+    {
+        let mut merged = by_key.finish().map_err(CompactError::Scratch)?;
+        let mut pending: Option<Vec<u8>> = None;
+        while let Some(rec) = merged.next().map_err(CompactError::Scratch)? {
+            if let Some(p) = pending.take()
+                && user_key(&p) != user_key(&rec)
+                && !is_deleted(&p)
+            {
+                winners.push(&p[..16]).map_err(CompactError::Scratch)?;
+                report.keys += 1;
+            }
+            pending = Some(rec);
+        }
+        if let Some(p) = pending
+            && !is_deleted(&p)
+        {
+            winners.push(&p[..16]).map_err(CompactError::Scratch)?;
+            report.keys += 1;
+        }
+    }
+    sort_peak = sort_peak.max(winners.peak_bytes());
+
+    // Pass 3: the winners' values, in revision order.
+    let mut winners = winners.finish().map_err(CompactError::Scratch)?;
+    let mut next = winners.next().map_err(CompactError::Scratch)?;
+    for entry in db.iter(keys) {
+        let entry = entry.map_err(base_err)?;
+        let rk = revision_of_key(&entry.key).map_err(base_err)?;
+        if rk.tombstone || next.as_deref() != Some(&rev_bytes(rk.revision)[..]) {
+            continue;
+        }
+        let kv = decode_part::<LeaseOf>(&entry.value).map_err(base_err)?;
+        emit(&entry.key, &entry.value, kv.lease)?;
+        next = winners.next().map_err(CompactError::Scratch)?;
+    }
+    let mut value = Vec::new();
+    ctx.walk_deltas(false, &mut |rev, change| {
+        if next.as_deref() != Some(&rev_bytes(rev)[..]) {
+            return Ok(());
+        }
+        let Some(kv) = change.kv else {
+            return Err(CompactError::Output(Error::Write {
+                reason: "the second pass has no event values".into(),
+            }));
+        };
+        value.clear();
+        kv.encode(&mut value).map_err(|e| {
+            CompactError::Output(Error::Write {
+                reason: e.to_string(),
+            })
+        })?;
+        emit(&rev.to_key(), &value, kv.lease)?;
+        next = winners.next().map_err(CompactError::Scratch)?;
+        Ok(())
+    })?;
+    if let Some(left) = next {
+        // Pass 3 reads the same inputs as pass 1; a winner left over means
+        // an input changed between the passes.
+        return Err(CompactError::Output(Error::Write {
+            reason: format!(
+                "revision {} won in pass 1 but was not found again: an input changed during \
+                 the compaction",
+                hex(&left)
+            ),
+        }));
+    }
+    Ok((report, sort_peak))
 }
 
 fn write_bucket<O: Sink>(

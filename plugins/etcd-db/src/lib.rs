@@ -40,6 +40,7 @@
 
 mod check;
 pub mod compact;
+mod content;
 mod db;
 pub mod delta;
 mod mvcc;
@@ -53,6 +54,7 @@ mod write;
 
 pub use check::{CheckReport, Problem};
 pub use compact::{CompactError, CompactOptions, CompactReport, DeltaInput, SnapshotInfo, compact};
+pub use content::{ContentDigest, content_of, expected_content};
 pub use db::{Bucket, Db, Entry, Iter, MAX_DEPTH, MAX_PAGE_BYTES, Meta};
 pub use delta::{
     DeltaEntry, DeltaError, EventKey, check_delta_hash, decode_delta, encode_delta, parse_entries,

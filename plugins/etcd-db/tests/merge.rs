@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 
 use druid_etcd_db::{
     CompactError, CompactOptions, Db, DbWriter, DeltaInput, Event, EventType, KEY_BUCKET, KeyValue,
-    LEASE_BUCKET, Lease, META_BUCKET, Revision, SnapshotInfo, compact, encode_delta, lease_key,
-    revision_of_key,
+    LEASE_BUCKET, Lease, META_BUCKET, Revision, SnapshotInfo, compact, content_of, encode_delta,
+    expected_content, lease_key, revision_of_key,
 };
 use proptest::prelude::*;
 use prost::Message as _;
@@ -356,6 +356,11 @@ proptest! {
         let longest = base_leases.values().max().copied().unwrap_or(druid_etcd_db::compact::DEFAULT_UNKNOWN_LEASE_TTL);
         prop_assert_eq!(report.recreated_lease_ttl, longest);
         check_output(&m, &out, &base_leases, longest);
+        // The host's check: the inputs' expected content is the output's.
+        let expected = expected_content(&base_info(base_rev), base.as_slice(), &d, Vec::new(), &options).unwrap();
+        let (found, leases) = content_of(&Db::open(out.as_slice()).unwrap()).unwrap();
+        prop_assert_eq!(expected.keys, report.keys);
+        prop_assert_eq!(expected.mismatch(&found, &leases), None);
         // Compacting the output again changes nothing.
         let mut again = Vec::new();
         let report2 = compact(&base_info(m.revision), out.as_slice(), &[] as &[DeltaInput<Vec<u8>>], &mut again, Vec::new(), &options).unwrap();
@@ -407,6 +412,39 @@ fn refused(base: &[u8], deltas: &[DeltaInput<Vec<u8>>], options: &CompactOptions
         Ok(r) => panic!("compacted to revision {}", r.revision),
         Err(e) => e,
     }
+}
+
+/// Copies database `out`, passing each `key` bucket entry through `edit`
+/// (`None` drops it) and each lease through `keep_lease`: a compactor's
+/// output as a buggy or hostile compactor would write it, well formed.
+fn tampered(
+    out: &[u8],
+    edit: &mut dyn FnMut(usize, Vec<u8>) -> Option<Vec<u8>>,
+    keep_lease: &dyn Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let db = Db::open(out).unwrap();
+    let mut copy = Vec::new();
+    let mut w = DbWriter::new(&mut copy);
+    for name in db.buckets().unwrap() {
+        let b = db.bucket(&name).unwrap().unwrap();
+        w.begin_bucket(&name, b.sequence()).unwrap();
+        for (i, e) in db.iter(&b).enumerate() {
+            let e = e.unwrap();
+            let value = if name == KEY_BUCKET {
+                edit(i, e.value)
+            } else if name == LEASE_BUCKET && !keep_lease(&e.key) {
+                None
+            } else {
+                Some(e.value)
+            };
+            if let Some(v) = value {
+                w.put(&e.key, &v).unwrap();
+            }
+        }
+        w.end_bucket().unwrap();
+    }
+    w.finish(db.meta().sequence).unwrap();
+    copy
 }
 
 fn simple() -> (Model, Vec<u8>, Vec<DeltaInput<Vec<u8>>>) {
@@ -562,4 +600,88 @@ fn an_oversized_delta_is_refused_before_it_is_read() {
     };
     let err = refused(&base, &d, &options);
     assert!(matches!(err, CompactError::DeltaTooLarge { .. }), "{err}");
+}
+
+#[test]
+fn an_output_that_lost_or_changed_a_key_does_not_match_the_expected_content() {
+    // Keys with leases, some overwritten and deleted after the base.
+    let ops: Vec<Op> = [Op::Grant { ttl: 60 }]
+        .into_iter()
+        .chain((0..60u8).map(|i| match i % 7 {
+            3 => Op::Delete { key: i % 11 },
+            _ => Op::Put {
+                key: i % 11,
+                value: vec![i; 5],
+                lease: (i % 5 == 0).then_some(0),
+            },
+        }))
+        .collect();
+    let (m, base, d, _) = scenario(&ops, 20, 1, &[7, 9]);
+    let base_rev = d.first().unwrap().info.start_revision - 1;
+    let options = CompactOptions::default();
+    let mut out = Vec::new();
+    compact(
+        &base_info(base_rev),
+        base.as_slice(),
+        &d,
+        &mut out,
+        Vec::new(),
+        &options,
+    )
+    .unwrap();
+    let expected = expected_content(
+        &base_info(base_rev),
+        base.as_slice(),
+        &d,
+        Vec::new(),
+        &options,
+    )
+    .unwrap();
+    assert_eq!(expected.keys, m.live.len() as u64);
+    assert!(
+        !expected.leases.is_empty(),
+        "the scenario has keys with leases"
+    );
+    let check = |db: &[u8]| {
+        let (found, leases) = content_of(&Db::open(db).unwrap()).unwrap();
+        expected.mismatch(&found, &leases)
+    };
+    assert_eq!(check(&out), None, "the real output matches");
+
+    // One key dropped: the count says so.
+    let lost = tampered(&out, &mut |i, v| (i != 2).then_some(v), &|_| true);
+    Db::open(lost.as_slice()).unwrap().check().unwrap();
+    let why = check(&lost).unwrap();
+    assert!(
+        why.contains(&format!("{} live keys", m.live.len() - 1)),
+        "{why}"
+    );
+
+    // One value changed, re-encoded: the digest says so.
+    let changed = tampered(
+        &out,
+        &mut |i, v| {
+            let mut kv = KeyValue::decode(v.as_slice()).unwrap();
+            if i == 3 {
+                kv.value.push(b'!');
+            }
+            Some(kv.encode_to_vec())
+        },
+        &|_| true,
+    );
+    let why = check(&changed).unwrap();
+    assert!(why.contains("differ"), "{why}");
+
+    // Re-encoding alone (no field changed) still matches.
+    let reencoded = tampered(
+        &out,
+        &mut |_, v| Some(KeyValue::decode(v.as_slice()).unwrap().encode_to_vec()),
+        &|_| true,
+    );
+    assert_eq!(check(&reencoded), None);
+
+    // A lease that live keys name, dropped from the lease bucket.
+    let leaseless = tampered(&out, &mut |_, v| Some(v), &|_| false);
+    let why = check(&leaseless).unwrap();
+    assert!(why.contains("lease"), "{why}");
 }
