@@ -616,4 +616,64 @@ mod tests {
         assert!(free_bytes(root.path()).is_some_and(|f| f > 0));
         assert_eq!(dir_size(&kept_data_dir(&data, 0)), 1);
     }
+
+    /// A small real filesystem (tmpfs, mounted by the test: needs root, as
+    /// the node tests do), unmounted on drop.
+    struct SmallVolume(tempfile::TempDir);
+
+    impl SmallVolume {
+        fn new(bytes: u64) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "cannot mount a tmpfs (this test needs root): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            SmallVolume(dir)
+        }
+    }
+
+    impl Drop for SmallVolume {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    #[test]
+    fn older_copies_go_first_when_the_volume_runs_short() {
+        const MIB: usize = 1 << 20;
+        let volume = SmallVolume::new(4 * MIB as u64);
+        let data = volume.0.path().join("data");
+        let generation = |n: u8| {
+            std::fs::create_dir_all(data.join("member")).unwrap();
+            // 1.2 MiB each: three fit in 4 MiB, with less than one left.
+            std::fs::write(data.join("member/db"), vec![n; MIB * 6 / 5]).unwrap();
+        };
+        generation(0);
+        move_aside(&data).unwrap();
+        generation(1);
+        move_aside(&data).unwrap();
+        assert!(kept_data_dir(&data, 0).exists() && kept_data_dir(&data, 1).exists());
+        // A third copy would leave 0.4 MiB, less than the newest copy
+        // takes: the oldest is deleted, the two newest stay.
+        generation(2);
+        let bak = move_aside(&data).unwrap().unwrap();
+        assert_eq!(std::fs::read(bak.join("member/db")).unwrap()[0], 2);
+        assert_eq!(
+            std::fs::read(kept_data_dir(&data, 1).join("member/db")).unwrap()[0],
+            1
+        );
+        assert!(
+            !kept_data_dir(&data, 2).exists(),
+            "the oldest copy made room"
+        );
+        assert!(free_bytes(&bak).unwrap() >= (MIB * 6 / 5) as u64);
+    }
 }
