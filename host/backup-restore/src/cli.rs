@@ -116,6 +116,30 @@ pub enum Command {
         #[arg(long, default_value = "full")]
         validation_mode: String,
     },
+    /// Make a Local store's directory (a node directory the kubelet
+    /// created as root) the sidecar user's: the pod's init container runs
+    /// this as root with only the CHOWN capability. Links are not
+    /// followed.
+    PrepareLocalStore {
+        /// The store's directory as mounted in the init container.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// The sidecar's user and group, `UID:GID`.
+        #[arg(long, default_value = "65532:65532", value_parser = parse_owner)]
+        owner: (u32, u32),
+    },
+}
+
+/// `UID:GID` as numbers.
+fn parse_owner(s: &str) -> Result<(u32, u32), String> {
+    let (u, g) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not UID:GID (e.g. 65532:65532)"))?;
+    let n = |x: &str| {
+        x.parse::<u32>()
+            .map_err(|_| format!("{x:?} in {s:?} is not a numeric id"))
+    };
+    Ok((n(u)?, n(g)?))
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub mod gc;
 pub mod initializer;
 pub mod k8s;
 pub mod leases;
+pub mod local_dir;
 pub mod metrics;
 pub mod restore;
 pub mod server;

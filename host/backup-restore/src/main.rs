@@ -187,6 +187,18 @@ async fn main() -> Result<()> {
             tracing::info!(?outcome, "initialized");
             Ok(())
         }
+        Command::PrepareLocalStore { dir, owner } => {
+            let done = druid_backup_restore::local_dir::prepare(&dir, owner.0, owner.1)?;
+            tracing::info!(
+                dir = %dir.display(),
+                uid = owner.0,
+                gid = owner.1,
+                changed = done.changed,
+                unchanged = done.unchanged,
+                "the Local store's directory belongs to the sidecar's user"
+            );
+            Ok(())
+        }
     }
 }
 

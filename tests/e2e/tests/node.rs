@@ -1166,3 +1166,130 @@ fn statefulset_settled(node: &Node, ns: &str, n: usize) -> Result<bool, String> 
     let n = n.to_string();
     Ok(f.len() == 5 && f[0] == n && f[1] == n && f[2] == n && f[3] == f[4])
 }
+
+/// The node directory that holds every namespace's Local stores (the
+/// operator's `--local-store-root` default, `wiring::DEFAULT_LOCAL_ROOT`
+/// of the plugin host, which deploy/operator keeps).
+const LOCAL_ROOT: &str = "/var/lib/druid/local-backupbuckets";
+
+/// The founding manifest in `ns` with a Local store: container `shared`
+/// and prefix `etcd-shared` in every namespace, so that only the
+/// namespace keeps two tenants' backups apart.
+fn local_variant(ns: &str) -> String {
+    let variant = seed_variant(ns, 1)
+        .replace("storageProvider: S3", "storageProvider: Local")
+        .replace("storageContainer: test", "storageContainer: shared")
+        .replace(&format!("storePrefix: etcd-{ns}"), "storePrefix: etcd-shared")
+        .replace("    storeSecret: etcd-backup\n", "");
+    assert!(
+        variant.contains("storageProvider: Local")
+            && variant.contains("storageContainer: shared")
+            && !variant.contains("storeSecret"),
+        "the founding manifest changed shape:\n{variant}"
+    );
+    variant
+}
+
+/// The objects of `ns`'s Local store, as the node holds them: name → (size,
+/// owner uid).
+fn local_objects(ns: &str) -> BTreeMap<String, (u64, u32)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = std::path::Path::new(LOCAL_ROOT).join(format!("{ns}/shared/etcd-shared/v2"));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            (!name.starts_with('.')).then_some((name, (m.len(), m.uid())))
+        })
+        .collect()
+}
+
+#[test]
+fn two_namespaces_local_stores_stay_apart() {
+    const A: &str = "tenant-a";
+    const B: &str = "tenant-b";
+    let _serial = serial();
+    let (node, _) = cluster();
+    let _cleanup_a = Cleanup { node, ns: A };
+    let _cleanup_b = Cleanup { node, ns: B };
+    for ns in [A, B] {
+        // Left by an earlier run: each tenant starts without backups.
+        let _ = std::fs::remove_dir_all(std::path::Path::new(LOCAL_ROOT).join(ns));
+        node.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
+        )
+        .unwrap();
+    }
+
+    // Tenant A: a secret key, in a full snapshot and a delta.
+    node.kubectl_stdin(&["apply", "--validate=strict", "-f", "-"], &local_variant(A))
+        .unwrap();
+    wait_for_members(node, A, 1, Duration::from_secs(300));
+    let endpoint_a = client_endpoint(node, A);
+    with_client(&endpoint_a, async |c| {
+        c.put("/tenant-a/secret", "only-a", None).await.map(|_| ())
+    })
+    .unwrap();
+    let ip_a = jsonpath(node, &["-n", A, "get", "pod", "test-0"], "{.status.podIP}").unwrap();
+    let objects_a = wait_for(
+        node,
+        A,
+        "tenant A's full snapshot and a delta with its key in its own directory",
+        Duration::from_secs(180),
+        || {
+            let _ = druid_test_support::http_get(&format!("http://{ip_a}:8080/snapshot/delta"));
+            let objects = local_objects(A);
+            let full = objects.keys().any(|o| o.starts_with("Full-"));
+            let delta = objects.keys().any(|o| o.starts_with("Incr-"));
+            if full && delta {
+                Ok(Some(objects))
+            } else {
+                Err(format!("{:?}", objects.keys().collect::<Vec<_>>()))
+            }
+        },
+    );
+    // The directory was the kubelet's (root's); the init container gave it
+    // to the sidecar's user, which wrote every object.
+    for (name, (_, uid)) in &objects_a {
+        assert_eq!(*uid, 65532, "{name} is not the sidecar user's");
+    }
+
+    // Tenant B: the same container and prefix, another namespace. It must
+    // start empty: were A's backups visible, its first start would restore
+    // them.
+    node.kubectl_stdin(&["apply", "--validate=strict", "-f", "-"], &local_variant(B))
+        .unwrap();
+    wait_for_members(node, B, 1, Duration::from_secs(300));
+    wait_for(
+        node,
+        B,
+        "tenant B's full snapshot in its own directory",
+        Duration::from_secs(180),
+        || {
+            let objects = local_objects(B);
+            Ok(objects
+                .keys()
+                .any(|o| o.starts_with("Full-"))
+                .then_some(()))
+        },
+    );
+    let endpoint_b = client_endpoint(node, B);
+    let seen = with_client(&endpoint_b, async |c| {
+        Ok(c.get("/tenant-a/secret", None).await?.kvs().len())
+    })
+    .unwrap();
+    assert_eq!(seen, 0, "tenant B restored tenant A's data");
+    // A's objects are all still there, unchanged.
+    let after = local_objects(A);
+    for (name, meta) in &objects_a {
+        assert_eq!(after.get(name), Some(meta), "tenant A's {name} changed");
+    }
+
+    delete_etcd(node, B);
+    delete_etcd(node, A);
+}

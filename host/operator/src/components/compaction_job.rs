@@ -136,6 +136,7 @@ pub fn build(
     let name = names::compaction_job(&model.name);
     let args = args(model)?;
     let store = StoreWiring::new(model, ctx)?;
+    let init_containers = store.init_containers(model, ctx);
 
     let mut env = vec![
         // The lease updates need the namespace.
@@ -209,6 +210,7 @@ pub fn build(
                     // default; the job renews the snapshot leases.
                     automount_service_account_token: Some(true),
                     security_context: Some(statefulset::pod_security_context(model)),
+                    init_containers: (!init_containers.is_empty()).then_some(init_containers),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..PodSpec::default()
@@ -475,6 +477,10 @@ mod tests {
         assert_eq!(m.sub_path.as_deref(), Some("demo/bucket"));
         assert!(job_args(&j).contains(&"--storage-provider=Local".into()));
         assert!(job_args(&j).contains(&"--store-container=bucket".into()));
+        // The job's pod may be the first on its node to use the directory.
+        let init = pod(&j).init_containers.clone().unwrap();
+        assert_eq!(init[0].name, "prepare-local-store");
+        assert_eq!(init[0].volume_mounts.clone().unwrap(), vec![m.clone()]);
     }
 
     #[test]

@@ -17,10 +17,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    HostAlias, HostPathVolumeSource, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, HostAlias, HostPathVolumeSource, KeyToPath, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -155,6 +155,7 @@ struct Wiring {
     etcd_mounts: Vec<VolumeMount>,
     backup_mounts: Vec<VolumeMount>,
     backup_env: Vec<(String, String)>,
+    init_containers: Vec<Container>,
 }
 
 impl Wiring {
@@ -221,6 +222,7 @@ impl Wiring {
 
         // The provider's wiring, only with a store.
         let store = StoreWiring::new(model, ctx)?;
+        w.init_containers = store.init_containers(model, ctx);
         w.backup_env.extend(store.env);
         w.volumes.extend(store.volumes);
         w.backup_mounts.extend(store.mounts);
@@ -239,6 +241,8 @@ pub(super) struct StoreWiring {
     pub volumes: Vec<Volume>,
     /// Their mounts in the container.
     pub mounts: Vec<VolumeMount>,
+    /// Where a Local store's directory is mounted, if there is one.
+    pub local_dir: Option<String>,
 }
 
 impl StoreWiring {
@@ -279,10 +283,69 @@ impl StoreWiring {
                     &format!("{}/{container}", wiring::LOCAL_MOUNT),
                 )
             });
+            w.local_dir = Some(format!("{}/{container}", wiring::LOCAL_MOUNT));
         }
         Ok(w)
     }
+
+    /// The init containers the store needs: for a Local store, one that
+    /// makes its node directory (created by the kubelet as root) the
+    /// sidecar user's, as root with only the capabilities that takes
+    /// (CHOWN, and DAC_READ_SEARCH to walk directories the user made
+    /// private). None when the pod runs as root anyway.
+    pub(super) fn init_containers(&self, model: &EtcdModel, ctx: &BuildContext) -> Vec<Container> {
+        let Some(dir) = &self.local_dir else {
+            return Vec::new();
+        };
+        if model.run_as_root {
+            return Vec::new();
+        }
+        let mounts = self
+            .mounts
+            .iter()
+            .filter(|m| m.name == wiring::LOCAL_VOLUME)
+            .cloned()
+            .collect();
+        vec![Container {
+            name: PREPARE_LOCAL_STORE_CONTAINER.into(),
+            image: Some(backup_image(model, ctx)),
+            image_pull_policy: Some(pull_policy(model)),
+            args: Some(vec![
+                "prepare-local-store".into(),
+                format!("--dir={dir}"),
+                format!("--owner={NON_ROOT}:{NON_ROOT}"),
+            ]),
+            resources: Some(ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".to_string(), Quantity("10m".into())),
+                    ("memory".to_string(), Quantity("16Mi".into())),
+                ])),
+                limits: Some(BTreeMap::from([(
+                    "memory".to_string(),
+                    Quantity("64Mi".into()),
+                )])),
+                ..ResourceRequirements::default()
+            }),
+            volume_mounts: Some(mounts),
+            security_context: Some(SecurityContext {
+                run_as_user: Some(0),
+                run_as_group: Some(0),
+                run_as_non_root: Some(false),
+                allow_privilege_escalation: Some(false),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".into()]),
+                    add: Some(vec!["CHOWN".into(), "DAC_READ_SEARCH".into()]),
+                }),
+                ..SecurityContext::default()
+            }),
+            ..Container::default()
+        }]
+    }
 }
+
+/// The init container that gives a Local store's directory to the
+/// sidecar's user.
+pub(super) const PREPARE_LOCAL_STORE_CONTAINER: &str = "prepare-local-store";
 
 /// The etcd wrapper's arguments.
 fn etcd_args(model: &EtcdModel) -> Vec<String> {
@@ -682,6 +745,7 @@ pub fn build(
         affinity: scheduling.affinity.clone(),
         topology_spread_constraints: scheduling.topology_spread_constraints.clone(),
         security_context: Some(pod_security_context(model)),
+        init_containers: (!wiring.init_containers.is_empty()).then_some(wiring.init_containers),
         containers: vec![etcd_container, backup_container],
         volumes: Some(wiring.volumes),
         ..PodSpec::default()
@@ -971,6 +1035,43 @@ mod tests {
         assert!(backup.contains(&"--storage-provider=Local".into()));
         assert!(backup.contains(&"--garbage-collection-policy=LimitBased".into()));
         assert!(backup.contains(&"--max-backups=7".into()));
+
+        // The kubelet creates the directory as root: an init container
+        // gives it to the sidecar's user, as root with CHOWN only.
+        let init = pod(&s).init_containers.clone().unwrap();
+        assert_eq!(init.len(), 1);
+        let prepare = &init[0];
+        assert_eq!(
+            prepare.args.clone().unwrap(),
+            [
+                "prepare-local-store",
+                "--dir=/var/etcd-backup-local/bucket",
+                "--owner=65532:65532"
+            ]
+        );
+        assert_eq!(
+            prepare.image,
+            Some(super::backup_image(&model(&etcd), &ctx))
+        );
+        assert_eq!(prepare.volume_mounts.clone().unwrap(), vec![mount.clone()]);
+        let sc = prepare.security_context.clone().unwrap();
+        assert_eq!(
+            (
+                sc.run_as_user,
+                sc.run_as_non_root,
+                sc.allow_privilege_escalation
+            ),
+            (Some(0), Some(false), Some(false))
+        );
+        let caps = sc.capabilities.unwrap();
+        assert_eq!(caps.drop.unwrap(), ["ALL"]);
+        assert_eq!(caps.add.unwrap(), ["CHOWN", "DAC_READ_SEARCH"]);
+
+        // Run as root, nothing to give away.
+        etcd.spec.run_as_root = Some(true);
+        assert_eq!(pod(&sts(&etcd, &ctx)).init_containers, None);
+        // Other providers need none.
+        assert_eq!(pod(&sts(&seed(), &context())).init_containers, None);
     }
 
     #[test]
