@@ -333,6 +333,18 @@ pub struct ServerArgs {
     /// TLS key of the HTTP API.
     #[arg(long)]
     pub server_key: Option<PathBuf>,
+    /// With TLS: require a client certificate signed by this CA (mTLS).
+    /// The etcd wrapper, the operator and the other members' sidecars then
+    /// present one (`spec.backup.tls.clientTLSSecretRef`).
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// The client certificate this sidecar presents when it forwards a
+    /// request to the leader's sidecar (with `--api-client-key`).
+    #[arg(long, requires = "api_client_key")]
+    pub api_client_cert: Option<PathBuf>,
+    /// The key of `--api-client-cert`.
+    #[arg(long, requires = "api_client_cert")]
+    pub api_client_key: Option<PathBuf>,
     /// Accepted for compatibility; there is no profiling endpoint.
     #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_profiling: bool,

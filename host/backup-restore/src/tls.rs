@@ -1,4 +1,5 @@
-//! Optional TLS for the HTTP API (`--server-cert`/`--server-key`): a
+//! Optional TLS for the HTTP API (`--server-cert`/`--server-key`, and
+//! client certificates with `--client-ca-file`): a
 //! listener for `axum::serve` that completes the TLS handshake of each
 //! connection in a task of its own, bounded by a timeout, so a silent
 //! client never stalls the accept loop.
@@ -19,8 +20,10 @@ use tokio_rustls::server::TlsStream;
 /// How long a client may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Builds the acceptor from PEM files.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+/// Builds the acceptor from PEM files. With `client_ca`, every client must
+/// present a certificate that CA signed (mTLS); without it, any client may
+/// connect, as upstream.
+pub fn acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<TlsAcceptor, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("{}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -29,14 +32,37 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         return Err(format!("{}: no certificate", cert.display()));
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| format!("--client-ca-file {}: {e}", ca.display()))?
+            {
+                let c = c.map_err(|e| format!("--client-ca-file {}: {e}", ca.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("--client-ca-file {}: {e}", ca.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("--client-ca-file {}: no certificate", ca.display()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("--client-ca-file {}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

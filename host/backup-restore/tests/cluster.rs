@@ -323,7 +323,7 @@ async fn a_member_with_a_corrupt_database_rejoins_as_a_learner_and_is_promoted()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_forwards_to_the_leader_over_tls() {
+async fn a_follower_forwards_to_the_leader_over_mutual_tls() {
     let members = common::start_members("tls-forward", 3, &[]);
     let all = common::client_urls(&members);
     // A CA, and one serving certificate it issues for the three sidecars
@@ -408,6 +408,11 @@ async fn a_follower_forwards_to_the_leader_over_tls() {
                 extra: vec![
                     format!("--server-cert={}", certs.join("tls.crt").display()),
                     format!("--server-key={}", certs.join("tls.key").display()),
+                    // mTLS: callers and the forwarding sidecars present a
+                    // certificate the CA issued (here the serving one).
+                    format!("--client-ca-file={}", certs.join("ca.crt").display()),
+                    format!("--api-client-cert={}", certs.join("tls.crt").display()),
+                    format!("--api-client-key={}", certs.join("tls.key").display()),
                 ],
                 ..SidecarOptions::new(m, &store, "t")
             })
@@ -433,6 +438,19 @@ async fn a_follower_forwards_to_the_leader_over_tls() {
     let full: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(full["kind"], "Full");
     assert!(sidecars[leader].log().contains("full snapshot uploaded"));
+    // Without a client certificate, neither the follower nor the leader
+    // serves: the handshake fails.
+    for s in [&sidecars[follower], &sidecars[leader]] {
+        let anonymous = common::CurlTls {
+            ca: certs.join("ca.crt"),
+            client: None,
+        };
+        let refused = common::probe_get(&format!("{}/snapshot/latest", s.url), Some(&anonymous));
+        assert!(
+            refused.is_err(),
+            "served without a client certificate: {refused:?}"
+        );
+    }
     drop(sidecars);
     drop(members);
 }

@@ -67,6 +67,16 @@ pub struct StartEtcdArgs {
     #[arg(long, default_value = "")]
     pub backup_restore_ca_cert_bundle_path: String,
 
+    /// Client certificate (PEM) presented to the sidecar when it requires
+    /// client certificates (mTLS); with `--backup-restore-client-key-path`.
+    /// Not an upstream flag.
+    #[arg(long, default_value = "")]
+    pub backup_restore_client_cert_path: String,
+
+    /// Key of `--backup-restore-client-cert-path`.
+    #[arg(long, default_value = "")]
+    pub backup_restore_client_key_path: String,
+
     /// Host name of the local etcd member, for the readiness check's
     /// connection and as the name its TLS certificate must carry (an empty
     /// name means `localhost`).
@@ -124,6 +134,22 @@ impl StartEtcdArgs {
             || self.backup_restore_host_port.starts_with("https:")
         {
             problems.push("--backup-restore-host-port must not contain a scheme".to_string());
+        }
+        if self.backup_restore_client_cert_path.trim().is_empty()
+            != self.backup_restore_client_key_path.trim().is_empty()
+        {
+            problems.push(
+                "--backup-restore-client-cert-path and --backup-restore-client-key-path go together"
+                    .to_string(),
+            );
+        }
+        if !self.backup_restore_client_cert_path.trim().is_empty()
+            && !self.backup_restore_tls_enabled
+        {
+            problems.push(
+                "--backup-restore-client-cert-path needs --backup-restore-tls-enabled=true"
+                    .to_string(),
+            );
         }
         if self.backup_restore_tls_enabled
             && self.backup_restore_ca_cert_bundle_path.trim().is_empty()

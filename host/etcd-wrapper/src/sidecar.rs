@@ -2,8 +2,11 @@
 //! GETs (`/initialization/status`, `/initialization/start?mode=…`,
 //! `/config`), over HTTPS when `--backup-restore-tls-enabled=true`.
 //!
-//! ureq (rustls with ring, the stack the sidecar's own forwarding uses) is
-//! blocking: the async callers run these calls on blocking threads.
+//! With `--backup-restore-client-cert-path`, the wrapper presents a client
+//! certificate (the sidecar's `--client-ca-file`, mTLS).
+//!
+//! ureq (rustls with ring, see `druid-sidecar-tls`) is blocking: the async
+//! callers run these calls on blocking threads.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -63,28 +66,24 @@ impl SidecarClient {
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false);
         if args.backup_restore_tls_enabled {
-            let path = Path::new(&args.backup_restore_ca_cert_bundle_path);
-            let pem = std::fs::read(path).map_err(|source| Error::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(Error::Tls {
-                    what: "the backup-restore sidecar",
-                    reason: format!("{} holds no PEM certificate", path.display()),
-                });
-            }
-            config = config.tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                    .build(),
+            let tls_error = |e: druid_sidecar_tls::TlsError| Error::Tls {
+                what: "the backup-restore sidecar",
+                reason: e.to_string(),
+            };
+            let mut tls = druid_sidecar_tls::SidecarTls::from_files(&[Path::new(
+                &args.backup_restore_ca_cert_bundle_path,
+            )])
+            .map_err(tls_error)?;
+            let (cert, key) = (
+                args.backup_restore_client_cert_path.trim(),
+                args.backup_restore_client_key_path.trim(),
             );
+            if !cert.is_empty() {
+                tls = tls
+                    .with_client_files(Path::new(cert), Path::new(key))
+                    .map_err(tls_error)?;
+            }
+            config = config.tls_config(tls.config());
         }
         Ok(SidecarClient {
             agent: config.build().into(),

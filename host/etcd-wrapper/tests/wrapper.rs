@@ -145,7 +145,7 @@ async fn stop_stops_etcd_and_the_wrapper_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn with_tls_the_wrapper_uses_https_and_client_certificates() {
+async fn with_tls_the_wrapper_uses_https_and_client_certificates_also_to_the_sidecar() {
     let m = Member::new_tls("tls");
     let _sidecar = m.start_sidecar(&[]);
     let wrapper = m.start_wrapper("1");
@@ -184,6 +184,14 @@ async fn with_tls_the_wrapper_uses_https_and_client_certificates() {
     );
     let text = log(&wrapper);
     assert!(text.contains("https=true"), "{text}");
+
+    // The sidecar requires client certificates (mTLS): the wrapper got
+    // through above with its own; without one, a caller is turned away
+    // in the handshake.
+    let refused = agent.get(&format!("{}/healthz", m.sidecar_url())).call();
+    assert!(refused.is_err(), "no client certificate, yet: {refused:?}");
+    let (status, _) = m.sidecar_get("/metrics").unwrap();
+    assert_eq!(status, 200);
 
     let mut client = m.client().await;
     client.put("tls-key", "v", None).await.unwrap();

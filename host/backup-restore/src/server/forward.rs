@@ -64,37 +64,34 @@ pub(super) async fn forward_plain(
 
 /// The same over HTTPS, trusting `--cacert` (the CA of the sidecars'
 /// serving certificates, as upstream) and the serving certificate chain
-/// itself. Uses ureq (rustls with ring) on a blocking thread: enabling TLS
-/// in reqwest would change every reqwest client of the workspace through
-/// feature unification.
+/// itself, presenting `--api-client-cert` when the sidecars require client
+/// certificates. Uses ureq on a blocking thread (see `druid-sidecar-tls`).
 pub(super) async fn forward_tls(
     config: &ServerConfig,
     base: &str,
     path_and_query: &str,
 ) -> Result<(u16, Vec<u8>), String> {
-    let mut pem = Vec::new();
-    for path in config
+    let roots: Vec<&std::path::Path> = config
         .etcd
         .cacert
         .iter()
         .chain(config.server.server_cert.iter())
-    {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        pem.extend_from_slice(&bytes);
-        pem.push(b'\n');
+        .chain(config.server.client_ca_file.iter())
+        .map(|p| p.as_path())
+        .collect();
+    let mut tls = druid_sidecar_tls::SidecarTls::from_files(&roots).map_err(|e| e.to_string())?;
+    if let (Some(cert), Some(key)) = (
+        &config.server.api_client_cert,
+        &config.server.api_client_key,
+    ) {
+        tls = tls
+            .with_client_files(cert, key)
+            .map_err(|e| e.to_string())?;
     }
     let base = base.to_string();
     let path_and_query = path_and_query.to_string();
     tokio::task::spawn_blocking(move || {
-        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-            .build();
+        let tls = tls.config();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)

@@ -72,14 +72,22 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(%addr, tls = config.server.server_cert.is_some(), "HTTP API listening");
+    tracing::info!(
+        %addr,
+        tls = config.server.server_cert.is_some(),
+        client_certificates = config.server.client_ca_file.is_some(),
+        "HTTP API listening"
+    );
+    if config.server.client_ca_file.is_some() && config.server.server_cert.is_none() {
+        anyhow::bail!("--client-ca-file needs TLS: set --server-cert and --server-key too");
+    }
     let app = router(state.clone());
     let http_shutdown = shutdown.clone();
     let server = match (&config.server.server_cert, &config.server.server_key) {
         (Some(cert), Some(key)) => {
-            let tls = crate::tls::acceptor(cert, key)
+            let tls = crate::tls::acceptor(cert, key, config.server.client_ca_file.as_deref())
                 .map_err(anyhow::Error::msg)
-                .context("loading --server-cert/--server-key")?;
+                .context("loading --server-cert/--server-key/--client-ca-file")?;
             let listener = crate::tls::TlsListener::new(listener, tls);
             tokio::spawn(async move {
                 axum::serve(listener, app)

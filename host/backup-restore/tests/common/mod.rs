@@ -448,24 +448,34 @@ pub fn http_get_long(url: &str) -> Result<(u16, String), String> {
     https_get(url, None)
 }
 
-/// GET through curl, trusting `cacert` for HTTPS; waits up to 10 minutes
-/// for the answer (snapshots, defragmentation).
-pub fn https_get(url: &str, cacert: Option<&Path>) -> Result<(u16, String), String> {
-    curl_get(url, cacert, 600)
+/// What curl trusts for HTTPS, and the client certificate and key it
+/// presents (sidecars with `--client-ca-file`).
+pub struct CurlTls {
+    pub ca: PathBuf,
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// GET through curl, with `tls` for HTTPS; waits up to 10 minutes for the
+/// answer (snapshots, defragmentation).
+pub fn https_get(url: &str, tls: Option<&CurlTls>) -> Result<(u16, String), String> {
+    curl_get(url, tls, 600)
 }
 
 /// GET for a probe inside a wait loop: 5 s at most, so the loop's own
 /// deadline holds even when a server accepts and never answers.
-pub fn probe_get(url: &str, cacert: Option<&Path>) -> Result<(u16, String), String> {
-    curl_get(url, cacert, 5)
+pub fn probe_get(url: &str, tls: Option<&CurlTls>) -> Result<(u16, String), String> {
+    curl_get(url, tls, 5)
 }
 
-fn curl_get(url: &str, cacert: Option<&Path>, max_seconds: u32) -> Result<(u16, String), String> {
+fn curl_get(url: &str, tls: Option<&CurlTls>, max_seconds: u32) -> Result<(u16, String), String> {
     let mut c = Command::new("curl");
     let max = max_seconds.to_string();
     c.args(["-sS", "--max-time", max.as_str(), "-w", "\n%{http_code}"]);
-    if let Some(ca) = cacert {
-        c.arg("--cacert").arg(ca);
+    if let Some(tls) = tls {
+        c.arg("--cacert").arg(&tls.ca);
+        if let Some((cert, key)) = &tls.client {
+            c.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
     }
     let out = c.arg(url).output().map_err(|e| format!("curl: {e}"))?;
     if !out.status.success() {
@@ -489,8 +499,8 @@ pub struct Sidecar {
     pub process: ServerProcess,
     pub url: String,
     pub dir: PathBuf,
-    /// The certificate to trust when the API serves TLS.
-    pub cacert: Option<PathBuf>,
+    /// What to trust (and present) when the API serves TLS.
+    pub tls: Option<CurlTls>,
 }
 
 /// Options of a sidecar under test.
@@ -566,17 +576,22 @@ impl Sidecar {
         }
         let process =
             ServerProcess::spawn(&format!("etcdbr {port}"), c, &dir.join("etcdbr.log")).unwrap();
-        let cacert = o
-            .extra
-            .iter()
-            .find_map(|a| a.strip_prefix("--server-cert="))
-            .map(PathBuf::from);
-        let scheme = if cacert.is_some() { "https" } else { "http" };
+        let flag = |name: &str| {
+            o.extra
+                .iter()
+                .find_map(|a| a.strip_prefix(name))
+                .map(PathBuf::from)
+        };
+        let tls = flag("--server-cert=").map(|ca| CurlTls {
+            ca,
+            client: flag("--api-client-cert=").zip(flag("--api-client-key=")),
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}:{port}", o.etcd.ip);
         let probe = format!("{url}/metrics");
         process
             .wait_ready(Duration::from_secs(120), || {
-                let (code, body) = probe_get(&probe, cacert.as_deref())?;
+                let (code, body) = probe_get(&probe, tls.as_ref())?;
                 if code == 200 {
                     Ok(true)
                 } else {
@@ -588,7 +603,7 @@ impl Sidecar {
             process,
             url,
             dir,
-            cacert,
+            tls,
         }
     }
 
@@ -611,7 +626,7 @@ impl Sidecar {
 
     /// GET `path` once, whatever the answer.
     pub fn get_once(&self, path: &str) -> (u16, String) {
-        https_get(&format!("{}{path}", self.url), self.cacert.as_deref()).unwrap()
+        https_get(&format!("{}{path}", self.url), self.tls.as_ref()).unwrap()
     }
 
     /// Waits until `/healthz` says 200 (this member leads and the
@@ -619,8 +634,7 @@ impl Sidecar {
     pub fn wait_leading(&self) {
         self.process
             .wait_ready(Duration::from_secs(60), || {
-                let (code, body) =
-                    probe_get(&format!("{}/healthz", self.url), self.cacert.as_deref())?;
+                let (code, body) = probe_get(&format!("{}/healthz", self.url), self.tls.as_ref())?;
                 if code == 200 {
                     Ok(true)
                 } else {

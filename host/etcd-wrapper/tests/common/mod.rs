@@ -249,7 +249,12 @@ impl Member {
                 .arg(format!("--cacert={}", certs.ca.display()))
                 .arg(format!("--cert={}", certs.cert.display()))
                 .arg(format!("--key={}", certs.key.display()))
-                .arg("--insecure-transport=false");
+                .arg("--insecure-transport=false")
+                // mTLS: the wrapper (and other sidecars) must present a
+                // certificate the CA issued.
+                .arg(format!("--client-ca-file={}", certs.ca.display()))
+                .arg(format!("--api-client-cert={}", certs.cert.display()))
+                .arg(format!("--api-client-key={}", certs.key.display()));
         }
         etcdbr_tool_flags(&mut c).unwrap();
         local_store_flags(&mut c, &self.store_root, "backups");
@@ -258,10 +263,36 @@ impl Member {
             c.env(k, v);
         }
         let p = ServerProcess::spawn("etcdbr", c, &self.dir.join("etcdbr.log")).unwrap();
-        let probe = format!("{}/metrics", self.sidecar_url());
-        p.wait_ready(Duration::from_secs(120), || Ok(http_get(&probe)?.0 == 200))
-            .unwrap();
+        p.wait_ready(Duration::from_secs(120), || {
+            Ok(self.sidecar_get("/metrics")?.0 == 200)
+        })
+        .unwrap();
         p
+    }
+
+    /// GET on the sidecar's API: over HTTPS with the client certificate
+    /// when the member has certificates, else plain.
+    pub fn sidecar_get(&self, path: &str) -> Result<(u16, String), String> {
+        let url = format!("{}{path}", self.sidecar_url());
+        let Some(certs) = &self.certs else {
+            return http_get(&url);
+        };
+        let tls = druid_sidecar_tls::SidecarTls::from_files(&[&certs.ca])
+            .and_then(|t| t.with_client_files(&certs.cert, &certs.key))
+            .map_err(|e| e.to_string())?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls.config())
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut response = agent.get(&url).call().map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        Ok((status, body))
     }
 
     /// The wrapper's flags, as the operator renders them (plain HTTP to
@@ -281,6 +312,8 @@ impl Member {
                 ),
                 format!("--etcd-client-cert-path={}", certs.cert.display()),
                 format!("--etcd-client-key-path={}", certs.key.display()),
+                format!("--backup-restore-client-cert-path={}", certs.cert.display()),
+                format!("--backup-restore-client-key-path={}", certs.key.display()),
             ]),
             None => args.push("--backup-restore-tls-enabled=false".into()),
         }

@@ -57,6 +57,9 @@ pub mod paths {
     pub const BACKUP_CA: &str = "/var/etcdbr/ssl/ca";
     /// The sidecar's HTTPS server certificate.
     pub const BACKUP_SERVER_TLS: &str = "/var/etcdbr/ssl/server";
+    /// The client certificate presented to the sidecars when they require
+    /// one (`backup.tls.clientTLSSecretRef`, mTLS).
+    pub const BACKUP_CLIENT_TLS: &str = "/var/etcdbr/ssl/client";
 }
 
 /// The etcd (wrapper) container's name.
@@ -87,6 +90,7 @@ mod volume {
     pub const ETCD_PEER_SERVER_TLS: &str = "etcd-peer-server-tls";
     pub const BACKUP_CA: &str = "backup-restore-ca";
     pub const BACKUP_SERVER_TLS: &str = "backup-restore-server-tls";
+    pub const BACKUP_CLIENT_TLS: &str = "backup-restore-client-tls";
 }
 
 /// The labels the Services select the pods by: the default labels plus the
@@ -218,6 +222,18 @@ impl Wiring {
                 .push(mount(volume::BACKUP_CA, paths::BACKUP_CA));
             w.backup_mounts
                 .push(mount(volume::BACKUP_SERVER_TLS, paths::BACKUP_SERVER_TLS));
+            // A client certificate named: the sidecar requires one (mTLS)
+            // of the wrapper, the operator and the other sidecars.
+            if let Some(client) = &tls.client_secret {
+                w.volumes
+                    .push(secret_volume(volume::BACKUP_CLIENT_TLS, client));
+                w.etcd_mounts
+                    .push(mount(volume::BACKUP_CLIENT_TLS, paths::BACKUP_CLIENT_TLS));
+                w.backup_mounts.extend([
+                    mount(volume::BACKUP_CA, paths::BACKUP_CA),
+                    mount(volume::BACKUP_CLIENT_TLS, paths::BACKUP_CLIENT_TLS),
+                ]);
+            }
         }
 
         // The provider's wiring, only with a store.
@@ -365,6 +381,23 @@ fn etcd_args(model: &EtcdModel) -> Vec<String> {
             ),
         ]),
         None => args.push("--backup-restore-tls-enabled=false".into()),
+    }
+    if model
+        .backup
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_secret.is_some())
+    {
+        args.extend([
+            format!(
+                "--backup-restore-client-cert-path={}/tls.crt",
+                paths::BACKUP_CLIENT_TLS
+            ),
+            format!(
+                "--backup-restore-client-key-path={}/tls.key",
+                paths::BACKUP_CLIENT_TLS
+            ),
+        ]);
     }
     if model.etcd.client_tls.is_some() {
         args.extend([
@@ -518,11 +551,18 @@ fn backup_args(model: &EtcdModel) -> Vec<String> {
             e.client_port
         ),
     ]);
-    if b.tls.is_some() {
+    if let Some(tls) = &b.tls {
         args.extend([
             format!("--server-cert={}/tls.crt", paths::BACKUP_SERVER_TLS),
             format!("--server-key={}/tls.key", paths::BACKUP_SERVER_TLS),
         ]);
+        if tls.client_secret.is_some() {
+            args.extend([
+                format!("--client-ca-file={}/{}", paths::BACKUP_CA, tls.ca_key),
+                format!("--api-client-cert={}/tls.crt", paths::BACKUP_CLIENT_TLS),
+                format!("--api-client-key={}/tls.key", paths::BACKUP_CLIENT_TLS),
+            ]);
+        }
     }
 
     // Its own files, leases and the embedded etcd of restorations.
@@ -969,6 +1009,52 @@ mod tests {
             .unwrap();
         assert_eq!(probe.http_get.unwrap().scheme.as_deref(), Some("HTTP"));
         assert!(volume_secrets(&s).contains(&"br-server".into()));
+        // No client certificate named: no mTLS.
+        assert!(
+            !args(&s, BACKUP_CONTAINER)
+                .iter()
+                .any(|a| a.contains("client-ca"))
+        );
+        assert!(!wrapper.iter().any(|a| a.contains("client-cert")));
+
+        // A client certificate named: the sidecar requires one, and the
+        // wrapper and the sidecars present it.
+        if let Some(tls) = etcd.spec.backup.tls.as_mut() {
+            tls.client_tls_secret_ref = Some(SecretReference {
+                name: "br-client".into(),
+                namespace: None,
+            });
+        }
+        let s = sts(&etcd, &context());
+        let backup = args(&s, BACKUP_CONTAINER);
+        for expected in [
+            "--client-ca-file=/var/etcdbr/ssl/ca/ca.crt",
+            "--api-client-cert=/var/etcdbr/ssl/client/tls.crt",
+            "--api-client-key=/var/etcdbr/ssl/client/tls.key",
+        ] {
+            assert!(
+                backup.contains(&expected.into()),
+                "{expected} in {backup:?}"
+            );
+        }
+        let wrapper = args(&s, ETCD_CONTAINER);
+        for expected in [
+            "--backup-restore-client-cert-path=/var/etcdbr/ssl/client/tls.crt",
+            "--backup-restore-client-key-path=/var/etcdbr/ssl/client/tls.key",
+        ] {
+            assert!(
+                wrapper.contains(&expected.into()),
+                "{expected} in {wrapper:?}"
+            );
+        }
+        assert!(volume_secrets(&s).contains(&"br-client".into()));
+        for c in [ETCD_CONTAINER, BACKUP_CONTAINER] {
+            assert!(
+                mounts(&s, c).contains(&"/var/etcdbr/ssl/client".into()),
+                "{c}"
+            );
+        }
+        assert!(mounts(&s, BACKUP_CONTAINER).contains(&"/var/etcdbr/ssl/ca".into()));
     }
 
     #[test]

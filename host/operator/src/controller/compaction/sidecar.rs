@@ -56,8 +56,8 @@ pub(super) async fn full_snapshot(
     };
     tracing::info!(etcd = %name, namespace = %ns, %url, events, ?cause, "asking the sidecar for a full snapshot instead of a compaction");
     let timeout = model.backup.snapshot_timeout + FULL_SNAPSHOT_GRACE;
-    let result = match ca_bundle(ctx, model, &url).await {
-        Ok(ca) => request_full_snapshot(url.clone(), ca, timeout).await,
+    let result = match sidecar_tls(ctx, model, &url).await {
+        Ok(tls) => request_full_snapshot(url.clone(), tls, timeout).await,
         Err(e) => Err(e),
     };
     let succeeded = result.is_ok();
@@ -125,13 +125,38 @@ pub(super) async fn full_snapshot(
     }
 }
 
-/// The CA bundle that verifies the sidecar's HTTPS certificate
-/// (`spec.backup.tls.tlsCASecretRef`), for an `https` URL.
-pub(super) async fn ca_bundle(
+/// The data of key `key` of Secret `name`, or an error naming the field
+/// that names the Secret.
+async fn secret_key(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    field: &str,
+) -> Result<Vec<u8>, String> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read the Secret {namespace}/{name}: {e}"))?
+        .ok_or_else(|| format!("the Secret {namespace}/{name} ({field}) does not exist"))?;
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .ok_or_else(|| format!("the Secret {namespace}/{name} ({field}) has no key {key:?}"))
+}
+
+/// How to call the sidecar over HTTPS, for an `https` URL: the CA bundle
+/// that verifies its certificate (`spec.backup.tls.tlsCASecretRef`), and
+/// the client certificate it requires when the spec names one
+/// (`spec.backup.tls.clientTLSSecretRef`, mTLS).
+pub(super) async fn sidecar_tls(
     ctx: &Context,
     model: &EtcdModel,
     url: &str,
-) -> Result<Option<Vec<u8>>, String> {
+) -> Result<Option<druid_sidecar_tls::SidecarTls>, String> {
     let Some(tls) = model
         .backup
         .tls
@@ -140,41 +165,31 @@ pub(super) async fn ca_bundle(
     else {
         return Ok(None);
     };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &model.namespace);
-    let secret = secrets
-        .get_opt(&tls.ca_secret)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot read the CA Secret {}/{}: {e}",
-                model.namespace, tls.ca_secret
-            )
-        })?
-        .ok_or_else(|| {
-            format!(
-                "the CA Secret {}/{} (spec.backup.tls.tlsCASecretRef) does not exist",
-                model.namespace, tls.ca_secret
-            )
-        })?;
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&tls.ca_key))
-        .map(|b| Some(b.0.clone()))
-        .ok_or_else(|| {
-            format!(
-                "the CA Secret {}/{} has no key {:?} (spec.backup.tls.tlsCASecretRef.dataKey)",
-                model.namespace, tls.ca_secret, tls.ca_key
-            )
-        })
+    let ns = &model.namespace;
+    let ca_field = "spec.backup.tls.tlsCASecretRef";
+    let ca = secret_key(ctx, ns, &tls.ca_secret, &tls.ca_key, ca_field).await?;
+    let mut client = druid_sidecar_tls::SidecarTls::new(
+        &ca,
+        &format!("Secret {ns}/{} ({ca_field})", tls.ca_secret),
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(secret) = &tls.client_secret {
+        let field = "spec.backup.tls.clientTLSSecretRef";
+        let cert = secret_key(ctx, ns, secret, "tls.crt", field).await?;
+        let key = secret_key(ctx, ns, secret, "tls.key", field).await?;
+        client = client
+            .with_client_cert(&cert, &key, &format!("Secret {ns}/{secret} ({field})"))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Some(client))
 }
 
-/// `GET <url>` on a blocking thread (ureq with rustls; `ca` is the PEM
-/// bundle to trust for HTTPS). Any answer but 2xx is an error with the
+/// `GET <url>` on a blocking thread (ureq with rustls; `tls` says what to
+/// trust and present for HTTPS). Any answer but 2xx is an error with the
 /// status and the start of the body.
 pub(super) async fn request_full_snapshot(
     url: String,
-    ca: Option<Vec<u8>>,
+    tls: Option<druid_sidecar_tls::SidecarTls>,
     timeout: Duration,
 ) -> Result<(), String> {
     tokio::task::spawn_blocking(move || {
@@ -184,24 +199,8 @@ pub(super) async fn request_full_snapshot(
             .proxy(None)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(timeout));
-        if let Some(pem) = ca {
-            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(
-                    "the CA bundle (spec.backup.tls.tlsCASecretRef) holds no PEM certificate"
-                        .to_string(),
-                );
-            }
-            config = config.tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                    .build(),
-            );
+        if let Some(tls) = tls {
+            config = config.tls_config(tls.config());
         }
         let agent: ureq::Agent = config.build().into();
         let mut resp = agent
