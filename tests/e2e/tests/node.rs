@@ -1179,7 +1179,10 @@ fn local_variant(ns: &str) -> String {
     let variant = seed_variant(ns, 1)
         .replace("storageProvider: S3", "storageProvider: Local")
         .replace("storageContainer: test", "storageContainer: shared")
-        .replace(&format!("storePrefix: etcd-{ns}"), "storePrefix: etcd-shared")
+        .replace(
+            &format!("storePrefix: etcd-{ns}"),
+            "storePrefix: etcd-shared",
+        )
         .replace("    storeSecret: etcd-backup\n", "");
     assert!(
         variant.contains("storageProvider: Local")
@@ -1227,8 +1230,11 @@ fn two_namespaces_local_stores_stay_apart() {
     }
 
     // Tenant A: a secret key, in a full snapshot and a delta.
-    node.kubectl_stdin(&["apply", "--validate=strict", "-f", "-"], &local_variant(A))
-        .unwrap();
+    node.kubectl_stdin(
+        &["apply", "--validate=strict", "-f", "-"],
+        &local_variant(A),
+    )
+    .unwrap();
     wait_for_members(node, A, 1, Duration::from_secs(300));
     let endpoint_a = client_endpoint(node, A);
     with_client(&endpoint_a, async |c| {
@@ -1262,8 +1268,11 @@ fn two_namespaces_local_stores_stay_apart() {
     // Tenant B: the same container and prefix, another namespace. It must
     // start empty: were A's backups visible, its first start would restore
     // them.
-    node.kubectl_stdin(&["apply", "--validate=strict", "-f", "-"], &local_variant(B))
-        .unwrap();
+    node.kubectl_stdin(
+        &["apply", "--validate=strict", "-f", "-"],
+        &local_variant(B),
+    )
+    .unwrap();
     wait_for_members(node, B, 1, Duration::from_secs(300));
     wait_for(
         node,
@@ -1272,10 +1281,7 @@ fn two_namespaces_local_stores_stay_apart() {
         Duration::from_secs(180),
         || {
             let objects = local_objects(B);
-            Ok(objects
-                .keys()
-                .any(|o| o.starts_with("Full-"))
-                .then_some(()))
+            Ok(objects.keys().any(|o| o.starts_with("Full-")).then_some(()))
         },
     );
     let endpoint_b = client_endpoint(node, B);
