@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use druid_operator::components::network_policy::OperatorPods;
 use druid_operator::controller::compaction::{self, CompactionSettings};
 use druid_operator::controller::{self, Context, Settings};
 use druid_operator::metrics::{self, Health, Metrics};
@@ -105,6 +106,47 @@ struct Args {
     /// asking for any other node path is refused.
     #[arg(long, env = "DRUID_LOCAL_STORE_ROOT", default_value = druid_plugin_host::wiring::DEFAULT_LOCAL_ROOT)]
     local_store_root: String,
+    /// Put a NetworkPolicy around each Etcd's sidecar API that admits only
+    /// the Etcd's pods, the operator's pods and namespaces labelled
+    /// `druid.gardener.cloud/sidecar-api=allowed`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sidecar_network_policy: bool,
+    /// The operator's namespace (for the NetworkPolicy); in a pod, from
+    /// the downward API.
+    #[arg(long, env = "POD_NAMESPACE")]
+    operator_namespace: Option<String>,
+    /// Labels of the operator's pods (for the NetworkPolicy),
+    /// `key=value,...`.
+    #[arg(long, default_value = "app.kubernetes.io/name=druid")]
+    operator_pod_labels: String,
+}
+
+/// Where the operator's pods are, for the sidecar NetworkPolicy.
+fn operator_pods(args: &Args) -> anyhow::Result<Option<OperatorPods>> {
+    if !args.sidecar_network_policy {
+        return Ok(None);
+    }
+    let Some(namespace) = args.operator_namespace.clone().filter(|n| !n.is_empty()) else {
+        tracing::warn!(
+            "no --operator-namespace (POD_NAMESPACE): no NetworkPolicy is put around the sidecars' API"
+        );
+        return Ok(None);
+    };
+    let mut labels = std::collections::BTreeMap::new();
+    for pair in args
+        .operator_pod_labels
+        .split(',')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--operator-pod-labels: {pair:?} is not key=value"))?;
+        labels.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    if labels.is_empty() {
+        anyhow::bail!("--operator-pod-labels: name at least one label of the operator's pods");
+    }
+    Ok(Some(OperatorPods { namespace, labels }))
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
     let compaction = compaction_settings(&args)?;
     let wiring = WiringPolicy::new(&args.local_store_root)
         .map_err(|e| anyhow::anyhow!("--local-store-root: {e}"))?;
+    let operator_pods = operator_pods(&args)?;
 
     let client = kube::Client::try_default()
         .await
@@ -174,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
         workers: args.workers.max(1),
         compaction,
         wiring,
+        operator_pods,
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(

@@ -43,6 +43,11 @@ pub fn pdb(etcd: &str) -> String {
     etcd.to_string()
 }
 
+/// The NetworkPolicy around the sidecar's API.
+pub fn network_policy(etcd: &str) -> String {
+    format!("{etcd}-backup-restore")
+}
+
 /// The client Service: `<etcd>-client`.
 pub fn client_service(etcd: &str) -> String {
     format!("{etcd}-client")
@@ -131,6 +136,8 @@ pub mod component {
     pub const SNAPSHOT_LEASE: &str = "etcd-snapshot-lease";
     /// PodDisruptionBudget.
     pub const PDB: &str = "etcd-pdb";
+    /// NetworkPolicy.
+    pub const NETWORK_POLICY: &str = "etcd-network-policy";
     /// Client Service.
     pub const CLIENT_SERVICE: &str = "etcd-client-service";
     /// Peer Service.

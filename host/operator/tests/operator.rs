@@ -17,6 +17,7 @@ use druid_api::Etcd;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::ListParams;
@@ -198,6 +199,18 @@ async fn the_seed_applies_and_yields_every_component_then_scales_changes_and_del
         pdb.spec.as_ref().unwrap().min_available,
         Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0))
     );
+    // The sidecar's API admits the Etcd's pods and the operator's only.
+    let policy: NetworkPolicy = get(ns, "test-backup-restore").await.unwrap();
+    let rules = policy.spec.as_ref().unwrap().ingress.clone().unwrap();
+    assert!(
+        rules.iter().any(|r| r.from.iter().flatten().any(|p| p
+            .namespace_selector
+            .as_ref()
+            .is_some_and(|n| n.match_labels.as_ref().is_some_and(|l| l
+                .get("kubernetes.io/metadata.name")
+                == Some(&"druid-system".to_string()))))),
+        "{rules:?}"
+    );
     let client_svc: Service = get(ns, "test-client").await.unwrap();
     assert!(
         client_svc
@@ -347,6 +360,11 @@ async fn the_seed_applies_and_yields_every_component_then_scales_changes_and_del
     assert!(get::<ConfigMap>(ns, "test-config").await.is_none());
     assert!(get::<Service>(ns, "test-client").await.is_none());
     assert!(get::<PodDisruptionBudget>(ns, "test").await.is_none());
+    assert!(
+        get::<NetworkPolicy>(ns, "test-backup-restore")
+            .await
+            .is_none()
+    );
     assert!(get::<Lease>(ns, "test-0").await.is_none());
     assert!(get::<Lease>(ns, "test-full-snap").await.is_none());
     let secret = wait_for("the Secret's finalizer to go", || async {

@@ -11,6 +11,7 @@ pub mod client_service;
 pub mod compaction_job;
 pub mod configmap;
 pub mod member_leases;
+pub mod network_policy;
 pub mod pdb;
 pub mod peer_service;
 pub mod role;
@@ -44,6 +45,9 @@ pub struct BuildContext {
     /// (the provider plugin's `pod-config`, as the host's wiring policy
     /// accepted it); `None` without a store.
     pub store_wiring: Option<CheckedWiring>,
+    /// Where the operator runs, for the NetworkPolicy around the sidecar's
+    /// API; `None` builds no policy.
+    pub operator_pods: Option<network_policy::OperatorPods>,
 }
 
 /// Why a builder could not build.
@@ -194,6 +198,10 @@ pub(crate) mod fixtures {
                 ],
                 store_secret: true,
                 local_dir: None,
+            }),
+            operator_pods: Some(super::network_policy::OperatorPods {
+                namespace: "druid-system".into(),
+                labels: [("app.kubernetes.io/name".to_string(), "druid".to_string())].into(),
             }),
         }
     }

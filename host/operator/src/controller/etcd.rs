@@ -19,6 +19,7 @@ use druid_api::{Etcd, EtcdModel, FINALIZER, InvalidSpec};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
@@ -364,6 +365,7 @@ async fn reconcile_spec(
     let bctx = BuildContext {
         etcd_image: ctx.settings.etcd_image.clone(),
         backup_image: ctx.settings.backup_image.clone(),
+        operator_pods: ctx.settings.operator_pods.clone(),
         store_wiring,
     };
 
@@ -413,6 +415,9 @@ async fn reconcile_spec(
     ];
     for lease in &built.member_leases {
         steps.push(step("MEMBER_LEASE", components::apply(c, lease)).boxed());
+    }
+    if let Some(policy) = &built.network_policy {
+        steps.push(step("NETWORK_POLICY", components::apply(c, policy)).boxed());
     }
     for lease in &built.snapshot_leases {
         steps.push(step("SNAPSHOT_LEASE", components::apply(c, lease)).boxed());
@@ -485,6 +490,7 @@ struct Built {
     member_leases: Vec<Lease>,
     snapshot_leases: Vec<Lease>,
     pdb: PodDisruptionBudget,
+    network_policy: Option<NetworkPolicy>,
     client_service: Service,
     peer_service: Service,
     config_map: ConfigMap,
@@ -505,6 +511,7 @@ fn build_all(
         member_leases: components::member_leases::build(etcd, model, ctx)?,
         snapshot_leases: components::snapshot_leases::build(etcd, model, ctx)?,
         pdb: components::pdb::build(etcd, model, ctx)?,
+        network_policy: components::network_policy::build(etcd, model, ctx)?,
         client_service: components::client_service::build(etcd, model, ctx)?,
         peer_service: components::peer_service::build(etcd, model, ctx)?,
         statefulset: components::statefulset::build(etcd, model, ctx, &checksum)?,
@@ -619,6 +626,7 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     gone!(Service, names::client_service(&name));
     gone!(Service, names::peer_service(&name));
     gone!(PodDisruptionBudget, names::pdb(&name));
+    gone!(NetworkPolicy, names::network_policy(&name));
     gone!(RoleBinding, names::role(&name));
     gone!(Role, names::role(&name));
     gone!(ServiceAccount, names::service_account(&name));

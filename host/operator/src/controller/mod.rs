@@ -55,6 +55,9 @@ pub struct Settings {
     pub compaction: compaction::CompactionSettings,
     /// What a provider plugin's pod wiring may ask for.
     pub wiring: druid_plugin_host::WiringPolicy,
+    /// Where the operator's pods run, for the NetworkPolicy around each
+    /// sidecar's API; `None` for no policy.
+    pub operator_pods: Option<crate::components::network_policy::OperatorPods>,
 }
 
 impl Default for Settings {
@@ -70,6 +73,7 @@ impl Default for Settings {
             member_not_ready_after: Duration::from_secs(300),
             compaction: compaction::CompactionSettings::default(),
             wiring: druid_plugin_host::WiringPolicy::default(),
+            operator_pods: None,
         }
     }
 }

@@ -51,6 +51,8 @@ pub fn operator_with_crds(crds: &std::path::Path, extra: &[&str]) -> &'static Op
                 "2",
                 "--leader-election-namespace",
                 "kube-system",
+                "--operator-namespace",
+                "druid-system",
             ])
             .args(extra);
         let process = ServerProcess::spawn("druid", cmd, &dir.join("druid.log")).unwrap();

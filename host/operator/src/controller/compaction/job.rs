@@ -217,6 +217,7 @@ pub(super) async fn start_job(
     let bctx = BuildContext {
         etcd_image: ctx.settings.etcd_image.clone(),
         backup_image: ctx.settings.backup_image.clone(),
+        operator_pods: ctx.settings.operator_pods.clone(),
         store_wiring: wiring,
     };
     let job = compaction_job::build(etcd, model, &bctx, ctx.settings.compaction.active_deadline)?;
