@@ -572,6 +572,61 @@ async fn with_backup_tls_the_sidecar_is_asked_over_https_trusting_the_backup_ca(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn with_a_backup_client_certificate_the_operator_presents_it_and_says_what_is_wrong_with_it()
+{
+    let ns = "compaction-mtls";
+    let server = druid_test_support::KubeApiServer::shared();
+    let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
+    let ca = server.kubeconfig().parent().unwrap().join("pki/ca.crt");
+    create_etcd(
+        ns,
+        port,
+        "{eventsThreshold: 100, triggerFullSnapshotThreshold: 500}",
+    );
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "backup-ca",
+        &format!("--from-file=ca.crt={}", ca.display()),
+    ]));
+    for name in ["backup-server", "backup-client"] {
+        ok(&kubectl(&[
+            "-n",
+            ns,
+            "create",
+            "secret",
+            "generic",
+            name,
+            "--from-literal=tls.crt=not a certificate",
+            "--from-literal=tls.key=not a key",
+        ]));
+    }
+    patch_etcd(
+        ns,
+        r#"{"spec":{"backup":{"tls":{"tlsCASecretRef":{"name":"backup-ca"},"serverTLSSecretRef":{"name":"backup-server"},"clientTLSSecretRef":{"name":"backup-client"}}}}}"#,
+    );
+    wait_for_leases(ns).await;
+    snapshot_lease(ns, "test-full-snap", 1000, None).await;
+    snapshot_lease(ns, "test-delta-snap", 1600, None).await;
+    // The client certificate the sidecar would require is read from the
+    // Secret the spec names, and its fault is named before any request.
+    let message = wait_for_condition(ns, "False", "ErrorTriggeringFullSnapshot").await;
+    assert!(
+        message.contains(&format!("Secret {ns}/backup-client"))
+            && message.contains("clientTLSSecretRef")
+            && message.contains("no PEM certificate"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("not a key"),
+        "no key material in a condition: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn invalid_thresholds_are_reported_and_start_nothing() {
     let ns = "compaction-invalid";
     let port = druid_test_support::free_port().unwrap();

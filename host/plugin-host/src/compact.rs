@@ -406,6 +406,11 @@ impl Registry {
             .call_compact(
                 store, &base_info, base, &infos, &deltas, output, scratch, options
             ))?;
+        if result.is_err()
+            && let Some(spent) = session.budget_spent("compact")
+        {
+            return Err(spent.into());
+        }
         let r = result.map_err(|e| match e {
             wit::CompactError::InvalidInput(m) => {
                 CompactionError::InvalidInput(truncate(&m, 8192).to_string())

@@ -360,6 +360,18 @@ impl Session {
         }
     }
 
+    /// The CPU-time error of `call` if the host refused the plugin work
+    /// because the call's budget was spent: a plugin that returns its own
+    /// error after that still ran out of CPU time, and the user should
+    /// read that, not the plugin's wording of it.
+    pub(crate) fn budget_spent(&self, call: &'static str) -> Option<Error> {
+        self.store.data().cpu_exhausted.then(|| Error::Timeout {
+            plugin: self.plugin.clone(),
+            call,
+            limit: self.limits.call_cpu_time,
+        })
+    }
+
     /// The error for a call cancelled by the wall-clock timeout.
     pub(crate) fn wall_timeout(&self, call: &'static str) -> Error {
         Error::WallTimeout {

@@ -317,3 +317,29 @@ async fn a_compactor_that_drops_a_key_is_caught_by_the_content_check() {
     let report = self::registry().await.compact(&job).await.unwrap();
     assert_eq!(report.keys, honest.keys);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_side_hashing_is_charged_to_the_calls_cpu_budget() {
+    let i = inputs("compactor-hash-forever", 400, 1, 10, 20);
+    let components = druid_test_support::plugin_components();
+    let hostile = std::fs::read(components.get("druid-test-plugin-hostile-compactor")).unwrap();
+    let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
+    let registry = Registry::load(host, None, &[("hostile-compactor", &hostile)])
+        .await
+        .unwrap();
+    // The plugin does next to nothing itself: it asks the host to hash
+    // the base over and over. Charged, that host time exhausts the CPU
+    // budget; uncharged, the call would run to its wall-clock limit.
+    let limits = Limits {
+        call_cpu_time: Duration::from_millis(300),
+        call_timeout: Duration::from_secs(300),
+        ..compaction_limits()
+    };
+    let mut j = job(&i, limits);
+    j.base.name = "hash-forever".into();
+    let err = registry.compact(&j).await.unwrap_err();
+    assert!(
+        matches!(err, CompactionError::Plugin(Error::Timeout { .. })),
+        "{err:?}"
+    );
+}

@@ -6,6 +6,10 @@
 //! `target/plugins/test-only/`).
 //!
 //! It reads its inputs whole into memory (test inputs are small).
+//!
+//! With a base named `hash-forever`, it instead asks the host to hash the
+//! base again and again: host-side work the host must charge to the
+//! call's CPU budget, or the call would run to its wall-clock limit.
 
 use druid_etcd_db::{CompactOptions, Db, DbWriter, DeltaInput, KEY_BUCKET, SnapshotInfo};
 use druid_plugin_sdk::compactor::druid::plugin::blobs::{Reader, Writer};
@@ -87,6 +91,13 @@ impl wit::Guest for HostileCompactor {
         options: wit::Options,
     ) -> Result<wit::Report, wit::CompactError> {
         let io = wit::CompactError::Io;
+        if base.name == "hash-forever" {
+            loop {
+                if let Err(e) = base_data.sha256(0, base_data.size()) {
+                    return Err(io(e));
+                }
+            }
+        }
         let base_bytes = read_all(base_data).map_err(io)?;
         let mut inputs = Vec::new();
         for (i, r) in deltas.into_iter().zip(delta_data.iter()) {
