@@ -240,3 +240,72 @@ async fn a_local_container_that_is_not_a_plain_name_reaches_no_directory() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_nobody_finished_is_aborted_by_a_later_upload() {
+    use rusty_s3::S3Action as _;
+    const MARKERS: &str = ".druid-incomplete-uploads/";
+    let registry = registry(Limits::default()).await;
+    let mut config = minio_config("incomplete-uploads");
+    // Every unfinished upload counts as abandoned at once (default: a day).
+    config
+        .credentials
+        .insert("incompleteUploadExpirySeconds".into(), "0".into());
+    let store = registry.store(config).unwrap();
+    let minio = druid_test_support::MinioServer::shared();
+    let bucket = rusty_s3::Bucket::new(
+        minio.endpoint().parse().unwrap(),
+        rusty_s3::UrlStyle::Path,
+        "incomplete-uploads",
+        minio.region().to_string(),
+    )
+    .unwrap();
+    let creds = rusty_s3::Credentials::new(minio.access_key(), minio.secret_key());
+    // Whether MinIO still holds the multipart upload (ListParts: 200, or
+    // 404 NoSuchUpload once it is aborted).
+    let upload_exists = |key: &str, id: &str| {
+        let url = bucket
+            .list_parts(Some(&creds), key, id)
+            .sign(std::time::Duration::from_secs(600));
+        let (status, body) = druid_test_support::http_get(url.as_str()).unwrap();
+        assert!(
+            status == 200 || status == 404,
+            "ListParts: {status}: {body}"
+        );
+        status == 200
+    };
+
+    // An upload that started its multipart upload (a part filled) and is
+    // then lost without an abort, as when the sidecar is killed.
+    let mut lost = store.upload("v2/abandoned", None).await.unwrap();
+    lost.write(&pattern(1, 9 << 20)).await.unwrap();
+    std::mem::forget(lost);
+    let markers = store.list(MARKERS).await.unwrap();
+    assert_eq!(markers.len(), 1, "{markers:?}");
+    assert!(
+        markers[0]
+            .key
+            .starts_with(".druid-incomplete-uploads/v2/abandoned/")
+    );
+    let id = String::from_utf8(store.get(&markers[0].key, None).await.unwrap()).unwrap();
+    assert!(
+        upload_exists("v2/abandoned", &id),
+        "the lost upload is there"
+    );
+
+    // The next multipart upload aborts it and removes its marker; its own
+    // marker goes when it completes.
+    round_trip(&store, "v2/next", &pattern(2, 9 << 20)).await;
+    assert!(
+        !upload_exists("v2/abandoned", &id),
+        "the lost upload was aborted"
+    );
+    let left = store.list(MARKERS).await.unwrap();
+    assert!(left.is_empty(), "markers left: {left:?}");
+    // No snapshot listing sees the markers: they are outside every prefix.
+    let objects = store.list("v2/").await.unwrap();
+    assert_eq!(
+        objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        ["v2/next"]
+    );
+}

@@ -13,6 +13,7 @@ use rusty_s3::{Bucket, Credentials, S3Action};
 
 use crate::config::Settings;
 use crate::errors::{self, Ctx};
+use crate::incomplete;
 use crate::upload::Sink;
 
 /// How long a presigned URL stays valid. Each attempt signs afresh.
@@ -66,6 +67,9 @@ pub struct Client {
     pub bucket: Bucket,
     /// The access key.
     pub credentials: Credentials,
+    /// How old an incomplete multipart upload's marker must be before the
+    /// upload counts as abandoned (see [`crate::incomplete`]).
+    pub incomplete_upload_expiry: Duration,
 }
 
 impl Client {
@@ -74,6 +78,7 @@ impl Client {
         Ok(Self {
             bucket: settings.bucket()?,
             credentials: Credentials::new(settings.access_key.clone(), settings.secret_key.clone()),
+            incomplete_upload_expiry: settings.incomplete_upload_expiry,
         })
     }
 
@@ -166,6 +171,100 @@ impl Client {
         })
     }
 
+    /// PutObject of `body` at `key`.
+    pub fn put_object(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
+        let ctx = self.ctx("put", Some(key));
+        let sign = || {
+            self.bucket
+                .put_object(Some(&self.credentials), key)
+                .sign(SIGN_FOR)
+                .to_string()
+        };
+        self.execute(
+            &ctx,
+            &Request::new(Method::Put).body(body),
+            sign,
+            |_| Ok(()),
+        )
+    }
+
+    /// AbortMultipartUpload; an upload that is gone already is not an
+    /// error.
+    pub fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        let ctx = self.ctx("abort the multipart upload of", Some(key));
+        let sign = || {
+            self.bucket
+                .abort_multipart_upload(Some(&self.credentials), key, upload_id)
+                .sign(SIGN_FOR)
+                .to_string()
+        };
+        // 404: the upload is gone already.
+        self.execute(
+            &ctx,
+            &Request::new(Method::Delete).pass(&[404]),
+            sign,
+            |_| Ok(()),
+        )
+    }
+
+    /// Deletes the in-progress marker of an upload that was finished or
+    /// aborted (best effort: a marker left behind only makes a later sweep
+    /// abort an upload that is gone already).
+    pub fn forget_marker(&self, key: &str, upload_id: &str) {
+        let marker = incomplete::marker_key(key, upload_id);
+        if let Err(e) = self.delete(&marker) {
+            log::debug(&format!("cannot delete the marker {marker:?}: {e}"));
+        }
+    }
+
+    /// Aborts the multipart uploads whose markers are past the expiry, and
+    /// deletes those markers (best effort, at most
+    /// [`incomplete::MAX_PER_SWEEP`] markers). See [`crate::incomplete`].
+    pub fn sweep_incomplete_uploads(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let page = match self.list(incomplete::MARKER_ROOT, None, incomplete::MAX_PER_SWEEP) {
+            Ok(p) => p,
+            Err(e) => {
+                log::debug(&format!("cannot list incomplete uploads: {e}"));
+                return;
+            }
+        };
+        for marker in page.objects {
+            let Some(key) = incomplete::key_of_marker(&marker.key) else {
+                continue;
+            };
+            if !incomplete::is_stale(marker.last_modified, now, self.incomplete_upload_expiry) {
+                continue;
+            }
+            let upload_id = match self.get(&marker.key, None) {
+                Ok(Some(mut resp)) => resp.text(4096).trim().to_string(),
+                Ok(None) => String::new(),
+                Err(e) => {
+                    log::debug(&format!("cannot read the marker {:?}: {e}", marker.key));
+                    continue;
+                }
+            };
+            if !upload_id.is_empty() {
+                if let Err(e) = self.abort_multipart(key, &upload_id) {
+                    log::warn(&format!(
+                        "cannot abort the abandoned multipart upload of {key:?}: {e}"
+                    ));
+                    continue;
+                }
+                log::info(&format!(
+                    "aborted the abandoned multipart upload of {key:?} (its marker is older than \
+                     {} s)",
+                    self.incomplete_upload_expiry.as_secs()
+                ));
+            }
+            if let Err(e) = self.delete(&marker.key) {
+                log::debug(&format!("cannot delete the marker {:?}: {e}", marker.key));
+            }
+        }
+    }
+
     /// HeadObject.
     pub fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         check_key(key)?;
@@ -256,42 +355,24 @@ impl HttpSink {
 
 impl Sink for HttpSink {
     fn put_object(&self, body: &[u8]) -> Result<(), StoreError> {
-        let c = &self.client;
-        let ctx = c.ctx("put", Some(&self.key));
-        let sign = || {
-            c.bucket
-                .put_object(Some(&c.credentials), &self.key)
-                .sign(SIGN_FOR)
-                .to_string()
-        };
-        c.execute(
-            &ctx,
-            &Request::new(Method::Put).body(body),
-            sign,
-            |_| Ok(()),
-        )
+        self.client.put_object(&self.key, body)
     }
 
     fn create_multipart(&self) -> Result<String, StoreError> {
         let c = &self.client;
-        let ctx = c.ctx("start the multipart upload of", Some(&self.key));
-        let sign = || {
-            c.bucket
-                .create_multipart_upload(Some(&c.credentials), &self.key)
-                .sign(SIGN_FOR)
-                .to_string()
-        };
-        c.execute(&ctx, &Request::new(Method::Post), sign, |mut resp| {
-            let text = Client::read_xml(&mut resp, &ctx)?;
-            CreateMultipartUpload::parse_response(&text)
-                .map(|r| r.upload_id().to_string())
-                .map_err(|e| {
-                    Attempt::Fail(StoreError::Other(format!(
-                        "start the multipart upload of {:?}: cannot read the store's answer: {e}",
-                        self.key
-                    )))
-                })
-        })
+        c.sweep_incomplete_uploads();
+        let id = self.start_multipart()?;
+        // The marker that lets a later upload abort this one if it is
+        // never finished (see `incomplete`); without it, only a lifecycle
+        // rule would.
+        if let Err(e) = c.put_object(&incomplete::marker_key(&self.key, &id), id.as_bytes()) {
+            log::warn(&format!(
+                "cannot record the multipart upload of {:?} as in progress ({e}); if it is never \
+                 finished, only a bucket lifecycle rule removes its parts",
+                self.key
+            ));
+        }
+        Ok(id)
     }
 
     fn upload_part(&self, upload_id: &str, number: u16, body: &[u8]) -> Result<String, StoreError> {
@@ -347,25 +428,40 @@ impl Sink for HttpSink {
                 let text = Client::read_xml(&mut resp, &ctx)?;
                 complete_outcome(&text, &ctx)
             },
-        )
+        )?;
+        c.forget_marker(&self.key, upload_id);
+        Ok(())
     }
 
     fn abort(&self, upload_id: &str) -> Result<(), StoreError> {
+        self.client.abort_multipart(&self.key, upload_id)?;
+        self.client.forget_marker(&self.key, upload_id);
+        Ok(())
+    }
+}
+
+impl HttpSink {
+    /// CreateMultipartUpload; returns the upload ID.
+    fn start_multipart(&self) -> Result<String, StoreError> {
         let c = &self.client;
-        let ctx = c.ctx("abort the multipart upload of", Some(&self.key));
+        let ctx = c.ctx("start the multipart upload of", Some(&self.key));
         let sign = || {
             c.bucket
-                .abort_multipart_upload(Some(&c.credentials), &self.key, upload_id)
+                .create_multipart_upload(Some(&c.credentials), &self.key)
                 .sign(SIGN_FOR)
                 .to_string()
         };
-        // 404: the upload is gone already.
-        c.execute(
-            &ctx,
-            &Request::new(Method::Delete).pass(&[404]),
-            sign,
-            |_| Ok(()),
-        )
+        c.execute(&ctx, &Request::new(Method::Post), sign, |mut resp| {
+            let text = Client::read_xml(&mut resp, &ctx)?;
+            CreateMultipartUpload::parse_response(&text)
+                .map(|r| r.upload_id().to_string())
+                .map_err(|e| {
+                    Attempt::Fail(StoreError::Other(format!(
+                        "start the multipart upload of {:?}: cannot read the store's answer: {e}",
+                        self.key
+                    )))
+                })
+        })
     }
 }
 

@@ -86,6 +86,7 @@ impl Family {
                 "disableSSL",
                 "insecureSkipVerify",
                 "trustedCaCert",
+                "incompleteUploadExpirySeconds",
             ],
             Family::Openshift => &[
                 "endpoint",
@@ -94,6 +95,7 @@ impl Family {
                 "secretAccessKey",
                 "disableSSL",
                 "insecureSkipVerify",
+                "incompleteUploadExpirySeconds",
             ],
             Family::Ecs => &[
                 "endpoint",
@@ -106,6 +108,7 @@ impl Family {
                 "ECS_DISABLE_SSL",
                 "insecureSkipVerify",
                 "ECS_INSECURE_SKIP_VERIFY",
+                "incompleteUploadExpirySeconds",
             ],
         }
     }
@@ -194,6 +197,9 @@ pub struct Settings {
     pub secret_key: String,
     /// Settings that are accepted but have no effect here; logged by `open`.
     pub warnings: Vec<String>,
+    /// How old an unfinished multipart upload may get before a later upload
+    /// aborts it (`incompleteUploadExpirySeconds`, default a day).
+    pub incomplete_upload_expiry: std::time::Duration,
 }
 
 impl Settings {
@@ -471,6 +477,15 @@ pub fn parse(config: &StoreConfig) -> Result<Settings, StoreError> {
         Family::Openshift | Family::Ecs => true,
     };
     let path_style = choose_path_style(force_path_style, &host, https, &bucket);
+    let incomplete_upload_expiry = match value(config, &["incompleteUploadExpirySeconds"]) {
+        None => crate::incomplete::DEFAULT_EXPIRY,
+        Some((key, v)) => v.parse::<u64>().map(std::time::Duration::from_secs).map_err(|_| {
+            StoreError::InvalidConfig(format!(
+                "secret key `{key}` is {v:?}, not a number of seconds: set it to e.g. \"86400\" \
+                 (a day), or remove it"
+            ))
+        })?,
+    };
 
     let settings = Settings {
         family,
@@ -483,6 +498,7 @@ pub fn parse(config: &StoreConfig) -> Result<Settings, StoreError> {
         access_key,
         secret_key,
         warnings,
+        incomplete_upload_expiry,
     };
     // Fail now, not on the first request, if the URL cannot be built.
     settings.bucket()?;

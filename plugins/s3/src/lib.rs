@@ -14,6 +14,7 @@
 pub mod client;
 pub mod config;
 pub mod errors;
+pub mod incomplete;
 pub mod time;
 pub mod upload;
 pub mod wiring;
