@@ -324,7 +324,9 @@ pub struct ServerArgs {
     /// Port of the HTTP API.
     #[arg(short = 'p', long, default_value_t = crate::DEFAULT_SERVER_PORT)]
     pub server_port: u16,
-    /// Address to bind.
+    /// Addresses to bind, comma-separated. The operator binds loopback
+    /// (where the etcd wrapper calls) and the pod's IP (other members, the
+    /// operator): `127.0.0.1,$(POD_IP)`, not every interface of the pod.
     #[arg(long, default_value = "0.0.0.0")]
     pub server_address: String,
     /// TLS certificate of the HTTP API (with `--server-key`).

@@ -450,6 +450,14 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
         },
     );
     assert_eq!(member, "test-0");
+    // The sidecar's API listens on loopback (for the wrapper) and the pod's
+    // IP, not on every interface of the pod.
+    let pod_ip = jsonpath(node, &["-n", NS, "get", "pod", "test-0"], "{.status.podIP}").unwrap();
+    let mut listening = listening_on(NS, 8080);
+    listening.sort();
+    let mut expected = vec!["127.0.0.1".to_string(), pod_ip];
+    expected.sort();
+    assert_eq!(listening, expected, "the sidecar's listening addresses");
     wait_for(
         node,
         NS,
@@ -1298,4 +1306,48 @@ fn two_namespaces_local_stores_stay_apart() {
 
     delete_etcd(node, B);
     delete_etcd(node, A);
+}
+
+/// The IPv4 addresses a sidecar of namespace `ns` listens on at `port`,
+/// read from the process's own view of its network namespace
+/// (`/proc/<pid>/net/tcp`; the node's processes are this host's).
+fn listening_on(ns: &str, port: u16) -> Vec<String> {
+    let port_hex = format!("{port:04X}");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let dir = entry.path();
+        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_sidecar = args.first().is_some_and(|a| a.ends_with("etcdbr"))
+            && args.iter().any(|a| a == "server");
+        let Ok(environ) = std::fs::read(dir.join("environ")) else {
+            continue;
+        };
+        let in_ns = environ
+            .split(|b| *b == 0)
+            .any(|e| e == format!("POD_NAMESPACE={ns}").as_bytes());
+        if !(is_sidecar && in_ns) {
+            continue;
+        }
+        let tcp = std::fs::read_to_string(dir.join("net/tcp")).unwrap();
+        return tcp
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (addr, p) = f.get(1)?.split_once(':')?;
+                // State 0A: LISTEN.
+                (p == port_hex && f.get(3) == Some(&"0A")).then(|| {
+                    let n = u32::from_str_radix(addr, 16).unwrap_or(0);
+                    // Little-endian in /proc.
+                    std::net::Ipv4Addr::from(n.swap_bytes()).to_string()
+                })
+            })
+            .collect();
+    }
+    panic!("no etcdbr server process of namespace {ns} on this host");
 }

@@ -4,6 +4,8 @@
 //! member lease heartbeat.
 
 use std::net::SocketAddr;
+
+use anyhow::Context as _;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -26,7 +28,6 @@ pub use state::{AppState, InitState, ON_DEMAND_MIN_INTERVAL, ServerConfig};
 
 /// Runs the server until SIGTERM/SIGINT.
 pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     adopt_member_settings(&mut config).await;
     let metrics = Arc::new(Metrics::new());
     let store = if config.store.has_store() {
@@ -63,17 +64,17 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
         })?;
     let state = AppState::new(config.clone(), store, metrics);
 
-    let addr: SocketAddr = format!(
-        "{}:{}",
-        config.server.server_address, config.server.server_port
-    )
-    .parse()
-    .context("--server-address/--server-port")?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let addrs = listen_addresses(&config.server.server_address, config.server.server_port)?;
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in &addrs {
+        listeners.push(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        );
+    }
     tracing::info!(
-        %addr,
+        addresses = ?addrs,
         tls = config.server.server_cert.is_some(),
         client_certificates = config.server.client_ca_file.is_some(),
         "HTTP API listening"
@@ -81,27 +82,36 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
     if config.server.client_ca_file.is_some() && config.server.server_cert.is_none() {
         anyhow::bail!("--client-ca-file needs TLS: set --server-cert and --server-key too");
     }
-    let app = router(state.clone());
-    let http_shutdown = shutdown.clone();
-    let server = match (&config.server.server_cert, &config.server.server_key) {
-        (Some(cert), Some(key)) => {
-            let tls = crate::tls::acceptor(cert, key, config.server.client_ca_file.as_deref())
+    let tls = match (&config.server.server_cert, &config.server.server_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::tls::acceptor(cert, key, config.server.client_ca_file.as_deref())
                 .map_err(anyhow::Error::msg)
-                .context("loading --server-cert/--server-key/--client-ca-file")?;
-            let listener = crate::tls::TlsListener::new(listener, tls);
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-                    .await
-            })
-        }
-        (None, None) => tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-                .await
-        }),
+                .context("loading --server-cert/--server-key/--client-ca-file")?,
+        ),
+        (None, None) => None,
         _ => anyhow::bail!("--server-cert and --server-key go together"),
     };
+    let app = router(state.clone());
+    let mut servers = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        let (app, stop) = (app.clone(), shutdown.clone());
+        let graceful = async move { stop.cancelled().await };
+        servers.push(match &tls {
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls.clone());
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(graceful)
+                        .await
+                })
+            }
+            None => tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }),
+        });
+    }
 
     if config.health.enable_member_lease_renewal {
         tokio::spawn(member_heartbeat(state.clone(), shutdown.clone()));
@@ -114,6 +124,49 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
         shutdown.clone(),
     )
     .await;
-    let _ = server.await;
+    for server in servers {
+        let _ = server.await;
+    }
     Ok(())
+}
+
+/// The addresses `--server-address` names (comma-separated; an empty
+/// entry, e.g. an unset `$(POD_IP)`, is skipped), each with `port`.
+fn listen_addresses(spec: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut addrs = Vec::new();
+    for host in spec.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let ip: std::net::IpAddr = host.parse().with_context(|| {
+            format!("--server-address: {host:?} is not an IP address (e.g. 127.0.0.1,10.1.2.3)")
+        })?;
+        let addr = SocketAddr::new(ip, port);
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        anyhow::bail!("--server-address names no address: give at least one, e.g. 0.0.0.0");
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::listen_addresses;
+
+    #[test]
+    fn server_addresses_are_a_list_of_ips_and_an_unset_one_is_skipped() {
+        let addrs = listen_addresses("127.0.0.1,10.1.2.3, ,127.0.0.1", 8080).unwrap();
+        assert_eq!(
+            addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["127.0.0.1:8080", "10.1.2.3:8080"]
+        );
+        assert_eq!(
+            listen_addresses("::1", 1).unwrap()[0].to_string(),
+            "[::1]:1"
+        );
+        let err = listen_addresses("localhost", 1).unwrap_err().to_string();
+        assert!(err.contains("not an IP address"), "{err}");
+        assert!(listen_addresses(" , ", 1).is_err());
+    }
 }

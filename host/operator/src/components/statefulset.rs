@@ -469,7 +469,14 @@ pub(super) fn snapshot_timeout_flag(b: &BackupSettings) -> String {
 fn backup_args(model: &EtcdModel) -> Vec<String> {
     let b = &model.backup;
     let e = &model.etcd;
-    let mut args = vec!["server".to_string(), format!("--server-port={}", b.port)];
+    let mut args = vec![
+        "server".to_string(),
+        format!("--server-port={}", b.port),
+        // Loopback (the wrapper calls `<etcd>-local`, 127.0.0.1) and the
+        // pod's IP (the other members, the operator), not every interface
+        // (a second network attached to the pod never reaches the API).
+        "--server-address=127.0.0.1,$(POD_IP)".to_string(),
+    ];
 
     // Snapshots, garbage collection and the snapshot leases: with a store.
     if let Some(store) = &model.store {
@@ -727,6 +734,8 @@ pub fn build(
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
+        // `$(POD_IP)` in --server-address.
+        field_env("POD_IP", "status.podIP"),
     ];
     env.extend(wiring.backup_env.into_iter().map(|(name, value)| EnvVar {
         name,
@@ -1083,7 +1092,7 @@ mod tests {
         assert!(!mounts(&s, BACKUP_CONTAINER).contains(&"/var/etcd-backup".into()));
         let env = container(&s, BACKUP_CONTAINER).env.clone().unwrap();
         let env: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(env, ["POD_NAME", "POD_NAMESPACE"]);
+        assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "POD_IP"]);
         // The sidecar still maintains etcd.
         assert!(
             backup
