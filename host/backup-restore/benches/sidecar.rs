@@ -1073,6 +1073,41 @@ fn compact_child(mode: &str) {
         ..CompactOptions::default()
     };
     let started = Instant::now();
+    if mode == "check" {
+        // The host's content check of a compactor's output: the inputs
+        // merged natively into a digest, no database written.
+        let open = |p: &Path| std::fs::File::open(p).unwrap();
+        let inputs: Vec<DeltaInput<std::fs::File>> = deltas
+            .iter()
+            .map(|(info, path)| DeltaInput {
+                info: info.clone(),
+                data: open(path),
+            })
+            .collect();
+        let scratch = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(scratch)
+            .unwrap();
+        let digest = druid_etcd_db::expected_content(
+            &base_info,
+            open(Path::new(base)),
+            &inputs,
+            scratch,
+            &options,
+        )
+        .unwrap();
+        println!(
+            "{}",
+            serde_json::json!({
+                "seconds": started.elapsed().as_secs_f64(),
+                "keys": digest.keys,
+            })
+        );
+        return;
+    }
     let (report, load) = match mode {
         "native" => {
             let open = |p: &Path| std::fs::File::open(p).unwrap();
@@ -1193,8 +1228,8 @@ fn compact_scenario(
     assert_eq!(inputs.len() as u64, deltas);
     let sort_mib = env_u64("DRUID_BENCH_SORT_MIB", 64);
     let expected = full.last_revision + (deltas * events) as i64;
-    let mut results = Vec::new();
-    for mode in ["native", "wasm"] {
+    let mut results: Vec<(&str, Measured, serde_json::Value)> = Vec::new();
+    for mode in ["native", "wasm", "check"] {
         wait_for_quiet_machine();
         let mut c = Command::new(std::env::current_exe().unwrap());
         c.env(CHILD_ENV, mode)
@@ -1210,6 +1245,11 @@ fn compact_scenario(
         let log = std::fs::read_to_string(&m.log).unwrap();
         let line = log.lines().rev().find(|l| l.starts_with('{')).unwrap();
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        if mode == "check" {
+            assert_eq!(r["keys"], results[0].2["keys"], "the check's keys: {r}");
+            results.push((mode, m, r));
+            continue;
+        }
         assert_eq!(r["revision"].as_i64(), Some(expected), "{mode}: {r}");
         // The output is a database etcdctl accepts.
         let out = Command::new(&b.etcdctl)
@@ -1248,6 +1288,19 @@ fn compact_scenario(
     );
     for (mode, m, r) in &results {
         let secs = r["seconds"].as_f64().unwrap();
+        if *mode == "check" {
+            println!(
+                "{:<8} {:>10.1} {:>12.0} {:>12} {:>13.1} {:>12} {:>14}",
+                mode,
+                secs,
+                (deltas * events) as f64 / secs,
+                "-",
+                kib_to_mib(m.peak_kib),
+                "-",
+                "-",
+            );
+            continue;
+        }
         println!(
             "{:<8} {:>10.1} {:>12.0} {:>12.0} {:>13.1} {:>12.1} {:>14.1}",
             mode,
@@ -1267,6 +1320,9 @@ fn compact_scenario(
     );
     println!(
         "   peak RSS: the whole process (for wasm: wasmtime, the plugin's linear memory and the host's buffers)"
+    );
+    println!(
+        "   check: the host's content check of the plugin's output alone (a native merge of the inputs into a digest); the wasm row includes it"
     );
     remove_dir(&dir);
 }
