@@ -521,13 +521,11 @@ async fn an_unreachable_sidecar_is_reported_and_no_job_starts() {
     assert!(job(ns).await.is_none(), "no job instead of a full snapshot");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn with_backup_tls_the_sidecar_is_asked_over_https_trusting_the_backup_ca() {
-    let ns = "compaction-https";
-    // The HTTPS server: the test kube-apiserver (serving 127.0.0.1 with a
-    // certificate of the test CA), standing in for a TLS sidecar. It
-    // answers /snapshot/full with an HTTP error, which is only possible
-    // once the TLS handshake trusted the CA from the Etcd's CA Secret.
+/// An Etcd in `ns` whose sidecar is the test kube-apiserver over HTTPS
+/// (its port is returned): the backup CA Secret holds the apiserver's CA,
+/// the server (and, with `client`, the client) certificate Secrets hold
+/// junk. Its leases make a full snapshot due.
+async fn due_with_backup_tls(ns: &str, client: bool) -> u16 {
     let server = druid_test_support::KubeApiServer::shared();
     let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
     let ca = server.kubeconfig().parent().unwrap().join("pki/ca.crt");
@@ -545,23 +543,47 @@ async fn with_backup_tls_the_sidecar_is_asked_over_https_trusting_the_backup_ca(
         "backup-ca",
         &format!("--from-file=bundle.crt={}", ca.display()),
     ]));
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "backup-server",
-        "--from-literal=tls.crt=unused",
-        "--from-literal=tls.key=unused",
-    ]));
+    let mut secrets = vec!["backup-server"];
+    if client {
+        secrets.push("backup-client");
+    }
+    for name in secrets {
+        ok(&kubectl(&[
+            "-n",
+            ns,
+            "create",
+            "secret",
+            "generic",
+            name,
+            "--from-literal=tls.crt=not a certificate",
+            "--from-literal=tls.key=not a key",
+        ]));
+    }
+    let client_ref = if client {
+        r#","clientTLSSecretRef":{"name":"backup-client"}"#
+    } else {
+        ""
+    };
     patch_etcd(
         ns,
-        r#"{"spec":{"backup":{"tls":{"tlsCASecretRef":{"name":"backup-ca","dataKey":"bundle.crt"},"serverTLSSecretRef":{"name":"backup-server"}}}}}"#,
+        &format!(
+            r#"{{"spec":{{"backup":{{"tls":{{"tlsCASecretRef":{{"name":"backup-ca","dataKey":"bundle.crt"}},"serverTLSSecretRef":{{"name":"backup-server"}}{client_ref}}}}}}}}}"#
+        ),
     );
     wait_for_leases(ns).await;
     snapshot_lease(ns, "test-full-snap", 1000, None).await;
     snapshot_lease(ns, "test-delta-snap", 1600, None).await;
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_backup_tls_the_sidecar_is_asked_over_https_trusting_the_backup_ca() {
+    let ns = "compaction-https";
+    // The HTTPS server: the test kube-apiserver (serving 127.0.0.1 with a
+    // certificate of the test CA), standing in for a TLS sidecar. It
+    // answers /snapshot/full with an HTTP error, which is only possible
+    // once the TLS handshake trusted the CA from the Etcd's CA Secret.
+    let port = due_with_backup_tls(ns, false).await;
     let message = wait_for_condition(ns, "False", "ErrorTriggeringFullSnapshot").await;
     assert!(
         message.contains(&format!(
@@ -575,42 +597,7 @@ async fn with_backup_tls_the_sidecar_is_asked_over_https_trusting_the_backup_ca(
 async fn with_a_backup_client_certificate_the_operator_presents_it_and_says_what_is_wrong_with_it()
 {
     let ns = "compaction-mtls";
-    let server = druid_test_support::KubeApiServer::shared();
-    let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
-    let ca = server.kubeconfig().parent().unwrap().join("pki/ca.crt");
-    create_etcd(
-        ns,
-        port,
-        "{eventsThreshold: 100, triggerFullSnapshotThreshold: 500}",
-    );
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "backup-ca",
-        &format!("--from-file=ca.crt={}", ca.display()),
-    ]));
-    for name in ["backup-server", "backup-client"] {
-        ok(&kubectl(&[
-            "-n",
-            ns,
-            "create",
-            "secret",
-            "generic",
-            name,
-            "--from-literal=tls.crt=not a certificate",
-            "--from-literal=tls.key=not a key",
-        ]));
-    }
-    patch_etcd(
-        ns,
-        r#"{"spec":{"backup":{"tls":{"tlsCASecretRef":{"name":"backup-ca"},"serverTLSSecretRef":{"name":"backup-server"},"clientTLSSecretRef":{"name":"backup-client"}}}}}"#,
-    );
-    wait_for_leases(ns).await;
-    snapshot_lease(ns, "test-full-snap", 1000, None).await;
-    snapshot_lease(ns, "test-delta-snap", 1600, None).await;
+    due_with_backup_tls(ns, true).await;
     // The client certificate the sidecar would require is read from the
     // Secret the spec names, and its fault is named before any request.
     let message = wait_for_condition(ns, "False", "ErrorTriggeringFullSnapshot").await;
