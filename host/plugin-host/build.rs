@@ -26,7 +26,12 @@ fn main() {
         .or_else(|| std::env::var_os("DRUID_PLUGIN_DIR"))
     {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins"),
+        // Read when the script runs, not baked in when it is compiled: the
+        // compiled script is shared by every checkout that uses the same
+        // target directory (cargo's hashes do not include the checkout's
+        // path), so a baked path would point at another checkout.
+        None => PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
+            .join("../../target/plugins"),
     };
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
