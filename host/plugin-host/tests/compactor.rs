@@ -277,16 +277,21 @@ async fn without_a_compactor_plugin_the_error_says_what_to_add() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compactor_that_drops_a_key_is_caught_by_the_content_check() {
-    let i = inputs("compactor-hostile", 400, 2, 100, 20);
+/// A registry whose only plugin is the hostile test compactor
+/// (`tests/plugins/hostile-compactor`), so it is the compactor.
+async fn hostile_compactor() -> Registry {
     let components = druid_test_support::plugin_components();
     let hostile = std::fs::read(components.get("druid-test-plugin-hostile-compactor")).unwrap();
     let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
-    // Only the hostile compactor: no directory, so it is the compactor.
-    let registry = Registry::load(host, None, &[("hostile-compactor", &hostile)])
+    Registry::load(host, None, &[("hostile-compactor", &hostile)])
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compactor_that_drops_a_key_is_caught_by_the_content_check() {
+    let i = inputs("compactor-hostile", 400, 2, 100, 20);
+    let registry = hostile_compactor().await;
     let job = job(&i, compaction_limits());
     let err = registry.compact(&job).await.unwrap_err();
     let text = err.to_string();
@@ -321,12 +326,7 @@ async fn a_compactor_that_drops_a_key_is_caught_by_the_content_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_side_hashing_is_charged_to_the_calls_cpu_budget() {
     let i = inputs("compactor-hash-forever", 400, 1, 10, 20);
-    let components = druid_test_support::plugin_components();
-    let hostile = std::fs::read(components.get("druid-test-plugin-hostile-compactor")).unwrap();
-    let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
-    let registry = Registry::load(host, None, &[("hostile-compactor", &hostile)])
-        .await
-        .unwrap();
+    let registry = hostile_compactor().await;
     // The plugin does next to nothing itself: it asks the host to hash
     // the base over and over. Charged, that host time exhausts the CPU
     // budget; uncharged, the call would run to its wall-clock limit.
