@@ -257,8 +257,6 @@ pub(super) struct StoreWiring {
     pub volumes: Vec<Volume>,
     /// Their mounts in the container.
     pub mounts: Vec<VolumeMount>,
-    /// Where a Local store's directory is mounted, if there is one.
-    pub local_dir: Option<String>,
 }
 
 impl StoreWiring {
@@ -299,7 +297,6 @@ impl StoreWiring {
                     &format!("{}/{container}", wiring::LOCAL_MOUNT),
                 )
             });
-            w.local_dir = Some(format!("{}/{container}", wiring::LOCAL_MOUNT));
         }
         Ok(w)
     }
@@ -310,18 +307,13 @@ impl StoreWiring {
     /// (CHOWN, and DAC_READ_SEARCH to walk directories the user made
     /// private). None when the pod runs as root anyway.
     pub(super) fn init_containers(&self, model: &EtcdModel, ctx: &BuildContext) -> Vec<Container> {
-        let Some(dir) = &self.local_dir else {
+        let Some(local) = self.mounts.iter().find(|m| m.name == wiring::LOCAL_VOLUME) else {
             return Vec::new();
         };
         if model.run_as_root {
             return Vec::new();
         }
-        let mounts = self
-            .mounts
-            .iter()
-            .filter(|m| m.name == wiring::LOCAL_VOLUME)
-            .cloned()
-            .collect();
+        let dir = &local.mount_path;
         vec![Container {
             name: PREPARE_LOCAL_STORE_CONTAINER.into(),
             image: Some(backup_image(model, ctx)),
@@ -342,7 +334,7 @@ impl StoreWiring {
                 )])),
                 ..ResourceRequirements::default()
             }),
-            volume_mounts: Some(mounts),
+            volume_mounts: Some(vec![local.clone()]),
             security_context: Some(SecurityContext {
                 run_as_user: Some(0),
                 run_as_group: Some(0),
