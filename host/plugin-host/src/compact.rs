@@ -291,7 +291,13 @@ fn expected_of(
         scratch,
         &job.options,
     )
-    .map_err(|e| CompactionError::InvalidInput(e.to_string()))?;
+    .map_err(|e| {
+        if e.is_io() {
+            CompactionError::Io(e.to_string())
+        } else {
+            CompactionError::InvalidInput(e.to_string())
+        }
+    })?;
     let output = Db::open(file(&job.output)?).map_err(|e| CompactionError::WrongContent {
         plugin: String::new(),
         detail: format!("the output is not a database: {e}"),

@@ -7,7 +7,7 @@
 //! [`druid_etcd_db::compact`]; this crate adapts the handles to that
 //! function's traits and the result to the WIT types.
 
-use druid_etcd_db::{CompactError, CompactOptions, DeltaInput, ReadAt, Sink, SnapshotInfo};
+use druid_etcd_db::{CompactOptions, DeltaInput, ReadAt, Sink, SnapshotInfo};
 use druid_plugin_sdk::compactor::druid::plugin::blobs::{Reader, Writer};
 use druid_plugin_sdk::compactor::druid::plugin::logging::{Level, log};
 use druid_plugin_sdk::compactor::exports::druid::plugin::compaction as wit;
@@ -200,12 +200,8 @@ impl wit::Guest for Compactor {
                     sort_peak_bytes: r.sort_peak_bytes,
                 })
             }
-            Err(e) => Err(match &e {
-                CompactError::Output(_)
-                | CompactError::Scratch(_)
-                | CompactError::DeltaRead { .. } => wit::CompactError::Io(e.to_string()),
-                _ => wit::CompactError::InvalidInput(e.to_string()),
-            }),
+            Err(e) if e.is_io() => Err(wit::CompactError::Io(e.to_string())),
+            Err(e) => Err(wit::CompactError::InvalidInput(e.to_string())),
         }
     }
 }

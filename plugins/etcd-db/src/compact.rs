@@ -234,6 +234,30 @@ pub enum CompactError {
     Scratch(#[source] Error),
 }
 
+impl CompactError {
+    /// Whether reading or writing failed (the inputs, the output, the
+    /// scratch space), as opposed to the snapshots being unusable.
+    pub fn is_io(&self) -> bool {
+        matches!(
+            self,
+            CompactError::Output(_) | CompactError::Scratch(_) | CompactError::DeltaRead { .. }
+        )
+    }
+}
+
+/// Opens the base full snapshot's database and its `key` bucket.
+pub(crate) fn open_base<R: ReadAt>(
+    base: &SnapshotInfo,
+    base_data: R,
+) -> Result<(Db<R>, Bucket), CompactError> {
+    let db = Db::open(base_data).map_err(|source| CompactError::Base {
+        snapshot: base.name.clone(),
+        source,
+    })?;
+    let keys = key_bucket(base, &db)?;
+    Ok((db, keys))
+}
+
 /// Compacts `base_data` (the base full snapshot's database, trailer or
 /// not) and `deltas` (in order) into `output`, spilling to `scratch`. See
 /// the module docs for what comes out.
@@ -249,8 +273,7 @@ pub fn compact<R: ReadAt, D: ReadAt, O: Sink, S: Sink>(
         snapshot: base.name.clone(),
         source,
     };
-    let db = Db::open(base_data).map_err(base_err)?;
-    let keys = key_bucket(base, &db)?;
+    let (db, keys) = open_base(base, base_data)?;
     let scratch = RefCell::new(Scratch::new(scratch));
     let mut writer = DbWriter::new(output);
     let mut leases_used = BTreeSet::new();

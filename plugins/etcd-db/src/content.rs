@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::compact::{key_bucket, merge_live};
+use crate::compact::{merge_live, open_base};
 use crate::sort::Scratch;
 use crate::{
     CompactError, CompactOptions, Db, DeltaInput, Error, KEY_BUCKET, KeyValue, LEASE_BUCKET,
@@ -156,8 +156,7 @@ pub fn expected_content<R: ReadAt, D: ReadAt, S: Sink>(
         snapshot: base.name.clone(),
         source,
     };
-    let db = Db::open(base_data).map_err(base_err)?;
-    let keys = key_bucket(base, &db)?;
+    let (db, keys) = open_base(base, base_data)?;
     let scratch = RefCell::new(Scratch::new(scratch));
     let mut digest = KeyDigest::new();
     merge_live(
