@@ -4,10 +4,9 @@
 //! member lease heartbeat.
 
 use std::net::SocketAddr;
-
-use anyhow::Context as _;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::collector::Policy;
@@ -64,6 +63,18 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
         })?;
     let state = AppState::new(config.clone(), store, metrics);
 
+    if config.server.client_ca_file.is_some() && config.server.server_cert.is_none() {
+        anyhow::bail!("--client-ca-file needs TLS: set --server-cert and --server-key too");
+    }
+    let tls = match (&config.server.server_cert, &config.server.server_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::tls::acceptor(cert, key, config.server.client_ca_file.as_deref())
+                .map_err(anyhow::Error::msg)
+                .context("loading --server-cert/--server-key/--client-ca-file")?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("--server-cert and --server-key go together"),
+    };
     let addrs = listen_addresses(&config.server.server_address, config.server.server_port)?;
     let mut listeners = Vec::with_capacity(addrs.len());
     for addr in &addrs {
@@ -79,18 +90,6 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
         client_certificates = config.server.client_ca_file.is_some(),
         "HTTP API listening"
     );
-    if config.server.client_ca_file.is_some() && config.server.server_cert.is_none() {
-        anyhow::bail!("--client-ca-file needs TLS: set --server-cert and --server-key too");
-    }
-    let tls = match (&config.server.server_cert, &config.server.server_key) {
-        (Some(cert), Some(key)) => Some(
-            crate::tls::acceptor(cert, key, config.server.client_ca_file.as_deref())
-                .map_err(anyhow::Error::msg)
-                .context("loading --server-cert/--server-key/--client-ca-file")?,
-        ),
-        (None, None) => None,
-        _ => anyhow::bail!("--server-cert and --server-key go together"),
-    };
     let app = router(state.clone());
     let mut servers = Vec::with_capacity(listeners.len());
     for listener in listeners {
