@@ -6,7 +6,7 @@ use druid_api::{Etcd, EtcdModel};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{BuildContext, BuildError, metadata, statefulset};
+use super::{BuildContext, BuildError, metadata, pod};
 use crate::names;
 
 /// Builds the client Service. The spec's extra labels and annotations are
@@ -38,7 +38,7 @@ pub fn build(etcd: &Etcd, model: &EtcdModel, _ctx: &BuildContext) -> Result<Serv
         metadata: meta,
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
-            selector: Some(statefulset::pod_selector(&model.name)),
+            selector: Some(pod::pod_selector(&model.name)),
             ports: Some(vec![
                 port("client", model.etcd.client_port),
                 port("server", model.etcd.server_port),

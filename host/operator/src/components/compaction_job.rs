@@ -20,7 +20,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::statefulset::{self, StoreWiring, paths};
+use super::pod::{self, paths};
+use super::store::{self, StoreWiring};
 use super::{BuildContext, BuildError, metadata};
 use crate::names;
 
@@ -74,9 +75,9 @@ pub fn args(model: &EtcdModel) -> Result<Vec<String>, BuildError> {
     })?;
     let b = &model.backup;
     let mut args = vec!["compact".to_string()];
-    args.extend(statefulset::store_flags(model, store));
-    args.extend(statefulset::compression_flags(b));
-    args.push(statefulset::snapshot_timeout_flag(b));
+    args.extend(store::store_flags(model, store));
+    args.extend(store::compression_flags(b));
+    args.push(store::snapshot_timeout_flag(b));
     args.extend([
         format!("--data-dir={DATA_DIR}"),
         format!("--restoration-temp-snapshots-dir={RESTORATION_TEMP_DIR}"),
@@ -140,15 +141,15 @@ pub fn build(
 
     let mut env = vec![
         // The lease updates need the namespace.
-        statefulset::field_env("POD_NAME", "metadata.name"),
-        statefulset::field_env("POD_NAMESPACE", "metadata.namespace"),
+        pod::field_env("POD_NAME", "metadata.name"),
+        pod::field_env("POD_NAMESPACE", "metadata.namespace"),
     ];
     env.extend(store.env.into_iter().map(|(name, value)| EnvVar {
         name,
         value: Some(value),
         ..EnvVar::default()
     }));
-    let mut mounts = vec![statefulset::mount(WORKSPACE_VOLUME, paths::DATA)];
+    let mut mounts = vec![pod::mount(WORKSPACE_VOLUME, paths::DATA)];
     mounts.extend(store.mounts);
     let mut volumes = vec![Volume {
         name: WORKSPACE_VOLUME.into(),
@@ -159,8 +160,8 @@ pub fn build(
 
     let container = Container {
         name: CONTAINER.into(),
-        image: Some(statefulset::backup_image(model, ctx)),
-        image_pull_policy: Some(statefulset::pull_policy(model)),
+        image: Some(pod::backup_image(model, ctx)),
+        image_pull_policy: Some(pod::pull_policy(model)),
         args: Some(args),
         env: Some(env),
         resources: Some(
@@ -172,7 +173,7 @@ pub fn build(
                 .unwrap_or_else(default_resources),
         ),
         volume_mounts: Some(mounts),
-        security_context: statefulset::no_privilege_escalation(),
+        security_context: pod::no_privilege_escalation(),
         ..Container::default()
     };
 
@@ -209,7 +210,7 @@ pub fn build(
                     // The ServiceAccount does not mount its token by
                     // default; the job renews the snapshot leases.
                     automount_service_account_token: Some(true),
-                    security_context: Some(statefulset::pod_security_context(model)),
+                    security_context: Some(pod::pod_security_context(model)),
                     init_containers: (!init_containers.is_empty()).then_some(init_containers),
                     containers: vec![container],
                     volumes: Some(volumes),
@@ -234,7 +235,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     use super::super::fixtures::{context, local_store, model, seed};
-    use super::super::{BuildContext, configmap, statefulset};
+    use super::super::{BuildContext, configmap, pod, statefulset};
     use super::*;
 
     const THREE_HOURS: Duration = Duration::from_secs(3 * 3600);
@@ -266,7 +267,7 @@ mod tests {
             .unwrap()
             .containers
             .into_iter()
-            .find(|c| c.name == statefulset::BACKUP_CONTAINER)
+            .find(|c| c.name == pod::BACKUP_CONTAINER)
             .unwrap()
             .args
             .unwrap()
@@ -447,7 +448,7 @@ mod tests {
             selector.iter().all(|(k, v)| labels.get(k) == Some(v))
         };
         assert!(!matches(&names::default_labels("test")));
-        assert!(!matches(&statefulset::pod_selector("test")));
+        assert!(!matches(&pod::pod_selector("test")));
     }
 
     #[test]

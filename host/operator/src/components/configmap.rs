@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use super::statefulset::paths;
+use super::pod::paths;
 use super::{BuildContext, BuildError, metadata};
 use crate::names;
 

@@ -14,11 +14,13 @@ pub mod member_leases;
 pub mod network_policy;
 pub mod pdb;
 pub mod peer_service;
+pub mod pod;
 pub mod role;
 pub mod role_binding;
 pub mod service_account;
 pub mod snapshot_leases;
 pub mod statefulset;
+mod store;
 
 use std::fmt::Debug;
 

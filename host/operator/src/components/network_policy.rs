@@ -22,7 +22,7 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{BuildContext, BuildError, metadata, statefulset};
+use super::{BuildContext, BuildError, metadata, pod};
 use crate::names;
 
 /// A namespace with this label set to `allowed` may call every Etcd's
@@ -89,7 +89,7 @@ pub fn build(
             names::component::NETWORK_POLICY,
         )?,
         spec: Some(NetworkPolicySpec {
-            pod_selector: labels(statefulset::pod_selector(&model.name)),
+            pod_selector: labels(pod::pod_selector(&model.name)),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![
                 NetworkPolicyIngressRule {
