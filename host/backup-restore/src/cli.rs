@@ -146,11 +146,30 @@ fn parse_owner(s: &str) -> Result<(u32, u32), String> {
 mod tests {
     use super::*;
 
+    /// The operator's insta snapshot file named `file`, wherever the
+    /// operator keeps it below its `src` (builders move between modules;
+    /// the file name is what names the test).
+    fn operator_snapshot(file: &str) -> std::path::PathBuf {
+        fn find(dir: &std::path::Path, file: &str, found: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    find(&path, file, found);
+                } else if path.file_name().is_some_and(|n| n == file) {
+                    found.push(path);
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../operator/src");
+        let mut found = Vec::new();
+        find(&src, file, &mut found);
+        assert_eq!(found.len(), 1, "{file} below {}: {found:?}", src.display());
+        found.remove(0)
+    }
+
     /// The backup-restore container's args in an operator snapshot file.
     fn operator_args(file: &str) -> Vec<String> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../operator/src/components/snapshots")
-            .join(file);
+        let path = operator_snapshot(file);
         let text = std::fs::read_to_string(&path).unwrap();
         let yaml = text.splitn(3, "---").nth(2).unwrap();
         let sts: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
@@ -211,8 +230,8 @@ mod tests {
 
     #[test]
     fn the_compaction_job_args_the_operator_renders_parse() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
-            "../operator/src/components/snapshots/druid_operator__components__compaction_job__tests__seed_snapshot.snap",
+        let path = operator_snapshot(
+            "druid_operator__components__compaction_job__tests__seed_snapshot.snap",
         );
         let text = std::fs::read_to_string(&path).unwrap();
         let yaml = text.splitn(3, "---").nth(2).unwrap();

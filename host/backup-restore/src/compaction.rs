@@ -27,8 +27,8 @@ use druid_plugin_host::{CompactJob, CompactionError, Limits};
 use futures::StreamExt as _;
 
 use crate::config::CompactionArgs;
+use crate::formats::names::Snapshot;
 use crate::restore::{RestoreError, download_full, io, verify_full};
-use crate::snapshot_name::Snapshot;
 use crate::store::Snapstore;
 
 /// A compacted database on disk.
@@ -204,7 +204,7 @@ pub struct JobReport {
 pub async fn run_job(
     args: &crate::config::RestoreArgs,
     store: &Snapstore,
-    leases: Option<&crate::leases::Leases>,
+    leases: Option<&crate::k8s::leases::Leases>,
     workdir: &Path,
 ) -> Result<Option<JobReport>, RestoreError> {
     let set = store.list().await?.latest_set();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
-use crate::compression::Compression;
+use crate::formats::compression::Compression;
 
 /// Parses a Go duration (`300s`, `1h30m`) as upstream's flags take them.
 pub fn duration(text: &str) -> Result<Duration, String> {

@@ -2,54 +2,42 @@
 //! full and delta snapshots, garbage collection, defragmentation and the
 //! HTTP API the etcd container calls.
 //!
-//! The pure foundations are compatible with the object-store layout of the
-//! upstream sidecar (gardener/etcd-backup-restore) so existing buckets keep
-//! working:
+//! Modules by concern, each depending only on the ones listed before it
+//! (formats at the bottom, the server at the top):
 //!
-//! - [`snapshot_name`]: snapshot object keys (`v2/Full-…`, `v2/Incr-…`, the
-//!   legacy `v1/Backup-<ts>/…`, chunks), parsing and writing them;
-//! - [`compression`]: gzip, zlib and Go-compatible LZW, chosen by suffix;
-//! - [`full`]: the full snapshot format's SHA-256 trailer, checked while
-//!   streaming;
-//! - [`delta`]: the delta snapshot format (JSON watch events plus SHA-256);
-//! - [`gc`]: the `Exponential` and `LimitBased` garbage collection policies.
-//!
-//! The sidecar builds on them:
-//!
-//! - [`config`]: upstream-compatible flags;
+//! - [`formats`]: the object-store formats shared with the upstream sidecar
+//!   (gardener/etcd-backup-restore), so existing buckets keep working:
+//!   snapshot names and keys, compression, the full snapshot's trailer and
+//!   the delta format;
+//! - [`config`]: upstream-compatible flags; [`metrics`]: Prometheus metrics;
 //! - [`store`]: the bucket layout on top of a provider plugin (all storage
-//!   goes through the plugin host);
-//! - [`snapshotter`]: full snapshots (cron, on request) and deltas (watch);
-//! - [`collector`]: garbage collection against the store;
-//! - [`restore`] and [`initializer`]: validation and restore;
+//!   goes through the plugin host), and preparing a Local store's directory;
+//! - [`etcd`]: connecting to etcd, this member's etcd configuration, a
+//!   temporary etcd and `etcdctl snapshot restore`;
+//! - [`k8s`]: the sidecar's Etcd and its snapshot and member leases;
+//! - [`snapshot`]: full snapshots (cron, on request) and deltas (watch);
+//! - [`gc`]: the garbage collection policies and running them;
 //! - [`compaction`]: full snapshot + deltas into one database through the
 //!   compactor plugin (restores and `etcdbr compact`);
-//! - [`leases`]: snapshot and member lease heartbeats;
-//! - [`server`]: the HTTP API and the leadership loop;
-//! - [`metrics`]: Prometheus metrics.
+//! - [`restore`]: validation of the data directory and restore;
+//! - [`defrag`]: defragmentation without downtime;
+//! - [`server`]: the HTTP API, forwarding to the leader, the leadership
+//!   loop and maintenance;
+//! - [`cli`]: the subcommands.
 
 pub mod cli;
-pub mod collector;
 pub mod compaction;
-pub mod compression;
 pub mod config;
 pub mod defrag;
-pub mod delta;
 pub mod etcd;
-pub mod etcd_config;
-pub mod full;
+pub mod formats;
 pub mod gc;
-pub mod initializer;
 pub mod k8s;
-pub mod leases;
-pub mod local_dir;
 pub mod metrics;
 pub mod restore;
 pub mod server;
-pub mod snapshot_name;
-pub mod snapshotter;
+pub mod snapshot;
 pub mod store;
-pub mod tls;
 
 /// The default port of the sidecar's HTTP API, as upstream.
 pub const DEFAULT_SERVER_PORT: u16 = 8080;

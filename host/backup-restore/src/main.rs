@@ -16,10 +16,10 @@ use anyhow::{Context as _, Result};
 use clap::Parser as _;
 use druid_backup_restore::cli::{Cli, Command, ServerCli};
 use druid_backup_restore::config::StoreArgs;
-use druid_backup_restore::initializer::{Initializer, Mode};
 use druid_backup_restore::metrics::Metrics;
+use druid_backup_restore::restore::initializer::{Initializer, Mode};
 use druid_backup_restore::server::{self, ServerConfig};
-use druid_backup_restore::snapshotter::{Settings, Snapshotter};
+use druid_backup_restore::snapshot::{Settings, Snapshotter};
 use druid_backup_restore::store::Snapstore;
 use tokio_util::sync::CancellationToken;
 
@@ -101,8 +101,8 @@ async fn main() -> Result<()> {
                 temp_dir: store.snapstore_temp_directory.clone(),
                 snapshot_timeout: etcd.etcd_snapshot_timeout,
             };
-            let reader: druid_backup_restore::snapshotter::RevisionReader =
-                Arc::new(druid_backup_restore::initializer::snapshot_revision);
+            let reader: druid_backup_restore::snapshot::RevisionReader =
+                Arc::new(druid_backup_restore::restore::initializer::snapshot_revision);
             let mut s = Snapshotter::new(
                 client,
                 snapstore,
@@ -135,7 +135,7 @@ async fn main() -> Result<()> {
             let snapstore = open_store(&cli.store).await?;
             let leases = if cli.health.enable_snapshot_lease_renewal {
                 Some(
-                    druid_backup_restore::leases::Leases::from_env(&cli.health)
+                    druid_backup_restore::k8s::leases::Leases::from_env(&cli.health)
                         .await
                         .context("the snapshot leases")?,
                 )
@@ -188,7 +188,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::PrepareLocalStore { dir, owner } => {
-            let done = druid_backup_restore::local_dir::prepare(&dir, owner.0, owner.1)?;
+            let done = druid_backup_restore::store::local_dir::prepare(&dir, owner.0, owner.1)?;
             tracing::info!(
                 dir = %dir.display(),
                 uid = owner.0,

@@ -352,7 +352,7 @@ impl Metrics {
 
     /// Records a snapshot that reached the store: its revision, creation
     /// time, stored size and the time of this success.
-    pub fn record_snapshot(&self, snapshot: &crate::snapshot_name::Snapshot, stored_bytes: u64) {
+    pub fn record_snapshot(&self, snapshot: &crate::formats::names::Snapshot, stored_bytes: u64) {
         let kind = KindLabel::new(snapshot.kind.as_str());
         self.latest_revision
             .get_or_create(&kind)

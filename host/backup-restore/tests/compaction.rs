@@ -352,8 +352,8 @@ async fn compaction_and_restore_serve_exactly_the_data_and_leases_of_the_origina
     );
     assert!(!job_dir.exists(), "the work directory is cleaned up");
     let compressed = store.read(&key);
-    let stream = druid_backup_restore::compression::decompress(
-        druid_backup_restore::compression::Compression::Gzip,
+    let stream = druid_backup_restore::formats::compression::decompress(
+        druid_backup_restore::formats::compression::Compression::Gzip,
         &compressed,
     )
     .unwrap();
@@ -461,8 +461,8 @@ async fn damaged_or_missing_deltas_are_refused_and_the_store_is_unchanged() {
     // A flipped byte in the middle delta: refused, named.
     let middle = deltas[1].clone();
     let good = store.read(&middle);
-    let payload = druid_backup_restore::compression::decompress(
-        druid_backup_restore::compression::Compression::Gzip,
+    let payload = druid_backup_restore::formats::compression::decompress(
+        druid_backup_restore::formats::compression::Compression::Gzip,
         &good,
     )
     .unwrap();
@@ -470,8 +470,8 @@ async fn damaged_or_missing_deltas_are_refused_and_the_store_is_unchanged() {
     bad[3] ^= 0x20;
     store.write(
         &middle,
-        &druid_backup_restore::compression::compress(
-            druid_backup_restore::compression::Compression::Gzip,
+        &druid_backup_restore::formats::compression::compress(
+            druid_backup_restore::formats::compression::Compression::Gzip,
             &bad,
         )
         .unwrap(),

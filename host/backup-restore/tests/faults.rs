@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::{Etcd, Sidecar, SidecarOptions, Store, dump};
-use druid_backup_restore::compression::{self, Compression};
+use druid_backup_restore::formats::compression::{self, Compression};
 use sha2::{Digest as _, Sha256};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

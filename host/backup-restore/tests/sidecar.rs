@@ -151,15 +151,15 @@ async fn a_corrupt_full_snapshot_is_refused_and_nothing_is_restored() {
 
     // Flip one byte of the database inside the (gzip) object.
     let object = store.read(&key);
-    let mut db = druid_backup_restore::compression::decompress(
-        druid_backup_restore::compression::Compression::Gzip,
+    let mut db = druid_backup_restore::formats::compression::decompress(
+        druid_backup_restore::formats::compression::Compression::Gzip,
         &object,
     )
     .unwrap();
     let middle = db.len() / 2;
     db[middle] ^= 0x55;
-    let corrupted = druid_backup_restore::compression::compress(
-        druid_backup_restore::compression::Compression::Gzip,
+    let corrupted = druid_backup_restore::formats::compression::compress(
+        druid_backup_restore::formats::compression::Compression::Gzip,
         &db,
     )
     .unwrap();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use druid_backup_restore::snapshot_name::Snapshot;
+use druid_backup_restore::formats::names::Snapshot;
 use druid_test_support::{
     MinioServer, ServerProcess, cache_dir, find_binary, free_port, http_get, plugin_components,
     run_dir, server_dir,

@@ -5,8 +5,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use druid_backup_restore::compression::Compression;
-use druid_backup_restore::snapshot_name::Snapshot;
+use druid_backup_restore::formats::compression::Compression;
+use druid_backup_restore::formats::names::Snapshot;
 use druid_test_support::{cache_dir, plugin_components};
 
 use crate::common::*;
@@ -195,7 +195,8 @@ pub(crate) fn compact_scenario(
         let name = obj.file_name().unwrap().to_string_lossy().into_owned();
         let raw = std::fs::read(&obj).unwrap();
         let payload =
-            druid_backup_restore::compression::decompress(Compression::Gzip, &raw).unwrap();
+            druid_backup_restore::formats::compression::decompress(Compression::Gzip, &raw)
+                .unwrap();
         payload_bytes += payload.len() as u64;
         let path = dir.join(&name);
         std::fs::write(&path, payload).unwrap();

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use druid_backup_restore::compression::Compression;
-use druid_backup_restore::delta::{DeltaBuilder, DeltaEvent, Event, EventType, KeyValue};
-use druid_backup_restore::snapshot_name::{Snapshot, SnapshotKind};
+use druid_backup_restore::formats::compression::Compression;
+use druid_backup_restore::formats::delta::{DeltaBuilder, DeltaEvent, Event, EventType, KeyValue};
+use druid_backup_restore::formats::names::{Snapshot, SnapshotKind};
 
 use crate::common::*;
 use crate::compact::compact_scenario;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use druid_backup_restore::snapshot_name::{Snapshot, SnapshotKind};
+use druid_backup_restore::formats::names::{Snapshot, SnapshotKind};
 use druid_test_support::{ServerProcess, free_port, http_get, server_dir};
 
 use crate::common::*;

@@ -16,9 +16,9 @@ use super::forward::forward_to_leader;
 use super::maintenance::run_defrag;
 use super::state::{AppState, InitState, OnDemandPermit, ServerConfig};
 use crate::config::{EtcdArgs, ServerArgs};
-use crate::initializer::{Initializer, Mode};
-use crate::snapshot_name::Snapshot;
-use crate::snapshotter::Request;
+use crate::formats::names::Snapshot;
+use crate::restore::initializer::{Initializer, Mode};
+use crate::snapshot::Request;
 
 /// The router of the HTTP API. Like upstream, handlers accept any method.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -160,7 +160,7 @@ pub(super) async fn config(State(state): State<Arc<AppState>>) -> Response {
     };
     let member = member_name(&c.server, &c.restore.name);
     let live = live_cluster(&c.etcd).await;
-    match crate::etcd_config::render(&text, &member, live.as_ref()) {
+    match crate::etcd::config::render(&text, &member, live.as_ref()) {
         Ok(rendered) => {
             if let Some(home) = std::env::var_os("HOME") {
                 let out = std::path::Path::new(&home).join("etcd.conf.yaml");
@@ -196,7 +196,7 @@ pub(super) async fn adopt_member_settings(config: &mut ServerConfig) {
         return;
     };
     let member = member_name(&config.server, &config.restore.name);
-    let settings = match crate::etcd_config::member_settings(&text, &member) {
+    let settings = match crate::etcd::config::member_settings(&text, &member) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(path = %path.display(), %member, error = %e, "cannot read this member's settings from the etcd configuration: using the flags");
@@ -234,14 +234,14 @@ pub(super) async fn adopt_member_settings(config: &mut ServerConfig) {
 }
 
 /// The member list, if the cluster answers within a few seconds.
-pub(super) async fn live_cluster(etcd: &EtcdArgs) -> Option<crate::etcd_config::LiveCluster> {
+pub(super) async fn live_cluster(etcd: &EtcdArgs) -> Option<crate::etcd::config::LiveCluster> {
     let endpoints = etcd.cluster_endpoints();
     let work = async {
         let mut client = crate::etcd::connect_any(etcd, endpoints, Duration::from_secs(2))
             .await
             .ok()?;
         let list = client.member_list().await.ok()?;
-        Some(crate::etcd_config::LiveCluster {
+        Some(crate::etcd::config::LiveCluster {
             members: list
                 .members()
                 .iter()
@@ -362,8 +362,8 @@ pub fn snapshot_json(s: &Snapshot) -> serde_json::Value {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
     let (snap_dir, prefix) = match &s.layout {
-        crate::snapshot_name::Layout::V2 => (String::new(), "v2".to_string()),
-        crate::snapshot_name::Layout::V1 { backup_dir } => (backup_dir.clone(), "v1".to_string()),
+        crate::formats::names::Layout::V2 => (String::new(), "v2".to_string()),
+        crate::formats::names::Layout::V1 { backup_dir } => (backup_dir.clone(), "v1".to_string()),
     };
     serde_json::json!({
         "kind": s.kind.as_str(),

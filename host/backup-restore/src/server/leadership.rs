@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::maintenance::{defrag_request_loop, defrag_schedule_loop};
 use super::state::{AppState, InitState};
-use crate::collector::{self, Policy};
-use crate::leases::{Leases, MemberLease};
-use crate::snapshotter::{Settings, Snapshotter};
+use crate::gc::collector::{self, Policy};
+use crate::k8s::leases::{Leases, MemberLease};
+use crate::snapshot::{Settings, Snapshotter};
 
 /// Checks every reelection period whether this member leads; the leader
 /// runs the snapshotter and garbage collection.
@@ -140,8 +140,8 @@ pub(super) async fn start_leader_work(
     tokio::spawn(async move {
         let mut backoff = Duration::from_secs(1);
         loop {
-            let reader: crate::snapshotter::RevisionReader =
-                Arc::new(crate::initializer::snapshot_revision);
+            let reader: crate::snapshot::RevisionReader =
+                Arc::new(crate::restore::initializer::snapshot_revision);
             let mut snapshotter = Snapshotter::new(
                 client.clone(),
                 st.clone(),

@@ -20,8 +20,7 @@ pub(super) async fn defrag_schedule_loop(
     leading: CancellationToken,
 ) {
     loop {
-        let Some(next) = crate::snapshotter::next_full_snapshot(&schedule, chrono::Utc::now())
-        else {
+        let Some(next) = crate::snapshot::next_full_snapshot(&schedule, chrono::Utc::now()) else {
             return;
         };
         let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();

@@ -3,15 +3,17 @@
 //! snapshotter and garbage collection only on the leading member, and the
 //! member lease heartbeat.
 
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::collector::Policy;
+use crate::gc::collector::Policy;
 use crate::metrics::Metrics;
-use crate::snapshotter::Settings;
+use crate::snapshot::Settings;
 use crate::store::Snapstore;
 
 mod api;
@@ -68,7 +70,7 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
     }
     let tls = match (&config.server.server_cert, &config.server.server_key) {
         (Some(cert), Some(key)) => Some(
-            crate::tls::acceptor(cert, key, config.server.client_ca_file.as_deref())
+            crate::server::tls::acceptor(cert, key, config.server.client_ca_file.as_deref())
                 .map_err(anyhow::Error::msg)
                 .context("loading --server-cert/--server-key/--client-ca-file")?,
         ),
@@ -97,7 +99,7 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
         let graceful = async move { stop.cancelled().await };
         servers.push(match &tls {
             Some(tls) => {
-                let listener = crate::tls::TlsListener::new(listener, tls.clone());
+                let listener = crate::server::tls::TlsListener::new(listener, tls.clone());
                 tokio::spawn(async move {
                     axum::serve(listener, app)
                         .with_graceful_shutdown(graceful)

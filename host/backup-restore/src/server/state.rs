@@ -12,7 +12,7 @@ use tokio::sync::{Mutex, mpsc};
 use crate::config::{EtcdArgs, HealthArgs, RestoreArgs, ServerArgs, SnapshotterArgs, StoreArgs};
 use crate::defrag::MaintenanceLock;
 use crate::metrics::Metrics;
-use crate::snapshotter::Request;
+use crate::snapshot::Request;
 use crate::store::Snapstore;
 
 /// Upstream's initialization states, as `/initialization/status` returns

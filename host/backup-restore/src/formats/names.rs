@@ -24,7 +24,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::compression::Compression;
+use crate::formats::compression::Compression;
 
 /// The directory of the current layout.
 pub const V2_DIR: &str = "v2";

@@ -1,12 +1,14 @@
 //! Connecting to etcd, and converting its watch events into the delta
 //! format's types.
 
+pub mod config;
+
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, Error as EtcdError, TlsOptions};
 
 use crate::config::EtcdArgs;
-use crate::delta;
+use crate::formats::delta;
 
 /// Why connecting failed.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,8 @@
 //! 1,500 revisions/s on disk) and, as upstream, replayed keys lose their
 //! leases (upstream issue #1045).
 
+pub mod initializer;
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -34,10 +36,10 @@ use etcd_client::{Client, Txn, TxnOp};
 use futures::StreamExt as _;
 
 use crate::config::{RestoreArgs, RestoreMethod};
-use crate::delta::{self, EventType};
-use crate::full::TrailerCheck;
+use crate::formats::delta::{self, EventType};
+use crate::formats::full::TrailerCheck;
+use crate::formats::names::Snapshot;
 use crate::metrics::{Metrics, Succeeded};
-use crate::snapshot_name::Snapshot;
 use crate::store::{self, SnapshotSet, Snapstore};
 
 /// Why a restore failed.
@@ -528,7 +530,7 @@ async fn replay(
     while let Some(item) = downloads.next().await {
         let (snap, raw) = item?;
         let key = store.key(&snap);
-        let events = crate::compression::decompress(snap.compression, &raw)
+        let events = crate::formats::compression::decompress(snap.compression, &raw)
             .map_err(|e| e.to_string())
             .and_then(|payload| delta::decode_payload(&payload).map_err(|e| e.to_string()))
             .map_err(|detail| RestoreError::CorruptDelta {

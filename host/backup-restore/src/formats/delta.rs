@@ -4,7 +4,7 @@
 //! `{"etcdEvent": <event>, "time": <RFC 3339 time received>}`, written
 //! without whitespace, immediately followed by the raw 32-byte SHA-256 of
 //! those JSON bytes. The whole is then compressed like any snapshot (see
-//! [`crate::compression`]).
+//! [`crate::formats::compression`]).
 //!
 //! `<event>` is etcd's `mvccpb.Event` as Go's `encoding/json` writes it:
 //!
@@ -28,7 +28,7 @@ use chrono::{DateTime, FixedOffset, Timelike as _, Utc};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::compression::{self, Compression};
+use crate::formats::compression::{self, Compression};
 
 /// Length of the SHA-256 that follows the JSON.
 pub const HASH_LEN: usize = druid_etcd_db::delta::DELTA_HASH_LEN;

@@ -2,6 +2,8 @@
 //! plugin. Every byte goes through the plugin host; this module only knows
 //! keys, compression and streaming.
 
+pub mod local_dir;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -11,9 +13,9 @@ use druid_plugin_host::{Limits, PluginHost, Registry};
 use druid_plugin_host::{SnapshotStore, StoreConfig, StoreError};
 use tokio::sync::mpsc;
 
-use crate::compression;
 use crate::config::StoreArgs;
-use crate::snapshot_name::{Chunk, Snapshot, SnapshotKind, StoreObject};
+use crate::formats::compression;
+use crate::formats::names::{Chunk, Snapshot, SnapshotKind, StoreObject};
 
 /// Size of the pieces streamed to and from the store.
 const PIECE: usize = 4 << 20;

@@ -4,6 +4,8 @@
 //! the Etcd and annotations on the member leases (which the operator shows
 //! in `status.members`).
 
+pub mod leases;
+
 use druid_api::etcd::DefragmentationResult;
 use druid_api::{DEFRAGMENT_ANNOTATION, LAST_DEFRAGMENTATION_ANNOTATION};
 use k8s_openapi::api::coordination::v1::Lease;

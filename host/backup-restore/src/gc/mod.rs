@@ -30,11 +30,13 @@
 //! that a full snapshot is never gone while its deltas remain by accident).
 //! Immutable objects (object lock) are the executor's business too.
 
+pub mod collector;
+
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::snapshot_name::{Chunk, Snapshot, SnapshotKind};
+use crate::formats::names::{Chunk, Snapshot, SnapshotKind};
 
 const HOUR: i64 = 3_600;
 const DAY: i64 = 24 * HOUR;
@@ -274,7 +276,7 @@ mod tests {
     use chrono::{TimeZone as _, Timelike as _};
 
     use super::*;
-    use crate::compression::Compression;
+    use crate::formats::compression::Compression;
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()

@@ -19,12 +19,12 @@ use etcd_client::{Client, WatchOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::compression::Compression;
-use crate::delta::{DeltaEvent, DeltaStream};
-use crate::full::TrailerCheck;
-use crate::leases::Leases;
+use crate::formats::compression::Compression;
+use crate::formats::delta::{DeltaEvent, DeltaStream};
+use crate::formats::full::TrailerCheck;
+use crate::formats::names::{Snapshot, SnapshotKind};
+use crate::k8s::leases::Leases;
 use crate::metrics::{KindLabel, KindResult, Metrics};
-use crate::snapshot_name::{Snapshot, SnapshotKind};
 use crate::store::{self, Snapstore};
 
 /// Why a snapshot failed.
@@ -48,7 +48,7 @@ pub enum SnapshotError {
     Io(String),
     /// Encoding a delta failed.
     #[error("delta: {0}")]
-    Delta(#[from] crate::delta::DeltaError),
+    Delta(#[from] crate::formats::delta::DeltaError),
     /// The watch history since the last snapshot was compacted away.
     #[error(
         "etcd compacted its history at revision {compacted}, past the last snapshotted revision {last}"

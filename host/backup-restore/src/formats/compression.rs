@@ -378,7 +378,7 @@ mod tests {
         );
         assert_eq!(ours.len(), OUR_LZW_16K_LEN);
         let digest = Sha256::digest(&ours);
-        assert_eq!(crate::full::hex(&digest), OUR_LZW_16K_SHA256);
+        assert_eq!(crate::formats::full::hex(&digest), OUR_LZW_16K_SHA256);
     }
 
     #[test]
