@@ -10,7 +10,7 @@ use druid_api::EtcdModel;
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "druid";
-/// `app.kubernetes.io/managed-by` value.
+/// The value of [`label::MANAGED_BY`] on everything the operator creates.
 pub const MANAGED_BY: &str = "etcd-druid";
 /// The annotation that asks for a reconcile (removed after a successful one).
 pub const OPERATION_ANNOTATION: &str = "druid.gardener.cloud/operation";
@@ -92,37 +92,87 @@ pub fn member(model: &EtcdModel, i: i32) -> String {
     }
 }
 
-/// The labels on every object of an Etcd (and the pod selector).
+/// The label keys the operator sets and selects by (upstream's).
+pub mod label {
+    /// Who manages the object: [`super::MANAGED_BY`].
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// The Etcd the object belongs to (its name).
+    pub const PART_OF: &str = "app.kubernetes.io/part-of";
+    /// What the object is to its Etcd: one of [`super::component`].
+    pub const COMPONENT: &str = "app.kubernetes.io/component";
+    /// The object's own name (`:` replaced by `-`).
+    pub const NAME: &str = "app.kubernetes.io/name";
+}
+
+/// The labels on every object of an Etcd (also what
+/// [`selector`]`(Some(etcd), None)` selects by).
 pub fn default_labels(etcd: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (
-            "app.kubernetes.io/managed-by".to_string(),
-            MANAGED_BY.to_string(),
-        ),
-        ("app.kubernetes.io/part-of".to_string(), etcd.to_string()),
+        (label::MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+        (label::PART_OF.to_string(), etcd.to_string()),
     ])
 }
 
-/// The default labels plus `app.kubernetes.io/component` and
-/// `app.kubernetes.io/name`.
+/// The default labels plus [`label::COMPONENT`] and [`label::NAME`].
 pub fn component_labels(etcd: &str, component: &str, name: &str) -> BTreeMap<String, String> {
     let mut labels = default_labels(etcd);
-    labels.insert("app.kubernetes.io/component".into(), component.into());
-    labels.insert("app.kubernetes.io/name".into(), name.into());
+    labels.insert(label::COMPONENT.into(), component.into());
+    labels.insert(label::NAME.into(), name.into());
     labels
 }
 
-/// The pod selector as a string (`status.selector`, for the scale
-/// subresource).
-pub fn selector_string(etcd: &str) -> String {
-    default_labels(etcd)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+/// A label selector over the objects the operator manages; see
+/// [`selector`], the one place that builds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector(BTreeMap<String, String>);
+
+impl Selector {
+    /// The labels to match, for a `LabelSelector`'s `matchLabels` or a
+    /// Service's `selector`.
+    pub fn into_labels(self) -> BTreeMap<String, String> {
+        self.0
+    }
+
+    /// Whether an object with `labels` is selected (for watch caches,
+    /// which are filtered in memory).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.0.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
 }
 
-/// Values of `app.kubernetes.io/component`.
+/// `key=value,...` in key order: the form of `status.selector` (the scale
+/// subresource) and of a list's or watch's label selector.
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The selector of what the operator manages (`managed-by`), narrowed to
+/// one Etcd's objects (`part-of`) and to one of its components
+/// (`component`) when given. `selector(Some(etcd), None)` selects every pod
+/// of the Etcd (its StatefulSet's and PodDisruptionBudget's selector,
+/// `status.selector`); with [`component::STATEFULSET`] only its members'
+/// pods (what the Services route to: compaction pods carry the component
+/// label too, but not `part-of`).
+pub fn selector(etcd: Option<&str>, component: Option<&str>) -> Selector {
+    let mut labels = BTreeMap::from([(label::MANAGED_BY.to_string(), MANAGED_BY.to_string())]);
+    if let Some(etcd) = etcd {
+        labels.insert(label::PART_OF.into(), etcd.into());
+    }
+    if let Some(component) = component {
+        labels.insert(label::COMPONENT.into(), component.into());
+    }
+    Selector(labels)
+}
+
+/// Values of [`label::COMPONENT`].
 pub mod component {
     /// ServiceAccount.
     pub const SERVICE_ACCOUNT: &str = "etcd-service-account";
@@ -148,4 +198,35 @@ pub mod component {
     pub const STATEFULSET: &str = "etcd-statefulset";
     /// The snapshot compaction Job (and its pod).
     pub const COMPACTION_JOB: &str = "compactor";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{component, default_labels, selector};
+
+    #[test]
+    fn selectors_render_in_key_order_and_match_their_labels() {
+        // `status.selector` of the scale subresource, as before.
+        assert_eq!(
+            selector(Some("test"), None).to_string(),
+            "app.kubernetes.io/managed-by=etcd-druid,app.kubernetes.io/part-of=test"
+        );
+        assert_eq!(
+            selector(Some("test"), None).into_labels(),
+            default_labels("test")
+        );
+        assert_eq!(
+            selector(None, None).to_string(),
+            "app.kubernetes.io/managed-by=etcd-druid"
+        );
+        let members = selector(Some("test"), Some(component::STATEFULSET));
+        let mut labels = default_labels("test");
+        assert!(!members.matches(&labels));
+        labels.insert(
+            "app.kubernetes.io/component".into(),
+            "etcd-statefulset".into(),
+        );
+        assert!(members.matches(&labels));
+        assert!(!selector(Some("other"), None).matches(&labels));
+    }
 }

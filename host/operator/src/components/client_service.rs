@@ -6,7 +6,7 @@ use druid_api::{Etcd, EtcdModel};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{BuildContext, BuildError, metadata, pod};
+use super::{BuildContext, BuildError, metadata};
 use crate::names;
 
 /// Builds the client Service. The spec's extra labels and annotations are
@@ -38,7 +38,10 @@ pub fn build(etcd: &Etcd, model: &EtcdModel, _ctx: &BuildContext) -> Result<Serv
         metadata: meta,
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
-            selector: Some(pod::pod_selector(&model.name)),
+            selector: Some(
+                names::selector(Some(&model.name), Some(names::component::STATEFULSET))
+                    .into_labels(),
+            ),
             ports: Some(vec![
                 port("client", model.etcd.client_port),
                 port("server", model.etcd.server_port),

@@ -120,7 +120,7 @@ pub fn pod_labels(model: &EtcdModel) -> BTreeMap<String, String> {
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
     );
-    labels.remove("app.kubernetes.io/part-of");
+    labels.remove(names::label::PART_OF);
     labels
 }
 
@@ -448,7 +448,9 @@ mod tests {
             selector.iter().all(|(k, v)| labels.get(k) == Some(v))
         };
         assert!(!matches(&names::default_labels("test")));
-        assert!(!matches(&pod::pod_selector("test")));
+        assert!(!matches(
+            &names::selector(Some("test"), Some(names::component::STATEFULSET)).into_labels()
+        ));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{BuildContext, BuildError, metadata, pod};
+use super::{BuildContext, BuildError, metadata};
 use crate::names;
 
 /// A namespace with this label set to `allowed` may call every Etcd's
@@ -64,7 +64,7 @@ pub fn build(
         return Ok(None);
     };
     let own_pods = NetworkPolicyPeer {
-        pod_selector: labels(names::default_labels(&model.name)),
+        pod_selector: labels(names::selector(Some(&model.name), None).into_labels()),
         ..NetworkPolicyPeer::default()
     };
     let operator_pods = NetworkPolicyPeer {
@@ -89,7 +89,10 @@ pub fn build(
             names::component::NETWORK_POLICY,
         )?,
         spec: Some(NetworkPolicySpec {
-            pod_selector: labels(pod::pod_selector(&model.name)),
+            pod_selector: labels(
+                names::selector(Some(&model.name), Some(names::component::STATEFULSET))
+                    .into_labels(),
+            ),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![
                 NetworkPolicyIngressRule {

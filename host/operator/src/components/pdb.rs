@@ -27,7 +27,7 @@ pub fn build(
         spec: Some(PodDisruptionBudgetSpec {
             min_available: Some(IntOrString::Int(min_available(model.replicas))),
             selector: Some(LabelSelector {
-                match_labels: Some(names::default_labels(&model.name)),
+                match_labels: Some(names::selector(Some(&model.name), None).into_labels()),
                 ..LabelSelector::default()
             }),
             ..PodDisruptionBudgetSpec::default()

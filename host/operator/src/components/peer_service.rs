@@ -6,7 +6,7 @@ use druid_api::{Etcd, EtcdModel};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{BuildContext, BuildError, metadata, pod};
+use super::{BuildContext, BuildError, metadata};
 use crate::names;
 
 /// Builds the peer Service: headless, and publishing pods before they are
@@ -22,7 +22,10 @@ pub fn build(etcd: &Etcd, model: &EtcdModel, _ctx: &BuildContext) -> Result<Serv
             type_: Some("ClusterIP".into()),
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
-            selector: Some(pod::pod_selector(&model.name)),
+            selector: Some(
+                names::selector(Some(&model.name), Some(names::component::STATEFULSET))
+                    .into_labels(),
+            ),
             ports: Some(vec![ServicePort {
                 name: Some("peer".into()),
                 protocol: Some("TCP".into()),

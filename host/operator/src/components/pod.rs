@@ -7,8 +7,6 @@
 //! configuration) and the compaction Job depend on this module; it depends
 //! on none of them.
 
-use std::collections::BTreeMap;
-
 use druid_api::EtcdModel;
 use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext, SecretVolumeSource,
@@ -16,7 +14,6 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::BuildContext;
-use crate::names;
 
 /// Where things are mounted in the containers (the upstream operator's
 /// paths, which the upstream images expect).
@@ -53,18 +50,6 @@ pub mod paths {
 pub const ETCD_CONTAINER: &str = "etcd";
 /// The backup-restore sidecar's name.
 pub const BACKUP_CONTAINER: &str = "backup-restore";
-
-/// The labels the Services select the pods by: the default labels plus the
-/// StatefulSet's component label (other pods of the Etcd, such as compaction
-/// jobs, carry the default labels too).
-pub fn pod_selector(etcd: &str) -> BTreeMap<String, String> {
-    let mut labels = names::default_labels(etcd);
-    labels.insert(
-        "app.kubernetes.io/component".into(),
-        names::component::STATEFULSET.into(),
-    );
-    labels
-}
 
 /// The uid and gid the containers run as unless `runAsRoot`.
 pub(super) const NON_ROOT: i64 = 65532;

@@ -525,13 +525,7 @@ async fn prune_member_leases(ctx: &Context, model: &EtcdModel) -> Result<(), kub
     let wanted: Vec<String> = (0..model.replicas)
         .map(|i| names::member(model, i))
         .collect();
-    let is_member_lease = |l: &Lease| {
-        l.labels().get("app.kubernetes.io/part-of") == Some(&model.name)
-            && l.labels()
-                .get("app.kubernetes.io/component")
-                .map(String::as_str)
-                == Some(names::component::MEMBER_LEASE)
-    };
+    let member_leases = names::selector(Some(&model.name), Some(names::component::MEMBER_LEASE));
     // From the watch cache when the controllers run (a label LIST scans
     // every lease of the namespace).
     let existing: Vec<String> = match ctx.caches.get() {
@@ -541,19 +535,15 @@ async fn prune_member_leases(ctx: &Context, model: &EtcdModel) -> Result<(), kub
                 .state()
                 .iter()
                 .filter(|l| {
-                    l.namespace().as_deref() == Some(model.namespace.as_str()) && is_member_lease(l)
+                    l.namespace().as_deref() == Some(model.namespace.as_str())
+                        && member_leases.matches(l.labels())
                 })
                 .map(|l| l.name_any())
                 .collect()
         }
         None => {
             let api: Api<Lease> = Api::namespaced(client.clone(), &model.namespace);
-            let selector = format!(
-                "app.kubernetes.io/part-of={},app.kubernetes.io/component={}",
-                model.name,
-                names::component::MEMBER_LEASE
-            );
-            api.list(&ListParams::default().labels(&selector))
+            api.list(&ListParams::default().labels(&member_leases.to_string()))
                 .await?
                 .items
                 .iter()
@@ -581,7 +571,7 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     let sts_gone =
         components::delete_if_exists::<StatefulSet>(c, &ns, &names::statefulset(&name)).await?;
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c.clone(), &ns);
-    let pod_selector = names::selector_string(&name);
+    let pod_selector = names::selector(Some(&name), None).to_string();
     let pods_left = pods
         .list(&ListParams::default().labels(&pod_selector))
         .await?
@@ -636,10 +626,9 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     // operator needs no deletecollection on leases).
     let leases: Api<Lease> = Api::namespaced(c.clone(), &ns);
     let members = leases
-        .list_metadata(&ListParams::default().labels(&format!(
-            "app.kubernetes.io/part-of={name},app.kubernetes.io/component={}",
-            names::component::MEMBER_LEASE
-        )))
+        .list_metadata(&ListParams::default().labels(
+            &names::selector(Some(&name), Some(names::component::MEMBER_LEASE)).to_string(),
+        ))
         .await?;
     for lease in members.items {
         let lease_name = lease.metadata.name.unwrap_or_default();

@@ -22,6 +22,7 @@ use kube::{Api, Client};
 use kube::{Resource as _, ResourceExt as _};
 
 use crate::metrics::Metrics;
+use crate::names;
 
 /// The etcd image when neither a spec nor a flag names one: etcd with our
 /// wrapper, as `scripts/build-images.sh` builds and tags it.
@@ -191,7 +192,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     .reflect(writer)
     .applied_objects()
     .predicate_filter(spec_or_lifecycle, PredicateConfig::default());
-    let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=etcd-druid");
+    let managed = watcher::Config::default().labels(&names::selector(None, None).to_string());
     let (sts_store, sts_writer) = reflector::store();
     // The caches keep only what status needs: no managed fields, no pod
     // template (the bulk of a StatefulSet).

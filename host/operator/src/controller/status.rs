@@ -454,7 +454,7 @@ pub fn compute(
                 .as_ref()
                 .is_some_and(|s| statefulset_ready(s, replicas)),
         ),
-        selector: Some(names::selector_string(&name)),
+        selector: Some(names::selector(Some(&name), None).to_string()),
         last_errors,
         last_operation,
     }

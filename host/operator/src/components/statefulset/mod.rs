@@ -114,7 +114,7 @@ pub fn build(
         spec: Some(StatefulSetSpec {
             replicas: Some(model.replicas),
             selector: LabelSelector {
-                match_labels: Some(names::default_labels(&model.name)),
+                match_labels: Some(names::selector(Some(&model.name), None).into_labels()),
                 ..LabelSelector::default()
             },
             service_name: Some(names::peer_service(&model.name)),

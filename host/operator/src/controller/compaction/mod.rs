@@ -218,11 +218,8 @@ pub async fn run(
     let (job_store, job_writer) = reflector::store();
     let job_events = watcher(
         Api::<Job>::all(client),
-        watcher::Config::default().labels(&format!(
-            "app.kubernetes.io/managed-by={},app.kubernetes.io/component={}",
-            names::MANAGED_BY,
-            names::component::COMPACTION_JOB
-        )),
+        watcher::Config::default()
+            .labels(&names::selector(None, Some(names::component::COMPACTION_JOB)).to_string()),
     )
     .default_backoff()
     .modify(|job| job.managed_fields_mut().clear())
@@ -231,9 +228,7 @@ pub async fn run(
     let snapshot_lease_events = lease_events
         .try_filter(|l| {
             std::future::ready(
-                l.labels()
-                    .get("app.kubernetes.io/component")
-                    .map(String::as_str)
+                l.labels().get(names::label::COMPONENT).map(String::as_str)
                     == Some(names::component::SNAPSHOT_LEASE),
             )
         })
