@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::compact::{merge_live, open_base};
+use crate::compact::merge::{merge_live, open_base};
 use crate::sort::Scratch;
 use crate::{
     CompactError, CompactOptions, Db, DeltaInput, Error, KEY_BUCKET, KeyValue, LEASE_BUCKET,
@@ -143,8 +143,8 @@ fn other_buckets<R: ReadAt>(db: &Db<R>) -> Result<[u8; 32], Error> {
 }
 
 /// What compacting `base_data` and `deltas` must produce, computed the
-/// way [`crate::compact`] merges them (bounded memory: the sorts spill to
-/// `scratch`), without writing a database.
+/// way [`compact`](mod@crate::compact) merges them (bounded memory: the
+/// sorts spill to `scratch`), without writing a database.
 pub fn expected_content<R: ReadAt, D: ReadAt, S: Sink>(
     base: &SnapshotInfo,
     base_data: R,
