@@ -1,27 +1,25 @@
 //! The etcd controller's reconcile, top to bottom:
 //!
-//! 1. deletion (finalizer `druid.gardener.cloud/etcd`): delete what was
-//!    created, handle the claims per `pvcRetentionPolicy`, drop the finalizer;
+//! 1. deletion (finalizer `druid.gardener.cloud/etcd`): delete every
+//!    component of the table, the StatefulSet first, handle the claims per
+//!    `pvcRetentionPolicy`, drop the finalizer;
 //! 2. the spec, unless suspended or not requested: normalize and validate
-//!    it, check what it refers to, build every component, then apply them in
-//!    order (nothing is written for an invalid spec);
+//!    it, check what it refers to, build every component of the component
+//!    table (`components::table`), then apply them stage by stage, deleting
+//!    what a pruned component no longer builds (nothing is written for an
+//!    invalid spec);
 //! 3. the status, always: from the StatefulSet, the leases and the volumes,
 //!    written only when it changed;
 //! 4. requeue after the status sync period.
 
 use std::collections::BTreeMap;
 
-use futures::FutureExt as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use druid_api::{Etcd, EtcdModel, FINALIZER, InvalidSpec};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -32,6 +30,8 @@ use kube::{Api, ResourceExt as _};
 use super::status::{self, SpecOutcome};
 use super::validate::{self, Checked, Problem};
 use super::{Context, contain};
+use crate::components::object::{Kind, Object};
+use crate::components::table::{Component, Existing, Stage};
 use crate::components::{self, BuildContext};
 use crate::metrics::{ConditionLabels, ErrorLabels, EtcdLabels};
 use crate::names;
@@ -382,68 +382,36 @@ async fn reconcile_spec(
             ));
         }
     };
-    let c = &ctx.client;
-    let ns = &model.namespace;
-
     let unprotected: Vec<String> = model
         .referenced_secrets()
         .into_iter()
         .filter(|n| !protected.contains(n))
         .collect();
-    if let Err(e) = super::secrets::protect(ctx, ns, &unprotected).await {
+    if let Err(e) = super::secrets::protect(ctx, &model.namespace, &unprotected).await {
         return Ok((failed("SECRET_FINALIZERS", &e), None));
     }
-    // Everything but the StatefulSet at once (they do not depend on each
-    // other), then the StatefulSet, whose pods mount the ConfigMap.
-    let mut steps: Vec<futures::future::BoxFuture<'_, Result<(), (&'static str, kube::Error)>>> = vec![
-        step(
-            "SERVICE_ACCOUNT",
-            components::apply(c, &built.service_account),
-        )
-        .boxed(),
-        step("ROLE", components::apply(c, &built.role)).boxed(),
-        step("ROLE_BINDING", components::apply(c, &built.role_binding)).boxed(),
-        step("MEMBER_LEASE", prune_member_leases(ctx, model)).boxed(),
-        step("PDB", components::apply(c, &built.pdb)).boxed(),
-        step(
-            "CLIENT_SERVICE",
-            components::apply(c, &built.client_service),
-        )
-        .boxed(),
-        step("PEER_SERVICE", components::apply(c, &built.peer_service)).boxed(),
-        step("CONFIGMAP", components::apply(c, &built.config_map)).boxed(),
-    ];
-    for lease in &built.member_leases {
-        steps.push(step("MEMBER_LEASE", components::apply(c, lease)).boxed());
-    }
-    if let Some(policy) = &built.network_policy {
-        steps.push(step("NETWORK_POLICY", components::apply(c, policy)).boxed());
-    }
-    for lease in &built.snapshot_leases {
-        steps.push(step("SNAPSHOT_LEASE", components::apply(c, lease)).boxed());
-    }
-    if model.store.is_none() {
-        for lease in [
-            names::full_snapshot_lease(&model.name),
-            names::delta_snapshot_lease(&model.name),
-        ] {
-            steps.push(
-                step("SNAPSHOT_LEASE", async move {
-                    components::delete_if_exists::<Lease>(c, ns, &lease).await
-                })
-                .boxed(),
-            );
+    // Stage by stage: every component but the StatefulSet at once, then
+    // the StatefulSet (see `Stage`).
+    let mut applied = None;
+    for stage in [Stage::First, Stage::Last] {
+        let syncs = built
+            .iter()
+            .filter(|(c, _)| c.stage == stage)
+            .map(|(c, objects)| step(c, sync(ctx, model, c, objects)));
+        for result in futures::future::join_all(syncs).await {
+            match result {
+                Ok(objects) => {
+                    applied = applied.or_else(|| {
+                        objects.into_iter().find_map(|o| match o {
+                            Object::StatefulSet(sts) => Some(*sts),
+                            _ => None,
+                        })
+                    });
+                }
+                Err((name, e)) => return Ok((failed(name, &e), None)),
+            }
         }
     }
-    for result in futures::future::join_all(steps).await {
-        if let Err((code, e)) = result {
-            return Ok((failed(code, &e), None));
-        }
-    }
-    let applied = match components::apply(c, &built.statefulset).await {
-        Ok(sts) => sts,
-        Err(e) => return Ok((failed("STATEFULSET", &e), None)),
-    };
 
     let first = observed_generation(etcd).is_none();
     if observed_generation(etcd) != etcd.metadata.generation {
@@ -461,17 +429,19 @@ async fn reconcile_spec(
         )
         .await;
     }
-    Ok((SpecOutcome::Reconciled, Some(applied)))
+    Ok((SpecOutcome::Reconciled, applied))
 }
 
-/// One apply step, tagged with its error code.
+/// One component's sync, tagged with its name for [`failed`].
 async fn step<T>(
-    code: &'static str,
+    component: &Component,
     f: impl Future<Output = Result<T, kube::Error>>,
-) -> Result<(), (&'static str, kube::Error)> {
-    f.await.map(|_| ()).map_err(|e| (code, e))
+) -> Result<T, (&'static str, kube::Error)> {
+    f.await.map_err(|e| (component.name, e))
 }
 
+/// The outcome of a failed apply of `component` (a table row's name, or
+/// `SECRET_FINALIZERS`): `ERR_SYNC_<COMPONENT>`.
 fn failed(component: &str, e: &kube::Error) -> SpecOutcome {
     SpecOutcome::Failed {
         code: format!("ERR_SYNC_{component}"),
@@ -482,81 +452,97 @@ fn failed(component: &str, e: &kube::Error) -> SpecOutcome {
     }
 }
 
-/// Every component of an Etcd, built.
-struct Built {
-    service_account: ServiceAccount,
-    role: Role,
-    role_binding: RoleBinding,
-    member_leases: Vec<Lease>,
-    snapshot_leases: Vec<Lease>,
-    pdb: PodDisruptionBudget,
-    network_policy: Option<NetworkPolicy>,
-    client_service: Service,
-    peer_service: Service,
-    config_map: ConfigMap,
-    statefulset: StatefulSet,
-}
-
+/// Every component of the table, built (nothing is written before all
+/// are).
 fn build_all(
     etcd: &Etcd,
     model: &EtcdModel,
     ctx: &BuildContext,
-) -> Result<Built, components::BuildError> {
-    let config_map = components::configmap::build(etcd, model, ctx)?;
-    let checksum = components::configmap::checksum(&config_map);
-    Ok(Built {
-        service_account: components::service_account::build(etcd, model, ctx)?,
-        role: components::role::build(etcd, model, ctx)?,
-        role_binding: components::role_binding::build(etcd, model, ctx)?,
-        member_leases: components::member_leases::build(etcd, model, ctx)?,
-        snapshot_leases: components::snapshot_leases::build(etcd, model, ctx)?,
-        pdb: components::pdb::build(etcd, model, ctx)?,
-        network_policy: components::network_policy::build(etcd, model, ctx)?,
-        client_service: components::client_service::build(etcd, model, ctx)?,
-        peer_service: components::peer_service::build(etcd, model, ctx)?,
-        statefulset: components::statefulset::build(etcd, model, ctx, &checksum)?,
-        config_map,
-    })
+) -> Result<Vec<(&'static Component, Vec<Object>)>, components::BuildError> {
+    components::table::ALL
+        .iter()
+        .map(|c| Ok((c, (c.build)(etcd, model, ctx)?)))
+        .collect()
 }
 
-/// Deletes member leases of ordinals at or above the replica count.
-async fn prune_member_leases(ctx: &Context, model: &EtcdModel) -> Result<(), kube::Error> {
+/// Applies one component's objects (all of them, even when one fails);
+/// with `prune`, deletes at the same time those of its existing objects
+/// the build did not make. Returns the objects as stored.
+async fn sync(
+    ctx: &Context,
+    model: &EtcdModel,
+    component: &Component,
+    objects: &[Object],
+) -> Result<Vec<Object>, kube::Error> {
     let client = &ctx.client;
-    let wanted: Vec<String> = (0..model.replicas)
-        .map(|i| names::member(model, i))
-        .collect();
-    let member_leases = names::selector(Some(&model.name), Some(names::component::MEMBER_LEASE));
-    // From the watch cache when the controllers run (a label LIST scans
-    // every lease of the namespace).
-    let existing: Vec<String> = match ctx.caches.get() {
-        Some(c) => {
-            c.ready().await;
-            c.leases
-                .state()
-                .iter()
-                .filter(|l| {
-                    l.namespace().as_deref() == Some(model.namespace.as_str())
-                        && member_leases.matches(l.labels())
-                })
-                .map(|l| l.name_any())
-                .collect()
+    let ns = &model.namespace;
+    let apply = futures::future::join_all(objects.iter().map(|o| o.apply(client)));
+    let prune = async {
+        if !component.prune {
+            return Ok(());
         }
-        None => {
-            let api: Api<Lease> = Api::namespaced(client.clone(), &model.namespace);
-            api.list(&ListParams::default().labels(&member_leases.to_string()))
-                .await?
-                .items
-                .iter()
-                .map(|l| l.name_any())
-                .collect()
+        let wanted: Vec<String> = objects.iter().map(Object::name).collect();
+        for n in existing(ctx, ns, &model.name, component, true).await? {
+            if !wanted.contains(&n) {
+                component.kind.delete_if_exists(client, ns, &n).await?;
+            }
         }
+        Ok::<_, kube::Error>(())
     };
-    for n in existing {
-        if !wanted.contains(&n) {
-            components::delete_if_exists::<Lease>(client, &model.namespace, &n).await?;
+    let (applied, pruned) = futures::join!(apply, prune);
+    let applied = applied.into_iter().collect::<Result<Vec<_>, _>>()?;
+    pruned?;
+    Ok(applied)
+}
+
+/// The names of `component`'s objects of Etcd `etcd` that may exist. Those
+/// found by label come from the watch cache when the controllers run and
+/// `cached` allows it (a label LIST scans every lease of the namespace).
+async fn existing(
+    ctx: &Context,
+    ns: &str,
+    etcd: &str,
+    component: &Component,
+    cached: bool,
+) -> Result<Vec<String>, kube::Error> {
+    let label = match component.existing {
+        Existing::Named(names) => return Ok(names(etcd)),
+        Existing::Labelled(label) => label,
+    };
+    let selector = names::selector(Some(etcd), Some(label));
+    if let Some(c) = ctx.caches.get().filter(|_| cached)
+        && component.kind == Kind::Lease
+    {
+        c.ready().await;
+        return Ok(c
+            .leases
+            .state()
+            .iter()
+            .filter(|l| l.namespace().as_deref() == Some(ns) && selector.matches(l.labels()))
+            .map(|l| l.name_any())
+            .collect());
+    }
+    component
+        .kind
+        .list_names(&ctx.client, ns, &selector.to_string())
+        .await
+}
+
+/// Deletes `component`'s objects of Etcd `etcd`; returns those not gone
+/// yet (`<Kind> <name>`).
+async fn delete(
+    ctx: &Context,
+    ns: &str,
+    etcd: &str,
+    component: &Component,
+) -> Result<Vec<String>, kube::Error> {
+    let mut left = Vec::new();
+    for n in existing(ctx, ns, etcd, component, false).await? {
+        if !component.kind.delete_if_exists(&ctx.client, ns, &n).await? {
+            left.push(format!("{} {n}", component.kind.as_str()));
         }
     }
-    Ok(())
+    Ok(left)
 }
 
 /// Deletion: everything the operator created goes (owner references would
@@ -568,8 +554,7 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     let name = etcd.name_any();
     // The StatefulSet first, and wait until its pods are gone, so that no
     // member writes to a volume that is about to be deleted.
-    let sts_gone =
-        components::delete_if_exists::<StatefulSet>(c, &ns, &names::statefulset(&name)).await?;
+    let sts_left = delete(ctx, &ns, &name, &components::table::STATEFULSET).await?;
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c.clone(), &ns);
     let pod_selector = names::selector(Some(&name), None).to_string();
     let pods_left = pods
@@ -577,7 +562,7 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
         .await?
         .items
         .len();
-    if !sts_gone || pods_left > 0 {
+    if !sts_left.is_empty() || pods_left > 0 {
         return Err(Error::Deleting(format!(
             "StatefulSet {ns}/{name} and its {pods_left} pod(s)"
         )));
@@ -604,35 +589,12 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
         }
     }
 
+    // Then every other component, in the reverse of the apply order.
     let mut left = Vec::new();
-    macro_rules! gone {
-        ($k:ty, $n:expr) => {
-            if !components::delete_if_exists::<$k>(c, &ns, &$n).await? {
-                left.push(format!("{} {}", <$k as kube::Resource>::kind(&()), $n));
-            }
-        };
-    }
-    gone!(ConfigMap, names::config_map(&name));
-    gone!(Service, names::client_service(&name));
-    gone!(Service, names::peer_service(&name));
-    gone!(PodDisruptionBudget, names::pdb(&name));
-    gone!(NetworkPolicy, names::network_policy(&name));
-    gone!(RoleBinding, names::role(&name));
-    gone!(Role, names::role(&name));
-    gone!(ServiceAccount, names::service_account(&name));
-    gone!(Lease, names::full_snapshot_lease(&name));
-    gone!(Lease, names::delta_snapshot_lease(&name));
-    // The member leases one by one (list and delete, so that the
-    // operator needs no deletecollection on leases).
-    let leases: Api<Lease> = Api::namespaced(c.clone(), &ns);
-    let members = leases
-        .list_metadata(&ListParams::default().labels(
-            &names::selector(Some(&name), Some(names::component::MEMBER_LEASE)).to_string(),
-        ))
-        .await?;
-    for lease in members.items {
-        let lease_name = lease.metadata.name.unwrap_or_default();
-        gone!(Lease, lease_name);
+    for component in components::table::ALL.iter().rev() {
+        if component.stage != Stage::Last {
+            left.extend(delete(ctx, &ns, &name, component).await?);
+        }
     }
     if !left.is_empty() {
         return Err(Error::Deleting(left.join(", ")));
