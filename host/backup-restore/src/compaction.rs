@@ -26,10 +26,81 @@ use druid_etcd_db::{CompactOptions, CompactReport, Db, Prefix, SnapshotInfo};
 use druid_plugin_host::{CompactJob, CompactionError, Limits};
 use futures::StreamExt as _;
 
-use crate::config::CompactionArgs;
+use crate::config::{CompactionArgs, RestoreArgs};
+use crate::formats::full::{self, FileCheckError};
 use crate::formats::names::Snapshot;
-use crate::restore::{RestoreError, download_full, io, verify_full};
-use crate::store::Snapstore;
+use crate::k8s::leases::Leases;
+use crate::store::{self, Snapstore};
+
+/// Why a compaction failed. Nothing in the store changed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store was opened without the plugin registry.
+    #[error("this store was opened without plugins; no compactor")]
+    NoPlugins,
+    /// The store holds no full snapshot.
+    #[error("the store holds no full snapshot to compact onto; take a full snapshot first")]
+    NoFullSnapshot,
+    /// Listing, downloading or uploading failed, or the full snapshot is
+    /// corrupt.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The work directory failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The snapshots are damaged, discontinuous or disagree.
+    #[error("the snapshots cannot be compacted, nothing was changed: {0}")]
+    InvalidInput(String),
+    /// The compactor plugin failed, hit a limit or wrote the wrong content.
+    #[error(transparent)]
+    Plugin(CompactionError),
+    /// The compacted database failed the host's checks.
+    #[error("the compacted database {path} failed verification and was not used: {problem}")]
+    Unverified {
+        /// The database.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: OutputProblem,
+    },
+}
+
+/// What is wrong with a compacted database.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputProblem {
+    /// Its SHA-256 trailer.
+    #[error(transparent)]
+    Trailer(#[from] FileCheckError),
+    /// It cannot be opened or fails bbolt's consistency check.
+    #[error(transparent)]
+    Db(#[from] druid_etcd_db::Error),
+    /// Its revision is not what the compactor reported or what the
+    /// snapshots end at.
+    #[error(
+        "it is at revision {found}; the compactor reported {reported} and the snapshots end at \
+         {expected}"
+    )]
+    Revision {
+        /// The database's revision (newest key or compaction).
+        found: i64,
+        /// What the compactor reported.
+        reported: i64,
+        /// The last delta's revision.
+        expected: i64,
+    },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { what, path, source }
+}
 
 /// A compacted database on disk.
 #[derive(Debug)]
@@ -87,11 +158,9 @@ pub async fn compact_set(
     base_file: &Path,
     deltas: &[Snapshot],
     workdir: &Path,
-) -> Result<Compacted, RestoreError> {
-    let registry = store.registry().ok_or_else(|| {
-        RestoreError::Compaction("this store was opened without plugins; no compactor".into())
-    })?;
-    std::fs::create_dir_all(workdir).map_err(|e| io("cannot create", workdir, e))?;
+) -> Result<Compacted, Error> {
+    let registry = store.registry().ok_or(Error::NoPlugins)?;
+    std::fs::create_dir_all(workdir).map_err(io("cannot create", workdir))?;
     let started = Instant::now();
     let shared = Arc::new(store.clone());
     let mut downloads = futures::stream::iter(deltas.iter().cloned().enumerate().map(|(i, d)| {
@@ -99,7 +168,7 @@ pub async fn compact_set(
         let path = workdir.join(format!("delta-{i:06}"));
         async move {
             store.download_to_file(&d, &path).await?;
-            Ok::<_, RestoreError>((d, path))
+            Ok::<_, store::Error>((d, path))
         }
     }))
     .buffered(max_fetchers.max(1));
@@ -138,10 +207,8 @@ pub async fn compact_set(
         let _ = std::fs::remove_file(p);
     }
     let report = result.map_err(|e| match e {
-        CompactionError::InvalidInput(m) => RestoreError::Compaction(format!(
-            "the snapshots cannot be compacted, nothing was changed: {m}"
-        )),
-        other => RestoreError::Compaction(other.to_string()),
+        CompactionError::InvalidInput(m) => Error::InvalidInput(m),
+        other => Error::Plugin(other),
     })?;
     let expected = deltas
         .last()
@@ -202,25 +269,23 @@ pub struct JobReport {
 /// `Ok(None)` when there are no deltas to compact. The old snapshots stay;
 /// garbage collection removes them by its policy.
 pub async fn run_job(
-    args: &crate::config::RestoreArgs,
+    args: &RestoreArgs,
     store: &Snapstore,
-    leases: Option<&crate::k8s::leases::Leases>,
+    leases: Option<&Leases>,
     workdir: &Path,
-) -> Result<Option<JobReport>, RestoreError> {
+) -> Result<Option<JobReport>, Error> {
     let set = store.list().await?.latest_set();
-    let Some(full) = &set.full else {
-        return Err(RestoreError::Compaction(
-            "the store holds no full snapshot to compact onto; take a full snapshot first".into(),
-        ));
-    };
+    let full = set.full.as_ref().ok_or(Error::NoFullSnapshot)?;
     if set.deltas.is_empty() {
         tracing::info!(full = %full.name(), "no deltas after the latest full snapshot: nothing to compact");
         return Ok(None);
     }
     let _ = std::fs::remove_dir_all(workdir);
-    std::fs::create_dir_all(workdir).map_err(|e| io("cannot create", workdir, e))?;
+    std::fs::create_dir_all(workdir).map_err(io("cannot create", workdir))?;
     let base_file = workdir.join("base.db");
-    download_full(store, full, &base_file, args.skip_hash_check).await?;
+    store
+        .download_full(full, &base_file, args.skip_hash_check)
+        .await?;
     let compacted = compact_set(
         &args.compaction,
         args.max_fetchers,
@@ -274,36 +339,30 @@ pub async fn run_job(
 
 /// Checks a compacted database before it is used: its trailer, bbolt's
 /// consistency check and its revision.
-pub fn verify_output(
-    path: &Path,
-    report: &CompactReport,
-    expected: i64,
-) -> Result<(), RestoreError> {
-    let bad = |detail: String| {
-        RestoreError::Compaction(format!(
-            "the compacted database {} failed verification and was not used: {detail}",
-            path.display()
-        ))
-    };
-    verify_full(path).map_err(&bad)?;
-    let file = std::fs::File::open(path).map_err(|e| io("cannot open", path, e))?;
-    let db = Db::open(Prefix::new(file, report.db_bytes)).map_err(|e| bad(e.to_string()))?;
-    db.check().map_err(|e| bad(e.to_string()))?;
-    let newest = db
-        .last_revision()
-        .map_err(|e| bad(e.to_string()))?
-        .unwrap_or(0);
-    let compacted = db
-        .finished_compact_revision()
-        .map_err(|e| bad(e.to_string()))?
-        .map_or(0, |r| r.main);
-    let revision = newest.max(compacted);
-    if revision != report.revision || revision < expected {
-        return Err(bad(format!(
-            "it is at revision {revision}; the compactor reported {} and the snapshots end at \
-             {expected}",
-            report.revision
-        )));
+pub fn verify_output(path: &Path, report: &CompactReport, expected: i64) -> Result<(), Error> {
+    check_output(path, report, expected).map_err(|problem| Error::Unverified {
+        path: path.to_path_buf(),
+        problem,
+    })
+}
+
+fn check_output(path: &Path, report: &CompactReport, expected: i64) -> Result<(), OutputProblem> {
+    full::check_file(path)?;
+    let file = std::fs::File::open(path).map_err(|source| FileCheckError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let db = Db::open(Prefix::new(file, report.db_bytes))?;
+    db.check()?;
+    let newest = db.last_revision()?.unwrap_or(0);
+    let compacted = db.finished_compact_revision()?.map_or(0, |r| r.main);
+    let found = newest.max(compacted);
+    if found != report.revision || found < expected {
+        return Err(OutputProblem::Revision {
+            found,
+            reported: report.revision,
+            expected,
+        });
     }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! format's types.
 
 pub mod config;
+pub mod etcdctl;
+pub mod temp;
 
 use std::time::Duration;
 

@@ -176,6 +176,47 @@ pub enum TrailerError {
     },
 }
 
+/// Why a full snapshot file on disk failed its check.
+#[derive(Debug, thiserror::Error)]
+pub enum FileCheckError {
+    /// The file could not be opened.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file could not be read to its end.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The trailer is missing or does not match.
+    #[error(transparent)]
+    Trailer(#[from] TrailerError),
+}
+
+/// Checks the SHA-256 trailer of a decompressed full snapshot (or a
+/// compacted database) on disk, reading it once in constant memory.
+pub fn check_file(path: &std::path::Path) -> Result<Verified, FileCheckError> {
+    let mut file = std::fs::File::open(path).map_err(|source| FileCheckError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut check = TrailerCheck::new();
+    io::copy(&mut file, &mut check).map_err(|source| FileCheckError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(check.finish()?)
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::config::{EtcdArgs, RestoreArgs};
+use crate::etcd::temp::{TempEtcd, TempEtcdError};
 use crate::metrics::{Metrics, Succeeded};
-use crate::restore::{self, TempEtcd};
+use crate::restore;
 use crate::store::Snapstore;
 
 /// How thoroughly to validate.
@@ -79,6 +80,10 @@ pub enum InitError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// The temporary etcd that lets the data directory replay its WAL did
+    /// not start.
+    #[error(transparent)]
+    TempEtcd(#[from] TempEtcdError),
     /// Anything else.
     #[error("{0}")]
     Other(String),

@@ -28,48 +28,54 @@ pub mod initializer;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use etcd_client::{Client, Txn, TxnOp};
 use futures::StreamExt as _;
 
+use crate::compaction;
 use crate::config::{RestoreArgs, RestoreMethod};
-use crate::formats::delta::{self, EventType};
-use crate::formats::full::TrailerCheck;
+use crate::etcd::etcdctl::{self, EtcdctlError};
+use crate::etcd::temp::{TempEtcd, TempEtcdError};
+use crate::formats::delta::{self, DeltaError, EventType};
 use crate::formats::names::Snapshot;
 use crate::metrics::{Metrics, Succeeded};
 use crate::store::{self, SnapshotSet, Snapstore};
 
-/// Why a restore failed.
+/// Why a restore failed. The data directory was left as it was.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
-    /// The store failed.
+    /// The store failed, or the full snapshot is corrupt.
     #[error("store: {0}")]
     Store(#[from] store::Error),
-    /// The full snapshot is corrupt or truncated.
-    #[error(
-        "full snapshot {key} is corrupt or truncated and was NOT restored: {detail}; \
-         delete or exclude it so the previous one is used, or restore from another copy"
-    )]
-    CorruptFull {
-        /// The object.
-        key: String,
-        /// What is wrong.
-        detail: String,
-    },
+    /// The store holds deltas but no full snapshot.
+    #[error("the store holds deltas but no full snapshot to apply them to")]
+    NoFullSnapshot,
     /// A delta is corrupt.
-    #[error("delta snapshot {key} is corrupt and was NOT applied: {detail}")]
+    #[error("delta snapshot {key} is corrupt and was NOT applied: {source}")]
     CorruptDelta {
         /// The object.
         key: String,
         /// What is wrong.
-        detail: String,
+        #[source]
+        source: DeltaError,
     },
     /// Deltas do not follow each other.
-    #[error("{0}")]
-    Gap(String),
+    #[error(
+        "delta {delta} does not follow {previous}: it starts at revision {start} but the previous \
+         snapshot ends at {end}; revisions would be missing"
+    )]
+    Gap {
+        /// The delta.
+        delta: String,
+        /// The snapshot before it.
+        previous: String,
+        /// The delta's first revision.
+        start: i64,
+        /// The previous snapshot's last revision.
+        end: i64,
+    },
     /// A replayed revision did not land where it was recorded.
     #[error(
         "after applying {key} etcd is at revision {actual}, expected {expected} (mismatched event revision)"
@@ -82,19 +88,54 @@ pub enum RestoreError {
         /// Actual revision.
         actual: i64,
     },
-    /// A command failed.
-    #[error("{0}")]
-    Command(String),
-    /// The temporary etcd failed.
+    /// One revision of a delta holds more operations than one transaction
+    /// may.
+    #[error("revision {revision} of {key} has {ops} operations, over --max-txn-ops={max}")]
+    TooManyOps {
+        /// The delta.
+        key: String,
+        /// The revision.
+        revision: i64,
+        /// Its operations.
+        ops: usize,
+        /// `--max-txn-ops`.
+        max: u64,
+    },
+    /// The temporary etcd refused a revision of a delta.
+    #[error("temporary etcd: applying revision {revision} of {key}: {source}")]
+    Apply {
+        /// The delta.
+        key: String,
+        /// The revision.
+        revision: i64,
+        /// etcd's error.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// The temporary etcd did not report its revision.
     #[error("temporary etcd: {0}")]
-    Etcd(String),
+    Status(#[source] etcd_client::Error),
+    /// `etcdctl snapshot restore` failed.
+    #[error(transparent)]
+    Etcdctl(#[from] EtcdctlError),
+    /// The temporary etcd did not start.
+    #[error(transparent)]
+    TempEtcd(#[from] TempEtcdError),
     /// A local file failed.
-    #[error("{0}")]
-    Io(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The compactor could not merge the snapshots, or its output failed
     /// verification.
     #[error("compaction: {0}")]
-    Compaction(String),
+    Compaction(#[from] compaction::Error),
 }
 
 /// What a restore did.
@@ -109,8 +150,9 @@ pub struct RestoreReport {
 }
 
 /// A local file error, naming what was done to which path.
-pub(crate) fn io(what: &str, path: &Path, e: std::io::Error) -> RestoreError {
-    RestoreError::Io(format!("{what} {}: {e}", path.display()))
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError {
+    let path = path.to_path_buf();
+    move |source| RestoreError::Io { what, path, source }
 }
 
 /// Checks that the deltas follow the base and each other.
@@ -123,14 +165,12 @@ pub fn check_continuity(full: &Snapshot, deltas: &[Snapshot]) -> Result<(), Rest
             d.start_revision == prev.last_revision + 1
         };
         if !ok {
-            return Err(RestoreError::Gap(format!(
-                "delta {} does not follow {}: it starts at revision {} but the previous snapshot ends at {}; \
-                 revisions would be missing",
-                d.name(),
-                prev.name(),
-                d.start_revision,
-                prev.last_revision
-            )));
+            return Err(RestoreError::Gap {
+                delta: d.name(),
+                previous: prev.name(),
+                start: d.start_revision,
+                end: prev.last_revision,
+            });
         }
         prev = d;
     }
@@ -166,52 +206,24 @@ async fn restore_inner(
     store: &Snapstore,
     set: &SnapshotSet,
 ) -> Result<RestoreReport, RestoreError> {
-    let Some(full) = &set.full else {
-        return Err(RestoreError::Gap(
-            "the store holds deltas but no full snapshot to apply them to".into(),
-        ));
-    };
+    let full = set.full.as_ref().ok_or(RestoreError::NoFullSnapshot)?;
     check_continuity(full, &set.deltas)?;
     let temp = &args.restoration_temp_snapshots_dir;
     let _ = std::fs::remove_dir_all(temp);
-    std::fs::create_dir_all(temp).map_err(|e| io("cannot create", temp, e))?;
+    std::fs::create_dir_all(temp).map_err(io("cannot create", temp))?;
     let db = temp.join("snapshot.db");
     tracing::info!(full = %full.name(), deltas = set.deltas.len(), "restoring from the store");
-    download_full(store, full, &db, args.skip_hash_check).await?;
+    store.download_full(full, &db, args.skip_hash_check).await?;
     let part = suffixed(&args.data_dir, ".part");
     let _ = std::fs::remove_dir_all(&part);
-    let by_compaction =
-        !set.deltas.is_empty() && args.compaction.restore_method == RestoreMethod::Compaction;
-    if by_compaction {
-        let compacted = crate::compaction::compact_set(
-            &args.compaction,
-            args.max_fetchers,
-            store,
-            full,
-            &db,
-            &set.deltas,
-            &temp.join("compaction"),
-        )
-        .await?;
-        etcdctl_restore(args, &compacted.path, &part).await?;
-        swap_in(&args.data_dir, &part)?;
-        let _ = std::fs::remove_dir_all(temp);
-        return Ok(RestoreReport {
-            full: full.clone(),
-            deltas: set.deltas.len(),
-            revision: compacted.report.revision,
-        });
-    }
-    etcdctl_restore(args, &db, &part).await?;
-    let _ = std::fs::remove_file(&db);
-
-    let mut revision = full.last_revision;
-    if !set.deltas.is_empty() {
-        let etcd = TempEtcd::start(args, &part).await?;
-        let replay = replay(args, store, &etcd.client, &set.deltas).await;
-        etcd.stop().await;
-        revision = replay?;
-    }
+    let revision = if set.deltas.is_empty() {
+        etcdctl::snapshot_restore(args, &db, &part).await?;
+        full.last_revision
+    } else if args.compaction.restore_method == RestoreMethod::Compaction {
+        by_compaction(args, store, full, &db, &set.deltas, &part).await?
+    } else {
+        by_replay(args, store, &db, &set.deltas, &part).await?
+    };
     swap_in(&args.data_dir, &part)?;
     let _ = std::fs::remove_dir_all(temp);
     Ok(RestoreReport {
@@ -219,6 +231,48 @@ async fn restore_inner(
         deltas: set.deltas.len(),
         revision,
     })
+}
+
+/// Merges the base `db` and `deltas` into one database through the
+/// compactor plugin and restores that into `part`; returns its revision.
+async fn by_compaction(
+    args: &RestoreArgs,
+    store: &Snapstore,
+    full: &Snapshot,
+    db: &Path,
+    deltas: &[Snapshot],
+    part: &Path,
+) -> Result<i64, RestoreError> {
+    let workdir = args.restoration_temp_snapshots_dir.join("compaction");
+    let compacted = compaction::compact_set(
+        &args.compaction,
+        args.max_fetchers,
+        store,
+        full,
+        db,
+        deltas,
+        &workdir,
+    )
+    .await?;
+    etcdctl::snapshot_restore(args, &compacted.path, part).await?;
+    Ok(compacted.report.revision)
+}
+
+/// Restores the base `db` into `part`, then replays `deltas` through a
+/// temporary etcd on it; returns the final revision.
+async fn by_replay(
+    args: &RestoreArgs,
+    store: &Snapstore,
+    db: &Path,
+    deltas: &[Snapshot],
+    part: &Path,
+) -> Result<i64, RestoreError> {
+    etcdctl::snapshot_restore(args, db, part).await?;
+    let _ = std::fs::remove_file(db);
+    let etcd = TempEtcd::start(args, part).await?;
+    let replayed = replay(args, store, &etcd.client, deltas).await;
+    etcd.stop().await;
+    replayed
 }
 
 /// `path` with `suffix` appended to its last component.
@@ -257,16 +311,16 @@ pub fn move_aside(data_dir: &Path) -> Result<Option<PathBuf>, RestoreError> {
     if let Some(oldest) = kept.last()
         && oldest.exists()
     {
-        std::fs::remove_dir_all(oldest).map_err(|e| io("cannot delete", oldest, e))?;
+        std::fs::remove_dir_all(oldest).map_err(io("cannot delete", oldest))?;
     }
     for i in (1..KEPT_DATA_DIRS).rev() {
         if kept[i - 1].exists() {
             std::fs::rename(&kept[i - 1], &kept[i])
-                .map_err(|e| io("cannot move aside", &kept[i - 1], e))?;
+                .map_err(io("cannot move aside", &kept[i - 1]))?;
         }
     }
     let bak = kept[0].clone();
-    std::fs::rename(data_dir, &bak).map_err(|e| io("cannot move aside", data_dir, e))?;
+    std::fs::rename(data_dir, &bak).map_err(io("cannot move aside", data_dir))?;
     tracing::warn!(old = %bak.display(), "the previous data directory was moved aside");
     let needed = dir_size(&bak);
     for old in kept[1..].iter().rev() {
@@ -274,7 +328,7 @@ pub fn move_aside(data_dir: &Path) -> Result<Option<PathBuf>, RestoreError> {
             break;
         }
         if old.exists() {
-            std::fs::remove_dir_all(old).map_err(|e| io("cannot delete", old, e))?;
+            std::fs::remove_dir_all(old).map_err(io("cannot delete", old))?;
             tracing::warn!(deleted = %old.display(), needed_bytes = needed, "an older copy of the data directory was deleted to make room");
         }
     }
@@ -306,195 +360,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
 /// `<data_dir>.bak`.
 fn swap_in(data_dir: &Path, part: &Path) -> Result<(), RestoreError> {
     move_aside(data_dir)?;
-    std::fs::rename(part, data_dir).map_err(|e| io("cannot move the restored data to", data_dir, e))
-}
-
-/// Downloads `full` decompressed into `path` and checks its SHA-256 trailer
-/// (unless the user skips the check): a corrupt or truncated snapshot is
-/// refused with its key named.
-pub async fn download_full(
-    store: &Snapstore,
-    full: &Snapshot,
-    path: &Path,
-    skip_hash_check: bool,
-) -> Result<(), RestoreError> {
-    store.download_to_file(full, path).await?;
-    if !skip_hash_check {
-        verify_full(path).map_err(|detail| RestoreError::CorruptFull {
-            key: store.key(full),
-            detail,
-        })?;
-    }
-    Ok(())
-}
-
-/// Checks a decompressed full snapshot's SHA-256 trailer.
-pub fn verify_full(path: &Path) -> Result<(), String> {
-    let mut file =
-        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut check = TrailerCheck::new();
-    std::io::copy(&mut file, &mut check)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    check.finish().map(|_| ()).map_err(|e| e.to_string())
-}
-
-async fn etcdctl_restore(args: &RestoreArgs, db: &Path, out: &Path) -> Result<(), RestoreError> {
-    let output = tokio::process::Command::new(&args.etcdctl_binary)
-        .env("ETCDCTL_API", "3")
-        .arg("snapshot")
-        .arg("restore")
-        .arg(db)
-        .arg(format!("--data-dir={}", out.display()))
-        .arg(format!("--name={}", args.name))
-        .arg(format!("--initial-cluster={}", args.initial_cluster))
-        .arg(format!(
-            "--initial-cluster-token={}",
-            args.initial_cluster_token
-        ))
-        .arg(format!(
-            "--initial-advertise-peer-urls={}",
-            args.initial_advertise_peer_urls.join(",")
-        ))
-        // The trailer was checked above (or the user asked to skip it).
-        .arg("--skip-hash-check=true")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| {
-            RestoreError::Command(format!(
-                "cannot run {} (set --etcdctl-binary): {e}",
-                args.etcdctl_binary.display()
-            ))
-        })?;
-    if !output.status.success() {
-        return Err(RestoreError::Command(format!(
-            "{} snapshot restore failed ({}): {}",
-            args.etcdctl_binary.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-/// A temporary etcd on loopback, for replaying deltas or letting a data
-/// directory replay its WAL.
-pub struct TempEtcd {
-    child: tokio::process::Child,
-    /// A client connected to it.
-    pub client: Client,
-}
-
-fn free_port() -> Result<u16, RestoreError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| RestoreError::Etcd(format!("no free port: {e}")))
-}
-
-impl TempEtcd {
-    /// Starts etcd on `data_dir` and waits until it answers (60 s).
-    pub async fn start(args: &RestoreArgs, data_dir: &Path) -> Result<Self, RestoreError> {
-        let client_url = format!("http://127.0.0.1:{}", free_port()?);
-        let peer_url = format!("http://127.0.0.1:{}", free_port()?);
-        let log = suffixed(data_dir, ".etcd.log");
-        let log_file = std::fs::File::create(&log).map_err(|e| io("cannot create", &log, e))?;
-        let child = tokio::process::Command::new(&args.etcd_binary)
-            .arg(format!("--name={}", args.name))
-            .arg(format!("--data-dir={}", data_dir.display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!(
-                "--quota-backend-bytes={}",
-                args.embedded_etcd_quota_bytes
-            ))
-            .arg(format!("--max-request-bytes={}", args.max_request_bytes))
-            .arg(format!("--max-txn-ops={}", args.max_txn_ops))
-            .arg(format!(
-                "--auto-compaction-mode={}",
-                args.auto_compaction_mode
-            ))
-            .arg(format!(
-                "--auto-compaction-retention={}",
-                args.auto_compaction_retention
-            ))
-            .env_remove("ETCD_CONF")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                RestoreError::Etcd(format!(
-                    "cannot start {} (set --etcd-binary): {e}",
-                    args.etcd_binary.display()
-                ))
-            })?;
-        let mut etcd = TempEtcdStarting { child: Some(child) };
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(Duration::from_secs(300));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(child) = etcd.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = tail.lines().rev().take(10).collect();
-                return Err(RestoreError::Etcd(format!(
-                    "etcd exited ({status}) before serving: {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                )));
-            }
-            if let Ok(mut client) =
-                Client::connect([client_url.as_str()], Some(options.clone())).await
-                && client.status().await.is_ok()
-            {
-                let child = etcd
-                    .child
-                    .take()
-                    .ok_or_else(|| RestoreError::Etcd("lost the child".into()))?;
-                return Ok(TempEtcd { child, client });
-            }
-            if Instant::now() > deadline {
-                return Err(RestoreError::Etcd(format!(
-                    "etcd did not serve within 60s; see {}",
-                    log.display()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Stops etcd (SIGTERM, then SIGKILL after 10 s).
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-    }
-}
-
-/// Kills a temporary etcd that never became ready.
-struct TempEtcdStarting {
-    child: Option<tokio::process::Child>,
-}
-
-impl Drop for TempEtcdStarting {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
-        }
-    }
+    std::fs::rename(part, data_dir).map_err(io("cannot move the restored data to", data_dir))
 }
 
 /// Replays `deltas` into the etcd behind `client`; returns the final
@@ -509,7 +375,7 @@ async fn replay(
     let mut current = client
         .status()
         .await
-        .map_err(|e| RestoreError::Etcd(e.to_string()))?
+        .map_err(RestoreError::Status)?
         .header()
         .map_or(0, |h| h.revision());
     let store = Arc::new(store.clone());
@@ -520,7 +386,7 @@ async fn replay(
         let store = store.clone();
         async move {
             let raw = store.download_raw(&d).await?;
-            Ok::<_, RestoreError>((d, raw))
+            Ok::<_, store::Error>((d, raw))
         }
     }))
     .buffered(fetchers);
@@ -530,12 +396,10 @@ async fn replay(
     while let Some(item) = downloads.next().await {
         let (snap, raw) = item?;
         let key = store.key(&snap);
-        let events = crate::formats::compression::decompress(snap.compression, &raw)
-            .map_err(|e| e.to_string())
-            .and_then(|payload| delta::decode_payload(&payload).map_err(|e| e.to_string()))
-            .map_err(|detail| RestoreError::CorruptDelta {
+        let events =
+            delta::decode(&raw, snap.compression).map_err(|source| RestoreError::CorruptDelta {
                 key: key.clone(),
-                detail,
+                source,
             })?;
         drop(raw);
         if current >= snap.last_revision {
@@ -558,11 +422,12 @@ async fn replay(
                 continue;
             }
             if group.len() > max_ops {
-                return Err(RestoreError::Etcd(format!(
-                    "revision {rev} of {key} has {} operations, over --max-txn-ops={}",
-                    group.len(),
-                    args.max_txn_ops
-                )));
+                return Err(RestoreError::TooManyOps {
+                    key,
+                    revision: rev,
+                    ops: group.len(),
+                    max: args.max_txn_ops,
+                });
             }
             let ops: Vec<TxnOp> = group
                 .into_iter()
@@ -571,9 +436,14 @@ async fn replay(
                     EventType::Delete => TxnOp::delete(e.event.kv.key, None),
                 })
                 .collect();
-            let resp = client.txn(Txn::new().and_then(ops)).await.map_err(|e| {
-                RestoreError::Etcd(format!("applying revision {rev} of {key}: {e}"))
-            })?;
+            let resp = client
+                .txn(Txn::new().and_then(ops))
+                .await
+                .map_err(|source| RestoreError::Apply {
+                    key: key.clone(),
+                    revision: rev,
+                    source,
+                })?;
             current = resp.header().map_or(current, |h| h.revision());
         }
         if current != snap.last_revision {

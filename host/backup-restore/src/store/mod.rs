@@ -43,6 +43,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A full snapshot's SHA-256 trailer does not match: it is corrupt or
+    /// truncated, and nothing was done with it.
+    #[error(
+        "full snapshot {key} is corrupt or truncated and was NOT used: {source}; \
+         delete or exclude it so the previous one is used, or restore from another copy"
+    )]
+    CorruptFull {
+        /// The object.
+        key: String,
+        /// What the check found.
+        #[source]
+        source: crate::formats::full::FileCheckError,
+    },
     /// Compressing or decompressing failed (corrupt object).
     #[error("{key}: {source}")]
     Codec {
@@ -440,6 +453,25 @@ impl Snapstore {
     /// Uploads a small snapshot (a delta) that is already encoded.
     pub async fn upload_bytes(&self, snapshot: &Snapshot, data: &[u8]) -> Result<(), Error> {
         self.store.put(&self.key(snapshot), data).await?;
+        Ok(())
+    }
+
+    /// Downloads the full snapshot `full` decompressed into `path` and
+    /// checks its SHA-256 trailer (unless the user skips the check): a
+    /// corrupt or truncated snapshot is [`Error::CorruptFull`], naming it.
+    pub async fn download_full(
+        &self,
+        full: &Snapshot,
+        path: &Path,
+        skip_hash_check: bool,
+    ) -> Result<(), Error> {
+        self.download_to_file(full, path).await?;
+        if !skip_hash_check {
+            crate::formats::full::check_file(path).map_err(|source| Error::CorruptFull {
+                key: self.key(full),
+                source,
+            })?;
+        }
         Ok(())
     }
 
