@@ -8,9 +8,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{text}' is not a quantity: {reason}")]
 pub struct QuantityError {
-    /// The text.
+    /// The quantity as written in the spec.
     pub text: String,
-    /// Why.
+    /// What is wrong with it (e.g. an unknown suffix), for the message.
     pub reason: &'static str,
 }
 

@@ -79,7 +79,7 @@ pub struct Store {
     pub secret: Option<String>,
     /// The field naming the secret, for messages.
     pub secret_field: &'static str,
-    /// A custom endpoint.
+    /// A custom endpoint URL of the store (`endpointOverride`).
     pub endpoint: Option<String>,
 }
 
@@ -110,7 +110,7 @@ pub struct EtcdSettings {
     pub heartbeat: Duration,
     /// etcd's snapshot count.
     pub snapshot_count: i64,
-    /// The gRPC gateway.
+    /// Whether etcd serves its gRPC gateway (`--enable-grpc-gateway`).
     pub grpc_gateway: bool,
     /// The initial cluster state.
     pub initial_cluster_state: InitialClusterState,
@@ -155,7 +155,7 @@ pub struct BackupSettings {
     pub delta_snapshot_memory_limit: i64,
     /// How long deltas are kept.
     pub delta_snapshot_retention: Option<Duration>,
-    /// Profiling endpoints.
+    /// Whether the sidecar serves its profiling endpoints.
     pub profiling: bool,
     /// The timeout of one snapshot.
     pub snapshot_timeout: Duration,
@@ -163,7 +163,7 @@ pub struct BackupSettings {
     pub reelection_period: Option<Duration>,
     /// Timeout of connections to etcd.
     pub etcd_connection_timeout: Option<Duration>,
-    /// Compaction settings.
+    /// Resources and thresholds of snapshot compaction.
     pub compaction: SnapshotCompactionSpec,
     /// The scratch directory.
     pub temp_dir: String,
@@ -185,7 +185,7 @@ pub struct Storage {
 pub struct EtcdModel {
     /// The Etcd's name.
     pub name: String,
-    /// Its namespace.
+    /// The Etcd's namespace; every Secret it names must be in it.
     pub namespace: String,
     /// The number of members.
     pub replicas: i32,
@@ -193,9 +193,11 @@ pub struct EtcdModel {
     pub labels: BTreeMap<String, String>,
     /// Pod annotations from the spec.
     pub annotations: BTreeMap<String, String>,
-    /// etcd.
+    /// How etcd runs: image, quota, ports, TLS, schedules (from
+    /// `spec.etcd` and its founding-manifest aliases).
     pub etcd: EtcdSettings,
-    /// The sidecar.
+    /// How the backup-restore sidecar runs: image, port, TLS,
+    /// schedules, compression (from `spec.backup`).
     pub backup: BackupSettings,
     /// The backup store; `None`: no backups.
     pub store: Option<Store>,
@@ -205,7 +207,7 @@ pub struct EtcdModel {
     pub pvc_retention: PvcRetentionPolicy,
     /// The pods' priority class.
     pub priority_class_name: Option<String>,
-    /// Run as root.
+    /// Run the containers as root instead of uid 65532.
     pub run_as_root: bool,
     /// The member name prefix.
     pub member_name_prefix: Option<String>,
