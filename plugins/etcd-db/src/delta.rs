@@ -1,23 +1,38 @@
-//! Delta snapshots: decoding the payload the snapshotter writes (after
-//! decompression): a JSON array of `{"etcdEvent": <mvccpb.Event>, "time":
-//! ...}` followed by the raw SHA-256 of the JSON.
+//! Delta snapshots: the one implementation of their format, encoding and
+//! decoding; the sidecar streams and compresses on top of it.
 //!
-//! The JSON is Go's `encoding/json` of gogo's `mvccpb.Event`: `type` is
-//! numeric and omitted for PUT, byte fields are base64, zero fields are
-//! omitted, `prev_kv` is never set. Like Go's decoder, absent and `null`
-//! fields are zero values. The hash is checked before any JSON is parsed,
-//! so a truncated or damaged delta is refused as such.
+//! Before compression a delta is a JSON array of watch events, each
+//! `{"etcdEvent": <event>, "time": <when the sidecar received it>}`,
+//! written without whitespace, immediately followed by the raw SHA-256 of
+//! those JSON bytes ([`SNAPSHOT_HASH_LEN`](crate::SNAPSHOT_HASH_LEN)
+//! bytes, as a full snapshot's trailer).
+//!
+//! `<event>` is etcd's `mvccpb.Event` as Go's `encoding/json` writes it:
+//!
+//! ```json
+//! {"type":1,"kv":{"key":"<base64>","create_revision":5,"mod_revision":9,
+//!  "version":2,"value":"<base64>","lease":7},"prev_kv":{...}}
+//! ```
+//!
+//! Fields come in the Go structs' order and every one is `omitempty`:
+//! `type` is absent for a PUT (0) and `1` for a DELETE; zero numbers and
+//! empty byte strings are absent; `prev_kv` only appears when the watch
+//! asked for it (upstream's does not). Byte strings are standard, padded
+//! base64. The time is Go's `RFC3339Nano` text; this crate passes it
+//! through as a string (the sidecar formats and parses it).
+//!
+//! [`write_entry`] writes one element byte for byte as the Go sidecar
+//! does. Decoding is as lenient as Go's decoder: absent and `null` fields
+//! are zero values, unknown fields are ignored. The hash is checked before
+//! any JSON is parsed, so a truncated or damaged delta is refused as such.
 
 use base64::Engine as _;
 use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::hex;
 use crate::proto::{Event, EventType, KeyValue};
-
-/// Length of the SHA-256 after the JSON.
-pub const DELTA_HASH_LEN: usize = 32;
+use crate::{SNAPSHOT_HASH_LEN, hex};
 
 /// Base64 as Go's `encoding/json` writes `[]byte`: standard alphabet,
 /// padded; like Go's (non-strict) decoder, non-zero trailing bits pass.
@@ -33,7 +48,7 @@ pub enum DeltaError {
     /// Too short to hold JSON and its hash.
     #[error(
         "delta snapshot is missing its hash: {len} bytes after decompression, need more than \
-         {DELTA_HASH_LEN}"
+         {SNAPSHOT_HASH_LEN}"
     )]
     TooShort {
         /// The payload's length.
@@ -67,10 +82,10 @@ pub enum DeltaError {
 
 /// Splits a payload into its JSON and its trailer, unchecked.
 pub fn split_delta(payload: &[u8]) -> Result<(&[u8], &[u8]), DeltaError> {
-    if payload.len() <= DELTA_HASH_LEN {
+    if payload.len() <= SNAPSHOT_HASH_LEN {
         return Err(DeltaError::TooShort { len: payload.len() });
     }
-    Ok(payload.split_at(payload.len() - DELTA_HASH_LEN))
+    Ok(payload.split_at(payload.len() - SNAPSHOT_HASH_LEN))
 }
 
 /// Checks a payload's trailer against `computed`, the SHA-256 of its JSON
@@ -317,45 +332,105 @@ pub fn encode_go_base64(bytes: &[u8]) -> String {
     GO_BASE64.encode(bytes)
 }
 
-/// Encodes events as a delta payload (JSON plus SHA-256), as the sidecar's
-/// snapshotter writes them; for tests and tools.
+/// Appends one element of a delta's JSON array to `out`, byte for byte as
+/// the Go sidecar writes it: `{"etcdEvent":{"type":..,"kv":{..},
+/// "prev_kv":{..}},"time":"<time>"}` in the Go structs' field order, zero
+/// fields omitted, bytes in base64. `time` is written as given (Go's
+/// `RFC3339Nano`). On error `out` may hold part of the element.
+pub fn write_entry(
+    out: &mut Vec<u8>,
+    kind: EventType,
+    kv: &KeyValue,
+    prev_kv: Option<&KeyValue>,
+    time: &str,
+) -> Result<(), serde_json::Error> {
+    let entry = EntryOut {
+        etcd_event: EventOut {
+            kind: kind.wire_value(),
+            kv: KeyValueOut::from(kv),
+            prev_kv: prev_kv.map(KeyValueOut::from),
+        },
+        time,
+    };
+    serde_json::to_writer(out, &entry)
+}
+
+/// Encodes events as a delta payload (JSON plus SHA-256) with one `time`
+/// for all, as the sidecar's snapshotter writes them; for tests and tools.
 pub fn encode_delta(events: &[Event], time: &str) -> Vec<u8> {
-    let mut json = String::from("[");
+    let mut payload = vec![b'['];
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
-            json.push(',');
+            payload.push(b',');
         }
-        let mut kv = serde_json::Map::new();
-        let kv_in = &e.kv;
-        kv.insert("key".into(), encode_go_base64(&kv_in.key).into());
-        for (name, n) in [
-            ("create_revision", kv_in.create_revision),
-            ("mod_revision", kv_in.mod_revision),
-            ("version", kv_in.version),
-        ] {
-            if n != 0 {
-                kv.insert(name.into(), n.into());
-            }
-        }
-        if !kv_in.value.is_empty() {
-            kv.insert("value".into(), encode_go_base64(&kv_in.value).into());
-        }
-        if kv_in.lease != 0 {
-            kv.insert("lease".into(), kv_in.lease.into());
-        }
-        let mut event = serde_json::Map::new();
-        if e.kind == EventType::Delete {
-            event.insert("type".into(), 1.into());
-        }
-        event.insert("kv".into(), kv.into());
-        let entry = serde_json::json!({ "etcdEvent": event, "time": time });
-        json.push_str(&entry.to_string());
+        // Serializing these structs into memory cannot fail.
+        let _ = write_entry(&mut payload, e.kind, &e.kv, None, time);
     }
-    json.push(']');
-    let mut payload = json.into_bytes();
+    payload.push(b']');
     let digest = Sha256::digest(&payload);
     payload.extend_from_slice(&digest);
     payload
+}
+
+// ---- wire structs of the encoder (Go field order and `omitempty`) ----
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    #[serde(rename = "etcdEvent")]
+    etcd_event: EventOut<'a>,
+    time: &'a str,
+}
+
+#[derive(Serialize)]
+struct EventOut<'a> {
+    #[serde(rename = "type", skip_serializing_if = "is_zero")]
+    kind: i64,
+    kv: KeyValueOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev_kv: Option<KeyValueOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct KeyValueOut<'a> {
+    #[serde(
+        skip_serializing_if = "<[u8]>::is_empty",
+        serialize_with = "base64_out"
+    )]
+    key: &'a [u8],
+    #[serde(skip_serializing_if = "is_zero")]
+    create_revision: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    mod_revision: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    version: i64,
+    #[serde(
+        skip_serializing_if = "<[u8]>::is_empty",
+        serialize_with = "base64_out"
+    )]
+    value: &'a [u8],
+    #[serde(skip_serializing_if = "is_zero")]
+    lease: i64,
+}
+
+impl<'a> From<&'a KeyValue> for KeyValueOut<'a> {
+    fn from(kv: &'a KeyValue) -> Self {
+        KeyValueOut {
+            key: &kv.key,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            value: &kv.value,
+            lease: kv.lease,
+        }
+    }
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn base64_out<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&encode_go_base64(bytes))
 }
 
 #[cfg(test)]
@@ -397,6 +472,40 @@ mod tests {
         let e = decode_delta(&p).unwrap();
         assert_eq!(e[0].kv.mod_revision, 69_263_102);
         assert_eq!(e[0].kv.key, b"/re");
+    }
+
+    #[test]
+    fn writes_go_field_order_and_omits_zero_fields() {
+        let del = Event {
+            kind: EventType::Delete,
+            kv: KeyValue {
+                key: b"k".to_vec(),
+                mod_revision: 9,
+                ..Default::default()
+            },
+        };
+        let payload = encode_delta(&[put("k", 8, "v"), del], "2024-01-01T00:00:00Z");
+        let (json, hash) = split_delta(&payload).unwrap();
+        assert_eq!(
+            std::str::from_utf8(json).unwrap(),
+            concat!(
+                r#"[{"etcdEvent":{"kv":{"key":"aw==","create_revision":8,"mod_revision":8,"#,
+                r#""version":1,"value":"dg==","lease":7}},"time":"2024-01-01T00:00:00Z"},"#,
+                r#"{"etcdEvent":{"type":1,"kv":{"key":"aw==","mod_revision":9}},"#,
+                r#""time":"2024-01-01T00:00:00Z"}]"#
+            )
+        );
+        assert_eq!(hash, Sha256::digest(json).as_slice());
+        let mut one = Vec::new();
+        write_entry(
+            &mut one,
+            EventType::Put,
+            &KeyValue::default(),
+            Some(&KeyValue::default()),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(one, br#"{"etcdEvent":{"kv":{},"prev_kv":{}},"time":"t"}"#);
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub use content::{ContentDigest, content_of, expected_content};
 pub use db::{Bucket, Db, Entry, Iter, MAX_DEPTH, MAX_PAGE_BYTES, Meta};
 pub use delta::{
     DeltaEntry, DeltaError, EventKey, check_delta_hash, decode_delta, encode_delta, parse_entries,
-    parse_event_keys, parse_events, split_delta, verify_delta,
+    parse_event_keys, parse_events, split_delta, verify_delta, write_entry,
 };
 pub use mvcc::{
     ALARM_BUCKET, AUTH_BUCKET, AUTH_ROLES_BUCKET, AUTH_USERS_BUCKET, CLUSTER_BUCKET,
@@ -70,7 +70,9 @@ pub use proto::{Event, EventType, KeyValue, Lease, lease_key};
 pub use read::{Prefix, ReadAt};
 pub use write::{DbWriter, Sink, WRITE_PAGE_SIZE, Written};
 
-/// Length of the SHA-256 trailer that etcd appends to a snapshot stream.
+/// Length of the SHA-256 that ends every snapshot: the trailer etcd
+/// appends to a full snapshot stream (over the database before it) and
+/// the hash after a delta's JSON (over that JSON).
 pub const SNAPSHOT_HASH_LEN: usize = 32;
 
 /// Errors of this crate.

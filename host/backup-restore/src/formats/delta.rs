@@ -1,37 +1,25 @@
-//! The delta snapshot format, byte-compatible with the upstream sidecar.
+//! Delta snapshots in the sidecar: building them while events arrive
+//! ([`DeltaBuilder`], [`DeltaStream`]), compressing and decompressing
+//! them (see [`crate::formats::compression`]), and the times of events.
 //!
-//! Before compression a delta is a JSON array of watch events, each
-//! `{"etcdEvent": <event>, "time": <RFC 3339 time received>}`, written
-//! without whitespace, immediately followed by the raw 32-byte SHA-256 of
-//! those JSON bytes. The whole is then compressed like any snapshot (see
-//! [`crate::formats::compression`]).
-//!
-//! `<event>` is etcd's `mvccpb.Event` as Go's `encoding/json` writes it:
-//!
-//! ```json
-//! {"type":1,"kv":{"key":"<base64>","create_revision":5,"mod_revision":9,
-//!  "version":2,"value":"<base64>","lease":7},"prev_kv":{...}}
-//! ```
-//!
-//! Every field is `omitempty`: `type` is absent for a PUT (0) and `1` for a
-//! DELETE; zero numbers and empty byte strings are absent; `prev_kv` only
-//! appears when the watch asked for it (upstream's does not). Byte strings
-//! are standard, padded base64. Times are Go's `RFC3339Nano`: fractional
-//! seconds without trailing zeros, `Z` for UTC.
-//!
-//! The types here are plain structs; mapping to and from `etcd-client`
-//! types is the integration's job.
+//! The format itself (a JSON array of `{"etcdEvent": <mvccpb.Event>,
+//! "time": ...}` as Go's `encoding/json` writes it, followed by the
+//! SHA-256 of the JSON) has one owner, `druid_etcd_db::delta`: its
+//! `write_entry` writes each element here, and its decoder reads them
+//! back; the events are its types. What this module adds is the time:
+//! Go's `RFC3339Nano` text ([`go_rfc3339_nano`]) written, and parsed into
+//! a [`DateTime`] on decoding.
 
 use std::io;
 
 use chrono::{DateTime, FixedOffset, Timelike as _, Utc};
-use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::formats::compression::{self, Compression};
 
-/// Length of the SHA-256 that follows the JSON.
-pub const HASH_LEN: usize = druid_etcd_db::delta::DELTA_HASH_LEN;
+/// Length of the SHA-256 that follows the JSON (the one snapshot hash
+/// length, shared with the full snapshot's trailer).
+pub const HASH_LEN: usize = druid_etcd_db::SNAPSHOT_HASH_LEN;
 
 /// etcd's `mvccpb.KeyValue` and event type, shared with the compactor.
 pub use druid_etcd_db::{EventType, KeyValue};
@@ -138,11 +126,7 @@ impl DeltaBuilder {
         if self.events > 0 {
             self.json.push(b',');
         }
-        let entry = EntryOut {
-            etcd_event: EventOut::from(&event.event),
-            time: go_rfc3339_nano(&event.time),
-        };
-        if let Err(e) = serde_json::to_writer(&mut self.json, &entry) {
+        if let Err(e) = write_entry(&mut self.json, event) {
             self.json.truncate(mark);
             return Err(DeltaError::Encode(e));
         }
@@ -276,11 +260,7 @@ impl DeltaStream {
         if self.events > 0 {
             self.scratch.push(b',');
         }
-        let entry = EntryOut {
-            etcd_event: EventOut::from(&event.event),
-            time: go_rfc3339_nano(&event.time),
-        };
-        serde_json::to_writer(&mut self.scratch, &entry).map_err(DeltaError::Encode)?;
+        write_entry(&mut self.scratch, event).map_err(DeltaError::Encode)?;
         self.hasher.update(&self.scratch);
         if let Err(e) = self.sink.write(&self.scratch) {
             return Err(self.compress_error(e));
@@ -401,75 +381,16 @@ pub fn go_rfc3339_nano(time: &DateTime<FixedOffset>) -> String {
     out
 }
 
-// ---- wire structs (Go field order and `omitempty`) ----
-
-#[derive(Serialize)]
-struct EntryOut<'a> {
-    #[serde(rename = "etcdEvent")]
-    etcd_event: EventOut<'a>,
-    time: String,
-}
-
-#[derive(Serialize)]
-struct EventOut<'a> {
-    #[serde(rename = "type", skip_serializing_if = "is_zero")]
-    kind: i64,
-    kv: KeyValueOut<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prev_kv: Option<KeyValueOut<'a>>,
-}
-
-impl<'a> From<&'a Event> for EventOut<'a> {
-    fn from(event: &'a Event) -> Self {
-        EventOut {
-            kind: event.kind.wire_value(),
-            kv: KeyValueOut::from(&event.kv),
-            prev_kv: event.prev_kv.as_ref().map(KeyValueOut::from),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct KeyValueOut<'a> {
-    #[serde(
-        skip_serializing_if = "<[u8]>::is_empty",
-        serialize_with = "base64_out"
-    )]
-    key: &'a [u8],
-    #[serde(skip_serializing_if = "is_zero")]
-    create_revision: i64,
-    #[serde(skip_serializing_if = "is_zero")]
-    mod_revision: i64,
-    #[serde(skip_serializing_if = "is_zero")]
-    version: i64,
-    #[serde(
-        skip_serializing_if = "<[u8]>::is_empty",
-        serialize_with = "base64_out"
-    )]
-    value: &'a [u8],
-    #[serde(skip_serializing_if = "is_zero")]
-    lease: i64,
-}
-
-impl<'a> From<&'a KeyValue> for KeyValueOut<'a> {
-    fn from(kv: &'a KeyValue) -> Self {
-        KeyValueOut {
-            key: &kv.key,
-            create_revision: kv.create_revision,
-            mod_revision: kv.mod_revision,
-            version: kv.version,
-            value: &kv.value,
-            lease: kv.lease,
-        }
-    }
-}
-
-fn is_zero(n: &i64) -> bool {
-    *n == 0
-}
-
-fn base64_out<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&druid_etcd_db::delta::encode_go_base64(bytes))
+/// Appends `event` as one element of a delta's JSON array, with etcd-db's
+/// encoder.
+fn write_entry(out: &mut Vec<u8>, event: &DeltaEvent) -> Result<(), serde_json::Error> {
+    druid_etcd_db::delta::write_entry(
+        out,
+        event.event.kind,
+        &event.event.kv,
+        event.event.prev_kv.as_ref(),
+        &go_rfc3339_nano(&event.time),
+    )
 }
 
 #[cfg(test)]
