@@ -32,7 +32,7 @@ use crate::{
 /// The content of a compacted database, digested.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentDigest {
-    /// Live keys.
+    /// How many live keys there are.
     pub keys: u64,
     /// SHA-256 over the live keys in revision order: each one's revision
     /// key and its decoded fields.

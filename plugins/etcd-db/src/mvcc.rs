@@ -18,9 +18,9 @@ pub const CLUSTER_BUCKET: &[u8] = b"cluster";
 pub const ALARM_BUCKET: &[u8] = b"alarm";
 /// Authentication on/off and its revision.
 pub const AUTH_BUCKET: &[u8] = b"auth";
-/// Users.
+/// Auth users: user name -> `authpb.User`.
 pub const AUTH_USERS_BUCKET: &[u8] = b"authUsers";
-/// Roles.
+/// Auth roles: role name -> `authpb.Role`.
 pub const AUTH_ROLES_BUCKET: &[u8] = b"authRoles";
 /// Every bucket etcd 3.4 and 3.5 create. The compaction rewrites `key`,
 /// `lease` and `meta` and copies the others.

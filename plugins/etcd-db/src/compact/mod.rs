@@ -94,7 +94,8 @@ pub struct SnapshotInfo {
 pub struct DeltaInput<R> {
     /// Its name and revisions.
     pub info: SnapshotInfo,
-    /// The payload.
+    /// The decompressed payload (JSON and SHA-256); read whole, once per
+    /// pass, so it must give the same bytes each time.
     pub data: R,
 }
 
