@@ -11,8 +11,9 @@ use std::io;
 
 use sha2::{Digest as _, Sha256};
 
-/// Length of the SHA-256 trailer etcd appends to a snapshot stream.
-pub const TRAILER_LEN: usize = 32;
+/// Length of the SHA-256 trailer etcd appends to a snapshot stream: etcd-db's
+/// one snapshot hash length, which the delta format's hash shares.
+pub const TRAILER_LEN: usize = druid_etcd_db::SNAPSHOT_HASH_LEN;
 
 /// Upstream's plausibility check before hashing: a bbolt file is a whole
 /// number of pages, so the stream length must be 32 modulo 512 (else
