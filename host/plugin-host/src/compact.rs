@@ -11,155 +11,21 @@
 //! output.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use druid_etcd_db::{
-    CompactOptions, CompactReport, ContentDigest, Db, DeltaInput, ReadAt, SnapshotInfo, content_of,
+    CompactOptions, CompactReport, ContentDigest, Db, DeltaInput, SnapshotInfo, content_of,
     expected_content,
 };
-use wasmtime::component::Resource;
 
 use crate::grants::Grants;
-use crate::registry::{PluginKind, Registry};
-use crate::runtime::bindings::compactor::druid::plugin::blobs;
+use crate::limits::{MAX_COMPACT_MESSAGE, truncate};
+use crate::runtime::bindings::compactor::CompactorPre;
 use crate::runtime::bindings::compactor::exports::druid::plugin::compaction as wit;
-use crate::runtime::{HostState, Pre, guarded, truncate};
+use crate::runtime::lent::{BlobReader, BlobWriter};
+use crate::runtime::{HostState, PluginHost, guarded};
 use crate::{Error, Limits};
-
-/// An input file lent to the plugin, read-only.
-pub struct BlobReader {
-    file: File,
-    size: u64,
-}
-
-/// An output or scratch file lent to the plugin, capped in size.
-pub struct BlobWriter {
-    file: File,
-    cap: u64,
-}
-
-impl blobs::Host for HostState {}
-
-impl blobs::HostReader for HostState {
-    fn size(&mut self, this: Resource<BlobReader>) -> u64 {
-        self.table.get(&this).map_or(0, |r| r.size)
-    }
-
-    fn read_at(
-        &mut self,
-        this: Resource<BlobReader>,
-        offset: u64,
-        len: u32,
-    ) -> Result<Vec<u8>, String> {
-        let max = self.max_read;
-        let reader = self.table.get(&this).map_err(|e| e.to_string())?;
-        read_file(&reader.file, reader.size, offset, len, max)
-    }
-
-    fn sha256(
-        &mut self,
-        this: Resource<BlobReader>,
-        offset: u64,
-        len: u64,
-    ) -> Result<Vec<u8>, String> {
-        self.budget_left()?;
-        let started = std::time::Instant::now();
-        let reader = self.table.get(&this).map_err(|e| e.to_string())?;
-        let hash = hash_file(&reader.file, reader.size, offset, len);
-        self.charge(started.elapsed())?;
-        hash
-    }
-
-    fn drop(&mut self, this: Resource<BlobReader>) -> wasmtime::Result<()> {
-        self.table.delete(this)?;
-        Ok(())
-    }
-}
-
-impl blobs::HostWriter for HostState {
-    fn write_at(
-        &mut self,
-        this: Resource<BlobWriter>,
-        offset: u64,
-        data: Vec<u8>,
-    ) -> Result<(), String> {
-        let writer = self.table.get(&this).map_err(|e| e.to_string())?;
-        let end = offset.saturating_add(data.len() as u64);
-        if end > writer.cap {
-            return Err(format!(
-                "write up to byte {end} is past the {} bytes this output may hold",
-                writer.cap
-            ));
-        }
-        writer
-            .file
-            .write_all_at(&data, offset)
-            .map_err(|e| format!("write of {} bytes at {offset}: {e}", data.len()))
-    }
-
-    fn read_at(
-        &mut self,
-        this: Resource<BlobWriter>,
-        offset: u64,
-        len: u32,
-    ) -> Result<Vec<u8>, String> {
-        let max = self.max_read;
-        let writer = self.table.get(&this).map_err(|e| e.to_string())?;
-        let size = writer.file.metadata().map_err(|e| e.to_string())?.len();
-        read_file(&writer.file, size, offset, len, max)
-    }
-
-    fn sha256(
-        &mut self,
-        this: Resource<BlobWriter>,
-        offset: u64,
-        len: u64,
-    ) -> Result<Vec<u8>, String> {
-        self.budget_left()?;
-        let started = std::time::Instant::now();
-        let writer = self.table.get(&this).map_err(|e| e.to_string())?;
-        let size = writer.file.metadata().map_err(|e| e.to_string())?.len();
-        let hash = hash_file(&writer.file, size, offset, len);
-        self.charge(started.elapsed())?;
-        hash
-    }
-
-    fn drop(&mut self, this: Resource<BlobWriter>) -> wasmtime::Result<()> {
-        self.table.delete(this)?;
-        Ok(())
-    }
-}
-
-/// The SHA-256 of a range of `file` (etcd-db's chunked hash of a
-/// [`ReadAt`] source, natively).
-fn hash_file(file: &File, size: u64, offset: u64, len: u64) -> Result<Vec<u8>, String> {
-    if offset.checked_add(len).is_none_or(|end| end > size) {
-        return Err(format!(
-            "hash of {len} bytes at {offset} is past the end of the {size}-byte blob"
-        ));
-    }
-    file.sha256(offset, len)
-        .map(|h| h.to_vec())
-        .map_err(|e| e.to_string())
-}
-
-fn read_file(file: &File, size: u64, offset: u64, len: u32, max: usize) -> Result<Vec<u8>, String> {
-    let len = len as usize;
-    if len > max {
-        return Err(format!(
-            "read of {len} bytes is over the limit of {max} bytes"
-        ));
-    }
-    if offset.checked_add(len as u64).is_none_or(|end| end > size) {
-        return Err(format!(
-            "read of {len} bytes at {offset} is past the end of the {size}-byte blob"
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    ReadAt::read_at(file, offset, &mut buf).map_err(|e| e.to_string())?;
-    Ok(buf)
-}
 
 /// A compaction to run: the files, the options and the plugin's limits.
 #[derive(Debug, Clone)]
@@ -228,27 +94,17 @@ pub enum CompactionError {
 }
 
 fn open(path: &Path) -> Result<BlobReader, CompactionError> {
-    let err = |source| CompactionError::File {
+    BlobReader::open(path).map_err(|source| CompactionError::File {
         path: path.to_path_buf(),
         source,
-    };
-    let file = File::open(path).map_err(err)?;
-    let size = file.metadata().map_err(err)?.len();
-    Ok(BlobReader { file, size })
+    })
 }
 
 fn create(path: &Path, cap: u64) -> Result<BlobWriter, CompactionError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|source| CompactionError::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    Ok(BlobWriter { file, cap })
+    BlobWriter::create(path, cap).map_err(|source| CompactionError::File {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Where the host's own merge spills: beside the plugin's scratch file.
@@ -283,7 +139,17 @@ fn expected_of(
             data: file(path)?,
         });
     }
-    let scratch = create(&host_scratch(&job.scratch), u64::MAX)?.file;
+    let scratch_path = host_scratch(&job.scratch);
+    let scratch = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&scratch_path)
+        .map_err(|source| CompactionError::File {
+            path: scratch_path.clone(),
+            source,
+        })?;
     let expected = expected_content(
         &job.base,
         file(&job.base_file)?,
@@ -317,12 +183,30 @@ fn wit_info(i: &SnapshotInfo) -> wit::SnapshotInfo {
     }
 }
 
-impl Registry {
-    /// The loaded compactor plugin (the first, by load order).
-    pub fn compactor(&self) -> Option<&crate::RegisteredPlugin> {
-        self.plugins()
-            .iter()
-            .find(|p| p.kind == PluginKind::Compactor)
+/// A loaded plugin that exports the `compactor` world.
+#[derive(Clone)]
+pub struct Compactor {
+    host: Arc<PluginHost>,
+    name: String,
+    pre: CompactorPre<HostState>,
+}
+
+impl std::fmt::Debug for Compactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compactor")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compactor {
+    pub(crate) fn new(host: Arc<PluginHost>, name: String, pre: CompactorPre<HostState>) -> Self {
+        Self { host, name, pre }
+    }
+
+    /// The plugin's name, as its `describe` gives it.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Runs the compactor plugin on `job` under `job.limits`. The output
@@ -332,9 +216,7 @@ impl Registry {
         let result = self.compact_inner(job).await;
         let _ = std::fs::remove_file(&job.scratch);
         let report = result?;
-        let plugin = self
-            .compactor()
-            .map_or_else(String::new, |p| p.info.name.clone());
+        let plugin = self.name.clone();
         let checked = job.clone();
         let expected = tokio::task::spawn_blocking(move || expected_of(&checked))
             .await
@@ -364,25 +246,9 @@ impl Registry {
     }
 
     async fn compact_inner(&self, job: &CompactJob) -> Result<CompactReport, CompactionError> {
-        let registered = self
-            .compactor()
-            .ok_or_else(|| CompactionError::NoCompactor {
-                known: self
-                    .plugins()
-                    .iter()
-                    .map(|p| p.info.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
-        let plugin = registered.plugin();
-        let Pre::Compactor(pre) = &plugin.pre else {
-            return Err(CompactionError::NoCompactor {
-                known: registered.info.name.clone(),
-            });
-        };
-        let mut session = self
-            .host()
-            .session_with_limits(plugin, &Grants::none(), &job.limits)?;
+        let mut session =
+            self.host
+                .session_with_limits(&self.name, &Grants::none(), &job.limits)?;
         let push_err = |e: wasmtime::component::ResourceTableError| {
             CompactionError::Io(format!("cannot lend a file to the plugin: {e}"))
         };
@@ -405,7 +271,8 @@ impl Registry {
             max_delta_bytes: job.options.max_delta_bytes,
         };
         let base_info = wit_info(&job.base);
-        let instance = guarded!(&mut session, "instantiate", |store| pre
+        let instance = guarded!(&mut session, "instantiate", |store| self
+            .pre
             .instantiate_async(store))?;
         let result = guarded!(&mut session, "compact", |store| instance
             .druid_plugin_compaction()
@@ -419,9 +286,11 @@ impl Registry {
         }
         let r = result.map_err(|e| match e {
             wit::CompactError::InvalidInput(m) => {
-                CompactionError::InvalidInput(truncate(&m, 8192).to_string())
+                CompactionError::InvalidInput(truncate(&m, MAX_COMPACT_MESSAGE).to_string())
             }
-            wit::CompactError::Io(m) => CompactionError::Io(truncate(&m, 8192).to_string()),
+            wit::CompactError::Io(m) => {
+                CompactionError::Io(truncate(&m, MAX_COMPACT_MESSAGE).to_string())
+            }
         })?;
         let sha256: [u8; 32] = r.sha256.as_slice().try_into().map_err(|_| {
             CompactionError::Io(format!(

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::config::{StoreConfig, canonical_provider, plain_name};
 use crate::redact::Redactor;
-use crate::store::StoreConfig;
 
 /// One allowed HTTP destination.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,8 +84,8 @@ impl Grants {
     pub fn for_store(config: &StoreConfig) -> Self {
         // Only a plain name: `..`, `/etc` or `a/../../b` would reach outside
         // the root (or another tenant's container).
-        let dir = (crate::canonical_provider(&config.provider) == "Local"
-            && crate::wiring::plain_name(&config.container))
+        let dir = (canonical_provider(&config.provider) == "Local"
+            && plain_name(&config.container))
         .then(|| {
             config
                 .local_root
@@ -190,7 +190,7 @@ const ENDPOINT_KEYS: &[&str] = &[
 /// configured endpoint the virtual-hosted form `<container>.<host>` is
 /// allowed too.
 pub fn allowed_authorities(config: &StoreConfig) -> Vec<Authority> {
-    let provider = crate::canonical_provider(&config.provider);
+    let provider = canonical_provider(&config.provider);
     let mut configured: Vec<Authority> = Vec::new();
     let mut add_url = |url: &str| {
         // OSS endpoints are often written without a scheme.

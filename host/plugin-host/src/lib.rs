@@ -18,10 +18,14 @@
 //!   streamed upload and download, with errors in host terms. The sidecar and
 //!   the operator never touch wasmtime types.
 
+// Modules from the bottom up; each uses only those above it in this list.
 mod cache;
 mod compact;
+mod config;
 pub mod credentials;
 pub mod grants;
+mod limits;
+mod provider;
 pub mod redact;
 mod registry;
 mod runtime;
@@ -29,18 +33,22 @@ mod store;
 pub mod wiring;
 
 pub use cache::CompiledFrom;
-pub use compact::{BlobReader, BlobWriter, CompactJob, CompactionError};
+pub use compact::{CompactJob, CompactionError, Compactor};
+pub use config::{StoreConfig, canonical_provider};
 pub use druid_etcd_db::{CompactOptions, CompactReport, SnapshotInfo};
-pub use registry::{
-    PluginKind, PluginSource, RegisteredPlugin, Registry, SidecarConfig, SidecarVolume,
-    VolumeSource, WiringError, canonical_provider,
-};
+pub use limits::Limits;
+pub use provider::ProviderPlugin;
+pub use registry::{PluginKind, PluginSource, RegisteredPlugin, Registry};
+pub use runtime::lent::{BlobReader, BlobWriter};
 pub use runtime::{Plugin, PluginHost};
 pub use store::{
-    ByteRange, DownloadStream, ListPage, ObjectInfo, PluginStore, SnapshotStore, StoreConfig,
-    StoreError, UploadStream,
+    ByteRange, DownloadStream, ListPage, ObjectInfo, PluginStore, SnapshotStore, StoreError,
+    UploadStream,
 };
-pub use wiring::{CheckedWiring, WiringPolicy, WiringRequest};
+pub use wiring::{
+    CheckedWiring, SidecarConfig, SidecarVolume, VolumeSource, WiringError, WiringPolicy,
+    WiringRequest,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -218,46 +226,6 @@ pub enum Error {
         #[source]
         source: wasmtime::Error,
     },
-}
-
-/// Limits applied to every plugin call.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Cap on a plugin instance's linear memory, in bytes.
-    pub memory_bytes: usize,
-    /// CPU time one call may take before it is interrupted (counted in
-    /// epoch ticks during which the plugin ran).
-    pub call_cpu_time: Duration,
-    /// Wall-clock time one call may take, waiting on I/O included.
-    pub call_timeout: Duration,
-    /// Largest value a call may return (a listing page, a chunk, a
-    /// message), in bytes.
-    pub max_return_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            memory_bytes: 256 << 20,
-            call_cpu_time: Duration::from_secs(10),
-            call_timeout: Duration::from_secs(600),
-            max_return_bytes: 16 << 20,
-        }
-    }
-}
-
-impl Limits {
-    /// The limits of the pod-wiring calls (`pod-config`, `check-secret`),
-    /// which answer from their inputs alone: a reconcile never waits on a
-    /// plugin for more than a few seconds.
-    pub fn wiring(&self) -> Self {
-        Self {
-            call_cpu_time: self.call_cpu_time.min(Duration::from_secs(1)),
-            call_timeout: self.call_timeout.min(Duration::from_secs(3)),
-            max_return_bytes: self.max_return_bytes.min(1 << 20),
-            ..self.clone()
-        }
-    }
 }
 
 /// What a plugin says about itself through `describe`.

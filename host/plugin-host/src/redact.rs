@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_store_config_debug_shows_keys_not_values() {
-        let config = crate::store::StoreConfig {
+        let config = crate::config::StoreConfig {
             provider: "S3".into(),
             container: "bucket".into(),
             prefix: "etcd".into(),

@@ -4,33 +4,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::grants::Grants;
-use crate::runtime::bindings::provider::exports::druid::plugin::pod_wiring as wit;
-use crate::runtime::{Plugin, PluginHost, Pre, guarded, truncate};
-use crate::store::{PluginStore, StoreConfig};
+use druid_etcd_db::CompactReport;
+
+use crate::compact::{CompactJob, CompactionError, Compactor};
+use crate::config::{StoreConfig, canonical_provider, valid_name};
+use crate::provider::ProviderPlugin;
+use crate::runtime::{Plugin, PluginHost, Pre};
+use crate::store::PluginStore;
+use crate::wiring::{SidecarConfig, WiringError};
 use crate::{Error, PluginInfo, api_compatible};
-
-/// Upstream aliases of provider values, and their canonical names.
-const ALIASES: &[(&str, &str)] = &[
-    ("aws", "S3"),
-    ("stackit", "S3"),
-    ("azure", "ABS"),
-    ("gcp", "GCS"),
-    ("openstack", "Swift"),
-    ("alicloud", "OSS"),
-    ("dell", "ECS"),
-    ("openshift", "OCS"),
-    ("", "Local"),
-];
-
-/// The canonical name of a provider value (`aws` → `S3`, empty → `Local`);
-/// other values are returned as they are.
-pub fn canonical_provider(provider: &str) -> &str {
-    ALIASES
-        .iter()
-        .find(|(alias, _)| *alias == provider)
-        .map_or(provider, |(_, canonical)| canonical)
-}
 
 /// What kind of plugin a component is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,55 +41,19 @@ pub struct RegisteredPlugin {
     pub source: PluginSource,
     /// Its kind.
     pub kind: PluginKind,
-    plugin: Plugin,
+    handle: Handle,
 }
 
-/// The sidecar wiring for a store, from the provider's plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SidecarConfig {
-    /// Environment variables (name, value).
-    pub env: Vec<(String, String)>,
-    /// Volumes and their mounts.
-    pub volumes: Vec<SidecarVolume>,
-}
-
-/// A volume of the sidecar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SidecarVolume {
-    /// The volume's name.
-    pub name: String,
-    /// Where it comes from.
-    pub source: VolumeSource,
-    /// The mount path.
-    pub mount_path: String,
-}
-
-/// Where a volume comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VolumeSource {
-    /// The store's Secret.
-    StoreSecret,
-    /// A node directory.
-    HostPath(String),
-}
-
-/// Why the wiring of a store was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum WiringError {
-    /// The spec is invalid for the provider.
-    #[error("{0}")]
-    Spec(String),
-    /// The secret lacks keys or has conflicting ones (one entry each).
-    #[error("{}", .0.join("; "))]
-    Secret(Vec<String>),
-    /// The plugin failed.
-    #[error(transparent)]
-    Plugin(#[from] Error),
+/// A registered plugin as what it serves: the one place the kind of a
+/// component is matched.
+#[derive(Clone)]
+enum Handle {
+    Provider(ProviderPlugin),
+    Compactor(Compactor),
 }
 
 /// The plugins of a host, by provider.
 pub struct Registry {
-    host: Arc<PluginHost>,
     plugins: Vec<RegisteredPlugin>,
     /// Canonical provider name → index into `plugins`.
     providers: BTreeMap<String, usize>,
@@ -181,14 +127,13 @@ impl Registry {
             tracing::info!(plugin = %p.info.name, version = %p.info.version, providers = ?p.info.providers, source = ?p.source, "plugin registered");
         }
         Ok(Self {
-            host,
             plugins: loaded,
             providers,
         })
     }
 
     async fn register(
-        host: &PluginHost,
+        host: &Arc<PluginHost>,
         plugin: Plugin,
         source: PluginSource,
     ) -> Result<RegisteredPlugin, Error> {
@@ -215,21 +160,22 @@ impl Registry {
                 host_api: crate::API_VERSION,
             });
         }
-        let kind = match plugin.pre {
-            Pre::Provider(_) => PluginKind::Provider,
-            Pre::Compactor(_) => PluginKind::Compactor,
+        let (kind, handle) = match plugin.pre {
+            Pre::Provider(pre) => (
+                PluginKind::Provider,
+                Handle::Provider(ProviderPlugin::new(host.clone(), info.name.clone(), pre)),
+            ),
+            Pre::Compactor(pre) => (
+                PluginKind::Compactor,
+                Handle::Compactor(Compactor::new(host.clone(), info.name.clone(), pre)),
+            ),
         };
         Ok(RegisteredPlugin {
             info,
             source,
             kind,
-            plugin,
+            handle,
         })
-    }
-
-    /// The host the plugins run on.
-    pub(crate) fn host(&self) -> &PluginHost {
-        &self.host
     }
 
     /// The loaded plugins.
@@ -254,10 +200,21 @@ impl Registry {
             })
     }
 
+    /// The provider plugin serving `provider` (aliases included).
+    pub fn provider(&self, provider: &str) -> Result<&ProviderPlugin, Error> {
+        let registered = self.plugin_for(provider)?;
+        registered
+            .as_provider()
+            .ok_or_else(|| Error::UnknownProvider {
+                provider: provider.to_string(),
+                known: self.providers().join(", "),
+            })
+    }
+
     /// The store for `config`, served by its provider's plugin.
     pub fn store(&self, config: StoreConfig) -> Result<PluginStore, Error> {
-        let plugin = self.plugin_for(&config.provider)?.plugin.clone();
-        Ok(PluginStore::new(self.host.clone(), plugin, config))
+        let provider = self.provider(&config.provider)?.clone();
+        Ok(PluginStore::new(provider, config))
     }
 
     /// The sidecar's env vars and volumes for a store: `provider`,
@@ -269,97 +226,54 @@ impl Registry {
         prefix: &str,
         secret_name: Option<&str>,
     ) -> Result<SidecarConfig, WiringError> {
-        let plugin = &self.plugin_for(provider)?.plugin;
-        let Pre::Provider(pre) = &plugin.pre else {
-            return Err(WiringError::Plugin(
-                self.plugin_for(provider)
-                    .err()
-                    .unwrap_or(Error::UnknownProvider {
-                        provider: provider.into(),
-                        known: String::new(),
-                    }),
-            ));
-        };
-        let spec = wit::StoreSpec {
-            provider: provider.into(),
-            container: container.into(),
-            prefix: prefix.into(),
-            secret_name: secret_name.map(Into::into),
-        };
-        let mut session = self.wiring_session(plugin)?;
-        let instance = guarded!(&mut session, "instantiate", |store| pre
-            .instantiate_async(store))?;
-        let result = guarded!(&mut session, "pod-config", |store| instance
-            .druid_plugin_pod_wiring()
-            .call_pod_config(store, &spec))?;
-        let cfg = result.map_err(|m| WiringError::Spec(truncate(&m, 4096).to_string()))?;
-        Ok(SidecarConfig {
-            env: cfg.env.into_iter().map(|e| (e.name, e.value)).collect(),
-            volumes: cfg
-                .volumes
-                .into_iter()
-                .map(|v| SidecarVolume {
-                    name: v.name,
-                    source: match v.source {
-                        wit::VolumeSource::StoreSecret => VolumeSource::StoreSecret,
-                        wit::VolumeSource::HostPath(p) => VolumeSource::HostPath(p),
-                    },
-                    mount_path: v.mount_path,
-                })
-                .collect(),
-        })
+        self.provider(provider)?
+            .pod_config(provider, container, prefix, secret_name)
+            .await
     }
 
     /// Checks the key names of a store's Secret; the error lists each
     /// problem.
     pub async fn check_secret(&self, provider: &str, keys: &[String]) -> Result<(), WiringError> {
-        let plugin = &self.plugin_for(provider)?.plugin;
-        let Pre::Provider(pre) = &plugin.pre else {
-            return Ok(());
-        };
-        let mut session = self.wiring_session(plugin)?;
-        let instance = guarded!(&mut session, "instantiate", |store| pre
-            .instantiate_async(store))?;
-        let result = guarded!(&mut session, "check-secret", |store| instance
-            .druid_plugin_pod_wiring()
-            .call_check_secret(store, provider, keys))?;
-        result.map_err(|problems| {
-            WiringError::Secret(
-                problems
-                    .into_iter()
-                    .take(64)
-                    .map(|p| truncate(&p, 1024).to_string())
-                    .collect(),
-            )
-        })
+        self.provider(provider)?.check_secret(provider, keys).await
     }
-}
 
-impl Registry {
-    /// A session for a pod-wiring call: no grants, the short limits of
-    /// [`Limits::wiring`].
-    fn wiring_session(&self, plugin: &Plugin) -> Result<crate::runtime::Session, Error> {
-        self.host
-            .session_with_limits(plugin, &Grants::none(), &self.host.limits().wiring())
+    /// The compactor plugin (the first loaded).
+    pub fn compactor(&self) -> Option<&Compactor> {
+        self.plugins.iter().find_map(RegisteredPlugin::as_compactor)
+    }
+
+    /// Runs the compactor plugin on `job` (see [`Compactor::compact`]).
+    pub async fn compact(&self, job: &CompactJob) -> Result<CompactReport, CompactionError> {
+        let compactor = self
+            .compactor()
+            .ok_or_else(|| CompactionError::NoCompactor {
+                known: self
+                    .plugins
+                    .iter()
+                    .map(|p| p.info.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        compactor.compact(job).await
     }
 }
 
 impl RegisteredPlugin {
-    /// The compiled plugin.
-    pub(crate) fn plugin(&self) -> &Plugin {
-        &self.plugin
+    /// The plugin as a storage provider, if it is one.
+    pub fn as_provider(&self) -> Option<&ProviderPlugin> {
+        match &self.handle {
+            Handle::Provider(p) => Some(p),
+            Handle::Compactor(_) => None,
+        }
     }
-}
 
-/// A plugin or provider name the host serves: 1 to 63 ASCII letters,
-/// digits, `_` or `-`, starting with a letter (the Etcd CRD's rule for
-/// `store.provider`).
-pub(crate) fn valid_name(name: &str) -> bool {
-    name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    /// The plugin as a compactor, if it is one.
+    pub fn as_compactor(&self) -> Option<&Compactor> {
+        match &self.handle {
+            Handle::Compactor(c) => Some(c),
+            Handle::Provider(_) => None,
+        }
+    }
 }
 
 fn describe_source(p: &RegisteredPlugin) -> String {

@@ -1,68 +1,22 @@
 //! The typed store API: what the sidecar and the operator use. Every call
 //! runs in a fresh plugin store; an upload or a download is one session.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use wasmtime::component::ResourceAny;
 
 use crate::Error;
+use crate::config::StoreConfig;
 use crate::grants::Grants;
+use crate::limits::{MAX_MESSAGE, MAX_PAGE_OBJECTS, truncate};
+use crate::provider::ProviderPlugin;
 use crate::runtime::bindings::provider::Provider;
 use crate::runtime::bindings::provider::exports::druid::plugin::object_store as wit;
-use crate::runtime::{Plugin, PluginHost, Pre, Session, guarded, truncate};
+use crate::runtime::{Session, guarded};
 
-/// Longest error message kept from a plugin.
-const MAX_MESSAGE: usize = 4 << 10;
-/// Most objects one listing page may hold.
-const MAX_PAGE_OBJECTS: usize = 10_000;
 /// Objects asked for per listing page.
 pub const LIST_PAGE: u32 = 1000;
 /// Most objects one listing returns (at about 100 bytes each, 100 MB).
 pub const MAX_LISTED_OBJECTS: usize = 1_000_000;
-
-/// A store as the host configures it. Its `Debug` shows the credentials'
-/// keys, never their values.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoreConfig {
-    /// The `storageProvider` value, as written in the spec.
-    pub provider: String,
-    /// The bucket or container.
-    pub container: String,
-    /// The store prefix (keys are below it; the caller adds it).
-    pub prefix: String,
-    /// An endpoint override, if set.
-    pub endpoint: Option<String>,
-    /// The secret's keys and values.
-    pub credentials: BTreeMap<String, String>,
-    /// For the Local provider: the directory holding the containers.
-    pub local_root: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreConfig")
-            .field("provider", &self.provider)
-            .field("container", &self.container)
-            .field("prefix", &self.prefix)
-            .field(
-                "endpoint",
-                &self.endpoint.as_deref().map(crate::redact::redact_urls),
-            )
-            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
-            .field("local_root", &self.local_root)
-            .finish()
-    }
-}
-
-impl StoreConfig {
-    /// A credential value.
-    pub fn credential(&self, key: &str) -> Option<&str> {
-        self.credentials.get(key).map(String::as_str)
-    }
-}
 
 /// An object's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,8 +254,7 @@ pub trait DownloadStream: Send {
 /// A store served by a plugin.
 #[derive(Clone)]
 pub struct PluginStore {
-    host: Arc<PluginHost>,
-    plugin: Plugin,
+    provider: ProviderPlugin,
     config: StoreConfig,
     grants: Grants,
     label: String,
@@ -310,7 +263,7 @@ pub struct PluginStore {
 impl std::fmt::Debug for PluginStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginStore")
-            .field("plugin", &self.plugin.name())
+            .field("plugin", &self.provider.name())
             .field("store", &self.label)
             .finish()
     }
@@ -324,18 +277,17 @@ struct Open {
 }
 
 impl PluginStore {
-    /// A store for `config`, served by `plugin`.
-    pub fn new(host: Arc<PluginHost>, plugin: Plugin, config: StoreConfig) -> Self {
+    /// A store for `config`, served by `provider`.
+    pub(crate) fn new(provider: ProviderPlugin, config: StoreConfig) -> Self {
         let grants = Grants::for_store(&config);
         let label = format!(
             "{} store {:?} (plugin {})",
             config.provider,
             config.container,
-            plugin.name()
+            provider.name()
         );
         Self {
-            host,
-            plugin,
+            provider,
             config,
             grants,
             label,
@@ -409,15 +361,7 @@ impl PluginStore {
     }
 
     async fn open(&self) -> Result<Open, StoreError> {
-        let Pre::Provider(pre) = &self.plugin.pre else {
-            return Err(StoreError::InvalidConfig {
-                store: self.label.clone(),
-                message: format!("plugin {} is not a storage provider", self.plugin.name()),
-            });
-        };
-        let mut session = self.host.session(&self.plugin, &self.grants)?;
-        let instance = guarded!(&mut session, "instantiate", |store| pre
-            .instantiate_async(store))?;
+        let (mut session, instance) = self.provider.instantiate(&self.grants).await?;
         let config = self.wit_config();
         let opened = guarded!(&mut session, "store.open", |store| instance
             .druid_plugin_object_store()
@@ -442,7 +386,7 @@ impl PluginStore {
     ) -> Result<(), StoreError> {
         if size > limit {
             return Err(StoreError::Plugin(Error::ReturnTooLarge {
-                plugin: self.plugin.name().to_string(),
+                plugin: self.provider.name().to_string(),
                 call,
                 what,
                 size,
@@ -480,7 +424,7 @@ impl SnapshotStore for PluginStore {
             .store()
             .call_list(store, handle, prefix, page_token.as_deref(), max_keys))?;
         let page = result.map_err(|e| self.map_error(&open.session, e))?;
-        let limit = self.host.limits().max_return_bytes;
+        let limit = self.provider.host().limits().max_return_bytes;
         self.check_size(
             "store.list",
             "a listing page (objects)",

@@ -21,7 +21,51 @@
 //! Each refusal says what the plugin asked for and what the host allows,
 //! so the condition it ends up in tells the plugin's author what to fix.
 
-use crate::registry::{SidecarConfig, VolumeSource};
+use crate::Error;
+use crate::config::plain_name;
+
+/// The sidecar wiring for a store, from the provider's plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarConfig {
+    /// Environment variables (name, value).
+    pub env: Vec<(String, String)>,
+    /// Volumes and their mounts.
+    pub volumes: Vec<SidecarVolume>,
+}
+
+/// A volume of the sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarVolume {
+    /// The volume's name.
+    pub name: String,
+    /// Where it comes from.
+    pub source: VolumeSource,
+    /// The mount path.
+    pub mount_path: String,
+}
+
+/// Where a volume comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// The store's Secret.
+    StoreSecret,
+    /// A node directory.
+    HostPath(String),
+}
+
+/// Why the wiring of a store was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    /// The spec is invalid for the provider.
+    #[error("{0}")]
+    Spec(String),
+    /// The secret lacks keys or has conflicting ones (one entry each).
+    #[error("{}", .0.join("; "))]
+    Secret(Vec<String>),
+    /// The plugin failed.
+    #[error(transparent)]
+    Plugin(#[from] Error),
+}
 
 /// Where the store's Secret is mounted in a container that talks to the
 /// store.
@@ -280,17 +324,6 @@ fn credentials_var(name: &str) -> Option<bool> {
     .then_some(json)
 }
 
-/// A plain file or directory name: 1 to 255 of letters, digits, `.`, `_`
-/// and `-`, not starting with `.` (so never `.` or `..`).
-pub fn plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 /// An absolute path without `.`, `..` or empty components (a trailing
 /// `/` is allowed).
 fn normalized_absolute(path: &str) -> bool {
@@ -315,8 +348,8 @@ fn echo(s: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use super::SidecarVolume;
     use super::*;
-    use crate::registry::SidecarVolume;
 
     fn secret() -> SidecarVolume {
         SidecarVolume {

@@ -13,40 +13,14 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+mod blobs;
+pub(crate) mod lent;
+
 use crate::grants::{Grants, HttpGate};
+use crate::limits::{MAX_LOG_LINE, truncate};
 use crate::{Error, Limits, PluginInfo, cache};
 
-#[allow(missing_docs, clippy::all)]
-pub(crate) mod bindings {
-    pub(crate) mod provider {
-        wasmtime::component::bindgen!({
-            path: "../../wit",
-            world: "druid:plugin/provider",
-            exports: { default: async },
-            require_store_data_send: true,
-            with: {
-                "wasi:io": wasmtime_wasi::p2::bindings::io,
-                "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-                "wasi:random": wasmtime_wasi::p2::bindings::random,
-                "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-            },
-        });
-    }
-    pub(crate) mod compactor {
-        wasmtime::component::bindgen!({
-            path: "../../wit",
-            world: "druid:plugin/compactor",
-            exports: { default: async },
-            require_store_data_send: true,
-            with: {
-                "druid:plugin/logging": super::provider::druid::plugin::logging,
-                "druid:plugin/types": super::provider::druid::plugin::types,
-                "druid:plugin/blobs.reader": crate::compact::BlobReader,
-                "druid:plugin/blobs.writer": crate::compact::BlobWriter,
-            },
-        });
-    }
-}
+pub(crate) mod bindings;
 
 use bindings::provider::druid::plugin::logging;
 
@@ -247,9 +221,6 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Longest log line a plugin may write; longer ones are cut.
-const MAX_LOG_LINE: usize = 8 << 10;
-
 impl logging::Host for HostState {
     fn log(&mut self, level: logging::Level, message: String) {
         let plugin = self.plugin.as_str();
@@ -262,18 +233,6 @@ impl logging::Host for HostState {
             logging::Level::Error => tracing::error!(plugin, "{message}"),
         }
     }
-}
-
-/// Cuts `s` to at most `max` bytes on a character boundary.
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// What kind of plugin a component is, from its exports.
@@ -509,7 +468,7 @@ impl PluginHost {
     }
 
     /// A fresh store for `plugin` with `grants`.
-    pub(crate) fn session(&self, plugin: &Plugin, grants: &Grants) -> Result<Session, Error> {
+    pub(crate) fn session(&self, plugin: &str, grants: &Grants) -> Result<Session, Error> {
         self.session_with_limits(plugin, grants, &self.limits)
     }
 
@@ -517,12 +476,12 @@ impl PluginHost {
     /// host's (e.g. the longer CPU time of a compaction).
     pub(crate) fn session_with_limits(
         &self,
-        plugin: &Plugin,
+        plugin: &str,
         grants: &Grants,
         limits: &Limits,
     ) -> Result<Session, Error> {
         let wasi = grants.wasi_ctx().map_err(|source| Error::Grant {
-            plugin: plugin.name.clone(),
+            plugin: plugin.to_string(),
             what: grants.describe_dir(),
             source,
         })?;
@@ -530,10 +489,10 @@ impl PluginHost {
             .unwrap_or(u64::MAX)
             .max(1);
         let state = HostState {
-            plugin: plugin.name.clone(),
+            plugin: plugin.to_string(),
             wasi,
             http: WasiHttpCtx::new(),
-            gate: grants.http_gate(&plugin.name),
+            gate: grants.http_gate(plugin),
             redactor: grants.redactor.clone(),
             table: ResourceTable::new(),
             max_read: limits.max_return_bytes,
@@ -559,14 +518,14 @@ impl PluginHost {
         });
         Ok(Session {
             store,
-            plugin: plugin.name.clone(),
+            plugin: plugin.to_string(),
             limits: limits.clone(),
         })
     }
 
     /// Calls the plugin's `describe` export in a fresh store.
     pub async fn describe(&self, plugin: &Plugin) -> Result<PluginInfo, Error> {
-        let mut session = self.session(plugin, &Grants::none())?;
+        let mut session = self.session(&plugin.name, &Grants::none())?;
         let info = match &plugin.pre {
             Pre::Provider(pre) => {
                 let instance = guarded!(&mut session, "instantiate", |store| pre
