@@ -27,6 +27,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt as _};
 
+use super::conditions;
 use super::status::{self, SpecOutcome};
 use super::validate::{self, Checked, Problem};
 use super::{Context, contain};
@@ -603,7 +604,7 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     if let Ok(mut applied) = ctx.applied.lock() {
         applied.remove(&etcd.uid().unwrap_or_default());
     }
-    ctx.metrics.forget(&ns, &name, status::types::ALL);
+    ctx.metrics.forget(&ns, &name, conditions::types::ALL);
     publish(
         ctx,
         etcd,

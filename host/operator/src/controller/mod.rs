@@ -3,6 +3,7 @@
 //! `secret` (finalizers on the Secrets Etcds use).
 
 pub mod compaction;
+pub mod conditions;
 pub mod contain;
 pub mod etcd;
 pub mod secrets;
@@ -81,15 +82,15 @@ impl Default for Settings {
 
 /// What every reconcile shares.
 pub struct Context {
-    /// The API client.
+    /// The client of the API server the operator manages Etcds in.
     pub client: Client,
     /// The provider plugins (for the sidecar's store wiring).
     pub registry: Arc<Registry>,
-    /// Settings.
+    /// The command line's settings.
     pub settings: Settings,
-    /// Metrics.
+    /// The metrics every reconcile updates (served on `/metrics`).
     pub metrics: Arc<Metrics>,
-    /// Events.
+    /// Publishes Kubernetes events on the Etcds (reporter `druid`).
     pub recorder: Recorder,
     /// When each Etcd (by UID) last had its components applied, with the
     /// generation applied.

@@ -50,14 +50,15 @@ impl std::fmt::Display for Problem {
 
 /// The outcome of the checks.
 pub enum Checked {
-    /// All good.
+    /// Every reference checks out: what the build needs from them.
     Ok {
         /// The sidecar's store wiring (`None` without a store).
         wiring: Option<CheckedWiring>,
         /// The referenced Secrets that already carry the finalizer.
         protected: BTreeSet<String>,
     },
-    /// Problems to report.
+    /// What is wrong, for the `SpecValid` condition, the events and
+    /// `lastErrors` (nothing is applied).
     Problems(Vec<Problem>),
 }
 

@@ -1,23 +1,18 @@
-//! The `LastSnapshotCompactionSucceeded` condition.
+//! Writes the `LastSnapshotCompactionSucceeded` condition (what it says is
+//! `controller::conditions::last_snapshot_compaction_succeeded`).
 
 use druid_api::Etcd;
 use druid_api::etcd::Condition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt as _};
 
 use super::FIELD_MANAGER;
 use crate::controller::Context;
-use crate::controller::status::types::LAST_SNAPSHOT_COMPACTION_SUCCEEDED as CONDITION;
+use crate::controller::conditions::{Check, last_snapshot_compaction_succeeded};
 
 pub(super) fn current_condition(etcd: &Etcd) -> Option<Condition> {
-    etcd.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == CONDITION)
-        .cloned()
+    last_snapshot_compaction_succeeded::current(etcd)
 }
 
 /// Sets the condition unless it already says the same; `Ok(true)` if it
@@ -31,30 +26,11 @@ pub(super) async fn set_condition(
     message: &str,
 ) -> Result<bool, kube::Error> {
     update_conditions(ctx, ns, name, |conditions| {
-        let old = conditions.iter().find(|c| c.type_ == CONDITION);
-        if old.is_some_and(|c| c.status == status && c.reason == reason && c.message == message) {
-            return None;
-        }
-        let now = Time(Timestamp::now());
-        let transition = old
-            .filter(|c| c.status == status)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
-        let mut out: Vec<Condition> = conditions
-            .iter()
-            .filter(|c| c.type_ != CONDITION)
-            .cloned()
-            .collect();
-        out.push(Condition {
-            type_: CONDITION.into(),
-            status: status.into(),
-            last_transition_time: Some(transition),
-            last_update_time: Some(now),
-            reason: reason.into(),
-            message: message.into(),
-        });
-        out.sort_by(|a, b| a.type_.cmp(&b.type_));
-        Some(out)
+        last_snapshot_compaction_succeeded::set(
+            conditions,
+            Check::new(status, reason, message),
+            Timestamp::now(),
+        )
     })
     .await
 }
@@ -67,16 +43,7 @@ pub(super) async fn remove_condition(
     reason: &str,
 ) -> Result<bool, kube::Error> {
     update_conditions(ctx, ns, name, |conditions| {
-        conditions
-            .iter()
-            .any(|c| c.type_ == CONDITION && c.reason == reason)
-            .then(|| {
-                conditions
-                    .iter()
-                    .filter(|c| c.type_ != CONDITION)
-                    .cloned()
-                    .collect()
-            })
+        last_snapshot_compaction_succeeded::remove(conditions, reason)
     })
     .await
 }

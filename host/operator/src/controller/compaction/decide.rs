@@ -84,7 +84,7 @@ pub enum FullSnapshotCause {
 pub enum Decision {
     /// No full or delta snapshot revision yet: nothing to compare.
     NoSnapshots,
-    /// Below the thresholds.
+    /// The deltas are below every threshold: nothing to do yet.
     Wait {
         /// Delta events since the last full snapshot.
         events: i64,
@@ -93,7 +93,7 @@ pub enum Decision {
     Compact {
         /// Delta events since the last full snapshot.
         events: i64,
-        /// Why.
+        /// Which threshold the deltas reached.
         trigger: Trigger,
     },
     /// Ask the sidecar for a full snapshot.

@@ -1,0 +1,134 @@
+//! What the cluster shows about an Etcd, read from the watch caches or the
+//! API server: its StatefulSet, member and snapshot leases, and the
+//! warning events on its data volumes.
+
+use std::collections::BTreeMap;
+
+use druid_api::{Etcd, EtcdModel};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt as _};
+
+use crate::controller::Caches;
+use crate::names;
+
+/// What the cluster shows about an Etcd.
+#[derive(Debug, Default, Clone)]
+pub struct Observed {
+    /// The Etcd's StatefulSet, if it exists.
+    pub statefulset: Option<StatefulSet>,
+    /// Member leases by name.
+    pub member_leases: BTreeMap<String, Lease>,
+    /// The full snapshot lease.
+    pub full_snapshot_lease: Option<Lease>,
+    /// The delta snapshot lease.
+    pub delta_snapshot_lease: Option<Lease>,
+    /// Warning messages on the data volumes.
+    pub volume_warnings: Vec<String>,
+    /// Whether any data volume claim exists yet.
+    pub claims_exist: bool,
+}
+
+/// Reads what [`super::compute`] needs.
+pub async fn observe(
+    client: &kube::Client,
+    caches: Option<&Caches>,
+    etcd: &Etcd,
+    model: Option<&EtcdModel>,
+) -> Result<Observed, kube::Error> {
+    let ns = etcd.namespace().unwrap_or_default();
+    let name = etcd.name_any();
+    if let Some(c) = caches {
+        c.ready().await;
+    }
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    // From the watch caches when the controllers run; else by name (a
+    // label LIST scans every lease of the namespace).
+    let statefulset = match caches {
+        Some(c) => c.statefulset(&ns, &names::statefulset(&name)),
+        None => {
+            Api::<StatefulSet>::namespaced(client.clone(), &ns)
+                .get_opt(&names::statefulset(&name))
+                .await?
+        }
+    };
+    let lease = |lname: String| {
+        let leases = leases.clone();
+        let ns = ns.clone();
+        async move {
+            match caches {
+                Some(c) => Ok::<_, kube::Error>(c.lease(&ns, &lname)),
+                None => leases.get_opt(&lname).await,
+            }
+        }
+    };
+    let mut member_leases = BTreeMap::new();
+    if let Some(model) = model {
+        for i in 0..model.replicas {
+            let member = names::member(model, i);
+            if let Some(l) = lease(member.clone()).await? {
+                member_leases.insert(member, l);
+            }
+        }
+    }
+    let full_snapshot_lease = lease(names::full_snapshot_lease(&name)).await?;
+    let delta_snapshot_lease = lease(names::delta_snapshot_lease(&name)).await?;
+
+    // Warning events of the data volumes: only looked at while the
+    // StatefulSet is not ready and its claims exist (events are not
+    // indexed, so a list costs as much as the namespace has events).
+    let mut volume_warnings = Vec::new();
+    let mut claims_exist = false;
+    if let Some(sts) = &statefulset {
+        let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let claims: Vec<String> = sts
+            .spec
+            .iter()
+            .flat_map(|s| s.volume_claim_templates.iter().flatten())
+            .flat_map(|t| {
+                let tname = t.name_any();
+                (0..replicas).map(move |i| format!("{tname}-{}-{i}", sts.name_any()))
+            })
+            .collect();
+        let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            Api::namespaced(client.clone(), &ns);
+        for claim in &claims {
+            if pvcs.get_metadata_opt(claim).await?.is_some() {
+                claims_exist = true;
+                break;
+            }
+        }
+        let ready = sts
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+            >= replicas;
+        if claims_exist && !ready {
+            let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+            let lp = ListParams::default()
+                .fields("involvedObject.kind=PersistentVolumeClaim,type=Warning");
+            for ev in events.list(&lp).await?.items {
+                if ev
+                    .involved_object
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| claims.contains(n))
+                    && let Some(m) = ev.message
+                {
+                    volume_warnings.push(m);
+                }
+            }
+        }
+    }
+    Ok(Observed {
+        claims_exist,
+        statefulset,
+        member_leases,
+        full_snapshot_lease,
+        delta_snapshot_lease,
+        volume_warnings,
+    })
+}

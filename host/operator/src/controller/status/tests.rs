@@ -1,0 +1,222 @@
+//! The status computation's tests.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+use super::*;
+use crate::components::fixtures;
+
+fn lease(name: &str, holder: &str, renewed_secs_ago: i64, now: Timestamp) -> (String, Lease) {
+    let mut l = Lease::default();
+    l.metadata.name = Some(name.into());
+    l.spec = Some(LeaseSpec {
+        holder_identity: Some(holder.into()),
+        renew_time: Some(MicroTime(
+            Timestamp::from_second(now.as_second() - renewed_secs_ago).unwrap(),
+        )),
+        ..LeaseSpec::default()
+    });
+    (name.into(), l)
+}
+
+fn cond<'a>(s: &'a EtcdStatus, t: &str) -> &'a Condition {
+    s.conditions.iter().find(|c| c.type_ == t).unwrap()
+}
+
+#[test]
+fn members_show_their_last_defragmentation_from_the_lease() {
+    let etcd = fixtures::seed();
+    let model = fixtures::model(&etcd);
+    let now = Timestamp::now();
+    let mut observed = Observed::default();
+    let (name, mut l) = lease("test-0", "1a:c1:Leader", 5, now);
+    l.metadata.annotations = Some(BTreeMap::from([(
+        druid_api::LAST_DEFRAGMENTATION_ANNOTATION.to_string(),
+        r#"{"time":"2026-11-30T00:00:05Z","outcome":"Defragmented","reclaimedBytes":1048576,"dbSizeBefore":3145728,"dbSizeAfter":2097152,"durationSeconds":0.5}"#.to_string(),
+    )]));
+    observed.member_leases.insert(name, l);
+    let (name, mut broken) = lease("test-1", "1b:c1:Member", 5, now);
+    broken.metadata.annotations = Some(BTreeMap::from([(
+        druid_api::LAST_DEFRAGMENTATION_ANNOTATION.to_string(),
+        "not json".to_string(),
+    )]));
+    observed.member_leases.insert(name, broken);
+    let s = compute(
+        &etcd,
+        Some(&model),
+        &observed,
+        &SpecOutcome::Reconciled,
+        &Settings::default(),
+        now,
+    );
+    let d = s.members[0].last_defragmentation.as_ref().unwrap();
+    assert_eq!(d.outcome, "Defragmented");
+    assert_eq!(d.reclaimed_bytes, 1 << 20);
+    assert_eq!(d.duration_seconds, 0.5);
+    assert!(
+        s.members[1].last_defragmentation.is_none(),
+        "an unreadable annotation is ignored"
+    );
+}
+
+#[test]
+fn quorum_follows_the_member_leases() {
+    let mut etcd = fixtures::seed();
+    etcd.spec.replicas = 3;
+    let model = fixtures::model(&etcd);
+    let now = Timestamp::now();
+    let settings = Settings::default();
+    let mut observed = Observed::default();
+    observed.member_leases.extend([
+        lease("test-0", "1a:c1:Leader", 5, now),
+        lease("test-1", "1b:c1:Member", 5, now),
+        lease("test-2", "1c:c1:Member", 1000, now),
+    ]);
+    let s = compute(
+        &etcd,
+        Some(&model),
+        &observed,
+        &SpecOutcome::Reconciled,
+        &settings,
+        now,
+    );
+    assert_eq!(cond(&s, types::READY).status, "True");
+    assert_eq!(cond(&s, types::ALL_MEMBERS_READY).status, "False");
+    assert_eq!(s.members[0].role.as_deref(), Some("Leader"));
+    assert_eq!(s.members[2].status, "NotReady");
+
+    observed
+        .member_leases
+        .extend([lease("test-1", "1b:c1:Member", 1000, now)]);
+    let s = compute(
+        &etcd,
+        Some(&model),
+        &observed,
+        &SpecOutcome::Reconciled,
+        &settings,
+        now,
+    );
+    assert_eq!(cond(&s, types::READY).status, "False");
+    assert_eq!(cond(&s, types::READY).reason, "QuorumLost");
+    assert_eq!(s.etcd.as_ref().unwrap().kind, "StatefulSet");
+    assert_eq!(s.observed_generation, Some(1));
+}
+
+#[test]
+fn invalid_specs_say_why_and_keep_the_observed_generation() {
+    let etcd = fixtures::seed();
+    let problems = vec![Problem {
+        reason: "StoreSecretMissing",
+        field: "spec.store.storeSecret".into(),
+        message: "Secret demo/etcd-backup does not exist".into(),
+    }];
+    let s = compute(
+        &etcd,
+        None,
+        &Observed::default(),
+        &SpecOutcome::Invalid(problems),
+        &Settings::default(),
+        Timestamp::now(),
+    );
+    let c = cond(&s, types::SPEC_VALID);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "StoreSecretMissing")
+    );
+    assert!(
+        c.message.contains("spec.store.storeSecret"),
+        "{}",
+        c.message
+    );
+    assert_eq!(s.last_errors[0].code, "ERR_INVALID_SPEC");
+    assert_eq!(s.observed_generation, None);
+}
+
+#[test]
+fn the_compaction_controllers_condition_is_kept_as_it_is() {
+    let mut etcd = fixtures::seed();
+    let model = fixtures::model(&etcd);
+    let now = Timestamp::now();
+    let theirs = Condition {
+        type_: types::LAST_SNAPSHOT_COMPACTION_SUCCEEDED.into(),
+        status: "False".into(),
+        last_transition_time: Some(Time(Timestamp::from_second(1_000_000).unwrap())),
+        last_update_time: Some(Time(Timestamp::from_second(1_000_000).unwrap())),
+        reason: "DeadlineExceeded".into(),
+        message: "compaction job test-compactor failed".into(),
+    };
+    etcd.status = Some(EtcdStatus {
+        conditions: vec![theirs.clone()],
+        ..EtcdStatus::default()
+    });
+    let s = compute(
+        &etcd,
+        Some(&model),
+        &Observed::default(),
+        &SpecOutcome::Reconciled,
+        &Settings::default(),
+        now,
+    );
+    assert_eq!(cond(&s, types::LAST_SNAPSHOT_COMPACTION_SUCCEEDED), &theirs);
+    let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+    let mut sorted = types.clone();
+    sorted.sort_unstable();
+    assert_eq!(types, sorted, "conditions stay sorted by type");
+    // Never made up when the compaction controller has not written it.
+    etcd.status = None;
+    let s = compute(
+        &etcd,
+        Some(&model),
+        &Observed::default(),
+        &SpecOutcome::Reconciled,
+        &Settings::default(),
+        now,
+    );
+    assert!(
+        !s.conditions
+            .iter()
+            .any(|c| c.type_ == types::LAST_SNAPSHOT_COMPACTION_SUCCEEDED)
+    );
+}
+
+#[test]
+fn backup_ready_follows_the_snapshot_leases() {
+    let etcd = fixtures::seed();
+    let model = fixtures::model(&etcd);
+    let now = Timestamp::now();
+    let mut observed = Observed::default();
+    let s = compute(
+        &etcd,
+        Some(&model),
+        &observed,
+        &SpecOutcome::Reconciled,
+        &Settings::default(),
+        now,
+    );
+    assert_eq!(cond(&s, types::BACKUP_READY).reason, "NoSnapshotYet");
+    observed.full_snapshot_lease = Some(lease("test-full-snap", "100", 3600, now).1);
+    observed.delta_snapshot_lease = Some(lease("test-delta-snap", "120", 60, now).1);
+    let s = compute(
+        &etcd,
+        Some(&model),
+        &observed,
+        &SpecOutcome::Reconciled,
+        &Settings::default(),
+        now,
+    );
+    assert_eq!(cond(&s, types::BACKUP_READY).status, "True");
+    // Deltas every 300s: 1000s without one is stale.
+    observed.delta_snapshot_lease = Some(lease("test-delta-snap", "120", 1000, now).1);
+    let s = compute(
+        &etcd,
+        Some(&model),
+        &observed,
+        &SpecOutcome::Reconciled,
+        &Settings::default(),
+        now,
+    );
+    assert_eq!(cond(&s, types::BACKUP_READY).status, "False");
+}
