@@ -26,9 +26,9 @@ use prometheus_client::registry::Registry;
 /// Labels naming one Etcd.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EtcdLabels {
-    /// Its namespace.
+    /// The Etcd's namespace.
     pub namespace: String,
-    /// Its name.
+    /// The Etcd's name.
     pub etcd: String,
 }
 
@@ -50,7 +50,7 @@ pub struct ConditionLabels {
     pub namespace: String,
     /// The Etcd's name.
     pub etcd: String,
-    /// The condition type.
+    /// The condition type (`Ready`, `BackupReady`, ...).
     pub condition: String,
 }
 
@@ -164,11 +164,11 @@ impl CompactionMetrics {
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
-    /// Reconciles per Etcd.
+    /// `druid_reconciles`: reconciles per Etcd.
     pub reconciles: Family<EtcdLabels, Counter>,
-    /// Reconcile errors per Etcd and code.
+    /// `druid_reconcile_errors`: failed reconciles per Etcd and code.
     pub reconcile_errors: Family<ErrorLabels, Counter>,
-    /// Reconcile durations.
+    /// `druid_reconcile_duration_seconds`: how long reconciles take.
     pub reconcile_duration: Histogram,
     /// Per Etcd and condition: 1 True, 0 False, -1 Unknown.
     pub conditions: Family<ConditionLabels, Gauge>,
@@ -176,7 +176,7 @@ pub struct Metrics {
     pub ready: Family<EtcdLabels, Gauge>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
-    /// Snapshot compaction.
+    /// The snapshot compaction controller's metrics (upstream's names).
     pub compaction: CompactionMetrics,
 }
 
@@ -187,7 +187,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric.
+    /// A registry with every metric at zero.
     pub fn new() -> Self {
         let mut root = Registry::default();
         // Compaction metrics keep upstream's names; everything else is
@@ -257,7 +257,7 @@ impl Metrics {
         }
     }
 
-    /// The text exposition.
+    /// Every metric in the Prometheus text format, for `/metrics`.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;

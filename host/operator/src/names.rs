@@ -174,25 +174,27 @@ pub fn selector(etcd: Option<&str>, component: Option<&str>) -> Selector {
 
 /// Values of [`label::COMPONENT`].
 pub mod component {
-    /// ServiceAccount.
+    /// The ServiceAccount the member and compaction pods run under.
     pub const SERVICE_ACCOUNT: &str = "etcd-service-account";
-    /// Role.
+    /// The Role that lets the sidecar renew its leases and read its pods.
     pub const ROLE: &str = "etcd-druid-role";
-    /// RoleBinding.
+    /// The RoleBinding of that Role to the ServiceAccount.
     pub const ROLE_BINDING: &str = "etcd-role-binding";
-    /// Member leases.
+    /// The per-member leases (listed by this label to prune and delete
+    /// them).
     pub const MEMBER_LEASE: &str = "etcd-member-lease";
-    /// Snapshot leases.
+    /// The full and delta snapshot leases (the compaction controller
+    /// watches leases with this label).
     pub const SNAPSHOT_LEASE: &str = "etcd-snapshot-lease";
-    /// PodDisruptionBudget.
+    /// The PodDisruptionBudget that keeps a quorum up.
     pub const PDB: &str = "etcd-pdb";
-    /// NetworkPolicy.
+    /// The NetworkPolicy around the sidecar's API.
     pub const NETWORK_POLICY: &str = "etcd-network-policy";
-    /// Client Service.
+    /// The client Service (etcd clients and the sidecar API).
     pub const CLIENT_SERVICE: &str = "etcd-client-service";
-    /// Peer Service.
+    /// The headless peer Service (the members' DNS names).
     pub const PEER_SERVICE: &str = "etcd-peer-service";
-    /// ConfigMap.
+    /// The ConfigMap with etcd's configuration file.
     pub const CONFIG_MAP: &str = "etcd-config";
     /// StatefulSet (and its pods).
     pub const STATEFULSET: &str = "etcd-statefulset";

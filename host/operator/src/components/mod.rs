@@ -69,9 +69,10 @@ pub enum BuildError {
     /// The configuration could not be serialized.
     #[error("cannot render {what}: {reason}")]
     Render {
-        /// What.
+        /// The part that could not be rendered (`etcd.conf.yaml`, the
+        /// store's secret volume, ...), named in the message.
         what: &'static str,
-        /// Why.
+        /// The cause: the serializer's error or the missing input.
         reason: String,
     },
 }

@@ -18,7 +18,7 @@ use super::BuildContext;
 /// Where things are mounted in the containers (the upstream operator's
 /// paths, which the upstream images expect).
 pub mod paths {
-    /// The data volume.
+    /// Where the data volume (the claim template) is mounted.
     pub const DATA: &str = "/var/etcd/data";
     /// etcd's data directory, inside the data volume.
     pub const DATA_DIR: &str = "/var/etcd/data/new.etcd";
