@@ -4,9 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{
-    EtcdArgs, HealthArgs, RestoreArgs, ServerArgs, SnapshotterArgs, StoreArgs, duration,
-};
+use crate::config::{EtcdArgs, HealthArgs, RestoreArgs, ServerConfig, StoreArgs, duration};
 
 /// Command-line options of `etcdbr`.
 #[derive(Debug, Parser)]
@@ -24,27 +22,6 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Options of `etcdbr server`.
-#[derive(Debug, clap::Args)]
-#[allow(
-    missing_docs,
-    reason = "the fields are flag groups, documented on their types"
-)]
-pub struct ServerCli {
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    #[command(flatten)]
-    pub store: StoreArgs,
-    #[command(flatten)]
-    pub snapshotter: SnapshotterArgs,
-    #[command(flatten)]
-    pub restore: RestoreArgs,
-    #[command(flatten)]
-    pub health: HealthArgs,
-    #[command(flatten)]
-    pub server: ServerArgs,
 }
 
 /// Options of `etcdbr compact`.
@@ -81,7 +58,7 @@ pub struct CompactCli {
 #[allow(clippy::large_enum_variant, reason = "parsed once at start-up")]
 pub enum Command {
     /// Run the sidecar.
-    Server(Box<ServerCli>),
+    Server(Box<ServerConfig>),
     /// Take one full snapshot now and upload it.
     Snapshot {
         #[command(flatten)]

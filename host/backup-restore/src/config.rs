@@ -390,6 +390,43 @@ pub struct ServerArgs {
     pub member_name_prefix: String,
 }
 
+/// All options of `etcdbr server`, the flag groups as parsed: the one
+/// configuration type of the sidecar's server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerConfig {
+    /// How to reach etcd.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Full and delta snapshots, garbage collection.
+    #[command(flatten)]
+    pub snapshotter: SnapshotterArgs,
+    /// Restores (the data directory, the member, the compactor).
+    #[command(flatten)]
+    pub restore: RestoreArgs,
+    /// Lease heartbeats.
+    #[command(flatten)]
+    pub health: HealthArgs,
+    /// The HTTP API and leadership.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+impl ServerConfig {
+    /// The configuration `etcdbr server` runs with when no flag is given:
+    /// what tells a flag the user set from one left at its default.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            server: ServerConfig,
+        }
+        <Defaults as clap::Parser>::try_parse_from(["etcdbr"]).map(|d| d.server)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +436,13 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         etcd: EtcdArgs,
+    }
+
+    #[test]
+    fn the_server_defaults_parse_without_flags() {
+        let defaults = ServerConfig::defaults().unwrap();
+        assert_eq!(defaults.server.server_port, crate::DEFAULT_SERVER_PORT);
+        assert_eq!(defaults.restore.name, "default");
     }
 
     #[test]

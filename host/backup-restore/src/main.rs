@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Parser as _;
-use druid_backup_restore::cli::{Cli, Command, ServerCli};
+use druid_backup_restore::cli::{Cli, Command};
 use druid_backup_restore::config::StoreArgs;
 use druid_backup_restore::metrics::Metrics;
 use druid_backup_restore::restore::initializer::{Initializer, Mode};
-use druid_backup_restore::server::{self, ServerConfig};
+use druid_backup_restore::server;
 use druid_backup_restore::snapshot::{Settings, Snapshotter};
 use druid_backup_restore::store::Snapstore;
 use tokio_util::sync::CancellationToken;
@@ -55,15 +55,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_json);
     match cli.command {
-        Command::Server(cli) => {
-            let ServerCli {
-                etcd,
-                store,
-                snapshotter,
-                restore,
-                health,
-                server,
-            } = *cli;
+        Command::Server(config) => {
             let shutdown = CancellationToken::new();
             let s = shutdown.clone();
             tokio::spawn(async move {
@@ -71,15 +63,7 @@ async fn main() -> Result<()> {
                 tracing::info!("shutting down");
                 s.cancel();
             });
-            let config = ServerConfig {
-                etcd,
-                store,
-                snapshotter,
-                restore,
-                health,
-                server,
-            };
-            Box::pin(server::run(config, shutdown)).await
+            Box::pin(server::run(*config, shutdown)).await
         }
         Command::Snapshot {
             etcd,

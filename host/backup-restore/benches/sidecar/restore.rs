@@ -52,7 +52,6 @@ pub(crate) fn build_deltas(
                         let event = Event {
                             kind: EventType::Put,
                             kv,
-                            prev_kv: None,
                         };
                         builder.push(&DeltaEvent::new(event, now)).unwrap();
                     }

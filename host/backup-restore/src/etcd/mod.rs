@@ -105,7 +105,6 @@ pub fn event(ev: &etcd_client::Event) -> Option<delta::Event> {
     Some(delta::Event {
         kind,
         kv: key_value(ev.kv()?),
-        prev_kv: None,
     })
 }
 

@@ -21,26 +21,18 @@ use crate::formats::compression::{self, Compression};
 /// length, shared with the full snapshot's trailer).
 pub const HASH_LEN: usize = druid_etcd_db::SNAPSHOT_HASH_LEN;
 
-/// etcd's `mvccpb.KeyValue` and event type, shared with the compactor.
-pub use druid_etcd_db::{EventType, KeyValue};
-
-/// A watch event, as etcd's `mvccpb.Event` carries it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Event {
-    /// PUT or DELETE.
-    pub kind: EventType,
-    /// The key after the event (for a DELETE: the key and the deletion
-    /// revision as `mod_revision`).
-    pub kv: KeyValue,
-    /// The key before the event, if the watch asked for it.
-    pub prev_kv: Option<KeyValue>,
-}
+/// etcd's `mvccpb.Event` (PUT or DELETE and the key-value), its parts,
+/// and their JSON: etcd-db's, shared with the compactor.
+pub use druid_etcd_db::{Event, EventType, KeyValue};
 
 /// One element of a delta: an event and when the sidecar received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeltaEvent {
     /// The event.
     pub event: Event,
+    /// The key before the event, if the watch asked for it (the sidecar's
+    /// does not; a delta may carry it).
+    pub prev_kv: Option<KeyValue>,
     /// When it was received (upstream writes the pod's local time).
     pub time: DateTime<FixedOffset>,
 }
@@ -50,6 +42,7 @@ impl DeltaEvent {
     pub fn new(event: Event, time: DateTime<Utc>) -> Self {
         DeltaEvent {
             event,
+            prev_kv: None,
             time: time.fixed_offset(),
         }
     }
@@ -342,11 +335,8 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<DeltaEvent>, DeltaError> {
             let time = DateTime::parse_from_rfc3339(&time)
                 .map_err(|e| bad(format!("\"time\" {time:?} is not an RFC 3339 time: {e}")))?;
             Ok(DeltaEvent {
-                event: Event {
-                    kind: entry.event.kind,
-                    kv: entry.event.kv,
-                    prev_kv: entry.prev_kv,
-                },
+                event: entry.event,
+                prev_kv: entry.prev_kv,
                 time,
             })
         })
@@ -388,7 +378,7 @@ fn write_entry(out: &mut Vec<u8>, event: &DeltaEvent) -> Result<(), serde_json::
         out,
         event.event.kind,
         &event.event.kv,
-        event.event.prev_kv.as_ref(),
+        event.prev_kv.as_ref(),
         &go_rfc3339_nano(&event.time),
     )
 }
@@ -454,7 +444,6 @@ mod tests {
                 value: value.as_bytes().to_vec(),
                 lease,
             },
-            prev_kv: None,
         }
     }
 
@@ -466,7 +455,6 @@ mod tests {
                 mod_revision: modr,
                 ..KeyValue::default()
             },
-            prev_kv: None,
         }
     }
 
@@ -507,10 +495,12 @@ mod tests {
                     4_511_635,
                     0,
                 ),
+                prev_kv: None,
                 time: at(1_700_000_000, 123_456_789),
             },
             DeltaEvent {
                 event: delete("/registry/foo", 69_263_103),
+                prev_kv: None,
                 time: at(1_700_000_000, 500_000_000).with_timezone(&offset),
             },
             DeltaEvent {
@@ -522,6 +512,7 @@ mod tests {
                     1,
                     7_587_862_744_374_425_359,
                 ),
+                prev_kv: None,
                 time: at(1_700_000_001, 0),
             },
         ]
@@ -551,25 +542,27 @@ mod tests {
     #[test]
     fn round_trips_every_compression() {
         let mut events = upstream_events();
-        events.push(DeltaEvent::new(
-            Event {
-                kind: EventType::Put,
-                kv: KeyValue {
-                    key: vec![0, 255, 1],
-                    create_revision: 1,
-                    mod_revision: i64::MAX,
-                    version: 3,
-                    value: (0..=255).collect(),
-                    lease: -1,
+        events.push(DeltaEvent {
+            prev_kv: Some(KeyValue {
+                key: vec![0, 255, 1],
+                value: b"old".to_vec(),
+                ..KeyValue::default()
+            }),
+            ..DeltaEvent::new(
+                Event {
+                    kind: EventType::Put,
+                    kv: KeyValue {
+                        key: vec![0, 255, 1],
+                        create_revision: 1,
+                        mod_revision: i64::MAX,
+                        version: 3,
+                        value: (0..=255).collect(),
+                        lease: -1,
+                    },
                 },
-                prev_kv: Some(KeyValue {
-                    key: vec![0, 255, 1],
-                    value: b"old".to_vec(),
-                    ..KeyValue::default()
-                }),
-            },
-            Utc.timestamp_opt(0, 1).unwrap(),
-        ));
+                Utc.timestamp_opt(0, 1).unwrap(),
+            )
+        });
         for compression in Compression::ALL {
             let object = encode(&events, compression).unwrap();
             assert_eq!(
@@ -595,8 +588,8 @@ mod tests {
                     mod_revision: 2,
                     ..KeyValue::default()
                 },
-                prev_kv: Some(KeyValue::default()),
             },
+            prev_kv: Some(KeyValue::default()),
             time: at(1, 0),
         };
         let mut builder = DeltaBuilder::new();
@@ -752,7 +745,7 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].event.kv.key, b"a");
         assert_eq!(events[0].event.kind, EventType::Put);
-        assert_eq!(events[0].event.prev_kv, None);
+        assert_eq!(events[0].prev_kv, None);
         assert_eq!(events[1].event.kv.key, b"b");
     }
 }

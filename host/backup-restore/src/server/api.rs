@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 
 use super::forward::forward_to_leader;
 use super::maintenance::run_defrag;
-use super::state::{AppState, InitState, OnDemandPermit, ServerConfig};
-use crate::config::{EtcdArgs, ServerArgs};
+use super::state::{AppState, InitState, OnDemandPermit};
+use crate::config::{EtcdArgs, ServerArgs, ServerConfig};
 use crate::formats::names::Snapshot;
 use crate::restore::initializer::{Initializer, Mode};
 use crate::snapshot::Request;
@@ -182,12 +182,7 @@ pub(super) async fn config(State(state): State<Arc<AppState>>) -> Response {
 /// in a multi-member cluster was restored from the store as a cluster of
 /// its own (a split brain), and a restore named the member `default`.
 pub(super) async fn adopt_member_settings(config: &mut ServerConfig) {
-    let defaults = <crate::cli::Cli as clap::Parser>::try_parse_from(["etcdbr", "server"]);
-    let Ok(crate::cli::Cli {
-        command: crate::cli::Command::Server(defaults),
-        ..
-    }) = defaults
-    else {
+    let Ok(defaults) = ServerConfig::defaults() else {
         return;
     };
     let path = &config.server.etcd_config;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::state::{AppState, ServerConfig};
+use super::state::AppState;
+use crate::config::ServerConfig;
 
 /// Sends a snapshot request to the leader's sidecar and relays its answer.
 pub(super) async fn forward_to_leader(state: &Arc<AppState>, path_and_query: &str) -> Response {

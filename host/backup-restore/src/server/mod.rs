@@ -22,10 +22,11 @@ mod leadership;
 mod maintenance;
 mod state;
 
+pub use crate::config::ServerConfig;
 use api::adopt_member_settings;
 pub use api::{router, snapshot_json};
 use leadership::{leadership, member_heartbeat};
-pub use state::{AppState, InitState, ON_DEMAND_MIN_INTERVAL, ServerConfig};
+pub use state::{AppState, InitState, ON_DEMAND_MIN_INTERVAL};
 
 /// Runs the server until SIGTERM/SIGINT.
 pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {

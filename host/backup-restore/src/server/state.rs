@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{Mutex, mpsc};
 
-use crate::config::{EtcdArgs, HealthArgs, RestoreArgs, ServerArgs, SnapshotterArgs, StoreArgs};
+use crate::config::ServerConfig;
 use crate::defrag::MaintenanceLock;
 use crate::metrics::Metrics;
 use crate::snapshot::Request;
@@ -38,23 +38,6 @@ impl InitState {
             InitState::Failed => "Failed",
         }
     }
-}
-
-/// All options of the server.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// etcd.
-    pub etcd: EtcdArgs,
-    /// The store.
-    pub store: StoreArgs,
-    /// Snapshots and GC.
-    pub snapshotter: SnapshotterArgs,
-    /// Restore.
-    pub restore: RestoreArgs,
-    /// Leases.
-    pub health: HealthArgs,
-    /// HTTP and leadership.
-    pub server: ServerArgs,
 }
 
 /// Shared state of the handlers and loops.

@@ -312,7 +312,7 @@ impl Snapstore {
                 "no store container: set --store-container or $STORAGE_CONTAINER".into(),
             ));
         }
-        if local && !druid_plugin_host::wiring::plain_name(&container) {
+        if local && !druid_plugin_host::plain_name(&container) {
             return Err(Error::Config(format!(
                 "Local store container {container:?} is not a plain directory name: use letters, \
                  digits, '.', '_' and '-', not starting with '.'"
