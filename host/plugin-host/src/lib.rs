@@ -34,7 +34,7 @@ pub mod wiring;
 
 pub use cache::CompiledFrom;
 pub use compact::{CompactJob, CompactionError, Compactor};
-pub use config::{StoreConfig, canonical_provider};
+pub use config::{StoreConfig, canonical_provider, plain_name};
 pub use druid_etcd_db::{CompactOptions, CompactReport, SnapshotInfo};
 pub use limits::Limits;
 pub use provider::ProviderPlugin;
