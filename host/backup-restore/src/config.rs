@@ -415,6 +415,17 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// This member's name: the pod's (`$POD_NAME`, else `--name`), after
+    /// `--member-name-prefix` if one is set.
+    pub fn member_name(&self) -> String {
+        let pod = std::env::var("POD_NAME").unwrap_or_else(|_| self.restore.name.clone());
+        if self.server.member_name_prefix.is_empty() {
+            pod
+        } else {
+            format!("{}-{pod}", self.server.member_name_prefix)
+        }
+    }
+
     /// The configuration `etcdbr server` runs with when no flag is given:
     /// what tells a flag the user set from one left at its default.
     pub fn defaults() -> Result<Self, clap::Error> {

@@ -34,13 +34,14 @@ use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, StatusResponse};
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::config::EtcdArgs;
-use crate::metrics::Metrics;
+use druid_api::LAST_DEFRAGMENTATION_ANNOTATION;
+use druid_api::etcd::DefragmentationResult;
+use kube::runtime::events::{Event, EventType};
 
-/// Excludes full snapshots and defragmentation from each other (both load
-/// the leader's backend; a snapshot of a member being defragmented
-/// stalls).
-pub type MaintenanceLock = Arc<tokio::sync::Mutex<()>>;
+use crate::config::EtcdArgs;
+use crate::etcd::MaintenanceLock;
+use crate::k8s::EtcdHandle;
+use crate::metrics::Metrics;
 
 /// How long a member may take to answer a status call.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -553,5 +554,66 @@ impl Coordinator {
             }
         }
         report
+    }
+}
+/// Publishes a run's results through the sidecar's Etcd handle: an event
+/// on the Etcd (its reason says the outcome, its note each member's), and
+/// each member's result on its lease (`status.members` shows it).
+pub async fn publish(handle: &EtcdHandle, report: &Report) {
+    let (type_, reason) = match report.outcome.as_str() {
+        "Succeeded" => (EventType::Normal, "DefragmentationSucceeded"),
+        "Refused" => (EventType::Warning, "DefragmentationRefused"),
+        "TimedOut" => (EventType::Warning, "DefragmentationTimedOut"),
+        _ => (EventType::Warning, "DefragmentationFailed"),
+    };
+    let mut note = report
+        .members
+        .iter()
+        .map(|m| match m.outcome.as_str() {
+            "Defragmented" => format!(
+                "{}: reclaimed {} bytes in {:.1}s",
+                m.name, m.reclaimed_bytes, m.duration_seconds
+            ),
+            _ => format!("{}: {} ({})", m.name, m.outcome, m.reason),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !report.reason.is_empty() {
+        note = if note.is_empty() {
+            report.reason.clone()
+        } else {
+            format!("{}; {note}", report.reason)
+        };
+    }
+    if report.nospace_disarmed {
+        note.push_str("; NOSPACE alarm disarmed");
+    }
+    note.truncate(1000);
+    handle
+        .publish_event(&Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Defragment".into(),
+            secondary: None,
+        })
+        .await;
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for m in &report.members {
+        let result = DefragmentationResult {
+            time: time.clone(),
+            outcome: m.outcome.clone(),
+            reason: m.reason.clone(),
+            reclaimed_bytes: m.reclaimed_bytes,
+            db_size_before: m.db_size_before,
+            db_size_after: m.db_size_after,
+            duration_seconds: m.duration_seconds,
+        };
+        let Ok(value) = serde_json::to_string(&result) else {
+            continue;
+        };
+        handle
+            .annotate_member_lease(&m.name, LAST_DEFRAGMENTATION_ANNOTATION, &value)
+            .await;
     }
 }

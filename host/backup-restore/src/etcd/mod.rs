@@ -12,6 +12,11 @@ use etcd_client::{Client, ConnectOptions, Error as EtcdError, TlsOptions};
 use crate::config::EtcdArgs;
 use crate::formats::delta;
 
+/// Excludes full snapshots and defragmentation from each other (both load
+/// the leader's backend; a snapshot of a member being defragmented
+/// stalls).
+pub type MaintenanceLock = std::sync::Arc<tokio::sync::Mutex<()>>;
+
 /// Why connecting failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

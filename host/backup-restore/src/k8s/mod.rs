@@ -1,21 +1,17 @@
-//! The sidecar's view of Kubernetes beyond the leases: its Etcd (found
-//! through the owner of its member lease), the on-demand defragmentation
-//! annotation on it, and publishing defragmentation results as events on
-//! the Etcd and annotations on the member leases (which the operator shows
-//! in `status.members`).
+//! The sidecar's view of Kubernetes: its Etcd (found through the owner of
+//! its member lease), the on-demand defragmentation annotation on it,
+//! events on the Etcd and annotations on the member leases; and
+//! ([`leases`]) the snapshot and member lease heartbeats.
 
 pub mod leases;
 
-use druid_api::etcd::DefragmentationResult;
-use druid_api::{DEFRAGMENT_ANNOTATION, LAST_DEFRAGMENTATION_ANNOTATION};
+use druid_api::DEFRAGMENT_ANNOTATION;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::{Api, Client};
-
-use crate::defrag::Report;
 
 /// This sidecar's Etcd and a client to reach it.
 #[derive(Clone)]
@@ -116,9 +112,9 @@ impl EtcdHandle {
         }
     }
 
-    /// Publishes a run's results: an event on the Etcd, and each member's
-    /// result on its lease.
-    pub async fn publish(&self, report: &Report) {
+    /// Publishes an event about a maintenance operation on the Etcd, as
+    /// `etcdbr` from this pod; a failure is logged, never fatal.
+    pub async fn publish_event(&self, event: &Event) {
         let recorder = Recorder::new(
             self.client.clone(),
             Reporter {
@@ -126,67 +122,22 @@ impl EtcdHandle {
                 instance: Some(self.pod.clone()),
             },
         );
-        let (type_, reason) = match report.outcome.as_str() {
-            "Succeeded" => (EventType::Normal, "DefragmentationSucceeded"),
-            "Refused" => (EventType::Warning, "DefragmentationRefused"),
-            "TimedOut" => (EventType::Warning, "DefragmentationTimedOut"),
-            _ => (EventType::Warning, "DefragmentationFailed"),
-        };
-        let mut note = report
-            .members
-            .iter()
-            .map(|m| match m.outcome.as_str() {
-                "Defragmented" => format!(
-                    "{}: reclaimed {} bytes in {:.1}s",
-                    m.name, m.reclaimed_bytes, m.duration_seconds
-                ),
-                _ => format!("{}: {} ({})", m.name, m.outcome, m.reason),
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        if !report.reason.is_empty() {
-            note = if note.is_empty() {
-                report.reason.clone()
-            } else {
-                format!("{}; {note}", report.reason)
-            };
+        if let Err(e) = recorder.publish(event, &self.reference).await {
+            tracing::warn!(reason = %event.reason, error = %e, "cannot publish an event on the Etcd");
         }
-        if report.nospace_disarmed {
-            note.push_str("; NOSPACE alarm disarmed");
-        }
-        note.truncate(1000);
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Defragment".into(),
-            secondary: None,
-        };
-        if let Err(e) = recorder.publish(&event, &self.reference).await {
-            tracing::warn!(error = %e, "cannot publish the defragmentation event");
-        }
+    }
+
+    /// Sets the annotation `key` to `value` on the member lease `member`
+    /// (the operator shows some of them in `status.members`); a failure is
+    /// logged, never fatal.
+    pub async fn annotate_member_lease(&self, member: &str, key: &str, value: &str) {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
-        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        for m in &report.members {
-            let result = DefragmentationResult {
-                time: time.clone(),
-                outcome: m.outcome.clone(),
-                reason: m.reason.clone(),
-                reclaimed_bytes: m.reclaimed_bytes,
-                db_size_before: m.db_size_before,
-                db_size_after: m.db_size_after,
-                duration_seconds: m.duration_seconds,
-            };
-            let Ok(value) = serde_json::to_string(&result) else {
-                continue;
-            };
-            let patch = serde_json::json!({"metadata": {"annotations": {LAST_DEFRAGMENTATION_ANNOTATION: value}}});
-            if let Err(e) = leases
-                .patch(&m.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                tracing::warn!(member = %m.name, error = %e, "cannot record the defragmentation result on the member lease");
-            }
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        if let Err(e) = leases
+            .patch(member, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(member, annotation = key, error = %e, "cannot annotate the member lease");
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::forward::forward_to_leader;
 use super::maintenance::run_defrag;
 use super::state::{AppState, InitState, OnDemandPermit};
-use crate::config::{EtcdArgs, ServerArgs, ServerConfig};
+use crate::config::{EtcdArgs, ServerConfig};
 use crate::formats::names::Snapshot;
 use crate::restore::initializer::{Initializer, Mode};
 use crate::snapshot::Request;
@@ -136,15 +136,6 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-pub(super) fn member_name(server: &ServerArgs, fallback: &str) -> String {
-    let pod = std::env::var("POD_NAME").unwrap_or_else(|_| fallback.to_string());
-    if server.member_name_prefix.is_empty() {
-        pod
-    } else {
-        format!("{}-{pod}", server.member_name_prefix)
-    }
-}
-
 pub(super) async fn config(State(state): State<Arc<AppState>>) -> Response {
     let c = &state.config;
     let path = &c.server.etcd_config;
@@ -158,7 +149,7 @@ pub(super) async fn config(State(state): State<Arc<AppState>>) -> Response {
                 .into_response();
         }
     };
-    let member = member_name(&c.server, &c.restore.name);
+    let member = c.member_name();
     let live = live_cluster(&c.etcd).await;
     match crate::etcd::config::render(&text, &member, live.as_ref()) {
         Ok(rendered) => {
@@ -190,7 +181,7 @@ pub(super) async fn adopt_member_settings(config: &mut ServerConfig) {
         tracing::debug!(path = %path.display(), "no etcd configuration: member settings from flags");
         return;
     };
-    let member = member_name(&config.server, &config.restore.name);
+    let member = config.member_name();
     let settings = match crate::etcd::config::member_settings(&text, &member) {
         Ok(s) => s,
         Err(e) => {

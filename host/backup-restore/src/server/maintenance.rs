@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::api::member_name;
 use super::state::AppState;
 use crate::defrag::Coordinator;
 
@@ -75,7 +74,7 @@ pub(super) async fn run_defrag(state: &Arc<AppState>) -> Option<crate::defrag::R
     let report = coordinator(state).run().await;
     state.defragmenting.store(false, Ordering::SeqCst);
     if let Some(handle) = etcd_handle(state).await {
-        handle.publish(&report).await;
+        crate::defrag::publish(handle, &report).await;
     }
     Some(report)
 }
@@ -86,7 +85,7 @@ pub(super) async fn etcd_handle(state: &Arc<AppState>) -> Option<&crate::k8s::Et
         .etcd_handle
         .get_or_init(|| async {
             let c = &state.config;
-            crate::k8s::EtcdHandle::discover(&member_name(&c.server, &c.restore.name)).await
+            crate::k8s::EtcdHandle::discover(&c.member_name()).await
         })
         .await
         .as_ref()

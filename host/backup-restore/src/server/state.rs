@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::config::ServerConfig;
-use crate::defrag::MaintenanceLock;
+use crate::etcd::MaintenanceLock;
 use crate::metrics::Metrics;
 use crate::snapshot::Request;
 use crate::store::Snapstore;

@@ -137,7 +137,7 @@ pub struct Snapshotter {
     /// operator's compaction trigger).
     delta_bytes: u64,
     /// Held while a full snapshot is taken (excludes defragmentation).
-    maintenance: Option<crate::defrag::MaintenanceLock>,
+    maintenance: Option<crate::etcd::MaintenanceLock>,
 }
 
 /// A delta being uploaded.
@@ -186,7 +186,7 @@ impl Snapshotter {
     }
 
     /// Full snapshots wait for (and exclude) defragmentation.
-    pub fn with_maintenance_lock(mut self, lock: crate::defrag::MaintenanceLock) -> Self {
+    pub fn with_maintenance_lock(mut self, lock: crate::etcd::MaintenanceLock) -> Self {
         self.maintenance = Some(lock);
         self
     }
