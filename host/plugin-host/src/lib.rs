@@ -18,7 +18,9 @@
 //!   streamed upload and download, with errors in host terms. The sidecar and
 //!   the operator never touch wasmtime types.
 
-// Modules from the bottom up; each uses only those above it in this list.
+// Modules, from the bottom up: limits, redact, config, credentials, cache,
+// grants, runtime, wiring, provider, store, compact, registry; each uses
+// only those before it (the crate README says what each owns).
 mod cache;
 mod compact;
 mod config;
