@@ -193,7 +193,7 @@ pub struct TaskOperation {
     /// What happened.
     #[serde(default)]
     pub description: String,
-    /// When.
+    /// When the operation last changed its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<Time>,
 }

@@ -30,7 +30,7 @@ const CONFIG_TRIES: u32 = 5;
 pub enum InitStatus {
     /// Nothing running; the last result (if any) was read.
     New,
-    /// Running.
+    /// Validation (and a restore, if one is needed) is running.
     Progress,
     /// The data directory is valid (or was restored).
     Successful,

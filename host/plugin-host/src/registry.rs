@@ -39,7 +39,8 @@ pub struct RegisteredPlugin {
     pub info: PluginInfo,
     /// Where it came from.
     pub source: PluginSource,
-    /// Its kind.
+    /// What it serves: a storage provider or the compactor (from the
+    /// world its component exports).
     pub kind: PluginKind,
     handle: Handle,
 }

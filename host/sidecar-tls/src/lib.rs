@@ -24,7 +24,7 @@ pub enum TlsError {
     BadClientKey {
         /// Where it came from.
         what: String,
-        /// Why.
+        /// What the PEM parser found instead of a private key.
         reason: String,
     },
     /// A file could not be read.

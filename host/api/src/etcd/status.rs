@@ -52,7 +52,7 @@ pub struct CrossVersionObjectReference {
     /// Its API version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
-    /// Its kind.
+    /// Its kind, e.g. `StatefulSet`.
     pub kind: String,
     /// Its name.
     pub name: String,
@@ -95,7 +95,8 @@ pub struct EtcdMemberStatus {
     pub role: Option<String>,
     /// `Ready`, `NotReady` or `Unknown`.
     pub status: String,
-    /// Why.
+    /// Why the member has that status, from its lease: `LeaseSucceeded`,
+    /// `LeaseExpired` or `UnknownGracePeriodExceeded`.
     #[serde(default)]
     pub reason: String,
     /// When the status last changed.
@@ -139,7 +140,7 @@ pub struct LastError {
     pub code: String,
     /// What went wrong and how to fix it.
     pub description: String,
-    /// When.
+    /// When the operator saw the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_at: Option<Time>,
 }
@@ -159,7 +160,7 @@ pub struct LastOperation {
     /// An ID of the reconcile run.
     #[serde(default, rename = "runID")]
     pub run_id: String,
-    /// When.
+    /// When the operation last changed its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<Time>,
 }

@@ -21,7 +21,7 @@ use crate::store::Snapstore;
 pub enum InitState {
     /// Nothing started (or the last result was read).
     New,
-    /// Running.
+    /// Validation (and a restore, if one is needed) is running.
     Progress,
     /// Done, data valid.
     Successful,
