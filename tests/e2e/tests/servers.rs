@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use druid_test_support::{EtcdCluster, KubeApiServer, MinioServer};
+use druid_test_support::{EtcdCluster, EtcdMemberConfig, KubeApiServer, MinioServer};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -51,6 +51,26 @@ async fn etcd_member_killed_is_seen_as_exited() {
     assert!(member.process().exited().is_some());
     // Its data directory stays for a restore test to inspect.
     assert!(member.data_dir().join("member").is_dir());
+}
+
+#[tokio::test]
+async fn an_etcd_member_restarts_on_its_data_directory() {
+    let mut member = EtcdMemberConfig::new("restart").unwrap().start().unwrap();
+    let mut client = etcd_client::Client::connect([member.client_url()], None)
+        .await
+        .unwrap();
+    client.put("kept", "across restarts", None).await.unwrap();
+    drop(client);
+    member.stop();
+    assert!(member.process().exited().is_some());
+
+    member.restart().unwrap();
+    assert!(member.process().exited().is_none());
+    let mut client = etcd_client::Client::connect([member.client_url()], None)
+        .await
+        .unwrap();
+    let response = client.get("kept", None).await.unwrap();
+    assert_eq!(response.kvs()[0].value(), b"across restarts");
 }
 
 async fn kube_client(server: &KubeApiServer) -> kube::Client {

@@ -28,7 +28,7 @@ mod plugins;
 mod process;
 
 pub use azurite::AzuriteServer;
-pub use etcd::{EtcdCluster, EtcdMember};
+pub use etcd::{EtcdCluster, EtcdMember, EtcdMemberConfig};
 pub use etcdbr::{etcdbr_tool_flags, local_store_flags, workspace_binary};
 pub use gcs::FakeGcsServer;
 pub use kube::{CRD_TIMEOUT, KubeApiServer, install_crds};

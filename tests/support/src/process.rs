@@ -96,13 +96,16 @@ fn die_with_parent(command: &mut Command) {
 /// How many lines of each server's log a failing test prints.
 const PANIC_TAIL_LINES: usize = 15;
 
-/// Log paths of every server started in this process: when a test panics,
-/// the end of each log and the paths are printed.
+/// Log paths of every server started in this process, each once: when a
+/// test panics, the end of each log and the paths are printed.
 fn register_log(path: &Path) {
     static LOGS: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
     let first = LOGS.get().is_none();
     let logs = LOGS.get_or_init(|| Mutex::new(Vec::new()));
-    if let Ok(mut l) = logs.lock() {
+    if let Ok(mut l) = logs.lock()
+        && !l.iter().any(|p| p == path)
+    {
+        // A restarted server appends to the log it had.
         l.push(path.to_path_buf());
     }
     if first {
