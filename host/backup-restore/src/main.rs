@@ -42,12 +42,7 @@ fn init_logging(json: bool) {
 }
 
 async fn open_store(store: &StoreArgs) -> Result<Snapstore> {
-    let registry = druid_backup_restore::store::registry(store)
-        .await
-        .context("loading the provider plugins")?;
-    Snapstore::open(store, &registry)
-        .await
-        .context("opening the store")
+    Snapstore::connect(store).await.context("opening the store")
 }
 
 #[tokio::main]

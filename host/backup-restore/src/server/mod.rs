@@ -33,11 +33,8 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
     adopt_member_settings(&mut config).await;
     let metrics = Arc::new(Metrics::new());
     let store = if config.store.has_store() {
-        let registry = crate::store::registry(&config.store)
-            .await
-            .context("loading the provider plugins")?;
         Some(
-            Snapstore::open(&config.store, &registry)
+            Snapstore::connect(&config.store)
                 .await
                 .context("opening the store")?,
         )

@@ -296,7 +296,16 @@ impl Snapstore {
         }
     }
 
-    /// Opens the store the flags configure, through its provider plugin.
+    /// Loads the provider plugins (the built-in ones plus `--plugins-dir`)
+    /// and opens the store the flags configure with them: how the sidecar
+    /// and each of its jobs open their store.
+    pub async fn connect(args: &StoreArgs) -> Result<Self, Error> {
+        let registry = registry(args).await?;
+        Self::open(args, &registry).await
+    }
+
+    /// Opens the store the flags configure, through its provider plugin
+    /// in an already loaded registry.
     pub async fn open(args: &StoreArgs, registry: &Arc<Registry>) -> Result<Self, Error> {
         if !args.has_store() {
             return Err(Error::Config("no --storage-provider configured".into()));
