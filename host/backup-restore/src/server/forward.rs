@@ -21,11 +21,7 @@ pub(super) async fn forward_to_leader(state: &Arc<AppState>, path_and_query: &st
                 .into_response();
         }
     };
-    let result = if state.config.server.server_cert.is_some() {
-        forward_tls(&state.config, &base, path_and_query).await
-    } else {
-        forward_plain(&state.http, &base, path_and_query).await
-    };
+    let result = forward(&state.config, &base, path_and_query).await;
     match result {
         Ok((code, body)) => {
             let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -35,72 +31,55 @@ pub(super) async fn forward_to_leader(state: &Arc<AppState>, path_and_query: &st
     }
 }
 
-/// Checks the leader's sidecar is healthy, then relays the request (HTTP).
-pub(super) async fn forward_plain(
-    http: &reqwest::Client,
-    base: &str,
-    path_and_query: &str,
-) -> Result<(u16, Vec<u8>), String> {
-    let health = http
-        .get(format!("{base}/healthz"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .map_err(|e| format!("the leader's sidecar at {base} does not answer: {e}"))?;
-    if !health.status().is_success() {
-        return Err(format!(
-            "the leader's sidecar at {base} is not healthy ({})",
-            health.status()
-        ));
-    }
-    let resp = http
-        .get(format!("{base}{path_and_query}"))
-        .send()
-        .await
-        .map_err(|e| format!("forwarding to the leader at {base}: {e}"))?;
-    let code = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(|e| e.to_string())?;
-    Ok((code, body.to_vec()))
-}
-
-/// The same over HTTPS, trusting `--cacert` (the CA of the sidecars'
-/// serving certificates, as upstream) and the serving certificate chain
-/// itself, presenting `--api-client-cert` when the sidecars require client
-/// certificates. Uses ureq on a blocking thread (see `druid-sidecar-tls`).
-pub(super) async fn forward_tls(
+/// Checks the leader's sidecar is healthy, then relays the request; one
+/// path for HTTP and HTTPS. With TLS (`--server-cert`) it trusts
+/// `--cacert` (the CA of the sidecars' serving certificates, as upstream)
+/// and the serving certificate chain itself, and presents
+/// `--api-client-cert` when the sidecars require client certificates.
+/// ureq on a blocking thread (see `druid-sidecar-tls` for why not reqwest).
+pub(super) async fn forward(
     config: &ServerConfig,
     base: &str,
     path_and_query: &str,
 ) -> Result<(u16, Vec<u8>), String> {
-    let roots: Vec<&std::path::Path> = config
-        .etcd
-        .cacert
-        .iter()
-        .chain(config.server.server_cert.iter())
-        .chain(config.server.client_ca_file.iter())
-        .map(|p| p.as_path())
-        .collect();
-    let mut tls = druid_sidecar_tls::SidecarTls::from_files(&roots).map_err(|e| e.to_string())?;
-    if let (Some(cert), Some(key)) = (
-        &config.server.api_client_cert,
-        &config.server.api_client_key,
-    ) {
-        tls = tls
-            .with_client_files(cert, key)
-            .map_err(|e| e.to_string())?;
-    }
+    let tls = if config.server.server_cert.is_some() {
+        let roots: Vec<&std::path::Path> = config
+            .etcd
+            .cacert
+            .iter()
+            .chain(config.server.server_cert.iter())
+            .chain(config.server.client_ca_file.iter())
+            .map(|p| p.as_path())
+            .collect();
+        let mut tls =
+            druid_sidecar_tls::SidecarTls::from_files(&roots).map_err(|e| e.to_string())?;
+        if let (Some(cert), Some(key)) = (
+            &config.server.api_client_cert,
+            &config.server.api_client_key,
+        ) {
+            tls = tls
+                .with_client_files(cert, key)
+                .map_err(|e| e.to_string())?;
+        }
+        Some(tls)
+    } else {
+        None
+    };
     let base = base.to_string();
     let path_and_query = path_and_query.to_string();
     tokio::task::spawn_blocking(move || {
-        let tls = tls.config();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(tls)
+        let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(3600)))
-            .build()
-            .into();
+            .timeout_global(Some(Duration::from_secs(3600)));
+        if let Some(tls) = &tls {
+            builder = builder.tls_config(tls.config());
+        }
+        let agent: ureq::Agent = builder.build().into();
         let health = agent
             .get(&format!("{base}/healthz"))
+            .config()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
             .call()
             .map_err(|e| format!("the leader's sidecar at {base} does not answer: {e}"))?;
         if !health.status().is_success() {

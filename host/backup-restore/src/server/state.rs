@@ -49,7 +49,6 @@ pub struct AppState {
     pub(super) healthy: AtomicBool,
     /// The running snapshotter's request queue (leader only).
     pub(super) snapshotter: Mutex<Option<mpsc::Sender<Request>>>,
-    pub(super) http: reqwest::Client,
     /// Excludes full snapshots and defragmentation from each other.
     pub(super) maintenance: MaintenanceLock,
     /// Set while a defragmentation run is in progress.
@@ -157,10 +156,6 @@ impl AppState {
             leading: AtomicBool::new(false),
             etcd_handle: tokio::sync::OnceCell::new(),
             on_demand: std::sync::Mutex::default(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(3600))
-                .build()
-                .unwrap_or_default(),
         })
     }
 }
