@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Etcd, Sidecar, SidecarOptions, Store};
+use common::{Sidecar, SidecarOptions, Store};
+use druid_test_support::EtcdMember;
 use etcd_client::{Client, CompactionOptions};
 use tokio::sync::Mutex;
 
@@ -127,7 +128,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn db_sizes(members: &[Etcd]) -> Vec<(i64, i64)> {
+async fn db_sizes(members: &[EtcdMember]) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     for m in members {
         let mut c = Client::connect([m.client_url()], None).await.unwrap();
@@ -156,7 +157,7 @@ async fn run() {
         3,
         &[format!("--quota-backend-bytes={}", 8u64 << 30)],
     );
-    let endpoints: Vec<String> = members.iter().map(Etcd::client_url).collect();
+    let endpoints: Vec<String> = members.iter().map(EtcdMember::client_url).collect();
     let all = endpoints.join(",");
     let client = Client::connect(endpoints.clone(), None).await.unwrap();
     let store = Store::local("bench-defrag");
@@ -238,7 +239,7 @@ async fn run() {
                 order.sort_by_key(|(_, _, leader)| *leader);
                 let etcdctl = druid_test_support::find_binary("etcdctl", "etcd").unwrap();
                 for (name, url, _) in order {
-                    let i = members.iter().position(|m| m.name == name).unwrap();
+                    let i = members.iter().position(|m| m.name() == name).unwrap();
                     let t = Instant::now();
                     let out = std::process::Command::new(&etcdctl)
                         .env("ETCDCTL_API", "3")
@@ -307,5 +308,5 @@ async fn run() {
     for m in &mut members {
         m.stop();
     }
-    let _ = std::fs::remove_dir_all(&members[0].dir);
+    let _ = std::fs::remove_dir_all(members[0].dir());
 }

@@ -12,7 +12,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Etcd, Sidecar, SidecarOptions, Store, create_lease, dump, wait_holder};
+use common::{Sidecar, SidecarOptions, Store, create_lease, dump, wait_holder};
+use druid_test_support::EtcdMember;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
@@ -44,7 +45,7 @@ async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
                 ],
                 env: vec![
                     ("POD_NAMESPACE".into(), namespace.clone()),
-                    ("POD_NAME".into(), m.name.clone()),
+                    ("POD_NAME".into(), m.name().to_string()),
                     ("KUBECONFIG".into(), kubeconfig.clone()),
                 ],
                 ..SidecarOptions::new(m, &store, "c")
@@ -54,7 +55,10 @@ async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
 
     // Exactly one sidecar is healthy: the leader's.
     let mut client = etcd_client::Client::connect(
-        members.iter().map(Etcd::client_url).collect::<Vec<_>>(),
+        members
+            .iter()
+            .map(EtcdMember::client_url)
+            .collect::<Vec<_>>(),
         None,
     )
     .await
@@ -145,10 +149,10 @@ async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
         let id = members_list
             .members()
             .iter()
-            .find(|x| x.name() == m.name)
+            .find(|x| x.name() == m.name())
             .unwrap()
             .id();
-        let h = wait_holder(&leases, &m.name, |h| h.ends_with(role)).await;
+        let h = wait_holder(&leases, m.name(), |h| h.ends_with(role)).await;
         assert!(h.starts_with(&format!("{id:x}:")), "{h}");
     }
     let before = sidecars[leader].latest();
@@ -210,7 +214,7 @@ async fn a_member_with_a_corrupt_database_rejoins_as_a_learner_and_is_promoted()
     let all = common::client_urls(&members);
     let store = Store::local("rejoin");
     let port = druid_test_support::free_port().unwrap();
-    let start_sidecar = |m: &Etcd| {
+    let start_sidecar = |m: &EtcdMember| {
         Sidecar::start(&SidecarOptions {
             service_endpoints: Some(all.clone()),
             port: Some(port),
@@ -218,7 +222,10 @@ async fn a_member_with_a_corrupt_database_rejoins_as_a_learner_and_is_promoted()
         })
     };
     let mut client = etcd_client::Client::connect(
-        members.iter().map(Etcd::client_url).collect::<Vec<_>>(),
+        members
+            .iter()
+            .map(EtcdMember::client_url)
+            .collect::<Vec<_>>(),
         None,
     )
     .await
@@ -236,13 +243,13 @@ async fn a_member_with_a_corrupt_database_rejoins_as_a_learner_and_is_promoted()
         .find(|&i| {
             list.members()
                 .iter()
-                .any(|m| m.name() == members[i].name && m.id() != leader_id)
+                .any(|m| m.name() == members[i].name() && m.id() != leader_id)
         })
         .unwrap();
     let old_id = list
         .members()
         .iter()
-        .find(|m| m.name() == members[victim].name)
+        .find(|m| m.name() == members[victim].name())
         .unwrap()
         .id();
     members[victim].stop();
@@ -251,7 +258,7 @@ async fn a_member_with_a_corrupt_database_rejoins_as_a_learner_and_is_promoted()
         .map(|i| members[i].client_url())
         .collect();
     let mut client = etcd_client::Client::connect(survivors, None).await.unwrap();
-    let db = members[victim].data_dir.join("member/snap/db");
+    let db = members[victim].data_dir().join("member/snap/db");
     let mut bytes = std::fs::read(&db).unwrap();
     for b in bytes.iter_mut().skip(8192).step_by(61).take(3000) {
         *b ^= 0x3C;
@@ -280,8 +287,8 @@ async fn a_member_with_a_corrupt_database_rejoins_as_a_learner_and_is_promoted()
         .unwrap();
     assert!(rejoined.is_learner());
     assert_ne!(rejoined.id(), old_id);
-    members[victim].extra_args = vec!["--initial-cluster-state=existing".into()];
-    members[victim].start();
+    members[victim].config_mut().extra_args = vec!["--initial-cluster-state=existing".into()];
+    members[victim].restart().unwrap();
 
     // The sidecar promotes it once it caught up; it serves every key.
     let start = Instant::now();
@@ -313,7 +320,7 @@ async fn a_member_with_a_corrupt_database_rejoins_as_a_learner_and_is_promoted()
         .unwrap();
     assert_eq!(got.kvs().len(), 200);
     assert!(
-        members[victim].data_dir.with_extension("bak").exists(),
+        members[victim].data_dir().with_extension("bak").exists(),
         "the corrupt data is kept aside"
     );
     drop(sidecar);
@@ -328,7 +335,7 @@ async fn a_follower_forwards_to_the_leader_over_mutual_tls() {
     let all = common::client_urls(&members);
     // A CA, and one serving certificate it issues for the three sidecars
     // (127.0.0.1–3); the certificate file holds the chain.
-    let certs = members[0].dir.join("certs");
+    let certs = members[0].dir().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
     let openssl = |args: &[&str]| {
         let out = std::process::Command::new("openssl")

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Etcd, Kv, Sidecar, SidecarOptions, Store, dump, etcdbr};
-use druid_test_support::find_binary;
+use common::{EtcdClient as _, Kv, Sidecar, SidecarOptions, Store, dump, etcdbr};
+use druid_test_support::{EtcdMemberConfig, find_binary};
 use etcd_client::{Client, DeleteOptions, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp};
 
 /// A small deterministic generator (the seed is printed, so a failure can
@@ -197,15 +197,15 @@ async fn granted_ttls(
 
 /// An etcd member restored from a snapshot file with `etcdctl`, hash
 /// checked.
-fn restored_member(label: &str, snapshot: &std::path::Path) -> Etcd {
-    let etcd = Etcd::new(label);
+fn restored_member(label: &str, snapshot: &std::path::Path) -> EtcdMemberConfig {
+    let etcd = EtcdMemberConfig::new(label).unwrap();
     etcdctl(&[
         "snapshot".into(),
         "restore".into(),
         snapshot.display().to_string(),
         format!("--data-dir={}", etcd.data_dir.display()),
         format!("--name={}", etcd.name),
-        format!("--initial-cluster={}", etcd.initial_cluster),
+        format!("--initial-cluster={}", etcd.initial_cluster()),
         format!("--initial-cluster-token={}", etcd.token),
         format!("--initial-advertise-peer-urls={}", etcd.peer_url()),
     ]);
@@ -221,8 +221,7 @@ async fn compaction_and_restore_serve_exactly_the_data_and_leases_of_the_origina
     eprintln!("random operations with seed {seed} (set DRUID_COMPACTION_SEED to replay)");
     let mut rng = Rng(seed);
     let store = Store::local("compaction");
-    let mut etcd = Etcd::new("compaction");
-    etcd.start();
+    let etcd = common::start_etcd("compaction");
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-main"));
     sidecar.wait_leading();
     let mut client = etcd.client().await;
@@ -255,7 +254,7 @@ async fn compaction_and_restore_serve_exactly_the_data_and_leases_of_the_origina
     etcd.stop();
 
     // 1. Restore without replay, recreated leases on a short TTL.
-    let target = Etcd::new("compaction-restore");
+    let target = EtcdMemberConfig::new("compaction-restore").unwrap();
     let work = target.dir.join("work");
     let out = etcdbr(
         &store,
@@ -265,7 +264,7 @@ async fn compaction_and_restore_serve_exactly_the_data_and_leases_of_the_origina
             format!("--data-dir={}", target.data_dir.display()),
             format!("--restoration-temp-snapshots-dir={}", work.display()),
             format!("--name={}", target.name),
-            format!("--initial-cluster={}", target.initial_cluster),
+            format!("--initial-cluster={}", target.initial_cluster()),
             format!("--initial-cluster-token={}", target.token),
             format!("--initial-advertise-peer-urls={}", target.peer_url()),
             "--unknown-lease-ttl=4s".into(),
@@ -278,8 +277,7 @@ async fn compaction_and_restore_serve_exactly_the_data_and_leases_of_the_origina
         !log.contains("delta applied"),
         "nothing was replayed: {log}"
     );
-    let mut target = target;
-    target.start();
+    let target = target.start().unwrap();
     let mut c = target.client().await;
     let (got, got_revision) = dump(&mut c).await;
     assert_same(&expected, revision, &got, got_revision);
@@ -329,7 +327,7 @@ async fn compaction_and_restore_serve_exactly_the_data_and_leases_of_the_origina
     target.stop();
 
     // 2. The compaction job: a new full snapshot named with its revision.
-    let job_dir = target.dir.join("compact");
+    let job_dir = target.dir().join("compact");
     let out = etcdbr(
         &store,
         &[
@@ -357,7 +355,7 @@ async fn compaction_and_restore_serve_exactly_the_data_and_leases_of_the_origina
         &compressed,
     )
     .unwrap();
-    let file = target.dir.join("compacted.db");
+    let file = target.dir().join("compacted.db");
     std::fs::write(&file, &stream).unwrap();
     let status: serde_json::Value = serde_json::from_str(&etcdctl(&[
         "snapshot".into(),
@@ -371,8 +369,7 @@ async fn compaction_and_restore_serve_exactly_the_data_and_leases_of_the_origina
         status["totalKey"].as_i64().unwrap() >= expected.len() as i64,
         "{status}"
     );
-    let mut member = restored_member("compaction-job", &file);
-    member.start();
+    let member = restored_member("compaction-job", &file).start().unwrap();
     let mut c = member.client().await;
     let (got, got_revision) = dump(&mut c).await;
     assert_same(&expected, revision, &got, got_revision);
@@ -420,8 +417,7 @@ async fn compaction_and_restore_serve_exactly_the_data_and_leases_of_the_origina
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_or_missing_deltas_are_refused_and_the_store_is_unchanged() {
     let store = Store::local("compaction-bad");
-    let mut etcd = Etcd::new("compaction-bad");
-    etcd.start();
+    let etcd = common::start_etcd("compaction-bad");
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-main"));
     sidecar.wait_leading();
     let mut client = etcd.client().await;
@@ -445,7 +441,7 @@ async fn damaged_or_missing_deltas_are_refused_and_the_store_is_unchanged() {
     drop(sidecar);
     etcd.stop();
     let before = store.keys("etcd-main/v2/");
-    let work = etcd.dir.join("job");
+    let work = etcd.dir().join("job");
     let compact = || {
         etcdbr(
             &store,

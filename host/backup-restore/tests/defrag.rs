@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Etcd, Sidecar, SidecarOptions, Store};
+use common::{EtcdClient as _, Sidecar, SidecarOptions, Store};
+use druid_test_support::{EtcdMember, EtcdMemberConfig};
 use etcd_client::{Client, CompactionOptions};
 
 /// Writes `n` values of `size` bytes, deletes 90 % of them and compacts,
@@ -64,8 +65,7 @@ fn report(body: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_member_is_defragmented_on_request_and_in_its_window() {
     let store = Store::local("defrag1");
-    let mut etcd = Etcd::new("defrag1");
-    etcd.start();
+    let etcd = common::start_etcd("defrag1");
     let sidecar = Sidecar::start(&SidecarOptions {
         extra: vec![
             "--defragmentation-threshold-bytes=1Mi".into(),
@@ -172,7 +172,7 @@ async fn one_member_is_defragmented_on_request_and_in_its_window() {
 
 /// Three members on 127.0.0.1..3 with a sidecar each on one port.
 struct Cluster {
-    members: Vec<Etcd>,
+    members: Vec<EtcdMember>,
     sidecars: Vec<Sidecar>,
     #[allow(dead_code, reason = "keeps the store alive")]
     store: Store,
@@ -189,7 +189,7 @@ impl Cluster {
             .map(|m| {
                 let mut env = env.clone();
                 if env.iter().any(|(k, _)| k == "POD_NAMESPACE") {
-                    env.push(("POD_NAME".into(), m.name.clone()));
+                    env.push(("POD_NAME".into(), m.name().to_string()));
                 }
                 Sidecar::start(&SidecarOptions {
                     service_endpoints: Some(all.clone()),
@@ -211,7 +211,7 @@ impl Cluster {
         Client::connect(
             self.members
                 .iter()
-                .map(Etcd::client_url)
+                .map(EtcdMember::client_url)
                 .collect::<Vec<_>>(),
             None,
         )
@@ -240,7 +240,7 @@ impl Cluster {
                 let status = m.client().await.status().await.unwrap();
                 let free = status.db_size() - status.raft_used_db_size();
                 if free < bytes {
-                    short.push(format!("{}: {free} bytes free", m.name));
+                    short.push(format!("{}: {free} bytes free", m.name()));
                 }
             }
             if short.is_empty() {
@@ -382,7 +382,7 @@ async fn three_members_followers_first_leader_last_without_a_failed_request() {
     assert_eq!(members[2]["wasLeader"], true);
     assert_eq!(
         members[2]["name"].as_str(),
-        Some(cluster.members[leader].name.as_str())
+        Some(cluster.members[leader].name())
     );
     for m in members {
         assert_eq!(m["outcome"], "Defragmented", "{r}");
@@ -509,9 +509,9 @@ async fn a_learner_a_member_down_or_a_rolling_update_blocks_the_run() {
     cluster.members[down].stop();
     refused(&format!(
         "member {} is not healthy",
-        cluster.members[down].name
+        cluster.members[down].name()
     ));
-    cluster.members[down].start();
+    cluster.members[down].restart().unwrap();
 
     // Settled: it runs.
     let (code, body) = get("/defragment");
@@ -525,7 +525,7 @@ async fn a_learner_a_member_down_or_a_rolling_update_blocks_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_killed_mid_run_stops_the_run_and_the_cluster_stays_quorate() {
-    let mut cluster = Cluster::start(
+    let cluster = Cluster::start(
         "killed",
         &["--defragmentation-threshold-bytes=1Mi"],
         Vec::new(),
@@ -550,9 +550,11 @@ async fn a_member_killed_mid_run_stops_the_run_and_the_cluster_stays_quorate() {
         std::thread::sleep(Duration::from_millis(10));
     };
     let victim = (0..3)
-        .find(|&i| i != leader && !first.contains(&format!("member={} ", cluster.members[i].name)))
+        .find(|&i| {
+            i != leader && !first.contains(&format!("member={} ", cluster.members[i].name()))
+        })
         .unwrap();
-    cluster.members[victim].process.as_ref().unwrap().kill();
+    cluster.members[victim].process().kill();
     let (code, body) = run.join().unwrap();
     assert_eq!(code, 500, "{body}");
     let r = report(&body);
@@ -560,7 +562,7 @@ async fn a_member_killed_mid_run_stops_the_run_and_the_cluster_stays_quorate() {
     assert!(
         r["reason"].as_str().unwrap().contains(&format!(
             "member {} is not healthy",
-            cluster.members[victim].name
+            cluster.members[victim].name()
         )),
         "{r}"
     );
@@ -577,15 +579,14 @@ async fn a_member_killed_mid_run_stops_the_run_and_the_cluster_stays_quorate() {
         metrics.contains("etcdbr_defragmentation_runs_total{outcome=\"Failed\"} 1"),
         "{metrics}"
     );
-    cluster.members[victim].process = None;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nospace_alarm_is_disarmed_after_defragmentation() {
     let store = Store::local("nospace");
-    let mut etcd = Etcd::new("nospace");
-    etcd.extra_args = vec![format!("--quota-backend-bytes={}", 24 << 20)];
-    etcd.start();
+    let mut config = EtcdMemberConfig::new("nospace").unwrap();
+    config.extra_args = vec![format!("--quota-backend-bytes={}", 24 << 20)];
+    let etcd = config.start().unwrap();
     let sidecar = Sidecar::start(&SidecarOptions {
         // The threshold is ignored while NOSPACE is raised.
         extra: vec!["--defragmentation-threshold-bytes=1Gi".into()],

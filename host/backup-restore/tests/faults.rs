@@ -11,15 +11,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{Etcd, Sidecar, SidecarOptions, Store, dump};
+use common::{EtcdClient as _, Sidecar, SidecarOptions, Store, dump};
 use druid_backup_restore::formats::compression::{self, Compression};
 use sha2::{Digest as _, Sha256};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_killed_during_an_upload_leaves_no_partial_snapshot() {
     let store = Store::minio("kill");
-    let mut etcd = Etcd::new("kill");
-    etcd.start();
+    let etcd = common::start_etcd("kill");
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "k"));
     sidecar.wait_leading();
     let mut client = etcd.client().await;
@@ -89,10 +88,9 @@ async fn a_sidecar_killed_during_an_upload_leaves_no_partial_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_that_are_not_snapshots_are_ignored_with_a_log_line() {
     let store = Store::local("names");
-    let mut etcd = Etcd::new("names");
-    etcd.start();
+    let etcd = common::start_etcd("names");
     // The cluster-wide etcd configuration the operator mounts.
-    let conf = etcd.dir.join("etcd.conf.yaml");
+    let conf = etcd.dir().join("etcd.conf.yaml");
     std::fs::write(
         &conf,
         format!(
@@ -177,8 +175,7 @@ fn b64(data: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deltas_are_written_and_read_in_upstreams_format() {
     let store = Store::local("format");
-    let mut etcd = Etcd::new("format");
-    etcd.start();
+    let mut etcd = common::start_etcd("format");
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
     sidecar.wait_leading();
     let mut client = etcd.client().await;
@@ -238,7 +235,7 @@ async fn deltas_are_written_and_read_in_upstreams_format() {
 
     drop(client);
     etcd.stop();
-    std::fs::remove_dir_all(&etcd.data_dir).unwrap();
+    std::fs::remove_dir_all(etcd.data_dir()).unwrap();
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
     assert_eq!(
         sidecar.initialize("sanity"),
@@ -247,7 +244,7 @@ async fn deltas_are_written_and_read_in_upstreams_format() {
         sidecar.log()
     );
     drop(sidecar);
-    etcd.start();
+    etcd.restart().unwrap();
     let mut client = etcd.client().await;
     let (kvs, revision) = dump(&mut client).await;
     assert_eq!(revision, first + 2);
@@ -261,8 +258,7 @@ async fn deltas_are_written_and_read_in_upstreams_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_collection_keeps_the_newest_full_snapshots_and_their_deltas() {
     let store = Store::minio("gc");
-    let mut etcd = Etcd::new("gc");
-    etcd.start();
+    let etcd = common::start_etcd("gc");
     let sidecar = Sidecar::start(&SidecarOptions {
         extra: vec![
             "--garbage-collection-policy=LimitBased".into(),

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Etcd, Sidecar, SidecarOptions, Store};
+use common::{Sidecar, SidecarOptions, Store};
 use druid_test_support::{MinioServer, free_port};
 
 /// What must never appear in a message.
@@ -74,8 +74,7 @@ fn assert_nothing_leaks(sidecar: &Sidecar, evidence: &str, forbidden: &[String])
 
 #[test]
 fn a_wrong_secret_key_is_named_but_never_shown() {
-    let mut etcd = Etcd::new("wrong-secret");
-    etcd.start();
+    let etcd = common::start_etcd("wrong-secret");
     let secret = format!(
         "wrong-secret-{}-{}",
         std::process::id(),
@@ -94,8 +93,7 @@ fn a_wrong_secret_key_is_named_but_never_shown() {
 
 #[test]
 fn transport_errors_name_the_endpoint_without_the_signed_query() {
-    let mut etcd = Etcd::new("closed-port");
-    etcd.start();
+    let etcd = common::start_etcd("closed-port");
     let closed = format!("http://127.0.0.1:{}", free_port().unwrap());
     let minio = MinioServer::shared();
     let store = Store::minio_with("closed-port", minio.secret_key(), &closed);

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Etcd, Sidecar, SidecarOptions, Store, dump};
+use common::{EtcdClient as _, Sidecar, SidecarOptions, Store, dump};
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
 
 /// Writes a mix of operations: puts, overwrites, deletes and multi-key
@@ -49,8 +49,7 @@ async fn write_mix(client: &mut Client, tag: &str, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_data_directory_is_restored_from_full_and_delta_snapshots() {
     let store = Store::minio("restore");
-    let mut etcd = Etcd::new("restore");
-    etcd.start();
+    let mut etcd = common::start_etcd("restore");
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-main"));
     sidecar.wait_leading();
     let mut client = etcd.client().await;
@@ -104,7 +103,7 @@ async fn a_wiped_data_directory_is_restored_from_full_and_delta_snapshots() {
     drop(client);
     drop(sidecar);
     etcd.stop();
-    std::fs::remove_dir_all(&etcd.data_dir).unwrap();
+    std::fs::remove_dir_all(etcd.data_dir()).unwrap();
 
     // Initialization as etcd-wrapper drives it.
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-main"));
@@ -116,7 +115,7 @@ async fn a_wiped_data_directory_is_restored_from_full_and_delta_snapshots() {
     );
     // Reading the result consumed it.
     assert_eq!(sidecar.get("/initialization/status").1, "New");
-    etcd.start();
+    etcd.restart().unwrap();
     let mut client = etcd.client().await;
     let (restored, restored_revision) = dump(&mut client).await;
     assert_eq!(restored_revision, revision);
@@ -135,8 +134,7 @@ async fn a_wiped_data_directory_is_restored_from_full_and_delta_snapshots() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_full_snapshot_is_refused_and_nothing_is_restored() {
     let store = Store::local("corrupt");
-    let mut etcd = Etcd::new("corrupt");
-    etcd.start();
+    let etcd = common::start_etcd("corrupt");
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
     sidecar.wait_leading();
     let mut client = etcd.client().await;
@@ -164,7 +162,7 @@ async fn a_corrupt_full_snapshot_is_refused_and_nothing_is_restored() {
     )
     .unwrap();
     store.write(&key, &corrupted);
-    std::fs::remove_dir_all(&etcd.data_dir).unwrap();
+    std::fs::remove_dir_all(etcd.data_dir()).unwrap();
 
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
     assert_eq!(sidecar.initialize("full"), "Failed");
@@ -174,14 +172,14 @@ async fn a_corrupt_full_snapshot_is_refused_and_nothing_is_restored() {
         "{log}"
     );
     assert!(
-        !etcd.data_dir.exists(),
+        !etcd.data_dir().exists(),
         "nothing may be restored from a corrupt snapshot"
     );
 
     // Truncated: the same refusal.
     store.write(&key, &object[..object.len() / 2]);
     assert_eq!(sidecar.initialize("full"), "Failed");
-    assert!(!etcd.data_dir.exists());
+    assert!(!etcd.data_dir().exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,8 +188,7 @@ async fn the_store_down_during_deltas_is_caught_up_without_a_gap() {
     let Store::Local { root, container } = &store else {
         unreachable!()
     };
-    let mut etcd = Etcd::new("outage");
-    etcd.start();
+    let etcd = common::start_etcd("outage");
     let (namespace, leases) = common::lease_namespace("outage").await;
     for name in ["o-full-snap", "o-delta-snap"] {
         common::create_lease(&leases, name).await;
@@ -271,8 +268,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_behind_the_store_or_corrupt_is_restored() {
     let store = Store::local("behind");
-    let mut etcd = Etcd::new("behind");
-    etcd.start();
+    let mut etcd = common::start_etcd("behind");
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
     sidecar.wait_leading();
     let mut client = etcd.client().await;
@@ -283,10 +279,10 @@ async fn a_data_directory_behind_the_store_or_corrupt_is_restored() {
     drop(sidecar);
     etcd.stop();
     // An old copy of the data directory, as a stale volume would hold.
-    let old = etcd.dir.join("old-data");
-    copy_dir(&etcd.data_dir, &old);
+    let old = etcd.dir().join("old-data");
+    copy_dir(etcd.data_dir(), &old);
 
-    etcd.start();
+    etcd.restart().unwrap();
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
     sidecar.wait_leading();
     let mut client = etcd.client().await;
@@ -299,8 +295,8 @@ async fn a_data_directory_behind_the_store_or_corrupt_is_restored() {
 
     // Sanity mode: the stale copy is behind the store; its WAL cannot
     // bring it up to date, so it is restored.
-    std::fs::remove_dir_all(&etcd.data_dir).unwrap();
-    copy_dir(&old, &etcd.data_dir);
+    std::fs::remove_dir_all(etcd.data_dir()).unwrap();
+    copy_dir(&old, etcd.data_dir());
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
     assert_eq!(
         sidecar.initialize("sanity"),
@@ -314,17 +310,17 @@ async fn a_data_directory_behind_the_store_or_corrupt_is_restored() {
         "{log}"
     );
     assert!(
-        etcd.data_dir.with_extension("bak").exists() || log.contains("moved aside"),
+        etcd.data_dir().with_extension("bak").exists() || log.contains("moved aside"),
         "{log}"
     );
-    etcd.start();
+    etcd.restart().unwrap();
     let mut client = etcd.client().await;
     assert_eq!(dump(&mut client).await, (expected.clone(), revision));
     drop(client);
     etcd.stop();
 
     // Full mode: a damaged database is detected and restored.
-    let db = etcd.data_dir.join("member/snap/db");
+    let db = etcd.data_dir().join("member/snap/db");
     let mut bytes = std::fs::read(&db).unwrap();
     for b in bytes.iter_mut().skip(4096).step_by(97).take(2000) {
         *b ^= 0xA5;
@@ -343,7 +339,7 @@ async fn a_data_directory_behind_the_store_or_corrupt_is_restored() {
         "{}",
         sidecar.log()
     );
-    etcd.start();
+    etcd.restart().unwrap();
     let mut client = etcd.client().await;
     assert_eq!(dump(&mut client).await, (expected, revision));
     let metrics = sidecar.get("/metrics").1;
@@ -362,9 +358,8 @@ async fn a_data_directory_behind_the_store_or_corrupt_is_restored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_api_serves_tls_and_reports_metrics() {
     let store = Store::local("tls");
-    let mut etcd = Etcd::new("tls");
-    etcd.start();
-    let certs = etcd.dir.join("certs");
+    let etcd = common::start_etcd("tls");
+    let certs = etcd.dir().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
     let status = std::process::Command::new("openssl")
         .args([
@@ -406,7 +401,7 @@ async fn the_http_api_serves_tls_and_reports_metrics() {
         ))
         .arg(format!(
             "--snapstore-temp-directory={}",
-            etcd.dir.join("tmp").display()
+            etcd.dir().join("tmp").display()
         ))
         .arg("--storage-provider=Local")
         .arg("--store-container=backups")
@@ -417,9 +412,12 @@ async fn the_http_api_serves_tls_and_reports_metrics() {
                 Store::Minio { .. } => unreachable!(),
             },
         );
-    let process =
-        druid_test_support::ServerProcess::spawn("etcdbr tls", c, &etcd.dir.join("etcdbr-tls.log"))
-            .unwrap();
+    let process = druid_test_support::ServerProcess::spawn(
+        "etcdbr tls",
+        c,
+        &etcd.dir().join("etcdbr-tls.log"),
+    )
+    .unwrap();
     let curl = |path: &str| {
         let out = std::process::Command::new("curl")
             .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", "--cacert"])
@@ -495,8 +493,7 @@ async fn the_http_api_serves_tls_and_reports_metrics() {
 
 #[test]
 fn initialization_never_runs_under_a_serving_etcd_and_status_polls_do_not_re_arm_it() {
-    let mut etcd = Etcd::new("init-guard");
-    etcd.start();
+    let mut etcd = common::start_etcd("init-guard");
     let store = Store::local("init-guard");
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-guard"));
 
@@ -516,7 +513,7 @@ fn initialization_never_runs_under_a_serving_etcd_and_status_polls_do_not_re_arm
         "{}",
         sidecar.log()
     );
-    etcd.start();
+    etcd.restart().unwrap();
     // Polls and start requests while etcd serves (a probe, a stray client,
     // under load) never run initialization again.
     for _ in 0..20 {
@@ -542,8 +539,7 @@ fn initialization_never_runs_under_a_serving_etcd_and_status_polls_do_not_re_arm
 
 #[test]
 fn on_demand_snapshots_are_rate_limited_and_say_when_to_retry() {
-    let mut etcd = Etcd::new("rate-limit");
-    etcd.start();
+    let etcd = common::start_etcd("rate-limit");
     let store = Store::local("rate-limit");
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-rate"));
     sidecar.wait_leading();

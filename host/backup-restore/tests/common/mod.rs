@@ -1,5 +1,5 @@
-//! Test harness: real etcd processes, the real `etcdbr` binary and real
-//! stores (MinIO, a local directory).
+//! Test harness: real etcd processes (druid-test-support's), the real
+//! `etcdbr` binary and real stores (MinIO, a local directory).
 #![allow(dead_code, reason = "each test binary uses a part of the harness")]
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use druid_test_support::{
-    MinioServer, ServerProcess, find_binary, free_port, http_get, server_dir,
+    EtcdCluster, EtcdMember, EtcdMemberConfig, MinioServer, ServerProcess, free_port, server_dir,
 };
 use etcd_client::{Client, GetOptions};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -26,135 +26,38 @@ pub struct Kv {
     pub lease: i64,
 }
 
-/// One etcd member on loopback, restartable on its data directory.
-pub struct Etcd {
-    pub name: String,
-    pub ip: String,
-    pub client_port: u16,
-    pub peer_port: u16,
-    pub data_dir: PathBuf,
-    pub dir: PathBuf,
-    pub initial_cluster: String,
-    pub token: String,
-    pub process: Option<ServerProcess>,
-    /// More etcd flags.
-    pub extra_args: Vec<String>,
+/// An etcd client of a member (druid-test-support, which starts the
+/// members, does not depend on etcd-client).
+pub trait EtcdClient {
+    /// A client of this member alone.
+    async fn client(&self) -> Client;
 }
 
-impl Etcd {
-    /// A new single member in a fresh directory.
-    pub fn new(label: &str) -> Etcd {
-        Self::member(label, "m0", "127.0.0.1", None)
-    }
-
-    /// A member of a cluster (`initial_cluster` set by the caller).
-    pub fn member(label: &str, name: &str, ip: &str, initial_cluster: Option<String>) -> Etcd {
-        let client_port = free_port().unwrap();
-        let peer_port = free_port().unwrap();
-        let dir = server_dir(&format!("etcdbr-{label}-{name}-{client_port}")).unwrap();
-        let initial_cluster =
-            initial_cluster.unwrap_or_else(|| format!("{name}=http://{ip}:{peer_port}"));
-        Etcd {
-            name: name.into(),
-            ip: ip.into(),
-            client_port,
-            peer_port,
-            data_dir: dir.join("data"),
-            dir,
-            initial_cluster,
-            token: format!("token-{label}"),
-            process: None,
-            extra_args: Vec::new(),
-        }
-    }
-
-    pub fn client_url(&self) -> String {
-        format!("http://{}:{}", self.ip, self.client_port)
-    }
-
-    pub fn peer_url(&self) -> String {
-        format!("http://{}:{}", self.ip, self.peer_port)
-    }
-
-    /// Starts etcd (on whatever the data directory holds).
-    pub fn start(&mut self) {
-        self.spawn();
-        self.wait_ready();
-    }
-
-    /// Spawns etcd without waiting.
-    pub fn spawn(&mut self) {
-        let etcd = find_binary("etcd", "etcd").unwrap();
-        let mut c = Command::new(etcd);
-        c.arg(format!("--name={}", self.name))
-            .arg(format!("--data-dir={}", self.data_dir.display()))
-            .arg(format!("--listen-client-urls={}", self.client_url()))
-            .arg(format!("--advertise-client-urls={}", self.client_url()))
-            .arg(format!("--listen-peer-urls={}", self.peer_url()))
-            .arg(format!("--initial-advertise-peer-urls={}", self.peer_url()))
-            .arg(format!("--initial-cluster={}", self.initial_cluster))
-            .arg(format!("--initial-cluster-token={}", self.token))
-            .arg("--initial-cluster-state=new")
-            .args(&self.extra_args)
-            .env_remove("ETCDCTL_API");
-        let p = ServerProcess::spawn(
-            &format!("etcd {}", self.name),
-            c,
-            &self.dir.join("etcd.log"),
-        )
-        .unwrap();
-        self.process = Some(p);
-    }
-
-    pub fn wait_ready(&self) {
-        let url = format!("{}/health", self.client_url());
-        self.process
-            .as_ref()
-            .unwrap()
-            .wait_ready(Duration::from_secs(60), || {
-                let (status, body) = http_get(&url)?;
-                Ok(status == 200 && body.contains("true"))
-            })
-            .unwrap();
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(p) = self.process.take() {
-            p.stop();
-        }
-    }
-
-    pub async fn client(&self) -> Client {
+impl EtcdClient for EtcdMember {
+    async fn client(&self) -> Client {
         Client::connect([self.client_url()], None).await.unwrap()
     }
+}
+
+/// Starts a single etcd member on 127.0.0.1 in a fresh directory.
+pub fn start_etcd(label: &str) -> EtcdMember {
+    EtcdMemberConfig::new(label).unwrap().start().unwrap()
 }
 
 /// Starts `n` members of one cluster on 127.0.0.1, 127.0.0.2, … so that
 /// their sidecars can share one port, as in a pod network; `extra` etcd
 /// flags go to every member.
-pub fn start_members(label: &str, n: usize, extra: &[String]) -> Vec<Etcd> {
-    let mut members: Vec<Etcd> = (0..n)
-        .map(|i| Etcd::member(label, &format!("m{i}"), &format!("127.0.0.{}", i + 1), None))
-        .collect();
-    let initial = members
-        .iter()
-        .map(|m| format!("{}={}", m.name, m.peer_url()))
-        .collect::<Vec<_>>()
-        .join(",");
-    for m in &mut members {
-        m.initial_cluster = initial.clone();
-        m.token = label.into();
-        m.extra_args = extra.to_vec();
-        m.spawn();
-    }
-    for m in &members {
-        m.wait_ready();
-    }
-    members
+pub fn start_members(label: &str, n: usize, extra: &[String]) -> Vec<EtcdMember> {
+    EtcdCluster::start_with(label, n, |i, member| {
+        member.ip = format!("127.0.0.{}", i + 1);
+        member.extra_args = extra.to_vec();
+    })
+    .unwrap()
+    .into_members()
 }
 
 /// The index in `members` of the member that leads.
-pub async fn leader_index(client: &mut Client, members: &[Etcd]) -> usize {
+pub async fn leader_index(client: &mut Client, members: &[EtcdMember]) -> usize {
     let leader = client.status().await.unwrap().leader();
     let list = client.member_list().await.unwrap();
     let name = list
@@ -164,14 +67,14 @@ pub async fn leader_index(client: &mut Client, members: &[Etcd]) -> usize {
         .unwrap()
         .name()
         .to_string();
-    members.iter().position(|m| m.name == name).unwrap()
+    members.iter().position(|m| m.name() == name).unwrap()
 }
 
 /// The members' client URLs joined with commas.
-pub fn client_urls(members: &[Etcd]) -> String {
+pub fn client_urls(members: &[EtcdMember]) -> String {
     members
         .iter()
-        .map(Etcd::client_url)
+        .map(EtcdMember::client_url)
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -505,7 +408,7 @@ pub struct Sidecar {
 
 /// Options of a sidecar under test.
 pub struct SidecarOptions<'a> {
-    pub etcd: &'a Etcd,
+    pub etcd: &'a EtcdMember,
     /// Client URLs of the whole cluster (defaults to the member's).
     pub service_endpoints: Option<String>,
     pub store: &'a Store,
@@ -519,7 +422,7 @@ pub struct SidecarOptions<'a> {
 }
 
 impl<'a> SidecarOptions<'a> {
-    pub fn new(etcd: &'a Etcd, store: &'a Store, prefix: &'a str) -> Self {
+    pub fn new(etcd: &'a EtcdMember, store: &'a Store, prefix: &'a str) -> Self {
         SidecarOptions {
             etcd,
             service_endpoints: None,
@@ -538,21 +441,24 @@ impl<'a> SidecarOptions<'a> {
 impl Sidecar {
     pub fn start(o: &SidecarOptions<'_>) -> Sidecar {
         let port = o.port.unwrap_or_else(|| free_port().unwrap());
-        let dir = server_dir(&format!("etcdbr-sidecar-{}-{port}", o.etcd.ip)).unwrap();
+        let dir = server_dir(&format!("etcdbr-sidecar-{}-{port}", o.etcd.ip())).unwrap();
         let mut c = Command::new(env!("CARGO_BIN_EXE_etcdbr"));
         c.arg("server")
             .arg(format!("--server-port={port}"))
-            .arg(format!("--server-address={}", o.etcd.ip))
+            .arg(format!("--server-address={}", o.etcd.ip()))
             .arg(format!("--endpoints={}", o.etcd.client_url()))
             .arg(format!("--store-prefix={}", o.prefix))
             .arg(format!("--schedule={}", o.schedule))
             .arg(format!("--delta-snapshot-period={}", o.delta_period))
             .arg("--garbage-collection-period=0s")
             .arg("--reelection-period=1s")
-            .arg(format!("--data-dir={}", o.etcd.data_dir.display()))
-            .arg(format!("--name={}", o.etcd.name))
-            .arg(format!("--initial-cluster={}", o.etcd.initial_cluster))
-            .arg(format!("--initial-cluster-token={}", o.etcd.token))
+            .arg(format!("--data-dir={}", o.etcd.data_dir().display()))
+            .arg(format!("--name={}", o.etcd.name()))
+            .arg(format!(
+                "--initial-cluster={}",
+                o.etcd.config().initial_cluster()
+            ))
+            .arg(format!("--initial-cluster-token={}", o.etcd.config().token))
             .arg(format!(
                 "--initial-advertise-peer-urls={}",
                 o.etcd.peer_url()
@@ -587,7 +493,7 @@ impl Sidecar {
             client: flag("--api-client-cert=").zip(flag("--api-client-key=")),
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let url = format!("{scheme}://{}:{port}", o.etcd.ip);
+        let url = format!("{scheme}://{}:{port}", o.etcd.ip());
         let probe = format!("{url}/metrics");
         process
             .wait_ready(Duration::from_secs(120), || {
