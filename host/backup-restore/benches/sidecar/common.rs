@@ -1,4 +1,4 @@
-//! What every scenario shares: settings from the environment, measured child processes, the bench directory, MinIO and etcd.
+//! What every scenario shares: settings from the environment, measured child processes, the bench directory, MinIO and etcd (druid-test-support's).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use druid_backup_restore::formats::names::Snapshot;
 use druid_test_support::{
-    MinioServer, ServerProcess, cache_dir, find_binary, free_port, http_get, plugin_components,
-    run_dir, server_dir,
+    EtcdMember, EtcdMemberConfig, MinioServer, ServerProcess, cache_dir, find_binary,
+    plugin_components, run_dir, server_dir,
 };
 use etcd_client::Client;
 
@@ -260,6 +260,19 @@ impl Bench {
         c
     }
 
+    /// A single etcd member on loopback run by the bench's etcd binary,
+    /// its data in `data_dir` if given; it may take 300 s to become healthy
+    /// on a large database.
+    pub(crate) fn etcd(&self, label: &str, data_dir: Option<PathBuf>) -> EtcdMemberConfig {
+        let mut config = EtcdMemberConfig::new(label).unwrap();
+        if let Some(data_dir) = data_dir {
+            config.data_dir = data_dir;
+        }
+        config.binary = Some(self.etcd.clone());
+        config.ready_timeout = Duration::from_secs(300);
+        config
+    }
+
     pub(crate) fn mc(&self) -> Command {
         self.minio.mc().unwrap()
     }
@@ -326,88 +339,16 @@ impl Bench {
     }
 }
 
-/// One etcd member on loopback.
-pub(crate) struct Etcd {
-    pub(crate) name: String,
-    pub(crate) client_url: String,
-    pub(crate) peer_url: String,
-    pub(crate) token: String,
-    pub(crate) data_dir: PathBuf,
-    pub(crate) dir: PathBuf,
-    pub(crate) process: Option<ServerProcess>,
+/// An etcd client of a member (druid-test-support, which starts the
+/// members, does not depend on etcd-client).
+pub(crate) trait EtcdClient {
+    /// A client of this member alone.
+    async fn client(&self) -> Client;
 }
 
-impl Etcd {
-    pub(crate) fn new(label: &str, data_dir: Option<PathBuf>) -> Etcd {
-        let client_port = free_port().unwrap();
-        let peer_port = free_port().unwrap();
-        let dir = server_dir(&format!("etcd-{label}-{client_port}")).unwrap();
-        Etcd {
-            name: "m0".into(),
-            client_url: format!("http://127.0.0.1:{client_port}"),
-            peer_url: format!("http://127.0.0.1:{peer_port}"),
-            token: format!("bench-{label}"),
-            data_dir: data_dir.unwrap_or_else(|| dir.join("data")),
-            dir,
-            process: None,
-        }
-    }
-
-    pub(crate) fn initial_cluster(&self) -> String {
-        format!("{}={}", self.name, self.peer_url)
-    }
-
-    pub(crate) fn spawn(&mut self, bin: &Path, extra: &[String]) {
-        let mut c = Command::new(bin);
-        c.arg(format!("--name={}", self.name))
-            .arg(format!("--data-dir={}", self.data_dir.display()))
-            .arg(format!("--listen-client-urls={}", self.client_url))
-            .arg(format!("--advertise-client-urls={}", self.client_url))
-            .arg(format!("--listen-peer-urls={}", self.peer_url))
-            .arg(format!("--initial-advertise-peer-urls={}", self.peer_url))
-            .arg(format!("--initial-cluster={}", self.initial_cluster()))
-            .arg(format!("--initial-cluster-token={}", self.token))
-            .arg("--initial-cluster-state=new")
-            .args(extra)
-            .env_remove("ETCDCTL_API")
-            .env_remove("ETCD_CONF");
-        self.process = Some(
-            ServerProcess::spawn(
-                &format!("etcd {}", self.client_url),
-                c,
-                &self.dir.join("etcd.log"),
-            )
-            .unwrap(),
-        );
-    }
-
-    pub(crate) fn wait_healthy(&self) {
-        let url = format!("{}/health", self.client_url);
-        self.process
-            .as_ref()
-            .unwrap()
-            .wait_ready(Duration::from_secs(300), || {
-                let (status, body) = http_get(&url)?;
-                Ok(status == 200 && body.contains("true"))
-            })
-            .unwrap();
-    }
-
-    pub(crate) fn start(&mut self, bin: &Path, extra: &[String]) {
-        self.spawn(bin, extra);
-        self.wait_healthy();
-    }
-
-    pub(crate) fn stop(&mut self) {
-        if let Some(p) = self.process.take() {
-            p.stop();
-        }
-    }
-
-    pub(crate) async fn client(&self) -> Client {
-        Client::connect([self.client_url.as_str()], None)
-            .await
-            .unwrap()
+impl EtcdClient for EtcdMember {
+    async fn client(&self) -> Client {
+        Client::connect([self.client_url()], None).await.unwrap()
     }
 }
 
@@ -419,7 +360,7 @@ pub(crate) struct Filled {
 }
 
 /// Puts `target` bytes of 64 KiB random values from 8 concurrent tasks.
-pub(crate) async fn fill(etcd: &Etcd, target: u64) -> Filled {
+pub(crate) async fn fill(etcd: &EtcdMember, target: u64) -> Filled {
     let n = target.div_ceil(FILL_VALUE as u64);
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();

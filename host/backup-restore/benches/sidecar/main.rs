@@ -87,9 +87,10 @@ fn main() {
     if on("upload") || on("restore") || on("compact") {
         let db_mib = env_u64("DRUID_BENCH_DB_MIB", 1024);
         wait_for_quiet_machine();
-        let mut etcd = Etcd::new("filled", None);
+        let mut config = bench.etcd("filled", None);
         let quota = (db_mib << 20).saturating_mul(3).max(8 << 30);
-        etcd.start(&bench.etcd, &[format!("--quota-backend-bytes={quota}")]);
+        config.extra_args = vec![format!("--quota-backend-bytes={quota}")];
+        let etcd = config.start().unwrap();
         eprintln!("filling etcd with {db_mib} MiB");
         let t = Instant::now();
         let filled = rt.block_on(fill(&etcd, db_mib << 20));
@@ -117,7 +118,7 @@ fn main() {
                 let _ = std::fs::remove_file(f);
             }
             etcd.stop();
-            remove_dir(&etcd.data_dir);
+            remove_dir(etcd.data_dir());
         }
     }
     if on("rss") {

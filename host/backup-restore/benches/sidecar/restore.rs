@@ -9,6 +9,7 @@ use chrono::Utc;
 use druid_backup_restore::formats::compression::Compression;
 use druid_backup_restore::formats::delta::{DeltaBuilder, DeltaEvent, Event, EventType, KeyValue};
 use druid_backup_restore::formats::names::{Snapshot, SnapshotKind};
+use druid_test_support::{EtcdMember, EtcdMemberConfig};
 
 use crate::common::*;
 use crate::compact::compact_scenario;
@@ -102,7 +103,7 @@ pub(crate) fn restore_once(
 ) -> RestoreRun {
     remove_dir(root);
     std::fs::create_dir_all(root).unwrap();
-    let restore = |prefix: &str, etcd: &Etcd| {
+    let restore = |prefix: &str, etcd: &EtcdMemberConfig| {
         let mut c = b.etcdbr("restore", prefix);
         c.arg(format!("--data-dir={}", etcd.data_dir.display()))
             .arg(format!(
@@ -112,7 +113,7 @@ pub(crate) fn restore_once(
             .arg(format!("--name={}", etcd.name))
             .arg(format!("--initial-cluster={}", etcd.initial_cluster()))
             .arg(format!("--initial-cluster-token={}", etcd.token))
-            .arg(format!("--initial-advertise-peer-urls={}", etcd.peer_url))
+            .arg(format!("--initial-advertise-peer-urls={}", etcd.peer_url()))
             .arg(format!("--etcd-binary={}", b.etcd.display()))
             .arg(format!("--etcdctl-binary={}", b.etcdctl.display()))
             .arg(format!("--restore-method={method}"));
@@ -122,7 +123,7 @@ pub(crate) fn restore_once(
 
     // The full snapshot alone: download, check, etcdctl snapshot restore.
     eprintln!("restore ({place}): base only");
-    let base_etcd = Etcd::new(&format!("base-{place}"), Some(root.join("base-data")));
+    let base_etcd = b.etcd(&format!("base-{place}"), Some(root.join("base-data")));
     let base_only = restore("restore-base", &base_etcd);
     remove_dir(&base_etcd.data_dir);
     remove_dir(&base_etcd.dir);
@@ -145,8 +146,8 @@ pub(crate) fn restore_once(
 
     // Full snapshot and deltas.
     eprintln!("restore ({place}): full snapshot + deltas");
-    let mut etcd = Etcd::new(&format!("restored-{place}"), Some(root.join("data")));
-    let full = restore("restore", &etcd);
+    let restored = b.etcd(&format!("restored-{place}"), Some(root.join("data")));
+    let full = restore("restore", &restored);
     let applied = log_times(&full.log, "delta applied");
     let replay_steady = (applied.len() >= 2).then(|| {
         let secs = (applied[applied.len() - 1] - applied[0]).as_seconds_f64();
@@ -157,8 +158,7 @@ pub(crate) fn restore_once(
     // etcd on the restored data until it serves the last key.
     eprintln!("restore ({place}): etcd on the restored data");
     let started = Instant::now();
-    etcd.spawn(&b.etcd, &[]);
-    etcd.wait_healthy();
+    let etcd = restored.start().unwrap();
     let (got, revision) = rt.block_on(async {
         let mut client = etcd.client().await;
         loop {
@@ -178,7 +178,7 @@ pub(crate) fn restore_once(
     assert_eq!(revision, expected_revision, "the restored revision");
     etcd.stop();
     remove_dir(root);
-    remove_dir(&etcd.dir);
+    remove_dir(etcd.dir());
     RestoreRun {
         place: place.into(),
         method: method.into(),
@@ -194,7 +194,7 @@ pub(crate) fn restore_once(
 pub(crate) fn restore_scenario(
     b: &Bench,
     rt: &tokio::runtime::Runtime,
-    mut etcd: Etcd,
+    etcd: EtcdMember,
     filled: &Filled,
     db_mib: u64,
     local_db: Option<PathBuf>,
@@ -210,7 +210,7 @@ pub(crate) fn restore_scenario(
 
     eprintln!("restore: full snapshot with etcdbr snapshot");
     let mut c = b.etcdbr("snapshot", "restore");
-    c.arg(format!("--endpoints={}", etcd.client_url))
+    c.arg(format!("--endpoints={}", etcd.client_url()))
         .arg(format!(
             "--snapstore-temp-directory={}",
             b.dir.join("snapstore-tmp").display()
@@ -243,7 +243,7 @@ pub(crate) fn restore_scenario(
         let file = b.dir.join("etcdctl-snapshot.db");
         let out = Command::new(&b.etcdctl)
             .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", etcd.client_url))
+            .arg(format!("--endpoints={}", etcd.client_url()))
             .args(["snapshot", "save"])
             .arg(&file)
             .output()
@@ -256,7 +256,7 @@ pub(crate) fn restore_scenario(
         file
     });
     etcd.stop();
-    remove_dir(&etcd.data_dir);
+    remove_dir(etcd.data_dir());
 
     eprintln!("restore: building {deltas} deltas of {events} events");
     let t = Instant::now();

@@ -19,8 +19,7 @@ pub(crate) fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
     let tasks = env_u64("DRUID_BENCH_LOAD_TASKS", 64);
     let prefix = "rss";
 
-    let mut etcd = Etcd::new("rss", None);
-    etcd.start(&b.etcd, &[]);
+    let etcd = b.etcd("rss", None).start().unwrap();
     let port = free_port().unwrap();
     let sidecar_dir = server_dir(&format!("etcdbr-sidecar-{port}")).unwrap();
     // Extra flags for experiments; the delta period defaults to 10 s.
@@ -38,14 +37,17 @@ pub(crate) fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
     let mut c = b.etcdbr("server", prefix);
     c.arg(format!("--server-port={port}"))
         .arg("--server-address=127.0.0.1")
-        .arg(format!("--endpoints={}", etcd.client_url))
+        .arg(format!("--endpoints={}", etcd.client_url()))
         .arg("--schedule=0 0 1 1 *")
         .args(&extra)
-        .arg(format!("--data-dir={}", etcd.data_dir.display()))
-        .arg(format!("--name={}", etcd.name))
-        .arg(format!("--initial-cluster={}", etcd.initial_cluster()))
-        .arg(format!("--initial-cluster-token={}", etcd.token))
-        .arg(format!("--initial-advertise-peer-urls={}", etcd.peer_url))
+        .arg(format!("--data-dir={}", etcd.data_dir().display()))
+        .arg(format!("--name={}", etcd.name()))
+        .arg(format!(
+            "--initial-cluster={}",
+            etcd.config().initial_cluster()
+        ))
+        .arg(format!("--initial-cluster-token={}", etcd.config().token))
+        .arg(format!("--initial-advertise-peer-urls={}", etcd.peer_url()))
         .arg(format!(
             "--snapstore-temp-directory={}",
             sidecar_dir.join("tmp").display()
@@ -109,7 +111,7 @@ pub(crate) fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
 
     eprintln!("rss: {rate} puts/s for {secs} s from {tasks} tasks");
     let start_rss = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
-    let etcd_pid = etcd.process.as_ref().unwrap().pid();
+    let etcd_pid = etcd.process().pid();
     let cpu_before = (
         cpu_secs(pid).unwrap_or(0.0),
         cpu_secs(etcd_pid).unwrap_or(0.0),
@@ -215,7 +217,7 @@ pub(crate) fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
     sidecar.stop();
     drop(sidecar);
     etcd.stop();
-    remove_dir(&etcd.data_dir);
+    remove_dir(etcd.data_dir());
 
     let max = samples.iter().copied().max().unwrap_or(0);
     let mean = samples.iter().sum::<u64>() / samples.len().max(1) as u64;

@@ -4,17 +4,24 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use druid_test_support::EtcdMember;
+
 use crate::common::*;
 
 // ---------------------------------------------------------------- upload
 
-pub(crate) fn upload_scenario(b: &Bench, etcd: &Etcd, filled: &Filled, db_mib: u64) -> PathBuf {
+pub(crate) fn upload_scenario(
+    b: &Bench,
+    etcd: &EtcdMember,
+    filled: &Filled,
+    db_mib: u64,
+) -> PathBuf {
     wait_for_quiet_machine();
     b.warm_plugin_cache();
     let tmp = b.dir.join("snapstore-tmp");
     let snapshot = |prefix: &str, compress: bool| {
         let mut c = b.etcdbr("snapshot", prefix);
-        c.arg(format!("--endpoints={}", etcd.client_url))
+        c.arg(format!("--endpoints={}", etcd.client_url()))
             .arg(format!("--snapstore-temp-directory={}", tmp.display()))
             .arg(format!("--compress-snapshots={compress}"));
         let m = run_measured(
@@ -35,7 +42,7 @@ pub(crate) fn upload_scenario(b: &Bench, etcd: &Etcd, filled: &Filled, db_mib: u
     let _ = std::fs::remove_file(&file);
     let mut save = Command::new(&b.etcdctl);
     save.env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", etcd.client_url))
+        .arg(format!("--endpoints={}", etcd.client_url()))
         .args(["snapshot", "save"])
         .arg(&file);
     let save = run_measured("etcdctl-save", save, &b.dir.join("etcdctl-save.log"));
