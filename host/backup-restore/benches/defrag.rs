@@ -152,7 +152,7 @@ async fn run() {
     println!(
         "cargo bench -p druid-backup-restore --bench defrag  (DRUID_BENCH_DEFRAG_MIB={mib}, DRUID_BENCH_DEFRAG_LOAD_TASKS={tasks})"
     );
-    let mut members = common::start_members(
+    let members = common::start_members(
         "bench-defrag",
         3,
         &[format!("--quota-backend-bytes={}", 8u64 << 30)],
@@ -305,8 +305,9 @@ async fn run() {
     println!(
         "(ops: put+get pairs of 1 KiB by {tasks} tasks through all three endpoints, ~100/s each; latency of the pair)"
     );
-    for m in &mut members {
+    // Each member has its own directory (a few GiB of data each).
+    for m in &members {
         m.stop();
+        let _ = std::fs::remove_dir_all(m.dir());
     }
-    let _ = std::fs::remove_dir_all(members[0].dir());
 }
