@@ -25,7 +25,7 @@ pub const API_VERSION: &str = "0.1.0";
 #[allow(missing_docs, unsafe_code, clippy::all)]
 pub mod provider {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "druid:plugin/provider",
         pub_export_macro: true,
         export_macro_name: "export_provider",
@@ -38,7 +38,7 @@ pub mod provider {
 #[allow(missing_docs, unsafe_code, clippy::all)]
 pub mod compactor {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "druid:plugin/compactor",
         pub_export_macro: true,
         export_macro_name: "export_compactor",
@@ -117,7 +117,7 @@ pub mod log {
 mod tests {
     #[test]
     fn api_version_matches_the_wit_package() {
-        let wit = include_str!("../../../wit/plugin.wit");
+        let wit = include_str!("../wit/plugin.wit");
         let expected = format!("package druid:plugin@{};", super::API_VERSION);
         assert!(
             wit.lines().any(|l| l.trim() == expected),
