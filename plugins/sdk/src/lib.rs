@@ -3,17 +3,20 @@
 //! backoff, part buffers for multipart uploads, log helpers).
 //!
 //! A provider plugin implements three traits and registers itself with
-//! [`provider::export_provider!`]:
+//! [`provider::export_provider!`] (which also installs the [`panic`] hook
+//! that forwards a panic's message to the host's log):
 //! - `provider::Guest`: `describe`;
 //! - `wiring::Guest`: the sidecar's env vars and volumes for a store, and a
 //!   check of a secret's key names;
 //! - `store::Guest` with `store::GuestStore`, `store::GuestUpload` and
 //!   `store::GuestDownload`: the object store.
 //!
-//! See `plugins/sdk/README.md` for a walkthrough and `plugins/sdk/template/`
-//! for a crate to start from.
+//! See the crate's README for a walkthrough (`scripts/new-plugin.sh`
+//! instantiates `plugins/sdk/template/` out of tree) and the repository's
+//! `docs/plugin-api.md` for the contract, function by function.
 
 pub mod http;
+pub mod panic;
 pub mod parts;
 pub mod retry;
 
@@ -28,10 +31,27 @@ pub mod provider {
         path: "wit",
         world: "druid:plugin/provider",
         pub_export_macro: true,
-        export_macro_name: "export_provider",
+        export_macro_name: "export_provider_bindings",
         default_bindings_module: "druid_plugin_sdk::provider",
         generate_all,
     });
+
+    /// Exports a type that implements [`Guest`], `wiring::Guest` and
+    /// `store::Guest` as the plugin's component exports, and installs the
+    /// SDK's panic hook ([`crate::panic`]) before the first export runs.
+    /// Use it once, in the plugin's crate, for wasm only:
+    /// `#[cfg(target_arch = "wasm32")] druid_plugin_sdk::provider::export_provider!(MyPlugin);`
+    #[doc(inline)]
+    pub use crate::__druid_export_provider as export_provider;
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __druid_export_provider {
+    ($ty:ident) => {
+        $crate::provider::export_provider_bindings!($ty with_types_in $crate::provider);
+        $crate::__druid_panic_hook_ctor!($crate::panic::install_provider);
+    };
 }
 
 /// Bindings of the `compactor` world.
@@ -41,9 +61,24 @@ pub mod compactor {
         path: "wit",
         world: "druid:plugin/compactor",
         pub_export_macro: true,
-        export_macro_name: "export_compactor",
+        export_macro_name: "export_compactor_bindings",
         default_bindings_module: "druid_plugin_sdk::compactor",
     });
+
+    /// Exports a type that implements [`Guest`] and `compaction::Guest` as
+    /// the plugin's component exports, and installs the SDK's panic hook
+    /// ([`crate::panic`]) before the first export runs.
+    #[doc(inline)]
+    pub use crate::__druid_export_compactor as export_compactor;
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __druid_export_compactor {
+    ($ty:ident) => {
+        $crate::compactor::export_compactor_bindings!($ty with_types_in $crate::compactor);
+        $crate::__druid_panic_hook_ctor!($crate::panic::install_compactor);
+    };
 }
 
 /// The object-store interface a provider exports (`druid:plugin/object-store`).
