@@ -34,6 +34,9 @@ step "images" bash scripts/build-images.sh --profile dev
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" nice cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test" nice cargo test --workspace --locked --no-fail-fast
+# A plugin author's path, out of tree: the template instantiated in a
+# temporary directory, built with the documented command and loaded.
+step "out-of-tree plugin" bash scripts/check-new-plugin.sh
 step "demo --check" bash scripts/demo.sh --check
 
 log "== timings"

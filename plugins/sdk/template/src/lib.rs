@@ -1,6 +1,7 @@
 //! A template storage-provider plugin. It compiles, loads and registers
 //! provider `Template`; each store call says what is left to write.
-//! See `plugins/sdk/README.md` for the walkthrough.
+//! See the SDK's README for the walkthrough and druid-rs's
+//! `docs/plugin-api.md` for the contract.
 
 use druid_plugin_sdk::store::{
     ByteRange, Download, GuestDownload, GuestStore, GuestUpload, ListPage, ObjectInfo, Store,
