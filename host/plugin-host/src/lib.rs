@@ -18,15 +18,17 @@
 //!   streamed upload and download, with errors in host terms. The sidecar and
 //!   the operator never touch wasmtime types.
 
-// Modules, from the bottom up: limits, redact, config, credentials, cache,
-// grants, runtime, wiring, provider, store, compact, registry; each uses
-// only those before it (the crate README says what each owns).
+// Modules, from the bottom up: limits, listing, redact, config,
+// credentials, cache, grants, runtime, wiring, provider, store, compact,
+// registry; each uses only those before it (the crate README says what
+// each owns).
 mod cache;
 mod compact;
 mod config;
 pub mod credentials;
 pub mod grants;
 mod limits;
+mod listing;
 mod provider;
 pub mod redact;
 mod registry;

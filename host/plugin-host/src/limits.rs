@@ -49,6 +49,15 @@ pub(crate) const MAX_MESSAGE: usize = 4 << 10;
 pub(crate) const MAX_LOG_LINE: usize = 8 << 10;
 /// Objects in one listing page.
 pub(crate) const MAX_PAGE_OBJECTS: usize = 10_000;
+/// Most objects one listing returns (at about 100 bytes each, 100 MB).
+pub(crate) const MAX_LISTED_OBJECTS: usize = 1_000_000;
+/// Most pages one listing takes: twice the pages [`MAX_LISTED_OBJECTS`]
+/// fills at 1,000 objects a page. A continuation token that never ends
+/// (new tokens forever, small or empty pages) stops here, not at the
+/// objects cap.
+pub(crate) const MAX_LIST_PAGES: usize = 2_000;
+/// A key in a listing page (S3, GCS and Azure allow 1,024 characters).
+pub(crate) const MAX_KEY: usize = 4 << 10;
 /// A `pod-config` refusal.
 pub(crate) const MAX_WIRING_MESSAGE: usize = 4 << 10;
 /// One problem of a `check-secret` answer.

@@ -7,7 +7,10 @@ use wasmtime::component::ResourceAny;
 use crate::Error;
 use crate::config::StoreConfig;
 use crate::grants::Grants;
+#[cfg(doc)]
+use crate::limits::{MAX_LIST_PAGES, MAX_LISTED_OBJECTS};
 use crate::limits::{MAX_MESSAGE, MAX_PAGE_OBJECTS, truncate};
+use crate::listing::{ListingCheck, page_problem};
 use crate::provider::ProviderPlugin;
 use crate::runtime::bindings::provider::Provider;
 use crate::runtime::bindings::provider::exports::druid::plugin::object_store as wit;
@@ -15,8 +18,6 @@ use crate::runtime::{Session, guarded};
 
 /// Objects asked for per listing page.
 pub const LIST_PAGE: u32 = 1000;
-/// Most objects one listing returns (at about 100 bytes each, 100 MB).
-pub const MAX_LISTED_OBJECTS: usize = 1_000_000;
 
 /// An object's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,40 +148,42 @@ pub trait SnapshotStore: Send + Sync {
     }
 
     /// Every object below `prefix`, page by page. A listing that cannot
-    /// end is an error, not a hang or an unbounded allocation: a page
-    /// larger than asked for, a continuation token seen before, or more
-    /// than [`MAX_LISTED_OBJECTS`] objects.
+    /// end or is not what the WIT promises is an error, not a hang or an
+    /// unbounded allocation: a page larger than asked for, pages that do
+    /// not continue in byte order (a key twice), a continuation token seen
+    /// before, more than [`MAX_LIST_PAGES`] pages or more than
+    /// [`MAX_LISTED_OBJECTS`] objects (each page alone is checked by
+    /// [`SnapshotStore::list_page`]).
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let mut all = Vec::new();
         let mut token = None;
-        let mut seen = std::collections::HashSet::new();
+        let mut check = ListingCheck::default();
         let bad = |message: String| StoreError::Other {
             store: self.label(),
             message,
         };
         loop {
             let page = self.list_page(prefix, token, LIST_PAGE).await?;
-            if page.objects.len() > LIST_PAGE as usize {
-                return Err(bad(format!(
-                    "a listing page below {prefix:?} holds {} objects, {LIST_PAGE} were asked for",
-                    page.objects.len()
-                )));
+            if let Some(problem) = page_problem(
+                prefix,
+                None,
+                LIST_PAGE,
+                page.objects.iter().map(|o| o.key.as_str()),
+                None,
+            ) {
+                return Err(bad(problem));
             }
+            check
+                .page(
+                    prefix,
+                    page.objects.first().map(|o| o.key.as_str()),
+                    page.objects.last().map(|o| o.key.as_str()),
+                    page.objects.len(),
+                    page.next_token.as_deref(),
+                )
+                .map_err(bad)?;
             all.extend(page.objects);
-            if all.len() > MAX_LISTED_OBJECTS {
-                return Err(bad(format!(
-                    "more than {MAX_LISTED_OBJECTS} objects below {prefix:?}: the listing is \
-                     stopped there; remove what does not belong to the backups"
-                )));
-            }
             match page.next_token {
-                Some(t) if !seen.insert(t.clone()) => {
-                    return Err(bad(format!(
-                        "the listing below {prefix:?} repeats a continuation token after {} \
-                         objects: it would never end",
-                        all.len()
-                    )));
-                }
                 Some(t) => token = Some(t),
                 None => return Ok(all),
             }
@@ -434,6 +437,18 @@ impl SnapshotStore for PluginStore {
         let bytes: usize = page.objects.iter().map(|o| o.key.len() + 24).sum::<usize>()
             + page.next_token.as_ref().map_or(0, String::len);
         self.check_size("store.list", "a listing page", bytes, limit)?;
+        if let Some(problem) = page_problem(
+            prefix,
+            page_token.as_deref(),
+            max_keys,
+            page.objects.iter().map(|o| o.key.as_str()),
+            page.next_token.as_deref(),
+        ) {
+            return Err(StoreError::Other {
+                store: self.label.clone(),
+                message: problem,
+            });
+        }
         Ok(ListPage {
             objects: page.objects.into_iter().map(object).collect(),
             next_token: page.next_token,

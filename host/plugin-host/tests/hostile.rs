@@ -199,3 +199,53 @@ async fn listings_that_would_never_end_are_stopped() {
     }
     assert_still_serving(&registry).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_that_break_the_contract_are_refused_naming_the_plugin() {
+    let registry = registry(Limits::default()).await;
+    let cases = [
+        ("unsorted-page", "unsorted page: \"v2/a\" after \"v2/b\""),
+        (
+            "duplicate-across-pages",
+            "returned the key \"v2/b\" again on the next page",
+        ),
+        ("dotdot-key", "which is holding a `..` segment"),
+        ("absolute-key", "which is absolute"),
+        ("endless-tokens", "more than 2000 pages"),
+    ];
+    for (mode, says) in cases {
+        let started = std::time::Instant::now();
+        let err = watchdog(mode, hostile(&registry, mode, "").list("v2/"))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, StoreError::Other { .. }) && text.contains(says),
+            "{mode}: {text}"
+        );
+        for names in ["plugin hostile", "`store.list`", "the plugin must be fixed"] {
+            assert!(text.contains(names), "{mode}: no {names:?} in {text}");
+        }
+        // Quickly: refused at the first bad page, or at the page cap.
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{mode}: refused only after {:?}",
+            started.elapsed()
+        );
+        assert_still_serving(&registry).await;
+    }
+    // One page alone is checked too, for callers that page themselves.
+    let err = hostile(&registry, "dotdot-key", "")
+        .list_page("v2/", None, 10)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`..` segment"), "{err}");
+    let err = hostile(&registry, "repeat-token", "")
+        .list_page("v2/", Some("the-same-token".into()), 10)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("returned the token it was given"),
+        "{err}"
+    );
+}

@@ -15,6 +15,12 @@
 //! - `repeat-token`, `endless-pages`, `oversized-page`: listings that
 //!   would never end (the same continuation token again, new tokens
 //!   forever) or pages larger than asked for;
+//! - listings the host must refuse (keys below the prefix asked for unless
+//!   said otherwise): `unsorted-page` (`b` before `a`),
+//!   `duplicate-across-pages` (`b` ends the first page and starts the
+//!   second), `dotdot-key` (`<prefix>../../etc/passwd`), `absolute-key`
+//!   (`/etc/passwd`), `endless-tokens` (one new key and a new token on
+//!   every page, forever);
 //! - `wire-*`: `pod-config` asks for wiring the host must refuse:
 //!   `wire-node-root` mounts the node's `/`, `wire-token` points the
 //!   credentials at the service-account token, `wire-env` sets
@@ -157,28 +163,45 @@ impl GuestStore for HostileStore {
 
     fn list(
         &self,
-        _prefix: String,
+        prefix: String,
         token: Option<String>,
         max: u32,
     ) -> Result<ListPage, StoreError> {
+        // The number in the page token, 0 on the first page.
+        let n: u64 = token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+        let page = |keys: &[&str], next_token: Option<String>| {
+            Ok(ListPage {
+                objects: keys.iter().map(|k| info(format!("{prefix}{k}"))).collect(),
+                next_token,
+            })
+        };
         match self.mode.as_str() {
-            "repeat-token" => Ok(ListPage {
-                objects: vec![info("again".into())],
-                next_token: Some("the-same-token".into()),
+            // Keys below the prefix and in order, so that only the tokens
+            // or the page size misbehave.
+            "repeat-token" => page(&["again"], Some("the-same-token".into())),
+            "endless-pages" => Ok(ListPage {
+                objects: (0..max)
+                    .map(|i| info(format!("{prefix}{n:010}-{i:05}")))
+                    .collect(),
+                next_token: Some((n + 1).to_string()),
             }),
-            "endless-pages" => {
-                let n: u64 = token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
-                Ok(ListPage {
-                    objects: (0..max).map(|i| info(format!("{n}-{i}"))).collect(),
-                    next_token: Some((n + 1).to_string()),
-                })
-            }
             "oversized-page" => Ok(ListPage {
                 objects: (0..max.saturating_mul(2))
-                    .map(|i| info(i.to_string()))
+                    .map(|i| info(format!("{prefix}{i:05}")))
                     .collect(),
                 next_token: None,
             }),
+            "unsorted-page" => page(&["b", "a"], None),
+            "duplicate-across-pages" => match token {
+                None => page(&["a", "b"], Some("1".into())),
+                Some(_) => page(&["b", "c"], None),
+            },
+            "dotdot-key" => page(&["../../etc/passwd"], None),
+            "absolute-key" => Ok(ListPage {
+                objects: vec![info("/etc/passwd".into())],
+                next_token: None,
+            }),
+            "endless-tokens" => page(&[&format!("{n:010}")], Some((n + 1).to_string())),
             "endless-loop" => {
                 let mut n: u64 = 0;
                 loop {
