@@ -69,15 +69,25 @@ pub fn canonical_provider(provider: &str) -> &str {
         .map_or(provider, |(_, canonical)| canonical)
 }
 
-/// A plugin or provider name the host serves: 1 to 63 ASCII letters,
-/// digits, `_` or `-`, starting with a letter (the Etcd CRD's rule for
-/// `store.provider`).
-pub(crate) fn valid_name(name: &str) -> bool {
-    name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+/// What keeps `name` from being a plugin or provider name the host serves
+/// (1 to 63 ASCII letters, digits, `_` or `-`, starting with a letter: the
+/// Etcd CRD's rule for `store.provider`), worded to follow "which"; `None`
+/// for a valid name.
+pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 63 {
+        Some("is longer than 63 characters")
+    } else if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        Some("does not start with a letter")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        Some("holds a character other than letters, digits, '_' and '-'")
+    } else {
+        None
+    }
 }
 
 /// A plain file or directory name: 1 to 255 of letters, digits, `.`, `_`

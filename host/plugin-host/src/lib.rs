@@ -42,7 +42,9 @@ pub use config::{StoreConfig, canonical_provider, plain_name};
 pub use druid_etcd_db::{CompactOptions, CompactReport, SnapshotInfo};
 pub use limits::Limits;
 pub use provider::ProviderPlugin;
-pub use registry::{PluginKind, PluginSource, RegisteredPlugin, Registry};
+pub use registry::{
+    PluginKind, PluginSource, RefusedPlugin, RegisteredPlugin, Registry, RegistryOptions,
+};
 pub use runtime::lent::{BlobReader, BlobWriter};
 pub use runtime::{Plugin, PluginHost};
 pub use store::{
@@ -107,7 +109,9 @@ pub enum Error {
     /// The plugin was built for a WIT version this host does not serve.
     #[error(
         "plugin {plugin}: built for druid:plugin@{plugin_api}, this host serves \
-         druid:plugin@{host_api}: rebuild the plugin against a matching SDK"
+         druid:plugin@{host_api} and loads plugins built for {}: rebuild the plugin against \
+         a matching SDK",
+        compatible_range()
     )]
     ApiVersion {
         /// The plugin.
@@ -132,11 +136,13 @@ pub enum Error {
     },
     /// A plugin names itself or a provider in a way the host cannot serve.
     #[error(
-        "plugin {plugin:?} ({source_desc}) claims the {what} {name:?}, which is not a valid \
-         name: use 1 to 63 letters, digits, '_' or '-', starting with a letter; rebuild the \
+        "plugin {plugin:?} ({source_desc}) claims the {what} {name:?}, which {problem}: a \
+         name is 1 to 63 letters, digits, '_' or '-', starting with a letter; rebuild the \
          plugin with a valid name"
     )]
     InvalidName {
+        /// Why the name is not valid (`is empty`, ...).
+        problem: &'static str,
         /// The plugin's name as it reports it.
         plugin: String,
         /// Where it was loaded from.
@@ -148,7 +154,7 @@ pub enum Error {
     },
     /// No plugin serves the provider.
     #[error(
-        "unknown storage provider {provider:?}: no plugin serves it (known: {known}); \
+        "unknown storage provider {provider:?}: no plugin serves it (known: {known}){refused}; \
          fix store.provider or add a plugin for it to the plugins directory"
     )]
     UnknownProvider {
@@ -156,6 +162,39 @@ pub enum Error {
         provider: String,
         /// The providers that are served, comma separated.
         known: String,
+        /// The refused plugin files whose providers are not known (they
+        /// failed before describing themselves), as `; plugin files
+        /// refused: <file>: <reason>`; empty when there are none.
+        refused: String,
+    },
+    /// The provider's plugin file was refused when the registry loaded.
+    #[error(
+        "storage provider {provider:?} is claimed by the plugin file {}, which was refused: \
+         {reason}; fix, rebuild or remove that file",
+        file.display()
+    )]
+    PluginRefused {
+        /// The provider value asked for.
+        provider: String,
+        /// The plugin file.
+        file: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A plugin file has the name of a built-in plugin, and replacing
+    /// built-in plugins is not allowed.
+    #[error(
+        "plugin file {} is named {plugin:?}, like the built-in plugin {plugin:?}: it would \
+         replace the built-in one, which needs --plugins-override-builtin \
+         (RegistryOptions::allow_builtin_override); the built-in plugin serves instead, \
+         rename the plugin or allow the override",
+        file.display()
+    )]
+    BuiltinOverride {
+        /// The plugin's name.
+        plugin: String,
+        /// The plugin file.
+        file: PathBuf,
     },
     /// The call ran past its CPU-time limit.
     #[error("plugin {plugin}: call `{call}` exceeded its CPU-time limit of {limit:?}")]
@@ -243,6 +282,17 @@ pub struct PluginInfo {
     pub api_version: String,
     /// The `storageProvider` values it serves.
     pub providers: Vec<String>,
+}
+
+/// The WIT versions whose plugins this host loads, e.g. `0.1.0 to 0.1.0`
+/// (0.x: the same minor version) or `1.0.0 to 1.4.2`.
+pub fn compatible_range() -> String {
+    let mut parts = API_VERSION.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("0"), Some(minor)) => format!("0.{minor}.0 to {API_VERSION}"),
+        (Some(major), _) => format!("{major}.0.0 to {API_VERSION}"),
+        _ => API_VERSION.to_string(),
+    }
 }
 
 /// Whether a plugin built against `plugin_api` can run on this host:

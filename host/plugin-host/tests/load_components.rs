@@ -11,7 +11,8 @@ mod common;
 use std::sync::Arc;
 
 use druid_plugin_host::{
-    Error, Limits, PluginHost, PluginKind, Registry, VolumeSource, WiringError,
+    Error, Limits, PluginHost, PluginKind, PluginSource, Registry, RegistryOptions, VolumeSource,
+    WiringError,
 };
 use druid_test_support::{plugin_components, server_dir};
 
@@ -119,9 +120,16 @@ async fn a_plugin_file_replaces_the_built_in_plugin_of_the_same_name() {
     std::fs::copy(components.get("druid-plugin-local"), dir.join("local.wasm")).unwrap();
     let builtin = std::fs::read(components.get("druid-plugin-local")).unwrap();
     let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
-    let registry = Registry::load(host, Some(&dir), &[("local", &builtin)])
-        .await
-        .unwrap();
+    let registry = Registry::load_with(
+        host,
+        Some(&dir),
+        &[("local", &builtin)],
+        &RegistryOptions {
+            allow_builtin_override: true,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(registry.plugins().len(), 1);
     assert_eq!(
         registry.plugin_for("Local").unwrap().source,
@@ -262,4 +270,190 @@ async fn the_shipped_plugins_are_built_into_the_binary() {
         assert_eq!(p.info.name, plugin, "{provider}");
         assert_eq!(p.source, druid_plugin_host::PluginSource::Builtin);
     }
+}
+
+/// `wasm` with every `druid:plugin/<interface>@0.1.0` name renamed to
+/// `@<version>` (five characters, so the component stays valid): the
+/// plugin as if built against another version of the WIT.
+fn built_for(wasm: &[u8], version: &str) -> Vec<u8> {
+    assert_eq!(version.len(), 5);
+    let mut out = wasm.to_vec();
+    let mut renamed = 0;
+    let mut i = 0;
+    while let Some(at) = out[i..].windows(13).position(|w| w == b"druid:plugin/") {
+        let start = i + at + 13;
+        let name_end = start
+            + out[start..]
+                .iter()
+                .position(|b| !(b.is_ascii_lowercase() || *b == b'-'))
+                .unwrap();
+        if out[name_end..].starts_with(b"@0.1.0") {
+            out[name_end + 1..name_end + 6].copy_from_slice(version.as_bytes());
+            renamed += 1;
+        }
+        i = name_end;
+    }
+    assert!(renamed > 0, "no druid:plugin names in the component");
+    out
+}
+
+/// `wasm` with `from` replaced by `to` (same length) everywhere.
+fn patched(wasm: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = wasm.to_vec();
+    let mut count = 0;
+    let mut i = 0;
+    while let Some(at) = out[i..].windows(from.len()).position(|w| w == from) {
+        out[i + at..i + at + to.len()].copy_from_slice(to);
+        count += 1;
+        i += at + to.len();
+    }
+    assert!(count > 0, "{:?} not found", String::from_utf8_lossy(from));
+    out
+}
+
+#[tokio::test]
+async fn a_plugin_built_for_another_wit_version_gets_the_version_message_not_the_linkers() {
+    let local = std::fs::read(plugin_components().get("druid-plugin-local")).unwrap();
+    let host = PluginHost::new(Limits::default()).unwrap();
+    // Another 0.x minor version, and a newer patch version than the host's.
+    for version in ["0.2.0", "0.1.9"] {
+        let err = match host.load_bytes("local-next", &built_for(&local, version)) {
+            Ok(_) => panic!("a plugin built for {version} loaded"),
+            Err(e) => e,
+        };
+        let text = err.to_string();
+        assert!(
+            matches!(&err, Error::ApiVersion { plugin_api, .. } if plugin_api == version),
+            "{version}: {err:?}"
+        );
+        assert!(
+            text.contains(&format!("built for druid:plugin@{version}"))
+                && text.contains("this host serves druid:plugin@0.1.0")
+                && text.contains("loads plugins built for 0.1.0 to 0.1.0")
+                && text.contains("rebuild the plugin"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("implementation") && !text.contains("wrong type"),
+            "{text}"
+        );
+    }
+    // The same component with the host's version loads.
+    host.load_bytes("local", &built_for(&local, "0.1.0"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_broken_plugin_file_disables_only_its_own_providers() {
+    let components = plugin_components();
+    let local = std::fs::read(components.get("druid-plugin-local")).unwrap();
+    let hostile = std::fs::read(components.get("druid-test-plugin-hostile")).unwrap();
+    let dir = server_dir("broken-plugins").unwrap();
+    std::fs::write(dir.join("broken.wasm"), b"this is not WebAssembly").unwrap();
+    std::fs::write(dir.join("next.wasm"), built_for(&hostile, "0.2.0")).unwrap();
+    // Describes itself, but claims the provider "Host~le".
+    std::fs::write(
+        dir.join("badname.wasm"),
+        patched(&hostile, b"Hostile", b"Host~le"),
+    )
+    .unwrap();
+    std::fs::copy(components.get("druid-plugin-s3"), dir.join("s3.wasm")).unwrap();
+    let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
+    let registry = Registry::load(host, Some(&dir), &[("local", &local)])
+        .await
+        .unwrap();
+    // The others serve: the built-in Local and the S3 file.
+    assert_eq!(registry.plugin_for("Local").unwrap().info.name, "local");
+    assert_eq!(registry.plugin_for("aws").unwrap().info.name, "s3");
+    let refused: Vec<_> = registry
+        .refused()
+        .iter()
+        .map(|r| r.file.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(refused, ["badname.wasm", "broken.wasm", "next.wasm"]);
+
+    // A provider the refused file claims: the file and the reason.
+    let err = registry.plugin_for("Host~le").err().unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, Error::PluginRefused { .. }), "{err:?}");
+    assert!(
+        text.contains("badname.wasm")
+            && text.contains("\"Host~le\", which holds a character other than")
+            && text.contains("fix, rebuild or remove that file"),
+        "{text}"
+    );
+    // Files that never described themselves: named with their reason
+    // wherever a provider is unknown.
+    let err = registry.plugin_for("Hostile").err().unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, Error::UnknownProvider { .. }), "{err:?}");
+    assert!(
+        text.contains("broken.wasm: plugin")
+            && text.contains("cannot load component")
+            && text.contains("next.wasm: plugin next: built for druid:plugin@0.2.0")
+            && text.contains("store.provider"),
+        "{text}"
+    );
+    assert!(!text.contains("badname.wasm"), "{text}");
+}
+
+#[tokio::test]
+async fn a_plugin_file_replaces_a_built_in_plugin_only_when_allowed() {
+    let components = plugin_components();
+    let local = std::fs::read(components.get("druid-plugin-local")).unwrap();
+    // The same plugin, another component: a custom section added.
+    let mut other = local.clone();
+    other.extend_from_slice(&[0, 5, 4, b'n', b'o', b't', b'e']);
+    let dir = server_dir("builtin-override").unwrap();
+    let file = dir.join("my-local.wasm");
+    std::fs::write(&file, &other).unwrap();
+    let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
+
+    let registry = Registry::load(host.clone(), Some(&dir), &[("local", &local)])
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.plugin_for("Local").unwrap().source,
+        PluginSource::Builtin
+    );
+    let [refused] = registry.refused() else {
+        panic!("{:?}", registry.refused());
+    };
+    assert_eq!(refused.file, file);
+    assert_eq!(refused.providers, ["Local"]);
+    assert!(
+        refused.reason.contains("my-local.wasm")
+            && refused.reason.contains("built-in plugin \"local\"")
+            && refused.reason.contains("--plugins-override-builtin"),
+        "{}",
+        refused.reason
+    );
+
+    let registry = Registry::load_with(
+        host.clone(),
+        Some(&dir),
+        &[("local", &local)],
+        &RegistryOptions {
+            allow_builtin_override: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        registry.plugin_for("Local").unwrap().source,
+        PluginSource::File(file.clone())
+    );
+    assert!(registry.refused().is_empty());
+
+    // The very component built in is no override: skipped, not refused.
+    std::fs::write(&file, &local).unwrap();
+    let registry = Registry::load(host, Some(&dir), &[("local", &local)])
+        .await
+        .unwrap();
+    assert!(registry.refused().is_empty(), "{:?}", registry.refused());
+    assert_eq!(
+        registry.plugin_for("Local").unwrap().source,
+        PluginSource::Builtin
+    );
 }

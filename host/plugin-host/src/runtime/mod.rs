@@ -262,6 +262,16 @@ impl Plugin {
     }
 }
 
+/// The first `druid:plugin` version among a component's import and export
+/// names that this host does not serve (see [`crate::api_compatible`]).
+fn incompatible_wit_version<'a>(names: impl Iterator<Item = &'a str>) -> Option<String> {
+    names
+        .filter_map(|n| n.strip_prefix("druid:plugin/")?.split_once('@'))
+        .map(|(_, version)| version)
+        .find(|version| !crate::api_compatible(version))
+        .map(|version| crate::limits::truncate(version, 64).to_string())
+}
+
 /// One wasmtime engine with its limits; load plugins through it.
 pub struct PluginHost {
     engine: Engine,
@@ -448,8 +458,22 @@ impl PluginHost {
             plugin: name.to_string(),
             source,
         };
-        let exports_store = component
-            .component_type()
+        let ty = component.component_type();
+        // The WIT version first, from the names the component imports and
+        // exports (`druid:plugin/object-store@0.1.0`): a plugin built for
+        // another version gets the version message, not the linker's.
+        let names = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n)
+            .chain(ty.exports(&self.engine).map(|(n, _)| n));
+        if let Some(version) = incompatible_wit_version(names) {
+            return Err(Error::ApiVersion {
+                plugin: name.to_string(),
+                plugin_api: version,
+                host_api: crate::API_VERSION,
+            });
+        }
+        let exports_store = ty
             .exports(&self.engine)
             .any(|(export, _)| export.starts_with("druid:plugin/object-store@"));
         // Linking is checked here, so a missing import or export is a
