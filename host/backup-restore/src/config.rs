@@ -146,6 +146,10 @@ pub struct StoreArgs {
     /// built-in ones.
     #[arg(long, env = "DRUID_PLUGINS_DIR")]
     pub plugins_dir: Option<PathBuf>,
+    /// Lets a plugin file replace the built-in plugin of the same name
+    /// (such a file is refused otherwise).
+    #[arg(long, env = "DRUID_PLUGINS_OVERRIDE_BUILTIN", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub plugins_override_builtin: bool,
     /// Where precompiled plugins are cached.
     #[arg(long, env = "DRUID_PLUGIN_CACHE_DIR")]
     pub plugin_cache_dir: Option<PathBuf>,

@@ -38,6 +38,10 @@ struct Args {
     /// A directory of provider plugins (`*.wasm`) besides the built-in ones.
     #[arg(long, env = "DRUID_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
+    /// Lets a plugin file replace the built-in plugin of the same name
+    /// (such a file is refused otherwise).
+    #[arg(long, env = "DRUID_PLUGINS_OVERRIDE_BUILTIN")]
+    plugins_override_builtin: bool,
     /// Where precompiled plugin components are cached (default: a
     /// directory in the system's temporary directory).
     #[arg(long, env = "DRUID_PLUGIN_CACHE_DIR")]
@@ -190,10 +194,13 @@ async fn main() -> anyhow::Result<()> {
 
     let host =
         Arc::new(PluginHost::new(Limits::default()).context("cannot start the plugin host")?);
-    let registry = Registry::load(
+    let registry = Registry::load_with(
         host,
         args.plugins_dir.as_deref(),
         druid_plugin_host::builtin_plugins(),
+        &druid_plugin_host::RegistryOptions {
+            allow_builtin_override: args.plugins_override_builtin,
+        },
     )
     .await
     .context("cannot load the provider plugins")?;

@@ -185,10 +185,13 @@ pub async fn registry(args: &StoreArgs) -> Result<Arc<Registry>, Error> {
         host = host.with_component_cache(dir);
     }
     Ok(Arc::new(
-        Registry::load(
+        Registry::load_with(
             Arc::new(host),
             args.plugins_dir.as_deref(),
             druid_plugin_host::builtin_plugins(),
+            &druid_plugin_host::RegistryOptions {
+                allow_builtin_override: args.plugins_override_builtin,
+            },
         )
         .await?,
     ))
