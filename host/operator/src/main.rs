@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+mod plugin_cli;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use druid_operator::components::network_policy::OperatorPods;
@@ -157,15 +159,28 @@ fn operator_pods(args: &Args) -> anyhow::Result<Option<OperatorPods>> {
 enum Command {
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Provider plugins: `druid plugin test PLUGIN.wasm` checks one.
+    #[command(subcommand)]
+    Plugin(plugin_cli::PluginCommand),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if let Some(Command::Crds) = args.command {
-        let yaml = druid_api::crds_yaml().context("cannot render the CRDs")?;
-        std::io::Write::write_all(&mut std::io::stdout(), yaml.as_bytes())?;
-        return Ok(());
+    let mut args = Args::parse();
+    match args.command.take() {
+        Some(Command::Crds) => {
+            let yaml = druid_api::crds_yaml().context("cannot render the CRDs")?;
+            std::io::Write::write_all(&mut std::io::stdout(), yaml.as_bytes())?;
+            return Ok(());
+        }
+        Some(Command::Plugin(command)) => {
+            init_tracing(args.log_json);
+            if plugin_cli::run(command).await? {
+                return Ok(());
+            }
+            std::process::exit(1);
+        }
+        None => {}
     }
     init_tracing(args.log_json);
     let compaction = compaction_settings(&args)?;

@@ -20,11 +20,12 @@
 
 // Modules, from the bottom up: limits, listing, redact, config,
 // credentials, cache, grants, runtime, wiring, provider, store, compact,
-// registry; each uses only those before it (the crate README says what
+// conformance, registry; each uses only those before it (the crate README says what
 // each owns).
 mod cache;
 mod compact;
 mod config;
+pub mod conformance;
 pub mod credentials;
 pub mod grants;
 mod limits;

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{local_config, minio_config, minio_config_with, pattern, registry};
-use druid_plugin_host::{ByteRange, Limits, SnapshotStore, StoreError};
+use druid_plugin_host::{Limits, SnapshotStore, StoreError, conformance};
 use druid_test_support::server_dir;
 
 /// Writes `data` as `key` in uneven chunks, then reads it back whole and
@@ -38,78 +38,16 @@ async fn round_trip(store: &dyn SnapshotStore, key: &str, data: &[u8]) {
     assert!(back == data, "{key}: content read back differs");
 }
 
+/// The conformance suite (`druid_plugin_host::conformance`, the one
+/// `druid plugin test` runs): every check passes, and each one ran.
 async fn suite(store: &dyn SnapshotStore, name: &str) {
-    // Round trips of 0 B, 1 B, 5 MiB and 100 MiB.
-    for (i, size) in [0usize, 1, 5 << 20, 100 << 20].into_iter().enumerate() {
-        let key = format!("v2/roundtrip-{size}");
-        round_trip(store, &key, &pattern(i as u64 + 1, size)).await;
-    }
-
-    // Range reads.
-    let data = pattern(42, 1 << 20);
-    store.put("v2/ranged", &data).await.unwrap();
-    let mid = store
-        .get(
-            "v2/ranged",
-            Some(ByteRange {
-                start: 1000,
-                length: Some(5000),
-            }),
-        )
-        .await
-        .unwrap();
-    assert!(mid == data[1000..6000], "{name}: a middle range");
-    let tail = store
-        .get(
-            "v2/ranged",
-            Some(ByteRange {
-                start: (1 << 20) - 10,
-                length: None,
-            }),
-        )
-        .await
-        .unwrap();
+    let report = conformance::run(store, "conformance/").await;
     assert!(
-        tail == data[(1 << 20) - 10..],
-        "{name}: an open-ended range"
+        report.passed(),
+        "{name} fails the conformance suite:\n{}",
+        report.table()
     );
-
-    // Listing more than 1,000 keys across pages.
-    let many = 1_005;
-    for i in 0..many {
-        store.put(&format!("many/{i:05}"), &[1]).await.unwrap();
-    }
-    let first = store.list_page("many/", None, 1000).await.unwrap();
-    assert_eq!(first.objects.len(), 1000, "{name}: a first page of 1,000");
-    assert!(
-        first.next_token.is_some(),
-        "{name}: a first page says there is more"
-    );
-    let all = store.list("many/").await.unwrap();
-    let keys: Vec<String> = all.iter().map(|o| o.key.clone()).collect();
-    let expected: Vec<String> = (0..many).map(|i| format!("many/{i:05}")).collect();
-    assert_eq!(keys, expected, "{name}: every key once, in order");
-    assert!(all.iter().all(|o| o.size == 1));
-    // The prefix is a string prefix, not a directory.
-    let some = store.list("many/0100").await.unwrap();
-    assert_eq!(some.len(), 5, "{name}: many/01000 to many/01004");
-
-    // Delete, then not-found.
-    store.delete("v2/ranged").await.unwrap();
-    let err = store.head("v2/ranged").await.unwrap_err();
-    assert!(err.is_not_found(), "{name}: head after delete: {err}");
-    let err = store.get("v2/ranged", None).await.unwrap_err();
-    assert!(err.is_not_found(), "{name}: download after delete: {err}");
-    store.delete("v2/ranged").await.unwrap();
-    let err = store.head("v2/never-written").await.unwrap_err();
-    assert!(err.is_not_found(), "{name}: head of a missing key: {err}");
-
-    // An aborted upload leaves nothing behind.
-    let mut up = store.upload("v2/aborted", Some(10 << 20)).await.unwrap();
-    up.write(&pattern(7, 9 << 20)).await.unwrap();
-    up.abort().await.unwrap();
-    assert!(store.head("v2/aborted").await.unwrap_err().is_not_found());
-    assert!(store.list("v2/aborted").await.unwrap().is_empty());
+    assert_eq!(report.checks.len(), 9, "{}", report.table());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,4 +246,33 @@ async fn a_multipart_upload_nobody_finished_is_aborted_by_a_later_upload() {
         objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
         ["v2/next"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_breaks_the_contract_fails_the_suite_naming_the_checks() {
+    let registry = registry(Limits::default()).await;
+    // The hostile plugin's `unsorted-page` store lists keys out of order
+    // and stores nothing (its uploads fail).
+    let store = registry
+        .store(common::config("Hostile", "unsorted-page", None, &[]))
+        .unwrap();
+    let report = conformance::run(&store, "conformance/").await;
+    assert!(!report.passed(), "{}", report.table());
+    let failed: Vec<&str> = report.failures().iter().map(|c| c.name.as_str()).collect();
+    assert!(failed.contains(&"round trip of 1 B"), "{failed:?}");
+    let listing = report
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with("listing"))
+        .unwrap();
+    let why = listing.outcome.as_ref().unwrap_err();
+    assert!(!why.is_empty(), "{}", report.table());
+    let table = report.table();
+    assert!(table.contains("FAIL  round trip of 1 B"), "{table}");
+    assert!(table.ends_with(&format!(
+        "{} checks, {} passed, {} failed\n",
+        report.checks.len(),
+        report.checks.len() - failed.len(),
+        failed.len()
+    )));
 }

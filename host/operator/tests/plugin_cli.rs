@@ -1,0 +1,63 @@
+//! `druid plugin test`, run as a plugin author runs it: the real `druid`
+//! binary on the real plugin components, against a Local store in a
+//! temporary directory.
+#![allow(clippy::unwrap_used, reason = "a test fails on error")]
+
+use std::process::Command;
+
+use druid_test_support::{plugin_components, server_dir};
+
+fn plugin_test(plugin: &str, provider: &str, container: &str) -> (bool, String) {
+    let root = server_dir(&format!("plugin-cli-{container}")).unwrap();
+    std::fs::create_dir_all(root.join(container)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_druid"))
+        .args(["plugin", "test"])
+        .arg(plugin_components().get(plugin))
+        .args(["--provider", provider, "--container", container])
+        .arg(format!("--local-root={}", root.display()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), format!("{stdout}\n{stderr}"))
+}
+
+#[test]
+fn the_local_plugin_passes_druid_plugin_test() {
+    let (ok, out) = plugin_test("druid-plugin-local", "Local", "cli.bkp");
+    assert!(ok, "{out}");
+    assert!(out.contains("plugin local"), "{out}");
+    assert!(
+        out.contains("pass  pod wiring within the host's policy"),
+        "{out}"
+    );
+    assert!(out.contains("pass  round trip of 100 MiB"), "{out}");
+    assert!(out.contains("pass  clean up"), "{out}");
+    assert!(out.contains(", 0 failed"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
+#[test]
+fn a_plugin_that_breaks_the_contract_fails_druid_plugin_test() {
+    let (ok, out) = plugin_test("druid-test-plugin-hostile", "Hostile", "unsorted-page");
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAIL  round trip of 1 B"), "{out}");
+    assert!(out.contains("FAIL  listing"), "{out}");
+    assert!(!out.contains(", 0 failed"), "{out}");
+}
+
+#[test]
+fn a_file_that_is_not_a_plugin_is_refused_with_the_reason() {
+    let dir = server_dir("plugin-cli-broken").unwrap();
+    let file = dir.join("broken.wasm");
+    std::fs::write(&file, b"not a component").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_druid"))
+        .args(["plugin", "test"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("the host refuses"), "{stderr}");
+    assert!(stderr.contains("broken.wasm"), "{stderr}");
+}
