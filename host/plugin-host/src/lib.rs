@@ -248,8 +248,12 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
-    /// The plugin trapped (a panic, an unreachable instruction, ...).
-    #[error("plugin {plugin}: call `{call}` trapped: {source}")]
+    /// The plugin trapped (a panic, an unreachable instruction, ...). The
+    /// message names the trap (`wasm trap: unreachable`); the wasm
+    /// backtrace is in the source chain only, so a log that prints the
+    /// chain shows it once. A panic's own message reaches the log through
+    /// the SDK's panic hook, as the plugin's error line.
+    #[error("plugin {plugin}: call `{call}` trapped: {}", source.root_cause())]
     Trap {
         /// The plugin.
         plugin: String,

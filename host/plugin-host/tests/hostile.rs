@@ -173,6 +173,10 @@ async fn a_panic_is_a_trap_for_that_call_only() {
         "{err:?}"
     );
     assert!(err.to_string().contains("hostile"), "{err}");
+    // The trap is named once; its wasm backtrace is only in the source.
+    let text = err.to_string();
+    assert!(text.contains("wasm trap"), "{text}");
+    assert!(!text.contains("wasm backtrace"), "{text}");
     assert_still_serving(&registry).await;
 }
 
