@@ -337,3 +337,25 @@ async fn garbage_collection_keeps_the_newest_full_snapshots_and_their_deltas() {
     drop(sidecar);
     etcd.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_store_directory_that_does_not_exist_yet_is_created() {
+    let etcd = common::start_etcd("local-missing");
+    let root = druid_test_support::server_dir("local-missing-root").unwrap();
+    let store = Store::Local {
+        root: root.clone(),
+        container: "new.bkp".into(),
+    };
+    assert!(!root.join("new.bkp").exists());
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-main"));
+    sidecar.wait_leading();
+    let (code, body) = sidecar.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}\n{}", sidecar.log());
+    assert!(
+        sidecar.log().contains("created the Local store directory"),
+        "{}",
+        sidecar.log()
+    );
+    let keys = store.keys("etcd-main/v2/");
+    assert!(keys.iter().any(|k| k.contains("/Full-")), "{keys:?}");
+}

@@ -335,6 +335,20 @@ impl Snapstore {
                 .or_else(|| std::env::var_os("HOME"))
                 .map_or_else(|| PathBuf::from("/"), PathBuf::from)
         });
+        if let Some(root) = &local_root {
+            // As the Go sidecar: a Local store's directory that does not
+            // exist yet is created (the plugin is granted only an existing
+            // directory, and would answer "no such container" forever).
+            let dir = root.join(&container);
+            if !dir.is_dir() {
+                std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                    what: "cannot create the Local store directory",
+                    path: dir.clone(),
+                    source,
+                })?;
+                tracing::info!(directory = %dir.display(), "created the Local store directory");
+            }
+        }
         let config = StoreConfig {
             provider: args.storage_provider.clone(),
             container: container.clone(),
