@@ -1,14 +1,72 @@
-//! Prometheus metrics of the sidecar, under upstream's names (`etcdbr_*`)
-//! where upstream has them, so existing dashboards and alerts keep
-//! working, plus sizes and last-success times per kind, which is what an
-//! alert on "no backup for N minutes" needs.
+//! Prometheus metrics of the sidecar: every name and label upstream's
+//! sidecar exports (`etcdbr_*`, the list in [`UPSTREAM_NAMES`]), so existing
+//! dashboards and alerts keep working, plus sizes and last-success times per
+//! kind, which is what an alert on "no backup for N minutes" needs, and the
+//! process metrics (`process_*`) Go's client exports.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+/// The sample names upstream's sidecar exports (without the `_bucket`,
+/// `_sum` and `_count` of histograms); a test scrapes `/metrics` for each.
+pub const UPSTREAM_NAMES: &[&str] = &[
+    "etcdbr_snapshot_duration_seconds",
+    "etcdbr_snapshot_gc_total",
+    "etcdbr_snapshot_latest_revision",
+    "etcdbr_snapshot_latest_timestamp",
+    "etcdbr_snapshot_required",
+    "etcdbr_validation_duration_seconds",
+    "etcdbr_restoration_duration_seconds",
+    "etcdbr_defragmentation_duration_seconds",
+    "etcdbr_snapstore_latest_deltas_total",
+    "etcdbr_snapstore_latest_deltas_revisions_total",
+    "etcdbr_snapshotter_failure",
+    "etcdbr_cluster_size",
+    "etcdbr_is_learner",
+    "etcdbr_is_learner_count_total",
+    "etcdbr_add_learner_duration_seconds",
+    "etcdbr_member_remove_duration_seconds",
+    "etcdbr_member_promote_duration_seconds",
+    "etcdbr_network_transmitted_bytes",
+    "etcdbr_network_received_bytes",
+];
+
+/// A counter exported untyped, so that its sample keeps upstream's name
+/// without the `_total` the OpenMetrics encoder appends to counters
+/// (`etcdbr_snapshotter_failure`, as Go's client writes it).
+#[derive(Debug, Default, Clone)]
+pub struct UntypedCounter(Counter);
+
+impl UntypedCounter {
+    /// Adds one.
+    pub fn inc(&self) -> u64 {
+        self.0.inc()
+    }
+
+    /// The count.
+    pub fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+impl TypedMetric for UntypedCounter {
+    const TYPE: MetricType = MetricType::Unknown;
+}
+
+impl EncodeMetric for UntypedCounter {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&self.0.get())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 /// Labels `kind` and `succeeded`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +119,20 @@ impl Succeeded {
     }
 }
 
+/// The classes of snapshotter failures (label `error` of
+/// `etcdbr_snapshotter_failure`; upstream puts the whole error message in
+/// the label, which makes a new series per message).
+pub const FAILURE_CLASSES: &[&str] = &[
+    "etcd",
+    "timeout",
+    "integrity",
+    "store",
+    "io",
+    "delta",
+    "compacted",
+    "inactive",
+];
+
 /// Label `error`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
@@ -68,20 +140,48 @@ pub struct ErrorLabel {
     pub error: String,
 }
 
-/// Labels `member` and `succeeded`.
+/// Labels `succeeded` and `endpoint` (upstream's).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DefragLabels {
-    /// The member's name.
-    pub member: String,
+    /// `true` or `false`.
+    pub succeeded: String,
+    /// The member's client URL.
+    pub endpoint: String,
+}
+
+impl DefragLabels {
+    /// Labels for a member's endpoint and an outcome.
+    pub fn new(endpoint: &str, succeeded: bool) -> Self {
+        DefragLabels {
+            succeeded: succeeded.to_string(),
+            endpoint: endpoint.to_string(),
+        }
+    }
+}
+
+/// Labels `restore` and `succeeded` of a restoration (upstream's).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RestoreLabels {
+    /// `single_node` (from the store) or `single_member` (a member that
+    /// rejoined its cluster).
+    pub restore: String,
     /// `true` or `false`.
     pub succeeded: String,
 }
 
-impl DefragLabels {
-    /// Labels for a member and an outcome.
-    pub fn new(member: &str, succeeded: bool) -> Self {
-        DefragLabels {
-            member: member.to_string(),
+impl RestoreLabels {
+    /// A restoration from the store (`single_node`).
+    pub fn from_store(succeeded: bool) -> Self {
+        RestoreLabels {
+            restore: "single_node".into(),
+            succeeded: succeeded.to_string(),
+        }
+    }
+
+    /// A member that rejoined its cluster as a learner (`single_member`).
+    pub fn rejoined(succeeded: bool) -> Self {
+        RestoreLabels {
+            restore: "single_member".into(),
             succeeded: succeeded.to_string(),
         }
     }
@@ -147,10 +247,20 @@ pub struct Metrics {
     pub snapshot_required: Family<KindLabel, Gauge>,
     /// Validation durations by outcome.
     pub validation_duration: Family<Succeeded, Histogram>,
-    /// Restore durations by outcome.
-    pub restoration_duration: Family<Succeeded, Histogram>,
-    /// Snapshotter failures by class.
-    pub snapshotter_failure: Family<ErrorLabel, Counter>,
+    /// Restore durations by kind and outcome.
+    pub restoration_duration: Family<RestoreLabels, Histogram>,
+    /// Snapshotter failures by class (untyped: upstream's sample name).
+    pub snapshotter_failure: Family<ErrorLabel, UntypedCounter>,
+    /// 1 while this member is a learner.
+    pub is_learner: Gauge,
+    /// Checks of whether this member is a learner, by outcome.
+    pub is_learner_checks: Family<Succeeded, Counter>,
+    /// Time taken to add this member to its cluster as a learner.
+    pub add_learner_duration: Histogram,
+    /// Time taken to remove this member from its cluster.
+    pub member_remove_duration: Histogram,
+    /// Time taken to promote this learner to a voting member.
+    pub member_promote_duration: Histogram,
     /// Deltas after the latest full snapshot.
     pub latest_deltas: Gauge,
     /// Revisions covered by the deltas after the latest full snapshot
@@ -162,7 +272,7 @@ pub struct Metrics {
     pub is_leader: Gauge,
     /// Members of the etcd cluster.
     pub cluster_size: Gauge,
-    /// Defragmentation durations by member and outcome.
+    /// Defragmentation durations by outcome and endpoint.
     pub defrag_duration: Family<DefragLabels, Histogram>,
     /// Unix time of the last defragmentation run that handled a member.
     pub defrag_last_run: Family<MemberLabel, Gauge>,
@@ -191,7 +301,10 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("etcdbr");
+        let mut root = Registry::default();
+        druid_process_metrics::register_process_metrics(&mut root);
+        let registry = root.sub_registry_with_prefix("etcdbr");
+        registry.register_collector(Box::new(druid_process_metrics::NetworkCollector));
         let snapshot_duration =
             Family::<KindResult, Histogram>::new_with_constructor(duration_histogram);
         registry.register(
@@ -243,28 +356,59 @@ impl Metrics {
             validation_duration.clone(),
         );
         let restoration_duration =
-            Family::<Succeeded, Histogram>::new_with_constructor(duration_histogram);
+            Family::<RestoreLabels, Histogram>::new_with_constructor(duration_histogram);
         registry.register(
             "restoration_duration_seconds",
-            "Time taken to restore the data directory from the store, by outcome",
+            "Time taken to restore the data directory (single_node: from the store, single_member: rejoining the cluster), by outcome",
             restoration_duration.clone(),
         );
-        let snapshotter_failure = Family::<ErrorLabel, Counter>::default();
+        let snapshotter_failure = Family::<ErrorLabel, UntypedCounter>::default();
         registry.register(
             "snapshotter_failure",
-            "Snapshotter failures, by class",
+            "Snapshotter failures (a counter), by class",
             snapshotter_failure.clone(),
         );
+        let is_learner = Gauge::default();
+        registry.register(
+            "is_learner",
+            "1 while this member is a learner",
+            is_learner.clone(),
+        );
+        let is_learner_checks = Family::<Succeeded, Counter>::default();
+        registry.register(
+            "is_learner_count",
+            "Checks of whether this member is a learner, by outcome",
+            is_learner_checks.clone(),
+        );
+        let add_learner_duration = duration_histogram();
+        registry.register(
+            "add_learner_duration_seconds",
+            "Time taken to add this member to its cluster as a learner",
+            add_learner_duration.clone(),
+        );
+        let member_remove_duration = duration_histogram();
+        registry.register(
+            "member_remove_duration_seconds",
+            "Time taken to remove this member from its cluster",
+            member_remove_duration.clone(),
+        );
+        let member_promote_duration = duration_histogram();
+        registry.register(
+            "member_promote_duration_seconds",
+            "Time taken to promote this learner to a voting member",
+            member_promote_duration.clone(),
+        );
+        // Gauges named `_total` as upstream's.
         let latest_deltas = Gauge::default();
         registry.register(
-            "snapstore_latest_deltas",
+            "snapstore_latest_deltas_total",
             "Deltas after the latest full snapshot",
             latest_deltas.clone(),
         );
         let latest_deltas_revisions = Gauge::default();
         registry.register(
-            "snapstore_latest_deltas_revisions",
-            "Revisions covered by the deltas after the latest full snapshot",
+            "snapstore_latest_deltas_revisions_total",
+            "Revisions covered by the deltas after the latest full snapshot (a proxy for restore time)",
             latest_deltas_revisions.clone(),
         );
         let delta_buffered_events = Gauge::default();
@@ -289,7 +433,7 @@ impl Metrics {
             Family::<DefragLabels, Histogram>::new_with_constructor(duration_histogram);
         registry.register(
             "defragmentation_duration_seconds",
-            "Time taken to defragment a member, by member and outcome",
+            "Time taken to defragment a member, by outcome and the member's endpoint",
             defrag_duration.clone(),
         );
         let defrag_last_run = Family::<MemberLabel, Gauge>::default();
@@ -316,8 +460,36 @@ impl Metrics {
             "Defragmentation runs, by outcome (Succeeded, Refused, Failed, TimedOut)",
             defrag_runs.clone(),
         );
+        // Every label set known up front starts at zero, as upstream's
+        // sidecar does, so that dashboards see the series and `rate()` and
+        // `increase()` count the first event.
+        for kind in ["Full", "Incr"] {
+            for ok in [true, false] {
+                let _ = snapshot_duration.get_or_create(&KindResult::new(kind, ok));
+                let _ = gc_total.get_or_create(&KindResult::new(kind, ok));
+            }
+            let _ = latest_revision.get_or_create(&KindLabel::new(kind));
+            let _ = latest_timestamp.get_or_create(&KindLabel::new(kind));
+            let _ = snapshot_required.get_or_create(&KindLabel::new(kind));
+        }
+        for ok in [true, false] {
+            let _ = validation_duration.get_or_create(&Succeeded::new(ok));
+            let _ = restoration_duration.get_or_create(&RestoreLabels::from_store(ok));
+            let _ = restoration_duration.get_or_create(&RestoreLabels::rejoined(ok));
+            let _ = is_learner_checks.get_or_create(&Succeeded::new(ok));
+        }
+        for class in FAILURE_CLASSES {
+            let _ = snapshotter_failure.get_or_create(&ErrorLabel {
+                error: (*class).to_string(),
+            });
+        }
         Metrics {
-            registry,
+            registry: root,
+            is_learner,
+            is_learner_checks,
+            add_learner_duration,
+            member_remove_duration,
+            member_promote_duration,
             defrag_duration,
             defrag_last_run,
             defrag_reclaimed,

@@ -193,6 +193,8 @@ impl Metrics {
         // Compaction metrics keep upstream's names; everything else is
         // `druid_*`.
         let compaction = CompactionMetrics::register(&mut root);
+        // process_* as Go's client exports them (memory, CPU, descriptors).
+        druid_process_metrics::register_process_metrics(&mut root);
         let registry = root.sub_registry_with_prefix("druid");
         let reconciles = Family::<EtcdLabels, Counter>::default();
         registry.register("reconciles", "Reconciles per Etcd", reconciles.clone());

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{EtcdArgs, RestoreArgs};
 use crate::etcd::temp::{TempEtcd, TempEtcdError};
-use crate::metrics::{Metrics, Succeeded};
+use crate::metrics::{Metrics, RestoreLabels, Succeeded};
 use crate::restore;
 use crate::store::Snapstore;
 
@@ -350,6 +350,16 @@ impl Initializer<'_> {
     /// refuses reconfiguration (it does so for a few seconds after a
     /// membership change).
     async fn rejoin_as_learner(&self, status: &DataDirStatus) -> Result<Outcome, InitError> {
+        let started = Instant::now();
+        let result = self.rejoin_as_learner_inner(status).await;
+        self.metrics
+            .restoration_duration
+            .get_or_create(&RestoreLabels::rejoined(result.is_ok()))
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn rejoin_as_learner_inner(&self, status: &DataDirStatus) -> Result<Outcome, InitError> {
         tracing::warn!(
             ?status,
             "rejoining the cluster as a learner to sync from the leader"
@@ -370,13 +380,18 @@ impl Initializer<'_> {
                 // Added already (a retried initialization): etcd joins.
                 return Ok(Outcome::RejoinAsLearner);
             }
+            let removing = Instant::now();
             client.member_remove(me.id()).await.map_err(|e| {
                 InitError::Other(format!("cannot remove member {}: {e}", self.restore.name))
             })?;
+            self.metrics
+                .member_remove_duration
+                .observe(removing.elapsed().as_secs_f64());
         }
         let data_dir = &self.restore.data_dir;
         restore::move_aside(data_dir)?;
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let adding = Instant::now();
+        let deadline = adding + Duration::from_secs(120);
         let mut backoff = Duration::from_secs(1);
         loop {
             match client
@@ -386,7 +401,12 @@ impl Initializer<'_> {
                 )
                 .await
             {
-                Ok(_) => return Ok(Outcome::RejoinAsLearner),
+                Ok(_) => {
+                    self.metrics
+                        .add_learner_duration
+                        .observe(adding.elapsed().as_secs_f64());
+                    return Ok(Outcome::RejoinAsLearner);
+                }
                 Err(e) if e.to_string().contains("already exists") => {
                     return Ok(Outcome::RejoinAsLearner);
                 }

@@ -40,7 +40,7 @@ use crate::etcd::etcdctl::{self, EtcdctlError};
 use crate::etcd::temp::{TempEtcd, TempEtcdError};
 use crate::formats::delta::{self, DeltaError, EventType};
 use crate::formats::names::Snapshot;
-use crate::metrics::{Metrics, Succeeded};
+use crate::metrics::{Metrics, RestoreLabels};
 use crate::store::{self, SnapshotSet, Snapstore};
 
 /// Why a restore failed. The data directory was left as it was.
@@ -188,7 +188,7 @@ pub async fn restore(
     let result = restore_inner(args, store, set).await;
     metrics
         .restoration_duration
-        .get_or_create(&Succeeded::new(result.is_ok()))
+        .get_or_create(&RestoreLabels::from_store(result.is_ok()))
         .observe(started.elapsed().as_secs_f64());
     match &result {
         Ok(r) => {
