@@ -37,12 +37,37 @@ pub const VERSION: &str = "v1alpha1";
 /// two billion rendered ordinals.
 pub const MAX_REPLICAS: i32 = 9;
 
-/// The finalizer the operator puts on Etcds and on the Secrets they use.
-pub const FINALIZER: &str = "druid.gardener.cloud/etcd";
+/// The finalizer the operator puts on Etcds and on the Secrets they use:
+/// upstream's name, so that an Etcd created under one operator is deleted
+/// by the other.
+pub const FINALIZER: &str = "druid.gardener.cloud/etcd-druid";
 
-/// Annotation on an Etcd asking its leader's sidecar to defragment the
-/// cluster now (any value); the sidecar removes it when the run is done.
+/// Finalizers earlier releases of this operator put on Etcds and Secrets;
+/// the operator replaces them with [`FINALIZER`] (on a deleted object it
+/// cleans up and removes them).
+pub const LEGACY_FINALIZERS: &[&str] = &["druid.gardener.cloud/etcd"];
+
+/// Whether `finalizer` is this operator's, current or legacy.
+pub fn is_druid_finalizer(finalizer: &str) -> bool {
+    finalizer == FINALIZER || LEGACY_FINALIZERS.contains(&finalizer)
+}
+
+/// Annotation on an Etcd asking for a defragmentation run now (any
+/// value): the operator asks the backup leader's sidecar (`/defragment`)
+/// and removes the annotation once the sidecar answered with a report.
 pub const DEFRAGMENT_ANNOTATION: &str = "druid.gardener.cloud/defragment";
+
+/// Annotation on the member lease of the sidecar that coordinated the last
+/// defragmentation run: the run's summary ([`etcd::DefragmentationRun`] as
+/// JSON). The operator publishes it as an event on the Etcd (the sidecar's
+/// Role grants no events, as upstream's).
+pub const LAST_DEFRAGMENTATION_RUN_ANNOTATION: &str =
+    "druid.gardener.cloud/last-defragmentation-run";
+
+/// Annotation on a member lease: `true` when the member's peer URLs use
+/// TLS (written by its sidecar, as upstream's; `status.peerUrlTLSEnabled`
+/// sums it up).
+pub const MEMBER_TLS_ENABLED_ANNOTATION: &str = "member.etcd.gardener.cloud/tls-enabled";
 
 /// Annotation on a member lease holding the member's last
 /// defragmentation result ([`etcd::DefragmentationResult`] as JSON),
@@ -55,6 +80,17 @@ pub const LAST_DEFRAGMENTATION_ANNOTATION: &str = "druid.gardener.cloud/last-def
 /// compaction controller starts a compaction once it reaches a threshold,
 /// whatever the number of events.
 pub const DELTA_BYTES_SINCE_FULL_ANNOTATION: &str = "druid.gardener.cloud/delta-bytes-since-full";
+
+/// Annotation on the delta snapshot lease: why the backup leader's
+/// snapshotter last failed (a redacted, bounded message), set when a
+/// snapshot or a listing of the store fails and removed by the next
+/// success. The operator turns `BackupReady` False from it at once instead
+/// of waiting for the lease to go stale.
+pub const SNAPSHOT_FAILURE_ANNOTATION: &str = "druid.gardener.cloud/snapshot-failure";
+
+/// Annotation on the delta snapshot lease: when (RFC 3339) the failure in
+/// [`SNAPSHOT_FAILURE_ANNOTATION`] happened.
+pub const SNAPSHOT_FAILED_AT_ANNOTATION: &str = "druid.gardener.cloud/snapshot-failed-at";
 
 /// The `apiVersion` string of druid resources.
 pub fn api_version() -> String {

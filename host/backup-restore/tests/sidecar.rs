@@ -105,8 +105,17 @@ async fn a_wiped_data_directory_is_restored_from_full_and_delta_snapshots() {
     etcd.stop();
     std::fs::remove_dir_all(etcd.data_dir()).unwrap();
 
-    // Initialization as etcd-wrapper drives it.
+    // Before etcd runs, /snapshot/latest answers from the store, with
+    // upstream's fields (the store path as prefix).
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "etcd-main"));
+    let before = sidecar.latest();
+    assert_eq!(before["fullSnapshot"]["prefix"], "etcd-main/v2", "{before}");
+    assert_eq!(
+        before["deltaSnapshots"].as_array().map(Vec::len),
+        latest["deltaSnapshots"].as_array().map(Vec::len),
+        "{before}"
+    );
+    // Initialization as etcd-wrapper drives it.
     assert_eq!(
         sidecar.initialize("full"),
         "Successful",
@@ -225,9 +234,46 @@ async fn the_store_down_during_deltas_is_caught_up_without_a_gap() {
     assert_eq!(code, 500, "listing a missing store fails");
     let log = sidecar.log();
     assert!(log.contains("delta snapshot failed"), "{log}");
+    // A log line names the store and the cause.
+    assert!(
+        log.lines().any(|l| l.contains("the snapshotter failed")
+            && l.contains(&format!("Local store {container}/p"))),
+        "{log}"
+    );
     // The delta lease goes stale (the operator's BackupReady turns False
     // beyond two periods; the period here is 1 s).
     assert!(common::lease_age(&leases, "o-delta-snap").await >= 3);
+    // And it says why at once: the operator turns BackupReady False from
+    // this, without waiting for the lease to go stale.
+    let annotations = common::lease_annotations(&leases, "o-delta-snap").await;
+    let why = annotations
+        .get(druid_api::SNAPSHOT_FAILURE_ANNOTATION)
+        .unwrap_or_else(|| panic!("no failure recorded on the delta lease: {annotations:?}"));
+    assert!(why.contains(&format!("Local store {container}/p")), "{why}");
+    assert!(
+        annotations[druid_api::SNAPSHOT_FAILED_AT_ANNOTATION]
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .is_ok(),
+        "{annotations:?}"
+    );
+    // The failure counter counts (every run that failed, from zero).
+    let metrics = sidecar.get("/metrics").1;
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("etcdbr_snapshotter_failure{error=\"store\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no store failure sample:\n{metrics}"));
+    assert!(failures >= 1, "{metrics}");
+    // A full snapshot asked for now is answered with the store's error
+    // instead of waiting behind the backoff until the store is back.
+    let (code, body) = sidecar
+        .get_within("/snapshot/full", 30)
+        .expect("the full snapshot request was not answered while the store is down");
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("is failing") && body.contains(&format!("Local store {container}/p")),
+        "{body}"
+    );
 
     // Back: the deltas catch up from the last uploaded revision.
     std::fs::rename(&away, root.join(container)).unwrap();
@@ -245,9 +291,42 @@ async fn the_store_down_during_deltas_is_caught_up_without_a_gap() {
         prev = d["lastRevision"].as_i64().unwrap();
     }
     assert_eq!(prev, rev);
-    // Fresh again, holding the last revision.
+    // Fresh again, holding the last revision, and the failure is gone.
     common::wait_holder(&leases, "o-delta-snap", |h| h == rev.to_string()).await;
     assert!(common::lease_age(&leases, "o-delta-snap").await <= 2);
+    let annotations = common::lease_annotations(&leases, "o-delta-snap").await;
+    assert!(
+        !annotations.contains_key(druid_api::SNAPSHOT_FAILURE_ANNOTATION)
+            && !annotations.contains_key(druid_api::SNAPSHOT_FAILED_AT_ANNOTATION),
+        "{annotations:?}"
+    );
+    // /snapshot/latest answers with upstream's fields: the store path as
+    // prefix, and versionID.
+    let d = &latest["deltaSnapshots"][0];
+    assert_eq!(d["prefix"], "p/v2", "{latest}");
+    assert!(
+        d.get("versionID").is_some_and(serde_json::Value::is_null),
+        "{latest}"
+    );
+    for field in [
+        "createdOn",
+        "immutabilityExpriyTime",
+        "versionID",
+        "kind",
+        "snapDir",
+        "snapName",
+        "prefix",
+        "compressionSuffix",
+        "startRevision",
+        "lastRevision",
+        "isChunk",
+        "isFinal",
+    ] {
+        assert!(
+            latest["fullSnapshot"].get(field).is_some(),
+            "{field}: {latest}"
+        );
+    }
     drop(sidecar);
     etcd.stop();
 }
@@ -344,7 +423,9 @@ async fn a_data_directory_behind_the_store_or_corrupt_is_restored() {
     assert_eq!(dump(&mut client).await, (expected, revision));
     let metrics = sidecar.get("/metrics").1;
     assert!(
-        metrics.contains("etcdbr_restoration_duration_seconds_count{succeeded=\"true\"} 2"),
+        metrics.contains(
+            "etcdbr_restoration_duration_seconds_count{restore=\"single_node\",succeeded=\"true\"} 2"
+        ),
         "{metrics}"
     );
     assert!(
@@ -395,6 +476,7 @@ async fn the_http_api_serves_tls_and_reports_metrics() {
         .arg(format!("--server-key={}", certs.join("tls.key").display()))
         .arg(format!("--endpoints={}", etcd.client_url()))
         .arg("--delta-snapshot-period=1s")
+        .arg("--defragmentation-threshold-bytes=0")
         .arg(format!(
             "--plugins-dir={}",
             druid_test_support::plugin_components().dir().display()
@@ -455,6 +537,46 @@ async fn the_http_api_serves_tls_and_reports_metrics() {
         }
         assert!(start.elapsed() < Duration::from_secs(30), "{metrics}");
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every name upstream's sidecar exports is served (the defragmentation
+    // histogram once a member was defragmented), with upstream's labels
+    // and the process metrics of Go's client.
+    let defrag = curl("/defragment");
+    assert!(defrag.ends_with("200"), "{defrag}");
+    let metrics = curl("/metrics");
+    let samples: Vec<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(['{', ' ']).next().unwrap_or(""))
+        .collect();
+    for name in druid_backup_restore::metrics::UPSTREAM_NAMES
+        .iter()
+        .chain(&[
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ])
+    {
+        assert!(
+            samples
+                .iter()
+                .any(|s| *s == *name || *s == format!("{name}_count")),
+            "{name} is not served:\n{metrics}"
+        );
+    }
+    for labelled in [
+        "etcdbr_snapshot_gc_total{kind=\"Full\",succeeded=\"true\"} 0",
+        "etcdbr_snapshotter_failure{error=\"store\"} 0",
+        "etcdbr_restoration_duration_seconds_count{restore=\"single_node\",succeeded=\"true\"} 0",
+        "etcdbr_restoration_duration_seconds_count{restore=\"single_member\",succeeded=\"false\"} 0",
+        "etcdbr_is_learner 0",
+        "etcdbr_is_learner_count_total{succeeded=\"true\"}",
+        "etcdbr_defragmentation_duration_seconds_count{succeeded=\"true\",endpoint=",
+        "etcdbr_snapstore_latest_deltas_total ",
+        "# TYPE etcdbr_snapshotter_failure unknown",
+    ] {
+        assert!(metrics.contains(labelled), "{labelled} missing:\n{metrics}");
     }
     // Slow loris: clients that connect and never start their handshake do
     // not hold up others. The request below is served while they are

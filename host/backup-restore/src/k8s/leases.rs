@@ -12,7 +12,7 @@ use kube::api::{Patch, PatchParams};
 use crate::config::HealthArgs;
 
 /// Annotation telling whether the member's peer URLs use TLS.
-pub const TLS_ENABLED_ANNOTATION: &str = "member.etcd.gardener.cloud/tls-enabled";
+pub const TLS_ENABLED_ANNOTATION: &str = druid_api::MEMBER_TLS_ENABLED_ANNOTATION;
 
 /// A `MicroTime` as the API server takes it.
 fn micro_time(t: DateTime<Utc>) -> String {
@@ -149,11 +149,47 @@ impl Leases {
         revision: i64,
         bytes_since_full: u64,
     ) -> Result<(), LeaseError> {
-        let annotations =
-            serde_json::json!({ DELTA_BYTES_ANNOTATION: bytes_since_full.to_string() });
+        // A success clears the failure a previous run recorded.
+        let annotations = serde_json::json!({
+            DELTA_BYTES_ANNOTATION: bytes_since_full.to_string(),
+            druid_api::SNAPSHOT_FAILURE_ANNOTATION: null,
+            druid_api::SNAPSHOT_FAILED_AT_ANNOTATION: null,
+        });
         self.raise(&self.delta_name, revision, Utc::now(), Some(annotations))
             .await
     }
+
+    /// Records on the delta lease that the snapshotter failed and why
+    /// (annotations [`druid_api::SNAPSHOT_FAILURE_ANNOTATION`] and
+    /// [`druid_api::SNAPSHOT_FAILED_AT_ANNOTATION`]); the lease's holder
+    /// and renewTime stay as they are, so they keep saying what the store
+    /// holds. The message is cut to [`MAX_FAILURE_MESSAGE`] bytes.
+    pub async fn snapshot_failed(&self, message: &str) -> Result<(), LeaseError> {
+        let patch = serde_json::json!({
+            "metadata": { "annotations": {
+                druid_api::SNAPSHOT_FAILURE_ANNOTATION: bounded(message),
+                druid_api::SNAPSHOT_FAILED_AT_ANNOTATION:
+                    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }}
+        });
+        self.patch(&self.delta_name, patch).await
+    }
+}
+
+/// The longest failure message written to the delta lease.
+pub const MAX_FAILURE_MESSAGE: usize = 1024;
+
+/// `message` cut to at most [`MAX_FAILURE_MESSAGE`] bytes at a character
+/// boundary.
+fn bounded(message: &str) -> String {
+    if message.len() <= MAX_FAILURE_MESSAGE {
+        return message.to_string();
+    }
+    let mut end = MAX_FAILURE_MESSAGE - 3;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &message[..end])
 }
 
 /// Renews this member's lease.
@@ -216,5 +252,20 @@ impl MemberLease {
                 name: self.name.clone(),
                 source,
             })
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    #[test]
+    fn a_long_failure_message_is_cut_at_a_character_boundary() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(MAX_FAILURE_MESSAGE);
+        let cut = bounded(&long);
+        assert!(cut.len() <= MAX_FAILURE_MESSAGE, "{}", cut.len());
+        assert!(cut.ends_with("..."));
+        assert!(cut.starts_with("éé"));
     }
 }

@@ -327,7 +327,10 @@ pub(super) async fn trigger(
     }
     let timeout = state.config.etcd.etcd_snapshot_timeout + Duration::from_secs(600);
     match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(Ok(snapshot))) => axum::Json(snapshot.as_ref().map(snapshot_json)).into_response(),
+        Ok(Ok(Ok(snapshot))) => {
+            let prefix = state.store.as_ref().map_or("", |s| s.prefix());
+            axum::Json(snapshot.as_ref().map(|s| snapshot_json(s, prefix))).into_response()
+        }
         Ok(Ok(Err(e))) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
         Ok(Err(_)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -342,14 +345,26 @@ pub(super) async fn trigger(
     }
 }
 
-/// A snapshot as upstream's JSON (`brtypes.Snapshot`).
-pub fn snapshot_json(s: &Snapshot) -> serde_json::Value {
+/// A snapshot as upstream's JSON (`brtypes.Snapshot`): every field
+/// upstream writes, `prefix` the store path of its layout
+/// (`<store-prefix>/v2`, or `/v1` for the legacy layout, whose `snapDir` is
+/// the `Backup-<time>` directory) and `versionID` `null` (no provider here
+/// reads object versions).
+pub fn snapshot_json(s: &Snapshot, store_prefix: &str) -> serde_json::Value {
     let created = chrono::DateTime::from_timestamp(s.created_at, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
+    let store_prefix = store_prefix.trim_matches('/');
+    let under = |version: &str| {
+        if store_prefix.is_empty() {
+            version.to_string()
+        } else {
+            format!("{store_prefix}/{version}")
+        }
+    };
     let (snap_dir, prefix) = match &s.layout {
-        crate::formats::names::Layout::V2 => (String::new(), "v2".to_string()),
-        crate::formats::names::Layout::V1 { backup_dir } => (backup_dir.clone(), "v1".to_string()),
+        crate::formats::names::Layout::V2 => (String::new(), under("v2")),
+        crate::formats::names::Layout::V1 { backup_dir } => (backup_dir.clone(), under("v1")),
     };
     serde_json::json!({
         "kind": s.kind.as_str(),
@@ -363,6 +378,7 @@ pub fn snapshot_json(s: &Snapshot) -> serde_json::Value {
         "compressionSuffix": s.compression.suffix(),
         "isFinal": s.is_final,
         "immutabilityExpriyTime": "0001-01-01T00:00:00Z",
+        "versionID": null,
     })
 }
 
@@ -374,8 +390,8 @@ pub(super) async fn snapshot_latest(State(state): State<Arc<AppState>>) -> Respo
         Ok(listing) => {
             let set = listing.latest_set();
             axum::Json(serde_json::json!({
-                "fullSnapshot": set.full.as_ref().map(snapshot_json),
-                "deltaSnapshots": set.deltas.iter().map(snapshot_json).collect::<Vec<_>>(),
+                "fullSnapshot": set.full.as_ref().map(|s| snapshot_json(s, store.prefix())),
+                "deltaSnapshots": set.deltas.iter().map(|s| snapshot_json(s, store.prefix())).collect::<Vec<_>>(),
             }))
             .into_response()
         }

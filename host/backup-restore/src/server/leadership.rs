@@ -8,10 +8,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::maintenance::{defrag_request_loop, defrag_schedule_loop};
+use super::maintenance::defrag_schedule_loop;
 use super::state::{AppState, InitState};
 use crate::gc::collector::{self, Policy};
 use crate::k8s::leases::{Leases, MemberLease};
+use crate::metrics::Succeeded;
 use crate::snapshot::{Settings, Snapshotter};
 
 /// Checks every reelection period whether this member leads; the leader
@@ -51,10 +52,17 @@ pub(super) async fn leadership(
             cl.status(),
         )
         .await;
-        if let Ok(Ok(s)) = &status
-            && s.is_learner()
-        {
-            promote(&state, member_id(s)).await;
+        let answered = matches!(&status, Ok(Ok(_)));
+        state
+            .metrics
+            .is_learner_checks
+            .get_or_create(&Succeeded::new(answered))
+            .inc();
+        if let Ok(Ok(s)) = &status {
+            state.metrics.is_learner.set(i64::from(s.is_learner()));
+            if s.is_learner() {
+                promote(&state, member_id(s)).await;
+            }
         }
         let leader = match status {
             Ok(Ok(s)) if s.leader() != 0 => Some(s.leader() == member_id(&s)),
@@ -81,7 +89,6 @@ pub(super) async fn leadership(
                         defrag_schedule.clone(),
                         token.clone(),
                     ));
-                    tokio::spawn(defrag_request_loop(state.clone(), token.clone()));
                     running = Some(token);
                 }
                 state.leading.store(true, Ordering::SeqCst);
@@ -152,21 +159,40 @@ pub(super) async fn start_leader_work(
             )
             .with_maintenance_lock(lock.clone());
             let started = tokio::time::Instant::now();
-            match snapshotter.run(t.clone(), &mut rx).await {
+            let e = match snapshotter.run(t.clone(), &mut rx).await {
                 Ok(()) => return,
-                Err(e) => {
-                    if started.elapsed() > server.backoff_threshold_time {
-                        backoff = Duration::from_secs(1);
-                    }
-                    tracing::error!(error = %e, retry_in_s = backoff.as_secs(), "snapshotter stopped; restarting from the last uploaded revision");
-                    tokio::select! {
-                        _ = t.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * server.backoff_multiplier.max(1))
-                        .min(server.backoff_threshold_time);
+                Err(e) => e,
+            };
+            if started.elapsed() > server.backoff_threshold_time {
+                backoff = Duration::from_secs(1);
+            }
+            metrics.failure(e.class());
+            let cause = e.to_string();
+            tracing::error!(store = ?st, class = e.class(), error = %cause, retry_in_s = backoff.as_secs(), "the snapshotter failed; it restarts from the last uploaded revision");
+            if let Some(leases) = &leases
+                && let Err(le) = leases.snapshot_failed(&format!("{st:?}: {cause}")).await
+            {
+                tracing::warn!(error = %le, "cannot record the failure on the delta snapshot lease");
+            }
+            // Requests that come while waiting are answered at once with
+            // the failure, not queued behind the backoff.
+            let wait = tokio::time::sleep(backoff);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = t.cancelled() => return,
+                    () = &mut wait => break,
+                    request = rx.recv() => match request {
+                        Some(request) => request.refuse(format!(
+                            "the snapshotter of the {st:?} is failing (retrying in at most {}s): {cause}",
+                            backoff.as_secs().max(1)
+                        )),
+                        None => return,
+                    },
                 }
             }
+            backoff =
+                (backoff * server.backoff_multiplier.max(1)).min(server.backoff_threshold_time);
         }
     });
     let period = c.snapshotter.garbage_collection_period;
@@ -261,8 +287,13 @@ pub(super) async fn promote(state: &Arc<AppState>, id: u64) {
     else {
         return;
     };
+    let started = std::time::Instant::now();
     match tokio::time::timeout(Duration::from_secs(5), client.member_promote(id)).await {
         Ok(Ok(_)) => {
+            state
+                .metrics
+                .member_promote_duration
+                .observe(started.elapsed().as_secs_f64());
             tracing::info!(member = %format!("{id:x}"), "this learner was promoted to a voting member")
         }
         Ok(Err(e)) if e.to_string().contains("not a learner") => {}

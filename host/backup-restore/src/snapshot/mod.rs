@@ -100,6 +100,16 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Answers the request with an error without taking a snapshot.
+    pub fn refuse(self, message: String) {
+        let reply = match self {
+            Request::Full { reply, .. } | Request::Delta { reply } => reply,
+        };
+        let _ = reply.send(Err(message));
+    }
+}
+
 /// Settings of the snapshotter.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -465,7 +475,6 @@ impl Snapshotter {
                     .snapshot_duration
                     .get_or_create(&KindResult::new("Incr", false))
                     .observe(0.0);
-                self.metrics.failure(e.class());
                 tracing::error!(snapshot = %snapshot.name(), events, error = %e, "delta snapshot failed; the events will be read again from etcd");
                 return Err(e);
             }
@@ -531,7 +540,6 @@ impl Snapshotter {
             .get_or_create(&KindResult::new("Full", ok))
             .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
-            self.metrics.failure(e.class());
             tracing::error!(error = %e, "full snapshot failed");
         }
         result
@@ -693,6 +701,35 @@ mod tests {
 
     fn cron(s: &str) -> croner::Cron {
         druid_api::model::parse_cron(s).unwrap()
+    }
+
+    #[test]
+    fn every_failure_class_is_a_known_metric_label() {
+        let errors = [
+            SnapshotError::WatchEnded(String::new()),
+            SnapshotError::Timeout(Duration::from_secs(1)),
+            SnapshotError::Integrity(String::new()),
+            SnapshotError::Io(String::new()),
+            SnapshotError::Compacted {
+                compacted: 2,
+                last: 1,
+            },
+            SnapshotError::Inactive,
+            SnapshotError::Store(store::Error::Io {
+                what: "x",
+                path: PathBuf::new(),
+                source: std::io::Error::other("x"),
+            }),
+        ];
+        for e in &errors {
+            assert!(
+                crate::metrics::FAILURE_CLASSES.contains(&e.class()),
+                "{}",
+                e.class()
+            );
+        }
+        assert!(crate::metrics::FAILURE_CLASSES.contains(&"delta"));
+        assert!(crate::metrics::FAILURE_CLASSES.contains(&"etcd"));
     }
 
     #[test]

@@ -530,6 +530,15 @@ impl Sidecar {
         }
     }
 
+    /// GET `path` once, giving up after `max_seconds` (an error then).
+    pub fn get_within(&self, path: &str, max_seconds: u32) -> Result<(u16, String), String> {
+        curl_get(
+            &format!("{}{path}", self.url),
+            self.tls.as_ref(),
+            max_seconds,
+        )
+    }
+
     /// GET `path` once, whatever the answer.
     pub fn get_once(&self, path: &str) -> (u16, String) {
         https_get(&format!("{}{path}", self.url), self.tls.as_ref()).unwrap()
@@ -654,6 +663,19 @@ pub async fn wait_holder(api: &Api<Lease>, name: &str, ok: impl Fn(&str) -> bool
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The annotations of a lease.
+pub async fn lease_annotations(
+    api: &Api<Lease>,
+    name: &str,
+) -> std::collections::BTreeMap<String, String> {
+    api.get(name)
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap_or_default()
 }
 
 /// A fresh namespace for leases, and the Lease API in it.

@@ -1,6 +1,8 @@
 //! `BackupReady`: whether the backup leader renews the snapshot leases on
-//! time (only for an Etcd with a store). A delta snapshot lease stale for
-//! three periods makes it `False`, or `Unknown` first if it was `True`.
+//! time (only for an Etcd with a store). A failure the sidecar recorded on
+//! the delta lease (and no success since) makes it `False` at once; a delta
+//! snapshot lease stale for three periods makes it `False`, or `Unknown`
+//! first if it was `True`.
 
 use std::time::Duration;
 
@@ -28,6 +30,16 @@ pub fn check(
     let delta_period = model.backup.delta_snapshot_period;
     let full_interval = schedule_interval(&model.backup.full_snapshot_schedule)
         .unwrap_or(Duration::from_secs(24 * 3600));
+    if let Some((failed_at, why)) = recorded_failure(delta_snapshot_lease) {
+        return Check::new(
+            "False",
+            "BackupFailed",
+            format!(
+                "the last snapshot attempt failed {}s ago: {why}; the sidecar retries with a backoff: fix the store (credentials, bucket, endpoint) and see the backup-restore sidecar's log",
+                age(now, failed_at).as_secs()
+            ),
+        );
+    }
     let (status, reason, message): (&str, &str, String) = match (
         renewed(full_snapshot_lease),
         renewed(delta_snapshot_lease),
@@ -84,6 +96,29 @@ pub fn check(
         ),
     };
     Check::new(status, reason, message)
+}
+
+/// The failure the sidecar recorded on the delta lease, when no success
+/// renewed the lease after it.
+fn recorded_failure(delta_snapshot_lease: Option<&Lease>) -> Option<(Timestamp, String)> {
+    let lease = delta_snapshot_lease?;
+    let annotations = lease.metadata.annotations.as_ref()?;
+    let failed_at: Timestamp = annotations
+        .get(druid_api::SNAPSHOT_FAILED_AT_ANNOTATION)?
+        .parse()
+        .ok()?;
+    let renewed = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.renew_time.as_ref())
+        .map(|t| t.0);
+    if renewed.is_some_and(|r| r > failed_at) {
+        return None;
+    }
+    let why = annotations
+        .get(druid_api::SNAPSHOT_FAILURE_ANNOTATION)
+        .map_or("no reason recorded", String::as_str);
+    Some((failed_at, why.to_string()))
 }
 
 /// The time between two runs of a cron schedule, around now.
