@@ -177,7 +177,7 @@ pub mod component {
     /// The ServiceAccount the member and compaction pods run under.
     pub const SERVICE_ACCOUNT: &str = "etcd-service-account";
     /// The Role that lets the sidecar renew its leases and read its pods.
-    pub const ROLE: &str = "etcd-druid-role";
+    pub const ROLE: &str = "etcd-role";
     /// The RoleBinding of that Role to the ServiceAccount.
     pub const ROLE_BINDING: &str = "etcd-role-binding";
     /// The per-member leases (listed by this label to prune and delete
@@ -195,7 +195,7 @@ pub mod component {
     /// The headless peer Service (the members' DNS names).
     pub const PEER_SERVICE: &str = "etcd-peer-service";
     /// The ConfigMap with etcd's configuration file.
-    pub const CONFIG_MAP: &str = "etcd-config";
+    pub const CONFIG_MAP: &str = "etcd-configmap";
     /// StatefulSet (and its pods).
     pub const STATEFULSET: &str = "etcd-statefulset";
     /// The snapshot compaction Job (and its pod).

@@ -1,4 +1,5 @@
-//! The ConfigMap (`<etcd>-config`) with etcd's configuration file.
+//! The ConfigMap (`<etcd>-config`, component label `etcd-configmap` as
+//! upstream's) with etcd's configuration file.
 //!
 //! The sidecar serves this file to the etcd wrapper (`GET /config`) after
 //! filling in the member's own values: its name, its advertise URLs (picked
@@ -54,6 +55,10 @@ struct EtcdConfigFile<'a> {
     /// Read by the sidecar to name the member `<prefix>-<pod>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     member_name_prefix: Option<&'a str>,
+    /// As upstream: lets a member of this version join a cluster whose
+    /// version is one minor release higher (the read path of an
+    /// upgrade's rollback); etcd versions that do not know it ignore it.
+    next_cluster_version_compatible: bool,
 }
 
 /// TLS of one of etcd's listeners.
@@ -181,6 +186,7 @@ pub fn render(model: &EtcdModel) -> Result<String, BuildError> {
             }),
             backend_bbolt_freelist_type: model.etcd.freelist_type,
             member_name_prefix: model.member_name_prefix.as_deref(),
+            next_cluster_version_compatible: true,
         };
     serde_yaml_ng::to_string(&config).map_err(|e| BuildError::Render {
         what: "etcd.conf.yaml",

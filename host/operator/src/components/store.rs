@@ -135,7 +135,12 @@ pub(super) const PREPARE_LOCAL_STORE_CONTAINER: &str = "prepare-local-store";
 pub(super) fn store_flags(model: &EtcdModel, store: &Store) -> Vec<String> {
     let mut args = vec![
         "--enable-snapshot-lease-renewal=true".to_string(),
-        format!("--storage-provider={}", store.provider),
+        // Upstream's canonical name (`S3` for `aws`), as its sidecar
+        // image reads it.
+        format!(
+            "--storage-provider={}",
+            druid_plugin_host::canonical_provider(&store.provider)
+        ),
     ];
     if let Some(container) = &store.container {
         args.push(format!("--store-container={container}"));

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use druid_api::{Etcd, FINALIZER};
+use druid_api::{Etcd, FINALIZER, LEGACY_FINALIZERS, is_druid_finalizer};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -47,11 +47,9 @@ pub async fn protect(
             let Some(secret) = api.get_metadata_opt(name).await? else {
                 break;
             };
-            if secret.finalizers().iter().any(|f| f == FINALIZER) {
+            let Some(finalizers) = protected(secret.finalizers()) else {
                 break;
-            }
-            let mut finalizers = secret.finalizers().to_vec();
-            finalizers.push(FINALIZER.into());
+            };
             match set_finalizers(&api, name, finalizers, secret.resource_version()).await {
                 Ok(()) => {
                     tracing::info!(secret = %name, %namespace, "protecting Secret with a finalizer while an Etcd uses it");
@@ -90,18 +88,39 @@ async fn unprotect(api: &Api<Secret>, name: &str) -> Result<(), kube::Error> {
     let Some(secret) = api.get_metadata_opt(name).await? else {
         return Ok(());
     };
-    if !secret.finalizers().iter().any(|f| f == FINALIZER) {
+    if !secret.finalizers().iter().any(|f| is_druid_finalizer(f)) {
         return Ok(());
     }
     let finalizers: Vec<String> = secret
         .finalizers()
         .iter()
-        .filter(|f| *f != FINALIZER)
+        .filter(|f| !is_druid_finalizer(f))
         .cloned()
         .collect();
     set_finalizers(api, name, finalizers, secret.resource_version()).await?;
     tracing::info!(secret = %name, "released Secret: no Etcd uses it any more");
     Ok(())
+}
+
+/// The finalizers a protected Secret must carry, when `current` is not
+/// that yet: upstream's [`FINALIZER`] added, a legacy one replaced.
+fn protected(current: &[String]) -> Option<Vec<String>> {
+    let has = current.iter().any(|f| f == FINALIZER);
+    let legacy = current
+        .iter()
+        .any(|f| LEGACY_FINALIZERS.contains(&f.as_str()));
+    if has && !legacy {
+        return None;
+    }
+    let mut finalizers: Vec<String> = current
+        .iter()
+        .filter(|f| !LEGACY_FINALIZERS.contains(&f.as_str()))
+        .cloned()
+        .collect();
+    if !has {
+        finalizers.push(FINALIZER.into());
+    }
+    Some(finalizers)
 }
 
 async fn set_finalizers(
@@ -151,7 +170,7 @@ pub async fn run(
                     .state()
                     .iter()
                     .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-                    .filter(|s| s.finalizers().iter().any(|f| f == FINALIZER))
+                    .filter(|s| s.finalizers().iter().any(|f| is_druid_finalizer(f)))
                     .map(|s| ObjectRef::new(&s.name_any()).within(&ns))
                     .collect::<Vec<_>>()
             },
@@ -185,7 +204,7 @@ async fn reconcile_one(
     secret: Arc<PartialObjectMeta<Secret>>,
     sctx: Arc<SecretCtx>,
 ) -> Result<Action, kube::Error> {
-    if !secret.finalizers().iter().any(|f| f == FINALIZER) {
+    if !secret.finalizers().iter().any(|f| is_druid_finalizer(f)) {
         return Ok(Action::await_change());
     }
     let ns = secret.namespace().unwrap_or_default();
@@ -203,4 +222,24 @@ async fn reconcile_one(
 fn error_policy(_s: Arc<PartialObjectMeta<Secret>>, e: &kube::Error, _c: Arc<SecretCtx>) -> Action {
     tracing::warn!(error = %e, "secret finalizer update failed; retrying");
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protected_secret_carries_upstreams_finalizer_and_no_legacy_one() {
+        let v = |s: &[&str]| s.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(protected(&v(&[FINALIZER])), None);
+        assert_eq!(protected(&v(&[])), Some(v(&[FINALIZER])));
+        assert_eq!(
+            protected(&v(&["other", "druid.gardener.cloud/etcd"])),
+            Some(v(&["other", FINALIZER]))
+        );
+        assert_eq!(
+            protected(&v(&[FINALIZER, "druid.gardener.cloud/etcd"])),
+            Some(v(&[FINALIZER]))
+        );
+    }
 }

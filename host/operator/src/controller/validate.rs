@@ -78,7 +78,7 @@ pub async fn references(
             .finalizers
             .iter()
             .flatten()
-            .any(|f| f == druid_api::FINALIZER)
+            .any(|f| druid_api::is_druid_finalizer(f))
         {
             protected.insert(secret.metadata.name.clone().unwrap_or_default());
         }

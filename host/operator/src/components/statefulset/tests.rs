@@ -303,6 +303,19 @@ fn local_provider_mounts_a_host_path() {
 }
 
 #[test]
+fn the_provider_flag_is_upstreams_canonical_name() {
+    for (written, canonical) in [("aws", "S3"), ("stackit", "S3"), ("S3", "S3")] {
+        let mut etcd = seed();
+        if let Some(store) = etcd.spec.store.as_mut() {
+            store.storage_provider = Some(written.into());
+        }
+        let backup = args(&sts(&etcd, &context()), BACKUP_CONTAINER);
+        let flag = format!("--storage-provider={canonical}");
+        assert!(backup.contains(&flag), "{written}: {backup:?}");
+    }
+}
+
+#[test]
 fn store_secret_without_a_secret_is_an_error() {
     let mut etcd = seed();
     if let Some(store) = etcd.spec.store.as_mut() {
