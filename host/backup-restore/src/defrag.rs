@@ -35,8 +35,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use druid_api::LAST_DEFRAGMENTATION_ANNOTATION;
-use druid_api::etcd::DefragmentationResult;
-use kube::runtime::events::{Event, EventType};
+use druid_api::etcd::{DefragmentationResult, DefragmentationRun};
 
 use crate::config::EtcdArgs;
 use crate::etcd::MaintenanceLock;
@@ -481,7 +480,7 @@ impl Coordinator {
         let ok = matches!(result, Ok(Ok(_)));
         self.metrics
             .defrag_duration
-            .get_or_create(&crate::metrics::DefragLabels::new(&member.name, ok))
+            .get_or_create(&crate::metrics::DefragLabels::new(&member.endpoint, ok))
             .observe(took.as_secs_f64());
         match result {
             Ok(Ok(_)) => {}
@@ -556,16 +555,9 @@ impl Coordinator {
         report
     }
 }
-/// Publishes a run's results through the sidecar's Etcd handle: an event
-/// on the Etcd (its reason says the outcome, its note each member's), and
-/// each member's result on its lease (`status.members` shows it).
-pub async fn publish(handle: &EtcdHandle, report: &Report) {
-    let (type_, reason) = match report.outcome.as_str() {
-        "Succeeded" => (EventType::Normal, "DefragmentationSucceeded"),
-        "Refused" => (EventType::Warning, "DefragmentationRefused"),
-        "TimedOut" => (EventType::Warning, "DefragmentationTimedOut"),
-        _ => (EventType::Warning, "DefragmentationFailed"),
-    };
+/// The note of a run: why it was refused or failed, each member's result,
+/// a disarmed NOSPACE alarm; at most 1,000 bytes.
+pub fn run_note(report: &Report) -> String {
     let mut note = report
         .members
         .iter()
@@ -588,17 +580,33 @@ pub async fn publish(handle: &EtcdHandle, report: &Report) {
     if report.nospace_disarmed {
         note.push_str("; NOSPACE alarm disarmed");
     }
-    note.truncate(1000);
-    handle
-        .publish_event(&Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Defragment".into(),
-            secondary: None,
-        })
-        .await;
-    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut end = note.len().min(1000);
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note
+}
+
+/// Publishes a run's results on the member leases: the run's summary on
+/// this member's lease (the operator turns it into an event on the Etcd)
+/// and each member's result on its lease (`status.members` shows it).
+pub async fn publish(handle: &EtcdHandle, report: &Report) {
+    let run = DefragmentationRun {
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        outcome: report.outcome.clone(),
+        note: run_note(report),
+    };
+    if let Ok(value) = serde_json::to_string(&run) {
+        handle
+            .annotate_member_lease(
+                handle.own_lease(),
+                druid_api::LAST_DEFRAGMENTATION_RUN_ANNOTATION,
+                &value,
+            )
+            .await;
+    }
+    let time = run.time.clone();
     for m in &report.members {
         let result = DefragmentationResult {
             time: time.clone(),

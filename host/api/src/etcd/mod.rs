@@ -70,8 +70,8 @@ pub use etcd_config::{
     PullPolicy, TrafficDistribution,
 };
 pub use status::{
-    Condition, CrossVersionObjectReference, DefragmentationResult, EtcdMemberStatus, EtcdStatus,
-    LastError, LastOperation,
+    Condition, CrossVersionObjectReference, DefragmentationResult, DefragmentationRun,
+    EtcdMemberStatus, EtcdStatus, LastError, LastOperation,
 };
 pub use tls::{CaSecretReference, PeerTlsConfig, SecretReference, TlsConfig};
 

@@ -37,6 +37,18 @@ pub struct EtcdStatus {
     /// subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// The pods' label selector, from the StatefulSet (upstream's field;
+    /// upstream deprecates it in favour of `selector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    /// Whether the members' peer URLs use TLS, as every member's sidecar
+    /// reports it on its lease (unset before any reported).
+    #[serde(
+        default,
+        rename = "peerUrlTLSEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub peer_url_tls_enabled: Option<bool>,
     /// The errors of the last reconcile.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_errors: Vec<LastError>,
@@ -130,6 +142,21 @@ pub struct DefragmentationResult {
     /// How long the member was defragmenting, in seconds.
     #[serde(default)]
     pub duration_seconds: f64,
+}
+
+/// The summary of a defragmentation run, written by the coordinating
+/// sidecar on its member lease
+/// ([`crate::LAST_DEFRAGMENTATION_RUN_ANNOTATION`]).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DefragmentationRun {
+    /// When the run ended (RFC 3339).
+    pub time: String,
+    /// `Succeeded`, `Refused`, `Failed` or `TimedOut`.
+    pub outcome: String,
+    /// What happened: why it was refused, and each member's result.
+    #[serde(default)]
+    pub note: String,
 }
 
 /// An error of the last reconcile.

@@ -91,36 +91,6 @@ pub(super) async fn etcd_handle(state: &Arc<AppState>) -> Option<&crate::k8s::Et
         .as_ref()
 }
 
-/// While this member leads, checks its Etcd for the on-demand
-/// defragmentation annotation every heartbeat period; runs and then
-/// removes it.
-pub(super) async fn defrag_request_loop(state: Arc<AppState>, leading: CancellationToken) {
-    let period = state
-        .config
-        .health
-        .k8s_heartbeat_duration
-        .max(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = leading.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        let Some(handle) = etcd_handle(&state).await else {
-            return;
-        };
-        if !handle.defragment_requested().await {
-            continue;
-        }
-        tracing::info!(
-            annotation = druid_api::DEFRAGMENT_ANNOTATION,
-            "defragmentation requested on the Etcd"
-        );
-        if run_defrag(&state).await.is_some() {
-            handle.clear_defragment_request().await;
-        }
-    }
-}
-
 /// Blocks defragmentation while this pod's StatefulSet is not settled (a
 /// rolling update or a scale-up): read through the Kubernetes API when the
 /// sidecar runs in a pod ($POD_NAME, $POD_NAMESPACE).

@@ -7,12 +7,13 @@ use super::{BuildContext, BuildError, metadata};
 use crate::names;
 
 /// Builds the Role: what the sidecar may do in the Etcd's namespace, on
-/// its own Etcd's objects only (`resourceNames`). It reads and renews its
-/// members' and the snapshot leases (and writes defragmentation results on
-/// the member leases), reads its pods and its StatefulSet (before a
-/// defragmentation), reads its Etcd and removes the on-demand
-/// defragmentation annotation from it, and reports defragmentation results
-/// as events (which cannot be named before they exist).
+/// its own Etcd's objects only (`resourceNames`), and never more than
+/// upstream's Role grants. It reads and renews its members' and the
+/// snapshot leases (and writes defragmentation results on the member
+/// leases), and reads its pods and its StatefulSet (before a
+/// defragmentation). It gets nothing on its Etcd and no events: a pod must
+/// not be able to edit its own Etcd; the operator handles the on-demand
+/// defragmentation annotation and publishes the runs' events.
 pub fn build(etcd: &Etcd, model: &EtcdModel, _ctx: &BuildContext) -> Result<Role, BuildError> {
     let rule =
         |group: &str, resource: &str, verbs: &[&str], names: Option<Vec<String>>| PolicyRule {
@@ -43,13 +44,6 @@ pub fn build(etcd: &Etcd, model: &EtcdModel, _ctx: &BuildContext) -> Result<Role
                 Some(vec![names::statefulset(&model.name)]),
             ),
             rule("", "pods", &["get"], Some(pods)),
-            rule(
-                druid_api::GROUP,
-                "etcds",
-                &["get", "patch"],
-                Some(vec![model.name.clone()]),
-            ),
-            rule("events.k8s.io", "events", &["create", "patch"], None),
         ]),
     })
 }
@@ -58,6 +52,31 @@ pub fn build(etcd: &Etcd, model: &EtcdModel, _ctx: &BuildContext) -> Result<Role
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::super::fixtures::{context, model, seed};
+
+    #[test]
+    fn the_sidecar_gets_nothing_on_its_etcd_and_no_events() {
+        // Upstream's Role: leases and statefulsets (get, list, patch,
+        // update, watch), pods (get, list, watch). Ours is a subset.
+        let upstream: &[(&str, &[&str])] = &[
+            ("leases", &["get", "list", "patch", "update", "watch"]),
+            ("statefulsets", &["get", "list", "patch", "update", "watch"]),
+            ("pods", &["get", "list", "watch"]),
+        ];
+        let etcd = seed();
+        let role = super::build(&etcd, &model(&etcd), &context()).unwrap();
+        for rule in role.rules.unwrap() {
+            for resource in rule.resources.unwrap() {
+                let allowed = upstream
+                    .iter()
+                    .find(|(r, _)| *r == resource)
+                    .unwrap_or_else(|| panic!("{resource} is not in upstream's Role"))
+                    .1;
+                for verb in &rule.verbs {
+                    assert!(allowed.contains(&verb.as_str()), "{verb} {resource}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn seed_snapshot() {

@@ -30,7 +30,7 @@ use kube::{Api, ResourceExt as _};
 use super::conditions;
 use super::status::{self, SpecOutcome};
 use super::validate::{self, Checked, Problem};
-use super::{Context, contain};
+use super::{Context, contain, defrag, finalizers};
 use crate::components::object::{Kind, Object};
 use crate::components::table::{Component, Existing, Stage};
 use crate::components::{self, BuildContext};
@@ -86,9 +86,23 @@ pub async fn reconcile(etcd: Arc<Etcd>, ctx: Arc<Context>) -> Result<Action, Err
         })
         .inc();
     let api: Api<Etcd> = Api::namespaced(ctx.client.clone(), &namespace);
+    match finalizers::migrate(&api, &etcd).await? {
+        finalizers::Migration::None => {}
+        finalizers::Migration::Rewritten => return Ok(Action::requeue(Duration::from_secs(1))),
+        finalizers::Migration::CleanUpLegacy => {
+            let action = Box::pin(cleanup(&etcd, &ctx)).await?;
+            finalizers::remove_legacy(&api, &etcd).await?;
+            return Ok(action);
+        }
+    }
     let result = contain::catch_async(finalizer(&api, FINALIZER, etcd, |event| async {
         match event {
-            Event::Apply(etcd) => Box::pin(apply(&etcd, &ctx)).await,
+            Event::Apply(etcd) => {
+                if let Ok(Ok(model)) = contain::catch(|| EtcdModel::from_etcd(&etcd)) {
+                    defrag::sync(&ctx, &etcd, &model).await;
+                }
+                Box::pin(apply(&etcd, &ctx)).await
+            }
             Event::Cleanup(etcd) => Box::pin(cleanup(&etcd, &ctx)).await,
         }
     }))

@@ -5,8 +5,11 @@
 pub mod compaction;
 pub mod conditions;
 pub mod contain;
+pub mod defrag;
 pub mod etcd;
+pub mod finalizers;
 pub mod secrets;
+pub mod sidecar;
 pub mod status;
 pub mod validate;
 
@@ -104,6 +107,9 @@ pub struct Context {
     /// set once the controllers run: status syncs read them instead of
     /// asking the API server.
     pub caches: std::sync::OnceLock<Caches>,
+    /// On-demand defragmentation requests in flight and the runs
+    /// published as events.
+    pub defrag: defrag::DefragState,
 }
 
 /// Watch caches of managed objects.
@@ -169,6 +175,7 @@ impl Context {
             applied: std::sync::Mutex::default(),
             plugin_answers: std::sync::Mutex::default(),
             caches: std::sync::OnceLock::new(),
+            defrag: defrag::DefragState::default(),
         }
     }
 }

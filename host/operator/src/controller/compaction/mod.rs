@@ -45,6 +45,7 @@ mod sidecar;
 #[cfg(test)]
 mod tests;
 
+pub use crate::controller::sidecar::sidecar_url;
 use conditions::{current_condition, remove_condition, set_condition};
 use decide::observation;
 pub use decide::{
@@ -53,7 +54,6 @@ pub use decide::{
 pub use job::{Failure, JobState, failure, failure_label, job_state};
 use job::{delete_job, finish, start_job};
 use sidecar::full_snapshot;
-pub use sidecar::sidecar_url;
 
 /// The field manager of the condition writes.
 const FIELD_MANAGER: &str = "druid-compaction";
@@ -61,8 +61,6 @@ const FIELD_MANAGER: &str = "druid-compaction";
 const EVENT_ACTION: &str = "Compaction";
 /// How long the sidecar may take to answer beyond its own snapshot timeout.
 const FULL_SNAPSHOT_GRACE: Duration = Duration::from_secs(60);
-/// How long connecting to the sidecar may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// When to look again at a job being deleted, or after a finished one.
 const JOB_REQUEUE: Duration = Duration::from_secs(10);
 /// When to retry after a failure (a failed full snapshot request, API

@@ -1,0 +1,119 @@
+//! Calling the backup leader's sidecar through the Etcd's client Service:
+//! its URL, what to trust and present over HTTPS, and the request itself.
+//! The compaction controller asks it for full snapshots, the etcd
+//! controller for on-demand defragmentation runs.
+
+use std::time::Duration;
+
+use druid_api::EtcdModel;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use super::Context;
+
+/// How long connecting to a sidecar may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sidecar's base URL from the template.
+pub fn sidecar_url(template: &str, scheme: &str, etcd: &str, namespace: &str, port: i32) -> String {
+    template
+        .replace("{scheme}", scheme)
+        .replace("{etcd}", etcd)
+        .replace("{namespace}", namespace)
+        .replace("{port}", &port.to_string())
+}
+
+/// The data of key `key` of Secret `name`, or an error naming the field
+/// that names the Secret.
+async fn secret_key(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    field: &str,
+) -> Result<Vec<u8>, String> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read the Secret {namespace}/{name}: {e}"))?
+        .ok_or_else(|| format!("the Secret {namespace}/{name} ({field}) does not exist"))?;
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
+        .ok_or_else(|| format!("the Secret {namespace}/{name} ({field}) has no key {key:?}"))
+}
+
+/// How to call the sidecar over HTTPS, for an `https` URL: the CA bundle
+/// that verifies its certificate (`spec.backup.tls.tlsCASecretRef`), and
+/// the client certificate it requires when the spec names one
+/// (`spec.backup.tls.clientTLSSecretRef`, mTLS).
+pub(crate) async fn sidecar_tls(
+    ctx: &Context,
+    model: &EtcdModel,
+    url: &str,
+) -> Result<Option<druid_sidecar_tls::SidecarTls>, String> {
+    let Some(tls) = model
+        .backup
+        .tls
+        .as_ref()
+        .filter(|_| url.starts_with("https://"))
+    else {
+        return Ok(None);
+    };
+    let ns = &model.namespace;
+    let ca_field = "spec.backup.tls.tlsCASecretRef";
+    let ca = secret_key(ctx, ns, &tls.ca_secret, &tls.ca_key, ca_field).await?;
+    let mut client = druid_sidecar_tls::SidecarTls::new(
+        &ca,
+        &format!("Secret {ns}/{} ({ca_field})", tls.ca_secret),
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(secret) = &tls.client_secret {
+        let field = "spec.backup.tls.clientTLSSecretRef";
+        let cert = secret_key(ctx, ns, secret, "tls.crt", field).await?;
+        let key = secret_key(ctx, ns, secret, "tls.key", field).await?;
+        client = client
+            .with_client_cert(&cert, &key, &format!("Secret {ns}/{secret} ({field})"))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Some(client))
+}
+
+/// `GET <url>` on a blocking thread (ureq with rustls; `tls` says what to
+/// trust and present for HTTPS): the status and the start of the body
+/// (64 KiB at most), whatever the status.
+pub(crate) async fn get(
+    url: String,
+    tls: Option<druid_sidecar_tls::SidecarTls>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    tokio::task::spawn_blocking(move || {
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            // The sidecar is in the cluster: never through a proxy.
+            .proxy(None)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(timeout));
+        if let Some(tls) = tls {
+            config = config.tls_config(tls.config());
+        }
+        let agent: ureq::Agent = config.build().into();
+        let mut resp = agent
+            .get(&url)
+            .call()
+            .map_err(|e| format!("GET {url} failed: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 10)
+            .read_to_string()
+            .unwrap_or_default();
+        Ok((status, body))
+    })
+    .await
+    .map_err(|e| format!("the request task failed: {e}"))?
+}
