@@ -11,11 +11,13 @@
 //! | `AllMembersUpdated` | `all_members_updated.rs` | the etcd controller |
 //! | `DataVolumesReady` | `data_volumes_ready.rs` | the etcd controller |
 //! | `BackupReady` | `backup_ready.rs` | the etcd controller |
+//! | `ClusterIDMismatch` | `cluster_id_mismatch.rs` | the etcd controller |
 //! | `LastSnapshotCompactionSucceeded` | `last_snapshot_compaction_succeeded.rs` | the compaction controller |
 
 pub mod all_members_ready;
 pub mod all_members_updated;
 pub mod backup_ready;
+pub mod cluster_id_mismatch;
 pub mod data_volumes_ready;
 pub mod last_snapshot_compaction_succeeded;
 pub mod ready;
@@ -37,6 +39,8 @@ pub mod types {
     pub const ALL_MEMBERS_UPDATED: &str = "AllMembersUpdated";
     /// Whether the full and delta snapshot leases were renewed on time.
     pub const BACKUP_READY: &str = "BackupReady";
+    /// Whether members report different etcd cluster IDs (a split brain).
+    pub const CLUSTER_ID_MISMATCH: &str = "ClusterIDMismatch";
     /// Whether the data volumes' claims show no warning events.
     pub const DATA_VOLUMES_READY: &str = "DataVolumesReady";
     /// Whether the spec and the Secrets it refers to are valid.
@@ -51,6 +55,7 @@ pub mod types {
         ALL_MEMBERS_READY,
         ALL_MEMBERS_UPDATED,
         BACKUP_READY,
+        CLUSTER_ID_MISMATCH,
         DATA_VOLUMES_READY,
         SPEC_VALID,
         LAST_SNAPSHOT_COMPACTION_SUCCEEDED,

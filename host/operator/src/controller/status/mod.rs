@@ -90,6 +90,12 @@ pub fn compute(
             )),
         ),
         (
+            types::CLUSTER_ID_MISMATCH,
+            Some(conditions::cluster_id_mismatch::check(
+                &observed.member_leases,
+            )),
+        ),
+        (
             types::DATA_VOLUMES_READY,
             Some(conditions::data_volumes_ready::check(
                 &name,
@@ -194,9 +200,34 @@ pub fn compute(
                 .is_some_and(|s| statefulset_ready(s, replicas)),
         ),
         selector: Some(names::selector(Some(&name), None).to_string()),
+        label_selector: observed
+            .statefulset
+            .as_ref()
+            .and_then(|s| s.spec.as_ref())
+            .map(|s| s.selector.clone()),
+        peer_url_tls_enabled: peer_url_tls_enabled(&observed.member_leases),
         last_errors,
         last_operation,
     }
+}
+
+/// Whether the members' peer URLs use TLS, as their sidecars report on
+/// their leases (`member.etcd.gardener.cloud/tls-enabled`): `true` only if
+/// every member that reported says so; `None` before any reported.
+fn peer_url_tls_enabled(
+    member_leases: &std::collections::BTreeMap<String, k8s_openapi::api::coordination::v1::Lease>,
+) -> Option<bool> {
+    let reports: Vec<bool> = member_leases
+        .values()
+        .filter_map(|l| {
+            l.metadata
+                .annotations
+                .as_ref()?
+                .get(druid_api::MEMBER_TLS_ENABLED_ANNOTATION)
+                .map(|v| v == "true")
+        })
+        .collect();
+    (!reports.is_empty()).then(|| reports.iter().all(|tls| *tls))
 }
 
 fn operation(

@@ -220,3 +220,121 @@ fn backup_ready_follows_the_snapshot_leases() {
     );
     assert_eq!(cond(&s, types::BACKUP_READY).status, "False");
 }
+
+#[test]
+fn a_failure_the_sidecar_records_makes_backup_ready_false_until_a_success() {
+    let etcd = fixtures::seed();
+    let model = fixtures::model(&etcd);
+    let now = Timestamp::now();
+    let mut observed = Observed {
+        full_snapshot_lease: Some(lease("test-full-snap", "100", 3600, now).1),
+        ..Observed::default()
+    };
+    let failed = |failed_secs_ago: i64, renewed_secs_ago: i64| {
+        let (_, mut l) = lease("test-delta-snap", "120", renewed_secs_ago, now);
+        let at = Timestamp::from_second(now.as_second() - failed_secs_ago).unwrap();
+        l.metadata.annotations = Some(BTreeMap::from([
+            (
+                druid_api::SNAPSHOT_FAILED_AT_ANNOTATION.to_string(),
+                at.to_string(),
+            ),
+            (
+                druid_api::SNAPSHOT_FAILURE_ANNOTATION.to_string(),
+                "S3 store b/p: store.put: access denied".to_string(),
+            ),
+        ]));
+        l
+    };
+    let backup_ready = |observed: &Observed| {
+        let s = compute(
+            &etcd,
+            Some(&model),
+            observed,
+            &SpecOutcome::Reconciled,
+            &Settings::default(),
+            now,
+        );
+        cond(&s, types::BACKUP_READY).clone()
+    };
+    // Renewed 10 s ago (fresh by age), failed 5 s ago: False at once.
+    observed.delta_snapshot_lease = Some(failed(5, 10));
+    let c = backup_ready(&observed);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "BackupFailed")
+    );
+    assert!(c.message.contains("access denied"), "{}", c.message);
+    assert!(c.message.contains("failed 5s ago"), "{}", c.message);
+    // A success after the failure: True again.
+    observed.delta_snapshot_lease = Some(failed(20, 3));
+    assert_eq!(backup_ready(&observed).status, "True");
+    // A broken timestamp is ignored, not a failure.
+    let mut l = failed(5, 10);
+    l.metadata.annotations.as_mut().unwrap().insert(
+        druid_api::SNAPSHOT_FAILED_AT_ANNOTATION.to_string(),
+        "yesterday".to_string(),
+    );
+    observed.delta_snapshot_lease = Some(l);
+    assert_eq!(backup_ready(&observed).status, "True");
+}
+
+#[test]
+fn peer_tls_label_selector_and_cluster_ids_come_from_what_members_report() {
+    let etcd = fixtures::seed();
+    let model = fixtures::model(&etcd);
+    let now = Timestamp::now();
+    let mut observed = Observed::default();
+    let compute_now = |observed: &Observed| {
+        compute(
+            &etcd,
+            Some(&model),
+            observed,
+            &SpecOutcome::Reconciled,
+            &Settings::default(),
+            now,
+        )
+    };
+    let s = compute_now(&observed);
+    assert_eq!(s.peer_url_tls_enabled, None);
+    assert_eq!(s.label_selector, None);
+    assert_eq!(cond(&s, types::CLUSTER_ID_MISMATCH).status, "Unknown");
+    for (member, holder, tls) in [
+        ("test-0", "1a:c1:Leader", "true"),
+        ("test-1", "1b:c1:Member", "true"),
+    ] {
+        let (name, mut l) = lease(member, holder, 1, now);
+        l.metadata.annotations = Some(BTreeMap::from([(
+            druid_api::MEMBER_TLS_ENABLED_ANNOTATION.to_string(),
+            tls.to_string(),
+        )]));
+        observed.member_leases.insert(name, l);
+    }
+    let mut sts = k8s_openapi::api::apps::v1::StatefulSet::default();
+    let selector = k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+        match_labels: Some(BTreeMap::from([("app".to_string(), "x".to_string())])),
+        ..Default::default()
+    };
+    sts.spec = Some(k8s_openapi::api::apps::v1::StatefulSetSpec {
+        selector: selector.clone(),
+        ..Default::default()
+    });
+    observed.statefulset = Some(sts);
+    let s = compute_now(&observed);
+    assert_eq!(s.peer_url_tls_enabled, Some(true));
+    assert_eq!(s.label_selector, Some(selector));
+    assert_eq!(cond(&s, types::CLUSTER_ID_MISMATCH).status, "False");
+    // One member without TLS, and in a cluster of its own.
+    let (name, mut l) = lease("test-2", "2c:c9:Leader", 1, now);
+    l.metadata.annotations = Some(BTreeMap::from([(
+        druid_api::MEMBER_TLS_ENABLED_ANNOTATION.to_string(),
+        "false".to_string(),
+    )]));
+    observed.member_leases.insert(name, l);
+    let s = compute_now(&observed);
+    assert_eq!(s.peer_url_tls_enabled, Some(false));
+    let c = cond(&s, types::CLUSTER_ID_MISMATCH);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "ClusterIDMismatch")
+    );
+}
