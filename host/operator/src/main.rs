@@ -164,8 +164,38 @@ enum Command {
     Plugin(plugin_cli::PluginCommand),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// How long in-flight reconciles may take to finish after a stop signal
+/// before the operator stops anyway (they are idempotent and run again on
+/// the next leader).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How long releasing the leader lease may take at exit.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(run());
+    // A blocking call still in flight (an HTTP request to a sidecar) does
+    // not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Resolves `grace` after `stopping` turned non-empty (the stop reason).
+async fn grace_after_stop(
+    mut stopping: tokio::sync::watch::Receiver<&'static str>,
+    grace: Duration,
+) {
+    if stopping.wait_for(|why| !why.is_empty()).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(grace).await;
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut args = Args::parse();
     match args.command.take() {
         Some(Command::Crds) => {
@@ -253,10 +283,11 @@ async fn main() -> anyhow::Result<()> {
     if !args.leader_elect {
         health.ready.store(true, Ordering::Relaxed);
         metrics.leader.set(1);
-        controller::run(ctx, async {
-            let _ = stop_signal().await;
-        })
-        .await;
+        let (why_tx, why_rx) = tokio::sync::watch::channel("");
+        let controllers = controller::run(ctx, async move {
+            let _ = why_tx.send(stop_signal().await.unwrap_or("signal"));
+        });
+        stop_controllers(controllers, why_rx).await;
         tracing::info!("druid stopped");
         return Ok(());
     }
@@ -286,32 +317,66 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%identity, "leading: starting the controllers");
     metrics.leader.set(1);
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<&'static str>();
-    tokio::spawn(async move {
-        while *leading.borrow_and_update() {
-            if leading.changed().await.is_err() {
-                break;
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let lease_keeper = tokio::spawn(async move {
+        let lost = async {
+            while *leading.borrow_and_update() {
+                if leading.changed().await.is_err() {
+                    break;
+                }
             }
+        };
+        tokio::select! {
+            () = lost => {
+                let _ = lost_tx.send("lost the leader lease");
+            }
+            _ = release_rx => {}
         }
-        let _ = lost_tx.send("lost the leader lease");
+        // Without a receiver the lease manager releases the lease, so a
+        // standby or the next start leads at once instead of waiting for
+        // it to expire.
         drop(leading);
-        let _ = lease_task.await;
+        match tokio::time::timeout(RELEASE_TIMEOUT, lease_task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "cannot release the leader lease; it expires by itself")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "the leader lease task failed"),
+            Err(_) => tracing::warn!("releasing the leader lease timed out; it expires by itself"),
+        }
     });
-    let (why_tx, mut why_rx) = tokio::sync::watch::channel("");
-    controller::run(ctx, async move {
+    let (why_tx, why_rx) = tokio::sync::watch::channel("");
+    let controllers = controller::run(ctx, async move {
         let why = tokio::select! {
             s = stop_signal() => s.unwrap_or("signal"),
             l = lost_rx => l.unwrap_or("lost the leader lease"),
         };
         let _ = why_tx.send(why);
-    })
-    .await;
-    let why = *why_rx.borrow_and_update();
+    });
+    stop_controllers(controllers, why_rx.clone()).await;
+    let why = *why_rx.borrow();
     metrics.leader.set(0);
+    let _ = release_tx.send(());
+    let _ = lease_keeper.await;
     if why == "lost the leader lease" {
         anyhow::bail!("druid stopped: it lost the leader lease (another replica leads now)");
     }
     tracing::info!(reason = why, "druid stopped");
     Ok(())
+}
+
+/// Runs the controllers until they stop after a stop reason was sent on
+/// `why`, waiting at most [`SHUTDOWN_GRACE`] for in-flight reconciles.
+async fn stop_controllers(
+    controllers: impl std::future::Future<Output = ()>,
+    why: tokio::sync::watch::Receiver<&'static str>,
+) {
+    tokio::select! {
+        () = controllers => {}
+        () = grace_after_stop(why, SHUTDOWN_GRACE) => {
+            tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "reconciles still running after the shutdown grace period: stopping without them (they run again on the next start)");
+        }
+    }
 }
 
 /// The compaction controller's settings from the flags, checked.
