@@ -807,3 +807,72 @@ async fn a_secret_stays_protected_while_its_etcd_has_an_invalid_spec() {
         "the Secret lost its finalizer while the Etcd still uses it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etcds_and_secrets_with_the_legacy_finalizer_get_upstreams_and_are_deleted() {
+    operator();
+    let legacy = druid_api::LEGACY_FINALIZERS[0];
+    let ns = "legacy-finalizer";
+    namespace(ns, true);
+    // What an earlier release of this operator left: its own finalizer on
+    // the Etcd and on the Secret it uses.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "secret",
+        "etcd-backup",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"metadata":{{"finalizers":["{legacy}"]}}}}"#),
+    ]));
+    // The founding manifest carries the legacy name too.
+    let seed = seed_in(ns);
+    assert!(
+        seed.contains(&format!("finalizers:\n  - {legacy}\n")),
+        "{seed}"
+    );
+    let out = kubectl_stdin(&["apply", "--validate=strict", "-f", "-"], &seed);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let etcd = wait_for("upstream's finalizer on the Etcd", || async {
+        get::<Etcd>(ns, "test")
+            .await
+            .filter(|e| e.finalizers() == [druid_api::FINALIZER.to_string()])
+    })
+    .await;
+    assert!(!etcd.finalizers().iter().any(|f| f == legacy));
+    wait_for("the StatefulSet", || async {
+        get::<StatefulSet>(ns, "test").await
+    })
+    .await;
+    wait_for("upstream's finalizer on the Secret", || async {
+        get::<Secret>(ns, "etcd-backup")
+            .await
+            .filter(|s| s.finalizers() == [druid_api::FINALIZER.to_string()])
+    })
+    .await;
+    // The Go operator's name is ours now: deleting works and releases the
+    // Secret.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "delete",
+        "etcd",
+        "test",
+        "--wait=false",
+    ]));
+    wait_for("the Etcd to be gone", || async {
+        get::<Etcd>(ns, "test").await.is_none().then_some(())
+    })
+    .await;
+    wait_for("the Secret released", || async {
+        get::<Secret>(ns, "etcd-backup")
+            .await
+            .filter(|s| s.finalizers().is_empty())
+    })
+    .await;
+}
