@@ -65,32 +65,14 @@ impl ProcessFigures {
     }
 }
 
-fn gauge<T>(
+/// Encodes `metric` under `name`, if there is one.
+fn emit(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    value: Option<T>,
-) -> Result<(), std::fmt::Error>
-where
-    ConstGauge<T>: EncodeMetric,
-{
-    let Some(value) = value else { return Ok(()) };
-    let metric = ConstGauge::new(value);
-    let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    metric.encode(m)
-}
-
-fn counter<T>(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    value: Option<T>,
-) -> Result<(), std::fmt::Error>
-where
-    ConstCounter<T>: EncodeMetric,
-{
-    let Some(value) = value else { return Ok(()) };
-    let metric = ConstCounter::new(value);
+    metric: Option<impl EncodeMetric>,
+) -> Result<(), std::fmt::Error> {
+    let Some(metric) = metric else { return Ok(()) };
     let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
     metric.encode(m)
 }
@@ -100,47 +82,47 @@ impl Collector for ProcessCollector {
         let f = ProcessFigures::read();
         let e = &mut encoder;
         // Counters get `_total` from the encoder: process_cpu_seconds_total.
-        counter(
+        emit(
             e,
             "process_cpu_seconds",
             "Total user and system CPU time spent in seconds",
-            f.cpu_seconds,
+            f.cpu_seconds.map(ConstCounter::new),
         )?;
-        gauge(
+        emit(
             e,
             "process_resident_memory_bytes",
             "Resident memory size in bytes",
-            f.resident_bytes.map(|v| v as f64),
+            f.resident_bytes.map(|v| ConstGauge::new(v as f64)),
         )?;
-        gauge(
+        emit(
             e,
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes",
-            f.virtual_bytes.map(|v| v as f64),
+            f.virtual_bytes.map(|v| ConstGauge::new(v as f64)),
         )?;
-        gauge(
+        emit(
             e,
             "process_open_fds",
             "Number of open file descriptors",
-            f.open_fds.map(|v| v as f64),
+            f.open_fds.map(|v| ConstGauge::new(v as f64)),
         )?;
-        gauge(
+        emit(
             e,
             "process_max_fds",
             "Maximum number of open file descriptors",
-            f.max_fds.map(|v| v as f64),
+            f.max_fds.map(|v| ConstGauge::new(v as f64)),
         )?;
-        gauge(
+        emit(
             e,
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch in seconds",
-            f.start_time_seconds,
+            f.start_time_seconds.map(ConstGauge::new),
         )?;
-        gauge(
+        emit(
             e,
             "process_threads",
             "Number of OS threads of the process",
-            f.threads.map(|v| v as f64),
+            f.threads.map(|v| ConstGauge::new(v as f64)),
         )?;
         Ok(())
     }
@@ -180,17 +162,17 @@ impl Collector for NetworkCollector {
         let Some(f) = NetworkFigures::read() else {
             return Ok(());
         };
-        gauge(
+        emit(
             &mut encoder,
             "network_transmitted_bytes",
             "Bytes sent on the pod's network interfaces (loopback left out)",
-            Some(f.transmitted_bytes as f64),
+            Some(ConstGauge::new(f.transmitted_bytes as f64)),
         )?;
-        gauge(
+        emit(
             &mut encoder,
             "network_received_bytes",
             "Bytes received on the pod's network interfaces (loopback left out)",
-            Some(f.received_bytes as f64),
+            Some(ConstGauge::new(f.received_bytes as f64)),
         )
     }
 }

@@ -25,7 +25,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt as _};
 
 use super::Context;
-use super::sidecar::{get, sidecar_tls, sidecar_url};
+use super::sidecar::{base_url, get, sidecar_tls};
 use crate::names;
 
 /// The action of the events published here.
@@ -153,19 +153,7 @@ fn request(ctx: &Arc<Context>, etcd: &Etcd, model: &EtcdModel) {
 
 async fn ask_sidecar(ctx: &Context, etcd: &Etcd, model: &EtcdModel) {
     let (ns, name) = (&model.namespace, &model.name);
-    let scheme = if model.backup.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let base = sidecar_url(
-        &ctx.settings.compaction.sidecar_url_template,
-        scheme,
-        name,
-        ns,
-        model.backup.port,
-    );
-    let url = format!("{}/defragment", base.trim_end_matches('/'));
+    let url = format!("{}/defragment", base_url(ctx, model));
     tracing::info!(etcd = %name, namespace = %ns, %url, annotation = DEFRAGMENT_ANNOTATION, "defragmentation requested: asking the backup leader's sidecar");
     let answer = match sidecar_tls(ctx, model, &url).await {
         Ok(tls) => get(url.clone(), tls, REQUEST_TIMEOUT).await,

@@ -23,6 +23,24 @@ pub fn sidecar_url(template: &str, scheme: &str, etcd: &str, namespace: &str, po
         .replace("{port}", &port.to_string())
 }
 
+/// The base URL of `model`'s backup leader sidecar: the operator's URL
+/// template with `https` when the sidecar serves TLS (`spec.backup.tls`).
+pub(crate) fn base_url(ctx: &Context, model: &EtcdModel) -> String {
+    let scheme = if model.backup.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base = sidecar_url(
+        &ctx.settings.compaction.sidecar_url_template,
+        scheme,
+        &model.name,
+        &model.namespace,
+        model.backup.port,
+    );
+    base.trim_end_matches('/').to_string()
+}
+
 /// The data of key `key` of Secret `name`, or an error naming the field
 /// that names the Secret.
 async fn secret_key(

@@ -8,7 +8,7 @@ use super::conditions::set_condition;
 use super::decide::FullSnapshotCause;
 use super::{EVENT_ACTION, Error, FULL_SNAPSHOT_GRACE, RETRY, reasons};
 use crate::controller::Context;
-use crate::controller::sidecar::{get, sidecar_tls, sidecar_url};
+use crate::controller::sidecar::{base_url, get, sidecar_tls};
 use crate::metrics::FullSnapshotLabels;
 
 /// Asks the sidecar for a full snapshot and reports how it went.
@@ -21,19 +21,7 @@ pub(super) async fn full_snapshot(
 ) -> Result<Action, Error> {
     let ns = &model.namespace;
     let name = &model.name;
-    let scheme = if model.backup.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let base = sidecar_url(
-        &ctx.settings.compaction.sidecar_url_template,
-        scheme,
-        name,
-        ns,
-        model.backup.port,
-    );
-    let url = format!("{}/snapshot/full", base.trim_end_matches('/'));
+    let url = format!("{}/snapshot/full", base_url(ctx, model));
     let why = match cause {
         FullSnapshotCause::TooManyEvents => format!(
             "{events} delta events since the last full snapshot, at least the full snapshot threshold"
