@@ -9,7 +9,8 @@
 
 mod common;
 
-use common::{local_config, minio_config, minio_config_with, pattern, registry};
+use common::{local_config, minio_config, minio_config_with, registry};
+use druid_plugin_host::conformance::pattern;
 use druid_plugin_host::{Limits, SnapshotStore, StoreError, conformance};
 use druid_test_support::server_dir;
 

@@ -69,18 +69,3 @@ pub fn minio_config_with(bucket: &str, secret: &str) -> StoreConfig {
         ],
     )
 }
-
-/// `len` bytes of a pattern that differs per `seed` and per position, so a
-/// reordered or shifted chunk is noticed.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let take = (len - out.len()).min(8);
-        out.extend_from_slice(&x.to_le_bytes()[..take]);
-    }
-    out
-}
