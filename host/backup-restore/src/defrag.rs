@@ -580,12 +580,7 @@ pub fn run_note(report: &Report) -> String {
     if report.nospace_disarmed {
         note.push_str("; NOSPACE alarm disarmed");
     }
-    let mut end = note.len().min(1000);
-    while !note.is_char_boundary(end) {
-        end -= 1;
-    }
-    note.truncate(end);
-    note
+    druid_plugin_host::truncate(&note, 1000).to_string()
 }
 
 /// Publishes a run's results on the member leases: the run's summary on

@@ -41,7 +41,7 @@ pub use cache::CompiledFrom;
 pub use compact::{CompactJob, CompactionError, Compactor};
 pub use config::{StoreConfig, canonical_provider, plain_name};
 pub use druid_etcd_db::{CompactOptions, CompactReport, SnapshotInfo};
-pub use limits::Limits;
+pub use limits::{Limits, truncate};
 pub use provider::ProviderPlugin;
 pub use registry::{
     PluginKind, PluginSource, RefusedPlugin, RegisteredPlugin, Registry, RegistryOptions,

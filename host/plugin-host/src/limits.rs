@@ -67,8 +67,9 @@ pub(crate) const MAX_SECRET_PROBLEMS: usize = 64;
 /// A compactor's error message.
 pub(crate) const MAX_COMPACT_MESSAGE: usize = 8 << 10;
 
-/// Cuts `s` to at most `max` bytes on a character boundary.
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
+/// Cuts `s` to at most `max` bytes on a character boundary (also used by
+/// the sidecar for messages it writes to Kubernetes).
+pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -185,11 +185,10 @@ fn bounded(message: &str) -> String {
     if message.len() <= MAX_FAILURE_MESSAGE {
         return message.to_string();
     }
-    let mut end = MAX_FAILURE_MESSAGE - 3;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &message[..end])
+    format!(
+        "{}...",
+        druid_plugin_host::truncate(message, MAX_FAILURE_MESSAGE - 3)
+    )
 }
 
 /// Renews this member's lease.
