@@ -97,12 +97,7 @@ pub async fn reconcile(etcd: Arc<Etcd>, ctx: Arc<Context>) -> Result<Action, Err
     }
     let result = contain::catch_async(finalizer(&api, FINALIZER, etcd, |event| async {
         match event {
-            Event::Apply(etcd) => {
-                if let Ok(Ok(model)) = contain::catch(|| EtcdModel::from_etcd(&etcd)) {
-                    defrag::sync(&ctx, &etcd, &model).await;
-                }
-                Box::pin(apply(&etcd, &ctx)).await
-            }
+            Event::Apply(etcd) => Box::pin(apply(&etcd, &ctx)).await,
             Event::Cleanup(etcd) => Box::pin(cleanup(&etcd, &ctx)).await,
         }
     }))
@@ -131,7 +126,7 @@ pub async fn reconcile(etcd: Arc<Etcd>, ctx: Arc<Context>) -> Result<Action, Err
 }
 
 /// Steps 2 to 4 for a live Etcd.
-async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
+async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     let name = etcd.name_any();
     let namespace = etcd.namespace().unwrap_or_default();
     // A bug on some spec must fail this Etcd with a message, not the
@@ -145,6 +140,10 @@ async fn apply(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
             ),
         }]))
     });
+    // Defragmentation requests and run events, whatever the spec outcome.
+    if let Ok(model) = &model {
+        defrag::sync(ctx, etcd, model).await;
+    }
 
     let mut applied_sts = None;
     let outcome = if etcd.annotations().contains_key(names::SUSPEND_ANNOTATION) {
