@@ -6,26 +6,13 @@
 mod common;
 
 use common::{kubectl_stdin, namespace, operator, seed_in, wait_for};
-use druid_test_support::{KubeApiServer, ServerProcess, free_port, server_dir};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standby_takes_over_when_the_leader_crashes() {
     let leader = operator();
-    let port = free_port().unwrap();
-    let dir = server_dir(&format!("druid-standby-{port}")).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_druid"));
-    cmd.env("KUBECONFIG", KubeApiServer::shared().kubeconfig())
-        .args([
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-            "--leader-election-namespace",
-            "kube-system",
-            "--status-sync-seconds",
-            "2",
-        ]);
-    let standby = ServerProcess::spawn("druid standby", cmd, &dir.join("druid.log")).unwrap();
+    let (standby, port) = common::spawn_druid("druid standby", "druid-standby", &[], &[]);
     let readyz = format!("http://127.0.0.1:{port}/readyz");
     wait_for("the standby's /readyz", || {
         let url = readyz.clone();

@@ -9,28 +9,20 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{kubectl_stdin, namespace, seed_in};
-use druid_test_support::{KubeApiServer, ServerProcess, free_port, repo_root, server_dir};
+use druid_test_support::{KubeApiServer, ServerProcess, repo_root};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
 const LEASE: &str = "druid-shutdown-test";
 
 fn start(round: usize) -> ServerProcess {
-    let port = free_port().unwrap();
-    let dir = server_dir(&format!("druid-shutdown-{round}-{port}")).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_druid"));
-    cmd.env("KUBECONFIG", KubeApiServer::shared().kubeconfig())
-        .args([
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-            "--leader-election-namespace",
-            "kube-system",
-            "--leader-election-lease",
-            LEASE,
-            "--status-sync-seconds",
-            "1",
-        ]);
-    ServerProcess::spawn(&format!("druid round {round}"), cmd, &dir.join("druid.log")).unwrap()
+    common::spawn_druid(
+        &format!("druid round {round}"),
+        &format!("druid-shutdown-{round}"),
+        &["--leader-election-lease", LEASE],
+        &[],
+    )
+    .0
 }
 
 fn log(p: &ServerProcess) -> String {

@@ -39,29 +39,20 @@ pub fn operator_with_crds(crds: &std::path::Path, extra: &[&str]) -> &'static Op
     OPERATOR.get_or_init(|| {
         let server = KubeApiServer::shared();
         server.install_crds(crds).unwrap();
-        let port = free_port().unwrap();
-        let dir = server_dir(&format!("druid-{port}")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_druid"));
-        cmd.env("KUBECONFIG", server.kubeconfig())
-            .env("RUST_LOG", "info,druid_operator=debug")
-            .args([
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-                "--status-sync-seconds",
-                "2",
-                "--leader-election-namespace",
-                "kube-system",
-                "--operator-namespace",
-                "druid-system",
-            ])
-            .args(extra);
-        let process = ServerProcess::spawn("druid", cmd, &dir.join("druid.log")).unwrap();
+        let mut args = vec!["--operator-namespace", "druid-system"];
+        args.extend_from_slice(extra);
+        let (process, port) = spawn_druid(
+            "druid",
+            "druid",
+            &args,
+            &[("RUST_LOG", "info,druid_operator=debug")],
+        );
         let metrics_url = format!("http://127.0.0.1:{port}");
         let readyz = format!("{metrics_url}/readyz");
         process
             .wait_ready(Duration::from_secs(120), || {
                 Ok(http_get(&readyz).is_ok_and(|(s, _)| s == 200)
-                    && std::fs::read_to_string(dir.join("druid.log"))
+                    && std::fs::read_to_string(process.log_path())
                         .unwrap_or_default()
                         .contains("leading: starting the controllers"))
             })
@@ -71,6 +62,34 @@ pub fn operator_with_crds(crds: &std::path::Path, extra: &[&str]) -> &'static Op
             process,
         }
     })
+}
+
+/// Starts another `druid` process against the test API server: metrics on
+/// a free port (returned), leader election in kube-system, status synced
+/// every 2 s, then `extra` flags and `env`; its log in
+/// a server directory named after `label` and the port.
+pub fn spawn_druid(
+    name: &str,
+    label: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (ServerProcess, u16) {
+    let port = free_port().unwrap();
+    let dir = server_dir(&format!("{label}-{port}")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_druid"));
+    cmd.env("KUBECONFIG", KubeApiServer::shared().kubeconfig())
+        .envs(env.iter().copied())
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--status-sync-seconds",
+            "2",
+            "--leader-election-namespace",
+            "kube-system",
+        ])
+        .args(extra);
+    let process = ServerProcess::spawn(name, cmd, &dir.join("druid.log")).unwrap();
+    (process, port)
 }
 
 impl Operator {
