@@ -8,5 +8,6 @@
 
 pub mod components;
 pub mod controller;
+pub mod kube_client;
 pub mod metrics;
 pub mod names;

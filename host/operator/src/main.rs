@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use druid_operator::components::network_policy::OperatorPods;
 use druid_operator::controller::compaction::{self, CompactionSettings};
 use druid_operator::controller::{self, Context, Settings};
+use druid_operator::kube_client::{self, RateLimit};
 use druid_operator::metrics::{self, Health, Metrics};
 use druid_plugin_host::{Limits, PluginHost, Registry, WiringPolicy};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
@@ -64,6 +65,18 @@ struct Args {
     /// Etcds reconciled at once.
     #[arg(long, default_value_t = 16)]
     workers: u16,
+    /// Requests per second to the API server, on average, from all
+    /// controllers together (client-side rate limit; 0 turns it off).
+    #[arg(long, env = "DRUID_KUBE_API_QPS", default_value_t = RateLimit::default().qps)]
+    kube_api_qps: u32,
+    /// Requests that may go at once above `--kube-api-qps` after a quiet
+    /// spell.
+    #[arg(long, env = "DRUID_KUBE_API_BURST", default_value_t = RateLimit::default().burst)]
+    kube_api_burst: u32,
+    /// The longest retry delay of an Etcd that keeps failing, in seconds
+    /// (its delay doubles from one second up to this).
+    #[arg(long, default_value_t = Settings::default().retry_backoff_max.as_secs())]
+    retry_backoff_max_seconds: u64,
     /// Elect one active replica through a Lease (run several for failover).
     #[arg(long, env = "DRUID_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -218,15 +231,29 @@ async fn run() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--local-store-root: {e}"))?;
     let operator_pods = operator_pods(&args)?;
 
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("cannot build a Kubernetes client: set KUBECONFIG or run in a cluster")?;
-    let version = client
+    let metrics = Arc::new(Metrics::new());
+    // The controllers share one rate-limited client; leader election has
+    // its own, so that a burst of reconciles never delays its renewals.
+    let limit = RateLimit {
+        qps: args.kube_api_qps,
+        burst: args.kube_api_burst,
+    };
+    let client = kube_client::client(config.clone(), limit, metrics.client.clone())
+        .context("cannot build a Kubernetes client")?;
+    let election_client =
+        kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
+    let version = election_client
         .apiserver_version()
         .await
         .context("cannot reach the Kubernetes API server")?;
-
-    let metrics = Arc::new(Metrics::new());
+    tracing::info!(
+        qps = limit.qps,
+        burst = limit.burst,
+        "client-side rate limit of API requests"
+    );
     let health = Arc::new(Health::default());
     {
         let (m, h, addr) = (metrics.clone(), health.clone(), args.metrics_addr);
@@ -267,6 +294,7 @@ async fn run() -> anyhow::Result<()> {
         status_sync_period: Duration::from_secs(args.status_sync_seconds.max(1)),
         manual_reconcile: args.manual_reconcile,
         workers: args.workers.max(1),
+        retry_backoff_max: Duration::from_secs(args.retry_backoff_max_seconds.max(1)),
         compaction,
         wiring,
         operator_pods,
@@ -295,7 +323,7 @@ async fn run() -> anyhow::Result<()> {
     // Leader election: standby replicas are ready (they can take over) but
     // run no controller; losing the lease ends the process, so that a
     // restarted replica never acts on a stale view.
-    let manager = LeaseManagerBuilder::new(client.clone(), &args.leader_election_lease)
+    let manager = LeaseManagerBuilder::new(election_client, &args.leader_election_lease)
         .with_namespace(&args.leader_election_namespace)
         .with_parameters(
             LeaseParams::new(identity.clone(), 15, 5).with_field_manager("druid-leader-election"),

@@ -3,9 +3,10 @@
 //!
 //! What an operator of druid alerts on: reconcile errors per Etcd, reconcile
 //! durations, each Etcd's conditions (quorum, members, backups, spec
-//! validity) and whether this replica leads (all `druid_*`); and snapshot
-//! compaction under the upstream operator's names (`etcddruid_compaction_*`),
-//! so that existing dashboards keep working.
+//! validity), whether this replica leads, and its requests to the API
+//! server and the time they waited for the rate limit (all `druid_*`); and
+//! snapshot compaction under the upstream operator's names
+//! (`etcddruid_compaction_*`), so that existing dashboards keep working.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -178,6 +179,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// The snapshot compaction controller's metrics (upstream's names).
     pub compaction: CompactionMetrics,
+    /// The API client's requests and rate-limit waits.
+    pub client: crate::kube_client::ClientMetrics,
 }
 
 impl Default for Metrics {
@@ -230,7 +233,19 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             leader.clone(),
         );
+        let client = crate::kube_client::ClientMetrics::default();
+        registry.register(
+            "kube_api_requests",
+            "Requests to the Kubernetes API server, per HTTP method",
+            client.requests.clone(),
+        );
+        registry.register(
+            "kube_api_throttled_seconds",
+            "Seconds requests waited for the client-side rate limit (--kube-api-qps, --kube-api-burst)",
+            client.throttled_seconds.clone(),
+        );
         Self {
+            client,
             registry: root,
             reconciles,
             reconcile_errors,

@@ -14,52 +14,12 @@ mod common;
 use std::path::PathBuf;
 
 use common::{
-    client, condition, kubectl, kubectl_stdin, ok, operator_with_crds, seed_in, wait_for,
+    client, condition, kubectl, kubectl_stdin, lax_crds, ok, operator_with_crds, seed_in, wait_for,
 };
 use druid_api::Etcd;
-use druid_test_support::{repo_root, server_dir};
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
-
-/// Drops every validation the API server would apply beyond the types.
-fn strip_validation(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for key in [
-                "x-kubernetes-validations",
-                "maximum",
-                "minimum",
-                "pattern",
-                "maxLength",
-            ] {
-                map.remove(key);
-            }
-            map.values_mut().for_each(strip_validation);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_validation),
-        _ => {}
-    }
-}
-
-/// deploy/crds with the Etcd CRD's validation stripped.
-fn lax_crds() -> PathBuf {
-    let dir = server_dir("lax-crds").unwrap();
-    for entry in std::fs::read_dir(repo_root().join("deploy/crds")).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let out = if path.ends_with("druid.gardener.cloud_etcds.yaml") {
-            let mut crd: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
-            strip_validation(&mut crd);
-            let lax = serde_yaml_ng::to_string(&crd).unwrap();
-            assert!(!lax.contains("x-kubernetes-validations"));
-            lax
-        } else {
-            text
-        };
-        std::fs::write(dir.join(path.file_name().unwrap()), out).unwrap();
-    }
-    dir
-}
 
 /// The operator, with the lax CRDs and the test-only plugins (the hostile
 /// provider) beside the built-in ones.

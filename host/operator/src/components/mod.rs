@@ -75,6 +75,17 @@ pub enum BuildError {
         /// The cause: the serializer's error or the missing input.
         reason: String,
     },
+    /// The components would be more objects than one reconcile applies
+    /// (a bound on the work one Etcd can cause, whatever its spec).
+    #[error(
+        "the spec would need {count} objects, more than the {max} one reconcile applies (a bug in druid: please report it with the spec)"
+    )]
+    TooManyObjects {
+        /// Objects built.
+        count: usize,
+        /// [`table::MAX_OBJECTS`].
+        max: usize,
+    },
 }
 
 /// The controller owner reference to the Etcd.

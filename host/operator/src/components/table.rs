@@ -78,6 +78,12 @@ pub(crate) const STATEFULSET: Component = Component {
     prune: false,
 };
 
+/// The most objects one reconcile applies for one Etcd. The model bounds
+/// the replicas ([`druid_api::MAX_REPLICAS`], whatever the CRD in the
+/// cluster allows), so the table builds far fewer (see the test); this
+/// bound holds even if a builder someday fans out by mistake.
+pub const MAX_OBJECTS: usize = 64;
+
 /// Every component, in apply order (deletion goes the other way).
 pub(crate) const ALL: &[Component] = &[
     Component {
@@ -209,6 +215,32 @@ mod tests {
                 .collect::<Vec<_>>(),
             [STATEFULSET.name]
         );
+    }
+
+    /// The largest Etcd the model accepts, with every optional component,
+    /// stays well under the per-reconcile bound.
+    #[test]
+    fn the_largest_spec_builds_a_bounded_number_of_objects() {
+        let mut etcd = seed();
+        etcd.spec.replicas = druid_api::MAX_REPLICAS;
+        let m = model(&etcd);
+        let mut ctx = context();
+        ctx.operator_pods = Some(super::super::network_policy::OperatorPods {
+            namespace: "druid-system".into(),
+            labels: [("app".to_string(), "druid".to_string())].into(),
+        });
+        let count: usize = ALL
+            .iter()
+            .map(|c| (c.build)(&etcd, &m, &ctx).unwrap().len())
+            .sum();
+        assert!(
+            (druid_api::MAX_REPLICAS as usize..super::MAX_OBJECTS / 2).contains(&count),
+            "{count} objects for {} replicas",
+            druid_api::MAX_REPLICAS
+        );
+        // One more replica is refused by the model itself.
+        etcd.spec.replicas = druid_api::MAX_REPLICAS + 1;
+        assert!(druid_api::EtcdModel::from_etcd(&etcd).is_err());
     }
 
     fn o_labels(o: &super::Object) -> Option<std::collections::BTreeMap<String, String>> {

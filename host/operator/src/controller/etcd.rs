@@ -1,6 +1,6 @@
 //! The etcd controller's reconcile, top to bottom:
 //!
-//! 1. deletion (finalizer `druid.gardener.cloud/etcd`): delete every
+//! 1. deletion (finalizer `druid.gardener.cloud/etcd-druid`): delete every
 //!    component of the table, the StatefulSet first, handle the claims per
 //!    `pvcRetentionPolicy`, drop the finalizer;
 //! 2. the spec, unless suspended or not requested: normalize and validate
@@ -10,7 +10,9 @@
 //!    invalid spec);
 //! 3. the status, always: from the StatefulSet, the leases and the volumes,
 //!    written only when it changed;
-//! 4. requeue after the status sync period.
+//! 4. requeue after the status sync period, or, after a failure, after
+//!    this Etcd's backoff (`backoff`: doubling up to a cap, failures
+//!    reported once per interval while unchanged).
 
 use std::collections::BTreeMap;
 
@@ -34,7 +36,7 @@ use super::{Context, contain, defrag, finalizers};
 use crate::components::object::{Kind, Object};
 use crate::components::table::{Component, Existing, Stage};
 use crate::components::{self, BuildContext};
-use crate::metrics::{ConditionLabels, ErrorLabels, EtcdLabels};
+use crate::metrics::{ErrorLabels, EtcdLabels};
 use crate::names;
 
 /// Reconcile failures that are retried with backoff (API trouble); spec
@@ -55,20 +57,40 @@ pub enum Error {
     Panicked(String),
 }
 
-/// Retries after an error: soon, but not in a tight loop.
-pub fn error_policy(etcd: Arc<Etcd>, error: &Error, _ctx: Arc<Context>) -> Action {
+/// Retries after an error with this Etcd's backoff; the error is logged at
+/// `warn` when the backoff says to report it, else at `debug`.
+pub fn error_policy(etcd: Arc<Etcd>, error: &Error, ctx: Arc<Context>) -> Action {
+    let (name, namespace) = (etcd.name_any(), etcd.namespace());
+    let failure = ctx
+        .backoff
+        .failed(&etcd.uid().unwrap_or_default(), &error.to_string());
+    let held_back = failure.held_back;
     match error {
         Error::Deleting(what) => {
-            tracing::info!(etcd = %etcd.name_any(), namespace = ?etcd.namespace(), %what, "deletion in progress");
+            if failure.report {
+                tracing::info!(etcd = %name, ?namespace, %what, held_back, "deletion in progress");
+            } else {
+                tracing::debug!(etcd = %name, ?namespace, %what, "deletion in progress");
+            }
             Action::requeue(Duration::from_secs(2))
         }
         Error::Panicked(_) => {
-            tracing::error!(etcd = %etcd.name_any(), namespace = ?etcd.namespace(), error = %error, "reconcile panicked; the other Etcds are not affected; retrying in a minute");
-            Action::requeue(Duration::from_secs(60))
+            let retry_in = failure.retry_in.max(Duration::from_secs(60));
+            if failure.report {
+                tracing::error!(etcd = %name, ?namespace, %error, ?retry_in, held_back, "reconcile panicked; the other Etcds are not affected");
+            } else {
+                tracing::debug!(etcd = %name, ?namespace, %error, ?retry_in, "reconcile panicked");
+            }
+            Action::requeue(retry_in)
         }
         e => {
-            tracing::warn!(etcd = %etcd.name_any(), namespace = ?etcd.namespace(), error = %e, "reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(5))
+            let retry_in = failure.retry_in;
+            if failure.report {
+                tracing::warn!(etcd = %name, ?namespace, error = %e, failures = failure.count, ?retry_in, held_back, "reconcile failed; retrying with backoff");
+            } else {
+                tracing::debug!(etcd = %name, ?namespace, error = %e, failures = failure.count, ?retry_in, "reconcile failed");
+            }
+            Action::requeue(retry_in)
         }
     }
 }
@@ -220,7 +242,29 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
         &ctx.settings,
         Timestamp::now(),
     );
-    report(ctx, etcd, &outcome, &new_status).await;
+    // Failures back off and are reported at a bounded rate; anything else
+    // is a success that forgets them.
+    let key = etcd.uid().unwrap_or_default();
+    let failure = match &outcome {
+        SpecOutcome::Failed { code, message } => {
+            Some(ctx.backoff.failed(&key, &format!("{code}: {message}")))
+        }
+        SpecOutcome::Invalid(problems) => Some(
+            ctx.backoff.failed(
+                &key,
+                &problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        ),
+        _ => {
+            ctx.backoff.succeeded(&key);
+            None
+        }
+    };
+    super::report::outcome(ctx, etcd, &outcome, failure, &new_status).await;
     let previous = etcd.status.clone().unwrap_or_default();
     if !status_equal(&previous, &new_status) {
         let api: Api<Etcd> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -266,8 +310,8 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
             .await?;
         }
     }
-    Ok(match outcome {
-        SpecOutcome::Failed { .. } => Action::requeue(Duration::from_secs(10)),
+    Ok(match (&outcome, failure) {
+        (SpecOutcome::Failed { .. }, Some(f)) => Action::requeue(f.retry_in),
         _ => Action::requeue(ctx.settings.status_sync_period),
     })
 }
@@ -473,10 +517,18 @@ fn build_all(
     model: &EtcdModel,
     ctx: &BuildContext,
 ) -> Result<Vec<(&'static Component, Vec<Object>)>, components::BuildError> {
-    components::table::ALL
+    let built: Vec<_> = components::table::ALL
         .iter()
         .map(|c| Ok((c, (c.build)(etcd, model, ctx)?)))
-        .collect()
+        .collect::<Result<_, components::BuildError>>()?;
+    let count = built.iter().map(|(_, objects)| objects.len()).sum();
+    if count > components::table::MAX_OBJECTS {
+        return Err(components::BuildError::TooManyObjects {
+            count,
+            max: components::table::MAX_OBJECTS,
+        });
+    }
+    Ok(built)
 }
 
 /// Applies one component's objects (all of them, even when one fails);
@@ -617,6 +669,7 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     if let Ok(mut applied) = ctx.applied.lock() {
         applied.remove(&etcd.uid().unwrap_or_default());
     }
+    ctx.backoff.succeeded(&etcd.uid().unwrap_or_default());
     ctx.metrics.forget(&ns, &name, conditions::types::ALL);
     publish(
         ctx,
@@ -630,61 +683,6 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Metrics and events for the outcome.
-async fn report(ctx: &Context, etcd: &Etcd, outcome: &SpecOutcome, status: &druid_api::EtcdStatus) {
-    let namespace = etcd.namespace().unwrap_or_default();
-    let name = etcd.name_any();
-    match outcome {
-        SpecOutcome::Invalid(problems) => {
-            for p in problems {
-                ctx.metrics
-                    .reconcile_errors
-                    .get_or_create(&ErrorLabels {
-                        namespace: namespace.clone(),
-                        etcd: name.clone(),
-                        code: "ERR_INVALID_SPEC".into(),
-                    })
-                    .inc();
-                publish(ctx, etcd, EventType::Warning, p.reason, &p.to_string()).await;
-            }
-            tracing::warn!(etcd = %name, %namespace, problems = ?problems.iter().map(ToString::to_string).collect::<Vec<_>>(), "invalid spec; nothing applied");
-        }
-        SpecOutcome::Failed { code, message } => {
-            ctx.metrics
-                .reconcile_errors
-                .get_or_create(&ErrorLabels {
-                    namespace: namespace.clone(),
-                    etcd: name.clone(),
-                    code: code.clone(),
-                })
-                .inc();
-            publish(ctx, etcd, EventType::Warning, "ReconcileFailed", message).await;
-            tracing::warn!(etcd = %name, %namespace, %code, %message, "reconcile failed");
-        }
-        _ => {}
-    }
-    for c in &status.conditions {
-        ctx.metrics
-            .conditions
-            .get_or_create(&ConditionLabels {
-                namespace: namespace.clone(),
-                etcd: name.clone(),
-                condition: c.type_.clone(),
-            })
-            .set(match c.status.as_str() {
-                "True" => 1,
-                "False" => 0,
-                _ => -1,
-            });
-    }
-    ctx.metrics
-        .ready
-        .get_or_create(&EtcdLabels {
-            namespace,
-            etcd: name,
-        })
-        .set(i64::from(status.ready == Some(true)));
-}
-
 async fn publish(ctx: &Context, etcd: &Etcd, type_: EventType, reason: &str, note: &str) {
     super::publish(ctx, etcd, type_, "Reconcile", reason, note).await;
 }

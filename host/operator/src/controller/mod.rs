@@ -2,12 +2,14 @@
 //! deletion), `compaction` (offline compaction of the snapshots) and
 //! `secret` (finalizers on the Secrets Etcds use).
 
+pub mod backoff;
 pub mod compaction;
 pub mod conditions;
 pub mod contain;
 pub mod defrag;
 pub mod etcd;
 pub mod finalizers;
+mod report;
 pub mod secrets;
 pub mod sidecar;
 pub mod status;
@@ -20,6 +22,8 @@ use druid_api::Etcd;
 use druid_plugin_host::Registry;
 use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt as _, reflector, watcher};
 use kube::{Api, Client};
@@ -58,6 +62,9 @@ pub struct Settings {
     pub member_not_ready_after: Duration,
     /// The snapshot compaction controller.
     pub compaction: compaction::CompactionSettings,
+    /// The longest retry delay of an Etcd that keeps failing (its
+    /// backoff doubles from one second up to this).
+    pub retry_backoff_max: Duration,
     /// What a provider plugin's pod wiring may ask for.
     pub wiring: druid_plugin_host::WiringPolicy,
     /// Where the operator's pods run, for the NetworkPolicy around each
@@ -77,6 +84,7 @@ impl Default for Settings {
             member_unknown_after: Duration::from_secs(60),
             member_not_ready_after: Duration::from_secs(300),
             compaction: compaction::CompactionSettings::default(),
+            retry_backoff_max: Duration::from_secs(120),
             wiring: druid_plugin_host::WiringPolicy::default(),
             operator_pods: None,
         }
@@ -110,6 +118,8 @@ pub struct Context {
     /// On-demand defragmentation requests in flight and the runs
     /// published as events.
     pub defrag: defrag::DefragState,
+    /// Per-Etcd retry backoff and report rate limiting.
+    pub backoff: backoff::Backoff,
 }
 
 /// Watch caches of managed objects.
@@ -119,6 +129,9 @@ pub struct Caches {
     pub statefulsets: reflector::Store<StatefulSet>,
     /// Leases with the same label.
     pub leases: reflector::Store<k8s_openapi::api::coordination::v1::Lease>,
+    /// The metadata of data volume claims with the same label (the
+    /// StatefulSet controller gives its claims the selector's labels).
+    pub claims: reflector::Store<PartialObjectMeta<PersistentVolumeClaim>>,
 }
 
 impl Caches {
@@ -127,7 +140,8 @@ impl Caches {
     pub async fn ready(&self) {
         let _ = tokio::join!(
             self.statefulsets.wait_until_ready(),
-            self.leases.wait_until_ready()
+            self.leases.wait_until_ready(),
+            self.claims.wait_until_ready()
         );
     }
 
@@ -136,6 +150,13 @@ impl Caches {
         self.statefulsets
             .get(&reflector::ObjectRef::new(name).within(namespace))
             .map(|s| (*s).clone())
+    }
+
+    /// Whether the claim `name` exists, from the cache.
+    pub fn claim_exists(&self, namespace: &str, name: &str) -> bool {
+        self.claims
+            .get(&reflector::ObjectRef::new(name).within(namespace))
+            .is_some()
     }
 
     /// A Lease from the cache.
@@ -166,9 +187,15 @@ impl Context {
                 instance,
             },
         );
+        let backoff = backoff::Backoff::new(
+            Duration::from_secs(1),
+            settings.retry_backoff_max,
+            Duration::from_secs(300),
+        );
         Self {
             client,
             registry,
+            backoff,
             settings,
             metrics,
             recorder,
@@ -218,15 +245,30 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let (lease_store, lease_writer) = reflector::store();
     let lease_events = watcher(
         Api::<k8s_openapi::api::coordination::v1::Lease>::all(client.clone()),
-        managed,
+        managed.clone(),
     )
     .default_backoff()
     .modify(|lease| lease.managed_fields_mut().clear())
     .reflect(lease_writer)
     .touched_objects();
+    // Claims: only whether they exist matters, so only their metadata.
+    let (claim_store, claim_writer) = reflector::store();
+    let mut rx5 = rx.clone();
+    let claim_loop = watcher(
+        Api::<PartialObjectMeta<PersistentVolumeClaim>>::all(client.clone()),
+        managed.clone(),
+    )
+    .default_backoff()
+    .modify(|claim| claim.managed_fields_mut().clear())
+    .reflect(claim_writer)
+    .take_until(async move {
+        let _ = rx5.changed().await;
+    })
+    .for_each(|_| async {});
     let caches = Caches {
         statefulsets: sts_store.clone(),
         leases: lease_store.clone(),
+        claims: claim_store,
     };
     let _ = ctx.caches.set(caches);
     // Lease renewals only refresh the cache; new snapshot revisions trigger
@@ -261,7 +303,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         shutdown.await;
         let _ = tx.send(());
     });
-    tokio::join!(etcd_loop, secret_loop, compaction_loop);
+    tokio::join!(etcd_loop, secret_loop, compaction_loop, claim_loop);
 }
 
 /// Publishes an event about `etcd` (failures to publish are only logged:

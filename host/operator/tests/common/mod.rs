@@ -98,6 +98,11 @@ impl Operator {
         self.process.exited()
     }
 
+    /// The operator's process ID.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Kills the operator at once (SIGKILL), as a crash would.
     pub fn kill(&self) {
         self.process.kill();
@@ -293,4 +298,44 @@ pub fn operator_can(verb: &str, resource: &str) -> bool {
         String::from_utf8_lossy(&out.stderr)
     );
     answer == "yes"
+}
+
+/// Drops every validation the API server would apply beyond the types.
+pub fn strip_validation(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for key in [
+                "x-kubernetes-validations",
+                "maximum",
+                "minimum",
+                "pattern",
+                "maxLength",
+            ] {
+                map.remove(key);
+            }
+            map.values_mut().for_each(strip_validation);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_validation),
+        _ => {}
+    }
+}
+
+/// deploy/crds with the Etcd CRD's validation stripped.
+pub fn lax_crds() -> PathBuf {
+    let dir = server_dir("lax-crds").unwrap();
+    for entry in std::fs::read_dir(repo_root().join("deploy/crds")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let out = if path.ends_with("druid.gardener.cloud_etcds.yaml") {
+            let mut crd: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+            strip_validation(&mut crd);
+            let lax = serde_yaml_ng::to_string(&crd).unwrap();
+            assert!(!lax.contains("x-kubernetes-validations"));
+            lax
+        } else {
+            text
+        };
+        std::fs::write(dir.join(path.file_name().unwrap()), out).unwrap();
+    }
+    dir
 }

@@ -1,6 +1,7 @@
 //! What the cluster shows about an Etcd, read from the watch caches or the
-//! API server: its StatefulSet, member and snapshot leases, and the
-//! warning events on its data volumes.
+//! API server: its StatefulSet, member and snapshot leases, whether its
+//! data volume claims exist, and the warning events on them. With the
+//! caches, a status sync of a ready Etcd sends no request at all.
 
 use std::collections::BTreeMap;
 
@@ -92,20 +93,38 @@ pub async fn observe(
                 (0..replicas).map(move |i| format!("{tname}-{}-{i}", sts.name_any()))
             })
             .collect();
-        let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
-            Api::namespaced(client.clone(), &ns);
-        for claim in &claims {
-            if pvcs.get_metadata_opt(claim).await?.is_some() {
-                claims_exist = true;
-                break;
-            }
-        }
         let ready = sts
             .status
             .as_ref()
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0)
             >= replicas;
+        // The claims carry the StatefulSet's selector labels; only a
+        // selector with the managed-by label (every StatefulSet this
+        // operator or a recent Go operator built) puts them in the cache.
+        let cached_claims = caches.filter(|_| {
+            sts.spec
+                .as_ref()
+                .and_then(|s| s.selector.match_labels.as_ref())
+                .is_some_and(|l| {
+                    l.get(names::label::MANAGED_BY).map(String::as_str) == Some(names::MANAGED_BY)
+                })
+        });
+        claims_exist = match cached_claims {
+            Some(c) => claims.iter().any(|claim| c.claim_exists(&ns, claim)),
+            None => {
+                let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+                    Api::namespaced(client.clone(), &ns);
+                let mut found = false;
+                for claim in &claims {
+                    if pvcs.get_metadata_opt(claim).await?.is_some() {
+                        found = true;
+                        break;
+                    }
+                }
+                found
+            }
+        };
         if claims_exist && !ready {
             let events: Api<Event> = Api::namespaced(client.clone(), &ns);
             let lp = ListParams::default()
