@@ -62,7 +62,9 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<bool> {
 }
 
 async fn test(args: TestArgs) -> anyhow::Result<bool> {
-    let mut out = std::io::stdout().lock();
+    // Not `stdout().lock()`: the store calls below log from other threads
+    // (an aborted upload, for one), and a lock held across them deadlocks.
+    let mut out = std::io::stdout();
     let name = args
         .plugin
         .file_name()
