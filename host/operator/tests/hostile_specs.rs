@@ -14,7 +14,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{
-    client, condition, kubectl, kubectl_stdin, lax_crds, ok, operator_with_crds, seed_in, wait_for,
+    client, condition, kubectl_stdin, lax_crds, ok, operator_with_crds, seed_etcd, wait_for,
 };
 use druid_api::Etcd;
 
@@ -37,16 +37,6 @@ fn operator() -> &'static common::Operator {
         DIR.get_or_init(lax_crds).as_path(),
         &["--plugins-dir", plugins],
     )
-}
-
-/// The founding manifest as Etcd `name` in `ns`, edited by `edits`.
-fn etcd(ns: &str, name: &str, edits: &[(&str, &str)]) -> String {
-    let mut text = seed_in(ns).replace("  name: test\n", &format!("  name: {name}\n"));
-    for (from, to) in edits {
-        assert!(text.contains(from), "the seed has no '{from}'");
-        text = text.replace(from, to);
-    }
-    text
 }
 
 /// An Etcd that must be refused: name, edits of the seed, the field the
@@ -94,7 +84,10 @@ async fn assert_refused(ns: &str, name: &str, field: &str, says: &str) {
 
 /// Applies the seed as Etcd `name` in `ns` and waits for its StatefulSet.
 async fn apply_healthy(ns: &str, name: &str) {
-    ok(&kubectl_stdin(&["apply", "-f", "-"], &etcd(ns, name, &[])));
+    ok(&kubectl_stdin(
+        &["apply", "-f", "-"],
+        &seed_etcd(ns, name, &[]),
+    ));
     wait_for("the healthy Etcd's StatefulSet", || async {
         get_statefulset(ns, name).await
     })
@@ -143,7 +136,7 @@ async fn bad_specs_next_to_a_healthy_etcd_never_stop_the_operator() {
     for (name, edits, _, _) in &bad {
         ok(&kubectl_stdin(
             &["apply", "-f", "-"],
-            &etcd(ns, name, edits),
+            &seed_etcd(ns, name, edits),
         ));
     }
     for (name, _, field, says) in &bad {
@@ -151,16 +144,7 @@ async fn bad_specs_next_to_a_healthy_etcd_never_stop_the_operator() {
     }
 
     // The healthy Etcd is still served: a change to it is applied.
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "patch",
-        "etcd",
-        "good",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":3}}"#,
-    ]));
+    common::scale_etcd(ns, "good", 3);
     wait_for("the healthy Etcd's change applied", || async {
         Api::<StatefulSet>::namespaced(client().await, ns)
             .get_opt("good")
@@ -195,7 +179,7 @@ async fn a_plugins_hostile_pod_wiring_is_refused_with_a_condition() {
     for (container, _) in &cases {
         ok(&kubectl_stdin(
             &["apply", "-f", "-"],
-            &etcd(
+            &seed_etcd(
                 ns,
                 container,
                 &[

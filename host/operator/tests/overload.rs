@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{
-    client, condition, kubectl, kubectl_stdin, lax_crds, ok, operator_with_crds, seed_in,
+    client, condition, kubectl, kubectl_stdin, lax_crds, ok, operator_with_crds, seed_etcd,
 };
 use druid_api::Etcd;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -38,16 +38,6 @@ fn operator() -> &'static common::Operator {
         DIR.get_or_init(lax_crds).as_path(),
         &["--kube-api-qps", "5", "--kube-api-burst", "10"],
     )
-}
-
-/// The seed as Etcd `name` in `ns`, with `edits`.
-fn etcd(ns: &str, name: &str, edits: &[(&str, &str)]) -> String {
-    let mut text = seed_in(ns).replace("  name: test\n", &format!("  name: {name}\n"));
-    for (from, to) in edits {
-        assert!(text.contains(from), "the seed has no '{from}'");
-        text = text.replace(from, to);
-    }
-    text
 }
 
 /// The sum of every sample of metric `name` in a Prometheus text page.
@@ -181,7 +171,7 @@ async fn one_object_cannot_overload_the_operator_or_the_api_server() {
     ]));
     ok(&kubectl_stdin(
         &["apply", "-f", "-"],
-        &etcd(ns, "good", &[]),
+        &seed_etcd(ns, "good", &[]),
     ));
     let statefulsets = Api::<StatefulSet>::namespaced(client().await, ns);
     common::wait_for("the healthy Etcd's StatefulSet", || async {
@@ -193,10 +183,10 @@ async fn one_object_cannot_overload_the_operator_or_the_api_server() {
     let mut samples = vec![sample(&mut own).await];
     // The bad ones and the fleet, all at once.
     let mut manifests = vec![
-        etcd(ns, "huge", &[("replicas: 1", "replicas: 100000")]),
-        etcd(quota_ns, "stuck", &[]),
+        seed_etcd(ns, "huge", &[("replicas: 1", "replicas: 100000")]),
+        seed_etcd(quota_ns, "stuck", &[]),
     ];
-    manifests.extend((0..FLEET).map(|i| etcd(ns, &format!("fleet-{i}"), &[])));
+    manifests.extend((0..FLEET).map(|i| seed_etcd(ns, &format!("fleet-{i}"), &[])));
     let before = own;
     ok(&kubectl_stdin(
         &["apply", "-f", "-"],
@@ -204,16 +194,7 @@ async fn one_object_cannot_overload_the_operator_or_the_api_server() {
     ));
     // kubectl's discovery and one request per object (counted generously).
     own += 20.0 + manifests.len() as f64;
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "patch",
-        "etcd",
-        "good",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":3}}"#,
-    ]));
+    common::scale_etcd(ns, "good", 3);
     own += 10.0;
     assert!(own > before);
 

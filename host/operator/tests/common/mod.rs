@@ -220,6 +220,31 @@ pub fn seed_in(namespace: &str) -> String {
         .replace("namespace: demo", &format!("namespace: {namespace}"))
 }
 
+/// The founding manifest as Etcd `name` in `ns`, edited by `edits`
+/// (each `from` must be in it).
+pub fn seed_etcd(ns: &str, name: &str, edits: &[(&str, &str)]) -> String {
+    let mut text = seed_in(ns).replace("  name: test\n", &format!("  name: {name}\n"));
+    for (from, to) in edits {
+        assert!(text.contains(from), "the seed has no '{from}'");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// Scales Etcd `name` in `ns` to `replicas` with kubectl.
+pub fn scale_etcd(ns: &str, name: &str, replicas: i32) {
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "etcd",
+        name,
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"replicas":{replicas}}}}}"#),
+    ]));
+}
+
 /// Creates a namespace (and the S3 store Secret the seed names, unless
 /// `with_secret` is false).
 pub fn namespace(name: &str, with_secret: bool) {
