@@ -35,6 +35,11 @@ const EVENT_ACTION: &str = "Defragment";
 /// run goes on in the sidecar; the annotation stays and is asked again).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// On-demand requests in flight at once, over all Etcds (each holds a
+/// blocking thread for up to [`REQUEST_TIMEOUT`]); more wait, annotated,
+/// for a later reconcile.
+pub const MAX_IN_FLIGHT: usize = 16;
+
 /// What the operator remembers about defragmentation, per Etcd UID.
 #[derive(Debug)]
 pub struct DefragState {
@@ -45,6 +50,9 @@ pub struct DefragState {
     in_flight: Mutex<HashSet<String>>,
     /// The end time of the last run published per Etcd.
     published: Mutex<HashMap<String, Timestamp>>,
+    /// Requests not handled yet, per Etcd: reported (a warning and an
+    /// event) once per interval while the reason stays the same.
+    pending: super::backoff::Backoff,
 }
 
 impl Default for DefragState {
@@ -53,6 +61,7 @@ impl Default for DefragState {
             started: Timestamp::now(),
             in_flight: Mutex::default(),
             published: Mutex::default(),
+            pending: super::backoff::Backoff::default(),
         }
     }
 }
@@ -86,6 +95,15 @@ pub fn is_new(
     }
     published.insert(uid.to_string(), time);
     true
+}
+
+/// Admits a request for Etcd `uid` unless one is in flight for it or
+/// `max` are in flight in all.
+pub fn admit(in_flight: &mut HashSet<String>, uid: &str, max: usize) -> bool {
+    if in_flight.contains(uid) || in_flight.len() >= max {
+        return false;
+    }
+    in_flight.insert(uid.to_string())
 }
 
 /// The event reason for a run's outcome.
@@ -134,7 +152,8 @@ fn request(ctx: &Arc<Context>, etcd: &Etcd, model: &EtcdModel) {
     let uid = etcd.uid().unwrap_or_default();
     match ctx.defrag.in_flight.lock() {
         Ok(mut in_flight) => {
-            if !in_flight.insert(uid.clone()) {
+            if !admit(&mut in_flight, &uid, MAX_IN_FLIGHT) {
+                tracing::debug!(etcd = %model.name, namespace = %model.namespace, in_flight = in_flight.len(), "defragmentation request not started now (one in flight for it, or the most at once); asked again at the next reconcile");
                 return;
             }
         }
@@ -176,6 +195,9 @@ async fn ask_sidecar(ctx: &Context, etcd: &Etcd, model: &EtcdModel) {
             tracing::warn!(etcd = %name, namespace = %ns, error = %e, "cannot remove the defragmentation request; it will be asked again");
         }
         tracing::info!(etcd = %name, namespace = %ns, "defragmentation request handled");
+        ctx.defrag
+            .pending
+            .succeeded(&etcd.uid().unwrap_or_default());
         return;
     }
     let why = match answer {
@@ -185,7 +207,15 @@ async fn ask_sidecar(ctx: &Context, etcd: &Etcd, model: &EtcdModel) {
         ),
         Err(e) => e,
     };
-    tracing::warn!(etcd = %name, namespace = %ns, error = %why, "the defragmentation request was not handled; asked again at the next reconcile");
+    let pending = ctx
+        .defrag
+        .pending
+        .failed(&etcd.uid().unwrap_or_default(), &why);
+    if !pending.report {
+        tracing::debug!(etcd = %name, namespace = %ns, error = %why, "the defragmentation request was not handled; asked again at the next reconcile");
+        return;
+    }
+    tracing::warn!(etcd = %name, namespace = %ns, error = %why, held_back = pending.held_back, "the defragmentation request was not handled; asked again at the next reconcile");
     super::publish(
         ctx,
         etcd,
@@ -202,6 +232,20 @@ async fn ask_sidecar(ctx: &Context, etcd: &Etcd, model: &EtcdModel) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_one_per_etcd_and_bounded_in_all() {
+        let mut in_flight = HashSet::new();
+        assert!(admit(&mut in_flight, "a", 2));
+        assert!(
+            !admit(&mut in_flight, "a", 2),
+            "a second one for the same Etcd"
+        );
+        assert!(admit(&mut in_flight, "b", 2));
+        assert!(!admit(&mut in_flight, "c", 2), "past the bound");
+        in_flight.remove("a");
+        assert!(admit(&mut in_flight, "c", 2));
+    }
 
     fn lease(run: Option<&str>) -> Lease {
         let mut l = Lease::default();
