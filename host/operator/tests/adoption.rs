@@ -22,7 +22,7 @@ use druid_test_support::{KubeApiServer, repo_root};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::api::{DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::{Api, ResourceExt as _};
 
@@ -239,14 +239,7 @@ async fn the_go_operators_objects_are_adopted_in_place_and_deleted() {
         .map(|c| c.uid().unwrap())
         .collect();
     assert_eq!(claim_uids.len(), 3);
-    etcds
-        .delete("test", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for("the Etcd gone", || async {
-        etcds.get_opt("test").await.unwrap().is_none().then_some(())
-    })
-    .await;
+    common::delete_etcd(NS, "test").await;
     assert!(statefulsets.get_opt("test").await.unwrap().is_none());
     let left: Vec<String> = claims
         .list(&Default::default())

@@ -112,22 +112,9 @@ async fn snapshot_lease(ns: &str, name: &str, revision: i64, bytes: Option<u64>)
         .unwrap();
 }
 
-/// The value of a metric line `<name>{<labels>}` on the operator's
-/// /metrics, if present.
-fn metric(name_and_labels: &str) -> Option<f64> {
-    let (_, text) =
-        druid_test_support::http_get(&format!("{}/metrics", operator().metrics_url)).unwrap();
-    text.lines().find_map(|l| {
-        l.strip_prefix(name_and_labels)?
-            .strip_prefix(' ')?
-            .parse()
-            .ok()
-    })
-}
-
 async fn wait_for_metric(name_and_labels: &str, value: f64) {
     wait_for(&format!("{name_and_labels} {value}"), || async {
-        (metric(name_and_labels) == Some(value)).then_some(())
+        (operator().metric(name_and_labels) == Some(value)).then_some(())
     })
     .await;
 }
@@ -359,7 +346,7 @@ async fn a_job_starts_past_the_events_threshold_and_its_success_is_reported() {
     )
     .await;
     assert_eq!(
-        metric(&format!(
+        operator().metric(&format!(
             "etcddruid_compaction_job_duration_seconds_count{{succeeded=\"true\",failureReason=\"none\",etcd_namespace=\"{ns}\"}}"
         )),
         Some(1.0)
@@ -636,7 +623,7 @@ async fn invalid_thresholds_are_reported_and_start_nothing() {
     );
     assert!(job(ns).await.is_none());
     assert_eq!(
-        metric(&format!(
+        operator().metric(&format!(
             "etcddruid_compaction_full_snapshot_triggered_total{{succeeded=\"false\",etcd_namespace=\"{ns}\"}}"
         )),
         None,

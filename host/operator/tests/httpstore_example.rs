@@ -6,11 +6,14 @@
 //! files.
 #![allow(clippy::unwrap_used, reason = "a test fails on error")]
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use druid_test_support::{HttpStore, repo_root, server_dir};
+
+mod common;
 
 const TOKEN: &str = "s3cr3t-example-token";
 
@@ -49,22 +52,18 @@ fn plugin_test(name: &str, token: &str) -> (bool, String) {
     std::fs::create_dir_all(&secret).unwrap();
     std::fs::write(secret.join("endpoint"), format!("{}\n", store.url())).unwrap();
     std::fs::write(secret.join("token"), format!("{token}\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_druid"))
-        .args(["plugin", "test"])
-        .arg(plugin)
-        .args([
-            "--provider",
-            "HttpStore",
-            "--container",
-            "backups",
-            "--secret",
-        ])
-        .arg(&secret)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), format!("{stdout}\n{stderr}"))
+    let args: [OsString; 9] = [
+        "plugin".into(),
+        "test".into(),
+        plugin.into(),
+        "--provider".into(),
+        "HttpStore".into(),
+        "--container".into(),
+        "backups".into(),
+        "--secret".into(),
+        secret.into(),
+    ];
+    common::druid(&args)
 }
 
 #[test]

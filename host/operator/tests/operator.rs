@@ -344,18 +344,7 @@ async fn the_seed_applies_and_yields_every_component_then_scales_changes_and_del
     assert!(args.contains("--delta-snapshot-period=120s"), "{args}");
 
     // Deletion removes everything and releases the Secret.
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "delete",
-        "etcd",
-        "test",
-        "--wait=false",
-    ]));
-    wait_for("the Etcd to be gone", || async {
-        get::<Etcd>(ns, "test").await.is_none().then_some(())
-    })
-    .await;
+    common::delete_etcd(ns, "test").await;
     assert!(get::<StatefulSet>(ns, "test").await.is_none());
     assert!(get::<ConfigMap>(ns, "test-config").await.is_none());
     assert!(get::<Service>(ns, "test-client").await.is_none());
@@ -857,18 +846,7 @@ async fn etcds_and_secrets_with_the_legacy_finalizer_get_upstreams_and_are_delet
     .await;
     // The Go operator's name is ours now: deleting works and releases the
     // Secret.
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "delete",
-        "etcd",
-        "test",
-        "--wait=false",
-    ]));
-    wait_for("the Etcd to be gone", || async {
-        get::<Etcd>(ns, "test").await.is_none().then_some(())
-    })
-    .await;
+    common::delete_etcd(ns, "test").await;
     wait_for("the Secret released", || async {
         get::<Secret>(ns, "etcd-backup")
             .await

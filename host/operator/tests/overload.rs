@@ -51,14 +51,6 @@ fn sum(page: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// The value of one series (`name{labels}`) on the operator's /metrics.
-fn operator_metric(series: &str) -> Option<f64> {
-    let (_, page) =
-        druid_test_support::http_get(&format!("{}/metrics", operator().metrics_url)).unwrap();
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// The operator's resident memory in bytes.
 fn operator_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -309,7 +301,7 @@ async fn one_object_cannot_overload_the_operator_or_the_api_server() {
         errors.iter().any(|e| e.code == "ERR_SYNC_STATEFULSET"),
         "no ERR_SYNC_STATEFULSET on the refused Etcd: {errors:?}"
     );
-    let retries = operator_metric(&format!(
+    let retries = operator().metric(&format!(
         r#"druid_reconcile_errors_total{{namespace="{quota_ns}",etcd="stuck",code="ERR_SYNC_STATEFULSET"}}"#
     ))
     .unwrap_or(0.0);

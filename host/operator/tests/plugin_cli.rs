@@ -3,23 +3,27 @@
 //! temporary directory.
 #![allow(clippy::unwrap_used, reason = "a test fails on error")]
 
+use std::ffi::OsString;
 use std::process::Command;
 
 use druid_test_support::{plugin_components, server_dir};
 
+mod common;
+
 fn plugin_test(plugin: &str, provider: &str, container: &str) -> (bool, String) {
     let root = server_dir(&format!("plugin-cli-{container}")).unwrap();
     std::fs::create_dir_all(root.join(container)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_druid"))
-        .args(["plugin", "test"])
-        .arg(plugin_components().get(plugin))
-        .args(["--provider", provider, "--container", container])
-        .arg(format!("--local-root={}", root.display()))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), format!("{stdout}\n{stderr}"))
+    let args: [OsString; 8] = [
+        "plugin".into(),
+        "test".into(),
+        plugin_components().get(plugin).into(),
+        "--provider".into(),
+        provider.into(),
+        "--container".into(),
+        container.into(),
+        format!("--local-root={}", root.display()).into(),
+    ];
+    common::druid(&args)
 }
 
 #[test]

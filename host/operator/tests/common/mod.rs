@@ -108,6 +108,14 @@ impl Operator {
         self.process.kill();
     }
 
+    /// The value of one series (`name{labels}`) on the operator's
+    /// /metrics, if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, page) = http_get(&format!("{}/metrics", self.metrics_url)).unwrap();
+        page.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// The operator's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
@@ -123,6 +131,40 @@ pub fn kubectl(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+/// Runs the `druid` binary with `args` (no API server needed): whether it
+/// succeeded, and its stdout and stderr.
+pub fn druid<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_druid"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), format!("{stdout}\n{stderr}"))
+}
+
+/// Deletes Etcd `name` in `ns` with kubectl and waits until it is gone
+/// (its finalizer removed by the operator).
+pub async fn delete_etcd(ns: &str, name: &str) {
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "delete",
+        "etcd",
+        name,
+        "--wait=false",
+    ]));
+    wait_for("the Etcd to be gone", || async {
+        kube::Api::<druid_api::Etcd>::namespaced(client().await, ns)
+            .get_opt(name)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
 }
 
 /// Fails the test unless the command succeeded.

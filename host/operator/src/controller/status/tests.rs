@@ -22,6 +22,19 @@ fn lease(name: &str, holder: &str, renewed_secs_ago: i64, now: Timestamp) -> (St
     (name.into(), l)
 }
 
+/// The status after a reconcile that applied everything, with the default
+/// settings.
+fn reconciled(etcd: &Etcd, model: &EtcdModel, observed: &Observed, now: Timestamp) -> EtcdStatus {
+    compute(
+        etcd,
+        Some(model),
+        observed,
+        &SpecOutcome::Reconciled,
+        &Settings::default(),
+        now,
+    )
+}
+
 fn cond<'a>(s: &'a EtcdStatus, t: &str) -> &'a Condition {
     s.conditions.iter().find(|c| c.type_ == t).unwrap()
 }
@@ -44,14 +57,7 @@ fn members_show_their_last_defragmentation_from_the_lease() {
         "not json".to_string(),
     )]));
     observed.member_leases.insert(name, broken);
-    let s = compute(
-        &etcd,
-        Some(&model),
-        &observed,
-        &SpecOutcome::Reconciled,
-        &Settings::default(),
-        now,
-    );
+    let s = reconciled(&etcd, &model, &observed, now);
     let d = s.members[0].last_defragmentation.as_ref().unwrap();
     assert_eq!(d.outcome, "Defragmented");
     assert_eq!(d.reclaimed_bytes, 1 << 20);
@@ -152,14 +158,7 @@ fn the_compaction_controllers_condition_is_kept_as_it_is() {
         conditions: vec![theirs.clone()],
         ..EtcdStatus::default()
     });
-    let s = compute(
-        &etcd,
-        Some(&model),
-        &Observed::default(),
-        &SpecOutcome::Reconciled,
-        &Settings::default(),
-        now,
-    );
+    let s = reconciled(&etcd, &model, &Observed::default(), now);
     assert_eq!(cond(&s, types::LAST_SNAPSHOT_COMPACTION_SUCCEEDED), &theirs);
     let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
     let mut sorted = types.clone();
@@ -167,14 +166,7 @@ fn the_compaction_controllers_condition_is_kept_as_it_is() {
     assert_eq!(types, sorted, "conditions stay sorted by type");
     // Never made up when the compaction controller has not written it.
     etcd.status = None;
-    let s = compute(
-        &etcd,
-        Some(&model),
-        &Observed::default(),
-        &SpecOutcome::Reconciled,
-        &Settings::default(),
-        now,
-    );
+    let s = reconciled(&etcd, &model, &Observed::default(), now);
     assert!(
         !s.conditions
             .iter()
@@ -188,36 +180,15 @@ fn backup_ready_follows_the_snapshot_leases() {
     let model = fixtures::model(&etcd);
     let now = Timestamp::now();
     let mut observed = Observed::default();
-    let s = compute(
-        &etcd,
-        Some(&model),
-        &observed,
-        &SpecOutcome::Reconciled,
-        &Settings::default(),
-        now,
-    );
+    let s = reconciled(&etcd, &model, &observed, now);
     assert_eq!(cond(&s, types::BACKUP_READY).reason, "NoSnapshotYet");
     observed.full_snapshot_lease = Some(lease("test-full-snap", "100", 3600, now).1);
     observed.delta_snapshot_lease = Some(lease("test-delta-snap", "120", 60, now).1);
-    let s = compute(
-        &etcd,
-        Some(&model),
-        &observed,
-        &SpecOutcome::Reconciled,
-        &Settings::default(),
-        now,
-    );
+    let s = reconciled(&etcd, &model, &observed, now);
     assert_eq!(cond(&s, types::BACKUP_READY).status, "True");
     // Deltas every 300s: 1000s without one is stale.
     observed.delta_snapshot_lease = Some(lease("test-delta-snap", "120", 1000, now).1);
-    let s = compute(
-        &etcd,
-        Some(&model),
-        &observed,
-        &SpecOutcome::Reconciled,
-        &Settings::default(),
-        now,
-    );
+    let s = reconciled(&etcd, &model, &observed, now);
     assert_eq!(cond(&s, types::BACKUP_READY).status, "False");
 }
 
@@ -246,14 +217,7 @@ fn a_failure_the_sidecar_records_makes_backup_ready_false_until_a_success() {
         l
     };
     let backup_ready = |observed: &Observed| {
-        let s = compute(
-            &etcd,
-            Some(&model),
-            observed,
-            &SpecOutcome::Reconciled,
-            &Settings::default(),
-            now,
-        );
+        let s = reconciled(&etcd, &model, observed, now);
         cond(&s, types::BACKUP_READY).clone()
     };
     // Renewed 10 s ago (fresh by age), failed 5 s ago: False at once.
@@ -284,16 +248,7 @@ fn peer_tls_label_selector_and_cluster_ids_come_from_what_members_report() {
     let model = fixtures::model(&etcd);
     let now = Timestamp::now();
     let mut observed = Observed::default();
-    let compute_now = |observed: &Observed| {
-        compute(
-            &etcd,
-            Some(&model),
-            observed,
-            &SpecOutcome::Reconciled,
-            &Settings::default(),
-            now,
-        )
-    };
+    let compute_now = |observed: &Observed| reconciled(&etcd, &model, observed, now);
     let s = compute_now(&observed);
     assert_eq!(s.peer_url_tls_enabled, None);
     assert_eq!(s.label_selector, None);
