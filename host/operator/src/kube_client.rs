@@ -69,14 +69,8 @@ pub fn client(
     metrics: ClientMetrics,
 ) -> Result<kube::Client, kube::Error> {
     let builder = ClientBuilder::try_from(config)?;
-    let limiter = NonZeroU32::new(limit.qps).map(|qps| {
-        let burst = NonZeroU32::new(limit.burst.max(limit.qps)).unwrap_or(qps);
-        Arc::new(RateLimiter::direct(
-            Quota::per_second(qps).allow_burst(burst),
-        ))
-    });
     Ok(builder
-        .with_layer(&RateLimitLayer { limiter, metrics })
+        .with_layer(&RateLimitLayer::new(limit, metrics))
         .build())
 }
 
@@ -85,6 +79,19 @@ pub fn client(
 struct RateLimitLayer {
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     metrics: ClientMetrics,
+}
+
+impl RateLimitLayer {
+    /// The layer for `limit` (none for qps 0; a burst below qps is qps).
+    fn new(limit: RateLimit, metrics: ClientMetrics) -> Self {
+        let limiter = NonZeroU32::new(limit.qps).map(|qps| {
+            let burst = NonZeroU32::new(limit.burst.max(limit.qps)).unwrap_or(qps);
+            Arc::new(RateLimiter::direct(
+                Quota::per_second(qps).allow_burst(burst),
+            ))
+        });
+        Self { limiter, metrics }
+    }
 }
 
 impl<S> Layer<S> for RateLimitLayer {
@@ -185,18 +192,8 @@ mod tests {
 
     fn layer(qps: u32, burst: u32) -> (RateLimitLayer, ClientMetrics) {
         let metrics = ClientMetrics::default();
-        let limiter = NonZeroU32::new(qps).map(|q| {
-            Arc::new(RateLimiter::direct(
-                Quota::per_second(q).allow_burst(NonZeroU32::new(burst).unwrap()),
-            ))
-        });
-        (
-            RateLimitLayer {
-                limiter,
-                metrics: metrics.clone(),
-            },
-            metrics,
-        )
+        let layer = RateLimitLayer::new(RateLimit { qps, burst }, metrics.clone());
+        (layer, metrics)
     }
 
     /// Sends `n` requests one after the other; how long they took.
@@ -213,15 +210,16 @@ mod tests {
 
     #[tokio::test]
     async fn requests_beyond_the_burst_wait_for_the_rate() {
+        // A burst below the rate is raised to it: ten at once, then one
+        // per 100 ms, so the other three cannot have gone in less than
+        // 300 ms (a lower bound the limiter guarantees; a slow machine only
+        // makes it longer).
         let (layer, metrics) = layer(10, 5);
         let mut svc = layer.layer(Echo);
-        // Five at once, then one per 100 ms: the other three cannot have
-        // gone in less than 300 ms (a lower bound the limiter guarantees;
-        // a slow machine only makes it longer).
-        let took = send(&mut svc, 8).await;
+        let took = send(&mut svc, 13).await;
         assert!(
             took >= Duration::from_millis(290),
-            "8 requests at qps 10, burst 5 went in {took:?}"
+            "13 requests at qps 10, burst 10 went in {took:?}"
         );
         let counted = metrics
             .requests
@@ -229,7 +227,7 @@ mod tests {
                 method: "GET".into(),
             })
             .get();
-        assert_eq!(counted, 8);
+        assert_eq!(counted, 13);
         assert!(metrics.throttled_seconds.get() > 0.2);
     }
 

@@ -2,11 +2,11 @@
 //! that keeps failing costs a bounded, shrinking share of the operator and
 //! of the API server.
 //!
-//! Each failure of an Etcd doubles its retry delay, from
-//! [`Backoff::base`] up to [`Backoff::cap`]; a success forgets its failures.
+//! Each failure of an Etcd doubles its retry delay, from a base up to a
+//! cap; a success forgets its failures.
 //! Its failure is logged at `warn` and published as an event the first
-//! time, whenever what fails changes, and at most once per
-//! [`Backoff::report_every`] while it stays the same (the log line then
+//! time, whenever what fails changes, and at most once per reporting
+//! interval while it stays the same (the log line then
 //! says how many reports were held back); the rest log at `debug`.
 //! Metrics count every failure.
 
@@ -69,21 +69,6 @@ impl Backoff {
         }
     }
 
-    /// The first retry delay.
-    pub fn base(&self) -> Duration {
-        self.base
-    }
-
-    /// The longest retry delay.
-    pub fn cap(&self) -> Duration {
-        self.cap
-    }
-
-    /// How often an unchanged failure is reported.
-    pub fn report_every(&self) -> Duration {
-        self.report_every
-    }
-
     /// Records a failure of Etcd `key`; `what` identifies the failure
     /// (its code and message), so that a different failure is reported at
     /// once.
@@ -144,11 +129,6 @@ impl Backoff {
             failures.remove(key);
         }
     }
-
-    /// Etcds with failures on record.
-    pub fn failing(&self) -> usize {
-        self.failures.lock().map_or(0, |f| f.len())
-    }
 }
 
 #[cfg(test)]
@@ -176,7 +156,7 @@ mod tests {
         assert_eq!(b.failed_at("b", "x", now).retry_in.as_secs(), 1);
         b.succeeded("a");
         assert_eq!(b.failed_at("a", "x", now).retry_in.as_secs(), 1);
-        assert_eq!(b.failing(), 2);
+        assert_eq!(b.failures.lock().unwrap().len(), 2);
         // Huge counts stay at the cap, never overflow.
         assert_eq!(b.delay(u32::MAX), Duration::from_secs(60));
     }
