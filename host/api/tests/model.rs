@@ -157,3 +157,61 @@ fn quantities_at_the_top_of_the_range_are_errors_or_values_never_panics() {
         }
     }
 }
+
+#[test]
+fn a_source_cluster_to_join_is_checked_field_by_field() {
+    use druid_api::etcd::{BootstrapExistingMember, BootstrapWithExistingCluster};
+    let member = |name: &str, url: &str| BootstrapExistingMember {
+        name: name.into(),
+        peer_urls: vec![url.into()],
+    };
+    let mut etcd = seed();
+    etcd.spec.etcd.bootstrap_with_existing_cluster = Some(BootstrapWithExistingCluster {
+        client_endpoints: vec!["http://10.0.0.1:2379".into()],
+        members: vec![member("source-0", "http://10.0.0.1:2380")],
+    });
+    let model = EtcdModel::from_etcd(&etcd).unwrap();
+    assert_eq!(
+        model.etcd.existing_cluster.as_ref().unwrap().members[0].name,
+        "source-0"
+    );
+
+    // The seed has no TLS: https URLs, a duplicate, a name of the Etcd's
+    // own members (`test-N`) and an empty list are each named.
+    etcd.spec.etcd.bootstrap_with_existing_cluster = Some(BootstrapWithExistingCluster {
+        client_endpoints: vec!["https://10.0.0.1:2379".into()],
+        members: vec![
+            member("source-0", "http://10.0.0.1:2380"),
+            member("source-0", "http://10.0.0.2:2380"),
+            member("test-7", "http://"),
+        ],
+    });
+    let err = EtcdModel::from_etcd(&etcd).unwrap_err();
+    let at = |field: &str| {
+        err.0
+            .iter()
+            .find(|e| e.field == field)
+            .unwrap_or_else(|| panic!("{field}: {err:?}"))
+            .message
+            .clone()
+    };
+    let f = "spec.etcd.bootstrapWithExistingCluster";
+    assert!(at(&format!("{f}.clientEndpoints[0]")).contains("must be a http:// URL"));
+    assert!(at(&format!("{f}.members[1].name")).contains("listed twice"));
+    assert!(
+        at(&format!("{f}.members[2].name")).contains("collides with this Etcd's own member names")
+    );
+    assert!(at(&format!("{f}.members[2].peerUrls[0]")).contains("with a host"));
+
+    etcd.spec.etcd.bootstrap_with_existing_cluster = Some(BootstrapWithExistingCluster {
+        client_endpoints: Vec::new(),
+        members: Vec::new(),
+    });
+    let err = EtcdModel::from_etcd(&etcd).unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|e| e.field == format!("{f}.clientEndpoints"))
+    );
+    assert!(err.0.iter().any(|e| e.field == format!("{f}.members")));
+}

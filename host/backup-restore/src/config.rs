@@ -37,6 +37,12 @@ pub struct EtcdArgs {
     /// operations and to find the leader.
     #[arg(long, value_delimiter = ',')]
     pub service_endpoints: Vec<String>,
+    /// This member joins an existing cluster (whose client URLs are among
+    /// `--service-endpoints`): with no data of its own and no member of
+    /// that cluster answering, initialization fails (and is retried)
+    /// instead of founding a new cluster.
+    #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub join_existing_cluster: bool,
     /// etcd user name.
     #[arg(long, default_value = "")]
     pub etcd_username: String,

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use druid_test_support::{MinioServer, Node, repo_root};
+use druid_test_support::{EtcdCluster, MinioServer, Node, repo_root};
 
 const NS: &str = "demo";
 /// The image names the founding manifest pins; no registry serves them
@@ -255,6 +255,12 @@ struct Writer {
 
 impl Writer {
     fn start(endpoint: String) -> Self {
+        Self::start_many(vec![endpoint])
+    }
+
+    /// A writer that connects to one of `endpoints` at a time, the next
+    /// one after each failed attempt.
+    fn start_many(endpoints: Vec<String>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = std::thread::spawn(move || {
@@ -262,7 +268,7 @@ impl Writer {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(write_until(endpoint, s))
+            rt.block_on(write_until(endpoints, s))
         });
         Self { stop, handle }
     }
@@ -273,7 +279,7 @@ impl Writer {
     }
 }
 
-async fn write_until(endpoint: String, stop: Arc<AtomicBool>) -> Written {
+async fn write_until(endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Written {
     let mut out = Written {
         acked: BTreeMap::new(),
         retried: 0,
@@ -282,11 +288,14 @@ async fn write_until(endpoint: String, stop: Arc<AtomicBool>) -> Written {
     };
     let mut client: Option<etcd_client::Client> = None;
     let mut n = 0u64;
+    let mut next = 0usize;
     while !stop.load(Ordering::SeqCst) {
         let value = format!("value-{n}");
         let began = Instant::now();
         loop {
             if client.is_none() {
+                let endpoint = &endpoints[next % endpoints.len()];
+                next += 1;
                 let options = etcd_client::ConnectOptions::new()
                     .with_connect_timeout(Duration::from_secs(2))
                     .with_timeout(Duration::from_secs(5));
@@ -1403,4 +1412,230 @@ fn listening_on(ns: &str, port: u16) -> Vec<String> {
             .collect();
     }
     panic!("no etcdbr server process of namespace {ns} on this host");
+}
+
+const JOIN: &str = "join";
+
+/// An etcd binary wrapped so that it resolves names with the node's
+/// CoreDNS (a mount namespace of its own with another resolv.conf): the
+/// source members on the host must reach the pods' peer names.
+fn etcd_with_cluster_dns(node: &Node) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = druid_test_support::server_dir("join-source-dns").unwrap();
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        format!(
+            "nameserver {}\nsearch cluster.local\noptions ndots:5\n",
+            node.ip()
+        ),
+    )
+    .unwrap();
+    let etcd = druid_test_support::find_binary("etcd", "etcd").unwrap();
+    let script = dir.join("etcd");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec unshare --mount sh -c 'mount --bind {} /etc/resolv.conf && exec {} \"$@\"' etcd \"$@\"\n",
+            resolv.display(),
+            etcd.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// The etcd member list that `endpoint` reports: (name, is learner).
+fn member_list(endpoint: &str) -> Result<Vec<(String, bool)>, String> {
+    with_client(endpoint, async |c| {
+        Ok(c.member_list()
+            .await?
+            .members()
+            .iter()
+            .map(|m| (m.name().to_string(), m.is_learner()))
+            .collect())
+    })
+}
+
+#[test]
+fn three_replicas_join_a_cluster_of_plain_processes_and_cut_over_without_a_failed_write() {
+    let _serial = serial();
+    let (node, minio) = cluster();
+    namespace_with_store(node, minio, JOIN);
+    let _cleanup = Cleanup { node, ns: JOIN };
+
+    // The source: three plain etcd processes on the host, which the pods
+    // reach on the host's address.
+    let binary = etcd_with_cluster_dns(node);
+    let source = EtcdCluster::start_with("join-source", 3, |i, c| {
+        c.name = format!("source-{i}");
+        c.ip = node.host_ip().to_string();
+        c.binary = Some(binary.clone());
+    })
+    .unwrap();
+    let source_clients = source.client_urls();
+
+    let members_yaml: String = source
+        .members()
+        .iter()
+        .map(|m| {
+            format!(
+                "      - name: {}\n        peerUrls: [\"{}\"]\n",
+                m.name(),
+                m.peer_url()
+            )
+        })
+        .collect();
+    // The spec's `etcd:` comes first (the status has one too).
+    let manifest = seed_variant(JOIN, 3).replacen(
+        "  etcd:\n",
+        &format!(
+            "  etcd:\n    bootstrapWithExistingCluster:\n      clientEndpoints: [{}]\n      members:\n{members_yaml}",
+            source_clients
+                .iter()
+                .map(|u| format!("\"{u}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        1,
+    );
+    assert!(manifest.contains("bootstrapWithExistingCluster"));
+    node.kubectl_stdin(&["apply", "--validate=strict", "-f", "-"], &manifest)
+        .unwrap();
+    let joined = Instant::now();
+    wait_for(
+        node,
+        JOIN,
+        "the client Service exists",
+        Duration::from_secs(60),
+        || {
+            Ok(jsonpath(
+                node,
+                &["-n", JOIN, "get", "service", "test-client"],
+                "{.spec.clusterIP}",
+            )
+            .ok()
+            .filter(|ip| !ip.is_empty())
+            .map(|_| ()))
+        },
+    );
+    let endpoint = client_endpoint(node, JOIN);
+    // A writer from before the join to after the cut-over: on a source
+    // member until it goes, then the next, at last this Etcd's Service.
+    let writer = Writer::start_many(
+        source_clients
+            .iter()
+            .cloned()
+            .chain([endpoint.clone()])
+            .collect(),
+    );
+    wait_for(
+        node,
+        JOIN,
+        "every member joined the source cluster (BootstrappedWithExistingCluster True)",
+        Duration::from_secs(600),
+        || {
+            let status = jsonpath(
+                node,
+                &["-n", JOIN, "get", "etcd", "test"],
+                r#"{.status.conditions[?(@.type=="BootstrappedWithExistingCluster")].status}"#,
+            )?;
+            Ok((status == "True").then_some(()))
+        },
+    );
+    println!("joined in {:.0}s", joined.elapsed().as_secs_f64());
+    let members = member_list(&source_clients[0]).unwrap();
+    assert_eq!(members.len(), 6, "{members:?}");
+    assert!(members.iter().all(|(_, learner)| !learner), "{members:?}");
+    let recorded = jsonpath(
+        node,
+        &["-n", JOIN, "get", "etcd", "test"],
+        "{.status.bootstrapWithExistingCluster.members[*].name}",
+    )
+    .unwrap();
+    assert_eq!(recorded, "source-0 source-1 source-2");
+    // Members of a joined cluster: one cluster ID, no split.
+    let mismatch = jsonpath(
+        node,
+        &["-n", JOIN, "get", "etcd", "test"],
+        r#"{.status.conditions[?(@.type=="ClusterIDMismatch")].status}"#,
+    )
+    .unwrap();
+    assert_eq!(mismatch, "False");
+
+    // Clients move to the Etcd's Service before the cut-over: a request
+    // in flight on a source member when it is removed can fail ("raft:
+    // stopped"), which no retry policy covers.
+    let written = writer.finish();
+    println!("writer through the join: {}", written.summary());
+    written.assert_no_failed_write(node, JOIN);
+    let writer = Writer::start(endpoint.clone());
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The cut-over: removing the source from the spec.
+    let cut = Instant::now();
+    node.kubectl_ok(&[
+        "-n",
+        JOIN,
+        "patch",
+        "etcd",
+        "test",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/etcd/bootstrapWithExistingCluster"}]"#,
+    ])
+    .unwrap();
+    wait_for(
+        node,
+        JOIN,
+        "the source members left the cluster (SourceMembersRemoved)",
+        Duration::from_secs(600),
+        || {
+            let reason = jsonpath(
+                node,
+                &["-n", JOIN, "get", "etcd", "test"],
+                r#"{.status.conditions[?(@.type=="BootstrappedWithExistingCluster")].reason}"#,
+            )?;
+            Ok((reason == "SourceMembersRemoved").then_some(()))
+        },
+    );
+    println!("cut over in {:.0}s", cut.elapsed().as_secs_f64());
+    wait_for_members(node, JOIN, 3, Duration::from_secs(420));
+    let members = member_list(&endpoint).unwrap();
+    let mut names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["test-0", "test-1", "test-2"], "{members:?}");
+    // A member of the Etcd leads now: it backs up into the Etcd's own
+    // prefix.
+    wait_for(
+        node,
+        JOIN,
+        "a full snapshot in the Etcd's prefix",
+        Duration::from_secs(180),
+        || {
+            let objects = bucket(minio, "etcd-join/v2/");
+            Ok(objects.iter().any(|o| o.starts_with("Full-")).then_some(()))
+        },
+    );
+    let cut_written = writer.finish();
+    println!(
+        "writer on the Etcd's Service through the cut-over: {}",
+        cut_written.summary()
+    );
+    cut_written.assert_no_failed_write(node, JOIN);
+    // Both wrote `/e2e/<n>` = `value-<n>`: a key always gets the same
+    // value, so each writer's acknowledged writes can be checked.
+    assert_none_lost(node, JOIN, &endpoint, &written.acked);
+    assert_none_lost(node, JOIN, &endpoint, &cut_written.acked);
+    // The source processes stopped themselves once removed.
+    for m in source.members() {
+        assert!(
+            with_client(&m.client_url(), async |c| Ok(c.status().await?.leader())).is_err(),
+            "source member {} still serves after its removal",
+            m.name()
+        );
+    }
+    drop(source);
+    delete_etcd(node, JOIN);
 }

@@ -13,6 +13,14 @@ use super::tls::{PeerTlsConfig, SecretReference, TlsConfig};
 
 /// How etcd runs.
 #[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.bootstrapWithExistingCluster) || has(oldSelf.bootstrapWithExistingCluster)")
+        .message("spec.etcd.bootstrapWithExistingCluster can only be set when the Etcd is created (its members join the source cluster when they first start)"),
+    validation = Rule::new("!has(self.bootstrapWithExistingCluster) || self.bootstrapWithExistingCluster.members.all(m, m.peerUrls.all(u, u.startsWith(has(self.peerUrlTls) ? 'https://' : 'http://')))")
+        .message("spec.etcd.bootstrapWithExistingCluster.members[].peerUrls must use https:// when spec.etcd.peerUrlTls is set, http:// otherwise"),
+    validation = Rule::new("!has(self.bootstrapWithExistingCluster) || self.bootstrapWithExistingCluster.clientEndpoints.all(u, u.startsWith(has(self.clientUrlTls) ? 'https://' : 'http://'))")
+        .message("spec.etcd.bootstrapWithExistingCluster.clientEndpoints must use https:// when spec.etcd.clientUrlTls is set, http:// otherwise")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdConfig {
     /// The backend quota (`quota-backend-bytes`), default 8Gi.
@@ -120,6 +128,52 @@ pub struct EtcdConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub additional_advertise_peer_urls: Option<Vec<AdditionalPeerUrls>>,
+    /// Join an existing etcd cluster instead of founding a new one: the
+    /// members start as learners of the source cluster, one at a time, and
+    /// are promoted once caught up. Set it only when the Etcd is created;
+    /// remove it, once the `BootstrappedWithExistingCluster` condition is
+    /// True, to cut over: the operator moves leadership to a member of this
+    /// Etcd and removes the source members from the cluster, one by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_with_existing_cluster: Option<BootstrapWithExistingCluster>,
+}
+
+/// CEL over a list of URLs: each is an http:// or https:// URL.
+const URLS_RULE: &str =
+    "self.all(u, (u.startsWith('http://') || u.startsWith('https://')) && isURL(u))";
+
+/// The source cluster an Etcd joins.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("self.members.all(a, self.members.filter(b, b.name == a.name).size() == 1)")
+        .message("spec.etcd.bootstrapWithExistingCluster.members[].name must be unique")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapWithExistingCluster {
+    /// Client URLs of the source cluster, through which the members join
+    /// (member add, promote), e.g. `https://etcd-source-client.ns.svc:2379`.
+    #[schemars(length(min = 1, max = 10), inner(length(max = 2048)))]
+    #[x_kube(validation = Rule::new(URLS_RULE).message("spec.etcd.bootstrapWithExistingCluster.clientEndpoints must be http:// or https:// URLs (e.g. https://etcd-source-client.source-ns.svc:2379)"))]
+    pub client_endpoints: Vec<String>,
+    /// The members of the source cluster, with their peer URLs.
+    #[schemars(length(min = 1, max = 10))]
+    pub members: Vec<BootstrapExistingMember>,
+}
+
+/// One member of the source cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapExistingMember {
+    /// The member's etcd name in the source cluster.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// The member's peer URLs, e.g. `https://10.0.0.1:2380`.
+    #[schemars(length(min = 1, max = 5), inner(length(max = 2048)))]
+    #[x_kube(validation = Rule::new(URLS_RULE).message("bootstrapWithExistingCluster.members[].peerUrls must be http:// or https:// URLs (e.g. https://10.0.0.1:2380)"))]
+    pub peer_urls: Vec<String>,
 }
 
 /// Image pull policy.

@@ -66,12 +66,13 @@ pub use backup::{
     SnapshotCompactionSpec, StoreSpec,
 };
 pub use etcd_config::{
-    AdditionalPeerUrls, ClientService, EtcdConfig, FreelistType, InitialClusterState, MetricsLevel,
-    PullPolicy, TrafficDistribution,
+    AdditionalPeerUrls, BootstrapExistingMember, BootstrapWithExistingCluster, ClientService,
+    EtcdConfig, FreelistType, InitialClusterState, MetricsLevel, PullPolicy, TrafficDistribution,
 };
 pub use status::{
-    Condition, CrossVersionObjectReference, DefragmentationResult, DefragmentationRun,
-    EtcdMemberStatus, EtcdStatus, LastError, LastOperation,
+    BootstrapJoined, BootstrapJoinedMember, Condition, CrossVersionObjectReference,
+    DefragmentationResult, DefragmentationRun, EtcdMemberStatus, EtcdStatus, LastError,
+    LastOperation,
 };
 pub use tls::{CaSecretReference, PeerTlsConfig, SecretReference, TlsConfig};
 
@@ -87,6 +88,18 @@ pub use tls::{CaSecretReference, PeerTlsConfig, SecretReference, TlsConfig};
     derive = "PartialEq",
     derive = "Default",
     doc = "An etcd cluster run as a StatefulSet whose pods hold etcd and the backup-restore sidecar.",
+    validation = Rule::new(concat!(
+        "!has(self.spec.etcd.bootstrapWithExistingCluster) || self.spec.etcd.bootstrapWithExistingCluster.members.all(m, ",
+        "!m.name.startsWith((has(self.spec.memberNamePrefix) ? self.spec.memberNamePrefix + '-' : '') + self.metadata.name + '-'))"
+    ))
+    .message("spec.etcd.bootstrapWithExistingCluster.members[].name must not start with this Etcd's member names (<memberNamePrefix->name-): the source members' names would collide with its own"),
+    validation = Rule::new(concat!(
+        "!has(self.spec.etcd.bootstrapWithExistingCluster) || !has(oldSelf.spec.etcd.bootstrapWithExistingCluster) ",
+        "|| !has(self.status) || !has(self.status.conditions) ",
+        "|| !self.status.conditions.exists(c, c.type == 'BootstrappedWithExistingCluster' && c.status == 'False') ",
+        "|| self.spec.etcd.bootstrapWithExistingCluster == oldSelf.spec.etcd.bootstrapWithExistingCluster"
+    ))
+    .message("spec.etcd.bootstrapWithExistingCluster cannot change while the members are joining the source cluster (condition BootstrappedWithExistingCluster is False)"),
     scale(
         spec_replicas_path = ".spec.replicas",
         status_replicas_path = ".status.replicas",

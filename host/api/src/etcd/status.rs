@@ -55,6 +55,30 @@ pub struct EtcdStatus {
     /// The last operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_operation: Option<LastOperation>,
+    /// The source cluster this Etcd joined (`spec.etcd.bootstrapWithExistingCluster`),
+    /// written once, when every member had joined it as a voting member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_with_existing_cluster: Option<BootstrapJoined>,
+}
+
+/// The record of a join of an existing cluster.
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapJoined {
+    /// When every member of this Etcd had joined.
+    pub joined_at: Time,
+    /// The source members at that time (from the spec).
+    pub members: Vec<BootstrapJoinedMember>,
+}
+
+/// One source member in [`BootstrapJoined`].
+#[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapJoinedMember {
+    /// Its etcd name.
+    pub name: String,
+    /// Its peer URLs.
+    pub peer_urls: Vec<String>,
 }
 
 /// A reference to an object of any API version.

@@ -17,9 +17,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 
 use crate::etcd::{
-    AdditionalPeerUrls, AutoCompactionMode, ClientService, CompressionPolicy, FreelistType,
-    GarbageCollectionPolicy, InitialClusterState, MetricsLevel, PullPolicy, PvcRetentionPolicy,
-    SchedulingConstraints, SnapshotCompactionSpec,
+    AdditionalPeerUrls, AutoCompactionMode, BootstrapWithExistingCluster, ClientService,
+    CompressionPolicy, FreelistType, GarbageCollectionPolicy, InitialClusterState, MetricsLevel,
+    PullPolicy, PvcRetentionPolicy, SchedulingConstraints, SnapshotCompactionSpec,
 };
 
 mod check;
@@ -126,6 +126,8 @@ pub struct EtcdSettings {
     pub freelist_type: FreelistType,
     /// Extra advertised peer URLs per member.
     pub additional_peer_urls: Vec<AdditionalPeerUrls>,
+    /// The source cluster the members join instead of founding one.
+    pub existing_cluster: Option<BootstrapWithExistingCluster>,
 }
 
 /// How the sidecar runs.

@@ -350,6 +350,21 @@ impl EtcdModel {
                 format!("'{prefix}' must be a DNS label (lower-case letters, digits and '-', at most 63)"),
             );
         }
+        if let Some(source) = &e.bootstrap_with_existing_cluster {
+            existing_cluster(
+                &mut c,
+                source,
+                &format!(
+                    "{}{name}-",
+                    spec.member_name_prefix
+                        .as_ref()
+                        .map(|p| format!("{p}-"))
+                        .unwrap_or_default()
+                ),
+                client_tls.is_some(),
+                peer_tls.is_some(),
+            );
+        }
 
         if !c.errors.is_empty() {
             return Err(InvalidSpec(c.errors));
@@ -384,6 +399,7 @@ impl EtcdModel {
                 client_service: e.client_service.clone().unwrap_or_default(),
                 freelist_type: e.backend_bbolt_freelist_type.unwrap_or_default(),
                 additional_peer_urls: e.additional_advertise_peer_urls.clone().unwrap_or_default(),
+                existing_cluster: e.bootstrap_with_existing_cluster.clone(),
             },
             backup: BackupSettings {
                 image: backup_image,
@@ -520,4 +536,88 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// Checks `spec.etcd.bootstrapWithExistingCluster` as the CRD's rules do
+/// (an API server with older CRDs may not have checked it): URLs of the
+/// right scheme, unique source names that do not collide with this Etcd's
+/// member names (`own_prefix`).
+fn existing_cluster(
+    c: &mut Check,
+    source: &crate::etcd::BootstrapWithExistingCluster,
+    own_prefix: &str,
+    client_tls: bool,
+    peer_tls: bool,
+) {
+    const AT: &str = "spec.etcd.bootstrapWithExistingCluster";
+    let url = |c: &mut Check, field: String, u: &str, tls: bool, tls_field: &str| {
+        let scheme = if tls { "https://" } else { "http://" };
+        let host = u.strip_prefix(scheme).unwrap_or_default();
+        if host.is_empty() || host.starts_with('/') || host.contains(char::is_whitespace) {
+            c.error(
+                field,
+                format!(
+                    "'{u}' must be a {scheme} URL with a host ({scheme} because {tls_field} is {})",
+                    if tls { "set" } else { "not set" }
+                ),
+            );
+        }
+    };
+    if source.client_endpoints.is_empty() || source.client_endpoints.len() > 10 {
+        c.error(
+            format!("{AT}.clientEndpoints"),
+            "must list 1 to 10 client URLs of the source cluster",
+        );
+    }
+    for (i, u) in source.client_endpoints.iter().enumerate() {
+        url(
+            c,
+            format!("{AT}.clientEndpoints[{i}]"),
+            u,
+            client_tls,
+            "spec.etcd.clientUrlTls",
+        );
+    }
+    if source.members.is_empty() || source.members.len() > 10 {
+        c.error(
+            format!("{AT}.members"),
+            "must list 1 to 10 members of the source cluster",
+        );
+    }
+    for (i, m) in source.members.iter().enumerate() {
+        let at = format!("{AT}.members[{i}]");
+        if !is_dns_label(&m.name) && !m.name.split('.').all(is_dns_label) {
+            c.error(
+                format!("{at}.name"),
+                format!(
+                    "'{}' must be an etcd member name of lower-case letters, digits and '-'",
+                    m.name
+                ),
+            );
+        }
+        if m.name.starts_with(own_prefix) {
+            c.error(
+                format!("{at}.name"),
+                format!("'{}' collides with this Etcd's own member names ({own_prefix}N): a source member needs another name", m.name),
+            );
+        }
+        if source.members[..i].iter().any(|o| o.name == m.name) {
+            c.error(
+                format!("{at}.name"),
+                format!("'{}' is listed twice", m.name),
+            );
+        }
+        if m.peer_urls.is_empty() || m.peer_urls.len() > 5 {
+            c.error(format!("{at}.peerUrls"), "must list 1 to 5 peer URLs");
+        }
+        for (j, u) in m.peer_urls.iter().enumerate() {
+            url(
+                c,
+                format!("{at}.peerUrls[{j}]"),
+                u,
+                peer_tls,
+                "spec.etcd.peerUrlTls",
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! format's types.
 
 pub mod config;
+pub mod cut_over;
 pub mod etcdctl;
 pub mod temp;
 

@@ -217,7 +217,21 @@ impl Initializer<'_> {
         tracing::info!(data_dir = %data_dir.display(), ?mode, ?status, "data directory validated");
 
         if self.multi_member() {
-            match self.membership().await {
+            let membership = self.membership().await;
+            if membership.is_none()
+                && self.etcd.join_existing_cluster
+                && !matches!(status, DataDirStatus::Valid { .. })
+            {
+                // Starting without data and without the source cluster
+                // would found a cluster of its own next to the source's.
+                return Err(InitError::Other(format!(
+                    "this member joins an existing cluster, but no voting member answers at {}: \
+                     not founding a new cluster; check that the source cluster runs and that \
+                     spec.etcd.bootstrapWithExistingCluster.clientEndpoints reach it (retried)",
+                    self.etcd.cluster_endpoints().join(",")
+                )));
+            }
+            match membership {
                 // Not in the running cluster: a scale-up, or a member
                 // removed by an earlier attempt. Join as a learner.
                 Some(None) => return self.rejoin_as_learner(&DataDirStatus::Missing).await,

@@ -32,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/snapshot/latest", any(snapshot_latest))
         .route("/metrics", any(metrics))
         .route("/defragment", any(defragment))
+        .route("/members/cut-over", axum::routing::post(cut_over))
         .with_state(state)
 }
 
@@ -415,6 +416,53 @@ pub(super) async fn defragment(State(state): State<Arc<AppState>>) -> Response {
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             (code, axum::Json(report)).into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CutOverQuery {
+    /// The source members to remove, comma-separated.
+    remove: String,
+}
+
+/// `POST /members/cut-over?remove=a,b`: removes the named source members
+/// from the cluster (`crate::etcd::cut_over`). 200 with the report; 409
+/// when refused; 503 while the cluster is not ready for it; 500 when etcd
+/// refuses a call.
+pub(super) async fn cut_over(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<CutOverQuery>,
+) -> Response {
+    let remove: Vec<String> = q
+        .remove
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let c = &state.config;
+    let member = c.member_name();
+    let result = Box::pin(crate::etcd::cut_over::cut_over(
+        &c.etcd,
+        c.etcd.cluster_endpoints(),
+        &member,
+        &remove,
+    ))
+    .await;
+    match result {
+        Ok(report) => {
+            tracing::info!(removed = ?report.removed, absent = ?report.absent, leader = %report.leader, "cut-over done: the source members left the cluster");
+            (StatusCode::OK, axum::Json(report)).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, ?remove, "cut-over not done");
+            let code = match e {
+                crate::etcd::cut_over::CutOverError::Refused(_) => StatusCode::CONFLICT,
+                crate::etcd::cut_over::CutOverError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+                crate::etcd::cut_over::CutOverError::Etcd(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (code, e.to_string()).into_response()
         }
     }
 }

@@ -251,6 +251,12 @@ pub(super) async fn member_heartbeat(state: Arc<AppState>, shutdown: Cancellatio
         let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(5), cl.status()).await else {
             continue;
         };
+        if status.is_learner() {
+            // A learner is still joining: its lease stays unrenewed, so the
+            // operator counts it as a member only once it is promoted.
+            tracing::debug!("this member is a learner: its lease is renewed once it is promoted");
+            continue;
+        }
         let cluster_id = status.header().map_or(0, |h| h.cluster_id());
         let tls = match cl.member_list().await {
             Ok(list) => list

@@ -144,6 +144,15 @@ pub fn render(model: &EtcdModel) -> Result<String, BuildError> {
                 .into_iter()
                 .map(move |url| format!("{member}={url}"))
         })
+        // The members of a source cluster being joined: a joining member
+        // names every member of the cluster it joins.
+        .chain(model.etcd.existing_cluster.iter().flat_map(|source| {
+            source.members.iter().flat_map(|m| {
+                m.peer_urls
+                    .iter()
+                    .map(move |url| format!("{}={url}", m.name))
+            })
+        }))
         .collect::<Vec<_>>()
         .join(",");
     let config =
@@ -289,6 +298,40 @@ mod tests {
         assert!(text.contains("listen-client-urls: http://0.0.0.0:2379"));
         assert!(!text.contains("transport-security"));
         assert!(text.contains("initial-cluster: test-0=http://test-0.test-peer.demo.svc:2380\n"));
+    }
+
+    #[test]
+    fn joining_members_name_the_source_members_in_the_initial_cluster() {
+        use druid_api::etcd::{BootstrapExistingMember, BootstrapWithExistingCluster};
+        let mut etcd = seed();
+        etcd.spec.replicas = 2;
+        etcd.spec.etcd.bootstrap_with_existing_cluster = Some(BootstrapWithExistingCluster {
+            client_endpoints: vec!["http://10.0.0.1:2379".into()],
+            members: vec![
+                BootstrapExistingMember {
+                    name: "vm-a".into(),
+                    peer_urls: vec![
+                        "http://10.0.0.1:2380".into(),
+                        "http://a.example:2380".into(),
+                    ],
+                },
+                BootstrapExistingMember {
+                    name: "vm-b".into(),
+                    peer_urls: vec!["http://10.0.0.2:2380".into()],
+                },
+            ],
+        });
+        let text = render(&model(&etcd)).unwrap();
+        assert!(
+            text.contains(concat!(
+                "initial-cluster: test-0=http://test-0.test-peer.demo.svc:2380,",
+                "test-1=http://test-1.test-peer.demo.svc:2380,",
+                "vm-a=http://10.0.0.1:2380,vm-a=http://a.example:2380,vm-b=http://10.0.0.2:2380\n"
+            )),
+            "{text}"
+        );
+        // The source members' own URLs are theirs: no entry to pick.
+        assert!(!text.contains("  vm-a:"), "{text}");
     }
 
     #[test]

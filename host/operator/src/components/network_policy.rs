@@ -7,7 +7,8 @@
 //! The policy selects the Etcd's member pods for ingress, so every port of
 //! theirs must be listed: etcd's client port and the wrapper's readiness
 //! port stay open to all (clients, probes, monitoring), the peer port to
-//! the Etcd's pods. Namespaces labelled [`SIDECAR_API_NAMESPACE_LABEL`]
+//! the Etcd's pods (to all while it joins an existing cluster, until the
+//! cut-over). Namespaces labelled [`SIDECAR_API_NAMESPACE_LABEL`]
 //! `=allowed` may reach the API too (e.g. monitoring that scrapes the
 //! sidecar's `/metrics`). Only a network plugin that enforces
 //! NetworkPolicies (Calico, Cilium, ...) acts on it.
@@ -99,9 +100,16 @@ pub fn build(
                     ports: Some(vec![port(model.backup.port)]),
                     from: Some(vec![own_pods.clone(), operator_pods, allowed_namespaces]),
                 },
+                // Peers: the Etcd's own pods; from anywhere while it joins
+                // an existing cluster, whose members run elsewhere (their
+                // peer URLs are names, not pods a policy can select).
                 NetworkPolicyIngressRule {
                     ports: Some(vec![port(model.etcd.server_port)]),
-                    from: Some(vec![own_pods]),
+                    from: model
+                        .etcd
+                        .existing_cluster
+                        .is_none()
+                        .then(|| vec![own_pods]),
                 },
                 // Clients, probes and monitoring: from anywhere.
                 NetworkPolicyIngressRule {
@@ -167,5 +175,37 @@ mod tests {
         let mut ctx = context();
         ctx.operator_pods = None;
         assert!(build(&etcd, &model(&etcd), &ctx).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_peer_port_is_open_to_all_only_while_joining_an_existing_cluster() {
+        let mut etcd = seed();
+        etcd.spec.etcd.bootstrap_with_existing_cluster =
+            Some(druid_api::etcd::BootstrapWithExistingCluster {
+                client_endpoints: vec!["http://10.0.0.1:2379".into()],
+                members: vec![druid_api::etcd::BootstrapExistingMember {
+                    name: "vm-a".into(),
+                    peer_urls: vec!["http://10.0.0.1:2380".into()],
+                }],
+            });
+        let policy = build(&etcd, &model(&etcd), &context()).unwrap().unwrap();
+        let open: Vec<_> = policy
+            .spec
+            .unwrap()
+            .ingress
+            .unwrap()
+            .iter()
+            .filter(|r| r.from.is_none())
+            .flat_map(|r| r.ports.clone().unwrap())
+            .filter_map(|p| p.port)
+            .collect();
+        assert_eq!(
+            open,
+            [
+                IntOrString::Int(2380),
+                IntOrString::Int(2379),
+                IntOrString::Int(9095)
+            ]
+        );
     }
 }

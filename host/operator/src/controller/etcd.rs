@@ -225,6 +225,9 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     // The status, always.
     let mut observed =
         status::observe(&ctx.client, ctx.caches.get(), etcd, model.as_ref().ok()).await?;
+    if let Ok(model) = &model {
+        observed.cut_over = super::cut_over::sync(ctx, etcd, model).await;
+    }
     // The StatefulSet just applied is newer than the watch cache's copy.
     if let Some(sts) = applied_sts
         && observed

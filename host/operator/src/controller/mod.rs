@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod compaction;
 pub mod conditions;
 pub mod contain;
+pub mod cut_over;
 pub mod defrag;
 pub mod etcd;
 pub mod finalizers;

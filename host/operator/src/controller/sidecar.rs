@@ -108,6 +108,24 @@ pub(crate) async fn get(
     tls: Option<druid_sidecar_tls::SidecarTls>,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
+    call(false, url, tls, timeout).await
+}
+
+/// `POST <url>` with an empty body, as [`get`].
+pub(crate) async fn post(
+    url: String,
+    tls: Option<druid_sidecar_tls::SidecarTls>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    call(true, url, tls, timeout).await
+}
+
+async fn call(
+    post: bool,
+    url: String,
+    tls: Option<druid_sidecar_tls::SidecarTls>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     tokio::task::spawn_blocking(move || {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -119,10 +137,13 @@ pub(crate) async fn get(
             config = config.tls_config(tls.config());
         }
         let agent: ureq::Agent = config.build().into();
-        let mut resp = agent
-            .get(&url)
-            .call()
-            .map_err(|e| format!("GET {url} failed: {e}"))?;
+        let sent = if post {
+            agent.post(&url).send_empty()
+        } else {
+            agent.get(&url).call()
+        };
+        let method = if post { "POST" } else { "GET" };
+        let mut resp = sent.map_err(|e| format!("{method} {url} failed: {e}"))?;
         let status = resp.status().as_u16();
         let body = resp
             .body_mut()

@@ -183,11 +183,24 @@ fn backup_args(model: &EtcdModel) -> Vec<String> {
             e.client_port
         ),
         format!(
-            "--service-endpoints={client_scheme}://{}:{}",
-            names::client_service(&model.name),
-            e.client_port
+            "--service-endpoints={}",
+            std::iter::once(format!(
+                "{client_scheme}://{}:{}",
+                names::client_service(&model.name),
+                e.client_port
+            ))
+            .chain(
+                e.existing_cluster
+                    .iter()
+                    .flat_map(|source| source.client_endpoints.iter().cloned())
+            )
+            .collect::<Vec<_>>()
+            .join(",")
         ),
     ]);
+    if e.existing_cluster.is_some() {
+        args.push("--join-existing-cluster=true".into());
+    }
     if let Some(tls) = &b.tls {
         args.extend([
             format!("--server-cert={}/tls.crt", paths::BACKUP_SERVER_TLS),

@@ -381,3 +381,36 @@ fn config_checksum_is_on_the_pod_template() {
         .unwrap();
     assert_eq!(annotations[crate::names::CONFIG_CHECKSUM_ANNOTATION], "abc");
 }
+
+#[test]
+fn joining_members_reach_the_source_and_never_found_a_cluster_of_their_own() {
+    use druid_api::etcd::{BootstrapExistingMember, BootstrapWithExistingCluster};
+    let plain = args(&sts(&seed(), &context()), BACKUP_CONTAINER);
+    assert!(
+        plain.contains(&"--service-endpoints=http://test-client:2379".to_string()),
+        "{plain:?}"
+    );
+    assert!(
+        !plain
+            .iter()
+            .any(|a| a.starts_with("--join-existing-cluster"))
+    );
+
+    let mut etcd = seed();
+    etcd.spec.etcd.bootstrap_with_existing_cluster = Some(BootstrapWithExistingCluster {
+        client_endpoints: vec!["http://10.0.0.1:2379".into(), "http://10.0.0.2:2379".into()],
+        members: vec![BootstrapExistingMember {
+            name: "vm-a".into(),
+            peer_urls: vec!["http://10.0.0.1:2380".into()],
+        }],
+    });
+    let joining = args(&sts(&etcd, &context()), BACKUP_CONTAINER);
+    assert!(
+        joining.contains(
+            &"--service-endpoints=http://test-client:2379,http://10.0.0.1:2379,http://10.0.0.2:2379"
+                .to_string()
+        ),
+        "{joining:?}"
+    );
+    assert!(joining.contains(&"--join-existing-cluster=true".to_string()));
+}

@@ -12,11 +12,13 @@
 //! | `DataVolumesReady` | `data_volumes_ready.rs` | the etcd controller |
 //! | `BackupReady` | `backup_ready.rs` | the etcd controller |
 //! | `ClusterIDMismatch` | `cluster_id_mismatch.rs` | the etcd controller |
+//! | `BootstrappedWithExistingCluster` | `bootstrapped_with_existing_cluster.rs` | the etcd controller |
 //! | `LastSnapshotCompactionSucceeded` | `last_snapshot_compaction_succeeded.rs` | the compaction controller |
 
 pub mod all_members_ready;
 pub mod all_members_updated;
 pub mod backup_ready;
+pub mod bootstrapped_with_existing_cluster;
 pub mod cluster_id_mismatch;
 pub mod data_volumes_ready;
 pub mod last_snapshot_compaction_succeeded;
@@ -45,6 +47,8 @@ pub mod types {
     pub const DATA_VOLUMES_READY: &str = "DataVolumesReady";
     /// Whether the spec and the Secrets it refers to are valid.
     pub const SPEC_VALID: &str = "SpecValid";
+    /// Whether the members joined the existing cluster they were to join.
+    pub const BOOTSTRAPPED_WITH_EXISTING_CLUSTER: &str = "BootstrappedWithExistingCluster";
     /// How the last snapshot compaction (or the full snapshot taken instead)
     /// went: written by the compaction controller only.
     pub const LAST_SNAPSHOT_COMPACTION_SUCCEEDED: &str = "LastSnapshotCompactionSucceeded";
@@ -58,6 +62,7 @@ pub mod types {
         CLUSTER_ID_MISMATCH,
         DATA_VOLUMES_READY,
         SPEC_VALID,
+        BOOTSTRAPPED_WITH_EXISTING_CLUSTER,
         LAST_SNAPSHOT_COMPACTION_SUCCEEDED,
     ];
     /// Types other controllers own: the etcd controller keeps them as they

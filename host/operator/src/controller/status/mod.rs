@@ -61,6 +61,17 @@ pub fn compute(
     let previous = etcd.status.clone().unwrap_or_default();
     let replicas = etcd.spec.replicas;
     let members = members::from_leases(&observed.member_leases, settings, now);
+    let (joined_check, joined) = conditions::bootstrapped_with_existing_cluster::check(
+        model,
+        &members,
+        previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == types::BOOTSTRAPPED_WITH_EXISTING_CLUSTER),
+        previous.bootstrap_with_existing_cluster.as_ref(),
+        observed.cut_over.as_ref(),
+        now,
+    );
     // Spec validity first: it says what to fix.
     let mut conditions: Vec<Condition> = [
         (
@@ -116,6 +127,7 @@ pub fn compute(
                 )
             }),
         ),
+        (types::BOOTSTRAPPED_WITH_EXISTING_CLUSTER, joined_check),
     ]
     .into_iter()
     .filter_map(|(type_, check)| Some(conditions::stamp(&previous.conditions, type_, check?, now)))
@@ -208,6 +220,7 @@ pub fn compute(
         peer_url_tls_enabled: peer_url_tls_enabled(&observed.member_leases),
         last_errors,
         last_operation,
+        bootstrap_with_existing_cluster: joined,
     }
 }
 

@@ -30,6 +30,10 @@ pub struct Observed {
     pub volume_warnings: Vec<String>,
     /// Whether any data volume claim exists yet.
     pub claims_exist: bool,
+    /// How the cut-over after joining an existing cluster went, when this
+    /// reconcile asked for one.
+    pub cut_over:
+        Option<crate::controller::conditions::bootstrapped_with_existing_cluster::CutOver>,
 }
 
 /// Reads what [`super::compute`] needs.
@@ -149,5 +153,6 @@ pub async fn observe(
         full_snapshot_lease,
         delta_snapshot_lease,
         volume_warnings,
+        cut_over: None,
     })
 }

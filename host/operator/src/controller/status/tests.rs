@@ -293,3 +293,119 @@ fn peer_tls_label_selector_and_cluster_ids_come_from_what_members_report() {
         ("True", "ClusterIDMismatch")
     );
 }
+
+#[test]
+fn joining_an_existing_cluster_is_recorded_once_and_stays_true_through_the_cut_over() {
+    use crate::controller::conditions::bootstrapped_with_existing_cluster as joined;
+    use crate::controller::cut_over::{self, CutOver};
+    use druid_api::etcd::{BootstrapExistingMember, BootstrapWithExistingCluster};
+
+    let mut etcd = fixtures::seed();
+    etcd.spec.replicas = 3;
+    etcd.spec.etcd.bootstrap_with_existing_cluster = Some(BootstrapWithExistingCluster {
+        client_endpoints: vec!["http://10.0.0.1:2379".into()],
+        members: vec![BootstrapExistingMember {
+            name: "source-0".into(),
+            peer_urls: vec!["http://10.0.0.1:2380".into()],
+        }],
+    });
+    let model = fixtures::model(&etcd);
+    let t0 = Timestamp::now();
+    let mut observed = Observed::default();
+    observed.member_leases.extend([
+        lease("test-0", "1a:c1:Leader", 5, t0),
+        lease("test-1", "1b:c1:Member", 5, t0),
+    ]);
+    let s = reconciled(&etcd, &model, &observed, t0);
+    let c = cond(&s, types::BOOTSTRAPPED_WITH_EXISTING_CLUSTER);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", joined::IN_PROGRESS)
+    );
+    assert!(
+        c.message.starts_with("2 of 3 members joined"),
+        "{}",
+        c.message
+    );
+    assert!(s.bootstrap_with_existing_cluster.is_none());
+
+    observed
+        .member_leases
+        .extend([lease("test-2", "1c:c1:Member", 5, t0)]);
+    let s = reconciled(&etcd, &model, &observed, t0);
+    let c = cond(&s, types::BOOTSTRAPPED_WITH_EXISTING_CLUSTER);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", joined::SUCCEEDED)
+    );
+    let record = s.bootstrap_with_existing_cluster.clone().unwrap();
+    assert_eq!(record.joined_at, Time(t0));
+    assert_eq!(record.members[0].name, "source-0");
+    assert_eq!(
+        cut_over::due(&etcd, &model),
+        None,
+        "the spec still names the source"
+    );
+
+    // Later, with the source removed from the spec: the record stays as it
+    // was written, the condition stays True whatever the members show, and
+    // a cut-over is due until one finished.
+    etcd.status = Some(s);
+    etcd.spec.etcd.bootstrap_with_existing_cluster = None;
+    let model = fixtures::model(&etcd);
+    assert_eq!(
+        cut_over::due(&etcd, &model),
+        Some(vec!["source-0".to_string()])
+    );
+    let t1 = Timestamp::from_second(t0.as_second() + 60).unwrap();
+    let mut observed = Observed {
+        cut_over: Some(CutOver::Waiting("the sidecar answered 503".into())),
+        ..Observed::default()
+    };
+    let s = reconciled(&etcd, &model, &observed, t1);
+    let c = cond(&s, types::BOOTSTRAPPED_WITH_EXISTING_CLUSTER);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", joined::SUCCEEDED)
+    );
+    assert!(
+        c.message
+            .contains("the cut-over waits: the sidecar answered 503"),
+        "{}",
+        c.message
+    );
+    assert_eq!(s.bootstrap_with_existing_cluster.as_ref(), Some(&record));
+
+    observed.cut_over = Some(CutOver::Done("cut over: removed source-0".into()));
+    let s = reconciled(&etcd, &model, &observed, t1);
+    let c = cond(&s, types::BOOTSTRAPPED_WITH_EXISTING_CLUSTER);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", joined::CUT_OVER)
+    );
+    etcd.status = Some(s);
+    assert_eq!(
+        cut_over::due(&etcd, &model),
+        None,
+        "done once, never asked again"
+    );
+    let s = reconciled(&etcd, &model, &Observed::default(), t1);
+    let c = cond(&s, types::BOOTSTRAPPED_WITH_EXISTING_CLUSTER);
+    assert_eq!(
+        (c.reason.as_str(), c.message.as_str()),
+        (joined::CUT_OVER, "cut over: removed source-0")
+    );
+}
+
+#[test]
+fn an_etcd_that_never_joined_another_cluster_has_no_such_condition() {
+    let etcd = fixtures::seed();
+    let model = fixtures::model(&etcd);
+    let s = reconciled(&etcd, &model, &Observed::default(), Timestamp::now());
+    assert!(
+        s.conditions
+            .iter()
+            .all(|c| c.type_ != types::BOOTSTRAPPED_WITH_EXISTING_CLUSTER)
+    );
+    assert!(s.bootstrap_with_existing_cluster.is_none());
+}
