@@ -111,12 +111,7 @@ pub fn compress_stream<R: Read, W: Write>(
             output.flush()?;
             Ok(n)
         }
-        Compression::Gzip => {
-            let mut encoder = GzEncoder::new(output, flate2::Compression::default());
-            let n = io::copy(&mut input, &mut encoder)?;
-            encoder.finish()?.flush()?;
-            Ok(n)
-        }
+        Compression::Gzip => gzip_parallel(input, output, GZIP_LEVEL, worker_threads()),
         Compression::Zlib => {
             let mut encoder = ZlibEncoder::new(output, flate2::Compression::default());
             let n = io::copy(&mut input, &mut encoder)?;
@@ -133,6 +128,135 @@ pub fn compress_stream<R: Read, W: Write>(
             Ok(result.bytes_read as u64)
         }
     }
+}
+
+/// The gzip level of snapshots, chosen by measurement (`cargo bench -p
+/// druid-backup-restore --bench compression`, 2 cores, zlib-rs): level 2
+/// compresses etcd-like data 1.6× faster than the default level 6 for 9 %
+/// more bytes (ratio 0.145 against 0.133), and incompressible data at
+/// 115 MB/s without growing it. Level 1 is faster still but writes 50 %
+/// more bytes of etcd-like data and grows incompressible data by 5.5 %.
+pub const GZIP_LEVEL: u32 = 2;
+
+/// The uncompressed size of one gzip member of [`gzip_parallel`]: large
+/// enough that the members' headers and the lost cross-block matches cost
+/// well under 1 % of the output, small enough that memory stays a few
+/// blocks per core.
+pub const GZIP_BLOCK: usize = 4 << 20;
+
+/// How much of a block [`gzip_parallel`] compresses first to tell whether
+/// the block compresses at all (saving under 3 % stores it).
+const INCOMPRESSIBLE_PROBE: usize = 64 << 10;
+
+/// Cores to compress on (one per core, at least one).
+pub fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// gzip on `threads` cores: the input is cut into [`GZIP_BLOCK`] blocks,
+/// each compressed as one gzip member on its own thread, and the members
+/// are written in order (a multi-member gzip stream, RFC 1952 §2.2; Go's
+/// reader, `gzip -d` and [`MultiGzDecoder`] read it whole). Reading the
+/// next block and writing the finished members overlap the compression;
+/// a block whose first 64 KiB do not compress is stored (deflate's stored
+/// blocks) instead of deflated. At most `threads` blocks are in flight, so
+/// memory stays about
+/// `2 × threads × GZIP_BLOCK` whatever the input's size. Returns the
+/// number of uncompressed bytes read.
+pub fn gzip_parallel<R: Read, W: Write>(
+    mut input: R,
+    mut output: W,
+    level: u32,
+    threads: usize,
+) -> io::Result<u64> {
+    let encode = |data: &[u8], level: u32| -> io::Result<Vec<u8>> {
+        let mut encoder = GzEncoder::new(
+            Vec::with_capacity(data.len() / 2 + 64),
+            flate2::Compression::new(level),
+        );
+        encoder.write_all(data)?;
+        encoder.finish()
+    };
+    let member = |block: &[u8]| -> io::Result<Vec<u8>> {
+        // A block whose start does not compress (encrypted values, already
+        // compressed data) is stored: deflating it would cost the CPU time
+        // of the whole block to save nothing.
+        if block.len() > 4 * INCOMPRESSIBLE_PROBE {
+            let probe = &block[..INCOMPRESSIBLE_PROBE];
+            if encode(probe, level)?.len() * 100 >= probe.len() * 97 {
+                return Ok(stored_member(block));
+            }
+        }
+        encode(block, level)
+    };
+    let threads = threads.max(1);
+    std::thread::scope(|scope| {
+        let mut pending = std::collections::VecDeque::with_capacity(threads);
+        let mut total = 0u64;
+        loop {
+            let block = read_block(&mut input, GZIP_BLOCK)?;
+            if block.is_empty() {
+                break;
+            }
+            total += block.len() as u64;
+            pending.push_back(scope.spawn(move || member(&block)));
+            if pending.len() >= threads
+                && let Some(done) = pending.pop_front()
+            {
+                output.write_all(&joined(done)?)?;
+            }
+        }
+        while let Some(done) = pending.pop_front() {
+            output.write_all(&joined(done)?)?;
+        }
+        if total == 0 {
+            // An empty input is still one (empty) gzip member.
+            output.write_all(&member(&[])?)?;
+        }
+        output.flush()?;
+        Ok(total)
+    })
+}
+
+/// `data` as one gzip member of deflate stored blocks (RFC 1951 §3.2.4):
+/// a copy and a CRC-32, several times faster than zlib's level 0.
+fn stored_member(data: &[u8]) -> Vec<u8> {
+    const MAX_STORED: usize = 65_535;
+    let blocks = data.len().div_ceil(MAX_STORED).max(1);
+    let mut out = Vec::with_capacity(data.len() + blocks * 5 + 18);
+    // Header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    let mut chunks = data.chunks(MAX_STORED).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = u8::from(chunks.peek().is_none());
+        // `chunk` is at most 65,535 bytes: its length fits in 16 bits.
+        let len = u16::try_from(chunk.len()).unwrap_or(u16::MAX);
+        out.push(last);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+    // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1).
+    out.extend_from_slice(&((data.len() & 0xffff_ffff) as u32).to_le_bytes());
+    out
+}
+
+/// The result of a compression thread (a panic there is an I/O error here).
+fn joined(handle: std::thread::ScopedJoinHandle<'_, io::Result<Vec<u8>>>) -> io::Result<Vec<u8>> {
+    handle
+        .join()
+        .map_err(|_| io::Error::other("a compression thread panicked"))?
+}
+
+/// Reads up to `size` bytes (fewer only at the end of `input`).
+fn read_block<R: Read>(input: &mut R, size: usize) -> io::Result<Vec<u8>> {
+    let mut block = Vec::with_capacity(size);
+    input.take(size as u64).read_to_end(&mut block)?;
+    Ok(block)
 }
 
 /// Decompresses everything `input` yields into `output`; returns the number
@@ -269,6 +393,115 @@ mod tests {
     use sha2::{Digest as _, Sha256};
 
     use super::*;
+
+    /// Bytes that compress somewhat, as an etcd database does.
+    fn corpus(len: usize) -> Vec<u8> {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        (0..len)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if i % 64 < 40 {
+                    b"/registry/pods/default/"[i % 23]
+                } else {
+                    b'a' + (state % 26) as u8
+                }
+            })
+            .collect()
+    }
+
+    /// `gzip -dc` of `data` (a standard reader).
+    fn gzip_d(data: Vec<u8>) -> Vec<u8> {
+        let mut gzip = std::process::Command::new("gzip")
+            .arg("-dc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = gzip.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+        let decoded = gzip.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(decoded.status.success(), "gzip -dc failed");
+        decoded.stdout
+    }
+
+    #[test]
+    fn parallel_gzip_writes_one_member_per_block_that_standard_readers_read_whole() {
+        let data = corpus(3 * GZIP_BLOCK + 12_345);
+        let mut out = Vec::new();
+        let n = gzip_parallel(data.as_slice(), &mut out, GZIP_LEVEL, 2).unwrap();
+        assert_eq!(n, data.len() as u64);
+        // Four members: each starts with the gzip magic and deflate method.
+        let members = out.windows(4).filter(|w| *w == [0x1f, 0x8b, 8, 0]).count();
+        assert!(members >= 4, "{members} member headers");
+        assert!(
+            out.len() < data.len() / 2,
+            "it compresses: {} bytes",
+            out.len()
+        );
+        // Ours, and a standard reader (gzip(1)), give the input back.
+        let mut back = Vec::new();
+        decompress_stream(Compression::Gzip, out.as_slice(), &mut back).unwrap();
+        assert!(back == data, "our reader");
+        assert!(gzip_d(out) == data, "gzip -dc");
+        // The same stream whatever the number of threads (members are cut
+        // by size, not by thread).
+        let mut one = Vec::new();
+        gzip_parallel(data.as_slice(), &mut one, GZIP_LEVEL, 1).unwrap();
+        let mut two = Vec::new();
+        gzip_parallel(data.as_slice(), &mut two, GZIP_LEVEL, 2).unwrap();
+        assert!(one == two);
+    }
+
+    #[test]
+    fn incompressible_blocks_are_stored_not_deflated() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let random: Vec<u8> = (0..GZIP_BLOCK + 1000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let mut out = Vec::new();
+        gzip_parallel(random.as_slice(), &mut out, GZIP_LEVEL, 2).unwrap();
+        // Stored blocks cost 5 bytes per 64 KiB plus the members' headers;
+        // deflating random bytes at a low level grows them by percents.
+        assert!(
+            out.len() < random.len() + random.len() / 1000,
+            "{} bytes",
+            out.len()
+        );
+        let mut back = Vec::new();
+        decompress_stream(Compression::Gzip, out.as_slice(), &mut back).unwrap();
+        assert!(back == random);
+        assert!(gzip_d(out) == random, "gzip -dc");
+        assert!(gzip_d(stored_member(&[])).is_empty());
+        // A compressible block after it is still deflated.
+        let mixed = [random.as_slice(), corpus(GZIP_BLOCK).as_slice()].concat();
+        let mut out = Vec::new();
+        gzip_parallel(mixed.as_slice(), &mut out, GZIP_LEVEL, 2).unwrap();
+        assert!(
+            out.len() < random.len() + GZIP_BLOCK / 2,
+            "{} bytes",
+            out.len()
+        );
+    }
+
+    #[test]
+    fn parallel_gzip_of_nothing_is_one_empty_member() {
+        let mut out = Vec::new();
+        assert_eq!(gzip_parallel(&[][..], &mut out, GZIP_LEVEL, 2).unwrap(), 0);
+        let mut back = Vec::new();
+        assert_eq!(
+            decompress_stream(Compression::Gzip, out.as_slice(), &mut back).unwrap(),
+            0
+        );
+        assert!(out.starts_with(&[0x1f, 0x8b]));
+    }
 
     #[test]
     fn a_decompression_bomb_stops_at_the_bound() {
