@@ -144,9 +144,16 @@ pub const GZIP_LEVEL: u32 = 2;
 /// blocks per core.
 pub const GZIP_BLOCK: usize = 4 << 20;
 
-/// How much of a block [`gzip_parallel`] compresses first to tell whether
-/// the block compresses at all (saving under 3 % stores it).
-const INCOMPRESSIBLE_PROBE: usize = 64 << 10;
+/// The unit [`gzip_parallel`] deflates or stores: one gzip member each.
+/// An etcd database mixes pages that compress (keys, branch pages) with
+/// values that may not; 512 KiB keeps the decision local at an overhead of
+/// 18 bytes per member (deflate's window is 32 KiB: nothing is lost to the
+/// cut).
+const GZIP_SEGMENT: usize = 512 << 10;
+
+/// How much of a segment [`gzip_parallel`] looks at to tell whether it
+/// compresses at all ([`looks_random`]).
+const INCOMPRESSIBLE_PROBE: usize = 32 << 10;
 
 /// Cores to compress on (one per core, at least one).
 pub fn worker_threads() -> usize {
@@ -154,11 +161,11 @@ pub fn worker_threads() -> usize {
 }
 
 /// gzip on `threads` cores: the input is cut into [`GZIP_BLOCK`] blocks,
-/// each compressed as one gzip member on its own thread, and the members
-/// are written in order (a multi-member gzip stream, RFC 1952 §2.2; Go's
+/// each compressed on its own thread as gzip members of [`GZIP_SEGMENT`],
+/// and the members are written in order (a multi-member gzip stream, RFC 1952 §2.2; Go's
 /// reader, `gzip -d` and [`MultiGzDecoder`] read it whole). Reading the
 /// next block and writing the finished members overlap the compression;
-/// a block whose first 64 KiB do not compress is stored (deflate's stored
+/// a segment whose first 32 KiB look random is stored (deflate's stored
 /// blocks) instead of deflated. At most `threads` blocks are in flight, so
 /// memory stays about
 /// `2 × threads × GZIP_BLOCK` whatever the input's size. Returns the
@@ -178,16 +185,23 @@ pub fn gzip_parallel<R: Read, W: Write>(
         encoder.finish()
     };
     let member = |block: &[u8]| -> io::Result<Vec<u8>> {
-        // A block whose start does not compress (encrypted values, already
-        // compressed data) is stored: deflating it would cost the CPU time
-        // of the whole block to save nothing.
-        if block.len() > 4 * INCOMPRESSIBLE_PROBE {
-            let probe = &block[..INCOMPRESSIBLE_PROBE];
-            if encode(probe, level)?.len() * 100 >= probe.len() * 97 {
-                return Ok(stored_member(block));
+        // Each segment is a member of its own, deflated or stored: a
+        // segment whose start does not compress (encrypted values, already
+        // compressed data) would cost the CPU time of deflating it to save
+        // nothing.
+        let mut out = Vec::with_capacity(block.len() / 2 + 64);
+        for segment in block.chunks(GZIP_SEGMENT) {
+            let probe = &segment[..segment.len().min(INCOMPRESSIBLE_PROBE)];
+            if segment.len() > 2 * INCOMPRESSIBLE_PROBE && looks_random(probe) {
+                out.extend_from_slice(&stored_member(segment));
+            } else {
+                out.extend_from_slice(&encode(segment, level)?);
             }
         }
-        encode(block, level)
+        if block.is_empty() {
+            out = encode(block, level)?;
+        }
+        Ok(out)
     };
     let threads = threads.max(1);
     std::thread::scope(|scope| {
@@ -216,6 +230,28 @@ pub fn gzip_parallel<R: Read, W: Write>(
         output.flush()?;
         Ok(total)
     })
+}
+
+/// Whether `data` looks incompressible: its bytes' order-0 entropy is
+/// above 7.5 bits (random or encrypted data is near 8; text, JSON,
+/// protobuf and etcd's pages are well below). A histogram costs a small
+/// fraction of deflating the probe; data it misjudges is stored, which is
+/// never wrong, only larger.
+fn looks_random(data: &[u8]) -> bool {
+    let mut counts = [0u32; 256];
+    for b in data {
+        counts[usize::from(*b)] += 1;
+    }
+    let n = data.len() as f64;
+    let bits: f64 = counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    bits > 7.5
 }
 
 /// `data` as one gzip member of deflate stored blocks (RFC 1951 §3.2.4):
