@@ -25,7 +25,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a cut-over did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CutOverReport {
-    /// The source members removed by this call, in order.
+    /// The source members removed by this call, in the order removed (by
+    /// name).
     pub removed: Vec<String>,
     /// The names asked for that were not members (removed before).
     pub absent: Vec<String>,
@@ -147,9 +148,12 @@ pub async fn cut_over(
         .map_err(|e| CutOverError::Etcd(format!("cannot list the members: {e}")))?
         .members()
         .to_vec();
-    let (leaving, remaining): (Vec<Member>, Vec<Member>) = members
+    let (mut leaving, remaining): (Vec<Member>, Vec<Member>) = members
         .into_iter()
         .partition(|m| remove.iter().any(|n| n == m.name()));
+    // In name order (the member list is in ID order, which means nothing
+    // to a user reading the report).
+    leaving.sort_by(|a, b| a.name().cmp(b.name()));
     let mut report = CutOverReport {
         absent: remove
             .iter()
