@@ -228,7 +228,10 @@ impl Initializer<'_> {
                     "this member joins an existing cluster, but no voting member answers at {}: \
                      not founding a new cluster; check that the source cluster runs and that \
                      spec.etcd.bootstrapWithExistingCluster.clientEndpoints reach it (retried)",
-                    self.etcd.cluster_endpoints().join(",")
+                    // A URL's user information never reaches a log.
+                    druid_plugin_host::redact::redact_urls(
+                        &self.etcd.cluster_endpoints().join(",")
+                    )
                 )));
             }
             match membership {

@@ -456,13 +456,16 @@ pub(super) async fn cut_over(
             (StatusCode::OK, axum::Json(report)).into_response()
         }
         Err(e) => {
-            tracing::warn!(error = %e, ?remove, "cut-over not done");
+            // etcd errors may quote the endpoints' URLs: no user
+            // information in the log or the answer.
+            let message = druid_plugin_host::redact::redact_urls(&e.to_string()).into_owned();
+            tracing::warn!(error = %message, ?remove, "cut-over not done");
             let code = match e {
                 crate::etcd::cut_over::CutOverError::Refused(_) => StatusCode::CONFLICT,
                 crate::etcd::cut_over::CutOverError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
                 crate::etcd::cut_over::CutOverError::Etcd(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            (code, e.to_string()).into_response()
+            (code, message).into_response()
         }
     }
 }
