@@ -406,6 +406,16 @@ fn pod_ready(node: &Node, ns: &str, pod: &str) -> Result<String, String> {
     )
 }
 
+/// `field` (`status`, `reason`, ...) of Etcd `test`'s condition `type_`
+/// ("" before it has one).
+fn etcd_condition(node: &Node, ns: &str, type_: &str, field: &str) -> Result<String, String> {
+    jsonpath(
+        node,
+        &["-n", ns, "get", "etcd", "test"],
+        &format!(r#"{{.status.conditions[?(@.type=="{type_}")].{field}}}"#),
+    )
+}
+
 fn etcd_ready(node: &Node, ns: &str) -> Result<Option<()>, String> {
     let ready = jsonpath(node, &["-n", ns, "get", "etcd", "test"], "{.status.ready}")?;
     Ok((ready == "true").then_some(()))
@@ -502,11 +512,7 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
         "BackupReady=True",
         Duration::from_secs(120),
         || {
-            let status = jsonpath(
-                node,
-                &["-n", NS, "get", "etcd", "test"],
-                r#"{.status.conditions[?(@.type=="BackupReady")].status}"#,
-            )?;
+            let status = etcd_condition(node, NS, "BackupReady", "status")?;
             Ok((status == "True").then_some(()))
         },
     );
@@ -1536,11 +1542,7 @@ fn three_replicas_join_a_cluster_of_plain_processes_and_cut_over_without_a_faile
         "every member joined the source cluster (BootstrappedWithExistingCluster True)",
         Duration::from_secs(600),
         || {
-            let status = jsonpath(
-                node,
-                &["-n", JOIN, "get", "etcd", "test"],
-                r#"{.status.conditions[?(@.type=="BootstrappedWithExistingCluster")].status}"#,
-            )?;
+            let status = etcd_condition(node, JOIN, "BootstrappedWithExistingCluster", "status")?;
             Ok((status == "True").then_some(()))
         },
     );
@@ -1556,12 +1558,7 @@ fn three_replicas_join_a_cluster_of_plain_processes_and_cut_over_without_a_faile
     .unwrap();
     assert_eq!(recorded, "source-0 source-1 source-2");
     // Members of a joined cluster: one cluster ID, no split.
-    let mismatch = jsonpath(
-        node,
-        &["-n", JOIN, "get", "etcd", "test"],
-        r#"{.status.conditions[?(@.type=="ClusterIDMismatch")].status}"#,
-    )
-    .unwrap();
+    let mismatch = etcd_condition(node, JOIN, "ClusterIDMismatch", "status").unwrap();
     assert_eq!(mismatch, "False");
 
     // Clients move to the Etcd's Service before the cut-over: a request
@@ -1592,11 +1589,7 @@ fn three_replicas_join_a_cluster_of_plain_processes_and_cut_over_without_a_faile
         "the source members left the cluster (SourceMembersRemoved)",
         Duration::from_secs(600),
         || {
-            let reason = jsonpath(
-                node,
-                &["-n", JOIN, "get", "etcd", "test"],
-                r#"{.status.conditions[?(@.type=="BootstrappedWithExistingCluster")].reason}"#,
-            )?;
+            let reason = etcd_condition(node, JOIN, "BootstrappedWithExistingCluster", "reason")?;
             Ok((reason == "SourceMembersRemoved").then_some(()))
         },
     );

@@ -52,15 +52,18 @@ pub enum CutOverError {
 /// member's own name (`<prefix>-<etcd>-<ordinal>`).
 pub fn own_prefix(member_name: &str) -> Option<&str> {
     let (prefix, ordinal) = member_name.rsplit_once('-')?;
-    (!ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()))
-        .then_some(&member_name[..=prefix.len()])
+    is_ordinal(ordinal).then_some(&member_name[..=prefix.len()])
 }
 
 /// Whether `name` is the name of a member of this Etcd (`own` as
 /// [`own_prefix`] gives it).
 fn is_own(name: &str, own: &str) -> bool {
-    name.strip_prefix(own)
-        .is_some_and(|ordinal| !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()))
+    name.strip_prefix(own).is_some_and(is_ordinal)
+}
+
+/// A StatefulSet ordinal: one or more digits.
+fn is_ordinal(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 async fn client_of(args: &EtcdArgs, member: &Member) -> Result<etcd_client::Client, String> {

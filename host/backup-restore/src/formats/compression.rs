@@ -198,9 +198,6 @@ pub fn gzip_parallel<R: Read, W: Write>(
                 out.extend_from_slice(&encode(segment, level)?);
             }
         }
-        if block.is_empty() {
-            out = encode(block, level)?;
-        }
         Ok(out)
     };
     let threads = threads.max(1);
@@ -225,7 +222,7 @@ pub fn gzip_parallel<R: Read, W: Write>(
         }
         if total == 0 {
             // An empty input is still one (empty) gzip member.
-            output.write_all(&member(&[])?)?;
+            output.write_all(&encode(&[], level)?)?;
         }
         output.flush()?;
         Ok(total)
@@ -430,18 +427,23 @@ mod tests {
 
     use super::*;
 
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
     /// Bytes that compress somewhat, as an etcd database does.
     fn corpus(len: usize) -> Vec<u8> {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         (0..len)
             .map(|i| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                let r = xorshift(&mut state);
                 if i % 64 < 40 {
                     b"/registry/pods/default/"[i % 23]
                 } else {
-                    b'a' + (state % 26) as u8
+                    b'a' + (r % 26) as u8
                 }
             })
             .collect()
@@ -495,12 +497,7 @@ mod tests {
     fn incompressible_blocks_are_stored_not_deflated() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let random: Vec<u8> = (0..GZIP_BLOCK + 1000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
+            .map(|_| xorshift(&mut state) as u8)
             .collect();
         let mut out = Vec::new();
         gzip_parallel(random.as_slice(), &mut out, GZIP_LEVEL, 2).unwrap();

@@ -16,6 +16,7 @@ use super::forward::forward_to_leader;
 use super::maintenance::run_defrag;
 use super::state::{AppState, InitState, OnDemandPermit};
 use crate::config::{EtcdArgs, ServerConfig};
+use crate::etcd::cut_over::CutOverError;
 use crate::formats::names::Snapshot;
 use crate::restore::initializer::{Initializer, Mode};
 use crate::snapshot::Request;
@@ -461,9 +462,9 @@ pub(super) async fn cut_over(
             let message = druid_plugin_host::redact::redact_urls(&e.to_string()).into_owned();
             tracing::warn!(error = %message, ?remove, "cut-over not done");
             let code = match e {
-                crate::etcd::cut_over::CutOverError::Refused(_) => StatusCode::CONFLICT,
-                crate::etcd::cut_over::CutOverError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-                crate::etcd::cut_over::CutOverError::Etcd(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                CutOverError::Refused(_) => StatusCode::CONFLICT,
+                CutOverError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+                CutOverError::Etcd(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             (code, message).into_response()
         }
