@@ -11,7 +11,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/../tests/scripts/lib.sh"
 cd "$REPO_ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DRUID_CACHE/cargo-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Test builds are not incremental: a fresh clone rebuilds every workspace
+# crate from its (touched) sources anyway, and incremental caches are most
+# of what makes a shared target directory grow. See trim_cargo_target.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+trim_cargo_target "$CARGO_TARGET_DIR" "${DRUID_TARGET_BUDGET_GIB:-30}"
 claim_shared_targets
+# A cold run writes about 25 GiB (cargo targets, toolchains, Go-built
+# servers, images, test data); the real node's kubelet evicts pods when its
+# disk has less than 1% free.
+free=$(free_disk_gib "$DRUID_CACHE")
+log "free disk: ${free} GiB on $DRUID_CACHE, $(free_disk_gib "$REPO_ROOT") GiB on $REPO_ROOT"
+[ "$free" -ge 10 ] || log "warning: less than 10 GiB free; a cold run may fill the disk (free space, or set DRUID_CACHE to a larger disk)"
 # The end-to-end tests start a real node and tear it down when they exit;
 # this also tears down one that a killed test left behind.
 trap 'bash tests/scripts/node.sh down >/dev/null 2>&1 || true' EXIT
@@ -34,6 +45,9 @@ step "images" bash scripts/build-images.sh --profile dev
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" nice cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test" nice cargo test --workspace --locked --no-fail-fast
+# The tests passed: their servers' data (kept for a failure's post-mortem)
+# is no longer needed.
+rm -rf target/test-servers
 # A plugin author's path, out of tree: the template instantiated in a
 # temporary directory, built with the documented command and loaded.
 step "out-of-tree plugin" bash scripts/check-new-plugin.sh
@@ -41,4 +55,6 @@ step "demo --check" bash scripts/demo.sh --check
 
 log "== timings"
 printf '  %s\n' "${timings[@]}" >&2
+log "free disk at the end: $(free_disk_gib "$DRUID_CACHE") GiB; the cache holds:"
+du -sh "$DRUID_CACHE"/* "$HOME/.rustup" "$HOME/.cargo" 2>/dev/null | sort -h | tail -n 8 >&2 || true
 log "all checks passed in $((SECONDS / 60))m$((SECONDS % 60))s"

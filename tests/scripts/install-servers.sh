@@ -25,6 +25,14 @@ for n in "${names[@]}"; do
   took[$n]=$((SECONDS - start))
 done
 
+# Go's build cache only speeds up building another version of a server (the
+# built binaries are cached by version above); it grows to several GiB, so
+# it does not outlive the builds.
+if [ -d "$GOCACHE" ]; then
+  log "removing Go's build cache $GOCACHE ($(du -sh "$GOCACHE" | cut -f1))"
+  rm -rf "$GOCACHE"
+fi
+
 # row NAME VERSION-COMMAND...: one summary line for $DRUID_BIN/NAME.
 row() {
   local name="$1"; shift

@@ -165,3 +165,34 @@ install_crds() {
     done
   done
 }
+
+# free_disk_gib DIR: the space left on DIR's file system, in whole GiB.
+free_disk_gib() {
+  df -Pk "$1" | awk 'NR==2 {print int($4 / 1048576)}'
+}
+
+# trim_cargo_target DIR BUDGET_GIB: keeps a shared cargo target directory
+# from growing without bound. Cargo never deletes what it built: every crate
+# hash and dependency version leaves its artifacts, and incremental caches
+# (one per crate and hash) grow fastest. When CARGO_INCREMENTAL=0 the
+# incremental caches are of no use to this build and go; when DIR is still
+# larger than BUDGET_GIB, it is removed whole (the next build is a cold one,
+# which is slower but fits; a full disk fails every test instead: the real
+# node's kubelet evicts pods when its disk runs low).
+trim_cargo_target() {
+  local dir="$1" budget="$2" size
+  [ -d "$dir" ] || return 0
+  if [ "${CARGO_INCREMENTAL:-}" = 0 ]; then
+    local inc
+    for inc in "$dir"/*/incremental; do
+      [ -d "$inc" ] || continue
+      log "removing $inc (incremental caches; this build is not incremental)"
+      rm -rf "$inc"
+    done
+  fi
+  size=$(( $(du -sk "$dir" | cut -f1) / 1048576 ))
+  if [ "$size" -gt "$budget" ]; then
+    log "$dir holds ${size} GiB, more than its budget of ${budget} GiB (DRUID_TARGET_BUDGET_GIB): removing it; this build starts cold"
+    rm -rf "$dir"
+  fi
+}
