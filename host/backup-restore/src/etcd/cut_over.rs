@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::config::EtcdArgs;
 
 /// How long one etcd call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the cluster may take to settle after a step (a new leader, a
 /// removal) before the cut-over stops and is asked again later.
@@ -57,7 +57,7 @@ pub fn own_prefix(member_name: &str) -> Option<&str> {
 
 /// Whether `name` is the name of a member of this Etcd (`own` as
 /// [`own_prefix`] gives it).
-fn is_own(name: &str, own: &str) -> bool {
+pub(super) fn is_own(name: &str, own: &str) -> bool {
     name.strip_prefix(own).is_some_and(is_ordinal)
 }
 
@@ -66,7 +66,10 @@ fn is_ordinal(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-async fn client_of(args: &EtcdArgs, member: &Member) -> Result<etcd_client::Client, String> {
+pub(super) async fn client_of(
+    args: &EtcdArgs,
+    member: &Member,
+) -> Result<etcd_client::Client, String> {
     crate::etcd::connect(args, member.client_urls(), CALL_TIMEOUT)
         .await
         .map_err(|e| e.to_string())
@@ -74,7 +77,7 @@ async fn client_of(args: &EtcdArgs, member: &Member) -> Result<etcd_client::Clie
 
 /// The leader's member ID and whether every member of `remaining` answers
 /// as a started voting member; the first problem otherwise.
-async fn settled(args: &EtcdArgs, remaining: &[Member]) -> Result<u64, String> {
+pub(super) async fn settled(args: &EtcdArgs, remaining: &[Member]) -> Result<u64, String> {
     let mut leader = 0;
     for m in remaining {
         if m.name().is_empty() {
@@ -102,7 +105,10 @@ async fn settled(args: &EtcdArgs, remaining: &[Member]) -> Result<u64, String> {
 }
 
 /// Waits until [`settled`] holds (at most [`SETTLE_TIMEOUT`]).
-async fn wait_settled(args: &EtcdArgs, remaining: &[Member]) -> Result<u64, CutOverError> {
+pub(super) async fn wait_settled(
+    args: &EtcdArgs,
+    remaining: &[Member],
+) -> Result<u64, CutOverError> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         match settled(args, remaining).await {
@@ -181,51 +187,15 @@ pub async fn cut_over(
         ));
     }
     let mut leader = wait_settled(args, &remaining).await?;
-    if let Some(old) = leaving.iter().find(|m| m.id() == leader) {
-        let target = &remaining[0];
-        let mut c = client_of(args, old).await.map_err(|e| {
-            CutOverError::NotReady(format!("the leader {} does not answer: {e}", old.name()))
-        })?;
-        tracing::info!(
-            from = old.name(),
-            to = target.name(),
-            "moving leadership to a member of this Etcd"
-        );
-        c.move_leader(target.id()).await.map_err(|e| {
-            CutOverError::Etcd(format!(
-                "cannot move leadership from {} to {}: {e}",
-                old.name(),
-                target.name()
-            ))
-        })?;
-        leader = wait_settled(args, &remaining).await?;
+    if leaving.iter().any(|m| m.id() == leader) {
+        leader = move_leader_off(args, &leaving, &remaining, leader).await?;
     }
     let mut via = client_of(args, &remaining[0])
         .await
         .map_err(CutOverError::NotReady)?;
     for m in &leaving {
         tracing::info!(member = m.name(), id = %format!("{:x}", m.id()), "removing a source member from the cluster");
-        // etcd refuses a removal ("unhealthy cluster") until the leader
-        // has been connected to a quorum for a few seconds, e.g. right
-        // after leadership moved: retried within the settle time.
-        let deadline = Instant::now() + SETTLE_TIMEOUT;
-        loop {
-            match via.member_remove(m.id()).await {
-                Ok(_) => break,
-                Err(e)
-                    if e.to_string().contains("unhealthy cluster") && Instant::now() < deadline =>
-                {
-                    tracing::debug!(member = m.name(), error = %e, "removal refused for now; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => {
-                    return Err(CutOverError::Etcd(format!(
-                        "cannot remove member {}: {e}",
-                        m.name()
-                    )));
-                }
-            }
-        }
+        remove_one(&mut via, m).await?;
         report.removed.push(m.name().to_string());
         leader = wait_settled(args, &remaining).await?;
     }
@@ -235,6 +205,63 @@ pub async fn cut_over(
         .map(|m| m.name().to_string())
         .unwrap_or_else(|| format!("{leader:x}"));
     Ok(report)
+}
+
+/// Moves leadership from `leader` (one of `leaving`) to the first member of
+/// `remaining`, then waits until the remaining members settle; returns
+/// the new leader's ID.
+pub(super) async fn move_leader_off(
+    args: &EtcdArgs,
+    leaving: &[Member],
+    remaining: &[Member],
+    leader: u64,
+) -> Result<u64, CutOverError> {
+    let (Some(old), Some(target)) = (leaving.iter().find(|m| m.id() == leader), remaining.first())
+    else {
+        return Ok(leader);
+    };
+    let mut c = client_of(args, old).await.map_err(|e| {
+        CutOverError::NotReady(format!("the leader {} does not answer: {e}", old.name()))
+    })?;
+    tracing::info!(
+        from = old.name(),
+        to = target.name(),
+        "moving leadership to a remaining member"
+    );
+    c.move_leader(target.id()).await.map_err(|e| {
+        CutOverError::Etcd(format!(
+            "cannot move leadership from {} to {}: {e}",
+            old.name(),
+            target.name()
+        ))
+    })?;
+    wait_settled(args, remaining).await
+}
+
+/// Removes `m` from the cluster through `via`. etcd refuses a removal
+/// ("unhealthy cluster") until the leader has been connected to a quorum
+/// for a few seconds, e.g. right after leadership moved: retried within
+/// the settle time.
+pub(super) async fn remove_one(
+    via: &mut etcd_client::Client,
+    m: &Member,
+) -> Result<(), CutOverError> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        match via.member_remove(m.id()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.to_string().contains("unhealthy cluster") && Instant::now() < deadline => {
+                tracing::debug!(member = m.name(), error = %e, "removal refused for now; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(CutOverError::Etcd(format!(
+                    "cannot remove member {}: {e}",
+                    m.name()
+                )));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

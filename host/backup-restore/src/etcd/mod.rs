@@ -4,6 +4,7 @@
 pub mod config;
 pub mod cut_over;
 pub mod etcdctl;
+pub mod scale_in;
 pub mod temp;
 
 use std::time::Duration;

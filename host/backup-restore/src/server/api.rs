@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 
 use super::forward::forward_to_leader;
 use super::maintenance::run_defrag;
+use super::members::{redacted, refusal};
 use super::state::{AppState, InitState, OnDemandPermit};
 use crate::config::{EtcdArgs, ServerConfig};
-use crate::etcd::cut_over::CutOverError;
 use crate::formats::names::Snapshot;
 use crate::restore::initializer::{Initializer, Mode};
 use crate::snapshot::Request;
@@ -34,6 +34,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", any(metrics))
         .route("/defragment", any(defragment))
         .route("/members/cut-over", axum::routing::post(cut_over))
+        .route(
+            "/members/scale-in/{step}",
+            axum::routing::post(super::members::scale_in),
+        )
         .with_state(state)
 }
 
@@ -457,16 +461,8 @@ pub(super) async fn cut_over(
             (StatusCode::OK, axum::Json(report)).into_response()
         }
         Err(e) => {
-            // etcd errors may quote the endpoints' URLs: no user
-            // information in the log or the answer.
-            let message = druid_plugin_host::redact::redact_urls(&e.to_string()).into_owned();
-            tracing::warn!(error = %message, ?remove, "cut-over not done");
-            let code = match e {
-                CutOverError::Refused(_) => StatusCode::CONFLICT,
-                CutOverError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-                CutOverError::Etcd(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (code, message).into_response()
+            tracing::warn!(error = %redacted(&e), ?remove, "cut-over not done");
+            refusal(&e)
         }
     }
 }

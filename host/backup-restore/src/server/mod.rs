@@ -20,6 +20,7 @@ mod api;
 mod forward;
 mod leadership;
 mod maintenance;
+mod members;
 mod state;
 
 pub use crate::config::ServerConfig;

@@ -1,0 +1,165 @@
+//! Scale-in: a member of this Etcd leaves the cluster, in two steps that
+//! the operator drives around shrinking the StatefulSet by one.
+//!
+//! 1. `prepare` (`POST /members/scale-in/prepare?member=test-2`), while
+//!    the member still runs: every other member must be a started voting
+//!    member that answers (so that the cluster keeps its quorum without
+//!    it), and leadership moves off the member if it leads.
+//! 2. The operator shrinks the StatefulSet; the member's pod stops.
+//! 3. `remove` (`POST /members/scale-in/remove?member=test-2`), once the
+//!    pod is gone: the member leaves the membership, again only while
+//!    every other member answers.
+//!
+//! The member is removed only after its pod stopped: a member removed
+//! while its pod runs would have its etcd exit, restart and join again as
+//! a learner (the initializer adds a member that is not in the cluster),
+//! undoing the removal. Both steps are idempotent: a member that is not
+//! in the cluster is reported `absent`.
+
+use etcd_client::Member;
+use serde::Serialize;
+
+use super::cut_over::{
+    CutOverError, client_of, is_own, move_leader_off, own_prefix, remove_one, wait_settled,
+};
+use crate::config::EtcdArgs;
+
+/// What a scale-in step did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScaleInReport {
+    /// The member the step is for.
+    pub member: String,
+    /// `prepared`, `removed`, or `absent` (not a member of the cluster).
+    pub outcome: &'static str,
+    /// The member that leads afterwards (empty when `absent`).
+    pub leader: String,
+    /// The members that remain (by name).
+    pub remaining: Vec<String>,
+}
+
+/// The cluster's members split into the one named `member` (if present)
+/// and the others, after checking that `member` belongs to this Etcd.
+async fn split(
+    args: &EtcdArgs,
+    endpoints: &[String],
+    self_name: &str,
+    member: &str,
+) -> Result<(Option<Member>, Vec<Member>), CutOverError> {
+    let own = own_prefix(self_name).ok_or_else(|| {
+        CutOverError::Refused(format!(
+            "this member's name {self_name:?} does not end in an ordinal"
+        ))
+    })?;
+    if !is_own(member, own) {
+        return Err(CutOverError::Refused(format!(
+            "{member:?} is not a member of this Etcd (its members are named {own}<ordinal>): \
+             a scale-in removes only this Etcd's own members"
+        )));
+    }
+    let mut client = crate::etcd::connect_any(args, endpoints, super::cut_over::CALL_TIMEOUT)
+        .await
+        .map_err(|e| CutOverError::NotReady(e.to_string()))?;
+    let members = client
+        .member_list()
+        .await
+        .map_err(|e| CutOverError::Etcd(format!("cannot list the members: {e}")))?
+        .members()
+        .to_vec();
+    let (leaving, remaining): (Vec<Member>, Vec<Member>) =
+        members.into_iter().partition(|m| m.name() == member);
+    if !leaving.is_empty() && remaining.is_empty() {
+        return Err(CutOverError::Refused(format!(
+            "{member} is the only member: a cluster cannot scale in to nothing \
+             (set spec.replicas to 0 to hibernate instead)"
+        )));
+    }
+    Ok((leaving.into_iter().next(), remaining))
+}
+
+fn names(members: &[Member]) -> Vec<String> {
+    let mut names: Vec<String> = members.iter().map(|m| m.name().to_string()).collect();
+    names.sort();
+    names
+}
+
+fn leader_name(remaining: &[Member], leader: u64) -> String {
+    remaining
+        .iter()
+        .find(|m| m.id() == leader)
+        .map(|m| m.name().to_string())
+        .unwrap_or_else(|| format!("{leader:x}"))
+}
+
+fn absent(member: &str, remaining: &[Member]) -> ScaleInReport {
+    ScaleInReport {
+        member: member.to_string(),
+        outcome: "absent",
+        leader: String::new(),
+        remaining: names(remaining),
+    }
+}
+
+/// Step 1: checks that every member but `member` answers as a started
+/// voting member and moves leadership off `member` if it leads.
+pub async fn prepare(
+    args: &EtcdArgs,
+    endpoints: &[String],
+    self_name: &str,
+    member: &str,
+) -> Result<ScaleInReport, CutOverError> {
+    let (leaving, remaining) = split(args, endpoints, self_name, member).await?;
+    let Some(leaving) = leaving else {
+        return Ok(absent(member, &remaining));
+    };
+    let mut leader = wait_settled(args, &remaining).await?;
+    if leader == leaving.id() {
+        leader = move_leader_off(args, std::slice::from_ref(&leaving), &remaining, leader).await?;
+    }
+    Ok(ScaleInReport {
+        member: member.to_string(),
+        outcome: "prepared",
+        leader: leader_name(&remaining, leader),
+        remaining: names(&remaining),
+    })
+}
+
+/// Step 3: removes `member` from the cluster (its pod is gone), while every
+/// other member answers as a started voting member. A sidecar never
+/// removes its own member.
+pub async fn remove(
+    args: &EtcdArgs,
+    endpoints: &[String],
+    self_name: &str,
+    member: &str,
+) -> Result<ScaleInReport, CutOverError> {
+    if member == self_name {
+        return Err(CutOverError::Refused(format!(
+            "{member} is this sidecar's own member: its pod must be gone before it is removed"
+        )));
+    }
+    let (leaving, remaining) = split(args, endpoints, self_name, member).await?;
+    let Some(leaving) = leaving else {
+        return Ok(absent(member, &remaining));
+    };
+    let leader = wait_settled(args, &remaining).await?;
+    if leader == leaving.id() {
+        move_leader_off(args, std::slice::from_ref(&leaving), &remaining, leader).await?;
+    }
+    let Some(first) = remaining.first() else {
+        return Err(CutOverError::Refused(format!(
+            "{member} is the only member"
+        )));
+    };
+    let mut via = client_of(args, first)
+        .await
+        .map_err(CutOverError::NotReady)?;
+    tracing::info!(member, id = %format!("{:x}", leaving.id()), "removing a member of this Etcd from the cluster (scale-in)");
+    remove_one(&mut via, &leaving).await?;
+    let leader = wait_settled(args, &remaining).await?;
+    Ok(ScaleInReport {
+        member: member.to_string(),
+        outcome: "removed",
+        leader: leader_name(&remaining, leader),
+        remaining: names(&remaining),
+    })
+}

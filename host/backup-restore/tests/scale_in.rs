@@ -1,0 +1,153 @@
+//! The scale-in steps (`POST /members/scale-in/{prepare,remove}`) on a real
+//! cluster of three etcd processes named as an Etcd's members (`test-N`),
+//! through the sidecar of `test-0`: `prepare` moves leadership off the
+//! leaving member and refuses while another member is down (the cluster
+//! would be left without a healthy majority); `remove` takes the member
+//! out once its process stopped, is idempotent, and never removes a
+//! member of another cluster or the sidecar's own.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests fail loudly on unexpected errors"
+)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{Sidecar, SidecarOptions, Store};
+use druid_test_support::EtcdCluster;
+
+/// POST through curl: the status and the body.
+fn post(url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-X",
+            "POST",
+            "--max-time",
+            "180",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+async fn names(endpoint: &str) -> Vec<String> {
+    let mut c = etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap();
+    let mut names: Vec<String> = c
+        .member_list()
+        .await
+        .unwrap()
+        .members()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Moves leadership to the member named `to`.
+async fn lead(all: &[String], to: &str) {
+    let mut c = etcd_client::Client::connect(all, None).await.unwrap();
+    let members = c.member_list().await.unwrap();
+    let target = members
+        .members()
+        .iter()
+        .find(|m| m.name() == to)
+        .unwrap()
+        .id();
+    let leader = c.status().await.unwrap().leader();
+    if leader == target {
+        return;
+    }
+    for endpoint in all {
+        let mut l = etcd_client::Client::connect([endpoint], None)
+            .await
+            .unwrap();
+        if l.status().await.unwrap().header().unwrap().member_id() == leader {
+            l.move_leader(target).await.unwrap();
+        }
+    }
+    assert_eq!(c.status().await.unwrap().leader(), target);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_leaves_after_leadership_moved_and_its_process_stopped_never_costing_the_quorum() {
+    let mut members = EtcdCluster::start_with("scalein", 3, |i, c| {
+        c.name = format!("test-{i}");
+    })
+    .unwrap()
+    .into_members();
+    let all: Vec<String> = members.iter().map(|m| m.client_url()).collect();
+    let store = Store::local("scalein");
+    let sidecar = Sidecar::start(&SidecarOptions {
+        service_endpoints: Some(all.join(",")),
+        env: vec![("POD_NAME".into(), "test-0".into())],
+        ..SidecarOptions::new(&members[0], &store, "scalein")
+    });
+    let step = |step: &str, member: &str| {
+        post(&format!(
+            "{}/members/scale-in/{step}?member={member}",
+            sidecar.url
+        ))
+    };
+
+    // Refused: a name that is not one of this Etcd's members, the
+    // sidecar's own member, an unknown step.
+    let (code, body) = step("remove", "source-0");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("not a member of this Etcd"), "{body}");
+    let (code, body) = step("remove", "test-0");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("own member"), "{body}");
+    let (code, body) = step("leave", "test-2");
+    assert_eq!(code, 404, "{body}");
+
+    // While test-1 is down, test-2 may not prepare to leave: the two
+    // remaining members would not both answer.
+    members[1].stop();
+    let (code, body) = step("prepare", "test-2");
+    assert_eq!(code, 503, "{body}\n{}", sidecar.log());
+    assert!(body.contains("test-1"), "{body}");
+    members[1].restart().unwrap();
+
+    // The leaving member leads: prepare moves leadership off it.
+    lead(&all, "test-2").await;
+    let (code, body) = step("prepare", "test-2");
+    assert_eq!(code, 200, "{body}\n{}", sidecar.log());
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["outcome"], "prepared", "{report}");
+    let leader = report["leader"].as_str().unwrap();
+    assert!(leader == "test-0" || leader == "test-1", "{report}");
+    assert_eq!(names(&all[0]).await, ["test-0", "test-1", "test-2"]);
+
+    // Its process stops (the StatefulSet shrank), then it leaves.
+    let mut c = etcd_client::Client::connect(&all[..2], None).await.unwrap();
+    c.put("before", "scale-in", None).await.unwrap();
+    members[2].stop();
+    let (code, body) = step("remove", "test-2");
+    assert_eq!(code, 200, "{body}\n{}", sidecar.log());
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["outcome"], "removed", "{report}");
+    assert_eq!(report["remaining"], serde_json::json!(["test-0", "test-1"]));
+    assert_eq!(names(&all[0]).await, ["test-0", "test-1"]);
+    // The two members serve the data and take writes.
+    let got = c.get("before", None).await.unwrap();
+    assert_eq!(got.kvs()[0].value(), b"scale-in");
+    c.put("after", "scale-in", None).await.unwrap();
+
+    // Asked again (an operator restarted mid-step): nothing to do.
+    let (code, body) = step("remove", "test-2");
+    assert_eq!(code, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["outcome"], "absent", "{report}");
+    assert_eq!(names(&all[0]).await, ["test-0", "test-1"]);
+}
