@@ -20,7 +20,20 @@ pub const LEGACY_OPERATION_ANNOTATION: &str = "gardener.cloud/operation";
 pub const OPERATION_RECONCILE: &str = "reconcile";
 /// The annotation that suspends spec reconciles (status is still updated).
 pub const SUSPEND_ANNOTATION: &str = "druid.gardener.cloud/suspend-etcd-spec-reconcile";
-/// The pod annotation with the checksum of the etcd configuration.
+/// The StatefulSet annotation that records the ordinal of the member a
+/// scale-in removes (`controller::scale_in`), from the shrink until the
+/// member left the cluster.
+pub const SCALE_IN_ANNOTATION: &str = "druid.gardener.cloud/scale-in-leaving-ordinal";
+/// The field manager of [`SCALE_IN_ANNOTATION`] (not [`FIELD_MANAGER`]:
+/// the spec's server-side apply must not remove it).
+pub const SCALE_IN_FIELD_MANAGER: &str = "druid-scale-in";
+/// The Etcd annotation that records when the final full snapshot before
+/// its data volumes are deleted was taken (`controller::final_snapshot`).
+pub const FINAL_SNAPSHOT_ANNOTATION: &str = "druid.gardener.cloud/final-snapshot-taken";
+/// The Etcd annotation (`"true"`) that deletes its data volumes without a
+/// final full snapshot when the snapshot cannot be taken.
+pub const SKIP_FINAL_SNAPSHOT_ANNOTATION: &str = "druid.gardener.cloud/skip-final-snapshot";
+/// The pod template annotation with the ConfigMap's checksum.
 pub const CONFIG_CHECKSUM_ANNOTATION: &str = "checksum/etcd-configmap";
 
 /// The StatefulSet, ServiceAccount and PodDisruptionBudget: `<etcd>`.

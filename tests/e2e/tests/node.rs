@@ -602,8 +602,13 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
         "the sidecar's log does not show a restore:\n{restored}"
     );
 
-    // (h) The Etcd deleted: its pods, claims (pvcRetentionPolicy:
-    // DeleteAll), leases and the Secret's finalizer go.
+    // (h) The Etcd deleted: a final full snapshot goes to the bucket
+    // first, then its pods, claims (pvcRetentionPolicy: DeleteAll), leases
+    // and the Secret's finalizer go.
+    let finals_before = bucket(minio, "etcd-test/v2/")
+        .iter()
+        .filter(|o| o.ends_with(".final"))
+        .count();
     node.kubectl_ok(&["-n", NS, "delete", "etcd", "test", "--wait=false"])
         .unwrap();
     wait_for(
@@ -638,6 +643,27 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
     assert!(
         !finalizers.contains("druid.gardener.cloud"),
         "the store Secret kept druid's finalizer: {finalizers}"
+    );
+    let finals: Vec<String> = bucket(minio, "etcd-test/v2/")
+        .into_iter()
+        .filter(|o| o.ends_with(".final"))
+        .collect();
+    assert_eq!(
+        finals.len(),
+        finals_before + 1,
+        "no final full snapshot before the volumes went: {finals:?}"
+    );
+    let taken = jsonpath(
+        node,
+        &["-n", NS, "get", "events.events.k8s.io"],
+        r#"{range .items[?(@.reason=="FinalSnapshotTaken")]}{.note}{end}"#,
+    )
+    .unwrap();
+    assert!(
+        finals
+            .iter()
+            .any(|f| taken.contains(f.rsplit('/').next().unwrap_or(f))),
+        "the FinalSnapshotTaken event does not name the snapshot: {taken:?} {finals:?}"
     );
 }
 
@@ -979,7 +1005,7 @@ fn wait_for_members(node: &Node, ns: &str, n: usize, timeout: Duration) {
 }
 
 #[test]
-fn one_member_scales_to_three_rolls_and_defragments_without_a_failed_write() {
+fn one_member_scales_to_three_rolls_defragments_and_scales_back_to_one_without_a_failed_write() {
     const SCALE: &str = "scale";
     let _serial = serial();
     let (node, minio) = cluster();
@@ -1226,6 +1252,124 @@ fn one_member_scales_to_three_rolls_and_defragments_without_a_failed_write() {
             "a member's database did not shrink: {bloated:?} -> {defragmented:?}"
         );
     }
+
+    // (h) Scale 3 -> 1 while the writer runs: test-2 then test-1 leave,
+    // each after leadership moved off it and its pod stopped; no write
+    // fails or is lost, the membership matches the replicas, and the
+    // claims go (the manifest's pvcRetentionPolicy is DeleteAll).
+    let writer = Writer::start(endpoint.clone());
+    std::thread::sleep(Duration::from_secs(3));
+    let shrunk = Instant::now();
+    patch_etcd(node, SCALE, r#"{"spec":{"replicas":1}}"#);
+    wait_for(
+        node,
+        SCALE,
+        "the scale-in to one member is done",
+        Duration::from_secs(600),
+        || {
+            let done = etcd_condition(node, SCALE, "MembersScaledIn", "reason")?;
+            Ok((done == "ScaleInSucceeded" && statefulset_settled(node, SCALE, 1)?).then_some(()))
+        },
+    );
+    wait_for_members(node, SCALE, 1, Duration::from_secs(180));
+    println!(
+        "scale 3 -> 1: {:.1}s ({})",
+        shrunk.elapsed().as_secs_f64(),
+        etcd_condition(node, SCALE, "MembersScaledIn", "message").unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let written = writer.finish();
+    println!("writer during scale 3 -> 1: {}", written.summary());
+    written.assert_no_failed_write(node, SCALE);
+    assert_none_lost(node, SCALE, &endpoint, &written.acked);
+    let left = with_client(&endpoint, async |c| {
+        Ok(c.member_list()
+            .await?
+            .members()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect::<Vec<_>>())
+    })
+    .unwrap();
+    assert_eq!(left, ["test-0"], "the membership does not match 1 replica");
+    let claims = jsonpath(
+        node,
+        &["-n", SCALE, "get", "pvc"],
+        "{.items[*].metadata.name}",
+    )
+    .unwrap();
+    assert_eq!(
+        claims.split_whitespace().collect::<Vec<_>>(),
+        ["test-test-0"],
+        "the removed members' claims were not deleted (DeleteAll)"
+    );
+    let removed = jsonpath(
+        node,
+        &["-n", SCALE, "get", "events.events.k8s.io"],
+        r#"{range .items[?(@.reason=="MemberRemoved")]}{.note}{"\n"}{end}"#,
+    )
+    .unwrap();
+    assert!(
+        removed.contains("test-2 left the cluster") && removed.contains("test-1 left the cluster"),
+        "no MemberRemoved event for each member: {removed}"
+    );
+
+    // (i) Hibernate (replicas 0): a final full snapshot, then no pod, the
+    // claim kept; wake up (replicas 1) on the claim with every write.
+    let finals = |minio: &MinioServer| {
+        bucket(minio, &format!("etcd-{SCALE}/v2/"))
+            .into_iter()
+            .filter(|o| o.ends_with(".final"))
+            .count()
+    };
+    let finals_before = finals(minio);
+    let slept = Instant::now();
+    patch_etcd(node, SCALE, r#"{"spec":{"replicas":0}}"#);
+    wait_for(
+        node,
+        SCALE,
+        "the cluster hibernates: no member pod left",
+        Duration::from_secs(300),
+        || {
+            let pods = node
+                .kubectl_ok(&["-n", SCALE, "get", "pod", "-o", "name"])
+                .map_err(|e| e.to_string())?;
+            let replicas = jsonpath(
+                node,
+                &["-n", SCALE, "get", "statefulset", "test"],
+                "{.spec.replicas}",
+            )?;
+            let members = pods
+                .lines()
+                .filter(|p| {
+                    p.strip_prefix("pod/test-")
+                        .is_some_and(|o| o.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .count();
+            Ok((replicas == "0" && members == 0).then_some(()))
+        },
+    );
+    println!("hibernation: {:.1}s", slept.elapsed().as_secs_f64());
+    assert_eq!(
+        finals(minio),
+        finals_before + 1,
+        "no final full snapshot before hibernation"
+    );
+    let claims = jsonpath(
+        node,
+        &["-n", SCALE, "get", "pvc"],
+        "{.items[*].metadata.name}",
+    )
+    .unwrap();
+    assert_eq!(claims, "test-test-0", "hibernation lost the claim");
+    let woke = Instant::now();
+    patch_etcd(node, SCALE, r#"{"spec":{"replicas":1}}"#);
+    wait_for_members(node, SCALE, 1, Duration::from_secs(300));
+    println!(
+        "wake-up to a serving member: {:.1}s",
+        woke.elapsed().as_secs_f64()
+    );
+    assert_none_lost(node, SCALE, &endpoint, &written.acked);
 
     delete_etcd(node, SCALE);
 }

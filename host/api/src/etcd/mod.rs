@@ -176,12 +176,13 @@ pub struct EtcdSpec {
     /// Affinity and topology spread of the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling_constraints: Option<SchedulingConstraints>,
-    /// The number of etcd members: 1, 3 or 5 in practice. It can grow, or be
-    /// set to 0 to hibernate the cluster; it cannot shrink otherwise.
+    /// The number of etcd members: 1, 3 or 5 in practice. Growing adds
+    /// members one at a time (each joins as a learner and is promoted);
+    /// shrinking removes them one at a time, highest ordinal first, each
+    /// only while the others are healthy; 0 hibernates the cluster.
     #[x_kube(
         validation = Rule::new("self >= 0").message("spec.replicas must not be negative"),
-        validation = Rule::new("self <= 9").message("spec.replicas must be at most 9 (etcd advises 3 or 5 members, at most 7)"),
-        validation = Rule::new("self == 0 || self >= oldSelf").message("spec.replicas can only grow or be set to 0 (hibernation): removing members from a running cluster is not supported")
+        validation = Rule::new("self <= 9").message("spec.replicas must be at most 9 (etcd advises 3 or 5 members, at most 7)")
     )]
     pub replicas: i32,
     /// The priority class of the pods.

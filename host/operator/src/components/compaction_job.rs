@@ -258,8 +258,13 @@ mod tests {
 
     fn sidecar_args(etcd: &Etcd, ctx: &BuildContext) -> Vec<String> {
         let m = model(etcd);
-        let cm = configmap::build(etcd, &m, ctx).unwrap();
-        let sts = statefulset::build(etcd, &m, ctx, &configmap::checksum(&cm)).unwrap();
+        let sts = statefulset::build(
+            etcd,
+            &m,
+            ctx,
+            &configmap::pod_checksum(etcd, &m, ctx).unwrap(),
+        )
+        .unwrap();
         sts.spec
             .unwrap()
             .template

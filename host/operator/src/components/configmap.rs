@@ -216,10 +216,27 @@ pub fn build(etcd: &Etcd, model: &EtcdModel, _ctx: &BuildContext) -> Result<Conf
     })
 }
 
+/// The checksum that rolls the pods ([`names::CONFIG_CHECKSUM_ANNOTATION`]):
+/// [`checksum`] of the ConfigMap as built for one member. The member list
+/// (`initial-cluster` and the members' URLs) changes with `spec.replicas`,
+/// but etcd reads it only when a member first starts: running members need
+/// not restart when members come or go, and restarting them during a
+/// scale-in would cost a 2-member cluster its quorum. Any other change
+/// rolls the pods.
+pub fn pod_checksum(
+    etcd: &Etcd,
+    model: &EtcdModel,
+    ctx: &BuildContext,
+) -> Result<String, BuildError> {
+    let one = EtcdModel {
+        replicas: 1,
+        ..model.clone()
+    };
+    Ok(checksum(&build(etcd, &one, ctx)?))
+}
+
 /// The SHA-256 (hex) of the ConfigMap's data: every key and value, in key
-/// order, each followed by a NUL byte. It goes into the pod template's
-/// [`names::CONFIG_CHECKSUM_ANNOTATION`], so a changed configuration rolls
-/// the pods.
+/// order, each followed by a NUL byte.
 pub fn checksum(cm: &ConfigMap) -> String {
     let mut hasher = Sha256::new();
     for (key, value) in cm.data.iter().flatten() {
@@ -242,7 +259,7 @@ mod tests {
     use druid_api::etcd::{AdditionalPeerUrls, CaSecretReference, PeerTlsConfig, SecretReference};
 
     use super::super::fixtures::{context, model, seed};
-    use super::{CONFIG_KEY, build, checksum, render};
+    use super::{CONFIG_KEY, build, checksum, pod_checksum, render};
 
     #[test]
     fn seed_snapshot() {
@@ -353,5 +370,23 @@ mod tests {
             data.insert(CONFIG_KEY.into(), "snapshot-count: 1\n".into());
         }
         assert_ne!(checksum(&a), checksum(&edited));
+    }
+
+    #[test]
+    fn the_pods_checksum_ignores_the_member_count_but_not_the_rest() {
+        let etcd = seed();
+        let ctx = context();
+        let sum = |e: &druid_api::Etcd| pod_checksum(e, &model(e), &ctx).unwrap();
+        let mut three = etcd.clone();
+        three.spec.replicas = 3;
+        let mut two = etcd.clone();
+        two.spec.replicas = 2;
+        // Members coming or going restart no running member.
+        assert_eq!(sum(&etcd), sum(&three));
+        assert_eq!(sum(&three), sum(&two));
+        // The configuration itself still rolls them.
+        let mut snapshots = three.clone();
+        snapshots.spec.etcd.snapshot_count = Some(1234);
+        assert_ne!(sum(&three), sum(&snapshots));
     }
 }

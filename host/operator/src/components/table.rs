@@ -69,7 +69,7 @@ pub(crate) const STATEFULSET: Component = Component {
     // configuration change rolls the pods; building the ConfigMap again
     // here keeps every builder independent of the others.
     build: |etcd, model, ctx| {
-        let checksum = configmap::checksum(&configmap::build(etcd, model, ctx)?);
+        let checksum = configmap::pod_checksum(etcd, model, ctx)?;
         Ok(vec![
             statefulset::build(etcd, model, ctx, &checksum)?.into(),
         ])

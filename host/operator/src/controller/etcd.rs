@@ -30,14 +30,19 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt as _};
 
 use super::conditions;
+use super::scale_in::{self, ScaleIn};
 use super::status::{self, SpecOutcome};
 use super::validate::{self, Checked, Problem};
-use super::{Context, contain, defrag, finalizers};
+use super::{Context, contain, defrag, final_snapshot, finalizers};
 use crate::components::object::{Kind, Object};
 use crate::components::table::{Component, Existing, Stage};
 use crate::components::{self, BuildContext};
 use crate::metrics::{ErrorLabels, EtcdLabels};
 use crate::names;
+
+/// How soon a reconcile with a scale-in under way comes back for its next
+/// step.
+const SCALE_IN_RECHECK: Duration = Duration::from_secs(3);
 
 /// Reconcile failures that are retried with backoff (API trouble); spec
 /// problems are not errors here, they are reported on the status.
@@ -52,6 +57,10 @@ pub enum Error {
     /// Deletion waits for objects to go away.
     #[error("waiting for {0} to be deleted")]
     Deleting(String),
+    /// The final full snapshot before the data volumes are deleted failed:
+    /// the deletion waits (retried with backoff).
+    #[error("{0}")]
+    FinalSnapshot(String),
     /// The reconcile panicked (a bug); contained to this Etcd.
     #[error("the reconcile panicked: {0} (a bug in druid: please report it with the Etcd's spec)")]
     Panicked(String),
@@ -168,6 +177,7 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     }
 
     let mut applied_sts = None;
+    let mut scale_step = None;
     let outcome = if etcd.annotations().contains_key(names::SUSPEND_ANNOTATION) {
         publish(
             ctx,
@@ -186,9 +196,22 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     } else if spec_up_to_date(etcd, ctx) && statefulset_exists(ctx, &namespace, &name).await? {
         SpecOutcome::UpToDate
     } else {
+        // A scale-in's step decides the replicas the components are built
+        // for (one member fewer at a time).
+        let scaled = match &model {
+            Ok(m) => {
+                let plan = scale_in::plan(ctx, etcd, m).await?;
+                scale_step = plan.scale_in;
+                Ok(EtcdModel {
+                    replicas: plan.replicas,
+                    ..m.clone()
+                })
+            }
+            Err(e) => Err(e),
+        };
         let outcome = match contain::catch_async(Box::pin(reconcile_spec(
             etcd,
-            model.as_ref(),
+            scaled.as_ref().map_err(|e| *e),
             ctx,
         )))
         .await
@@ -213,7 +236,13 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
         };
         let key = etcd.uid().unwrap_or_default();
         if let Ok(mut applied) = ctx.applied.lock() {
-            if matches!(outcome, SpecOutcome::Reconciled) {
+            // A scale-in under way is not up to date: its next step is
+            // taken at the next reconcile.
+            let scaling = matches!(
+                scale_step,
+                Some(ScaleIn::InProgress(_) | ScaleIn::Waiting(_))
+            );
+            if matches!(outcome, SpecOutcome::Reconciled) && !scaling {
                 applied.insert(key, (Instant::now(), etcd.metadata.generation));
             } else {
                 applied.remove(&key);
@@ -228,6 +257,11 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     if let Ok(model) = &model {
         observed.cut_over = super::cut_over::sync(ctx, etcd, model).await;
     }
+    let scaling = matches!(
+        scale_step,
+        Some(ScaleIn::InProgress(_) | ScaleIn::Waiting(_))
+    );
+    observed.scale_in = scale_step;
     // The StatefulSet just applied is newer than the watch cache's copy.
     if let Some(sts) = applied_sts
         && observed
@@ -292,6 +326,11 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 tracing::debug!(etcd = %name, %namespace, "the Etcd changed while its status was computed; recomputing");
+                // Recomputed whole: what this reconcile did (a scale-in
+                // step) is only on the status once a write succeeds.
+                if let Ok(mut applied) = ctx.applied.lock() {
+                    applied.remove(&key);
+                }
                 return Ok(Action::requeue(Duration::from_secs(1)));
             }
             Err(e) => return Err(e.into()),
@@ -315,6 +354,7 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     }
     Ok(match (&outcome, failure) {
         (SpecOutcome::Failed { .. }, Some(f)) => Action::requeue(f.retry_in),
+        _ if scaling => Action::requeue(SCALE_IN_RECHECK),
         _ => Action::requeue(ctx.settings.status_sync_period),
     })
 }
@@ -621,6 +661,14 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     let c = &ctx.client;
     let ns = etcd.namespace().unwrap_or_default();
     let name = etcd.name_any();
+    let model = EtcdModel::from_etcd(etcd).ok();
+    // While the pods still run: the final full snapshot, if the claims
+    // are to be deleted. Nothing is deleted while it fails.
+    if let final_snapshot::Gate::Closed(why) =
+        final_snapshot::before_claims_go(ctx, etcd, model.as_ref()).await?
+    {
+        return Err(Error::FinalSnapshot(why));
+    }
     // The StatefulSet first, and wait until its pods are gone, so that no
     // member writes to a volume that is about to be deleted.
     let sts_left = delete(ctx, &ns, &name, &components::table::STATEFULSET).await?;
@@ -637,15 +685,12 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
         )));
     }
 
-    let model = EtcdModel::from_etcd(etcd).ok();
     let delete_claims = model
         .as_ref()
         .is_some_and(|m| m.pvc_retention == druid_api::etcd::PvcRetentionPolicy::DeleteAll);
     if delete_claims {
-        // Here, once the snapshot issue lands: a final full snapshot before
-        // any volume is deleted (the sidecar is gone by now, so it will be
-        // taken by a job from the data volume). Until then the claims are
-        // deleted only after the StatefulSet's pods are gone.
+        // The final full snapshot was taken above (or is not needed, or
+        // skipped on request), and the StatefulSet's pods are gone.
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), &ns);
         for pvc in claims
             .list(&ListParams::default().labels(&pod_selector))

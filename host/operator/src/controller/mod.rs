@@ -9,8 +9,10 @@ pub mod contain;
 pub mod cut_over;
 pub mod defrag;
 pub mod etcd;
+pub mod final_snapshot;
 pub mod finalizers;
 mod report;
+pub mod scale_in;
 pub mod secrets;
 pub mod sidecar;
 pub mod status;
@@ -230,13 +232,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     .predicate_filter(spec_or_lifecycle, PredicateConfig::default());
     let managed = watcher::Config::default().labels(&names::selector(None, None).to_string());
     let (sts_store, sts_writer) = reflector::store();
-    // The caches keep only what status needs: no managed fields, no pod
-    // template (the bulk of a StatefulSet).
+    // The caches keep only what status and scale-in need: no managed
+    // fields, no annotation but the scale-in's record, no pod template
+    // (the bulk of a StatefulSet).
     let sts_events = watcher(Api::<StatefulSet>::all(client.clone()), managed.clone())
         .default_backoff()
         .modify(|sts| {
             sts.managed_fields_mut().clear();
-            sts.annotations_mut().clear();
+            sts.annotations_mut()
+                .retain(|k, _| k == names::SCALE_IN_ANNOTATION);
             if let Some(spec) = sts.spec.as_mut() {
                 spec.template = Default::default();
             }

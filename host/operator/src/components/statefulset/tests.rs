@@ -13,8 +13,13 @@ use super::build;
 
 fn sts(etcd: &Etcd, ctx: &BuildContext) -> StatefulSet {
     let m = model(etcd);
-    let cm = configmap::build(etcd, &m, ctx).unwrap();
-    build(etcd, &m, ctx, &configmap::checksum(&cm)).unwrap()
+    build(
+        etcd,
+        &m,
+        ctx,
+        &configmap::pod_checksum(etcd, &m, ctx).unwrap(),
+    )
+    .unwrap()
 }
 
 fn pod(sts: &StatefulSet) -> &PodSpec {

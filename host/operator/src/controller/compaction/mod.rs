@@ -60,7 +60,7 @@ const FIELD_MANAGER: &str = "druid-compaction";
 /// The action of the events this controller publishes.
 const EVENT_ACTION: &str = "Compaction";
 /// How long the sidecar may take to answer beyond its own snapshot timeout.
-const FULL_SNAPSHOT_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const FULL_SNAPSHOT_GRACE: Duration = Duration::from_secs(60);
 /// When to look again at a job being deleted, or after a finished one.
 const JOB_REQUEUE: Duration = Duration::from_secs(10);
 /// When to retry after a failure (a failed full snapshot request, API

@@ -13,6 +13,7 @@
 //! | `BackupReady` | `backup_ready.rs` | the etcd controller |
 //! | `ClusterIDMismatch` | `cluster_id_mismatch.rs` | the etcd controller |
 //! | `BootstrappedWithExistingCluster` | `bootstrapped_with_existing_cluster.rs` | the etcd controller |
+//! | `MembersScaledIn` | `members_scaled_in.rs` | the etcd controller |
 //! | `LastSnapshotCompactionSucceeded` | `last_snapshot_compaction_succeeded.rs` | the compaction controller |
 
 pub mod all_members_ready;
@@ -22,6 +23,7 @@ pub mod bootstrapped_with_existing_cluster;
 pub mod cluster_id_mismatch;
 pub mod data_volumes_ready;
 pub mod last_snapshot_compaction_succeeded;
+pub mod members_scaled_in;
 pub mod ready;
 pub mod spec_valid;
 
@@ -49,6 +51,8 @@ pub mod types {
     pub const SPEC_VALID: &str = "SpecValid";
     /// Whether the members joined the existing cluster they were to join.
     pub const BOOTSTRAPPED_WITH_EXISTING_CLUSTER: &str = "BootstrappedWithExistingCluster";
+    /// How the last scale-in (members removed) went.
+    pub const MEMBERS_SCALED_IN: &str = "MembersScaledIn";
     /// How the last snapshot compaction (or the full snapshot taken instead)
     /// went: written by the compaction controller only.
     pub const LAST_SNAPSHOT_COMPACTION_SUCCEEDED: &str = "LastSnapshotCompactionSucceeded";
@@ -63,6 +67,7 @@ pub mod types {
         DATA_VOLUMES_READY,
         SPEC_VALID,
         BOOTSTRAPPED_WITH_EXISTING_CLUSTER,
+        MEMBERS_SCALED_IN,
         LAST_SNAPSHOT_COMPACTION_SUCCEEDED,
     ];
     /// Types other controllers own: the etcd controller keeps them as they

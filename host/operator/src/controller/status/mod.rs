@@ -128,6 +128,16 @@ pub fn compute(
             }),
         ),
         (types::BOOTSTRAPPED_WITH_EXISTING_CLUSTER, joined_check),
+        (
+            types::MEMBERS_SCALED_IN,
+            conditions::members_scaled_in::check(
+                observed.scale_in.as_ref(),
+                previous
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == types::MEMBERS_SCALED_IN),
+            ),
+        ),
     ]
     .into_iter()
     .filter_map(|(type_, check)| Some(conditions::stamp(&previous.conditions, type_, check?, now)))

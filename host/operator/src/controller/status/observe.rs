@@ -34,6 +34,8 @@ pub struct Observed {
     /// reconcile asked for one.
     pub cut_over:
         Option<crate::controller::conditions::bootstrapped_with_existing_cluster::CutOver>,
+    /// How this reconcile's scale-in step went, when one was due.
+    pub scale_in: Option<crate::controller::scale_in::ScaleIn>,
 }
 
 /// Reads what [`super::compute`] needs.
@@ -154,5 +156,6 @@ pub async fn observe(
         delta_snapshot_lease,
         volume_warnings,
         cut_over: None,
+        scale_in: None,
     })
 }

@@ -1,0 +1,443 @@
+//! Scale-in and the final snapshot before deletion, against a real
+//! kube-apiserver and the real `druid` binary.
+//!
+//! No kubelet runs here, so no pod and no sidecar either: the operator
+//! reaches "the sidecar" at `http://127.0.0.1:{port}`
+//! (`--sidecar-url-template`), `{port}` being the Etcd's backup port, where
+//! a test either listens with a fake of the sidecar's HTTP API (named as
+//! such: it stands in for pods that cannot run here, and answers as the
+//! real one does; the real steps run on the real node in
+//! `tests/e2e/tests/node.rs`) or lets nothing listen (a sidecar that
+//! cannot be reached: a real fault).
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+mod common;
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{
+    client, condition, kubectl, kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in,
+    wait_for, wait_for_event,
+};
+use druid_api::Etcd;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::PostParams;
+use kube::{Api, ResourceExt as _};
+
+fn operator() -> &'static common::Operator {
+    operator_with(&["--sidecar-url-template", "{scheme}://127.0.0.1:{port}"])
+}
+
+/// The seed in `ns` with `replicas` members and backup port `port`.
+fn create_etcd(ns: &str, replicas: u32, port: u16) {
+    operator();
+    namespace(ns, true);
+    let yaml = seed_in(ns)
+        .replace("    port: 8080\n", &format!("    port: {port}\n"))
+        .replace("  replicas: 1\n", &format!("  replicas: {replicas}\n"));
+    assert!(yaml.contains(&format!("port: {port}")), "{yaml}");
+    ok(&kubectl_stdin(
+        &["apply", "--validate=strict", "-f", "-"],
+        &yaml,
+    ));
+}
+
+async fn statefulset(ns: &str) -> Option<StatefulSet> {
+    Api::<StatefulSet>::namespaced(client().await, ns)
+        .get_opt("test")
+        .await
+        .unwrap()
+}
+
+fn sts_replicas(sts: &StatefulSet) -> i32 {
+    sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(-1)
+}
+
+async fn etcd(ns: &str) -> Option<Etcd> {
+    Api::<Etcd>::namespaced(client().await, ns)
+        .get_opt("test")
+        .await
+        .unwrap()
+}
+
+/// A claim of ordinal `i` as the StatefulSet controller makes it (none
+/// runs here): its name and the StatefulSet's selector labels.
+async fn claim(ns: &str, i: u32) {
+    let sts = wait_for("the StatefulSet", || statefulset(ns)).await;
+    let labels = sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .selector
+        .match_labels
+        .clone()
+        .unwrap();
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": format!("test-test-{i}"), "labels": labels },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": { "requests": { "storage": "1Gi" } }
+        }
+    }))
+    .unwrap();
+    Api::<PersistentVolumeClaim>::namespaced(client().await, ns)
+        .create(&PostParams::default(), &pvc)
+        .await
+        .unwrap();
+}
+
+/// Whether claim `name` is there and not being deleted.
+async fn claim_kept(ns: &str, name: &str) -> bool {
+    Api::<PersistentVolumeClaim>::namespaced(client().await, ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+        .is_some_and(|c| c.metadata.deletion_timestamp.is_none())
+}
+
+/// A fake of the sidecar's HTTP API (see the module's comment): the
+/// scale-in steps, answered with `scale_in_status` (503 as the real one
+/// does while another member is unhealthy, or 200 with its report), and
+/// `GET /snapshot/full`. It records every request.
+struct FakeSidecar {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+    scale_in_status: Arc<AtomicU16>,
+}
+
+async fn fake_sidecar() -> FakeSidecar {
+    use axum::extract::{Path, RawQuery, State};
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    type Shared = (Arc<Mutex<Vec<String>>>, Arc<AtomicU16>);
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let scale_in_status = Arc::new(AtomicU16::new(200));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .route(
+            "/members/scale-in/{step}",
+            post(
+                |State((requests, status)): State<Shared>,
+                 Path(step): Path<String>,
+                 RawQuery(query): RawQuery| async move {
+                    let member = query
+                        .unwrap_or_default()
+                        .trim_start_matches("member=")
+                        .to_string();
+                    requests
+                        .lock()
+                        .unwrap()
+                        .push(format!("{step} {member}"));
+                    let code = status.load(Ordering::SeqCst);
+                    if code != 200 {
+                        return (
+                            StatusCode::from_u16(code).unwrap(),
+                            format!("member {member} cannot leave: member test-1 does not answer"),
+                        );
+                    }
+                    let outcome = if step == "prepare" { "prepared" } else { "removed" };
+                    (
+                        StatusCode::OK,
+                        serde_json::json!({
+                            "member": member,
+                            "outcome": outcome,
+                            "leader": "test-0",
+                            "remaining": ["test-0", "test-1"],
+                        })
+                        .to_string(),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/snapshot/full",
+            get(
+                |State((requests, status)): State<Shared>, RawQuery(query): RawQuery| async move {
+                    requests
+                        .lock()
+                        .unwrap()
+                        .push(format!("full {}", query.unwrap_or_default()));
+                    // One status for both routes: a broken store answers
+                    // the snapshot with 500 as the real sidecar does.
+                    if status.load(Ordering::SeqCst) != 200 {
+                        return (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "cannot upload the snapshot: the bucket does not exist".to_string(),
+                        );
+                    }
+                    (
+                        StatusCode::OK,
+                        r#"{"kind":"Full","snapName":"Full-00000000-00000009-1765000000.gz.final","isFinal":true}"#
+                            .to_string(),
+                    )
+                },
+            ),
+        )
+        .with_state((requests.clone(), scale_in_status.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    FakeSidecar {
+        port,
+        requests,
+        scale_in_status,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scale_in_waits_while_a_member_is_unhealthy_then_removes_the_highest_ordinal_after_its_pod()
+ {
+    let ns = "scale-in";
+    let sidecar = fake_sidecar().await;
+    create_etcd(ns, 3, sidecar.port);
+    wait_for("the StatefulSet at 3 replicas", || async {
+        statefulset(ns)
+            .await
+            .filter(|s| sts_replicas(s) == 3)
+            .map(|_| ())
+    })
+    .await;
+    claim(ns, 2).await;
+
+    // While "test-1 does not answer", nothing changes and the condition
+    // says why.
+    sidecar.scale_in_status.store(503, Ordering::SeqCst);
+    patch_etcd(ns, r#"{"spec":{"replicas":2}}"#);
+    let waiting = wait_for("MembersScaledIn=False/ScaleInWaiting", || async {
+        condition(&etcd(ns).await?, "MembersScaledIn")
+            .filter(|(s, r, _)| s == "False" && r == "ScaleInWaiting")
+            .map(|(_, _, m)| m)
+    })
+    .await;
+    assert!(
+        waiting.contains("test-2") && waiting.contains("test-1 does not answer"),
+        "{waiting}"
+    );
+    let sts = statefulset(ns).await.unwrap();
+    assert_eq!(sts_replicas(&sts), 3, "shrunk while a member was unhealthy");
+    assert!(
+        !sidecar
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.starts_with("remove")),
+        "a removal was asked while the prepare step was refused"
+    );
+
+    // Healthy again: test-2 is prepared, the StatefulSet shrinks, and (no
+    // pod test-2 exists here) the member is removed; its claim goes
+    // (pvcRetentionPolicy: DeleteAll) and the record of the step too.
+    sidecar.scale_in_status.store(200, Ordering::SeqCst);
+    wait_for("MembersScaledIn=True/ScaleInSucceeded", || async {
+        condition(&etcd(ns).await?, "MembersScaledIn")
+            .filter(|(s, r, _)| s == "True" && r == "ScaleInSucceeded")
+            .map(|_| ())
+    })
+    .await;
+    let removed = wait_for_event(ns, "a MemberRemoved event", |e| {
+        e.reason.as_deref() == Some("MemberRemoved")
+    })
+    .await;
+    let removed = removed.message.unwrap_or_default();
+    assert!(
+        removed.contains("test-2 left the cluster") && removed.contains("test-test-2 is deleted"),
+        "{removed}"
+    );
+    let sts = statefulset(ns).await.unwrap();
+    assert_eq!(sts_replicas(&sts), 2);
+    assert!(
+        !sts.annotations()
+            .contains_key("druid.gardener.cloud/scale-in-leaving-ordinal"),
+        "the step's record stayed: {:?}",
+        sts.annotations()
+    );
+    assert!(
+        !claim_kept(ns, "test-test-2").await,
+        "the claim of test-2 stayed"
+    );
+    let requests = sidecar.requests.lock().unwrap().clone();
+    let first_remove = requests.iter().position(|r| r == "remove test-2").unwrap();
+    let last_prepare = requests
+        .iter()
+        .rposition(|r| r == "prepare test-2")
+        .unwrap();
+    assert!(last_prepare < first_remove, "{requests:?}");
+    assert!(
+        requests.iter().all(|r| r.ends_with("test-2")),
+        "another member was touched: {requests:?}"
+    );
+    // The member lease of ordinal 2 follows the replicas.
+    let leases = kubectl(&["-n", ns, "get", "lease", "-o", "name"]);
+    let leases = String::from_utf8_lossy(&leases.stdout).into_owned();
+    assert!(!leases.contains("/test-2\n"), "{leases}");
+    assert!(leases.contains("/test-1\n"), "{leases}");
+    common::delete_etcd(ns, "test").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletion_keeps_the_claims_until_the_final_snapshot_is_taken_or_knowingly_skipped() {
+    // (a) The sidecar cannot be reached: nothing is deleted, a warning says
+    // why and how to go on; the annotation lets the deletion proceed.
+    let ns = "final-unreachable";
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    create_etcd(ns, 1, unused);
+    claim(ns, 0).await;
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "delete",
+        "etcd",
+        "test",
+        "--wait=false",
+    ]));
+    let warning = wait_for_event(ns, "a FinalSnapshotFailed warning", |e| {
+        e.reason.as_deref() == Some("FinalSnapshotFailed")
+    })
+    .await;
+    let message = warning.message.unwrap_or_default();
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert!(
+        message.contains("nothing is deleted")
+            && message.contains("druid.gardener.cloud/skip-final-snapshot=true"),
+        "{message}"
+    );
+    assert!(
+        claim_kept(ns, "test-test-0").await,
+        "the claim went without a final snapshot"
+    );
+    assert!(
+        statefulset(ns).await.is_some(),
+        "the StatefulSet went without a final snapshot"
+    );
+    assert!(etcd(ns).await.is_some());
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "annotate",
+        "etcd",
+        "test",
+        "druid.gardener.cloud/skip-final-snapshot=true",
+    ]));
+    wait_for("the Etcd to be gone", || async {
+        etcd(ns).await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        !claim_kept(ns, "test-test-0").await,
+        "the claim stayed (DeleteAll)"
+    );
+
+    // (b) The sidecar answers: the final snapshot is asked for (final=true)
+    // before anything is deleted, and the event names it.
+    let ns = "final-taken";
+    let sidecar = fake_sidecar().await;
+    create_etcd(ns, 1, sidecar.port);
+    claim(ns, 0).await;
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "delete",
+        "etcd",
+        "test",
+        "--wait=false",
+    ]));
+    let taken = wait_for_event(ns, "a FinalSnapshotTaken event", |e| {
+        e.reason.as_deref() == Some("FinalSnapshotTaken")
+    })
+    .await;
+    assert!(
+        taken
+            .message
+            .unwrap_or_default()
+            .contains("Full-00000000-00000009-1765000000.gz.final"),
+    );
+    wait_for("the Etcd to be gone", || async {
+        etcd(ns).await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        !claim_kept(ns, "test-test-0").await,
+        "the claim stayed (DeleteAll)"
+    );
+    let requests = sidecar.requests.lock().unwrap().clone();
+    assert_eq!(requests, ["full final=true"], "{requests:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hibernation_waits_for_the_final_snapshot_and_keeps_the_claims() {
+    let ns = "hibernate";
+    let sidecar = fake_sidecar().await;
+    create_etcd(ns, 1, sidecar.port);
+    claim(ns, 0).await;
+    wait_for("the StatefulSet at 1 replica", || async {
+        statefulset(ns)
+            .await
+            .filter(|s| sts_replicas(s) == 1)
+            .map(|_| ())
+    })
+    .await;
+
+    // The store is broken: the member keeps running, and the condition
+    // and a warning say why and how to go on.
+    sidecar.scale_in_status.store(500, Ordering::SeqCst);
+    patch_etcd(ns, r#"{"spec":{"replicas":0}}"#);
+    let waiting = wait_for("MembersScaledIn=False/ScaleInWaiting", || async {
+        condition(&etcd(ns).await?, "MembersScaledIn")
+            .filter(|(s, r, _)| s == "False" && r == "ScaleInWaiting")
+            .map(|(_, _, m)| m)
+    })
+    .await;
+    assert!(
+        waiting.contains("the bucket does not exist")
+            && waiting.contains("druid.gardener.cloud/skip-final-snapshot=true"),
+        "{waiting}"
+    );
+    assert_eq!(sts_replicas(&statefulset(ns).await.unwrap()), 1);
+
+    // The store works again: the final snapshot, then 0 replicas; the
+    // claim stays for the wake-up.
+    sidecar.scale_in_status.store(200, Ordering::SeqCst);
+    let done = wait_for("MembersScaledIn=True", || async {
+        condition(&etcd(ns).await?, "MembersScaledIn")
+            .filter(|(s, _, _)| s == "True")
+            .map(|(_, _, m)| m)
+    })
+    .await;
+    assert!(
+        done.contains("Full-00000000-00000009-1765000000.gz.final"),
+        "{done}"
+    );
+    wait_for("the StatefulSet at 0 replicas", || async {
+        statefulset(ns)
+            .await
+            .filter(|s| sts_replicas(s) == 0)
+            .map(|_| ())
+    })
+    .await;
+    assert!(
+        claim_kept(ns, "test-test-0").await,
+        "hibernation deleted the claim"
+    );
+    let requests = sidecar.requests.lock().unwrap().clone();
+    assert!(
+        requests.iter().all(|r| r == "full final=true"),
+        "{requests:?}"
+    );
+
+    // Waking up: the StatefulSet comes back on the same claim.
+    patch_etcd(ns, r#"{"spec":{"replicas":1}}"#);
+    wait_for("the StatefulSet back at 1 replica", || async {
+        statefulset(ns)
+            .await
+            .filter(|s| sts_replicas(s) == 1)
+            .map(|_| ())
+    })
+    .await;
+    assert!(claim_kept(ns, "test-test-0").await);
+}
