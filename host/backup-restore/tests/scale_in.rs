@@ -2,9 +2,10 @@
 //! cluster of three etcd processes named as an Etcd's members (`test-N`),
 //! through the sidecar of `test-0`: `prepare` moves leadership off the
 //! leaving member and refuses while another member is down (the cluster
-//! would be left without a healthy majority); `remove` takes the member
-//! out once its process stopped, is idempotent, and never removes a
-//! member of another cluster or the sidecar's own.
+//! would be left without a healthy majority); `remove` takes the running
+//! member out, then again from two members down to one (the step a
+//! stopped member would make impossible), is idempotent, and never
+//! removes a member of another cluster.
 #![allow(
     clippy::unwrap_used,
     clippy::panic,
@@ -100,14 +101,11 @@ async fn a_member_leaves_after_leadership_moved_and_its_process_stopped_never_co
         ))
     };
 
-    // Refused: a name that is not one of this Etcd's members, the
-    // sidecar's own member, an unknown step.
+    // Refused: a name that is not one of this Etcd's members, an unknown
+    // step.
     let (code, body) = step("remove", "source-0");
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("not a member of this Etcd"), "{body}");
-    let (code, body) = step("remove", "test-0");
-    assert_eq!(code, 409, "{body}");
-    assert!(body.contains("own member"), "{body}");
     let (code, body) = step("leave", "test-2");
     assert_eq!(code, 404, "{body}");
 
@@ -129,25 +127,45 @@ async fn a_member_leaves_after_leadership_moved_and_its_process_stopped_never_co
     assert!(leader == "test-0" || leader == "test-1", "{report}");
     assert_eq!(names(&all[0]).await, ["test-0", "test-1", "test-2"]);
 
-    // Its process stops (the StatefulSet shrank), then it leaves.
+    // It leaves while it runs (its etcd then stops by itself), and its
+    // process stops (the StatefulSet shrank).
     let mut c = etcd_client::Client::connect(&all[..2], None).await.unwrap();
     c.put("before", "scale-in", None).await.unwrap();
-    members[2].stop();
     let (code, body) = step("remove", "test-2");
     assert_eq!(code, 200, "{body}\n{}", sidecar.log());
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["outcome"], "removed", "{report}");
     assert_eq!(report["remaining"], serde_json::json!(["test-0", "test-1"]));
     assert_eq!(names(&all[0]).await, ["test-0", "test-1"]);
+    members[2].stop();
+    // Asked again once the pod is gone (or by an operator restarted
+    // mid-step): nothing to do.
+    let (code, body) = step("remove", "test-2");
+    assert_eq!(code, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["outcome"], "absent", "{report}");
     // The two members serve the data and take writes.
     let got = c.get("before", None).await.unwrap();
     assert_eq!(got.kvs()[0].value(), b"scale-in");
     c.put("after", "scale-in", None).await.unwrap();
 
-    // Asked again (an operator restarted mid-step): nothing to do.
-    let (code, body) = step("remove", "test-2");
-    assert_eq!(code, 200, "{body}");
+    // From two members to one: test-1 leaves while it runs (stopped
+    // first, the two-member cluster would have no quorum to remove it).
+    let (code, body) = step("prepare", "test-1");
+    assert_eq!(code, 200, "{body}\n{}", sidecar.log());
+    let (code, body) = step("remove", "test-1");
+    assert_eq!(code, 200, "{body}\n{}", sidecar.log());
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(report["outcome"], "absent", "{report}");
-    assert_eq!(names(&all[0]).await, ["test-0", "test-1"]);
+    assert_eq!(report["remaining"], serde_json::json!(["test-0"]));
+    members[1].stop();
+    assert_eq!(names(&all[0]).await, ["test-0"]);
+    let mut c = etcd_client::Client::connect(&all[..1], None).await.unwrap();
+    let got = c.get("after", None).await.unwrap();
+    assert_eq!(got.kvs()[0].value(), b"scale-in");
+    c.put("alone", "scale-in", None).await.unwrap();
+
+    // The last member never leaves.
+    let (code, body) = step("remove", "test-0");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("only member"), "{body}");
 }

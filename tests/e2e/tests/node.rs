@@ -216,6 +216,8 @@ struct Written {
     failed: Vec<String>,
     /// The longest time one write took, retries included.
     longest: Duration,
+    /// Every write's time, retries included, in order.
+    latencies: Vec<Duration>,
 }
 
 /// How long the writer retries one write before it counts as failed
@@ -285,6 +287,7 @@ async fn write_until(endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Written {
         retried: 0,
         failed: Vec::new(),
         longest: Duration::ZERO,
+        latencies: Vec::new(),
     };
     let mut client: Option<etcd_client::Client> = None;
     let mut n = 0u64;
@@ -330,6 +333,7 @@ async fn write_until(endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Written {
             }
         }
         out.longest = out.longest.max(began.elapsed());
+        out.latencies.push(began.elapsed());
         n += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -340,12 +344,21 @@ impl Written {
     /// One line for the test's output.
     fn summary(&self) -> String {
         format!(
-            "{} writes acknowledged, {} failed, {} retried attempts, longest write {:.1}s",
+            "{} writes acknowledged, {} failed, {} retried attempts, p99 write {:.3}s, longest write {:.1}s",
             self.acked.len(),
             self.failed.len(),
             self.retried,
+            self.p99().as_secs_f64(),
             self.longest.as_secs_f64()
         )
+    }
+
+    /// The 99th percentile of the writes' latencies (retries included).
+    fn p99(&self) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        let i = (sorted.len() * 99 / 100).min(sorted.len().saturating_sub(1));
+        sorted.get(i).copied().unwrap_or_default()
     }
 
     /// No write was given up, and enough went through to mean something.

@@ -1,20 +1,22 @@
-//! Scale-in: a member of this Etcd leaves the cluster, in two steps that
-//! the operator drives around shrinking the StatefulSet by one.
+//! Scale-in: a member of this Etcd leaves the cluster, in steps that the
+//! operator drives around shrinking the StatefulSet by one.
 //!
 //! 1. `prepare` (`POST /members/scale-in/prepare?member=test-2`), while
 //!    the member still runs: every other member must be a started voting
 //!    member that answers (so that the cluster keeps its quorum without
 //!    it), and leadership moves off the member if it leads.
-//! 2. The operator shrinks the StatefulSet; the member's pod stops.
-//! 3. `remove` (`POST /members/scale-in/remove?member=test-2`), once the
-//!    pod is gone: the member leaves the membership, again only while
-//!    every other member answers.
+//! 2. `remove` (`POST /members/scale-in/remove?member=test-2`): the member
+//!    leaves the membership, again only while every other member answers.
+//!    It is removed while it still runs: a 2-member cluster whose leaving
+//!    member stopped first would have no quorum left to remove it.
+//! 3. The operator shrinks the StatefulSet; the member's pod stops.
+//! 4. `remove` again once the pod is gone: a removed member whose etcd
+//!    restarted before its pod stopped joins again as a learner (the
+//!    initializer adds a member that is not in the cluster); a learner does
+//!    not count for the quorum, and this takes it out.
 //!
-//! The member is removed only after its pod stopped: a member removed
-//! while its pod runs would have its etcd exit, restart and join again as
-//! a learner (the initializer adds a member that is not in the cluster),
-//! undoing the removal. Both steps are idempotent: a member that is not
-//! in the cluster is reported `absent`.
+//! Every step is idempotent: a member that is not in the cluster is
+//! reported `absent`.
 
 use etcd_client::Member;
 use serde::Serialize;
@@ -123,20 +125,16 @@ pub async fn prepare(
     })
 }
 
-/// Step 3: removes `member` from the cluster (its pod is gone), while every
-/// other member answers as a started voting member. A sidecar never
-/// removes its own member.
+/// Steps 2 and 4: removes `member` from the cluster while every other
+/// member answers as a started voting member (moving leadership off it
+/// first if it leads). The request may reach the leaving member's own
+/// sidecar: it removes its own member then.
 pub async fn remove(
     args: &EtcdArgs,
     endpoints: &[String],
     self_name: &str,
     member: &str,
 ) -> Result<ScaleInReport, CutOverError> {
-    if member == self_name {
-        return Err(CutOverError::Refused(format!(
-            "{member} is this sidecar's own member: its pod must be gone before it is removed"
-        )));
-    }
     let (leaving, remaining) = split(args, endpoints, self_name, member).await?;
     let Some(leaving) = leaving else {
         return Ok(absent(member, &remaining));

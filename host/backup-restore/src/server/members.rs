@@ -1,8 +1,8 @@
 //! Member operations' answers, and
-//! `POST /members/scale-in/{prepare,remove}?member=<name>`: the two steps
-//! of removing a member of this Etcd (`crate::etcd::scale_in`). 200 with
+//! `POST /members/scale-in/{prepare,remove}?member=<name>`: the steps of
+//! removing a member of this Etcd (`crate::etcd::scale_in`). 200 with
 //! the report; 409 when refused (not a member of this Etcd, the last
-//! member, this sidecar's own member); 503 while another member is not a
+//! member); 503 while another member is not a
 //! healthy voting member (removing this one could cost the quorum); 500
 //! when etcd refuses a call.
 

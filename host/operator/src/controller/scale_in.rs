@@ -4,18 +4,19 @@
 //!
 //! 1. a sidecar checks that every other member is a healthy voting member
 //!    and moves leadership off the leaving one
-//!    (`POST /members/scale-in/prepare`); while it refuses, nothing
-//!    changes and the `MembersScaledIn` condition says why;
+//!    (`POST /members/scale-in/prepare`), then removes it from the etcd
+//!    membership while it still runs (`POST /members/scale-in/remove`: a
+//!    2-member cluster whose leaving member stopped first would have no
+//!    quorum left to remove it); while either refuses, nothing changes and
+//!    the `MembersScaledIn` condition says why;
 //! 2. the StatefulSet is annotated with the leaving ordinal
 //!    ([`names::SCALE_IN_ANNOTATION`], the durable record of the step) and
 //!    shrunk by one, with the member lease, the PDB and the configuration;
-//! 3. once the leaving pod is gone, a sidecar removes the member from the
-//!    etcd membership (`POST /members/scale-in/remove`); only then is the
-//!    annotation dropped, and the member's claim deleted if
-//!    `pvcRetentionPolicy` is `DeleteAll` (kept with `RetainAll`).
-//!
-//! The member leaves the membership only after its pod stopped: removed
-//! while running, its etcd would exit, restart and join again as a learner.
+//! 3. once the leaving pod is gone, the removal is asked again (a removed
+//!    member whose etcd restarted before the pod stopped joins again as a
+//!    learner, which does not count for the quorum; this takes it out);
+//!    only then is the annotation dropped, and the member's claim deleted
+//!    if `pvcRetentionPolicy` is `DeleteAll` (kept with `RetainAll`).
 //!
 //! `spec.replicas: 0` hibernates: a final full snapshot, then the
 //! StatefulSet goes to 0 and the claims stay ([`hibernate`]).
@@ -130,12 +131,18 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
     }
     let ordinal = current - 1;
     let member = names::member(model, ordinal);
-    match step(ctx, model, "prepare", &member).await {
+    // Prepared (the others healthy, leadership moved), then out of the
+    // membership while it still runs.
+    let removed = match step(ctx, model, "prepare", &member).await {
+        Ok(_) => step(ctx, model, "remove", &member).await,
+        Err(e) => Err(e),
+    };
+    match removed {
         Ok(report) => {
             annotate(ctx, model, Some(ordinal)).await?;
             let message = format!(
-                "scaling in from {current} to {wanted} members: {member} is leaving (leadership is with {}); \
-                 the StatefulSet shrinks to {ordinal} replicas, then the member leaves the cluster",
+                "scaling in from {current} to {wanted} members: {member} left the cluster (leadership is with {}); \
+                 the StatefulSet shrinks to {ordinal} replicas",
                 report["leader"].as_str().unwrap_or("another member")
             );
             super::publish(
@@ -245,9 +252,9 @@ async fn hibernate(
     }
 }
 
-/// Step 3 for `ordinal`: once its pod is gone, the member leaves the
-/// membership, the annotation goes and the claim follows the retention
-/// policy.
+/// Step 3 for `ordinal`: once its pod is gone, the member is out of the
+/// membership (again), the annotation goes and the claim follows the
+/// retention policy.
 async fn finish_removal(
     ctx: &Context,
     etcd: &Etcd,
@@ -259,7 +266,7 @@ async fn finish_removal(
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &model.namespace);
     if pods.get_metadata_opt(&pod).await?.is_some() {
         return Ok(ScaleIn::InProgress(format!(
-            "{member} is leaving: waiting for its pod {pod} to stop before it leaves the cluster"
+            "{member} left the cluster: waiting for its pod {pod} to stop"
         )));
     }
     let report = match step(ctx, model, "remove", &member).await {
@@ -267,7 +274,7 @@ async fn finish_removal(
         Err(why) => {
             tracing::info!(etcd = %model.name, namespace = %model.namespace, %member, %why, "scale-in: the removal waits");
             return Ok(ScaleIn::Waiting(format!(
-                "{member}'s pod stopped, but the member cannot leave the cluster yet: {why}"
+                "{member}'s pod stopped, but its removal from the cluster cannot be confirmed yet: {why}"
             )));
         }
     };
@@ -292,9 +299,9 @@ async fn finish_removal(
     let message = format!(
         "{member} left the cluster ({}); {claim_note}; members now: {}",
         if outcome == "absent" {
-            "it was no longer a member"
+            "and its pod stopped"
         } else {
-            "removed"
+            "it had joined again as its pod stopped, and was removed again"
         },
         report["remaining"]
             .as_array()
