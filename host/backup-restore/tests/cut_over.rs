@@ -12,32 +12,10 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Sidecar, SidecarOptions, Store};
+use common::{Sidecar, SidecarOptions, Store, http_post as post};
 use druid_test_support::EtcdCluster;
 
 const NAMES: [&str; 5] = ["test-0", "test-1", "test-2", "source-0", "source-1"];
-
-/// POST through curl: the status and the body.
-fn post(url: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-X",
-            "POST",
-            "--max-time",
-            "180",
-            "-w",
-            "\n%{http_code}",
-            url,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_string())
-}
 
 async fn members(endpoint: &str) -> Vec<(String, u64)> {
     let mut c = etcd_client::Client::connect([endpoint], None)

@@ -97,6 +97,26 @@ async fn claim_kept(ns: &str, name: &str) -> bool {
         .is_some_and(|c| c.metadata.deletion_timestamp.is_none())
 }
 
+/// Asks for the deletion of Etcd `test` in `ns`, without waiting.
+fn delete_no_wait(ns: &str) {
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "delete",
+        "etcd",
+        "test",
+        "--wait=false",
+    ]));
+}
+
+/// Waits until Etcd `test` in `ns` is gone.
+async fn wait_gone(ns: &str) {
+    wait_for("the Etcd to be gone", || async {
+        etcd(ns).await.is_none().then_some(())
+    })
+    .await;
+}
+
 /// A fake of the sidecar's HTTP API (see the module's comment): the
 /// scale-in steps, answered with `scale_in_status` (503 as the real one
 /// does while another member is unhealthy, or 200 with its report), and
@@ -291,14 +311,7 @@ async fn deletion_keeps_the_claims_until_the_final_snapshot_is_taken_or_knowingl
         .port();
     create_etcd(ns, 1, unused);
     claim(ns, 0).await;
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "delete",
-        "etcd",
-        "test",
-        "--wait=false",
-    ]));
+    delete_no_wait(ns);
     let warning = wait_for_event(ns, "a FinalSnapshotFailed warning", |e| {
         e.reason.as_deref() == Some("FinalSnapshotFailed")
     })
@@ -327,10 +340,7 @@ async fn deletion_keeps_the_claims_until_the_final_snapshot_is_taken_or_knowingl
         "test",
         "druid.gardener.cloud/skip-final-snapshot=true",
     ]));
-    wait_for("the Etcd to be gone", || async {
-        etcd(ns).await.is_none().then_some(())
-    })
-    .await;
+    wait_gone(ns).await;
     assert!(
         !claim_kept(ns, "test-test-0").await,
         "the claim stayed (DeleteAll)"
@@ -342,14 +352,7 @@ async fn deletion_keeps_the_claims_until_the_final_snapshot_is_taken_or_knowingl
     let sidecar = fake_sidecar().await;
     create_etcd(ns, 1, sidecar.port);
     claim(ns, 0).await;
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "delete",
-        "etcd",
-        "test",
-        "--wait=false",
-    ]));
+    delete_no_wait(ns);
     let taken = wait_for_event(ns, "a FinalSnapshotTaken event", |e| {
         e.reason.as_deref() == Some("FinalSnapshotTaken")
     })
@@ -360,10 +363,7 @@ async fn deletion_keeps_the_claims_until_the_final_snapshot_is_taken_or_knowingl
             .unwrap_or_default()
             .contains("Full-00000000-00000009-1765000000.gz.final"),
     );
-    wait_for("the Etcd to be gone", || async {
-        etcd(ns).await.is_none().then_some(())
-    })
-    .await;
+    wait_gone(ns).await;
     assert!(
         !claim_kept(ns, "test-test-0").await,
         "the claim stayed (DeleteAll)"

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::config::EtcdArgs;
 
 /// How long one etcd call may take.
-pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the cluster may take to settle after a step (a new leader, a
 /// removal) before the cut-over stops and is asked again later.
@@ -148,15 +148,7 @@ pub async fn cut_over(
             "{name} is a member of this Etcd, not of the source cluster: refusing to remove it"
         )));
     }
-    let mut client = crate::etcd::connect_any(args, endpoints, CALL_TIMEOUT)
-        .await
-        .map_err(|e| CutOverError::NotReady(e.to_string()))?;
-    let members = client
-        .member_list()
-        .await
-        .map_err(|e| CutOverError::Etcd(format!("cannot list the members: {e}")))?
-        .members()
-        .to_vec();
+    let members = member_list(args, endpoints).await?;
     let (mut leaving, remaining): (Vec<Member>, Vec<Member>) = members
         .into_iter()
         .partition(|m| remove.iter().any(|n| n == m.name()));
@@ -205,6 +197,22 @@ pub async fn cut_over(
         .map(|m| m.name().to_string())
         .unwrap_or_else(|| format!("{leader:x}"));
     Ok(report)
+}
+
+/// The cluster's members, asked through any of `endpoints`.
+pub(super) async fn member_list(
+    args: &EtcdArgs,
+    endpoints: &[String],
+) -> Result<Vec<Member>, CutOverError> {
+    let mut client = crate::etcd::connect_any(args, endpoints, CALL_TIMEOUT)
+        .await
+        .map_err(|e| CutOverError::NotReady(e.to_string()))?;
+    Ok(client
+        .member_list()
+        .await
+        .map_err(|e| CutOverError::Etcd(format!("cannot list the members: {e}")))?
+        .members()
+        .to_vec())
 }
 
 /// Moves leadership from `leader` (one of `leaving`) to the first member of

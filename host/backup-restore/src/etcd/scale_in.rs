@@ -22,7 +22,8 @@ use etcd_client::Member;
 use serde::Serialize;
 
 use super::cut_over::{
-    CutOverError, client_of, is_own, move_leader_off, own_prefix, remove_one, wait_settled,
+    CutOverError, client_of, is_own, member_list, move_leader_off, own_prefix, remove_one,
+    wait_settled,
 };
 use crate::config::EtcdArgs;
 
@@ -58,15 +59,7 @@ async fn split(
              a scale-in removes only this Etcd's own members"
         )));
     }
-    let mut client = crate::etcd::connect_any(args, endpoints, super::cut_over::CALL_TIMEOUT)
-        .await
-        .map_err(|e| CutOverError::NotReady(e.to_string()))?;
-    let members = client
-        .member_list()
-        .await
-        .map_err(|e| CutOverError::Etcd(format!("cannot list the members: {e}")))?
-        .members()
-        .to_vec();
+    let members = member_list(args, endpoints).await?;
     let (leaving, remaining): (Vec<Member>, Vec<Member>) =
         members.into_iter().partition(|m| m.name() == member);
     if !leaving.is_empty() && remaining.is_empty() {
@@ -101,6 +94,20 @@ fn absent(member: &str, remaining: &[Member]) -> ScaleInReport {
     }
 }
 
+/// Waits until every member of `remaining` is a started voter that
+/// answers, and moves leadership off `leaving` if it leads: the leader.
+async fn lead_elsewhere(
+    args: &EtcdArgs,
+    leaving: &Member,
+    remaining: &[Member],
+) -> Result<u64, CutOverError> {
+    let leader = wait_settled(args, remaining).await?;
+    if leader != leaving.id() {
+        return Ok(leader);
+    }
+    move_leader_off(args, std::slice::from_ref(leaving), remaining, leader).await
+}
+
 /// Step 1: checks that every member but `member` answers as a started
 /// voting member and moves leadership off `member` if it leads.
 pub async fn prepare(
@@ -113,10 +120,7 @@ pub async fn prepare(
     let Some(leaving) = leaving else {
         return Ok(absent(member, &remaining));
     };
-    let mut leader = wait_settled(args, &remaining).await?;
-    if leader == leaving.id() {
-        leader = move_leader_off(args, std::slice::from_ref(&leaving), &remaining, leader).await?;
-    }
+    let leader = lead_elsewhere(args, &leaving, &remaining).await?;
     Ok(ScaleInReport {
         member: member.to_string(),
         outcome: "prepared",
@@ -139,10 +143,7 @@ pub async fn remove(
     let Some(leaving) = leaving else {
         return Ok(absent(member, &remaining));
     };
-    let leader = wait_settled(args, &remaining).await?;
-    if leader == leaving.id() {
-        move_leader_off(args, std::slice::from_ref(&leaving), &remaining, leader).await?;
-    }
+    lead_elsewhere(args, &leaving, &remaining).await?;
     let Some(first) = remaining.first() else {
         return Err(CutOverError::Refused(format!(
             "{member} is the only member"

@@ -23,6 +23,9 @@ use crate::metrics::{Metrics, RestoreLabels, Succeeded};
 use crate::restore;
 use crate::store::Snapstore;
 
+/// How long one attempt to add this member as a learner may take.
+const MEMBER_ADD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How thoroughly to validate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -411,34 +414,40 @@ impl Initializer<'_> {
         let deadline = adding + Duration::from_secs(120);
         let mut backoff = Duration::from_secs(1);
         loop {
-            match client
-                .member_add(
+            // Each attempt is bounded: etcd 3.4 never answers a proposal
+            // that raft ignored ("ignoring conf change" while another
+            // member's addition is pending, as when two members of a
+            // scale-up ask at the same moment).
+            let attempt = tokio::time::timeout(
+                MEMBER_ADD_TIMEOUT,
+                client.member_add(
                     self.restore.initial_advertise_peer_urls.clone(),
                     Some(etcd_client::MemberAddOptions::new().with_is_learner()),
-                )
-                .await
-            {
-                Ok(_) => {
+                ),
+            )
+            .await;
+            let why = match attempt {
+                Ok(Ok(_)) => {
                     self.metrics
                         .add_learner_duration
                         .observe(adding.elapsed().as_secs_f64());
                     return Ok(Outcome::RejoinAsLearner);
                 }
-                Err(e) if e.to_string().contains("already exists") => {
+                Ok(Err(e)) if e.to_string().contains("already exists") => {
                     return Ok(Outcome::RejoinAsLearner);
                 }
-                Err(e) if Instant::now() < deadline => {
-                    tracing::info!(error = %e, retry_in_s = backoff.as_secs(), "adding this member as a learner failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => {
-                    return Err(InitError::Other(format!(
-                        "cannot add {} as a learner: {e}",
-                        self.restore.name
-                    )));
-                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("etcd did not answer within {MEMBER_ADD_TIMEOUT:?}"),
+            };
+            if Instant::now() >= deadline {
+                return Err(InitError::Other(format!(
+                    "cannot add {} as a learner: {why}",
+                    self.restore.name
+                )));
             }
+            tracing::info!(error = %why, retry_in_s = backoff.as_secs(), "adding this member as a learner failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
 }

@@ -370,10 +370,28 @@ pub fn probe_get(url: &str, tls: Option<&CurlTls>) -> Result<(u16, String), Stri
     curl_get(url, tls, 5)
 }
 
+/// POST with an empty body through curl (member operations wait for the
+/// cluster to settle: up to 3 minutes): the status and the body.
+pub fn http_post(url: &str) -> (u16, String) {
+    curl(url, None, 180, true).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn curl_get(url: &str, tls: Option<&CurlTls>, max_seconds: u32) -> Result<(u16, String), String> {
+    curl(url, tls, max_seconds, false)
+}
+
+fn curl(
+    url: &str,
+    tls: Option<&CurlTls>,
+    max_seconds: u32,
+    post: bool,
+) -> Result<(u16, String), String> {
     let mut c = Command::new("curl");
     let max = max_seconds.to_string();
     c.args(["-sS", "--max-time", max.as_str(), "-w", "\n%{http_code}"]);
+    if post {
+        c.args(["-X", "POST"]);
+    }
     if let Some(tls) = tls {
         c.arg("--cacert").arg(&tls.ca);
         if let Some((cert, key)) = &tls.client {
