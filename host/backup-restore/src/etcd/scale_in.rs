@@ -5,15 +5,17 @@
 //!    the member still runs: every other member must be a started voting
 //!    member that answers (so that the cluster keeps its quorum without
 //!    it), and leadership moves off the member if it leads.
-//! 2. `remove` (`POST /members/scale-in/remove?member=test-2`): the member
-//!    leaves the membership, again only while every other member answers.
-//!    It is removed while it still runs: a 2-member cluster whose leaving
-//!    member stopped first would have no quorum left to remove it.
-//! 3. The operator shrinks the StatefulSet; the member's pod stops.
-//! 4. `remove` again once the pod is gone: a removed member whose etcd
-//!    restarted before its pod stopped joins again as a learner (the
-//!    initializer adds a member that is not in the cluster); a learner does
-//!    not count for the quorum, and this takes it out.
+//! 2. The operator shrinks the StatefulSet; the member's pod stops
+//!    gracefully (its clients' requests finish or fail as Unavailable).
+//! 3. `remove` (`POST /members/scale-in/remove?member=test-2`) once the
+//!    pod is gone: the member leaves the membership, again only while
+//!    every other member answers.
+//!
+//! From 2 members to 1, `remove` comes before the shrink, while the member
+//! still runs: stopped first, the other member alone would have no quorum
+//! to remove it (a request in flight on the removed member then fails with
+//! `raft: stopped`). `remove` after the shrink then takes out a learner
+//! that re-added itself if its etcd exited before its pod stopped.
 //!
 //! Every step is idempotent: a member that is not in the cluster is
 //! reported `absent`.

@@ -4,19 +4,22 @@
 //!
 //! 1. a sidecar checks that every other member is a healthy voting member
 //!    and moves leadership off the leaving one
-//!    (`POST /members/scale-in/prepare`), then removes it from the etcd
-//!    membership while it still runs (`POST /members/scale-in/remove`: a
-//!    2-member cluster whose leaving member stopped first would have no
-//!    quorum left to remove it); while either refuses, nothing changes and
-//!    the `MembersScaledIn` condition says why;
+//!    (`POST /members/scale-in/prepare`); from 2 members it also removes
+//!    it from the etcd membership while it still runs
+//!    (`POST /members/scale-in/remove`: stopped first, the other member
+//!    alone would have no quorum to remove it); while a step refuses,
+//!    nothing changes and the `MembersScaledIn` condition says why;
 //! 2. the StatefulSet is annotated with the leaving ordinal
 //!    ([`names::SCALE_IN_ANNOTATION`], the durable record of the step) and
 //!    shrunk by one, with the member lease, the PDB and the configuration;
-//! 3. once the leaving pod is gone, the removal is asked again (a removed
-//!    member whose etcd restarted before the pod stopped joins again as a
-//!    learner, which does not count for the quorum; this takes it out);
-//!    only then is the annotation dropped, and the member's claim deleted
-//!    if `pvcRetentionPolicy` is `DeleteAll` (kept with `RetainAll`).
+//! 3. once the leaving pod is gone, the member is removed from the
+//!    membership (from 3 members or more its pod stopped gracefully first,
+//!    so that its clients see Unavailable, which they retry elsewhere, and
+//!    the others keep a quorum; from 2 this confirms the earlier removal
+//!    and takes out a learner that re-added itself when its etcd exited
+//!    before the pod stopped); only then is the annotation dropped, and
+//!    the member's claim deleted if `pvcRetentionPolicy` is `DeleteAll`
+//!    (kept with `RetainAll`).
 //!
 //! `spec.replicas: 0` hibernates: a final full snapshot, then the
 //! StatefulSet goes to 0 and the claims stay ([`hibernate`]).
@@ -131,18 +134,29 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
     }
     let ordinal = current - 1;
     let member = names::member(model, ordinal);
-    // Prepared (the others healthy, leadership moved), then out of the
-    // membership while it still runs.
-    let removed = match step(ctx, model, "prepare", &member).await {
+    // Prepared (the others healthy, leadership moved). From 3 members or
+    // more, the member's pod stops first and it leaves the membership
+    // after (a graceful stop: its clients' requests in flight finish or
+    // fail as Unavailable, which clients retry elsewhere; the others keep
+    // a quorum meanwhile). From 2, it leaves while it runs: stopped first,
+    // the other alone would have no quorum to remove it.
+    let stop_first = current >= 3;
+    let ready = match step(ctx, model, "prepare", &member).await {
+        Ok(report) if stop_first => Ok(report),
         Ok(_) => step(ctx, model, "remove", &member).await,
         Err(e) => Err(e),
     };
-    match removed {
+    match ready {
         Ok(report) => {
             annotate(ctx, model, Some(ordinal)).await?;
             let message = format!(
-                "scaling in from {current} to {wanted} members: {member} left the cluster (leadership is with {}); \
+                "scaling in from {current} to {wanted} members: {member} {} (leadership is with {}); \
                  the StatefulSet shrinks to {ordinal} replicas",
+                if stop_first {
+                    "is leaving: its pod stops, then it leaves the cluster"
+                } else {
+                    "left the cluster"
+                },
                 report["leader"].as_str().unwrap_or("another member")
             );
             super::publish(
@@ -266,7 +280,7 @@ async fn finish_removal(
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &model.namespace);
     if pods.get_metadata_opt(&pod).await?.is_some() {
         return Ok(ScaleIn::InProgress(format!(
-            "{member} left the cluster: waiting for its pod {pod} to stop"
+            "{member} is leaving: waiting for its pod {pod} to stop"
         )));
     }
     let report = match step(ctx, model, "remove", &member).await {
@@ -299,9 +313,9 @@ async fn finish_removal(
     let message = format!(
         "{member} left the cluster ({}); {claim_note}; members now: {}",
         if outcome == "absent" {
-            "and its pod stopped"
+            "removed while it ran, and its pod stopped"
         } else {
-            "it had joined again as its pod stopped, and was removed again"
+            "its pod stopped, then it was removed"
         },
         report["remaining"]
             .as_array()
