@@ -246,8 +246,9 @@ async fn a_scale_in_waits_while_a_member_is_unhealthy_then_removes_the_highest_o
         "a removal was asked while the prepare step was refused"
     );
 
-    // Healthy again: test-2 is prepared, the StatefulSet shrinks, and (no
-    // pod test-2 exists here) the member is removed; its claim goes
+    // Healthy again: test-2 is prepared, the StatefulSet shrinks, and
+    // once its pod is gone (none exists here) the member is removed; its
+    // claim goes
     // (pvcRetentionPolicy: DeleteAll) and the record of the step too.
     sidecar.scale_in_status.store(200, Ordering::SeqCst);
     wait_for("MembersScaledIn=True/ScaleInSucceeded", || async {
@@ -281,12 +282,10 @@ async fn a_scale_in_waits_while_a_member_is_unhealthy_then_removes_the_highest_o
     let first_remove = requests.iter().position(|r| r == "remove test-2").unwrap();
     let first_prepare = requests.iter().position(|r| r == "prepare test-2").unwrap();
     assert!(first_prepare < first_remove, "{requests:?}");
-    // Removed while running, then again once the pod is gone (none runs
-    // here).
-    assert!(
-        requests.iter().filter(|r| *r == "remove test-2").count() >= 2,
-        "{requests:?}"
-    );
+    // From 3 members, removed only once its pod is gone (none runs here),
+    // after the shrink: never while it runs.
+    let removes = requests.iter().filter(|r| *r == "remove test-2").count();
+    assert!(removes >= 1, "{requests:?}");
     assert!(
         requests.iter().all(|r| r.ends_with("test-2")),
         "another member was touched: {requests:?}"

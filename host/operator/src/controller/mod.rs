@@ -321,12 +321,27 @@ pub(crate) async fn publish(
     reason: &str,
     note: &str,
 ) {
+    publish_related(ctx, etcd, type_, action, reason, note, None).await;
+}
+
+/// As [`publish`], with a related object (`related`): events that differ
+/// only in it are kept apart (the recorder folds events with the same
+/// reason, action and objects into one series, keeping the first note).
+pub(crate) async fn publish_related(
+    ctx: &Context,
+    etcd: &Etcd,
+    type_: EventType,
+    action: &str,
+    reason: &str,
+    note: &str,
+    related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+) {
     let ev = Event {
         type_,
         reason: reason.into(),
         note: Some(note.chars().take(1000).collect()),
         action: action.into(),
-        secondary: None,
+        secondary: related,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &etcd.object_ref(&())).await {
         tracing::debug!(error = %e, reason, "cannot publish event");

@@ -159,13 +159,14 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
                 },
                 report["leader"].as_str().unwrap_or("another member")
             );
-            super::publish(
+            super::publish_related(
                 ctx,
                 etcd,
                 EventType::Normal,
                 EVENT_ACTION,
                 "ScaleInStep",
                 &message,
+                Some(pod_ref(model, ordinal)),
             )
             .await;
             tracing::info!(etcd = %model.name, namespace = %model.namespace, %member, from = current, to = wanted, "scale-in: shrinking the StatefulSet by one");
@@ -326,17 +327,30 @@ async fn finish_removal(
                 .join(", "))
             .unwrap_or_default()
     );
-    super::publish(
+    super::publish_related(
         ctx,
         etcd,
         EventType::Normal,
         EVENT_ACTION,
         "MemberRemoved",
         &message,
+        Some(pod_ref(model, ordinal)),
     )
     .await;
     tracing::info!(etcd = %model.name, namespace = %model.namespace, %member, %message, "scale-in: member removed");
     Ok(ScaleIn::Done(message))
+}
+
+/// A reference to the pod of `ordinal`, the related object of its events
+/// (one event per member, not one series for all).
+fn pod_ref(model: &EtcdModel, ordinal: i32) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(model.namespace.clone()),
+        name: Some(names::pod(&names::statefulset(&model.name), ordinal)),
+        ..Default::default()
+    }
 }
 
 /// Sets (or, with `None`, removes) the StatefulSet's record of the leaving
