@@ -97,6 +97,16 @@ async fn claim_kept(ns: &str, name: &str) -> bool {
         .is_some_and(|c| c.metadata.deletion_timestamp.is_none())
 }
 
+/// Waits until `MembersScaledIn` has `status` and `reason`: its message.
+async fn scale_in_condition(ns: &str, status: &str, reason: &str) -> String {
+    wait_for(&format!("MembersScaledIn={status}/{reason}"), || async {
+        condition(&etcd(ns).await?, "MembersScaledIn")
+            .filter(|(s, r, _)| s == status && r == reason)
+            .map(|(_, _, m)| m)
+    })
+    .await
+}
+
 /// Asks for the deletion of Etcd `test` in `ns`, without waiting.
 fn delete_no_wait(ns: &str) {
     ok(&kubectl(&[
@@ -224,12 +234,7 @@ async fn a_scale_in_waits_while_a_member_is_unhealthy_then_removes_the_highest_o
     // says why.
     sidecar.scale_in_status.store(503, Ordering::SeqCst);
     patch_etcd(ns, r#"{"spec":{"replicas":2}}"#);
-    let waiting = wait_for("MembersScaledIn=False/ScaleInWaiting", || async {
-        condition(&etcd(ns).await?, "MembersScaledIn")
-            .filter(|(s, r, _)| s == "False" && r == "ScaleInWaiting")
-            .map(|(_, _, m)| m)
-    })
-    .await;
+    let waiting = scale_in_condition(ns, "False", "ScaleInWaiting").await;
     assert!(
         waiting.contains("test-2") && waiting.contains("test-1 does not answer"),
         "{waiting}"
@@ -251,12 +256,7 @@ async fn a_scale_in_waits_while_a_member_is_unhealthy_then_removes_the_highest_o
     // claim goes
     // (pvcRetentionPolicy: DeleteAll) and the record of the step too.
     sidecar.scale_in_status.store(200, Ordering::SeqCst);
-    wait_for("MembersScaledIn=True/ScaleInSucceeded", || async {
-        condition(&etcd(ns).await?, "MembersScaledIn")
-            .filter(|(s, r, _)| s == "True" && r == "ScaleInSucceeded")
-            .map(|_| ())
-    })
-    .await;
+    scale_in_condition(ns, "True", "ScaleInSucceeded").await;
     let removed = wait_for_event(ns, "a MemberRemoved event", |e| {
         e.reason.as_deref() == Some("MemberRemoved")
     })
@@ -389,12 +389,7 @@ async fn hibernation_waits_for_the_final_snapshot_and_keeps_the_claims() {
     // and a warning say why and how to go on.
     sidecar.scale_in_status.store(500, Ordering::SeqCst);
     patch_etcd(ns, r#"{"spec":{"replicas":0}}"#);
-    let waiting = wait_for("MembersScaledIn=False/ScaleInWaiting", || async {
-        condition(&etcd(ns).await?, "MembersScaledIn")
-            .filter(|(s, r, _)| s == "False" && r == "ScaleInWaiting")
-            .map(|(_, _, m)| m)
-    })
-    .await;
+    let waiting = scale_in_condition(ns, "False", "ScaleInWaiting").await;
     assert!(
         waiting.contains("the bucket does not exist")
             && waiting.contains("druid.gardener.cloud/skip-final-snapshot=true"),
@@ -405,12 +400,7 @@ async fn hibernation_waits_for_the_final_snapshot_and_keeps_the_claims() {
     // The store works again: the final snapshot, then 0 replicas; the
     // claim stays for the wake-up.
     sidecar.scale_in_status.store(200, Ordering::SeqCst);
-    let done = wait_for("MembersScaledIn=True", || async {
-        condition(&etcd(ns).await?, "MembersScaledIn")
-            .filter(|(s, _, _)| s == "True")
-            .map(|(_, _, m)| m)
-    })
-    .await;
+    let done = scale_in_condition(ns, "True", "ScaleInSucceeded").await;
     assert!(
         done.contains("Full-00000000-00000009-1765000000.gz.final"),
         "{done}"

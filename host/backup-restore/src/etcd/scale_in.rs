@@ -131,10 +131,11 @@ pub async fn prepare(
     })
 }
 
-/// Steps 2 and 4: removes `member` from the cluster while every other
-/// member answers as a started voting member (moving leadership off it
-/// first if it leads). The request may reach the leaving member's own
-/// sidecar: it removes its own member then.
+/// Step 3 (and, from 2 members to 1, the removal before the shrink):
+/// removes `member` from the cluster while every other member answers as a
+/// started voting member (moving leadership off it first if it leads).
+/// The request may reach the leaving member's own sidecar: it removes its
+/// own member then.
 pub async fn remove(
     args: &EtcdArgs,
     endpoints: &[String],
