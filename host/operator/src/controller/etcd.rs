@@ -238,10 +238,7 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
         if let Ok(mut applied) = ctx.applied.lock() {
             // A scale-in under way is not up to date: its next step is
             // taken at the next reconcile.
-            let scaling = matches!(
-                scale_step,
-                Some(ScaleIn::InProgress(_) | ScaleIn::Waiting(_))
-            );
+            let scaling = scale_step.as_ref().is_some_and(ScaleIn::is_under_way);
             if matches!(outcome, SpecOutcome::Reconciled) && !scaling {
                 applied.insert(key, (Instant::now(), etcd.metadata.generation));
             } else {
@@ -257,10 +254,7 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     if let Ok(model) = &model {
         observed.cut_over = super::cut_over::sync(ctx, etcd, model).await;
     }
-    let scaling = matches!(
-        scale_step,
-        Some(ScaleIn::InProgress(_) | ScaleIn::Waiting(_))
-    );
+    let scaling = scale_step.as_ref().is_some_and(ScaleIn::is_under_way);
     observed.scale_in = scale_step;
     // The StatefulSet just applied is newer than the watch cache's copy.
     if let Some(sts) = applied_sts

@@ -19,6 +19,13 @@ pub enum ScaleIn {
     Done(String),
 }
 
+impl ScaleIn {
+    /// Whether a step is still to come (in progress or waiting).
+    pub fn is_under_way(&self) -> bool {
+        !matches!(self, ScaleIn::Done(_))
+    }
+}
+
 /// Reason while members are leaving.
 pub const IN_PROGRESS: &str = "ScaleInInProgress";
 /// Reason while a step cannot be taken (it is retried).
