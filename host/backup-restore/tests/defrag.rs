@@ -438,7 +438,9 @@ async fn a_learner_a_member_down_or_a_rolling_update_blocks_the_run() {
         .unwrap();
         pods.create(&Default::default(), &pod).await.unwrap();
     }
-    let set_status = |current: &str, update: &str, ready: i32| serde_json::json!({"status": {"replicas": 3, "readyReplicas": ready, "currentRevision": current, "updateRevision": update}});
+    // currentRevision stays at the first revision, as the StatefulSet
+    // controller leaves it under OnDelete: the updated replicas count.
+    let set_status = |updated: i32, ready: i32| serde_json::json!({"status": {"replicas": 3, "readyReplicas": ready, "updatedReplicas": updated, "currentRevision": "etcd-1", "updateRevision": "etcd-2"}});
     let patch = |value: serde_json::Value| {
         let sets = sets.clone();
         async move {
@@ -451,7 +453,7 @@ async fn a_learner_a_member_down_or_a_rolling_update_blocks_the_run() {
             .unwrap();
         }
     };
-    patch(set_status("etcd-1", "etcd-2", 3)).await;
+    patch(set_status(2, 3)).await;
 
     let mut cluster = Cluster::start(
         "blocked",
@@ -476,9 +478,9 @@ async fn a_learner_a_member_down_or_a_rolling_update_blocks_the_run() {
     // A rolling update.
     refused("rolling update of StatefulSet etcd");
     // A pod not ready (restart, scale-up).
-    patch(set_status("etcd-2", "etcd-2", 2)).await;
+    patch(set_status(3, 2)).await;
     refused("2 of 3 pods ready");
-    patch(set_status("etcd-2", "etcd-2", 3)).await;
+    patch(set_status(3, 3)).await;
 
     // A learner: a scale-up in progress.
     let mut client = cluster.client().await;

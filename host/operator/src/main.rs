@@ -77,6 +77,11 @@ struct Args {
     /// (its delay doubles from one second up to this).
     #[arg(long, default_value_t = Settings::default().retry_backoff_max.as_secs())]
     retry_backoff_max_seconds: u64,
+    /// Seconds a member replaced by a rolling update may take to become
+    /// ready before the roll is reported stopped (`AllMembersUpdated`
+    /// False, `UpdateStalled`; no other member is replaced meanwhile).
+    #[arg(long, default_value_t = Settings::default().update_stall_after.as_secs())]
+    update_stall_seconds: u64,
     /// Elect one active replica through a Lease (run several for failover).
     #[arg(long, env = "DRUID_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -295,6 +300,7 @@ async fn run() -> anyhow::Result<()> {
         manual_reconcile: args.manual_reconcile,
         workers: args.workers.max(1),
         retry_backoff_max: Duration::from_secs(args.retry_backoff_max_seconds.max(1)),
+        update_stall_after: Duration::from_secs(args.update_stall_seconds.max(1)),
         compaction,
         wiring,
         operator_pods,

@@ -1,5 +1,5 @@
-//! Scale-in and the final snapshot before deletion, against a real
-//! kube-apiserver and the real `druid` binary.
+//! Scale-in, the final snapshot before deletion and the roll, against a
+//! real kube-apiserver and the real `druid` binary.
 //!
 //! No kubelet runs here, so no pod and no sidecar either: the operator
 //! reaches "the sidecar" at `http://127.0.0.1:{port}`
@@ -22,8 +22,9 @@ use common::{
 };
 use druid_api::Etcd;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::api::PostParams;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt as _};
 
 fn operator() -> &'static common::Operator {
@@ -432,4 +433,346 @@ async fn hibernation_waits_for_the_final_snapshot_and_keeps_the_claims() {
     })
     .await;
     assert!(claim_kept(ns, "test-test-0").await);
+}
+
+/// A member pod of ordinal `i` as the StatefulSet controller makes it
+/// (none runs here): the selector's labels, its revision, the owner
+/// reference; then its status as a kubelet would report it: Ready, or
+/// not, with a container `waiting` for `reason`.
+async fn member_pod(ns: &str, i: u32, revision: &str, ready: bool, waiting: Option<&str>) {
+    let sts = statefulset(ns).await.unwrap();
+    let mut labels = sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .selector
+        .match_labels
+        .clone()
+        .unwrap();
+    labels.insert("controller-revision-hash".into(), revision.into());
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": format!("test-{i}"),
+            "labels": labels,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "test",
+                                 "uid": sts.uid().unwrap(), "controller": true}],
+        },
+        "spec": {"containers": [{"name": "etcd", "image": "etcd"}]},
+    }))
+    .unwrap();
+    let pods = Api::<Pod>::namespaced(client().await, ns);
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let state = match waiting {
+        Some(reason) => {
+            serde_json::json!({"waiting": {"reason": reason, "message": "Back-off pulling image \"etcd:broken\""}})
+        }
+        None => serde_json::json!({"running": {}}),
+    };
+    let status = serde_json::json!({"status": {
+        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+        "containerStatuses": [{"name": "etcd", "ready": ready, "restartCount": 0, "image": "etcd",
+                               "imageID": "", "state": state}],
+    }});
+    pods.patch_status(
+        &format!("test-{i}"),
+        &PatchParams::default(),
+        &Patch::Merge(status),
+    )
+    .await
+    .unwrap();
+}
+
+/// Marks pod `test-{i}` Ready.
+async fn pod_ready(ns: &str, i: u32) {
+    let status = serde_json::json!({"status": {
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [{"name": "etcd", "ready": true, "restartCount": 0, "image": "etcd",
+                               "imageID": "", "state": {"running": {}}}],
+    }});
+    Api::<Pod>::namespaced(client().await, ns)
+        .patch_status(
+            &format!("test-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(status),
+        )
+        .await
+        .unwrap();
+}
+
+/// Whether pod `test-{i}` exists.
+async fn pod_exists(ns: &str, i: u32) -> bool {
+    Api::<Pod>::namespaced(client().await, ns)
+        .get_opt(&format!("test-{i}"))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// The StatefulSet's status as its controller would write it: rolling to
+/// `revision` with `updated` of 3 replicas there, all ready (its
+/// currentRevision stays at the first one, as under OnDelete).
+async fn sts_rolling_to(ns: &str, revision: &str, updated: i32) {
+    let sts = statefulset(ns).await.unwrap();
+    let status = serde_json::json!({"status": {
+        "observedGeneration": sts.metadata.generation, "replicas": 3, "readyReplicas": 3,
+        "updatedReplicas": updated, "currentReplicas": 3,
+        "currentRevision": "test-old", "updateRevision": revision,
+    }});
+    Api::<StatefulSet>::namespaced(client().await, ns)
+        .patch_status("test", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+/// Member lease `test-{i}` renewed now with `role`, as its sidecar does.
+async fn lease_role(ns: &str, i: u32, role: &str) {
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    let patch = serde_json::json!({"spec": {
+        "holderIdentity": format!("{i}a{i}:{role}"), "renewTime": now,
+    }});
+    Api::<Lease>::namespaced(client().await, ns)
+        .patch(
+            &format!("test-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until `AllMembersUpdated` has `status` and `reason`: its message.
+async fn updated_condition(ns: &str, status: &str, reason: &str) -> String {
+    wait_for(&format!("AllMembersUpdated={status}/{reason}"), || async {
+        condition(&etcd(ns).await?, "AllMembersUpdated")
+            .filter(|(s, r, _)| s == status && r == reason)
+            .map(|(_, _, m)| m)
+    })
+    .await
+}
+
+/// Waits until pod `test-{i}` was deleted by the roll.
+async fn replaced(ns: &str, i: u32) {
+    wait_for(&format!("the roll to delete test-{i}"), || async {
+        (!pod_exists(ns, i).await).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_roll_replaces_followers_first_the_leader_last_waits_for_health_and_stops_at_a_broken_member()
+ {
+    let ns = "roll";
+    let sidecar = fake_sidecar().await;
+    create_etcd(ns, 3, sidecar.port);
+    let sts = wait_for("the StatefulSet at 3 replicas", || async {
+        statefulset(ns).await.filter(|s| sts_replicas(s) == 3)
+    })
+    .await;
+    let strategy = sts.spec.as_ref().unwrap().update_strategy.clone().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
+    for i in 0..3 {
+        member_pod(ns, i, "test-old", true, None).await;
+        lease_role(ns, i, if i == 1 { "Leader" } else { "Member" }).await;
+    }
+    // A new template: while the sidecar says a member is unhealthy, the
+    // roll waits and replaces nothing.
+    sidecar.scale_in_status.store(503, Ordering::SeqCst);
+    sts_rolling_to(ns, "test-new", 0).await;
+    let waiting = updated_condition(ns, "False", "UpdateWaiting").await;
+    assert!(
+        waiting.contains("test-2") && waiting.contains("test-1 does not answer"),
+        "{waiting}"
+    );
+    assert!(
+        pod_exists(ns, 2).await,
+        "replaced while the cluster was unhealthy"
+    );
+
+    // Healthy: test-2 (a follower, highest ordinal) first; nothing else
+    // while it is not back and ready.
+    sidecar.scale_in_status.store(200, Ordering::SeqCst);
+    replaced(ns, 2).await;
+    member_pod(ns, 2, "test-new", false, None).await;
+    let progress = updated_condition(ns, "False", "UpdateInProgress").await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert!(
+        pod_exists(ns, 0).await && pod_exists(ns, 1).await,
+        "went on before test-2 was ready"
+    );
+    assert!(progress.contains("of 3 member(s) updated"), "{progress}");
+    let operation = etcd(ns)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .last_operation
+        .unwrap();
+    assert_eq!(operation.state, "Processing", "{operation:?}");
+    // Then test-0, then the leader (the leases renewed, as the sidecars
+    // do).
+    for i in 0..3 {
+        lease_role(ns, i, if i == 1 { "Leader" } else { "Member" }).await;
+    }
+    pod_ready(ns, 2).await;
+    replaced(ns, 0).await;
+    member_pod(ns, 0, "test-new", true, None).await;
+    replaced(ns, 1).await;
+    member_pod(ns, 1, "test-new", true, None).await;
+    let order: Vec<String> = {
+        let requests = sidecar.requests.lock().unwrap().clone();
+        let mut seen = Vec::new();
+        for r in requests.into_iter().filter(|r| r.starts_with("prepare")) {
+            if !seen.contains(&r) {
+                seen.push(r);
+            }
+        }
+        seen
+    };
+    assert_eq!(
+        order,
+        ["prepare test-2", "prepare test-0", "prepare test-1"]
+    );
+    let event = wait_for_event(ns, "a MemberUpdating event for the leader", |e| {
+        e.reason.as_deref() == Some("MemberUpdating")
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.contains("test-1") && m.contains("the leader, replaced last"))
+    })
+    .await;
+    assert!(event.message.unwrap().contains("replacing test-1"));
+    sts_rolling_to(ns, "test-new", 3).await;
+    updated_condition(ns, "True", "AllMembersUpdated").await;
+    wait_for("lastOperation Succeeded", || async {
+        let op = etcd(ns).await?.status?.last_operation?;
+        (op.state == "Succeeded").then_some(())
+    })
+    .await;
+
+    // A template whose image cannot be pulled: the first member replaced
+    // never becomes ready, and the roll stops there.
+    sts_rolling_to(ns, "test-broken", 0).await;
+    replaced(ns, 2).await;
+    member_pod(ns, 2, "test-broken", false, Some("ImagePullBackOff")).await;
+    let stalled = updated_condition(ns, "False", "UpdateStalled").await;
+    assert!(
+        stalled.contains("test-2") && stalled.contains("ImagePullBackOff"),
+        "{stalled}"
+    );
+    wait_for_event(ns, "an UpdateStalled warning", |e| {
+        e.reason.as_deref() == Some("UpdateStalled") && e.type_.as_deref() == Some("Warning")
+    })
+    .await;
+    let before = sidecar.requests.lock().unwrap().len();
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert!(
+        pod_exists(ns, 0).await && pod_exists(ns, 1).await,
+        "the roll went past a broken member"
+    );
+    assert_eq!(
+        sidecar.requests.lock().unwrap().len(),
+        before,
+        "prepared another member after the stall"
+    );
+
+    // The spec fixed (back to the working template): the broken member,
+    // outdated and not ready, goes first, without asking the sidecar.
+    sts_rolling_to(ns, "test-new", 2).await;
+    replaced(ns, 2).await;
+    let after: Vec<String> = sidecar.requests.lock().unwrap()[before..].to_vec();
+    assert!(
+        after.is_empty(),
+        "a broken member needs no prepare step: {after:?}"
+    );
+    // No garbage collector runs here: the pods go by hand.
+    for i in 0..3 {
+        let _ = Api::<Pod>::namespaced(client().await, ns)
+            .delete(&format!("test-{i}"), &Default::default())
+            .await;
+    }
+    common::delete_etcd(ns, "test").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statefulset_an_earlier_release_applied_with_rolling_update_turns_on_delete() {
+    let ns = "roll-upgrade";
+    let sidecar = fake_sidecar().await;
+    create_etcd(ns, 1, sidecar.port);
+    let sts = wait_for("the StatefulSet", || statefulset(ns)).await;
+    // What an earlier release created: the same StatefulSet under the
+    // same field manager, with RollingUpdate and a partition (which
+    // OnDelete does not allow). Recreated while the spec reconcile is
+    // suspended.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "annotate",
+        "etcd",
+        "test",
+        "druid.gardener.cloud/suspend-etcd-spec-reconcile=true",
+    ]));
+    let sets = Api::<StatefulSet>::namespaced(client().await, ns);
+    sets.delete("test", &Default::default()).await.unwrap();
+    wait_for("the StatefulSet gone", || async {
+        statefulset(ns).await.is_none().then_some(())
+    })
+    .await;
+    let mut earlier = serde_json::to_value(&sts).unwrap();
+    earlier["spec"]["updateStrategy"] =
+        serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
+    for field in [
+        "managedFields",
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "generation",
+    ] {
+        earlier["metadata"].as_object_mut().unwrap().remove(field);
+    }
+    earlier.as_object_mut().unwrap().remove("status");
+    let applied = sets
+        .patch(
+            "test",
+            &PatchParams::apply("druid").force(),
+            &Patch::Apply(&earlier),
+        )
+        .await
+        .unwrap();
+    let strategy = applied.spec.unwrap().update_strategy.unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    assert!(
+        strategy.rolling_update.is_some(),
+        "the API server did not default it"
+    );
+    // The next reconcile applies OnDelete without an error.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "annotate",
+        "etcd",
+        "test",
+        "druid.gardener.cloud/suspend-etcd-spec-reconcile-",
+    ]));
+    let sts = wait_for("the StatefulSet on OnDelete", || async {
+        statefulset(ns).await.filter(|s| {
+            s.spec
+                .as_ref()
+                .and_then(|s| s.update_strategy.as_ref())
+                .and_then(|u| u.type_.as_deref())
+                == Some("OnDelete")
+        })
+    })
+    .await;
+    assert!(
+        sts.spec
+            .unwrap()
+            .update_strategy
+            .unwrap()
+            .rolling_update
+            .is_none()
+    );
+    let errors = etcd(ns).await.unwrap().status.unwrap().last_errors;
+    assert!(errors.is_empty(), "{errors:?}");
+    common::delete_etcd(ns, "test").await;
 }

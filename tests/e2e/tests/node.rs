@@ -28,6 +28,9 @@ const NS: &str = "demo";
 /// here, so the node's containerd knows our images under these names too.
 const SEED_BACKUP_IMAGE: &str = "eu.gcr.io/gardener-project/gardener/etcdbrctl:v0.25.0";
 const SEED_ETCD_IMAGE: &str = "eu.gcr.io/gardener-project/gardener/etcd-wrapper:v0.1.0";
+/// Our etcd image under another tag, for an image change that rolls.
+const ROLLED_TAG: &str = "v0.1.0-rolled";
+const ROLLED_ETCD_IMAGE: &str = "eu.gcr.io/gardener-project/gardener/etcd-wrapper:v0.1.0-rolled";
 
 /// One Etcd at a time: the node has two cores, and the tests' clusters
 /// together would not fit.
@@ -1070,62 +1073,173 @@ fn one_member_scales_to_three_rolls_defragments_and_scales_back_to_one_without_a
         "still learners after the scale-up: {learners:?}"
     );
 
-    // (f) A spec change that rolls the pods (the etcd container's CPU
-    // request): one member away at a time, quorum held, no write fails.
-    let before = jsonpath(
-        node,
-        &["-n", SCALE, "get", "statefulset", "test"],
-        "{.status.updateRevision}",
-    )
-    .unwrap();
+    // (f) An image change (our etcd image under another tag): the
+    // operator replaces the members one at a time, followers first and
+    // the leader last (seen on the member leases), quorum held, no write
+    // fails.
+    node.tag_image(SEED_ETCD_IMAGE, ROLLED_ETCD_IMAGE).unwrap();
     let writer = Writer::start(endpoint.clone());
     std::thread::sleep(Duration::from_secs(3));
     let rolled = Instant::now();
+    let mut watch = RollWatch::start(node, SCALE);
     patch_etcd(
         node,
         SCALE,
-        r#"{"spec":{"etcd":{"resources":{"requests":{"cpu":"120m"}}}}}"#,
+        &format!(r#"{{"spec":{{"etcd":{{"imageVersion":"{ROLLED_TAG}"}}}}}}"#),
     );
     let mut fewest_ready = 3;
     wait_for(
         node,
         SCALE,
-        "the rolling update is done",
+        "the roll to the new image is done",
         Duration::from_secs(600),
         || {
+            watch.sample(node, SCALE)?;
             let ready = (0..3)
                 .filter(|i| pod_ready(node, SCALE, &format!("test-{i}")).is_ok_and(|r| r == "True"))
                 .count();
             fewest_ready = fewest_ready.min(ready);
-            let revision = jsonpath(
-                node,
-                &["-n", SCALE, "get", "statefulset", "test"],
-                "{.status.currentRevision}",
-            )?;
-            Ok((revision != before && statefulset_settled(node, SCALE, 3)?).then_some(()))
+            let updated = etcd_condition(node, SCALE, "AllMembersUpdated", "status")?;
+            Ok((watch.replaced.len() == 3
+                && updated == "True"
+                && statefulset_settled(node, SCALE, 3)?)
+            .then_some(()))
         },
     );
     wait_for_members(node, SCALE, 3, Duration::from_secs(180));
     println!(
-        "rolling update of 3 members: {:.1}s, fewest members ready during it: {fewest_ready}",
-        rolled.elapsed().as_secs_f64()
+        "roll of 3 members to a new image: {:.1}s, fewest members ready during it: {fewest_ready}; \
+         replaced in order (role last seen): {:?}; leaders seen: {:?}",
+        rolled.elapsed().as_secs_f64(),
+        watch.replaced,
+        watch.leaders
     );
     std::thread::sleep(Duration::from_secs(3));
     let written = writer.finish();
-    println!("writer during the rolling update: {}", written.summary());
+    println!("writer during the roll: {}", written.summary());
     written.assert_no_failed_write(node, SCALE);
     assert!(
         fewest_ready >= 2,
         "quorum lost during the roll: only {fewest_ready} of 3 members ready at one point"
     );
     assert_none_lost(node, SCALE, &endpoint, &written.acked);
-    let cpu = jsonpath(
+    watch.assert_leader_last();
+    for i in 0..3 {
+        let image = jsonpath(
+            node,
+            &["-n", SCALE, "get", "pod", &format!("test-{i}")],
+            r#"{.spec.containers[?(@.name=="etcd")].image}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            image, ROLLED_ETCD_IMAGE,
+            "test-{i} does not run the new image"
+        );
+    }
+    let operation = jsonpath(
         node,
-        &["-n", SCALE, "get", "pod", "test-0"],
-        r#"{.spec.containers[?(@.name=="etcd")].resources.requests.cpu}"#,
+        &["-n", SCALE, "get", "etcd", "test"],
+        "{.status.lastOperation.state} {.status.lastOperation.description}",
     )
     .unwrap();
-    assert_eq!(cpu, "120m", "the pods do not run the new spec");
+    assert!(
+        operation.starts_with("Succeeded"),
+        "lastOperation after the roll: {operation}"
+    );
+
+    // (f2) An image that cannot be pulled: the first member replaced
+    // never becomes healthy, the roll stops there with UpdateStalled (the
+    // other two keep the quorum and keep serving), and fixing the spec
+    // replaces the broken member first.
+    let writer = Writer::start(endpoint.clone());
+    patch_etcd(
+        node,
+        SCALE,
+        r#"{"spec":{"etcd":{"imageVersion":"v0.0.0-does-not-exist"}}}"#,
+    );
+    let stalled = wait_for(
+        node,
+        SCALE,
+        "the roll stops at the member that cannot pull its image",
+        Duration::from_secs(300),
+        || {
+            let reason = etcd_condition(node, SCALE, "AllMembersUpdated", "reason")?;
+            let message = etcd_condition(node, SCALE, "AllMembersUpdated", "message")?;
+            Ok((reason == "UpdateStalled").then_some(message))
+        },
+    );
+    println!("the stalled roll: {stalled}");
+    assert!(
+        stalled.contains("ErrImagePull") || stalled.contains("ImagePullBackOff"),
+        "the condition does not say why: {stalled}"
+    );
+    // It stays stopped: one member on the broken template, two ready.
+    std::thread::sleep(Duration::from_secs(20));
+    let broken: Vec<String> = (0..3)
+        .map(|i| format!("test-{i}"))
+        .filter(|p| {
+            jsonpath(
+                node,
+                &["-n", SCALE, "get", "pod", p],
+                r#"{.spec.containers[?(@.name=="etcd")].image}"#,
+            )
+            .is_ok_and(|i| i.ends_with("v0.0.0-does-not-exist"))
+        })
+        .collect();
+    let ready = (0..3)
+        .filter(|i| pod_ready(node, SCALE, &format!("test-{i}")).is_ok_and(|r| r == "True"))
+        .count();
+    assert_eq!(
+        broken.len(),
+        1,
+        "the roll went past a member that never became healthy: {broken:?}"
+    );
+    assert_eq!(ready, 2, "the two members not replaced should stay ready");
+    assert!(
+        stalled.contains(&broken[0]),
+        "the condition does not name {}: {stalled}",
+        broken[0]
+    );
+    wait_for(
+        node,
+        SCALE,
+        "the UpdateStalled warning event",
+        Duration::from_secs(60),
+        || {
+            let reasons = jsonpath(
+                node,
+                &["-n", SCALE, "get", "events.events.k8s.io"],
+                "{.items[*].reason}",
+            )?;
+            Ok(reasons.contains("UpdateStalled").then_some(()))
+        },
+    );
+    patch_etcd(
+        node,
+        SCALE,
+        &format!(r#"{{"spec":{{"etcd":{{"imageVersion":"{ROLLED_TAG}"}}}}}}"#),
+    );
+    let fixed = Instant::now();
+    wait_for(
+        node,
+        SCALE,
+        "the broken member is replaced after the fix",
+        Duration::from_secs(300),
+        || {
+            let updated = etcd_condition(node, SCALE, "AllMembersUpdated", "status")?;
+            Ok((updated == "True" && statefulset_settled(node, SCALE, 3)?).then_some(()))
+        },
+    );
+    wait_for_members(node, SCALE, 3, Duration::from_secs(180));
+    println!(
+        "recovery from the stalled roll: {:.1}s",
+        fixed.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let written = writer.finish();
+    println!("writer during the stalled roll: {}", written.summary());
+    written.assert_no_failed_write(node, SCALE);
+    assert_none_lost(node, SCALE, &endpoint, &written.acked);
 
     // (g) Defragmentation on the running 3-member cluster: 96 MiB written
     // and deleted, the history compacted, then a run triggered through a
@@ -1406,17 +1520,117 @@ fn one_member_scales_to_three_rolls_defragments_and_scales_back_to_one_without_a
     delete_etcd(node, SCALE);
 }
 
-/// Whether StatefulSet test in `ns` has `n` replicas, all ready and
-/// of its current revision.
+/// Whether StatefulSet test in `ns` has `n` replicas, all ready and of
+/// its update revision (not `currentRevision`: the controller leaves it
+/// at the first revision under the OnDelete strategy).
 fn statefulset_settled(node: &Node, ns: &str, n: usize) -> Result<bool, String> {
     let fields = jsonpath(
         node,
         &["-n", ns, "get", "statefulset", "test"],
-        "{.spec.replicas} {.status.readyReplicas} {.status.updatedReplicas} {.status.currentRevision} {.status.updateRevision}",
+        "{.spec.replicas} {.status.replicas} {.status.readyReplicas} {.status.updatedReplicas}",
     )?;
     let f: Vec<&str> = fields.split_whitespace().collect();
     let n = n.to_string();
-    Ok(f.len() == 5 && f[0] == n && f[1] == n && f[2] == n && f[3] == f[4])
+    Ok(f.len() == 4 && f.iter().all(|v| *v == n))
+}
+
+/// What a roll looks like from outside: the order in which the pods were
+/// replaced (their UID changed or they vanished) with the role their
+/// member lease showed last before, and which members were seen leading.
+struct RollWatch {
+    initial: BTreeMap<String, String>,
+    last_role: BTreeMap<String, String>,
+    replaced: Vec<(String, String)>,
+    leaders: std::collections::BTreeSet<String>,
+}
+
+impl RollWatch {
+    fn start(node: &Node, ns: &str) -> Self {
+        let mut watch = Self {
+            initial: pod_uids(node, ns).unwrap(),
+            last_role: BTreeMap::new(),
+            replaced: Vec::new(),
+            leaders: std::collections::BTreeSet::new(),
+        };
+        assert_eq!(watch.initial.len(), 3, "{:?}", watch.initial);
+        watch.sample(node, ns).unwrap();
+        watch
+    }
+
+    fn sample(&mut self, node: &Node, ns: &str) -> Result<(), String> {
+        let uids = pod_uids(node, ns)?;
+        for (pod, uid) in &self.initial {
+            let gone = uids.get(pod) != Some(uid);
+            if gone && !self.replaced.iter().any(|(p, _)| p == pod) {
+                let role = self.last_role.get(pod).cloned().unwrap_or_default();
+                self.replaced.push((pod.clone(), role));
+            }
+        }
+        // Roles before a member's replacement only.
+        let roles = jsonpath(
+            node,
+            &["-n", ns, "get", "lease", "test-0", "test-1", "test-2"],
+            "{range .items[*]}{.metadata.name} {.spec.holderIdentity}{\"\\n\"}{end}",
+        )?;
+        for line in roles.lines() {
+            let Some((pod, holder)) = line.split_once(' ') else {
+                continue;
+            };
+            if self.replaced.iter().any(|(p, _)| p == pod) {
+                continue;
+            }
+            let role = holder.rsplit(':').next().unwrap_or_default().to_string();
+            if role == "Leader" {
+                self.leaders.insert(pod.to_string());
+            }
+            self.last_role.insert(pod.to_string(), role);
+        }
+        Ok(())
+    }
+
+    /// Followers first, the leader last.
+    fn assert_leader_last(&self) {
+        assert_eq!(self.replaced.len(), 3, "{:?}", self.replaced);
+        for (pod, role) in &self.replaced[..2] {
+            assert_eq!(
+                role, "Member",
+                "{pod} was replaced while its lease said {role:?} (followers go first): {:?}",
+                self.replaced
+            );
+        }
+        let last = &self.replaced[2].0;
+        assert!(
+            self.leaders.contains(last),
+            "the last member replaced ({last}) was never seen leading (leaders: {:?}): the leader goes last",
+            self.leaders
+        );
+    }
+}
+
+/// The pods of Etcd test in `ns` by name, with their UIDs.
+fn pod_uids(node: &Node, ns: &str) -> Result<BTreeMap<String, String>, String> {
+    let out = jsonpath(
+        node,
+        &[
+            "-n",
+            ns,
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/part-of=test",
+        ],
+        "{range .items[*]}{.metadata.name} {.metadata.uid}{\"\\n\"}{end}",
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        // The members' pods only (not a compaction job's).
+        .filter(|(p, _)| {
+            p.strip_prefix("test-")
+                .is_some_and(|o| o.parse::<u32>().is_ok())
+        })
+        .map(|(p, u)| (p.to_string(), u.to_string()))
+        .collect())
 }
 
 /// The node directory that holds every namespace's Local stores (the

@@ -141,11 +141,13 @@ pub(super) async fn statefulset_blocker(namespace: &str, pod: &str) -> Option<St
     };
     let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let status = sts.status.unwrap_or_default();
-    if let (Some(current), Some(update)) = (&status.current_revision, &status.update_revision)
-        && current != update
-    {
+    // Not currentRevision: under the OnDelete strategy (the operator
+    // rolls the members) the StatefulSet controller never moves it.
+    let updated = status.updated_replicas.unwrap_or(0);
+    if updated < replicas {
         return Some(format!(
-            "a rolling update of StatefulSet {owner} is in progress (revision {current} → {update})"
+            "a rolling update of StatefulSet {owner} is in progress ({updated} of {replicas} pods run revision {})",
+            status.update_revision.as_deref().unwrap_or("?")
         ));
     }
     let ready = status.ready_replicas.unwrap_or(0);

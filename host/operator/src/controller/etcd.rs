@@ -8,9 +8,12 @@
 //!    table (`components::table`), then apply them stage by stage, deleting
 //!    what a pruned component no longer builds (nothing is written for an
 //!    invalid spec);
-//! 3. the status, always: from the StatefulSet, the leases and the volumes,
+//! 3. the roll (`roll`): members whose pod runs an older template are
+//!    replaced one at a time, the leader last, while the others are
+//!    healthy;
+//! 4. the status, always: from the StatefulSet, the leases and the volumes,
 //!    written only when it changed;
-//! 4. requeue after the status sync period, or, after a failure, after
+//! 5. requeue after the status sync period, or, after a failure, after
 //!    this Etcd's backoff (`backoff`: doubling up to a cap, failures
 //!    reported once per interval while unchanged).
 
@@ -43,6 +46,10 @@ use crate::names;
 /// How soon a reconcile with a scale-in under way comes back for its next
 /// step.
 const SCALE_IN_RECHECK: Duration = Duration::from_secs(3);
+
+/// How soon a reconcile with a roll under way comes back to see whether
+/// the replaced member is back.
+const ROLL_RECHECK: Duration = Duration::from_secs(5);
 
 /// Reconcile failures that are retried with backoff (API trouble); spec
 /// problems are not errors here, they are reported on the status.
@@ -265,6 +272,21 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     {
         observed.statefulset = Some(sts);
     }
+    // The roll of the members to the current pod template, one at a time
+    // (not while a scale-in is under way, nor while suspended).
+    if let Ok(model) = &model
+        && !scaling
+        && matches!(
+            outcome,
+            SpecOutcome::Reconciled | SpecOutcome::UpToDate | SpecOutcome::NotRequested
+        )
+    {
+        observed.roll = super::roll::sync(ctx, etcd, model, &observed).await?;
+    }
+    let rolling = matches!(
+        observed.roll,
+        Some(super::roll::Roll::InProgress(_) | super::roll::Roll::Waiting(_))
+    );
     let new_status = status::compute(
         etcd,
         model.as_ref().ok(),
@@ -349,6 +371,7 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     Ok(match (&outcome, failure) {
         (SpecOutcome::Failed { .. }, Some(f)) => Action::requeue(f.retry_in),
         _ if scaling => Action::requeue(SCALE_IN_RECHECK),
+        _ if rolling => Action::requeue(ROLL_RECHECK),
         _ => Action::requeue(ctx.settings.status_sync_period),
     })
 }

@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod final_snapshot;
 pub mod finalizers;
 mod report;
+pub mod roll;
 pub mod scale_in;
 pub mod secrets;
 pub mod sidecar;
@@ -68,6 +69,10 @@ pub struct Settings {
     /// The longest retry delay of an Etcd that keeps failing (its
     /// backoff doubles from one second up to this).
     pub retry_backoff_max: Duration,
+    /// How long a member replaced by a roll may take to become ready
+    /// before the roll is reported stopped (`UpdateStalled`); a member
+    /// whose container cannot start is reported at once.
+    pub update_stall_after: Duration,
     /// What a provider plugin's pod wiring may ask for.
     pub wiring: druid_plugin_host::WiringPolicy,
     /// Where the operator's pods run, for the NetworkPolicy around each
@@ -88,6 +93,7 @@ impl Default for Settings {
             member_not_ready_after: Duration::from_secs(300),
             compaction: compaction::CompactionSettings::default(),
             retry_backoff_max: Duration::from_secs(120),
+            update_stall_after: Duration::from_secs(600),
             wiring: druid_plugin_host::WiringPolicy::default(),
             operator_pods: None,
         }

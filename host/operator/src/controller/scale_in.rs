@@ -24,8 +24,6 @@
 //! `spec.replicas: 0` hibernates: a final full snapshot, then the
 //! StatefulSet goes to 0 and the claims stay ([`hibernate`]).
 
-use std::time::Duration;
-
 use druid_api::etcd::PvcRetentionPolicy;
 use druid_api::{Etcd, EtcdModel};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -36,13 +34,9 @@ use kube::{Api, ResourceExt as _};
 
 pub use super::conditions::members_scaled_in::ScaleIn;
 use super::conditions::types::MEMBERS_SCALED_IN;
-use super::sidecar::{base_url, post, sidecar_tls};
+use super::sidecar::member_step as step;
 use super::{Context, final_snapshot};
 use crate::names;
-
-/// How long a scale-in step's request may take (the sidecar waits up to
-/// 30 s for the cluster to settle, twice when leadership moves).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The event action.
 const EVENT_ACTION: &str = "ScaleIn";
@@ -375,23 +369,4 @@ async fn annotate(
     )
     .await?;
     Ok(())
-}
-
-/// Asks a sidecar for a scale-in step: the report, or why not.
-async fn step(
-    ctx: &Context,
-    model: &EtcdModel,
-    step: &str,
-    member: &str,
-) -> Result<serde_json::Value, String> {
-    let url = format!(
-        "{}/members/scale-in/{step}?member={member}",
-        base_url(ctx, model)
-    );
-    let tls = sidecar_tls(ctx, model, &url).await?;
-    match post(url, tls, REQUEST_TIMEOUT).await? {
-        (200, body) => serde_json::from_str(&body)
-            .map_err(|e| format!("the sidecar's report is not JSON ({e}): {body}")),
-        (code, body) => Err(format!("the sidecar answered {code}: {}", body.trim())),
-    }
 }

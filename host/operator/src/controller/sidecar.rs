@@ -11,6 +11,10 @@ use kube::Api;
 
 use super::Context;
 
+/// How long a membership step's request may take (the sidecar waits up
+/// to 30 s for the cluster to settle, twice when leadership moves).
+const MEMBER_STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// How long connecting to a sidecar may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -155,4 +159,27 @@ async fn call(
     })
     .await
     .map_err(|e| format!("the request task failed: {e}"))?
+}
+
+/// Asks a sidecar for a membership step (`POST
+/// /members/scale-in/{step}?member=`): `prepare` checks that every other
+/// member is a healthy voter and moves leadership off `member` (what
+/// makes it safe to stop: scale-in and the roll use it), `remove` takes
+/// it out of the membership. The report, or why not.
+pub(crate) async fn member_step(
+    ctx: &Context,
+    model: &EtcdModel,
+    step: &str,
+    member: &str,
+) -> Result<serde_json::Value, String> {
+    let url = format!(
+        "{}/members/scale-in/{step}?member={member}",
+        base_url(ctx, model)
+    );
+    let tls = sidecar_tls(ctx, model, &url).await?;
+    match post(url, tls, MEMBER_STEP_TIMEOUT).await? {
+        (200, body) => serde_json::from_str(&body)
+            .map_err(|e| format!("the sidecar's report is not JSON ({e}): {body}")),
+        (code, body) => Err(format!("the sidecar answered {code}: {}", body.trim())),
+    }
 }

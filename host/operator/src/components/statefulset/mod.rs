@@ -119,8 +119,12 @@ pub fn build(
             },
             service_name: Some(names::peer_service(&model.name)),
             pod_management_policy: Some("Parallel".into()),
+            // The operator rolls the members itself, one at a time, the
+            // leader last, while the others are healthy
+            // (`controller/roll.rs`); the StatefulSet's RollingUpdate
+            // would not look at etcd's health.
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".into()),
+                type_: Some("OnDelete".into()),
                 ..StatefulSetUpdateStrategy::default()
             }),
             // The operator deletes the claims itself (after a final full

@@ -47,6 +47,14 @@ pub enum SpecOutcome {
     },
 }
 
+/// The member that leads, by name, as a lease renewed in time says.
+pub fn leader(observed: &Observed, settings: &Settings) -> Option<String> {
+    members::from_leases(&observed.member_leases, settings, Timestamp::now())
+        .into_iter()
+        .find(|m| m.role.as_deref() == Some("Leader") && m.status == "Ready")
+        .map(|m| m.name)
+}
+
 /// The new status. `previous` keeps transition times of unchanged
 /// conditions and the last observed generation.
 pub fn compute(
@@ -97,6 +105,7 @@ pub fn compute(
             types::ALL_MEMBERS_UPDATED,
             Some(conditions::all_members_updated::check(
                 &name,
+                observed.roll.as_ref(),
                 observed.statefulset.as_ref(),
             )),
         ),
@@ -192,6 +201,7 @@ pub fn compute(
             previous.observed_generation,
         ),
     };
+    let last_operation = roll_operation(observed.roll.as_ref(), last_operation, now);
 
     EtcdStatus {
         observed_generation,
@@ -202,10 +212,13 @@ pub fn compute(
         }),
         conditions,
         members,
+        // The members at the revision the operator rolls to: the
+        // StatefulSet's own currentReplicas stays at the first revision
+        // under OnDelete.
         current_replicas: Some(
             sts_status
                 .as_ref()
-                .and_then(|s| s.current_replicas)
+                .and_then(|s| s.updated_replicas)
                 .unwrap_or(0),
         ),
         ready_replicas: Some(
@@ -274,6 +287,34 @@ fn statefulset_ready(sts: &StatefulSet, replicas: i32) -> bool {
     };
     status.observed_generation == sts.metadata.generation
         && status.ready_replicas.unwrap_or(0) >= replicas
-        && status.update_revision == status.current_revision
-        && status.current_replicas == status.updated_replicas
+        && status.updated_replicas.unwrap_or(0) >= replicas
 }
+
+/// `lastOperation` while the operator rolls the members (`Processing`,
+/// with the progress) and once the roll ends (`Succeeded`); otherwise
+/// what the spec reconcile says.
+fn roll_operation(
+    roll: Option<&conditions::all_members_updated::Roll>,
+    last: Option<druid_api::etcd::LastOperation>,
+    now: Timestamp,
+) -> Option<druid_api::etcd::LastOperation> {
+    use conditions::all_members_updated::Roll;
+    let rolled_before = last
+        .as_ref()
+        .is_some_and(|o| o.state == "Processing" && o.description.starts_with(ROLL_PREFIX));
+    match roll {
+        Some(Roll::InProgress(m) | Roll::Waiting(m) | Roll::Stalled(m)) => {
+            operation("Reconcile", "Processing", &format!("{ROLL_PREFIX}{m}"), now)
+        }
+        Some(Roll::Done) if rolled_before => operation(
+            "Reconcile",
+            "Succeeded",
+            "the members are updated: every member runs the current pod template",
+            now,
+        ),
+        _ => last,
+    }
+}
+
+/// How `lastOperation` names a roll.
+const ROLL_PREFIX: &str = "updating the members: ";

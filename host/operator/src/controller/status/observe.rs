@@ -36,6 +36,8 @@ pub struct Observed {
         Option<crate::controller::conditions::bootstrapped_with_existing_cluster::CutOver>,
     /// How this reconcile's scale-in step went, when one was due.
     pub scale_in: Option<crate::controller::scale_in::ScaleIn>,
+    /// How this reconcile's roll of the members went, when one ran.
+    pub roll: Option<crate::controller::conditions::all_members_updated::Roll>,
 }
 
 /// Reads what [`super::compute`] needs.
@@ -157,5 +159,6 @@ pub async fn observe(
         volume_warnings,
         cut_over: None,
         scale_in: None,
+        roll: None,
     })
 }
