@@ -166,18 +166,11 @@ async fn the_go_operators_objects_are_adopted_in_place_and_deleted() {
         .map(|t| t.name_any())
         .collect();
     assert_eq!(templates, ["test"]);
-    // One member at a time: a rolling update without a partition or a
-    // larger maxUnavailable.
+    // The operator rolls the members itself (one at a time, the leader
+    // last): OnDelete, without the Go operator's RollingUpdate settings.
     let strategy = spec.update_strategy.unwrap();
-    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
-    let rolling = strategy.rolling_update.unwrap_or_default();
-    assert!(rolling.partition.unwrap_or(0) == 0, "{rolling:?}");
-    assert!(
-        rolling.max_unavailable.is_none()
-            || rolling.max_unavailable
-                == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)),
-        "{rolling:?}"
-    );
+    assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
+    assert!(strategy.rolling_update.is_none(), "{strategy:?}");
     let pod = spec.template.spec.unwrap();
     let images: Vec<String> = pod
         .containers
