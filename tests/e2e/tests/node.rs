@@ -1075,7 +1075,8 @@ fn one_member_scales_to_three_rolls_defragments_and_scales_back_to_one_without_a
 
     // (f) An image change (our etcd image under another tag): the
     // operator replaces the members one at a time, followers first and
-    // the leader last (seen on the member leases), quorum held, no write
+    // the leader last (seen on the member leases), each once although
+    // the operator is killed after the first, quorum held, no write
     // fails.
     node.tag_image(SEED_ETCD_IMAGE, ROLLED_ETCD_IMAGE).unwrap();
     let writer = Writer::start(endpoint.clone());
@@ -1088,6 +1089,7 @@ fn one_member_scales_to_three_rolls_defragments_and_scales_back_to_one_without_a
         &format!(r#"{{"spec":{{"etcd":{{"imageVersion":"{ROLLED_TAG}"}}}}}}"#),
     );
     let mut fewest_ready = 3;
+    let mut killed = false;
     wait_for(
         node,
         SCALE,
@@ -1095,6 +1097,24 @@ fn one_member_scales_to_three_rolls_defragments_and_scales_back_to_one_without_a
         Duration::from_secs(600),
         || {
             watch.sample(node, SCALE)?;
+            // The operator killed mid-roll (both replicas, no grace):
+            // its successor resumes from the pods and the leases.
+            if watch.replaced.len() == 1 && !killed {
+                node.kubectl_ok(&[
+                    "-n",
+                    "druid-system",
+                    "delete",
+                    "pod",
+                    "-l",
+                    "app.kubernetes.io/name=druid",
+                    "--grace-period=0",
+                    "--force",
+                    "--wait=false",
+                ])
+                .map_err(|e| e.to_string())?;
+                println!("the operator's pods killed after the first member was replaced");
+                killed = true;
+            }
             let ready = (0..3)
                 .filter(|i| pod_ready(node, SCALE, &format!("test-{i}")).is_ok_and(|r| r == "True"))
                 .count();
@@ -1471,30 +1491,7 @@ fn one_member_scales_to_three_rolls_defragments_and_scales_back_to_one_without_a
     let finals_before = finals(minio);
     let slept = Instant::now();
     patch_etcd(node, SCALE, r#"{"spec":{"replicas":0}}"#);
-    wait_for(
-        node,
-        SCALE,
-        "the cluster hibernates: no member pod left",
-        Duration::from_secs(300),
-        || {
-            let pods = node
-                .kubectl_ok(&["-n", SCALE, "get", "pod", "-o", "name"])
-                .map_err(|e| e.to_string())?;
-            let replicas = jsonpath(
-                node,
-                &["-n", SCALE, "get", "statefulset", "test"],
-                "{.spec.replicas}",
-            )?;
-            let members = pods
-                .lines()
-                .filter(|p| {
-                    p.strip_prefix("pod/test-")
-                        .is_some_and(|o| o.bytes().all(|b| b.is_ascii_digit()))
-                })
-                .count();
-            Ok((replicas == "0" && members == 0).then_some(()))
-        },
-    );
+    wait_hibernated(node, SCALE);
     println!("hibernation: {:.1}s", slept.elapsed().as_secs_f64());
     assert_eq!(
         finals(minio),
@@ -1517,7 +1514,61 @@ fn one_member_scales_to_three_rolls_defragments_and_scales_back_to_one_without_a
     );
     assert_none_lost(node, SCALE, &endpoint, &written.acked);
 
+    // (j) Hibernate again and lose the claim while asleep: waking up
+    // restores the member from the final full snapshot, with every write.
+    let writer = Writer::start(endpoint.clone());
+    std::thread::sleep(Duration::from_secs(3));
+    let more = writer.finish();
+    more.assert_no_failed_write(node, SCALE);
+    patch_etcd(node, SCALE, r#"{"spec":{"replicas":0}}"#);
+    wait_hibernated(node, SCALE);
+    assert_eq!(
+        finals(minio),
+        finals_before + 2,
+        "no final full snapshot before the second hibernation"
+    );
+    node.kubectl_ok(&["-n", SCALE, "delete", "pvc", "test-test-0", "--wait=true"])
+        .unwrap();
+    let woke = Instant::now();
+    patch_etcd(node, SCALE, r#"{"spec":{"replicas":1}}"#);
+    wait_for_members(node, SCALE, 1, Duration::from_secs(300));
+    println!(
+        "wake-up without the claim (restored from the final snapshot): {:.1}s",
+        woke.elapsed().as_secs_f64()
+    );
+    assert_none_lost(node, SCALE, &endpoint, &written.acked);
+    assert_none_lost(node, SCALE, &endpoint, &more.acked);
+
     delete_etcd(node, SCALE);
+}
+
+/// Waits until Etcd test in `ns` hibernates: its StatefulSet at 0
+/// replicas and no member pod left.
+fn wait_hibernated(node: &Node, ns: &str) {
+    wait_for(
+        node,
+        ns,
+        "the cluster hibernates: no member pod left",
+        Duration::from_secs(300),
+        || {
+            let pods = node
+                .kubectl_ok(&["-n", ns, "get", "pod", "-o", "name"])
+                .map_err(|e| e.to_string())?;
+            let replicas = jsonpath(
+                node,
+                &["-n", ns, "get", "statefulset", "test"],
+                "{.spec.replicas}",
+            )?;
+            let members = pods
+                .lines()
+                .filter(|p| {
+                    p.strip_prefix("pod/test-")
+                        .is_some_and(|o| o.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .count();
+            Ok((replicas == "0" && members == 0).then_some(()))
+        },
+    );
 }
 
 /// Whether StatefulSet test in `ns` has `n` replicas, all ready and of
@@ -1539,6 +1590,7 @@ fn statefulset_settled(node: &Node, ns: &str, n: usize) -> Result<bool, String> 
 /// member lease showed last before, and which members were seen leading.
 struct RollWatch {
     initial: BTreeMap<String, String>,
+    uids: BTreeMap<String, std::collections::BTreeSet<String>>,
     last_role: BTreeMap<String, String>,
     replaced: Vec<(String, String)>,
     leaders: std::collections::BTreeSet<String>,
@@ -1548,6 +1600,7 @@ impl RollWatch {
     fn start(node: &Node, ns: &str) -> Self {
         let mut watch = Self {
             initial: pod_uids(node, ns).unwrap(),
+            uids: BTreeMap::new(),
             last_role: BTreeMap::new(),
             replaced: Vec::new(),
             leaders: std::collections::BTreeSet::new(),
@@ -1559,6 +1612,12 @@ impl RollWatch {
 
     fn sample(&mut self, node: &Node, ns: &str) -> Result<(), String> {
         let uids = pod_uids(node, ns)?;
+        for (pod, uid) in &uids {
+            self.uids
+                .entry(pod.clone())
+                .or_default()
+                .insert(uid.clone());
+        }
         for (pod, uid) in &self.initial {
             let gone = uids.get(pod) != Some(uid);
             if gone && !self.replaced.iter().any(|(p, _)| p == pod) {
@@ -1588,9 +1647,16 @@ impl RollWatch {
         Ok(())
     }
 
-    /// Followers first, the leader last.
+    /// Each member replaced once, followers first, the leader last.
     fn assert_leader_last(&self) {
         assert_eq!(self.replaced.len(), 3, "{:?}", self.replaced);
+        for (pod, uids) in &self.uids {
+            assert_eq!(
+                uids.len(),
+                2,
+                "{pod} was not replaced exactly once: {uids:?}"
+            );
+        }
         for (pod, role) in &self.replaced[..2] {
             assert_eq!(
                 role, "Member",
