@@ -462,6 +462,12 @@ async fn member_pod(ns: &str, i: u32, revision: &str, ready: bool, waiting: Opti
     .unwrap();
     let pods = Api::<Pod>::namespaced(client().await, ns);
     pods.create(&PostParams::default(), &pod).await.unwrap();
+    pod_status(ns, i, ready, waiting).await;
+}
+
+/// The status of pod `test-{i}` as a kubelet reports it: Ready, or not,
+/// with its container `waiting` for `reason`.
+async fn pod_status(ns: &str, i: u32, ready: bool, waiting: Option<&str>) {
     let state = match waiting {
         Some(reason) => {
             serde_json::json!({"waiting": {"reason": reason, "message": "Back-off pulling image \"etcd:broken\""}})
@@ -472,22 +478,6 @@ async fn member_pod(ns: &str, i: u32, revision: &str, ready: bool, waiting: Opti
         "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
         "containerStatuses": [{"name": "etcd", "ready": ready, "restartCount": 0, "image": "etcd",
                                "imageID": "", "state": state}],
-    }});
-    pods.patch_status(
-        &format!("test-{i}"),
-        &PatchParams::default(),
-        &Patch::Merge(status),
-    )
-    .await
-    .unwrap();
-}
-
-/// Marks pod `test-{i}` Ready.
-async fn pod_ready(ns: &str, i: u32) {
-    let status = serde_json::json!({"status": {
-        "conditions": [{"type": "Ready", "status": "True"}],
-        "containerStatuses": [{"name": "etcd", "ready": true, "restartCount": 0, "image": "etcd",
-                               "imageID": "", "state": {"running": {}}}],
     }});
     Api::<Pod>::namespaced(client().await, ns)
         .patch_status(
@@ -615,7 +605,7 @@ async fn the_roll_replaces_followers_first_the_leader_last_waits_for_health_and_
     for i in 0..3 {
         lease_role(ns, i, if i == 1 { "Leader" } else { "Member" }).await;
     }
-    pod_ready(ns, 2).await;
+    pod_status(ns, 2, true, None).await;
     replaced(ns, 0).await;
     member_pod(ns, 0, "test-new", true, None).await;
     replaced(ns, 1).await;

@@ -186,6 +186,11 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     let mut applied_sts = None;
     let mut scale_step = None;
     let outcome = if etcd.annotations().contains_key(names::SUSPEND_ANNOTATION) {
+        // What was applied before may have been changed meanwhile: once
+        // resumed, the spec is applied again at once.
+        if let Ok(mut applied) = ctx.applied.lock() {
+            applied.remove(&etcd.uid().unwrap_or_default());
+        }
         publish(
             ctx,
             etcd,
