@@ -1599,37 +1599,54 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
 }
 
 /// With `DRUID_NODE_PRELOAD_MIB=N` (not set in CI), the scale test's
-/// operations run on N MiB of data: N keys of 1 MiB of incompressible
-/// bytes, written before the roll (for the figures of a cluster with
-/// 1 GiB).
+/// operations run on N MiB of data, written before the roll (for the
+/// figures of a cluster with 1 GiB): values of 10 KiB of incompressible
+/// bytes (snapshots are as large as the data), by 16 writers at once.
+/// Not 1 MiB values: etcd 3.4 keeps its raft log in memory until
+/// `snapshot-count` entries (10,000 by default), so 1,024 entries of
+/// 1 MiB held about 1 GiB per member, and restarting members were killed
+/// at the seed's 4 GiB memory limit while catching up.
 fn preload(endpoint: &str) {
-    let mib: u32 = std::env::var("DRUID_NODE_PRELOAD_MIB")
+    const VALUE: usize = 10 << 10;
+    const WRITERS: u64 = 16;
+    let mib: u64 = std::env::var("DRUID_NODE_PRELOAD_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     if mib == 0 {
         return;
     }
+    let keys = mib * (1 << 20) / VALUE as u64;
     let started = Instant::now();
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     with_client(endpoint, async |c| {
-        for i in 0..mib {
-            // xorshift: incompressible, so snapshots are as large as the data.
-            let value: Vec<u8> = (0..(1 << 17))
-                .flat_map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state.to_le_bytes()
-                })
-                .collect();
-            c.put(format!("/preload/{i:05}"), value, None).await?;
+        let mut writers = tokio::task::JoinSet::new();
+        for w in 0..WRITERS {
+            let mut c = c.clone();
+            writers.spawn(async move {
+                // xorshift: incompressible.
+                let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ (w + 1);
+                for i in (w..keys).step_by(WRITERS as usize) {
+                    let value: Vec<u8> = (0..VALUE / 8)
+                        .flat_map(|_| {
+                            state ^= state << 13;
+                            state ^= state >> 7;
+                            state ^= state << 17;
+                            state.to_le_bytes()
+                        })
+                        .collect();
+                    c.put(format!("/preload/{i:07}"), value, None).await?;
+                }
+                Ok::<_, etcd_client::Error>(())
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.expect("a preload writer panicked")?;
         }
         Ok(())
     })
     .unwrap();
     println!(
-        "preloaded {mib} MiB in {:.1}s",
+        "preloaded {mib} MiB ({keys} keys of {VALUE} bytes) in {:.1}s",
         started.elapsed().as_secs_f64()
     );
 }
