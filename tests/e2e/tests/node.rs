@@ -1209,20 +1209,7 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
         "the condition does not name {}: {stalled}",
         broken[0]
     );
-    wait_for(
-        node,
-        SCALE,
-        "the UpdateStalled warning event",
-        Duration::from_secs(60),
-        || {
-            let reasons = jsonpath(
-                node,
-                &["-n", SCALE, "get", "events.events.k8s.io"],
-                "{.items[*].reason}",
-            )?;
-            Ok(reasons.contains("UpdateStalled").then_some(()))
-        },
-    );
+    wait_for_event(node, SCALE, "UpdateStalled");
     patch_etcd(
         node,
         SCALE,
@@ -1361,20 +1348,7 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
         node.report(SCALE)
     );
     // The operator published the run's summary as an event on the Etcd.
-    wait_for(
-        node,
-        SCALE,
-        "the DefragmentationSucceeded event",
-        Duration::from_secs(60),
-        || {
-            let reasons = jsonpath(
-                node,
-                &["-n", SCALE, "get", "events.events.k8s.io"],
-                "{.items[*].reason}",
-            )?;
-            Ok(reasons.contains("DefragmentationSucceeded").then_some(()))
-        },
-    );
+    wait_for_event(node, SCALE, "DefragmentationSucceeded");
     std::thread::sleep(Duration::from_secs(3));
     let written = writer.finish();
     println!("writer during defragmentation: {}", written.summary());
@@ -1668,6 +1642,24 @@ fn scale_out(node: &Node, ns: &str, from: usize, to: usize) {
     println!(
         "scale {from} -> {to} to {to} ready voting members: {:.1}s",
         started.elapsed().as_secs_f64()
+    );
+}
+
+/// Waits (a minute at most) for an event with `reason` in `ns`.
+fn wait_for_event(node: &Node, ns: &str, reason: &str) {
+    wait_for(
+        node,
+        ns,
+        &format!("the {reason} event"),
+        Duration::from_secs(60),
+        || {
+            let reasons = jsonpath(
+                node,
+                &["-n", ns, "get", "events.events.k8s.io"],
+                "{.items[*].reason}",
+            )?;
+            Ok(reasons.contains(reason).then_some(()))
+        },
     );
 }
 
