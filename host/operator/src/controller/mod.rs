@@ -354,6 +354,18 @@ pub(crate) async fn publish_related(
     }
 }
 
+/// A reference to pod `name` in `namespace`, as the related object of an
+/// event about one member.
+pub(crate) fn pod_ref(namespace: &str, name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+        ..Default::default()
+    }
+}
+
 /// What makes an Etcd worth a reconcile: its generation (spec), annotations
 /// (reconcile/suspend requests), finalizers and deletion.
 fn spec_or_lifecycle(etcd: &Etcd) -> Option<u64> {

@@ -25,7 +25,6 @@
 use std::time::Duration;
 
 use druid_api::{Etcd, EtcdModel};
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Preconditions};
@@ -311,29 +310,27 @@ pub async fn sync(
         Timestamp::now(),
         ctx.settings.update_stall_after,
     );
-    Ok(Some(act(ctx, etcd, model, sts, next).await))
+    Ok(Some(act(ctx, etcd, model, replicas, next).await))
 }
 
 /// Carries out `next`: prepares and deletes a pod, or reports.
-async fn act(ctx: &Context, etcd: &Etcd, model: &EtcdModel, sts: &StatefulSet, next: Next) -> Roll {
+async fn act(ctx: &Context, etcd: &Etcd, model: &EtcdModel, replicas: i32, next: Next) -> Roll {
     let (ns, name) = (&model.namespace, &model.name);
-    let Next::Replace {
-        member,
-        healthy,
-        leader,
-        progress,
-    } = next
-    else {
-        if let Next::Nothing(Roll::Stalled(why)) = &next {
-            tracing::warn!(etcd = %name, namespace = %ns, %why, "the roll stopped");
-            publish(ctx, etcd, EventType::Warning, "UpdateStalled", why, None).await;
+    let (member, healthy, leader, progress) = match next {
+        Next::Nothing(roll) => {
+            if let Roll::Stalled(why) = &roll {
+                tracing::warn!(etcd = %name, namespace = %ns, %why, "the roll stopped");
+                publish(ctx, etcd, EventType::Warning, "UpdateStalled", why, None).await;
+            }
+            return roll;
         }
-        return match next {
-            Next::Nothing(roll) => roll,
-            Next::Replace { .. } => Roll::Done,
-        };
+        Next::Replace {
+            member,
+            healthy,
+            leader,
+            progress,
+        } => (member, healthy, leader, progress),
     };
-    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let member_name = names::member(model, member.ordinal);
     let why = if !healthy {
         format!(
@@ -392,12 +389,8 @@ async fn act(ctx: &Context, etcd: &Etcd, model: &EtcdModel, sts: &StatefulSet, n
     );
     tracing::info!(etcd = %name, namespace = %ns, pod = %member.pod, %message, "roll: pod deleted");
     let pod_ref = k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        namespace: Some(ns.clone()),
-        name: Some(member.pod.clone()),
         uid: Some(member.uid.clone()),
-        ..Default::default()
+        ..super::pod_ref(ns, &member.pod)
     };
     publish(
         ctx,

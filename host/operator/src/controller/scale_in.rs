@@ -338,13 +338,10 @@ async fn finish_removal(
 /// A reference to the pod of `ordinal`, the related object of its events
 /// (one event per member, not one series for all).
 fn pod_ref(model: &EtcdModel, ordinal: i32) -> k8s_openapi::api::core::v1::ObjectReference {
-    k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        namespace: Some(model.namespace.clone()),
-        name: Some(names::pod(&names::statefulset(&model.name), ordinal)),
-        ..Default::default()
-    }
+    super::pod_ref(
+        &model.namespace,
+        &names::pod(&names::statefulset(&model.name), ordinal),
+    )
 }
 
 /// Sets (or, with `None`, removes) the StatefulSet's record of the leaving
