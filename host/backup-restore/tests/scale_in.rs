@@ -4,8 +4,9 @@
 //! leaving member and refuses while another member is down (the cluster
 //! would be left without a healthy majority); `remove` takes the running
 //! member out, then again from two members down to one (the step a
-//! stopped member would make impossible), is idempotent, and never
-//! removes a member of another cluster.
+//! stopped member would make impossible), is idempotent, finds a member
+//! that never started (no name yet) by its peer URLs, and never removes a
+//! member of another cluster.
 #![allow(
     clippy::unwrap_used,
     clippy::panic,
@@ -126,6 +127,52 @@ async fn a_member_leaves_after_leadership_moved_and_its_process_stopped_never_co
     let got = c.get("before", None).await.unwrap();
     assert_eq!(got.kvs()[0].value(), b"scale-in");
     c.put("after", "scale-in", None).await.unwrap();
+
+    // A member that was added but never started has no name: a learner
+    // that re-added itself while its pod stopped. By name alone it is
+    // `absent`; by its peer URLs it is found and removed. A started
+    // member is matched by name only, whatever peer URLs are named.
+    let unstarted = format!(
+        "http://127.0.0.1:{}",
+        druid_test_support::free_port().unwrap()
+    );
+    c.member_add(
+        [unstarted.as_str()],
+        Some(etcd_client::MemberAddOptions::new().with_is_learner()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(&all[0]).await, ["", "test-0", "test-1"]);
+    let test_1_peers = c
+        .member_list()
+        .await
+        .unwrap()
+        .members()
+        .iter()
+        .find(|m| m.name() == "test-1")
+        .unwrap()
+        .peer_urls()
+        .join(",");
+    for query in [
+        "member=test-3".to_string(),
+        "member=test-3&peerUrls=http://127.0.0.1:1".to_string(),
+        format!("member=test-3&peerUrls={test_1_peers}"),
+    ] {
+        let (code, body) = post(&format!("{}/members/scale-in/remove?{query}", sidecar.url));
+        assert_eq!(code, 200, "{query}: {body}\n{}", sidecar.log());
+        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(report["outcome"], "absent", "{query}: {report}");
+    }
+    assert_eq!(names(&all[0]).await, ["", "test-0", "test-1"]);
+    let (code, body) = post(&format!(
+        "{}/members/scale-in/remove?member=test-3&peerUrls=http://127.0.0.1:1,{unstarted}",
+        sidecar.url
+    ));
+    assert_eq!(code, 200, "{body}\n{}", sidecar.log());
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["outcome"], "removed", "{report}");
+    assert_eq!(report["remaining"], serde_json::json!(["test-0", "test-1"]));
+    assert_eq!(names(&all[0]).await, ["test-0", "test-1"]);
 
     // From two members to one: test-1 leaves while it runs (stopped
     // first, the two-member cluster would have no quorum to remove it).

@@ -154,10 +154,21 @@ async fn fake_sidecar() -> FakeSidecar {
                 |State((requests, status)): State<Shared>,
                  Path(step): Path<String>,
                  RawQuery(query): RawQuery| async move {
-                    let member = query
-                        .unwrap_or_default()
-                        .trim_start_matches("member=")
-                        .to_string();
+                    let query: std::collections::HashMap<String, String> =
+                        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                            .into_owned()
+                            .collect();
+                    let member = query.get("member").cloned().unwrap_or_default();
+                    // The member's peer URLs come along (they find a
+                    // member that never started); its pod's DNS name is
+                    // the first (no member name prefix here).
+                    let peers = query.get("peerUrls").cloned().unwrap_or_default();
+                    if !peers.starts_with(&format!("http://{member}.test-peer.")) {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            format!("peerUrls {peers:?} are not {member}'s"),
+                        );
+                    }
                     requests
                         .lock()
                         .unwrap()

@@ -19,6 +19,13 @@
 //!
 //! Every step is idempotent: a member that is not in the cluster is
 //! reported `absent`.
+//!
+//! A member that was added but never started has no name yet (a learner
+//! that re-added itself as its pod stopped, or one whose pod never came
+//! up). The caller names the leaving member's peer URLs as well, and such
+//! an unnamed member whose peer URLs are all among them is the leaving
+//! member: matched by name alone, it would be reported `absent` and stay
+//! in the membership, an unstarted member that the cluster counts.
 
 use etcd_client::Member;
 use serde::Serialize;
@@ -42,14 +49,39 @@ pub struct ScaleInReport {
     pub remaining: Vec<String>,
 }
 
-/// The cluster's members split into the one named `member` (if present)
-/// and the others, after checking that `member` belongs to this Etcd.
+/// The member that leaves: by name, or, when it never started (no name
+/// yet), by its peer URLs.
+#[derive(Debug, Clone, Copy)]
+pub struct Leaving<'a> {
+    /// Its member name (`<prefix>-<etcd>-<ordinal>`).
+    pub name: &'a str,
+    /// Its peer URLs, as its configuration advertises them (may be empty:
+    /// then only a started member is found).
+    pub peer_urls: &'a [String],
+}
+
+impl Leaving<'_> {
+    /// Whether `m` is the leaving member.
+    fn is(&self, m: &Member) -> bool {
+        if !m.name().is_empty() {
+            return m.name() == self.name;
+        }
+        !m.peer_urls().is_empty()
+            && m.peer_urls()
+                .iter()
+                .all(|u| self.peer_urls.iter().any(|p| p == u))
+    }
+}
+
+/// The cluster's members split into the leaving one (if present) and the
+/// others, after checking that it belongs to this Etcd.
 async fn split(
     args: &EtcdArgs,
     endpoints: &[String],
     self_name: &str,
-    member: &str,
+    leaving: Leaving<'_>,
 ) -> Result<(Option<Member>, Vec<Member>), CutOverError> {
+    let member = leaving.name;
     let own = own_prefix(self_name).ok_or_else(|| {
         CutOverError::Refused(format!(
             "this member's name {self_name:?} does not end in an ordinal"
@@ -63,7 +95,17 @@ async fn split(
     }
     let members = member_list(args, endpoints).await?;
     let (leaving, remaining): (Vec<Member>, Vec<Member>) =
-        members.into_iter().partition(|m| m.name() == member);
+        members.into_iter().partition(|m| leaving.is(m));
+    // etcd refuses a peer URL that another member has, so two matches
+    // mean a cluster this code does not understand: nothing is removed.
+    if let [one, two, ..] = leaving.as_slice() {
+        return Err(CutOverError::Refused(format!(
+            "two members match {member} (ids {:x} and {:x}): check the membership with \
+             `etcdctl member list` and remove the stale one by hand",
+            one.id(),
+            two.id()
+        )));
+    }
     if !leaving.is_empty() && remaining.is_empty() {
         return Err(CutOverError::Refused(format!(
             "{member} is the only member: a cluster cannot scale in to nothing \
@@ -116,9 +158,10 @@ pub async fn prepare(
     args: &EtcdArgs,
     endpoints: &[String],
     self_name: &str,
-    member: &str,
+    member: Leaving<'_>,
 ) -> Result<ScaleInReport, CutOverError> {
     let (leaving, remaining) = split(args, endpoints, self_name, member).await?;
+    let member = member.name;
     let Some(leaving) = leaving else {
         return Ok(absent(member, &remaining));
     };
@@ -140,9 +183,10 @@ pub async fn remove(
     args: &EtcdArgs,
     endpoints: &[String],
     self_name: &str,
-    member: &str,
+    member: Leaving<'_>,
 ) -> Result<ScaleInReport, CutOverError> {
     let (leaving, remaining) = split(args, endpoints, self_name, member).await?;
+    let member = member.name;
     let Some(leaving) = leaving else {
         return Ok(absent(member, &remaining));
     };
@@ -155,7 +199,7 @@ pub async fn remove(
     let mut via = client_of(args, first)
         .await
         .map_err(CutOverError::NotReady)?;
-    tracing::info!(member, id = %format!("{:x}", leaving.id()), "removing a member of this Etcd from the cluster (scale-in)");
+    tracing::info!(member, id = %format!("{:x}", leaving.id()), started = !leaving.name().is_empty(), learner = leaving.is_learner(), "removing a member of this Etcd from the cluster (scale-in)");
     remove_one(&mut via, &leaving).await?;
     let leader = wait_settled(args, &remaining).await?;
     Ok(ScaleInReport {

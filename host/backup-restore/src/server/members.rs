@@ -1,6 +1,7 @@
 //! Member operations' answers, and
-//! `POST /members/scale-in/{prepare,remove}?member=<name>`: the steps of
-//! removing a member of this Etcd (`crate::etcd::scale_in`). 200 with
+//! `POST /members/scale-in/{prepare,remove}?member=<name>[&peerUrls=<url>,…]`:
+//! the steps of removing a member of this Etcd (`crate::etcd::scale_in`;
+//! `peerUrls` finds it while it never started and has no name). 200 with
 //! the report; 409 when refused (not a member of this Etcd, the last
 //! member); 503 while another member is not a
 //! healthy voting member (removing this one could cost the quorum); 500
@@ -21,6 +22,9 @@ use crate::etcd::scale_in;
 pub(super) struct ScaleInQuery {
     /// The member that leaves.
     member: String,
+    /// Its peer URLs, comma-separated (optional).
+    #[serde(default, rename = "peerUrls")]
+    peer_urls: String,
 }
 
 pub(super) async fn scale_in(
@@ -31,9 +35,20 @@ pub(super) async fn scale_in(
     let c = &state.config;
     let own = c.member_name();
     let endpoints = c.etcd.cluster_endpoints();
+    let peer_urls: Vec<String> = q
+        .peer_urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect();
+    let leaving = scale_in::Leaving {
+        name: &q.member,
+        peer_urls: &peer_urls,
+    };
     let result = match step.as_str() {
-        "prepare" => Box::pin(scale_in::prepare(&c.etcd, endpoints, &own, &q.member)).await,
-        "remove" => Box::pin(scale_in::remove(&c.etcd, endpoints, &own, &q.member)).await,
+        "prepare" => Box::pin(scale_in::prepare(&c.etcd, endpoints, &own, leaving)).await,
+        "remove" => Box::pin(scale_in::remove(&c.etcd, endpoints, &own, leaving)).await,
         other => {
             return (
                 StatusCode::NOT_FOUND,

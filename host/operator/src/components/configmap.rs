@@ -118,7 +118,7 @@ fn client_url(model: &EtcdModel, i: i32) -> String {
 
 /// Every peer URL of ordinal `i`: the cluster-internal one, then the extra
 /// ones the spec lists for that member (by pod or member name).
-fn peer_urls(model: &EtcdModel, i: i32) -> Vec<String> {
+pub fn peer_urls(model: &EtcdModel, i: i32) -> Vec<String> {
     let pod = names::pod(&model.name, i);
     let member = names::member(model, i);
     let mut urls = vec![peer_url(model, i)];

@@ -344,7 +344,7 @@ async fn act(ctx: &Context, etcd: &Etcd, model: &EtcdModel, replicas: i32, next:
     } else if replicas == 1 {
         "the only member: etcd is unavailable until its pod is back".to_string()
     } else {
-        match member_step(ctx, model, "prepare", &member_name).await {
+        match member_step(ctx, model, "prepare", member.ordinal).await {
             Ok(report) => {
                 let leads = report["leader"].as_str().unwrap_or("another member");
                 if leader {

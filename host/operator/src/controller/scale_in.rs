@@ -135,9 +135,9 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
     // a quorum meanwhile). From 2, it leaves while it runs: stopped first,
     // the other alone would have no quorum to remove it.
     let stop_first = current >= 3;
-    let ready = match step(ctx, model, "prepare", &member).await {
+    let ready = match step(ctx, model, "prepare", ordinal).await {
         Ok(report) if stop_first => Ok(report),
-        Ok(_) => step(ctx, model, "remove", &member).await,
+        Ok(_) => step(ctx, model, "remove", ordinal).await,
         Err(e) => Err(e),
     };
     match ready {
@@ -278,7 +278,7 @@ async fn finish_removal(
             "{member} is leaving: waiting for its pod {pod} to stop"
         )));
     }
-    let report = match step(ctx, model, "remove", &member).await {
+    let report = match step(ctx, model, "remove", ordinal).await {
         Ok(r) => r,
         Err(why) => {
             tracing::info!(etcd = %model.name, namespace = %model.namespace, %member, %why, "scale-in: the removal waits");

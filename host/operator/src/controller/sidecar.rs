@@ -10,6 +10,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use super::Context;
+use crate::components::configmap;
+use crate::names;
 
 /// How long a membership step's request may take (the sidecar waits up
 /// to 30 s for the cluster to settle, twice when leadership moves).
@@ -161,21 +163,24 @@ async fn call(
     .map_err(|e| format!("the request task failed: {e}"))?
 }
 
-/// Asks a sidecar for a membership step (`POST
-/// /members/scale-in/{step}?member=`): `prepare` checks that every other
-/// member is a healthy voter and moves leadership off `member` (what
-/// makes it safe to stop: scale-in and the roll use it), `remove` takes
-/// it out of the membership. The report, or why not.
+/// Asks a sidecar for a membership step for the member of `ordinal`
+/// (`POST /members/scale-in/{step}?member=<name>&peerUrls=<urls>`):
+/// `prepare` checks that every other member is a healthy voter and moves
+/// leadership off the member (what makes it safe to stop: scale-in and
+/// the roll use it), `remove` takes it out of the membership. Its peer
+/// URLs find it while it never started (an unstarted learner has no
+/// name). The report, or why not.
 pub(crate) async fn member_step(
     ctx: &Context,
     model: &EtcdModel,
     step: &str,
-    member: &str,
+    ordinal: i32,
 ) -> Result<serde_json::Value, String> {
-    let url = format!(
-        "{}/members/scale-in/{step}?member={member}",
-        base_url(ctx, model)
-    );
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("member", &names::member(model, ordinal))
+        .append_pair("peerUrls", &configmap::peer_urls(model, ordinal).join(","))
+        .finish();
+    let url = format!("{}/members/scale-in/{step}?{query}", base_url(ctx, model));
     let tls = sidecar_tls(ctx, model, &url).await?;
     match post(url, tls, MEMBER_STEP_TIMEOUT).await? {
         (200, body) => serde_json::from_str(&body)
