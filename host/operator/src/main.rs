@@ -82,6 +82,19 @@ struct Args {
     /// False, `UpdateStalled`; no other member is replaced meanwhile).
     #[arg(long, default_value_t = Settings::default().update_stall_after.as_secs())]
     update_stall_seconds: u64,
+    /// Seconds without a lease renewal after which a member is Unknown.
+    #[arg(long, default_value_t = Settings::default().member_unknown_after.as_secs())]
+    member_unknown_seconds: u64,
+    /// Seconds more after which an Unknown member is NotReady (the `Ready`
+    /// condition counts the members that are not NotReady).
+    #[arg(long, default_value_t = Settings::default().member_not_ready_after.as_secs())]
+    member_not_ready_seconds: u64,
+    /// Seconds a quorum loss must last (the `Ready` condition says
+    /// `QuorumLost` and fewer than a majority of the pods are Ready) before
+    /// druid restores the cluster from its backup; an Etcd annotated
+    /// `druid.gardener.cloud/disable-auto-recovery` is left to people.
+    #[arg(long, default_value_t = Settings::default().quorum_loss_recovery_after.as_secs())]
+    quorum_loss_recovery_seconds: u64,
     /// Elect one active replica through a Lease (run several for failover).
     #[arg(long, env = "DRUID_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -301,6 +314,9 @@ async fn run() -> anyhow::Result<()> {
         workers: args.workers.max(1),
         retry_backoff_max: Duration::from_secs(args.retry_backoff_max_seconds.max(1)),
         update_stall_after: Duration::from_secs(args.update_stall_seconds.max(1)),
+        member_unknown_after: Duration::from_secs(args.member_unknown_seconds.max(1)),
+        member_not_ready_after: Duration::from_secs(args.member_not_ready_seconds),
+        quorum_loss_recovery_after: Duration::from_secs(args.quorum_loss_recovery_seconds),
         compaction,
         wiring,
         operator_pods,

@@ -27,6 +27,15 @@ pub const SCALE_IN_ANNOTATION: &str = "druid.gardener.cloud/scale-in-leaving-ord
 /// The field manager of [`SCALE_IN_ANNOTATION`] (not [`FIELD_MANAGER`]:
 /// the spec's server-side apply must not remove it).
 pub const SCALE_IN_FIELD_MANAGER: &str = "druid-scale-in";
+/// The StatefulSet annotation that records the step of a quorum-loss
+/// recovery under way (`stopping`, then `restoring`): the durable record
+/// that an operator restarted mid-recovery resumes from.
+pub const RECOVERY_ANNOTATION: &str = "druid.gardener.cloud/quorum-loss-recovery";
+/// The field manager of [`RECOVERY_ANNOTATION`].
+pub const RECOVERY_FIELD_MANAGER: &str = "druid-recovery";
+/// The Etcd annotation that leaves the recovery from a quorum loss to
+/// people (any value).
+pub const DISABLE_AUTO_RECOVERY_ANNOTATION: &str = "druid.gardener.cloud/disable-auto-recovery";
 /// The Etcd annotation that records when the final full snapshot before
 /// its data volumes are deleted was taken (`controller::final_snapshot`).
 pub const FINAL_SNAPSHOT_ANNOTATION: &str = "druid.gardener.cloud/final-snapshot-taken";

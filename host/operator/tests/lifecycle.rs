@@ -16,15 +16,17 @@ mod common;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::members::{
+    claim, claim_kept, etcd, lease_role, member_pod, pod_exists, pod_status, statefulset,
+    sts_replicas,
+};
 use common::{
     client, condition, kubectl, kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in,
     wait_for, wait_for_event,
 };
-use druid_api::Etcd;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt as _};
 
 fn operator() -> &'static common::Operator {
@@ -43,59 +45,6 @@ fn create_etcd(ns: &str, replicas: u32, port: u16) {
         &["apply", "--validate=strict", "-f", "-"],
         &yaml,
     ));
-}
-
-async fn statefulset(ns: &str) -> Option<StatefulSet> {
-    Api::<StatefulSet>::namespaced(client().await, ns)
-        .get_opt("test")
-        .await
-        .unwrap()
-}
-
-fn sts_replicas(sts: &StatefulSet) -> i32 {
-    sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(-1)
-}
-
-async fn etcd(ns: &str) -> Option<Etcd> {
-    Api::<Etcd>::namespaced(client().await, ns)
-        .get_opt("test")
-        .await
-        .unwrap()
-}
-
-/// A claim of ordinal `i` as the StatefulSet controller makes it (none
-/// runs here): its name and the StatefulSet's selector labels.
-async fn claim(ns: &str, i: u32) {
-    let sts = wait_for("the StatefulSet", || statefulset(ns)).await;
-    let labels = sts
-        .spec
-        .as_ref()
-        .unwrap()
-        .selector
-        .match_labels
-        .clone()
-        .unwrap();
-    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": format!("test-test-{i}"), "labels": labels },
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": { "requests": { "storage": "1Gi" } }
-        }
-    }))
-    .unwrap();
-    Api::<PersistentVolumeClaim>::namespaced(client().await, ns)
-        .create(&PostParams::default(), &pvc)
-        .await
-        .unwrap();
-}
-
-/// Whether claim `name` is there and not being deleted.
-async fn claim_kept(ns: &str, name: &str) -> bool {
-    Api::<PersistentVolumeClaim>::namespaced(client().await, ns)
-        .get_opt(name)
-        .await
-        .unwrap()
-        .is_some_and(|c| c.metadata.deletion_timestamp.is_none())
 }
 
 /// Waits until `MembersScaledIn` has `status` and `reason`: its message.
@@ -446,69 +395,6 @@ async fn hibernation_waits_for_the_final_snapshot_and_keeps_the_claims() {
     assert!(claim_kept(ns, "test-test-0").await);
 }
 
-/// A member pod of ordinal `i` as the StatefulSet controller makes it
-/// (none runs here): the selector's labels, its revision, the owner
-/// reference; then its status as a kubelet would report it: Ready, or
-/// not, with a container `waiting` for `reason`.
-async fn member_pod(ns: &str, i: u32, revision: &str, ready: bool, waiting: Option<&str>) {
-    let sts = statefulset(ns).await.unwrap();
-    let mut labels = sts
-        .spec
-        .as_ref()
-        .unwrap()
-        .selector
-        .match_labels
-        .clone()
-        .unwrap();
-    labels.insert("controller-revision-hash".into(), revision.into());
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {
-            "name": format!("test-{i}"),
-            "labels": labels,
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "test",
-                                 "uid": sts.uid().unwrap(), "controller": true}],
-        },
-        "spec": {"containers": [{"name": "etcd", "image": "etcd"}]},
-    }))
-    .unwrap();
-    let pods = Api::<Pod>::namespaced(client().await, ns);
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    pod_status(ns, i, ready, waiting).await;
-}
-
-/// The status of pod `test-{i}` as a kubelet reports it: Ready, or not,
-/// with its container `waiting` for `reason`.
-async fn pod_status(ns: &str, i: u32, ready: bool, waiting: Option<&str>) {
-    let state = match waiting {
-        Some(reason) => {
-            serde_json::json!({"waiting": {"reason": reason, "message": "Back-off pulling image \"etcd:broken\""}})
-        }
-        None => serde_json::json!({"running": {}}),
-    };
-    let status = serde_json::json!({"status": {
-        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-        "containerStatuses": [{"name": "etcd", "ready": ready, "restartCount": 0, "image": "etcd",
-                               "imageID": "", "state": state}],
-    }});
-    Api::<Pod>::namespaced(client().await, ns)
-        .patch_status(
-            &format!("test-{i}"),
-            &PatchParams::default(),
-            &Patch::Merge(status),
-        )
-        .await
-        .unwrap();
-}
-
-/// Whether pod `test-{i}` exists.
-async fn pod_exists(ns: &str, i: u32) -> bool {
-    Api::<Pod>::namespaced(client().await, ns)
-        .get_opt(&format!("test-{i}"))
-        .await
-        .unwrap()
-        .is_some()
-}
-
 /// The StatefulSet's status as its controller would write it: rolling to
 /// `revision` with `updated` of 3 replicas there, all ready (its
 /// currentRevision stays at the first one, as under OnDelete).
@@ -521,24 +407,6 @@ async fn sts_rolling_to(ns: &str, revision: &str, updated: i32) {
     }});
     Api::<StatefulSet>::namespaced(client().await, ns)
         .patch_status("test", &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
-}
-
-/// Member lease `test-{i}` renewed now with `role`, as its sidecar does.
-async fn lease_role(ns: &str, i: u32, role: &str) {
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-        k8s_openapi::jiff::Timestamp::now(),
-    );
-    let patch = serde_json::json!({"spec": {
-        "holderIdentity": format!("{i}a{i}:{role}"), "renewTime": now,
-    }});
-    Api::<Lease>::namespaced(client().await, ns)
-        .patch(
-            &format!("test-{i}"),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
         .await
         .unwrap();
 }

@@ -877,7 +877,202 @@ fn three_replicas_form_one_cluster_that_serves_backs_up_and_rebuilds_a_lost_memb
         "test-2 was restored from the store:\n{log}"
     );
 
+    // (d) Two of three members lost for good (claims and pods deleted):
+    // no quorum, and the new pods cannot rejoin a cluster without one.
+    // The operator restores the cluster from the backup, with druid's
+    // pods killed mid-recovery. Every write up to the last delta snapshot
+    // is there afterwards.
+    let restore_args = with_operator_args(
+        node,
+        &[
+            "--member-unknown-seconds=5",
+            "--member-not-ready-seconds=5",
+            "--quorum-loss-recovery-seconds=20",
+        ],
+    );
+    let writer = Writer::start(endpoint.clone());
+    std::thread::sleep(Duration::from_secs(5));
+    let written = writer.finish();
+    written.assert_no_failed_write(node, THREE);
+    let mut acked = acked;
+    acked.extend(written.acked);
+    let ip0 = jsonpath(
+        node,
+        &["-n", THREE, "get", "pod", "test-0"],
+        "{.status.podIP}",
+    )
+    .unwrap();
+    let before = bucket(minio, "etcd-three/v2/").len();
+    wait_for(
+        node,
+        THREE,
+        "a delta snapshot of the last writes in the bucket",
+        Duration::from_secs(120),
+        || {
+            let _ = druid_test_support::http_get(&format!("http://{ip0}:8080/snapshot/delta"));
+            Ok((bucket(minio, "etcd-three/v2/").len() > before).then_some(()))
+        },
+    );
+    let lost_at = Instant::now();
+    for i in [1, 2] {
+        node.kubectl_ok(&[
+            "-n",
+            THREE,
+            "delete",
+            "pvc",
+            &format!("test-test-{i}"),
+            "--wait=false",
+        ])
+        .unwrap();
+    }
+    node.kubectl_ok(&[
+        "-n",
+        THREE,
+        "delete",
+        "pod",
+        "test-1",
+        "test-2",
+        "--wait=false",
+        "--grace-period=0",
+        "--force",
+    ])
+    .unwrap();
+    wait_for(
+        node,
+        THREE,
+        "QuorumLost=True",
+        Duration::from_secs(300),
+        || Ok((etcd_condition(node, THREE, "QuorumLost", "status")? == "True").then_some(())),
+    );
+    println!(
+        "two members lost to QuorumLost: {:.1}s",
+        lost_at.elapsed().as_secs_f64()
+    );
+    wait_for(
+        node,
+        THREE,
+        "the recovery records its first step",
+        Duration::from_secs(300),
+        || {
+            let record = jsonpath(
+                node,
+                &["-n", THREE, "get", "statefulset", "test"],
+                r#"{.metadata.annotations.druid\.gardener\.cloud/quorum-loss-recovery}"#,
+            )?;
+            Ok((!record.is_empty()).then_some(()))
+        },
+    );
+    println!(
+        "two members lost to the recovery's start: {:.1}s",
+        lost_at.elapsed().as_secs_f64()
+    );
+    node.kubectl_ok(&[
+        "-n",
+        "druid-system",
+        "delete",
+        "pod",
+        "-l",
+        "app.kubernetes.io/name=druid",
+        "--wait=false",
+        "--grace-period=0",
+        "--force",
+    ])
+    .unwrap();
+    println!("the operator's pods killed mid-recovery");
+    wait_for(
+        node,
+        THREE,
+        "QuorumLost=False/RecoverySucceeded",
+        Duration::from_secs(600),
+        || {
+            Ok(
+                (etcd_condition(node, THREE, "QuorumLost", "reason")? == "RecoverySucceeded")
+                    .then_some(()),
+            )
+        },
+    );
+    println!(
+        "two members lost to member 0 restored: {:.1}s",
+        lost_at.elapsed().as_secs_f64()
+    );
+    wait_for_members(node, THREE, 3, Duration::from_secs(420));
+    println!(
+        "two members lost to a Ready 3-member cluster again: {:.1}s",
+        lost_at.elapsed().as_secs_f64()
+    );
+    for reason in [
+        "QuorumLost",
+        "QuorumLossRecoveryStarted",
+        "QuorumLossRecoveryRestoring",
+        "QuorumLossRecovered",
+    ] {
+        wait_for_event(node, THREE, reason);
+    }
+    let message = etcd_condition(node, THREE, "QuorumLost", "message").unwrap();
+    println!("QuorumLost: {message}");
+    assert!(message.contains("up to revision"), "{message}");
+    let log = node
+        .kubectl_ok(&["-n", THREE, "logs", "test-0", "-c", "backup-restore"])
+        .unwrap();
+    assert!(
+        log.contains("restoring from the store"),
+        "test-0 was not restored from the store:\n{log}"
+    );
+    assert_none_lost(node, THREE, &endpoint, &acked);
+    let writer = Writer::start(endpoint.clone());
+    std::thread::sleep(Duration::from_secs(5));
+    let written = writer.finish();
+    println!("writer after the recovery: {}", written.summary());
+    written.assert_no_failed_write(node, THREE);
+    restore_args();
+
     delete_etcd(node, THREE);
+}
+
+/// Restarts the operator with `extra` flags; the returned closure puts
+/// the flags of deploy/operator back (and waits for that rollout too).
+fn with_operator_args(node: &'static Node, extra: &[&str]) -> impl FnOnce() {
+    let original = node
+        .kubectl_ok(&[
+            "-n",
+            "druid-system",
+            "get",
+            "deployment",
+            "druid",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].args}",
+        ])
+        .unwrap();
+    let original: Vec<String> = serde_json::from_str(&original).unwrap();
+    let set = move |args: &[String]| {
+        let patch = serde_json::json!([{
+            "op": "replace", "path": "/spec/template/spec/containers/0/args", "value": args,
+        }]);
+        node.kubectl_ok(&[
+            "-n",
+            "druid-system",
+            "patch",
+            "deployment",
+            "druid",
+            "--type=json",
+            "-p",
+            &patch.to_string(),
+        ])
+        .unwrap();
+        node.kubectl_ok(&[
+            "-n",
+            "druid-system",
+            "rollout",
+            "status",
+            "deployment/druid",
+            "--timeout=180s",
+        ])
+        .unwrap();
+    };
+    let mut changed = original.clone();
+    changed.extend(extra.iter().map(|a| (*a).to_string()));
+    set(&changed);
+    move || set(&original)
 }
 
 /// Merge-patches Etcd `test` in `ns`.

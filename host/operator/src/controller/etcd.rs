@@ -33,6 +33,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt as _};
 
 use super::conditions;
+use super::conditions::quorum_lost::Recovery;
 use super::scale_in::{self, ScaleIn};
 use super::status::{self, SpecOutcome};
 use super::validate::{self, Checked, Problem};
@@ -46,6 +47,11 @@ use crate::names;
 /// How soon a reconcile with a scale-in under way comes back for its next
 /// step.
 const SCALE_IN_RECHECK: Duration = Duration::from_secs(3);
+
+/// How soon a reconcile comes back while the quorum is lost and the
+/// recovery has not started (to start it on time, or to see the quorum
+/// back).
+const QUORUM_LOSS_RECHECK: Duration = Duration::from_secs(10);
 
 /// How soon a reconcile with a roll under way comes back to see whether
 /// the replaced member is back.
@@ -185,6 +191,7 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
 
     let mut applied_sts = None;
     let mut scale_step = None;
+    let mut recovery_step: Option<Recovery> = None;
     let outcome = if etcd.annotations().contains_key(names::SUSPEND_ANNOTATION) {
         // What was applied before may have been changed meanwhile: once
         // resumed, the spec is applied again at once.
@@ -205,7 +212,10 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
         SpecOutcome::Suspended
     } else if !spec_reconcile_wanted(etcd, ctx) {
         SpecOutcome::NotRequested
-    } else if spec_up_to_date(etcd, ctx) && statefulset_exists(ctx, &namespace, &name).await? {
+    } else if spec_up_to_date(etcd, ctx)
+        && !super::recovery::watching(etcd, cached_statefulset(ctx, &namespace, &name).as_ref())
+        && statefulset_exists(ctx, &namespace, &name).await?
+    {
         SpecOutcome::UpToDate
     } else {
         // A scale-in's step decides the replicas the components are built
@@ -214,6 +224,7 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
             Ok(m) => {
                 let plan = scale_in::plan(ctx, etcd, m).await?;
                 scale_step = plan.scale_in;
+                recovery_step = plan.recovery;
                 Ok(EtcdModel {
                     replicas: plan.replicas,
                     ..m.clone()
@@ -248,9 +259,10 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
         };
         let key = etcd.uid().unwrap_or_default();
         if let Ok(mut applied) = ctx.applied.lock() {
-            // A scale-in under way is not up to date: its next step is
-            // taken at the next reconcile.
-            let scaling = scale_step.as_ref().is_some_and(ScaleIn::is_under_way);
+            // A scale-in or a recovery under way is not up to date: its
+            // next step is taken at the next reconcile.
+            let scaling = scale_step.as_ref().is_some_and(ScaleIn::is_under_way)
+                || recovery_step.as_ref().is_some_and(Recovery::is_under_way);
             if matches!(outcome, SpecOutcome::Reconciled) && !scaling {
                 applied.insert(key, (Instant::now(), etcd.metadata.generation));
             } else {
@@ -266,8 +278,11 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     if let Ok(model) = &model {
         observed.cut_over = super::cut_over::sync(ctx, etcd, model).await;
     }
-    let scaling = scale_step.as_ref().is_some_and(ScaleIn::is_under_way);
+    let recovering = matches!(recovery_step, Some(Recovery::Recovering(_)));
+    let watching_loss = matches!(recovery_step, Some(Recovery::Lost(_)));
+    let scaling = scale_step.as_ref().is_some_and(ScaleIn::is_under_way) || recovering;
     observed.scale_in = scale_step;
+    observed.recovery = recovery_step;
     // The StatefulSet just applied is newer than the watch cache's copy.
     if let Some(sts) = applied_sts
         && observed
@@ -278,9 +293,11 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
         observed.statefulset = Some(sts);
     }
     // The roll of the members to the current pod template, one at a time
-    // (not while a scale-in is under way, nor while suspended).
+    // (not while a scale-in or a recovery is under way, nor while the
+    // quorum is lost, nor while suspended).
     if let Ok(model) = &model
         && !scaling
+        && !watching_loss
         && matches!(
             outcome,
             SpecOutcome::Reconciled | SpecOutcome::UpToDate | SpecOutcome::NotRequested
@@ -376,6 +393,7 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     Ok(match (&outcome, failure) {
         (SpecOutcome::Failed { .. }, Some(f)) => Action::requeue(f.retry_in),
         _ if scaling => Action::requeue(SCALE_IN_RECHECK),
+        _ if watching_loss => Action::requeue(QUORUM_LOSS_RECHECK),
         _ if rolling => Action::requeue(ROLL_RECHECK),
         _ => Action::requeue(ctx.settings.status_sync_period),
     })
@@ -425,6 +443,13 @@ fn spec_up_to_date(etcd: &Etcd, ctx: &Context) -> bool {
         .is_some_and(|(at, generation)| {
             *generation == etcd.metadata.generation && at.elapsed() < ctx.settings.resync_period
         })
+}
+
+/// The Etcd's StatefulSet from the watch cache (`None` without caches).
+fn cached_statefulset(ctx: &Context, namespace: &str, name: &str) -> Option<StatefulSet> {
+    ctx.caches
+        .get()
+        .and_then(|c| c.statefulset(namespace, &names::statefulset(name)))
 }
 
 async fn statefulset_exists(

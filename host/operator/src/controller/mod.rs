@@ -11,6 +11,7 @@ pub mod defrag;
 pub mod etcd;
 pub mod final_snapshot;
 pub mod finalizers;
+pub mod recovery;
 mod report;
 pub mod roll;
 pub mod scale_in;
@@ -73,6 +74,10 @@ pub struct Settings {
     /// before the roll is reported stopped (`UpdateStalled`); a member
     /// whose container cannot start is reported at once.
     pub update_stall_after: Duration,
+    /// How long a quorum loss must last (after the `Ready` condition says
+    /// `QuorumLost`, and while the pods agree) before the cluster is
+    /// restored from its backup (`recovery`).
+    pub quorum_loss_recovery_after: Duration,
     /// What a provider plugin's pod wiring may ask for.
     pub wiring: druid_plugin_host::WiringPolicy,
     /// Where the operator's pods run, for the NetworkPolicy around each
@@ -94,6 +99,7 @@ impl Default for Settings {
             compaction: compaction::CompactionSettings::default(),
             retry_backoff_max: Duration::from_secs(120),
             update_stall_after: Duration::from_secs(600),
+            quorum_loss_recovery_after: Duration::from_secs(120),
             wiring: druid_plugin_host::WiringPolicy::default(),
             operator_pods: None,
         }

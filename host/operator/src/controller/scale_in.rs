@@ -33,6 +33,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt as _};
 
 pub use super::conditions::members_scaled_in::ScaleIn;
+use super::conditions::quorum_lost::Recovery;
 use super::conditions::types::MEMBERS_SCALED_IN;
 use super::sidecar::member_step as step;
 use super::{Context, final_snapshot};
@@ -52,6 +53,9 @@ pub struct Plan {
     pub replicas: i32,
     /// The scale-in's state, for the condition and the requeue.
     pub scale_in: Option<ScaleIn>,
+    /// How a quorum loss stands, for the condition and the requeue
+    /// (`None` when there is none).
+    pub recovery: Option<Recovery>,
 }
 
 /// The ordinal a StatefulSet's annotation records as leaving.
@@ -82,6 +86,7 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
     let unchanged = Plan {
         replicas: wanted,
         scale_in: None,
+        recovery: None,
     };
     let sts_name = names::statefulset(&model.name);
     let sts = match ctx.caches.get() {
@@ -95,6 +100,15 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
     let Some(sts) = sts else {
         return Ok(unchanged);
     };
+    // A quorum loss comes before anything else: no member can be removed
+    // (or added) without a quorum.
+    if let Some((replicas, recovery)) = super::recovery::plan(ctx, etcd, model, &sts).await? {
+        return Ok(Plan {
+            replicas,
+            scale_in: None,
+            recovery: Some(recovery),
+        });
+    }
     let current = replicas(&sts);
     // A removal under way finishes first, whatever the spec says now.
     if let Some(ordinal) = leaving(&sts) {
@@ -108,6 +122,7 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
         return Ok(Plan {
             replicas: current.min(ordinal),
             scale_in: Some(scale_in),
+            recovery: None,
         });
     }
     if wanted == 0 {
@@ -122,6 +137,7 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
                 scale_in: Some(ScaleIn::Done(format!(
                     "the scale-in is done: {wanted} member(s), as spec.replicas asks"
                 ))),
+                recovery: None,
             });
         }
         return Ok(unchanged);
@@ -167,6 +183,7 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
             Ok(Plan {
                 replicas: ordinal,
                 scale_in: Some(ScaleIn::InProgress(message)),
+                recovery: None,
             })
         }
         Err(why) => {
@@ -178,6 +195,7 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
             Ok(Plan {
                 replicas: current,
                 scale_in: Some(ScaleIn::Waiting(message)),
+                recovery: None,
             })
         }
     }
@@ -197,6 +215,7 @@ async fn hibernate(
     let asleep = |message: Option<String>| Plan {
         replicas: 0,
         scale_in: message.map(ScaleIn::Done),
+        recovery: None,
     };
     if current == 0 || model.store.is_none() {
         return Ok(asleep(None));
@@ -256,6 +275,7 @@ async fn hibernate(
             Ok(Plan {
                 replicas: current,
                 scale_in: Some(ScaleIn::Waiting(message)),
+                recovery: None,
             })
         }
     }

@@ -13,6 +13,8 @@ use druid_test_support::{
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+pub mod members;
+
 /// The API server with the CRDs and a running operator.
 pub struct Operator {
     pub metrics_url: String,

@@ -147,7 +147,7 @@ pub fn decide(obs: &Observation, t: &Thresholds, last_reason: Option<&str>) -> D
 
 /// A snapshot lease's revision: `None` before the first snapshot; a holder
 /// that is no number is logged and treated as no snapshot.
-pub(super) fn lease_revision(lease: Option<&Lease>) -> Option<i64> {
+pub(crate) fn lease_revision(lease: Option<&Lease>) -> Option<i64> {
     let lease = lease?;
     let holder = lease.spec.as_ref()?.holder_identity.as_deref()?;
     if holder.is_empty() {

@@ -39,7 +39,7 @@ use crate::metrics::NamespaceLabels;
 use crate::names;
 
 mod conditions;
-mod decide;
+pub(crate) mod decide;
 mod job;
 mod sidecar;
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! | `ClusterIDMismatch` | `cluster_id_mismatch.rs` | the etcd controller |
 //! | `BootstrappedWithExistingCluster` | `bootstrapped_with_existing_cluster.rs` | the etcd controller |
 //! | `MembersScaledIn` | `members_scaled_in.rs` | the etcd controller |
+//! | `QuorumLost` | `quorum_lost.rs` | the etcd controller |
 //! | `LastSnapshotCompactionSucceeded` | `last_snapshot_compaction_succeeded.rs` | the compaction controller |
 
 pub mod all_members_ready;
@@ -24,6 +25,7 @@ pub mod cluster_id_mismatch;
 pub mod data_volumes_ready;
 pub mod last_snapshot_compaction_succeeded;
 pub mod members_scaled_in;
+pub mod quorum_lost;
 pub mod ready;
 pub mod spec_valid;
 
@@ -53,6 +55,9 @@ pub mod types {
     pub const BOOTSTRAPPED_WITH_EXISTING_CLUSTER: &str = "BootstrappedWithExistingCluster";
     /// How the last scale-in (members removed) went.
     pub const MEMBERS_SCALED_IN: &str = "MembersScaledIn";
+    /// Whether a majority of the members is lost, and how the automatic
+    /// recovery stands.
+    pub const QUORUM_LOST: &str = "QuorumLost";
     /// How the last snapshot compaction (or the full snapshot taken instead)
     /// went: written by the compaction controller only.
     pub const LAST_SNAPSHOT_COMPACTION_SUCCEEDED: &str = "LastSnapshotCompactionSucceeded";
@@ -68,6 +73,7 @@ pub mod types {
         SPEC_VALID,
         BOOTSTRAPPED_WITH_EXISTING_CLUSTER,
         MEMBERS_SCALED_IN,
+        QUORUM_LOST,
         LAST_SNAPSHOT_COMPACTION_SUCCEEDED,
     ];
     /// Types other controllers own: the etcd controller keeps them as they

@@ -147,6 +147,16 @@ pub fn compute(
                     .find(|c| c.type_ == types::MEMBERS_SCALED_IN),
             ),
         ),
+        (
+            types::QUORUM_LOST,
+            conditions::quorum_lost::check(
+                observed.recovery.as_ref(),
+                previous
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == types::QUORUM_LOST),
+            ),
+        ),
     ]
     .into_iter()
     .filter_map(|(type_, check)| Some(conditions::stamp(&previous.conditions, type_, check?, now)))

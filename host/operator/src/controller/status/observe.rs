@@ -38,6 +38,8 @@ pub struct Observed {
     pub scale_in: Option<crate::controller::scale_in::ScaleIn>,
     /// How this reconcile's roll of the members went, when one ran.
     pub roll: Option<crate::controller::conditions::all_members_updated::Roll>,
+    /// How a quorum loss stands, when this reconcile looked at one.
+    pub recovery: Option<crate::controller::conditions::quorum_lost::Recovery>,
 }
 
 /// Reads what [`super::compute`] needs.
@@ -160,5 +162,6 @@ pub async fn observe(
         cut_over: None,
         scale_in: None,
         roll: None,
+        recovery: None,
     })
 }

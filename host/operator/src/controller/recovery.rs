@@ -1,0 +1,587 @@
+//! Automatic recovery from a permanent loss of quorum: a majority of the
+//! members is gone (pods crash-looping on lost or corrupt data, claims
+//! deleted) and the cluster cannot heal itself.
+//!
+//! Detection needs two witnesses that agree, for a while:
+//! - the `Ready` condition says `QuorumLost`: fewer than a majority of the
+//!   members renew their leases (a member is NotReady only after
+//!   `member_unknown_after` + `member_not_ready_after` of silence);
+//! - fewer than a majority of the members' pods are Ready (a pod's
+//!   readiness is a linearizable read through its etcd).
+//!
+//! Once that has lasted `quorum_loss_recovery_after`, the recovery starts,
+//! unless the Etcd carries `druid.gardener.cloud/disable-auto-recovery`,
+//! has no backup store or no full snapshot yet, or a member's pod is on a
+//! node that does not answer or is not scheduled (those members may come
+//! back with their data: the loss is not known to be permanent).
+//!
+//! The recovery is the runbook people follow by hand, with each step
+//! recorded on the StatefulSet ([`names::RECOVERY_ANNOTATION`]) so that a
+//! restarted operator resumes it and never repeats an irreversible step:
+//! 1. `stopping`: the StatefulSet scales to 0 and the operator deletes
+//!    the pods (the StatefulSet controller waits for unready pods to be
+//!    Ready before it takes them down); once every pod is gone the
+//!    members' claims are deleted (their data is a cluster that cannot
+//!    form a quorum again), then
+//! 2. `restoring`: the StatefulSet scales to 1; member 0 has no data and
+//!    restores the latest full snapshot and its delta snapshots from the
+//!    store, as a new single-member cluster; once its pod is Ready,
+//! 3. the record goes and the StatefulSet scales back to `spec.replicas`
+//!    through the ordinary scale-out (one learner at a time).
+//!
+//! Every step is an event. The writes after the last delta snapshot are
+//! lost: the events and the condition name the revision restored to.
+
+use druid_api::etcd::Condition;
+use druid_api::{Etcd, EtcdModel};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt as _};
+
+use super::Context;
+use super::conditions::quorum_lost::Recovery;
+use super::conditions::{age, types};
+use crate::names;
+
+/// The event action.
+const EVENT_ACTION: &str = "QuorumLossRecovery";
+
+/// A step recorded on the StatefulSet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Scaling to 0; the claims go once no pod is left.
+    Stopping,
+    /// Member 0 restores from the store.
+    Restoring,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Stopping => "stopping",
+            Phase::Restoring => "restoring",
+        }
+    }
+
+    /// The phase an annotation value records (`None` for no annotation;
+    /// an unknown value is read as `stopping`, the step that undoes
+    /// nothing).
+    fn of(sts: &StatefulSet) -> Option<Self> {
+        let value = sts.annotations().get(names::RECOVERY_ANNOTATION)?;
+        Some(if value == Phase::Restoring.as_str() {
+            Phase::Restoring
+        } else {
+            Phase::Stopping
+        })
+    }
+}
+
+/// A member's pod, as detection needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodState {
+    /// Its name.
+    pub name: String,
+    /// The StatefulSet ordinal.
+    pub ordinal: i32,
+    /// Ready.
+    pub ready: bool,
+    /// Its Ready condition is `Unknown`: its node stopped reporting.
+    pub unreachable: bool,
+    /// Bound to a node.
+    pub scheduled: bool,
+    /// Being deleted.
+    pub deleting: bool,
+}
+
+impl PodState {
+    /// The state of a StatefulSet pod (`None` without an ordinal).
+    pub fn of(pod: &Pod) -> Option<Self> {
+        let name = pod.name_any();
+        let ordinal = name.rsplit_once('-')?.1.parse().ok()?;
+        let ready_status = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.as_str());
+        Some(Self {
+            ordinal,
+            ready: ready_status == Some("True"),
+            unreachable: ready_status == Some("Unknown"),
+            scheduled: pod.spec.as_ref().is_some_and(|s| s.node_name.is_some()),
+            deleting: pod.metadata.deletion_timestamp.is_some(),
+            name,
+        })
+    }
+}
+
+/// What the decision looks at.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// `spec.replicas`.
+    pub wanted: i32,
+    /// The StatefulSet's replicas.
+    pub current: i32,
+    /// The step recorded on the StatefulSet.
+    pub phase: Option<Phase>,
+    /// The Etcd's conditions before this reconcile.
+    pub conditions: &'a [Condition],
+    /// The pods of the StatefulSet.
+    pub pods: &'a [PodState],
+    /// The members whose leases say NotReady (from the status).
+    pub down: &'a [String],
+    /// The Etcd is annotated to leave recovery to people.
+    pub disabled: bool,
+    /// The Etcd has a backup store.
+    pub store: bool,
+    /// The revision the last snapshot (full or delta) holds, from the
+    /// snapshot leases; `None` before the first full snapshot.
+    pub backed_up: Option<i64>,
+    /// How long the loss must last before the recovery starts.
+    pub after: std::time::Duration,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// What this reconcile does about a quorum loss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing to do; the condition's new word, if any.
+    Nothing(Option<Recovery>),
+    /// Start: record `stopping` and scale to 0.
+    Begin(String),
+    /// Stopping: wait for the pods to go (replicas 0).
+    Stopping(String),
+    /// Every pod is gone: delete the claims, then record `restoring`.
+    DeleteClaims,
+    /// Restoring: replicas 1, wait for member 0.
+    Restoring(String),
+    /// Member 0 is back: drop the record, scale to `spec.replicas`.
+    Finish(String),
+}
+
+/// Since when the quorum has been lost, by both witnesses; `None` while
+/// either sees a quorum (or the `Ready` condition predates the last
+/// recovery: it has not turned since, so it says nothing new).
+fn lost_since(input: &Input<'_>) -> Option<Timestamp> {
+    let find = |t: &str| input.conditions.iter().find(|c| c.type_ == t);
+    let ready = find(types::READY)?;
+    if ready.status != "False" || ready.reason != "QuorumLost" {
+        return None;
+    }
+    let since = ready.last_transition_time.as_ref()?.0;
+    if let Some(last) = find(types::QUORUM_LOST)
+        && last.status == "False"
+        && last
+            .last_transition_time
+            .as_ref()
+            .is_some_and(|t| t.0 >= since)
+    {
+        return None;
+    }
+    let quorum = input.current / 2 + 1;
+    let ready_pods = input
+        .pods
+        .iter()
+        .filter(|p| p.ordinal < input.current && p.ready)
+        .count();
+    (i32::try_from(ready_pods).unwrap_or(i32::MAX) < quorum).then_some(since)
+}
+
+/// Whether the Etcd's last condition says the quorum is lost.
+fn was_lost(conditions: &[Condition]) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == types::QUORUM_LOST && c.status == "True")
+}
+
+/// The next step, from what the cluster shows.
+pub fn decide(input: &Input<'_>) -> Next {
+    match input.phase {
+        Some(Phase::Stopping) => {
+            let left: Vec<&str> = input.pods.iter().map(|p| p.name.as_str()).collect();
+            return if left.is_empty() {
+                Next::DeleteClaims
+            } else {
+                Next::Stopping(format!(
+                    "recovering from the quorum loss: waiting for the pods to stop ({})",
+                    left.join(", ")
+                ))
+            };
+        }
+        Some(Phase::Restoring) => {
+            return if input.pods.iter().any(|p| p.ordinal == 0 && p.ready) {
+                Next::Finish(format!(
+                    "member 0 is restored and Ready; scaling back out to {} member(s), one at a time",
+                    input.wanted
+                ))
+            } else {
+                Next::Restoring(
+                    "recovering from the quorum loss: member 0 restores the latest backup (full \
+                     snapshot and delta snapshots) as a new single-member cluster"
+                        .into(),
+                )
+            };
+        }
+        None => {}
+    }
+    let lost = (input.wanted > 0 && input.current >= 2)
+        .then(|| lost_since(input))
+        .flatten();
+    let Some(since) = lost else {
+        // Back only when the leases say so (a StatefulSet at 0 replicas
+        // says nothing).
+        let quorate = input
+            .conditions
+            .iter()
+            .any(|c| c.type_ == types::READY && c.status == "True");
+        return Next::Nothing((was_lost(input.conditions) && quorate).then(|| {
+            Recovery::Restored("the quorum is back: a majority of the members is Ready".into())
+        }));
+    };
+    let quorum = input.current / 2 + 1;
+    let what = format!(
+        "the quorum is lost: {} of {} members are down ({}; no pod is Ready without a quorum), \
+         {quorum} must be up",
+        input.down.len(),
+        input.current,
+        input.down.join(", ")
+    );
+    let runbook = "recover by hand (scale to 0, delete the claims, scale to 1, then back out)";
+    if input.disabled {
+        return Next::Nothing(Some(Recovery::Disabled(format!(
+            "{what}; the automatic recovery is disabled by the annotation {}: remove it to let druid \
+             restore from the backup, or {runbook}",
+            names::DISABLE_AUTO_RECOVERY_ANNOTATION
+        ))));
+    }
+    if !input.store {
+        return Next::Nothing(Some(Recovery::Disabled(format!(
+            "{what}; there is no backup store (spec.backup.store) to recover from: {runbook}, \
+             accepting that the data is lost"
+        ))));
+    }
+    let Some(revision) = input.backed_up else {
+        return Next::Nothing(Some(Recovery::Lost(format!(
+            "{what}; no full snapshot is in the store yet, so druid does not recover automatically"
+        ))));
+    };
+    if let Some(p) = input.pods.iter().find(|p| p.unreachable) {
+        return Next::Nothing(Some(Recovery::Lost(format!(
+            "{what}; the recovery waits: the node of {} does not answer, and the member may come back \
+             with its data",
+            p.name
+        ))));
+    }
+    if let Some(p) = input.pods.iter().find(|p| !p.scheduled) {
+        return Next::Nothing(Some(Recovery::Lost(format!(
+            "{what}; the recovery waits: {} is not scheduled to a node",
+            p.name
+        ))));
+    }
+    let waited = age(input.now, since);
+    if waited < input.after {
+        return Next::Nothing(Some(Recovery::Lost(format!(
+            "{what} (for {}s); unless the quorum comes back, druid restores the cluster from the backup \
+             (revision {revision}) in {}s; annotate the Etcd {} to prevent it",
+            waited.as_secs(),
+            input.after.saturating_sub(waited).as_secs(),
+            names::DISABLE_AUTO_RECOVERY_ANNOTATION
+        ))));
+    }
+    Next::Begin(format!(
+        "{what} for {}s: recovering from the backup (up to revision {revision}; writes after it are \
+         lost): the StatefulSet scales to 0, the members' claims are deleted, member 0 restores, then \
+         the others join",
+        waited.as_secs()
+    ))
+}
+
+/// Whether the Etcd's quorum may be lost or a recovery is recorded: then
+/// every reconcile takes the spec path, where [`plan`] looks.
+pub fn watching(etcd: &Etcd, sts: Option<&StatefulSet>) -> bool {
+    sts.is_some_and(|s| Phase::of(s).is_some())
+        || etcd.status.as_ref().is_some_and(|s| {
+            s.conditions.iter().any(|c| {
+                (c.type_ == types::READY && c.reason == "QuorumLost")
+                    || (c.type_ == types::QUORUM_LOST && c.status == "True")
+            })
+        })
+}
+
+/// The replicas and the condition's word of this reconcile's recovery
+/// step, or `None` when there is nothing to recover (the scale-in's plan
+/// follows then).
+pub async fn plan(
+    ctx: &Context,
+    etcd: &Etcd,
+    model: &EtcdModel,
+    sts: &StatefulSet,
+) -> Result<Option<(i32, Recovery)>, kube::Error> {
+    // The watch cache may not have the record this operator just wrote:
+    // while the quorum may be lost, the StatefulSet is read from the API.
+    let fresh = if ctx.caches.get().is_some() && watching(etcd, Some(sts)) {
+        Api::<StatefulSet>::namespaced(ctx.client.clone(), &model.namespace)
+            .get_opt(&sts.name_any())
+            .await?
+    } else {
+        None
+    };
+    let sts = fresh.as_ref().unwrap_or(sts);
+    let current = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let phase = Phase::of(sts);
+    let conditions = etcd
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    // The pods are listed only when the quorum may be lost.
+    if !watching(etcd, Some(sts)) {
+        return Ok(None);
+    }
+    let pods = pods(ctx, model, sts).await?;
+    let (full, delta) = match ctx.caches.get() {
+        Some(c) => (
+            c.lease(&model.namespace, &names::full_snapshot_lease(&model.name)),
+            c.lease(&model.namespace, &names::delta_snapshot_lease(&model.name)),
+        ),
+        None => {
+            let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+                Api::namespaced(ctx.client.clone(), &model.namespace);
+            (
+                leases
+                    .get_opt(&names::full_snapshot_lease(&model.name))
+                    .await?,
+                leases
+                    .get_opt(&names::delta_snapshot_lease(&model.name))
+                    .await?,
+            )
+        }
+    };
+    let revision = |l: Option<&k8s_openapi::api::coordination::v1::Lease>| {
+        super::compaction::decide::lease_revision(l)
+    };
+    let full_revision = revision(full.as_ref());
+    let down: Vec<String> = etcd
+        .status
+        .iter()
+        .flat_map(|s| s.members.iter())
+        .filter(|m| m.status == "NotReady")
+        .map(|m| m.name.clone())
+        .collect();
+    let input = Input {
+        wanted: model.replicas,
+        current,
+        phase,
+        conditions,
+        pods: &pods,
+        down: &down,
+        disabled: etcd
+            .annotations()
+            .contains_key(names::DISABLE_AUTO_RECOVERY_ANNOTATION),
+        store: model.store.is_some(),
+        backed_up: full_revision.map(|f| f.max(revision(delta.as_ref()).unwrap_or(f))),
+        after: ctx.settings.quorum_loss_recovery_after,
+        now: Timestamp::now(),
+    };
+    let next = decide(&input);
+    let (ns, name) = (&model.namespace, &model.name);
+    Ok(match next {
+        Next::Nothing(None) => None,
+        Next::Nothing(Some(state)) => {
+            if matches!(state, Recovery::Restored(_)) {
+                tracing::info!(etcd = %name, namespace = %ns, "the quorum is back without a recovery");
+                publish(
+                    ctx,
+                    etcd,
+                    EventType::Normal,
+                    "QuorumRestored",
+                    &message(&state),
+                )
+                .await;
+            } else if !was_lost(conditions) {
+                tracing::warn!(etcd = %name, namespace = %ns, state = %message(&state), "quorum lost");
+                publish(
+                    ctx,
+                    etcd,
+                    EventType::Warning,
+                    "QuorumLost",
+                    &message(&state),
+                )
+                .await;
+            }
+            Some((current, state))
+        }
+        Next::Begin(m) => {
+            tracing::warn!(etcd = %name, namespace = %ns, message = %m, "quorum-loss recovery: starting");
+            record(ctx, model, Some(Phase::Stopping)).await?;
+            publish(
+                ctx,
+                etcd,
+                EventType::Warning,
+                "QuorumLossRecoveryStarted",
+                &m,
+            )
+            .await;
+            Some((0, Recovery::Recovering(m)))
+        }
+        Next::Stopping(m) => {
+            // The StatefulSet controller does not take down pods that are
+            // not Ready when it scales to 0 (OrderedReady waits for them),
+            // and none is Ready without a quorum: the operator deletes
+            // them (gracefully; at 0 replicas they are not recreated).
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &model.namespace);
+            for p in pods.iter().filter(|p| !p.deleting) {
+                tracing::info!(etcd = %name, namespace = %ns, pod = %p.name, "quorum-loss recovery: deleting a member's pod");
+                match api
+                    .delete(&p.name, &kube::api::DeleteParams::default())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Some((0, Recovery::Recovering(m)))
+        }
+        Next::DeleteClaims => {
+            let deleted = delete_claims(ctx, model, sts).await?;
+            if !deleted.is_empty() {
+                let m = format!(
+                    "recovering from the quorum loss: the pods stopped; deleting the members' claims ({})",
+                    deleted.join(", ")
+                );
+                publish(
+                    ctx,
+                    etcd,
+                    EventType::Normal,
+                    "QuorumLossRecoveryClaimsDeleted",
+                    &m,
+                )
+                .await;
+                return Ok(Some((0, Recovery::Recovering(m))));
+            }
+            record(ctx, model, Some(Phase::Restoring)).await?;
+            let m = format!(
+                "recovering from the quorum loss: no claim is left; member 0 restores the backup up to \
+                 revision {}",
+                input
+                    .backed_up
+                    .map_or_else(|| "?".into(), |r| r.to_string())
+            );
+            tracing::info!(etcd = %name, namespace = %ns, "quorum-loss recovery: restoring member 0");
+            publish(
+                ctx,
+                etcd,
+                EventType::Normal,
+                "QuorumLossRecoveryRestoring",
+                &m,
+            )
+            .await;
+            Some((1, Recovery::Recovering(m)))
+        }
+        Next::Restoring(m) => Some((1, Recovery::Recovering(m))),
+        Next::Finish(m) => {
+            record(ctx, model, None).await?;
+            let m = format!(
+                "recovered from the quorum loss from the backup (up to revision {}): {m}",
+                input
+                    .backed_up
+                    .map_or_else(|| "?".into(), |r| r.to_string())
+            );
+            tracing::info!(etcd = %name, namespace = %ns, message = %m, "quorum-loss recovery: done");
+            publish(ctx, etcd, EventType::Normal, "QuorumLossRecovered", &m).await;
+            Some((model.replicas, Recovery::Recovered(m)))
+        }
+    })
+}
+
+fn message(state: &Recovery) -> String {
+    match state {
+        Recovery::Lost(m)
+        | Recovery::Disabled(m)
+        | Recovery::Recovering(m)
+        | Recovery::Recovered(m)
+        | Recovery::Restored(m) => m.clone(),
+    }
+}
+
+async fn publish(ctx: &Context, etcd: &Etcd, kind: EventType, reason: &str, note: &str) {
+    super::publish(ctx, etcd, kind, EVENT_ACTION, reason, note).await;
+}
+
+/// The StatefulSet's pods (owned by it).
+async fn pods(
+    ctx: &Context,
+    model: &EtcdModel,
+    sts: &StatefulSet,
+) -> Result<Vec<PodState>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    let selector = names::selector(Some(&model.name), None).to_string();
+    Ok(api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .iter()
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| o.kind == "StatefulSet" && o.name == sts.name_any())
+        })
+        .filter_map(PodState::of)
+        .collect())
+}
+
+/// Deletes the claims of the StatefulSet's members (any ordinal); the
+/// names of those still there (being deleted).
+async fn delete_claims(
+    ctx: &Context,
+    model: &EtcdModel,
+    sts: &StatefulSet,
+) -> Result<Vec<String>, kube::Error> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    let prefix = format!("{}-{}-", model.storage.claim_template, sts.name_any());
+    let mut left = Vec::new();
+    for claim in api.list_metadata(&ListParams::default()).await?.items {
+        let claim = claim.name_any();
+        let ours = claim
+            .strip_prefix(&prefix)
+            .is_some_and(|o| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()));
+        if ours {
+            crate::components::delete_if_exists::<PersistentVolumeClaim>(
+                &ctx.client,
+                &model.namespace,
+                &claim,
+            )
+            .await?;
+            left.push(claim);
+        }
+    }
+    Ok(left)
+}
+
+/// Records `phase` on the StatefulSet (or, with `None`, removes the
+/// record), under its own field manager.
+async fn record(ctx: &Context, model: &EtcdModel, phase: Option<Phase>) -> Result<(), kube::Error> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    api.patch(
+        &names::statefulset(&model.name),
+        &PatchParams {
+            field_manager: Some(names::RECOVERY_FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(serde_json::json!({
+            "metadata": { "annotations": { names::RECOVERY_ANNOTATION: phase.map(Phase::as_str) } }
+        })),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+#[path = "recovery_tests.rs"]
+mod tests;

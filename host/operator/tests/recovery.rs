@@ -1,0 +1,272 @@
+//! The recovery from a permanent quorum loss, against a real
+//! kube-apiserver and the real `druid` binary (with short thresholds).
+//!
+//! No kubelet, StatefulSet controller or sidecar runs here: the test makes
+//! the pods, claims and leases as they would (`common::members`), and
+//! removes what they would remove (pods, the claims' protection
+//! finalizer). The recovery on real pods, with the data restored from the
+//! store, runs on the real node in `tests/e2e/tests/node.rs`.
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::members::{
+    claim, etcd, lease_role, member_pod_on, pod_status, statefulset, sts_replicas,
+};
+use common::{
+    client, condition, kubectl, kubectl_stdin, namespace, ok, operator_with, seed_in, wait_for,
+    wait_for_event,
+};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt as _};
+
+const RECORD: &str = "druid.gardener.cloud/quorum-loss-recovery";
+const DISABLE: &str = "druid.gardener.cloud/disable-auto-recovery";
+
+fn operator() -> &'static common::Operator {
+    operator_with(&[
+        "--sidecar-url-template",
+        "{scheme}://127.0.0.1:{port}",
+        "--member-unknown-seconds",
+        "1",
+        "--member-not-ready-seconds",
+        "1",
+        "--quorum-loss-recovery-seconds",
+        "4",
+    ])
+}
+
+/// Waits until `QuorumLost` has `status` and `reason`: its message.
+async fn quorum_lost(ns: &str, status: &str, reason: &str) -> String {
+    wait_for(&format!("QuorumLost={status}/{reason}"), || async {
+        condition(&etcd(ns).await?, "QuorumLost")
+            .filter(|(s, r, _)| s == status && r == reason)
+            .map(|(_, _, m)| m)
+    })
+    .await
+}
+
+/// Waits until the StatefulSet has `replicas` and the recovery record
+/// `record` (`None`: no record).
+async fn sts_at(ns: &str, replicas: i32, record: Option<&str>) {
+    wait_for(
+        &format!("the StatefulSet at {replicas} replicas, recovery record {record:?}"),
+        || async {
+            let sts = statefulset(ns).await?;
+            (sts_replicas(&sts) == replicas
+                && sts.annotations().get(RECORD).map(String::as_str) == record)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// The full snapshot lease as the backup leader's sidecar renews it after
+/// a snapshot of `revision`.
+async fn full_snapshot_at(ns: &str, revision: i64) {
+    let lease = wait_for("the full snapshot lease", || async {
+        Api::<Lease>::namespaced(client().await, ns)
+            .get_opt("test-full-snap")
+            .await
+            .unwrap()
+    })
+    .await;
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    Api::<Lease>::namespaced(client().await, ns)
+        .patch(
+            &lease.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {
+                "holderIdentity": revision.to_string(), "renewTime": now,
+            }})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Member lease `test-{i}` renewed now, while it exists (the operator
+/// deletes the member leases when the StatefulSet goes to 0 replicas).
+async fn renew(ns: &str, i: u32) {
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    let _ = Api::<Lease>::namespaced(client().await, ns)
+        .patch(
+            &format!("test-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {
+                "holderIdentity": format!("{i}a{i}:Member"), "renewTime": now,
+            }})),
+        )
+        .await;
+}
+
+/// Waits for an event with `reason`: its note.
+async fn event(ns: &str, reason: &str) -> String {
+    wait_for_event(ns, &format!("the {reason} event"), |e| {
+        e.reason.as_deref() == Some(reason)
+    })
+    .await
+    .message
+    .unwrap_or_default()
+}
+
+/// Waits until every pod of the namespace is being deleted, then removes
+/// them as their kubelet would once their containers stopped (none runs
+/// here).
+async fn pods_stopped(ns: &str) {
+    let pods = Api::<Pod>::namespaced(client().await, ns);
+    let deleting = wait_for("every pod to be deleted", || async {
+        let all = pods.list(&ListParams::default()).await.unwrap().items;
+        all.iter()
+            .all(|p| p.metadata.deletion_timestamp.is_some())
+            .then_some(all)
+    })
+    .await;
+    for p in deleting {
+        pods.delete(&p.name_any(), &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until the claims are gone, removing the protection finalizer of
+/// claims being deleted (the controller that removes it does not run
+/// here).
+async fn claims_deleted(ns: &str) {
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client().await, ns);
+    wait_for("the claims to be deleted", || async {
+        let left = claims.list(&ListParams::default()).await.unwrap().items;
+        for c in &left {
+            if c.metadata.deletion_timestamp.is_some() && !c.finalizers().is_empty() {
+                claims
+                    .patch(
+                        &c.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        left.is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time_unless_disabled() {
+    let ns = "recovery";
+    operator();
+    namespace(ns, true);
+    let yaml = seed_in(ns).replacen("  replicas: 1\n", "  replicas: 3\n", 1);
+    ok(&kubectl_stdin(
+        &["apply", "--validate=strict", "-f", "-"],
+        &yaml,
+    ));
+    // Auto-recovery disabled first: the loss is reported, nothing done.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "annotate",
+        "etcd",
+        "test",
+        &format!("{DISABLE}=true"),
+    ]));
+    sts_at(ns, 3, None).await;
+    for i in 0..3 {
+        claim(ns, i).await;
+        member_pod_on(ns, i, "rev-1", true, None, Some("node-a")).await;
+        lease_role(ns, i, if i == 0 { "Leader" } else { "Member" }).await;
+    }
+    full_snapshot_at(ns, 42).await;
+    wait_for("Ready=True", || async {
+        condition(&etcd(ns).await?, "Ready")
+            .filter(|(s, _, _)| s == "True")
+            .map(|_| ())
+    })
+    .await;
+
+    // test-1 and test-2 are lost for good (their data is gone, they crash
+    // before etcd starts): their leases are no longer renewed. test-0's
+    // sidecar keeps renewing its lease; no pod is Ready (a linearizable
+    // read needs the quorum).
+    let renewing = tokio::spawn(async move {
+        loop {
+            renew(ns, 0).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    for i in 0..3 {
+        pod_status(ns, i, false, (i > 0).then_some("CrashLoopBackOff")).await;
+    }
+    let m = quorum_lost(ns, "True", "AutoRecoveryDisabled").await;
+    assert!(
+        m.contains("2 of 3 members are down (test-1, test-2;"),
+        "{m}"
+    );
+    assert!(m.contains(DISABLE), "{m}");
+    event(ns, "QuorumLost").await;
+    // Longer than the recovery would wait: still 3 replicas, no record.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    sts_at(ns, 3, None).await;
+    assert_eq!(
+        condition(&etcd(ns).await.unwrap(), "QuorumLost").unwrap().1,
+        "AutoRecoveryDisabled"
+    );
+
+    // Enabled: after the wait, the recovery's steps, each recorded.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "annotate",
+        "etcd",
+        "test",
+        &format!("{DISABLE}-"),
+    ]));
+    sts_at(ns, 0, Some("stopping")).await;
+    let started = event(ns, "QuorumLossRecoveryStarted").await;
+    assert!(started.contains("revision 42"), "{started}");
+    let m = quorum_lost(ns, "True", "RecoveryInProgress").await;
+    assert!(m.contains("waiting for the pods to stop"), "{m}");
+    // The claims stay while a pod exists.
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client().await, ns);
+    assert_eq!(
+        claims
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    pods_stopped(ns).await;
+    claims_deleted(ns).await;
+    sts_at(ns, 1, Some("restoring")).await;
+    event(ns, "QuorumLossRecoveryRestoring").await;
+    // Member 0 restored: the record goes and the cluster scales back out.
+    renewing.abort();
+    member_pod_on(ns, 0, "rev-1", true, None, Some("node-a")).await;
+    lease_role(ns, 0, "Leader").await;
+    sts_at(ns, 3, None).await;
+    let m = quorum_lost(ns, "False", "RecoverySucceeded").await;
+    assert!(m.contains("up to revision 42"), "{m}");
+    event(ns, "QuorumLossRecovered").await;
+    // The Ready condition still says QuorumLost (the other members'
+    // leases are stale until they join): it predates the recovery, so no
+    // second one starts.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let sts = statefulset(ns).await.unwrap();
+    assert_eq!(sts_replicas(&sts), 3);
+    assert!(sts.annotations().get(RECORD).is_none());
+    assert_eq!(
+        condition(&etcd(ns).await.unwrap(), "QuorumLost").unwrap().1,
+        "RecoverySucceeded"
+    );
+}
