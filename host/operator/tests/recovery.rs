@@ -16,8 +16,8 @@ use common::members::{
     claim, etcd, lease_role, member_pod_on, pod_status, statefulset, sts_replicas,
 };
 use common::{
-    client, condition, kubectl, kubectl_stdin, namespace, ok, operator_with, seed_in, wait_for,
-    wait_for_event,
+    client, condition, kubectl, kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in,
+    wait_for, wait_for_event,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -105,6 +105,17 @@ async fn renew(ns: &str, i: u32) {
             }})),
         )
         .await;
+}
+
+/// test-0's sidecar, renewing its lease every half second while the
+/// task runs.
+fn renew_lease_0(ns: &'static str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            renew(ns, 0).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
 }
 
 /// Waits for an event with `reason`: its note.
@@ -197,12 +208,7 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
     // before etcd starts): their leases are no longer renewed. test-0's
     // sidecar keeps renewing its lease; no pod is Ready (a linearizable
     // read needs the quorum).
-    let renewing = tokio::spawn(async move {
-        loop {
-            renew(ns, 0).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
+    let renewing = renew_lease_0(ns);
     for i in 0..3 {
         pod_status(ns, i, false, (i > 0).then_some("CrashLoopBackOff")).await;
     }
@@ -233,8 +239,19 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
     sts_at(ns, 0, Some("stopping")).await;
     let started = event(ns, "QuorumLossRecoveryStarted").await;
     assert!(started.contains("revision 42"), "{started}");
-    let m = quorum_lost(ns, "True", "RecoveryInProgress").await;
-    assert!(m.contains("waiting for the pods to stop"), "{m}");
+    // The operator deletes the pods (the StatefulSet controller would
+    // not take down unready ones) and waits for them to stop.
+    wait_for(
+        "QuorumLost says the recovery waits for the pods",
+        || async {
+            condition(&etcd(ns).await?, "QuorumLost").filter(|(s, r, m)| {
+                s == "True"
+                    && r == "RecoveryInProgress"
+                    && m.contains("waiting for the pods to stop")
+            })
+        },
+    )
+    .await;
     // The claims stay while a pod exists.
     let claims = Api::<PersistentVolumeClaim>::namespaced(client().await, ns);
     assert_eq!(
@@ -253,7 +270,7 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
     // Member 0 restored: the record goes and the cluster scales back out.
     renewing.abort();
     member_pod_on(ns, 0, "rev-1", true, None, Some("node-a")).await;
-    lease_role(ns, 0, "Leader").await;
+    let renewing = renew_lease_0(ns);
     sts_at(ns, 3, None).await;
     let m = quorum_lost(ns, "False", "RecoverySucceeded").await;
     assert!(m.contains("up to revision 42"), "{m}");
@@ -269,4 +286,47 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
         condition(&etcd(ns).await.unwrap(), "QuorumLost").unwrap().1,
         "RecoverySucceeded"
     );
+
+    // Hibernate (without the final snapshot: no sidecar runs here), lose
+    // member 0's claim, wake up to 3: member 0 wakes alone first.
+    ok(&kubectl(&[
+        "-n",
+        ns,
+        "annotate",
+        "etcd",
+        "test",
+        "druid.gardener.cloud/skip-final-snapshot=true",
+    ]));
+    patch_etcd(ns, r#"{"spec":{"replicas":0}}"#);
+    sts_at(ns, 0, None).await;
+    renewing.abort();
+    let pods = Api::<Pod>::namespaced(client().await, ns);
+    for p in pods.list(&ListParams::default()).await.unwrap() {
+        pods.delete(&p.name_any(), &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+    }
+    claim(ns, 1).await;
+    claim(ns, 2).await;
+    patch_etcd(ns, r#"{"spec":{"replicas":3}}"#);
+    sts_at(ns, 1, Some("waking")).await;
+    let m = event(ns, "WakingUpFromBackup").await;
+    assert!(m.contains("without member 0's claim test-test-0"), "{m}");
+    member_pod_on(ns, 0, "rev-1", false, None, Some("node-a")).await;
+    // Not before member 0 is Ready.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sts_at(ns, 1, Some("waking")).await;
+    pod_status(ns, 0, true, None).await;
+    let renewing = renew_lease_0(ns);
+    sts_at(ns, 3, None).await;
+    event(ns, "WokenUpFromBackup").await;
+    // A wake-up is no quorum loss: the condition keeps its last word.
+    let e = etcd(ns).await.unwrap();
+    assert_eq!(
+        condition(&e, "QuorumLost").unwrap().1,
+        "RecoverySucceeded",
+        "{}",
+        serde_json::to_string_pretty(&e.status).unwrap()
+    );
+    renewing.abort();
 }

@@ -1024,7 +1024,53 @@ fn three_replicas_form_one_cluster_that_serves_backs_up_and_rebuilds_a_lost_memb
     let written = writer.finish();
     println!("writer after the recovery: {}", written.summary());
     written.assert_no_failed_write(node, THREE);
+    acked.extend(written.acked);
     restore_args();
+
+    // (e) Hibernate, lose all three claims while asleep, wake up: the
+    // three members restore the same final full snapshot with the same
+    // initial cluster, so they form one cluster again, with every write.
+    patch_etcd(node, THREE, r#"{"spec":{"replicas":0}}"#);
+    wait_hibernated(node, THREE);
+    node.kubectl_ok(&[
+        "-n",
+        THREE,
+        "delete",
+        "pvc",
+        "test-test-0",
+        "test-test-1",
+        "test-test-2",
+        "--wait=true",
+    ])
+    .unwrap();
+    let woke = Instant::now();
+    patch_etcd(node, THREE, r#"{"spec":{"replicas":3}}"#);
+    wait_for_members(node, THREE, 3, Duration::from_secs(420));
+    println!(
+        "wake-up of 3 members without their claims (restored from the final snapshot): {:.1}s",
+        woke.elapsed().as_secs_f64()
+    );
+    let ids: std::collections::BTreeSet<String> = member_ips(node, THREE, 3)
+        .iter()
+        .map(|ip| {
+            with_client(&format!("http://{ip}:2379"), async |c| {
+                let s = c.status().await?;
+                Ok(format!("{:x}", s.header().map_or(0, |h| h.cluster_id())))
+            })
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "the woken members are not one cluster: {ids:?}"
+    );
+    let members = with_client(&endpoint, async |c| {
+        Ok(c.member_list().await?.members().len())
+    })
+    .unwrap();
+    assert_eq!(members, 3, "the woken cluster has {members} members");
+    assert_none_lost(node, THREE, &endpoint, &acked);
 
     delete_etcd(node, THREE);
 }
@@ -1586,6 +1632,37 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
     members(5);
     let shrunk = Instant::now();
     patch_etcd(node, SCALE, r#"{"spec":{"replicas":3}}"#);
+    // Both operator pods killed once the first member is leaving (its
+    // step recorded on the StatefulSet): the new leader resumes the
+    // scale-in without a second removal (the membership is checked
+    // below).
+    let leaving = wait_for(
+        node,
+        SCALE,
+        "the first member is leaving",
+        Duration::from_secs(120),
+        || {
+            let ordinal = jsonpath(
+                node,
+                &["-n", SCALE, "get", "statefulset", "test"],
+                r#"{.metadata.annotations.druid\.gardener\.cloud/scale-in-leaving-ordinal}"#,
+            )?;
+            Ok((!ordinal.is_empty()).then_some(ordinal))
+        },
+    );
+    node.kubectl_ok(&[
+        "-n",
+        "druid-system",
+        "delete",
+        "pod",
+        "-l",
+        "app.kubernetes.io/name=druid",
+        "--wait=false",
+        "--grace-period=0",
+        "--force",
+    ])
+    .unwrap();
+    println!("the operator's pods killed while ordinal {leaving} was leaving");
     wait_for(
         node,
         SCALE,
@@ -1732,7 +1809,7 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
     assert_eq!(claims, "test-test-0", "hibernation lost the claim");
     let woke = Instant::now();
     patch_etcd(node, SCALE, r#"{"spec":{"replicas":1}}"#);
-    wait_for_members(node, SCALE, 1, Duration::from_secs(300));
+    wait_for_members(node, SCALE, 1, slow_with_preload(300));
     println!(
         "wake-up to a serving member: {:.1}s",
         woke.elapsed().as_secs_f64()
@@ -1756,7 +1833,7 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
         .unwrap();
     let woke = Instant::now();
     patch_etcd(node, SCALE, r#"{"spec":{"replicas":1}}"#);
-    wait_for_members(node, SCALE, 1, Duration::from_secs(300));
+    wait_for_members(node, SCALE, 1, slow_with_preload(300));
     println!(
         "wake-up without the claim (restored from the final snapshot): {:.1}s",
         woke.elapsed().as_secs_f64()
@@ -1860,12 +1937,21 @@ fn wait_for_event(node: &Node, ns: &str, reason: &str) {
 
 /// Waits until Etcd test in `ns` hibernates: its StatefulSet at 0
 /// replicas and no member pod left.
+/// `secs`, or 30 minutes on a preloaded cluster (a final full snapshot
+/// or a restore of 1 GiB takes minutes: the sidecar's CPU limit bounds
+/// it).
+fn slow_with_preload(secs: u64) -> Duration {
+    let preloaded =
+        std::env::var("DRUID_NODE_PRELOAD_MIB").is_ok_and(|m| !m.is_empty() && m != "0");
+    Duration::from_secs(if preloaded { 1800 } else { secs })
+}
+
 fn wait_hibernated(node: &Node, ns: &str) {
     wait_for(
         node,
         ns,
         "the cluster hibernates: no member pod left",
-        Duration::from_secs(300),
+        slow_with_preload(300),
         || {
             let pods = node
                 .kubectl_ok(&["-n", ns, "get", "pod", "-o", "name"])

@@ -278,7 +278,10 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     if let Ok(model) = &model {
         observed.cut_over = super::cut_over::sync(ctx, etcd, model).await;
     }
-    let recovering = matches!(recovery_step, Some(Recovery::Recovering(_)));
+    let recovering = matches!(
+        recovery_step,
+        Some(Recovery::Recovering(_) | Recovery::Waking(_))
+    );
     let watching_loss = matches!(recovery_step, Some(Recovery::Lost(_)));
     let scaling = scale_step.as_ref().is_some_and(ScaleIn::is_under_way) || recovering;
     observed.scale_in = scale_step;

@@ -56,6 +56,10 @@ pub enum Phase {
     Stopping,
     /// Member 0 restores from the store.
     Restoring,
+    /// Waking up from hibernation without member 0's claim: member 0
+    /// restores the final snapshot alone, then the others join (started
+    /// together without data, the members would found an empty cluster).
+    Waking,
 }
 
 impl Phase {
@@ -63,6 +67,7 @@ impl Phase {
         match self {
             Phase::Stopping => "stopping",
             Phase::Restoring => "restoring",
+            Phase::Waking => "waking",
         }
     }
 
@@ -73,6 +78,8 @@ impl Phase {
         let value = sts.annotations().get(names::RECOVERY_ANNOTATION)?;
         Some(if value == Phase::Restoring.as_str() {
             Phase::Restoring
+        } else if value == Phase::Waking.as_str() {
+            Phase::Waking
         } else {
             Phase::Stopping
         })
@@ -161,6 +168,10 @@ pub enum Next {
     Restoring(String),
     /// Member 0 is back: drop the record, scale to `spec.replicas`.
     Finish(String),
+    /// Waking up: replicas 1, wait for member 0.
+    Waking(String),
+    /// Woken: member 0 is back; drop the record, scale to `spec.replicas`.
+    Woken(String),
 }
 
 /// Since when the quorum has been lost, by both witnesses; `None` while
@@ -212,10 +223,25 @@ pub fn decide(input: &Input<'_>) -> Next {
                 ))
             };
         }
+        Some(Phase::Waking) => {
+            return if input.pods.iter().any(|p| p.ordinal == 0 && p.ready) {
+                Next::Woken(format!(
+                    "member 0 restored the last backup and is Ready; waking the others up, joining as \
+                     learners ({} member(s))",
+                    input.wanted
+                ))
+            } else {
+                Next::Waking(
+                    "waking up without member 0's claim: member 0 restores the last backup (the final \
+                     full snapshot) alone first"
+                        .into(),
+                )
+            };
+        }
         Some(Phase::Restoring) => {
             return if input.pods.iter().any(|p| p.ordinal == 0 && p.ready) {
                 Next::Finish(format!(
-                    "member 0 is restored and Ready; scaling back out to {} member(s), one at a time",
+                    "member 0 is restored and Ready; scaling back out to {} member(s), the others joining as learners",
                     input.wanted
                 ))
             } else {
@@ -300,6 +326,40 @@ pub fn decide(input: &Input<'_>) -> Next {
     ))
 }
 
+/// Starts a staged wake-up (see [`Phase::Waking`]) when a hibernated
+/// cluster wakes up to several members and member 0's claim is gone:
+/// `Some` with the replicas (1) and the state, else `None` (all members
+/// wake at once, on their claims).
+pub async fn begin_wake(
+    ctx: &Context,
+    etcd: &Etcd,
+    model: &EtcdModel,
+    current: i32,
+) -> Result<Option<(i32, Recovery)>, kube::Error> {
+    if current != 0 || model.replicas < 2 {
+        return Ok(None);
+    }
+    let claim = format!(
+        "{}-{}-0",
+        model.storage.claim_template,
+        names::statefulset(&model.name)
+    );
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    if claims.get_metadata_opt(&claim).await?.is_some() {
+        return Ok(None);
+    }
+    record(ctx, model, Some(Phase::Waking)).await?;
+    let m = format!(
+        "waking up to {} members without member 0's claim {claim}: member 0 restores the last backup \
+         alone first, then the others join (started together without data, they would found an empty \
+         cluster)",
+        model.replicas
+    );
+    tracing::info!(etcd = %model.name, namespace = %model.namespace, %claim, "staged wake-up: member 0 first");
+    publish(ctx, etcd, EventType::Normal, "WakingUpFromBackup", &m).await;
+    Ok(Some((1, Recovery::Waking(m))))
+}
+
 /// Whether the Etcd's quorum may be lost or a recovery is recorded: then
 /// every reconcile takes the spec path, where [`plan`] looks.
 pub fn watching(etcd: &Etcd, sts: Option<&StatefulSet>) -> bool {
@@ -321,16 +381,6 @@ pub async fn plan(
     model: &EtcdModel,
     sts: &StatefulSet,
 ) -> Result<Option<(i32, Recovery)>, kube::Error> {
-    // The watch cache may not have the record this operator just wrote:
-    // while the quorum may be lost, the StatefulSet is read from the API.
-    let fresh = if ctx.caches.get().is_some() && watching(etcd, Some(sts)) {
-        Api::<StatefulSet>::namespaced(ctx.client.clone(), &model.namespace)
-            .get_opt(&sts.name_any())
-            .await?
-    } else {
-        None
-    };
-    let sts = fresh.as_ref().unwrap_or(sts);
     let current = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let phase = Phase::of(sts);
     let conditions = etcd
@@ -484,6 +534,13 @@ pub async fn plan(
             Some((1, Recovery::Recovering(m)))
         }
         Next::Restoring(m) => Some((1, Recovery::Recovering(m))),
+        Next::Waking(m) => Some((1, Recovery::Waking(m))),
+        Next::Woken(m) => {
+            record(ctx, model, None).await?;
+            tracing::info!(etcd = %name, namespace = %ns, message = %m, "woken up: member 0 restored");
+            publish(ctx, etcd, EventType::Normal, "WokenUpFromBackup", &m).await;
+            Some((model.replicas, Recovery::Woken(m)))
+        }
         Next::Finish(m) => {
             record(ctx, model, None).await?;
             let m = format!(
@@ -505,7 +562,9 @@ fn message(state: &Recovery) -> String {
         | Recovery::Disabled(m)
         | Recovery::Recovering(m)
         | Recovery::Recovered(m)
-        | Recovery::Restored(m) => m.clone(),
+        | Recovery::Restored(m)
+        | Recovery::Waking(m)
+        | Recovery::Woken(m) => m.clone(),
     }
 }
 

@@ -167,6 +167,20 @@ fn the_recorded_phases_resume_whatever_the_conditions_say() {
 }
 
 #[test]
+fn a_staged_wake_up_holds_one_replica_until_member_0_is_ready() {
+    let conditions = vec![condition(types::READY, "Unknown", "NotChecked", 5)];
+    let mut waking = input(&conditions, &[]);
+    waking.phase = Some(Phase::Waking);
+    assert!(matches!(decide(&waking), Next::Waking(m) if m.contains("member 0 restores")));
+    let starting = [pod(0, false)];
+    waking.pods = &starting;
+    assert!(matches!(decide(&waking), Next::Waking(_)));
+    let back = [pod(0, true)];
+    waking.pods = &back;
+    assert!(matches!(decide(&waking), Next::Woken(m) if m.contains("3 member(s)")));
+}
+
+#[test]
 fn a_ready_condition_older_than_the_last_recovery_starts_nothing_and_a_new_loss_does() {
     let pods = [pod(0, true), pod(1, false), pod(2, false)];
     // Lost 600 s ago; recovered 60 s ago; the leases of the members that
@@ -231,4 +245,10 @@ fn an_unknown_record_is_read_as_stopping() {
         .collect(),
     );
     assert_eq!(Phase::of(&sts), Some(Phase::Restoring));
+    sts.metadata.annotations = Some(
+        [(names::RECOVERY_ANNOTATION.to_string(), "waking".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    assert_eq!(Phase::of(&sts), Some(Phase::Waking));
 }

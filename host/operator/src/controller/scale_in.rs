@@ -88,15 +88,14 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
         scale_in: None,
         recovery: None,
     };
-    let sts_name = names::statefulset(&model.name);
-    let sts = match ctx.caches.get() {
-        Some(c) => c.statefulset(&model.namespace, &sts_name),
-        None => {
-            Api::<StatefulSet>::namespaced(ctx.client.clone(), &model.namespace)
-                .get_opt(&sts_name)
-                .await?
-        }
-    };
+    // From the API, not the watch cache: the steps recorded on the
+    // StatefulSet by the previous reconcile (a leaving ordinal, a
+    // recovery's phase) and the replicas it applied decide this one, and
+    // the cache may not have them yet. Only reconciles that apply the
+    // spec come here (not the status syncs in between).
+    let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), &model.namespace)
+        .get_opt(&names::statefulset(&model.name))
+        .await?;
     let Some(sts) = sts else {
         return Ok(unchanged);
     };
@@ -127,6 +126,14 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
     }
     if wanted == 0 {
         return hibernate(ctx, etcd, model, current).await;
+    }
+    if let Some((replicas, waking)) = super::recovery::begin_wake(ctx, etcd, model, current).await?
+    {
+        return Ok(Plan {
+            replicas,
+            scale_in: None,
+            recovery: Some(waking),
+        });
     }
     if wanted >= current {
         // The last step's status write may have been lost (a conflict):

@@ -23,13 +23,21 @@ pub enum Recovery {
     Recovered(String),
     /// The quorum came back without a recovery.
     Restored(String),
+    /// Not a loss: a hibernated cluster wakes up member 0 first (its claim
+    /// is gone); the condition keeps its last word.
+    Waking(String),
+    /// ... and member 0 is back; the others wake up.
+    Woken(String),
 }
 
 impl Recovery {
     /// Whether a step is still to come soon (the reconcile comes back
     /// quickly): the loss is being watched or the recovery runs.
     pub fn is_under_way(&self) -> bool {
-        matches!(self, Recovery::Lost(_) | Recovery::Recovering(_))
+        matches!(
+            self,
+            Recovery::Lost(_) | Recovery::Recovering(_) | Recovery::Waking(_)
+        )
     }
 }
 
@@ -53,7 +61,9 @@ pub fn check(recovery: Option<&Recovery>, previous: Option<&Condition>) -> Optio
         Some(Recovery::Recovering(m)) => Some(Check::new("True", RECOVERING, m.clone())),
         Some(Recovery::Recovered(m)) => Some(Check::new("False", RECOVERED, m.clone())),
         Some(Recovery::Restored(m)) => Some(Check::new("False", RESTORED, m.clone())),
-        None => previous.map(|p| Check::new(&p.status, &p.reason, p.message.clone())),
+        Some(Recovery::Waking(_) | Recovery::Woken(_)) | None => {
+            previous.map(|p| Check::new(&p.status, &p.reason, p.message.clone()))
+        }
     }
 }
 
@@ -91,6 +101,10 @@ mod tests {
             assert_eq!(state.is_under_way(), under_way, "{state:?}");
         }
         assert!(check(None, None).is_none(), "no loss yet, no condition");
+        let waking = Recovery::Waking("member 0 first".into());
+        assert!(check(Some(&waking), None).is_none(), "a wake-up is no loss");
+        assert!(waking.is_under_way());
+        assert!(!Recovery::Woken("back".into()).is_under_way());
         let previous = Condition {
             type_: super::super::types::QUORUM_LOST.into(),
             status: "False".into(),
