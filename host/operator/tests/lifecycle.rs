@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 
 use common::members::{
     claim, claim_kept, etcd, lease_role, member_pod, pod_exists, pod_status, statefulset,
-    sts_replicas,
+    sts_replicas, wait_condition,
 };
 use common::{
-    client, condition, kubectl, kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in,
-    wait_for, wait_for_event,
+    client, kubectl, kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in, wait_for,
+    wait_for_event,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -49,12 +49,7 @@ fn create_etcd(ns: &str, replicas: u32, port: u16) {
 
 /// Waits until `MembersScaledIn` has `status` and `reason`: its message.
 async fn scale_in_condition(ns: &str, status: &str, reason: &str) -> String {
-    wait_for(&format!("MembersScaledIn={status}/{reason}"), || async {
-        condition(&etcd(ns).await?, "MembersScaledIn")
-            .filter(|(s, r, _)| s == status && r == reason)
-            .map(|(_, _, m)| m)
-    })
-    .await
+    wait_condition(ns, "MembersScaledIn", status, reason).await
 }
 
 /// Asks for the deletion of Etcd `test` in `ns`, without waiting.
@@ -413,12 +408,7 @@ async fn sts_rolling_to(ns: &str, revision: &str, updated: i32) {
 
 /// Waits until `AllMembersUpdated` has `status` and `reason`: its message.
 async fn updated_condition(ns: &str, status: &str, reason: &str) -> String {
-    wait_for(&format!("AllMembersUpdated={status}/{reason}"), || async {
-        condition(&etcd(ns).await?, "AllMembersUpdated")
-            .filter(|(s, r, _)| s == status && r == reason)
-            .map(|(_, _, m)| m)
-    })
-    .await
+    wait_condition(ns, "AllMembersUpdated", status, reason).await
 }
 
 /// Waits until pod `test-{i}` was deleted by the roll.

@@ -13,11 +13,11 @@ mod common;
 use std::time::Duration;
 
 use common::members::{
-    claim, etcd, lease_role, member_pod_on, pod_status, statefulset, sts_replicas,
+    claim, etcd, lease_role, member_pod_on, pod_status, statefulset, sts_replicas, wait_condition,
 };
 use common::{
-    client, condition, kubectl, kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in,
-    wait_for, wait_for_event,
+    annotate_etcd, client, condition, kubectl_stdin, namespace, ok, operator_with, patch_etcd,
+    seed_in, wait_for, wait_for_event,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -38,16 +38,6 @@ fn operator() -> &'static common::Operator {
         "--quorum-loss-recovery-seconds",
         "4",
     ])
-}
-
-/// Waits until `QuorumLost` has `status` and `reason`: its message.
-async fn quorum_lost(ns: &str, status: &str, reason: &str) -> String {
-    wait_for(&format!("QuorumLost={status}/{reason}"), || async {
-        condition(&etcd(ns).await?, "QuorumLost")
-            .filter(|(s, r, _)| s == status && r == reason)
-            .map(|(_, _, m)| m)
-    })
-    .await
 }
 
 /// Waits until the StatefulSet has `replicas` and the recovery record
@@ -182,14 +172,7 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
         &yaml,
     ));
     // Auto-recovery disabled first: the loss is reported, nothing done.
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "annotate",
-        "etcd",
-        "test",
-        &format!("{DISABLE}=true"),
-    ]));
+    annotate_etcd(ns, &format!("{DISABLE}=true"));
     sts_at(ns, 3, None).await;
     for i in 0..3 {
         claim(ns, i).await;
@@ -212,7 +195,7 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
     for i in 0..3 {
         pod_status(ns, i, false, (i > 0).then_some("CrashLoopBackOff")).await;
     }
-    let m = quorum_lost(ns, "True", "AutoRecoveryDisabled").await;
+    let m = wait_condition(ns, "QuorumLost", "True", "AutoRecoveryDisabled").await;
     assert!(
         m.contains("2 of 3 members are down (test-1, test-2;"),
         "{m}"
@@ -228,14 +211,7 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
     );
 
     // Enabled: after the wait, the recovery's steps, each recorded.
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "annotate",
-        "etcd",
-        "test",
-        &format!("{DISABLE}-"),
-    ]));
+    annotate_etcd(ns, &format!("{DISABLE}-"));
     sts_at(ns, 0, Some("stopping")).await;
     let started = event(ns, "QuorumLossRecoveryStarted").await;
     assert!(started.contains("revision 42"), "{started}");
@@ -272,7 +248,7 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
     member_pod_on(ns, 0, "rev-1", true, None, Some("node-a")).await;
     let renewing = renew_lease_0(ns);
     sts_at(ns, 3, None).await;
-    let m = quorum_lost(ns, "False", "RecoverySucceeded").await;
+    let m = wait_condition(ns, "QuorumLost", "False", "RecoverySucceeded").await;
     assert!(m.contains("up to revision 42"), "{m}");
     event(ns, "QuorumLossRecovered").await;
     // The Ready condition still says QuorumLost (the other members'
@@ -289,14 +265,7 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
 
     // Hibernate (without the final snapshot: no sidecar runs here), lose
     // member 0's claim, wake up to 3: member 0 wakes alone first.
-    ok(&kubectl(&[
-        "-n",
-        ns,
-        "annotate",
-        "etcd",
-        "test",
-        "druid.gardener.cloud/skip-final-snapshot=true",
-    ]));
+    annotate_etcd(ns, "druid.gardener.cloud/skip-final-snapshot=true");
     patch_etcd(ns, r#"{"spec":{"replicas":0}}"#);
     sts_at(ns, 0, None).await;
     renewing.abort();

@@ -954,11 +954,7 @@ fn three_replicas_form_one_cluster_that_serves_backs_up_and_rebuilds_a_lost_memb
         "the recovery records its first step",
         Duration::from_secs(300),
         || {
-            let record = jsonpath(
-                node,
-                &["-n", THREE, "get", "statefulset", "test"],
-                r#"{.metadata.annotations.druid\.gardener\.cloud/quorum-loss-recovery}"#,
-            )?;
+            let record = sts_annotation(node, THREE, "quorum-loss-recovery")?;
             Ok((!record.is_empty()).then_some(()))
         },
     );
@@ -966,18 +962,7 @@ fn three_replicas_form_one_cluster_that_serves_backs_up_and_rebuilds_a_lost_memb
         "two members lost to the recovery's start: {:.1}s",
         lost_at.elapsed().as_secs_f64()
     );
-    node.kubectl_ok(&[
-        "-n",
-        "druid-system",
-        "delete",
-        "pod",
-        "-l",
-        "app.kubernetes.io/name=druid",
-        "--wait=false",
-        "--grace-period=0",
-        "--force",
-    ])
-    .unwrap();
+    kill_operator(node).unwrap();
     println!("the operator's pods killed mid-recovery");
     wait_for(
         node,
@@ -1119,6 +1104,34 @@ fn with_operator_args(node: &'static Node, extra: &[&str]) -> impl FnOnce() {
     changed.extend(extra.iter().map(|a| (*a).to_string()));
     set(&changed);
     move || set(&original)
+}
+
+/// Kills both operator pods at once, without grace (`--force`): their
+/// successors must resume whatever step was under way.
+fn kill_operator(node: &Node) -> Result<(), String> {
+    node.kubectl_ok(&[
+        "-n",
+        "druid-system",
+        "delete",
+        "pod",
+        "-l",
+        "app.kubernetes.io/name=druid",
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
+    ])
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+/// StatefulSet test's annotation `druid.gardener.cloud/<key>` ("" when
+/// it has none).
+fn sts_annotation(node: &Node, ns: &str, key: &str) -> Result<String, String> {
+    jsonpath(
+        node,
+        &["-n", ns, "get", "statefulset", "test"],
+        &format!(r#"{{.metadata.annotations.druid\.gardener\.cloud/{key}}}"#),
+    )
 }
 
 /// Merge-patches Etcd `test` in `ns`.
@@ -1330,18 +1343,7 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
             // The operator killed mid-roll (both replicas, no grace):
             // its successor resumes from the pods and the leases.
             if watch.replaced.len() == 1 && !killed {
-                node.kubectl_ok(&[
-                    "-n",
-                    "druid-system",
-                    "delete",
-                    "pod",
-                    "-l",
-                    "app.kubernetes.io/name=druid",
-                    "--grace-period=0",
-                    "--force",
-                    "--wait=false",
-                ])
-                .map_err(|e| e.to_string())?;
+                kill_operator(node)?;
                 println!("the operator's pods killed after the first member was replaced");
                 killed = true;
             }
@@ -1642,26 +1644,11 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
         "the first member is leaving",
         Duration::from_secs(120),
         || {
-            let ordinal = jsonpath(
-                node,
-                &["-n", SCALE, "get", "statefulset", "test"],
-                r#"{.metadata.annotations.druid\.gardener\.cloud/scale-in-leaving-ordinal}"#,
-            )?;
+            let ordinal = sts_annotation(node, SCALE, "scale-in-leaving-ordinal")?;
             Ok((!ordinal.is_empty()).then_some(ordinal))
         },
     );
-    node.kubectl_ok(&[
-        "-n",
-        "druid-system",
-        "delete",
-        "pod",
-        "-l",
-        "app.kubernetes.io/name=druid",
-        "--wait=false",
-        "--grace-period=0",
-        "--force",
-    ])
-    .unwrap();
+    kill_operator(node).unwrap();
     println!("the operator's pods killed while ordinal {leaving} was leaving");
     wait_for(
         node,

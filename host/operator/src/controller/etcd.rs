@@ -213,7 +213,7 @@ async fn apply(etcd: &Etcd, ctx: &Arc<Context>) -> Result<Action, Error> {
     } else if !spec_reconcile_wanted(etcd, ctx) {
         SpecOutcome::NotRequested
     } else if spec_up_to_date(etcd, ctx)
-        && !super::recovery::watching(etcd, cached_statefulset(ctx, &namespace, &name).as_ref())
+        && !super::recovery::watching_cached(ctx, etcd)
         && statefulset_exists(ctx, &namespace, &name).await?
     {
         SpecOutcome::UpToDate
@@ -446,13 +446,6 @@ fn spec_up_to_date(etcd: &Etcd, ctx: &Context) -> bool {
         .is_some_and(|(at, generation)| {
             *generation == etcd.metadata.generation && at.elapsed() < ctx.settings.resync_period
         })
-}
-
-/// The Etcd's StatefulSet from the watch cache (`None` without caches).
-fn cached_statefulset(ctx: &Context, namespace: &str, name: &str) -> Option<StatefulSet> {
-    ctx.caches
-        .get()
-        .and_then(|c| c.statefulset(namespace, &names::statefulset(name)))
 }
 
 async fn statefulset_exists(

@@ -372,6 +372,18 @@ pub fn watching(etcd: &Etcd, sts: Option<&StatefulSet>) -> bool {
         })
 }
 
+/// [`watching`], with the StatefulSet from the watch cache (none without
+/// caches: then only the conditions tell).
+pub fn watching_cached(ctx: &Context, etcd: &Etcd) -> bool {
+    let sts = ctx.caches.get().and_then(|c| {
+        c.statefulset(
+            &etcd.namespace().unwrap_or_default(),
+            &names::statefulset(&etcd.name_any()),
+        )
+    });
+    watching(etcd, sts.as_ref())
+}
+
 /// The replicas and the condition's word of this reconcile's recovery
 /// step, or `None` when there is nothing to recover (the scale-in's plan
 /// follows then).

@@ -159,3 +159,14 @@ pub async fn lease_role(ns: &str, i: u32, role: &str) {
         .await
         .unwrap();
 }
+
+/// Waits until Etcd `test`'s condition `type_` has `status` and `reason`:
+/// its message.
+pub async fn wait_condition(ns: &str, type_: &str, status: &str, reason: &str) -> String {
+    wait_for(&format!("{type_}={status}/{reason}"), || async {
+        super::condition(&etcd(ns).await?, type_)
+            .filter(|(s, r, _)| s == status && r == reason)
+            .map(|(_, _, m)| m)
+    })
+    .await
+}

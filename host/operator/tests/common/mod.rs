@@ -179,6 +179,13 @@ pub fn ok(out: &Output) {
     );
 }
 
+/// Annotates Etcd `test` in `ns` (`key=value`, or `key-` to remove).
+pub fn annotate_etcd(ns: &str, annotation: &str) {
+    ok(&kubectl(&[
+        "-n", ns, "annotate", "etcd", "test", annotation,
+    ]));
+}
+
 /// Merge-patches the Etcd `test` in `ns` with kubectl.
 pub fn patch_etcd(ns: &str, patch: &str) {
     ok(&kubectl(&[
