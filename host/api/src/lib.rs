@@ -69,6 +69,12 @@ pub const LAST_DEFRAGMENTATION_RUN_ANNOTATION: &str =
 /// sums it up).
 pub const MEMBER_TLS_ENABLED_ANNOTATION: &str = "member.etcd.gardener.cloud/tls-enabled";
 
+/// Annotation on a member lease: the member's etcd revision when its
+/// sidecar last renewed the lease (decimal). After a quorum loss the
+/// operator compares it with the revision restored from the store, to
+/// say how many revisions the recovery lost.
+pub const MEMBER_REVISION_ANNOTATION: &str = "druid.gardener.cloud/revision";
+
 /// Annotation on a member lease holding the member's last
 /// defragmentation result ([`etcd::DefragmentationResult`] as JSON),
 /// written by the coordinating sidecar and shown in `status.members`.

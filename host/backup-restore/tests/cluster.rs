@@ -154,6 +154,28 @@ async fn only_the_leader_snapshots_and_a_new_leader_continues_without_a_gap() {
             .id();
         let h = wait_holder(&leases, m.name(), |h| h.ends_with(role)).await;
         assert!(h.starts_with(&format!("{id:x}:")), "{h}");
+        // ... and the member's revision (after a quorum loss the operator
+        // says how many revisions a restore from the store lost).
+        let mut reported = 0;
+        for _ in 0..100 {
+            let lease = leases.get(m.name()).await.unwrap();
+            reported = lease
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .get(druid_api::MEMBER_REVISION_ANNOTATION)
+                .and_then(|r| r.parse::<i64>().ok())
+                .unwrap_or(0);
+            if reported >= rev {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            reported >= rev,
+            "{} reports revision {reported}, below {rev}",
+            m.name()
+        );
     }
     let before = sidecars[leader].latest();
 

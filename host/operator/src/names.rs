@@ -31,6 +31,9 @@ pub const SCALE_IN_FIELD_MANAGER: &str = "druid-scale-in";
 /// recovery under way (`stopping`, then `restoring`): the durable record
 /// that an operator restarted mid-recovery resumes from.
 pub const RECOVERY_ANNOTATION: &str = "druid.gardener.cloud/quorum-loss-recovery";
+/// The StatefulSet annotation that keeps, during a recovery, how many
+/// revisions it loses (for the report at its end).
+pub const RECOVERY_LOSS_ANNOTATION: &str = "druid.gardener.cloud/quorum-loss-revisions";
 /// The field manager of [`RECOVERY_ANNOTATION`].
 pub const RECOVERY_FIELD_MANAGER: &str = "druid-recovery";
 /// The Etcd annotation that leaves the recovery from a quorum loss to

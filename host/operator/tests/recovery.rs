@@ -90,9 +90,11 @@ async fn renew(ns: &str, i: u32) {
         .patch(
             &format!("test-{i}"),
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {
-                "holderIdentity": format!("{i}a{i}:Member"), "renewTime": now,
-            }})),
+            // Its etcd is at revision 47, newer than the backup's 42.
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {"druid.gardener.cloud/revision": "47"}},
+                "spec": {"holderIdentity": format!("{i}a{i}:Member"), "renewTime": now},
+            })),
         )
         .await;
 }
@@ -215,6 +217,7 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
     sts_at(ns, 0, Some("stopping")).await;
     let started = event(ns, "QuorumLossRecoveryStarted").await;
     assert!(started.contains("revision 42"), "{started}");
+    assert!(started.contains("at least 5 revision(s)"), "{started}");
     // The operator deletes the pods (the StatefulSet controller would
     // not take down unready ones) and waits for them to stop.
     wait_for(
@@ -250,6 +253,10 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
     sts_at(ns, 3, None).await;
     let m = wait_condition(ns, "QuorumLost", "False", "RecoverySucceeded").await;
     assert!(m.contains("up to revision 42"), "{m}");
+    assert!(
+        m.contains("the members last reported revision 47: at least 5 revision(s)"),
+        "{m}"
+    );
     event(ns, "QuorumLossRecovered").await;
     // The Ready condition still says QuorumLost (the other members'
     // leases are stale until they join): it predates the recovery, so no

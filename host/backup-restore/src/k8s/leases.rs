@@ -227,17 +227,22 @@ impl MemberLease {
         })
     }
 
-    /// Writes `<memberID hex>:<clusterID hex>:<role>` and renewTime = now.
+    /// Writes `<memberID hex>:<clusterID hex>:<role>` and renewTime = now,
+    /// with the member's TLS flag and its etcd `revision` as annotations.
     pub async fn renew(
         &self,
         member_id: u64,
         cluster_id: u64,
         leader: bool,
         tls: bool,
+        revision: i64,
     ) -> Result<(), LeaseError> {
         let role = if leader { "Leader" } else { "Member" };
         let patch = serde_json::json!({
-            "metadata": { "annotations": { TLS_ENABLED_ANNOTATION: tls.to_string() } },
+            "metadata": { "annotations": {
+                TLS_ENABLED_ANNOTATION: tls.to_string(),
+                druid_api::MEMBER_REVISION_ANNOTATION: revision.to_string(),
+            } },
             "spec": {
                 "holderIdentity": format!("{member_id:x}:{cluster_id:x}:{role}"),
                 "renewTime": micro_time(Utc::now()),

@@ -271,7 +271,13 @@ pub(super) async fn member_heartbeat(state: Arc<AppState>, shutdown: Cancellatio
         };
         let leader = status.leader() == member_id(&status);
         if let Err(e) = lease
-            .renew(member_id(&status), cluster_id, leader, tls)
+            .renew(
+                member_id(&status),
+                cluster_id,
+                leader,
+                tls,
+                status.header().map_or(0, |h| h.revision()),
+            )
             .await
         {
             tracing::warn!(error = %e, "cannot renew the member lease");

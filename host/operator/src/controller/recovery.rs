@@ -147,6 +147,9 @@ pub struct Input<'a> {
     /// The revision the last snapshot (full or delta) holds, from the
     /// snapshot leases; `None` before the first full snapshot.
     pub backed_up: Option<i64>,
+    /// The highest etcd revision a member reported on its lease (its
+    /// sidecar writes it at each renewal).
+    pub reported: Option<i64>,
     /// How long the loss must last before the recovery starts.
     pub after: std::time::Duration,
     /// Now.
@@ -319,11 +322,25 @@ pub fn decide(input: &Input<'_>) -> Next {
         ))));
     }
     Next::Begin(format!(
-        "{what} for {}s: recovering from the backup (up to revision {revision}; writes after it are \
-         lost): the StatefulSet scales to 0, the members' claims are deleted, member 0 restores, then \
-         the others join",
-        waited.as_secs()
+        "{what} for {}s: recovering from the backup up to revision {revision} ({}): the StatefulSet \
+         scales to 0, the members' claims are deleted, member 0 restores, then the others join",
+        waited.as_secs(),
+        loss(revision, input.reported)
     ))
+}
+
+/// How many revisions a restore up to `backed_up` loses, from the highest
+/// revision a member reported (a lower bound: a member reports at each
+/// lease renewal, and the members that are gone may have had more).
+pub fn loss(backed_up: i64, reported: Option<i64>) -> String {
+    match reported {
+        Some(n) if n > backed_up => format!(
+            "the members last reported revision {n}: at least {} revision(s) after the backup are lost",
+            n - backed_up
+        ),
+        Some(n) => format!("the members last reported revision {n}: no revision is lost"),
+        None => "no member reported its revision, so how many revisions are lost is unknown".into(),
+    }
 }
 
 /// Starts a staged wake-up (see [`Phase::Waking`]) when a hibernated
@@ -348,7 +365,7 @@ pub async fn begin_wake(
     if claims.get_metadata_opt(&claim).await?.is_some() {
         return Ok(None);
     }
-    record(ctx, model, Some(Phase::Waking)).await?;
+    record(ctx, model, Some(Phase::Waking), None).await?;
     let m = format!(
         "waking up to {} members without member 0's claim {claim}: member 0 restores the last backup \
          alone first, then the others join (started together without data, they would found an empty \
@@ -427,6 +444,26 @@ pub async fn plan(
         super::compaction::decide::lease_revision(l)
     };
     let full_revision = revision(full.as_ref());
+    let mut reported: Option<i64> = None;
+    for i in 0..current.max(model.replicas) {
+        let lease_name = names::member(model, i);
+        let lease = match ctx.caches.get() {
+            Some(c) => c.lease(&model.namespace, &lease_name),
+            None => {
+                Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+                    ctx.client.clone(),
+                    &model.namespace,
+                )
+                .get_opt(&lease_name)
+                .await?
+            }
+        };
+        let revision = lease
+            .as_ref()
+            .and_then(|l| l.annotations().get(druid_api::MEMBER_REVISION_ANNOTATION))
+            .and_then(|r| r.parse::<i64>().ok());
+        reported = reported.max(revision);
+    }
     let down: Vec<String> = etcd
         .status
         .iter()
@@ -446,6 +483,7 @@ pub async fn plan(
             .contains_key(names::DISABLE_AUTO_RECOVERY_ANNOTATION),
         store: model.store.is_some(),
         backed_up: full_revision.map(|f| f.max(revision(delta.as_ref()).unwrap_or(f))),
+        reported,
         after: ctx.settings.quorum_loss_recovery_after,
         now: Timestamp::now(),
     };
@@ -479,7 +517,8 @@ pub async fn plan(
         }
         Next::Begin(m) => {
             tracing::warn!(etcd = %name, namespace = %ns, message = %m, "quorum-loss recovery: starting");
-            record(ctx, model, Some(Phase::Stopping)).await?;
+            let note = input.backed_up.map(|r| loss(r, input.reported));
+            record(ctx, model, Some(Phase::Stopping), note.as_deref()).await?;
             publish(
                 ctx,
                 etcd,
@@ -526,7 +565,11 @@ pub async fn plan(
                 .await;
                 return Ok(Some((0, Recovery::Recovering(m))));
             }
-            record(ctx, model, Some(Phase::Restoring)).await?;
+            let note = sts
+                .annotations()
+                .get(names::RECOVERY_LOSS_ANNOTATION)
+                .cloned();
+            record(ctx, model, Some(Phase::Restoring), note.as_deref()).await?;
             let m = format!(
                 "recovering from the quorum loss: no claim is left; member 0 restores the backup up to \
                  revision {}",
@@ -548,15 +591,20 @@ pub async fn plan(
         Next::Restoring(m) => Some((1, Recovery::Recovering(m))),
         Next::Waking(m) => Some((1, Recovery::Waking(m))),
         Next::Woken(m) => {
-            record(ctx, model, None).await?;
+            record(ctx, model, None, None).await?;
             tracing::info!(etcd = %name, namespace = %ns, message = %m, "woken up: member 0 restored");
             publish(ctx, etcd, EventType::Normal, "WokenUpFromBackup", &m).await;
             Some((model.replicas, Recovery::Woken(m)))
         }
         Next::Finish(m) => {
-            record(ctx, model, None).await?;
+            let note = sts
+                .annotations()
+                .get(names::RECOVERY_LOSS_ANNOTATION)
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default();
+            record(ctx, model, None, None).await?;
             let m = format!(
-                "recovered from the quorum loss from the backup (up to revision {}): {m}",
+                "recovered from the quorum loss from the backup (up to revision {}{note}): {m}",
                 input
                     .backed_up
                     .map_or_else(|| "?".into(), |r| r.to_string())
@@ -635,8 +683,14 @@ async fn delete_claims(
 }
 
 /// Records `phase` on the StatefulSet (or, with `None`, removes the
-/// record), under its own field manager.
-async fn record(ctx: &Context, model: &EtcdModel, phase: Option<Phase>) -> Result<(), kube::Error> {
+/// record), with what the recovery loses (kept from the start to the
+/// report at its end), under its own field manager.
+async fn record(
+    ctx: &Context,
+    model: &EtcdModel,
+    phase: Option<Phase>,
+    loss: Option<&str>,
+) -> Result<(), kube::Error> {
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &model.namespace);
     api.patch(
         &names::statefulset(&model.name),
@@ -645,7 +699,10 @@ async fn record(ctx: &Context, model: &EtcdModel, phase: Option<Phase>) -> Resul
             ..PatchParams::default()
         },
         &Patch::Merge(serde_json::json!({
-            "metadata": { "annotations": { names::RECOVERY_ANNOTATION: phase.map(Phase::as_str) } }
+            "metadata": { "annotations": {
+                names::RECOVERY_ANNOTATION: phase.map(Phase::as_str),
+                names::RECOVERY_LOSS_ANNOTATION: loss,
+            } }
         })),
     )
     .await?;

@@ -53,6 +53,7 @@ fn input<'a>(conditions: &'a [Condition], pods: &'a [PodState]) -> Input<'a> {
         disabled: false,
         store: true,
         backed_up: Some(42),
+        reported: Some(45),
         after: Duration::from_secs(120),
         now: now(),
     }
@@ -69,6 +70,10 @@ fn a_majority_down_by_both_witnesses_for_long_enough_starts_the_recovery() {
     match decide(&input(&conditions, &pods)) {
         Next::Begin(m) => {
             assert!(m.contains("revision 42"), "{m}");
+            assert!(
+                m.contains("at least 3 revision(s) after the backup are lost"),
+                "{m}"
+            );
             assert!(
                 m.contains("2 of 3 members are down (test-1, test-2;"),
                 "{m}"
@@ -251,4 +256,12 @@ fn an_unknown_record_is_read_as_stopping() {
             .collect(),
     );
     assert_eq!(Phase::of(&sts), Some(Phase::Waking));
+}
+
+#[test]
+fn the_loss_is_counted_from_the_highest_revision_a_member_reported() {
+    assert!(loss(42, Some(50)).contains("at least 8 revision(s)"));
+    assert!(loss(42, Some(42)).contains("no revision is lost"));
+    assert!(loss(42, Some(40)).contains("no revision is lost"));
+    assert!(loss(42, None).contains("unknown"));
 }
