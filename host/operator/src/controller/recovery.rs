@@ -35,6 +35,7 @@
 use druid_api::etcd::Condition;
 use druid_api::{Etcd, EtcdModel};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -422,46 +423,20 @@ pub async fn plan(
         return Ok(None);
     }
     let pods = pods(ctx, model, sts).await?;
-    let (full, delta) = match ctx.caches.get() {
-        Some(c) => (
-            c.lease(&model.namespace, &names::full_snapshot_lease(&model.name)),
-            c.lease(&model.namespace, &names::delta_snapshot_lease(&model.name)),
-        ),
-        None => {
-            let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-                Api::namespaced(ctx.client.clone(), &model.namespace);
-            (
-                leases
-                    .get_opt(&names::full_snapshot_lease(&model.name))
-                    .await?,
-                leases
-                    .get_opt(&names::delta_snapshot_lease(&model.name))
-                    .await?,
-            )
-        }
-    };
-    let revision = |l: Option<&k8s_openapi::api::coordination::v1::Lease>| {
-        super::compaction::decide::lease_revision(l)
-    };
-    let full_revision = revision(full.as_ref());
+    let revision = |l: Option<Lease>| super::compaction::decide::lease_revision(l.as_ref());
+    let full_revision =
+        revision(lease(ctx, model, &names::full_snapshot_lease(&model.name)).await?);
+    let delta_revision =
+        revision(lease(ctx, model, &names::delta_snapshot_lease(&model.name)).await?);
     let mut reported: Option<i64> = None;
     for i in 0..current.max(model.replicas) {
-        let lease_name = names::member(model, i);
-        let lease = match ctx.caches.get() {
-            Some(c) => c.lease(&model.namespace, &lease_name),
-            None => {
-                Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
-                    ctx.client.clone(),
-                    &model.namespace,
-                )
-                .get_opt(&lease_name)
-                .await?
-            }
-        };
-        let revision = lease
-            .as_ref()
-            .and_then(|l| l.annotations().get(druid_api::MEMBER_REVISION_ANNOTATION))
-            .and_then(|r| r.parse::<i64>().ok());
+        let revision = lease(ctx, model, &names::member(model, i))
+            .await?
+            .and_then(|l| {
+                l.annotations()
+                    .get(druid_api::MEMBER_REVISION_ANNOTATION)
+                    .and_then(|r| r.parse::<i64>().ok())
+            });
         reported = reported.max(revision);
     }
     let down: Vec<String> = etcd
@@ -482,13 +457,16 @@ pub async fn plan(
             .annotations()
             .contains_key(names::DISABLE_AUTO_RECOVERY_ANNOTATION),
         store: model.store.is_some(),
-        backed_up: full_revision.map(|f| f.max(revision(delta.as_ref()).unwrap_or(f))),
+        backed_up: full_revision.map(|f| f.max(delta_revision.unwrap_or(f))),
         reported,
         after: ctx.settings.quorum_loss_recovery_after,
         now: Timestamp::now(),
     };
     let next = decide(&input);
     let (ns, name) = (&model.namespace, &model.name);
+    let restored = input
+        .backed_up
+        .map_or_else(|| "?".into(), |r| r.to_string());
     Ok(match next {
         Next::Nothing(None) => None,
         Next::Nothing(Some(state)) => {
@@ -572,10 +550,7 @@ pub async fn plan(
             record(ctx, model, Some(Phase::Restoring), note.as_deref()).await?;
             let m = format!(
                 "recovering from the quorum loss: no claim is left; member 0 restores the backup up to \
-                 revision {}",
-                input
-                    .backed_up
-                    .map_or_else(|| "?".into(), |r| r.to_string())
+                 revision {restored}"
             );
             tracing::info!(etcd = %name, namespace = %ns, "quorum-loss recovery: restoring member 0");
             publish(
@@ -604,10 +579,7 @@ pub async fn plan(
                 .unwrap_or_default();
             record(ctx, model, None, None).await?;
             let m = format!(
-                "recovered from the quorum loss from the backup (up to revision {}{note}): {m}",
-                input
-                    .backed_up
-                    .map_or_else(|| "?".into(), |r| r.to_string())
+                "recovered from the quorum loss from the backup (up to revision {restored}{note}): {m}"
             );
             tracing::info!(etcd = %name, namespace = %ns, message = %m, "quorum-loss recovery: done");
             publish(ctx, etcd, EventType::Normal, "QuorumLossRecovered", &m).await;
@@ -630,6 +602,19 @@ fn message(state: &Recovery) -> String {
 
 async fn publish(ctx: &Context, etcd: &Etcd, kind: EventType, reason: &str, note: &str) {
     super::publish(ctx, etcd, kind, EVENT_ACTION, reason, note).await;
+}
+
+/// Lease `name` of the Etcd's namespace, from the watch cache (or the API
+/// without caches).
+async fn lease(ctx: &Context, model: &EtcdModel, name: &str) -> Result<Option<Lease>, kube::Error> {
+    match ctx.caches.get() {
+        Some(c) => Ok(c.lease(&model.namespace, name)),
+        None => {
+            Api::<Lease>::namespaced(ctx.client.clone(), &model.namespace)
+                .get_opt(name)
+                .await
+        }
+    }
 }
 
 /// The StatefulSet's pods (owned by it).
