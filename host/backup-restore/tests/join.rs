@@ -53,3 +53,48 @@ fn a_joining_member_without_its_source_cluster_refuses_to_start_a_new_one() {
     });
     assert_eq!(founding.initialize("full"), "Successful");
 }
+
+/// A member of a multi-member cluster, without data, finding no running
+/// member while the store holds the cluster's backups: its cluster lost
+/// its quorum (the operator stages every start of members without data
+/// when there is a store), so it refuses to found a new, empty cluster.
+/// With an empty store, it starts (a new cluster's first start).
+#[test]
+fn a_member_without_data_and_without_a_running_cluster_refuses_to_found_one_over_backups() {
+    let mut config = EtcdMemberConfig::new("lost-quorum").unwrap();
+    config.name = "test-1".into();
+    config.initial_cluster = Some(format!(
+        "test-0=http://127.0.0.1:9,test-1={},test-2=http://127.0.0.1:10",
+        config.peer_url()
+    ));
+    let etcd = config.spawn().unwrap();
+    etcd.stop();
+    let _ = std::fs::remove_dir_all(etcd.data_dir());
+    let store = Store::local("lost-quorum");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/upstream-local-store/store/v2/Full-00000000-00000302-1796388479.gz");
+    store.write(
+        "p/v2/Full-00000000-00000302-1796388479.gz",
+        &std::fs::read(fixture).unwrap(),
+    );
+    let options = || SidecarOptions {
+        service_endpoints: Some("http://127.0.0.1:9".into()),
+        ..SidecarOptions::new(&etcd, &store, "p")
+    };
+    let lost = Sidecar::start(&options());
+    assert_eq!(lost.initialize("full"), "Failed");
+    let log = lost.log();
+    assert!(
+        log.contains("no member of this cluster answers at http://127.0.0.1:9")
+            && log.contains("(up to revision 302): not founding a new, empty cluster")
+            && log.contains("quorum-loss recovery"),
+        "{log}"
+    );
+    assert!(!etcd.data_dir().exists(), "nothing may be created");
+    drop(lost);
+
+    // An empty store: the first start of a new cluster.
+    store.remove("p/v2/Full-00000000-00000302-1796388479.gz");
+    let founding = Sidecar::start(&options());
+    assert_eq!(founding.initialize("full"), "Successful");
+}

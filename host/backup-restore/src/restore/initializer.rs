@@ -237,6 +237,33 @@ impl Initializer<'_> {
                     )
                 )));
             }
+            if membership.is_none()
+                && matches!(status, DataDirStatus::Missing)
+                && let Some(store) = self.store
+            {
+                // Members that start together without data are staged by
+                // the operator when there is a store (member 0 alone
+                // first, the others join it as learners). So a member
+                // without data that finds no running cluster while the
+                // store holds backups belongs to a cluster that lost its
+                // quorum: starting empty would found a new, empty cluster
+                // with the other new members, next to the survivors, and
+                // the client Service would serve it.
+                let set = store.list().await?.latest_set();
+                if set.full.is_some() {
+                    return Err(InitError::Other(format!(
+                        "no member of this cluster answers at {} and this member has no data, but \
+                         the store holds the cluster's backups (up to revision {}): not founding a \
+                         new, empty cluster. If the other members are starting, this is retried \
+                         until one answers; if a majority of the members is lost for good, the \
+                         operator's quorum-loss recovery restores the cluster from the store",
+                        druid_plugin_host::redact::redact_urls(
+                            &self.etcd.cluster_endpoints().join(",")
+                        ),
+                        set.last_revision()
+                    )));
+                }
+            }
             match membership {
                 // Not in the running cluster: a scale-up, or a member
                 // removed by an earlier attempt. Join as a learner.

@@ -81,7 +81,10 @@ pub fn client_urls(members: &[EtcdMember]) -> String {
 
 /// Every key etcd holds and its current revision.
 pub async fn dump(client: &mut Client) -> (BTreeMap<Vec<u8>, Kv>, i64) {
+    // Beyond tonic's 4 MiB default: some tests hold megabytes of values.
     let resp = client
+        .kv_client()
+        .max_decoding_message_size(1 << 30)
         .get(vec![0u8], Some(GetOptions::new().with_all_keys()))
         .await
         .unwrap();
