@@ -229,6 +229,20 @@ async fn the_store_down_during_deltas_is_caught_up_without_a_gap() {
     let away = root.join("away");
     std::fs::rename(root.join(container), &away).unwrap();
     write_mix(&mut client, "during", 80).await;
+    // And 6 MiB of values: the watch that catches up from the last
+    // uploaded revision gets them in one response (etcd batches up to
+    // 1,000 revisions), beyond tonic's 4 MiB default (found on the node
+    // with 1 GiB of data: every delta failed).
+    for i in 0..600 {
+        client
+            .put(
+                format!("/registry/large/{i:05}"),
+                vec![b'x'; 10 << 10],
+                None,
+            )
+            .await
+            .unwrap();
+    }
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (code, _) = sidecar.get("/snapshot/latest");
     assert_eq!(code, 500, "listing a missing store fails");

@@ -27,6 +27,10 @@ use crate::k8s::leases::Leases;
 use crate::metrics::{KindLabel, KindResult, Metrics};
 use crate::store::{self, Snapstore};
 
+/// The largest watch response the snapshotter accepts (Go clientv3's
+/// default receive limit, `math.MaxInt32`).
+pub const MAX_WATCH_RESPONSE_BYTES: usize = i32::MAX as usize;
+
 /// Why a snapshot failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -280,7 +284,18 @@ impl Snapshotter {
                 .with_all_keys()
                 .with_start_revision(start)
                 .with_progress_notify();
-            Some(self.client.watch(vec![0u8], Some(options)).await?)
+            // A response carries up to 1,000 revisions (etcd batches a
+            // watch catching up): with large values that is far more than
+            // tonic's 4 MiB default, which failed every delta of a
+            // preloaded 1 GiB cluster. Go's clientv3 accepts up to
+            // `math.MaxInt32` by default; so does this.
+            Some(
+                self.client
+                    .watch_client()
+                    .max_decoding_message_size(MAX_WATCH_RESPONSE_BYTES)
+                    .watch(vec![0u8], Some(options))
+                    .await?,
+            )
         } else {
             None
         };
