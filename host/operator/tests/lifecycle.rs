@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::members::{
-    claim, claim_kept, etcd, lease_role, member_pod, pod_exists, pod_status, statefulset,
-    sts_replicas, wait_condition,
+    claim, claim_kept, etcd, lease_role, member_pod, pod_exists, pod_status, started_staged,
+    statefulset, sts_replicas, wait_condition,
 };
 use common::{
     client, kubectl, kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in, wait_for,
@@ -26,7 +26,7 @@ use common::{
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt as _};
 
 fn operator() -> &'static common::Operator {
@@ -177,13 +177,13 @@ async fn a_scale_in_waits_while_a_member_is_unhealthy_then_removes_the_highest_o
     let ns = "scale-in";
     let sidecar = fake_sidecar().await;
     create_etcd(ns, 3, sidecar.port);
-    wait_for("the StatefulSet at 3 replicas", || async {
-        statefulset(ns)
-            .await
-            .filter(|s| sts_replicas(s) == 3)
-            .map(|_| ())
-    })
-    .await;
+    started_staged(ns, 3, "rev-1").await;
+    // No pod from here on, as the steps below expect (the sidecar's
+    // answers stand for the members).
+    Api::<Pod>::namespaced(client().await, ns)
+        .delete("test-0", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
     claim(ns, 2).await;
 
     // While "test-1 does not answer", nothing changes and the condition
@@ -425,14 +425,13 @@ async fn the_roll_replaces_followers_first_the_leader_last_waits_for_health_and_
     let ns = "roll";
     let sidecar = fake_sidecar().await;
     create_etcd(ns, 3, sidecar.port);
-    let sts = wait_for("the StatefulSet at 3 replicas", || async {
-        statefulset(ns).await.filter(|s| sts_replicas(s) == 3)
-    })
-    .await;
+    let sts = started_staged(ns, 3, "test-old").await;
     let strategy = sts.spec.as_ref().unwrap().update_strategy.clone().unwrap();
     assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
-    for i in 0..3 {
+    for i in 1..3 {
         member_pod(ns, i, "test-old", true, None).await;
+    }
+    for i in 0..3 {
         lease_role(ns, i, if i == 1 { "Leader" } else { "Member" }).await;
     }
     // A new template: while the sidecar says a member is unhealthy, the

@@ -13,7 +13,8 @@ mod common;
 use std::time::Duration;
 
 use common::members::{
-    claim, etcd, lease_role, member_pod_on, pod_status, statefulset, sts_replicas, wait_condition,
+    RECORD, claim, etcd, lease_role, member_pod_on, pod_status, statefulset, sts_at, sts_replicas,
+    wait_condition,
 };
 use common::{
     annotate_etcd, client, condition, kubectl_stdin, namespace, ok, operator_with, patch_etcd,
@@ -24,7 +25,6 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt as _};
 
-const RECORD: &str = "druid.gardener.cloud/quorum-loss-recovery";
 const DISABLE: &str = "druid.gardener.cloud/disable-auto-recovery";
 
 fn operator() -> &'static common::Operator {
@@ -38,21 +38,6 @@ fn operator() -> &'static common::Operator {
         "--quorum-loss-recovery-seconds",
         "4",
     ])
-}
-
-/// Waits until the StatefulSet has `replicas` and the recovery record
-/// `record` (`None`: no record).
-async fn sts_at(ns: &str, replicas: i32, record: Option<&str>) {
-    wait_for(
-        &format!("the StatefulSet at {replicas} replicas, recovery record {record:?}"),
-        || async {
-            let sts = statefulset(ns).await?;
-            (sts_replicas(&sts) == replicas
-                && sts.annotations().get(RECORD).map(String::as_str) == record)
-                .then_some(())
-        },
-    )
-    .await;
 }
 
 /// The full snapshot lease as the backup leader's sidecar renews it after
@@ -173,12 +158,31 @@ async fn a_lost_majority_is_restored_from_the_backup_one_recorded_step_at_a_time
         &["apply", "--validate=strict", "-f", "-"],
         &yaml,
     ));
+    // A new cluster of 3 with a store starts member 0 alone (the store
+    // may hold an earlier cluster's backups, which member 0 restores);
+    // the others follow once it is Ready.
+    sts_at(ns, 1, Some("starting")).await;
+    let m = event(ns, "StartingMemberZeroFirst").await;
+    assert!(
+        m.contains("starting 3 members: member 0 starts alone first"),
+        "{m}"
+    );
+    claim(ns, 0).await;
+    member_pod_on(ns, 0, "rev-1", false, None, Some("node-a")).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sts_at(ns, 1, Some("starting")).await;
+    pod_status(ns, 0, true, None).await;
+    sts_at(ns, 3, None).await;
+    let m = event(ns, "MemberZeroStarted").await;
+    assert!(m.contains("starting the others"), "{m}");
+
     // Auto-recovery disabled first: the loss is reported, nothing done.
     annotate_etcd(ns, &format!("{DISABLE}=true"));
-    sts_at(ns, 3, None).await;
-    for i in 0..3 {
+    for i in 1..3 {
         claim(ns, i).await;
         member_pod_on(ns, i, "rev-1", true, None, Some("node-a")).await;
+    }
+    for i in 0..3 {
         lease_role(ns, i, if i == 0 { "Leader" } else { "Member" }).await;
     }
     full_snapshot_at(ns, 42).await;

@@ -11,6 +11,7 @@ pub mod defrag;
 pub mod etcd;
 pub mod final_snapshot;
 pub mod finalizers;
+pub mod member_pods;
 pub mod recovery;
 mod report;
 pub mod roll;
@@ -183,6 +184,25 @@ impl Caches {
         self.leases
             .get(&reflector::ObjectRef::new(name).within(namespace))
             .map(|l| (*l).clone())
+    }
+}
+
+/// Lease `name` in `namespace`: from the watch cache when the controllers
+/// run (`caches`), else from the API by name (a label LIST would scan
+/// every lease of the namespace).
+pub async fn read_lease(
+    client: &Client,
+    caches: Option<&Caches>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<k8s_openapi::api::coordination::v1::Lease>, kube::Error> {
+    match caches {
+        Some(c) => Ok(c.lease(namespace, name)),
+        None => {
+            Api::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+        }
     }
 }
 

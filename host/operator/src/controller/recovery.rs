@@ -61,6 +61,13 @@ pub enum Phase {
     /// restores the final snapshot alone, then the others join (started
     /// together without data, the members would found an empty cluster).
     Waking,
+    /// A new cluster of several members with a backup store starts
+    /// member 0 alone first, like [`Phase::Waking`]: the store may hold
+    /// the backups of an earlier cluster on the same prefix (an Etcd
+    /// deleted and created again, a migration), which member 0 restores
+    /// when it has no data; members started together without data would
+    /// found an empty cluster and ignore them.
+    Starting,
 }
 
 impl Phase {
@@ -69,6 +76,7 @@ impl Phase {
             Phase::Stopping => "stopping",
             Phase::Restoring => "restoring",
             Phase::Waking => "waking",
+            Phase::Starting => "starting",
         }
     }
 
@@ -81,6 +89,8 @@ impl Phase {
             Phase::Restoring
         } else if value == Phase::Waking.as_str() {
             Phase::Waking
+        } else if value == Phase::Starting.as_str() {
+            Phase::Starting
         } else {
             Phase::Stopping
         })
@@ -107,21 +117,15 @@ pub struct PodState {
 impl PodState {
     /// The state of a StatefulSet pod (`None` without an ordinal).
     pub fn of(pod: &Pod) -> Option<Self> {
-        let name = pod.name_any();
-        let ordinal = name.rsplit_once('-')?.1.parse().ok()?;
-        let ready_status = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.status.as_str());
+        let ordinal = super::member_pods::ordinal(pod)?;
+        let ready_status = super::member_pods::ready_status(pod);
         Some(Self {
+            name: pod.name_any(),
             ordinal,
             ready: ready_status == Some("True"),
             unreachable: ready_status == Some("Unknown"),
             scheduled: pod.spec.as_ref().is_some_and(|s| s.node_name.is_some()),
             deleting: pod.metadata.deletion_timestamp.is_some(),
-            name,
         })
     }
 }
@@ -242,6 +246,21 @@ pub fn decide(input: &Input<'_>) -> Next {
                 )
             };
         }
+        Some(Phase::Starting) => {
+            return if input.pods.iter().any(|p| p.ordinal == 0 && p.ready) {
+                Next::Woken(format!(
+                    "member 0 started (from the store's latest backup if it holds one) and is Ready; \
+                     starting the others, joining as learners ({} member(s))",
+                    input.wanted
+                ))
+            } else {
+                Next::Waking(
+                    "starting a new cluster: member 0 starts alone first and restores the store's \
+                     latest backup if it holds one"
+                        .into(),
+                )
+            };
+        }
         Some(Phase::Restoring) => {
             return if input.pods.iter().any(|p| p.ordinal == 0 && p.ready) {
                 Next::Finish(format!(
@@ -344,16 +363,39 @@ pub fn loss(backed_up: i64, reported: Option<i64>) -> String {
     }
 }
 
-/// Starts a staged wake-up (see [`Phase::Waking`]) when a hibernated
-/// cluster wakes up to several members and member 0's claim is gone:
-/// `Some` with the replicas (1) and the state, else `None` (all members
-/// wake at once, on their claims).
+/// The replicas a new StatefulSet is created with, and the state, when
+/// the cluster starts staged (see [`Phase::Starting`]): several members
+/// and a backup store. It is created at 0 replicas, and the next
+/// reconcile's [`begin_wake`] takes it to 1 with the phase recorded (the
+/// record needs the StatefulSet to exist). `None`: created as the spec
+/// says (also when the members join an existing cluster: they restore
+/// nothing).
+pub fn first_start(model: &EtcdModel) -> Option<(i32, Recovery)> {
+    (model.replicas > 1 && model.store.is_some() && model.etcd.existing_cluster.is_none()).then(|| {
+        (
+            0,
+            Recovery::Waking(format!(
+                "creating the StatefulSet of {} members at 0 replicas: member 0 starts alone first \
+                 (it restores the store's latest backup if the store holds one), then the others join",
+                model.replicas
+            )),
+        )
+    })
+}
+
+/// Starts a staged start when a StatefulSet at 0 replicas goes to several
+/// and member 0's claim is gone: a hibernated cluster waking up
+/// ([`Phase::Waking`]), or one that never ran (generation 1: its replicas
+/// never changed from 0) starting ([`Phase::Starting`]). `Some` with the
+/// replicas (1) and the state, else `None` (all members start at once,
+/// on their claims).
 pub async fn begin_wake(
     ctx: &Context,
     etcd: &Etcd,
     model: &EtcdModel,
-    current: i32,
+    sts: &StatefulSet,
 ) -> Result<Option<(i32, Recovery)>, kube::Error> {
+    let current = super::scale_in::replicas(sts);
     if current != 0 || model.replicas < 2 {
         return Ok(None);
     }
@@ -366,15 +408,36 @@ pub async fn begin_wake(
     if claims.get_metadata_opt(&claim).await?.is_some() {
         return Ok(None);
     }
-    record(ctx, model, Some(Phase::Waking), None).await?;
-    let m = format!(
-        "waking up to {} members without member 0's claim {claim}: member 0 restores the last backup \
-         alone first, then the others join (started together without data, they would found an empty \
-         cluster)",
-        model.replicas
-    );
-    tracing::info!(etcd = %model.name, namespace = %model.namespace, %claim, "staged wake-up: member 0 first");
-    publish(ctx, etcd, EventType::Normal, "WakingUpFromBackup", &m).await;
+    let never_ran = sts.metadata.generation == Some(1);
+    if never_ran && model.etcd.existing_cluster.is_some() {
+        return Ok(None);
+    }
+    let (phase, reason, m) = if never_ran {
+        (
+            Phase::Starting,
+            "StartingMemberZeroFirst",
+            format!(
+                "starting {} members: member 0 starts alone first and restores the store's latest \
+                 backup if the store holds one (an earlier cluster's on the same prefix), then the \
+                 others join (started together without data, they would found an empty cluster)",
+                model.replicas
+            ),
+        )
+    } else {
+        (
+            Phase::Waking,
+            "WakingUpFromBackup",
+            format!(
+                "waking up to {} members without member 0's claim {claim}: member 0 restores the last \
+                 backup alone first, then the others join (started together without data, they would \
+                 found an empty cluster)",
+                model.replicas
+            ),
+        )
+    };
+    record(ctx, model, Some(phase), None).await?;
+    tracing::info!(etcd = %model.name, namespace = %model.namespace, %claim, phase = phase.as_str(), "staged start: member 0 first");
+    publish(ctx, etcd, EventType::Normal, reason, &m).await;
     Ok(Some((1, Recovery::Waking(m))))
 }
 
@@ -411,7 +474,7 @@ pub async fn plan(
     model: &EtcdModel,
     sts: &StatefulSet,
 ) -> Result<Option<(i32, Recovery)>, kube::Error> {
-    let current = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let current = super::scale_in::replicas(sts);
     let phase = Phase::of(sts);
     let conditions = etcd
         .status
@@ -567,8 +630,13 @@ pub async fn plan(
         Next::Waking(m) => Some((1, Recovery::Waking(m))),
         Next::Woken(m) => {
             record(ctx, model, None, None).await?;
-            tracing::info!(etcd = %name, namespace = %ns, message = %m, "woken up: member 0 restored");
-            publish(ctx, etcd, EventType::Normal, "WokenUpFromBackup", &m).await;
+            tracing::info!(etcd = %name, namespace = %ns, message = %m, "staged start: member 0 is Ready");
+            let reason = if phase == Some(Phase::Starting) {
+                "MemberZeroStarted"
+            } else {
+                "WokenUpFromBackup"
+            };
+            publish(ctx, etcd, EventType::Normal, reason, &m).await;
             Some((model.replicas, Recovery::Woken(m)))
         }
         Next::Finish(m) => {
@@ -607,14 +675,7 @@ async fn publish(ctx: &Context, etcd: &Etcd, kind: EventType, reason: &str, note
 /// Lease `name` of the Etcd's namespace, from the watch cache (or the API
 /// without caches).
 async fn lease(ctx: &Context, model: &EtcdModel, name: &str) -> Result<Option<Lease>, kube::Error> {
-    match ctx.caches.get() {
-        Some(c) => Ok(c.lease(&model.namespace, name)),
-        None => {
-            Api::<Lease>::namespaced(ctx.client.clone(), &model.namespace)
-                .get_opt(name)
-                .await
-        }
-    }
+    super::read_lease(&ctx.client, ctx.caches.get(), &model.namespace, name).await
 }
 
 /// The StatefulSet's pods (owned by it).
@@ -623,18 +684,9 @@ async fn pods(
     model: &EtcdModel,
     sts: &StatefulSet,
 ) -> Result<Vec<PodState>, kube::Error> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &model.namespace);
-    let selector = names::selector(Some(&model.name), None).to_string();
-    Ok(api
-        .list(&ListParams::default().labels(&selector))
+    Ok(super::member_pods::list(ctx, model, sts)
         .await?
-        .items
         .iter()
-        .filter(|p| {
-            p.owner_references()
-                .iter()
-                .any(|o| o.kind == "StatefulSet" && o.name == sts.name_any())
-        })
         .filter_map(PodState::of)
         .collect())
 }

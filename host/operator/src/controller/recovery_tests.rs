@@ -183,6 +183,51 @@ fn a_staged_wake_up_holds_one_replica_until_member_0_is_ready() {
     let back = [pod(0, true)];
     waking.pods = &back;
     assert!(matches!(decide(&waking), Next::Woken(m) if m.contains("3 member(s)")));
+    // A new cluster started staged: the same steps, its own words.
+    waking.phase = Some(Phase::Starting);
+    assert!(matches!(decide(&waking), Next::Woken(m) if m.contains("member 0 started")));
+    waking.pods = &starting;
+    assert!(matches!(decide(&waking), Next::Waking(m) if m.contains("starting a new cluster")));
+}
+
+#[test]
+fn a_new_cluster_of_several_members_with_a_store_is_created_at_0_replicas() {
+    let mut etcd = crate::components::fixtures::seed();
+    etcd.spec.replicas = 3;
+    let model = crate::components::fixtures::model(&etcd);
+    assert!(model.store.is_some());
+    let (replicas, state) = first_start(&model).unwrap();
+    assert_eq!(replicas, 0);
+    assert!(
+        matches!(state, quorum_lost::Recovery::Waking(m) if m.contains("member 0 starts alone first"))
+    );
+    // Joining an existing cluster, one member, or no store (nothing to
+    // restore): created as the spec says.
+    let mut joining = etcd.clone();
+    joining.spec.etcd.bootstrap_with_existing_cluster =
+        Some(druid_api::etcd::BootstrapWithExistingCluster {
+            client_endpoints: vec!["http://10.0.0.1:2379".into()],
+            members: vec![druid_api::etcd::BootstrapExistingMember {
+                name: "vm-a".into(),
+                peer_urls: vec!["http://10.0.0.1:2380".into()],
+            }],
+        });
+    assert_eq!(
+        first_start(&crate::components::fixtures::model(&joining)),
+        None
+    );
+    etcd.spec.replicas = 1;
+    assert_eq!(
+        first_start(&crate::components::fixtures::model(&etcd)),
+        None
+    );
+    etcd.spec.replicas = 3;
+    etcd.spec.backup.store = None;
+    etcd.spec.store = None;
+    assert_eq!(
+        first_start(&crate::components::fixtures::model(&etcd)),
+        None
+    );
 }
 
 #[test]
@@ -256,6 +301,15 @@ fn an_unknown_record_is_read_as_stopping() {
             .collect(),
     );
     assert_eq!(Phase::of(&sts), Some(Phase::Waking));
+    sts.metadata.annotations = Some(
+        [(
+            names::RECOVERY_ANNOTATION.to_string(),
+            "starting".to_string(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    assert_eq!(Phase::of(&sts), Some(Phase::Starting));
 }
 
 #[test]

@@ -27,7 +27,7 @@ use std::time::Duration;
 use druid_api::{Etcd, EtcdModel};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Preconditions};
+use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt as _};
 
@@ -78,11 +78,9 @@ impl Member {
     /// The member from its pod (`None` for a pod without an ordinal).
     pub fn from_pod(pod: &Pod) -> Option<Self> {
         let name = pod.name_any();
-        let ordinal = name.rsplit_once('-')?.1.parse().ok()?;
+        let ordinal = super::member_pods::ordinal(pod)?;
         let status = pod.status.as_ref();
-        let ready = status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let ready = super::member_pods::ready_status(pod) == Some("True");
         let failing = status.and_then(|s| {
             s.init_container_statuses
                 .iter()
@@ -284,19 +282,9 @@ pub async fn sync(
     let Some(update_revision) = status.and_then(|s| s.update_revision.clone()) else {
         return Ok(Some(Roll::Done));
     };
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &model.namespace);
-    let selector = names::selector(Some(&model.name), None).to_string();
-    let owned = |p: &Pod| {
-        p.owner_references()
-            .iter()
-            .any(|o| o.kind == "StatefulSet" && o.name == sts.name_any())
-    };
-    let members: Vec<Member> = pods
-        .list(&ListParams::default().labels(&selector))
+    let members: Vec<Member> = super::member_pods::list(ctx, model, sts)
         .await?
-        .items
         .iter()
-        .filter(|p| owned(p))
         .filter_map(Member::from_pod)
         .collect();
     let leader = super::status::leader(observed, &ctx.settings)

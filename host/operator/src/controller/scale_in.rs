@@ -76,7 +76,7 @@ fn was_scaling_in(etcd: &Etcd) -> bool {
 }
 
 /// The StatefulSet's replicas.
-fn replicas(sts: &StatefulSet) -> i32 {
+pub(super) fn replicas(sts: &StatefulSet) -> i32 {
     sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
 }
 
@@ -97,7 +97,16 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
         .get_opt(&names::statefulset(&model.name))
         .await?;
     let Some(sts) = sts else {
-        return Ok(unchanged);
+        // A new cluster of several members with a store starts member 0
+        // first (it may have backups to restore).
+        return Ok(match super::recovery::first_start(model) {
+            Some((replicas, starting)) => Plan {
+                replicas,
+                scale_in: None,
+                recovery: Some(starting),
+            },
+            None => unchanged,
+        });
     };
     // A quorum loss comes before anything else: no member can be removed
     // (or added) without a quorum.
@@ -127,8 +136,7 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
     if wanted == 0 {
         return hibernate(ctx, etcd, model, current).await;
     }
-    if let Some((replicas, waking)) = super::recovery::begin_wake(ctx, etcd, model, current).await?
-    {
+    if let Some((replicas, waking)) = super::recovery::begin_wake(ctx, etcd, model, &sts).await? {
         return Ok(Plan {
             replicas,
             scale_in: None,

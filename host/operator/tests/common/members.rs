@@ -23,6 +23,35 @@ pub fn sts_replicas(sts: &StatefulSet) -> i32 {
     sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(-1)
 }
 
+/// The StatefulSet annotation that records a recovery's (or a staged
+/// start's) step.
+pub const RECORD: &str = "druid.gardener.cloud/quorum-loss-recovery";
+
+/// Waits until the StatefulSet has `replicas` and the recovery record
+/// `record` (`None`: no record).
+pub async fn sts_at(ns: &str, replicas: i32, record: Option<&str>) -> StatefulSet {
+    wait_for(
+        &format!("the StatefulSet at {replicas} replicas, recovery record {record:?}"),
+        || async {
+            let sts = statefulset(ns).await?;
+            (sts_replicas(&sts) == replicas
+                && sts.annotations().get(RECORD).map(String::as_str) == record)
+                .then_some(sts)
+        },
+    )
+    .await
+}
+
+/// Plays a new store-backed cluster's staged start: the StatefulSet
+/// comes at 1 replica (recording `starting`); member 0's claim and its
+/// Ready pod (of `revision`) appear; the StatefulSet goes to `replicas`.
+pub async fn started_staged(ns: &str, replicas: i32, revision: &str) -> StatefulSet {
+    sts_at(ns, 1, Some("starting")).await;
+    claim(ns, 0).await;
+    member_pod(ns, 0, revision, true, None).await;
+    sts_at(ns, replicas, None).await
+}
+
 pub async fn etcd(ns: &str) -> Option<Etcd> {
     Api::<Etcd>::namespaced(client().await, ns)
         .get_opt("test")

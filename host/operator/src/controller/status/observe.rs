@@ -54,7 +54,6 @@ pub async fn observe(
     if let Some(c) = caches {
         c.ready().await;
     }
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     // From the watch caches when the controllers run; else by name (a
     // label LIST scans every lease of the namespace).
     let statefulset = match caches {
@@ -66,14 +65,8 @@ pub async fn observe(
         }
     };
     let lease = |lname: String| {
-        let leases = leases.clone();
         let ns = ns.clone();
-        async move {
-            match caches {
-                Some(c) => Ok::<_, kube::Error>(c.lease(&ns, &lname)),
-                None => leases.get_opt(&lname).await,
-            }
-        }
+        async move { crate::controller::read_lease(client, caches, &ns, &lname).await }
     };
     let mut member_leases = BTreeMap::new();
     if let Some(model) = model {
