@@ -11,6 +11,11 @@ use kube::{Api, ResourceExt as _};
 use super::Context;
 use crate::names;
 
+/// The StatefulSet's replicas (0 when unset).
+pub fn replicas(sts: &StatefulSet) -> i32 {
+    sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+}
+
 /// The pods the StatefulSet owns (from the API: the callers act on them).
 pub async fn list(
     ctx: &Context,

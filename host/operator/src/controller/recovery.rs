@@ -217,6 +217,12 @@ fn was_lost(conditions: &[Condition]) -> bool {
         .any(|c| c.type_ == types::QUORUM_LOST && c.status == "True")
 }
 
+/// Whether member 0's pod is Ready (a staged start's or a recovery's first
+/// member).
+fn member_zero_ready(input: &Input<'_>) -> bool {
+    input.pods.iter().any(|p| p.ordinal == 0 && p.ready)
+}
+
 /// The next step, from what the cluster shows.
 pub fn decide(input: &Input<'_>) -> Next {
     match input.phase {
@@ -231,38 +237,32 @@ pub fn decide(input: &Input<'_>) -> Next {
                 ))
             };
         }
-        Some(Phase::Waking) => {
-            return if input.pods.iter().any(|p| p.ordinal == 0 && p.ready) {
-                Next::Woken(format!(
-                    "member 0 restored the last backup and is Ready; waking the others up, joining as \
-                     learners ({} member(s))",
-                    input.wanted
-                ))
+        Some(phase @ (Phase::Waking | Phase::Starting)) => {
+            let (ready, waiting) = if phase == Phase::Waking {
+                (
+                    "member 0 restored the last backup and is Ready; waking the others up",
+                    "waking up without member 0's claim: member 0 restores the last backup (the \
+                     final full snapshot) alone first",
+                )
             } else {
-                Next::Waking(
-                    "waking up without member 0's claim: member 0 restores the last backup (the final \
-                     full snapshot) alone first"
-                        .into(),
+                (
+                    "member 0 started (from the store's latest backup if it holds one) and is \
+                     Ready; starting the others",
+                    "starting a new cluster: member 0 starts alone first and restores the store's \
+                     latest backup if it holds one",
                 )
             };
-        }
-        Some(Phase::Starting) => {
-            return if input.pods.iter().any(|p| p.ordinal == 0 && p.ready) {
+            return if member_zero_ready(input) {
                 Next::Woken(format!(
-                    "member 0 started (from the store's latest backup if it holds one) and is Ready; \
-                     starting the others, joining as learners ({} member(s))",
+                    "{ready}, joining as learners ({} member(s))",
                     input.wanted
                 ))
             } else {
-                Next::Waking(
-                    "starting a new cluster: member 0 starts alone first and restores the store's \
-                     latest backup if it holds one"
-                        .into(),
-                )
+                Next::Waking(waiting.into())
             };
         }
         Some(Phase::Restoring) => {
-            return if input.pods.iter().any(|p| p.ordinal == 0 && p.ready) {
+            return if member_zero_ready(input) {
                 Next::Finish(format!(
                     "member 0 is restored and Ready; scaling back out to {} member(s), the others joining as learners",
                     input.wanted
@@ -395,7 +395,7 @@ pub async fn begin_wake(
     model: &EtcdModel,
     sts: &StatefulSet,
 ) -> Result<Option<(i32, Recovery)>, kube::Error> {
-    let current = super::scale_in::replicas(sts);
+    let current = super::member_pods::replicas(sts);
     if current != 0 || model.replicas < 2 {
         return Ok(None);
     }
@@ -474,7 +474,7 @@ pub async fn plan(
     model: &EtcdModel,
     sts: &StatefulSet,
 ) -> Result<Option<(i32, Recovery)>, kube::Error> {
-    let current = super::scale_in::replicas(sts);
+    let current = super::member_pods::replicas(sts);
     let phase = Phase::of(sts);
     let conditions = etcd
         .status

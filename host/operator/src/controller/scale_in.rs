@@ -75,11 +75,6 @@ fn was_scaling_in(etcd: &Etcd) -> bool {
     })
 }
 
-/// The StatefulSet's replicas.
-pub(super) fn replicas(sts: &StatefulSet) -> i32 {
-    sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
-}
-
 /// Takes this reconcile's scale-in step, if one is due.
 pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan, kube::Error> {
     let wanted = model.replicas;
@@ -117,7 +112,7 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
             recovery: Some(recovery),
         });
     }
-    let current = replicas(&sts);
+    let current = super::member_pods::replicas(&sts);
     // A removal under way finishes first, whatever the spec says now.
     if let Some(ordinal) = leaving(&sts) {
         let scale_in = match finish_removal(ctx, etcd, model, ordinal).await? {
