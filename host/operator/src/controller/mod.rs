@@ -18,6 +18,7 @@ pub mod roll;
 pub mod scale_in;
 pub mod secrets;
 pub mod sidecar;
+mod spec;
 pub mod status;
 pub mod validate;
 
