@@ -64,6 +64,10 @@ pub(super) async fn leadership(
                 promote(&state, member_id(s)).await;
             }
         }
+        let head = match &status {
+            Ok(Ok(s)) => s.header().map(etcd_client::ResponseHeader::revision),
+            _ => None,
+        };
         let leader = match status {
             Ok(Ok(s)) if s.leader() != 0 => Some(s.leader() == member_id(&s)),
             Ok(Ok(_)) => None,
@@ -93,6 +97,11 @@ pub(super) async fn leadership(
                 }
                 state.leading.store(true, Ordering::SeqCst);
                 state.metrics.is_leader.set(1);
+                if let Some(head) = head
+                    && state.store.is_some()
+                {
+                    state.metrics.record_lag(head);
+                }
                 state.healthy.store(
                     *state.init.lock().await != InitState::Progress,
                     Ordering::SeqCst,
@@ -106,6 +115,7 @@ pub(super) async fn leadership(
                 }
                 state.leading.store(false, Ordering::SeqCst);
                 state.metrics.is_leader.set(0);
+                state.metrics.revision_lag.set(0);
                 state.healthy.store(false, Ordering::SeqCst);
             }
         }
