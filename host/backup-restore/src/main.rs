@@ -160,6 +160,8 @@ async fn main() -> Result<()> {
                 restore: &restore,
                 etcd: &etcd,
                 store: snapstore.as_ref(),
+                // The offline command runs outside the pods' leases.
+                member_leases: None,
                 metrics: &metrics,
             };
             let outcome = init.run(Mode::parse(Some(&validation_mode))).await?;

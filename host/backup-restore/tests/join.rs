@@ -98,3 +98,80 @@ fn a_member_without_data_and_without_a_running_cluster_refuses_to_found_one_over
     let founding = Sidecar::start(&options());
     assert_eq!(founding.initialize("full"), "Successful");
 }
+
+/// The same without backups (no full snapshot in the store, as for a
+/// cluster without a store): the member leases show that the cluster ran
+/// before (each sidecar writes its etcd's revision on its lease), so a
+/// member without data that finds no running member refuses to found a
+/// new, empty cluster next to the survivors. Leases of a cluster that never
+/// got past its first start (revision 1, or no revision) let it start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_without_data_refuses_to_found_a_cluster_its_leases_say_ran_before() {
+    let mut config = EtcdMemberConfig::new("ran-before").unwrap();
+    config.name = "test-1".into();
+    config.initial_cluster = Some(format!(
+        "test-0=http://127.0.0.1:9,test-1={},test-2=http://127.0.0.1:10",
+        config.peer_url()
+    ));
+    let etcd = config.spawn().unwrap();
+    etcd.stop();
+    let _ = std::fs::remove_dir_all(etcd.data_dir());
+    let store = Store::local("ran-before");
+    let (namespace, leases) = common::lease_namespace("ran-before").await;
+    for name in ["m-test-0", "m-test-1", "m-test-2"] {
+        common::create_lease(&leases, name).await;
+    }
+    let annotate = |revision: &str| {
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            druid_api::MEMBER_REVISION_ANNOTATION: revision,
+        }}});
+        let leases = leases.clone();
+        async move {
+            leases
+                .patch(
+                    "m-test-0",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    annotate("1207").await;
+    let kubeconfig = druid_test_support::KubeApiServer::shared()
+        .kubeconfig()
+        .display()
+        .to_string();
+    let options = || SidecarOptions {
+        service_endpoints: Some("http://127.0.0.1:9".into()),
+        extra: vec![
+            "--enable-member-lease-renewal=true".into(),
+            "--member-name-prefix=m".into(),
+        ],
+        env: vec![
+            ("POD_NAMESPACE".into(), namespace.clone()),
+            ("POD_NAME".into(), "test-1".into()),
+            ("KUBECONFIG".into(), kubeconfig.clone()),
+        ],
+        ..SidecarOptions::new(&etcd, &store, "p")
+    };
+    let lost = Sidecar::start(&options());
+    assert_eq!(lost.initialize("full"), "Failed");
+    let log = lost.log();
+    assert!(
+        log.contains("no member of this cluster answers at http://127.0.0.1:9")
+            && log.contains(
+                "the cluster ran before (lease m-test-0: its member reached revision 1207)"
+            )
+            && log.contains("the store holds no full snapshot to restore")
+            && log.contains("delete this Etcd's member leases"),
+        "{log}"
+    );
+    assert!(!etcd.data_dir().exists(), "nothing may be created");
+    drop(lost);
+
+    // A cluster's first start: its members' etcd is at revision 1.
+    annotate("1").await;
+    let founding = Sidecar::start(&options());
+    assert_eq!(founding.initialize("full"), "Successful");
+}

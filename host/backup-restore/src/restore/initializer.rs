@@ -174,6 +174,9 @@ pub struct Initializer<'a> {
     pub etcd: &'a EtcdArgs,
     /// The store, if one is configured.
     pub store: Option<&'a Snapstore>,
+    /// The member leases' name prefix when the members renew leases (pods
+    /// the operator runs): they tell whether the cluster ran before.
+    pub member_leases: Option<&'a str>,
     /// Metrics.
     pub metrics: &'a Metrics,
 }
@@ -199,6 +202,78 @@ impl Initializer<'_> {
             .filter(|s| !s.is_empty())
             .count()
             > 1
+    }
+
+    /// The member names of `--initial-cluster`.
+    fn member_names(&self) -> Vec<String> {
+        self.restore
+            .initial_cluster
+            .split(',')
+            .filter_map(|m| m.split_once('=').map(|(name, _)| name.trim().to_string()))
+            .filter(|name| !name.is_empty())
+            .collect()
+    }
+
+    /// A member without data that finds no running member of its cluster
+    /// would found a new, empty cluster with the other members starting
+    /// (etcd's own bootstrap). That is right only for a cluster's first
+    /// start: refuses when the cluster ran before, as the store's backups
+    /// or the members' leases show. Members that start together without
+    /// data are staged by the operator when there is a store (member 0
+    /// alone first, the others join it as learners), so this is a cluster
+    /// that lost its quorum: a new, empty cluster of the new members, next
+    /// to the survivors, would be what the client Service serves.
+    async fn refuse_to_found_over_history(&self) -> Result<(), InitError> {
+        let asked = self.etcd.cluster_endpoints().join(",");
+        // A URL's user information never reaches a log.
+        let endpoints = druid_plugin_host::redact::redact_urls(&asked);
+        if let Some(store) = self.store {
+            let set = store.list().await?.latest_set();
+            if set.full.is_some() {
+                return Err(InitError::Other(format!(
+                    "no member of this cluster answers at {endpoints} and this member has no \
+                     data, but the store holds the cluster's backups (up to revision {}): not \
+                     founding a new, empty cluster. If the other members are starting, this is \
+                     retried until one answers; if a majority of the members is lost for good, \
+                     the operator's quorum-loss recovery restores the cluster from the store",
+                    set.last_revision()
+                )));
+            }
+        }
+        let Some(prefix) = self.member_leases else {
+            return Ok(());
+        };
+        let ran = crate::k8s::leases::member_revisions(prefix, &self.member_names())
+            .await
+            .map_err(|e| {
+                InitError::Other(format!(
+                    "no member of this cluster answers at {endpoints} and this member has no \
+                     data; whether the cluster ran before (and must not be founded anew) is \
+                     on the member leases, which cannot be read: {e} (retried)"
+                ))
+            })?;
+        // A new cluster is at revision 1 until its first write.
+        let Some((lease, revision)) = ran
+            .into_iter()
+            .filter(|(_, revision)| *revision > 1)
+            .max_by_key(|(_, revision)| *revision)
+        else {
+            return Ok(());
+        };
+        Err(InitError::Other(format!(
+            "no member of this cluster answers at {endpoints} and this member has no data, but \
+             the cluster ran before (lease {lease}: its member reached revision {revision}) and \
+             {}: not founding a new, empty cluster. If the other members are starting, this is \
+             retried until one answers. If a majority of the members lost its data for good, \
+             the data is only on the members that kept their volumes; to start an empty cluster \
+             knowingly instead, delete this Etcd's member leases (the operator creates them \
+             again)",
+            if self.store.is_some() {
+                "the store holds no full snapshot to restore"
+            } else {
+                "there is no store to restore from"
+            }
+        )))
     }
 
     /// Validates and, where needed, restores.
@@ -237,32 +312,8 @@ impl Initializer<'_> {
                     )
                 )));
             }
-            if membership.is_none()
-                && matches!(status, DataDirStatus::Missing)
-                && let Some(store) = self.store
-            {
-                // Members that start together without data are staged by
-                // the operator when there is a store (member 0 alone
-                // first, the others join it as learners). So a member
-                // without data that finds no running cluster while the
-                // store holds backups belongs to a cluster that lost its
-                // quorum: starting empty would found a new, empty cluster
-                // with the other new members, next to the survivors, and
-                // the client Service would serve it.
-                let set = store.list().await?.latest_set();
-                if set.full.is_some() {
-                    return Err(InitError::Other(format!(
-                        "no member of this cluster answers at {} and this member has no data, but \
-                         the store holds the cluster's backups (up to revision {}): not founding a \
-                         new, empty cluster. If the other members are starting, this is retried \
-                         until one answers; if a majority of the members is lost for good, the \
-                         operator's quorum-loss recovery restores the cluster from the store",
-                        druid_plugin_host::redact::redact_urls(
-                            &self.etcd.cluster_endpoints().join(",")
-                        ),
-                        set.last_revision()
-                    )));
-                }
+            if membership.is_none() && matches!(status, DataDirStatus::Missing) {
+                self.refuse_to_found_over_history().await?;
             }
             match membership {
                 // Not in the running cluster: a scale-up, or a member
