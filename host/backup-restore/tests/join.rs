@@ -12,20 +12,30 @@
 mod common;
 
 use common::{Sidecar, SidecarOptions, Store};
-use druid_test_support::EtcdMemberConfig;
+use druid_test_support::{EtcdMember, EtcdMemberConfig};
 
-#[test]
-fn a_joining_member_without_its_source_cluster_refuses_to_start_a_new_one() {
-    let mut config = EtcdMemberConfig::new("join-alone").unwrap();
-    // A member of a cluster with a source member that does not run.
-    config.name = "test-0".into();
-    config.initial_cluster = Some(format!(
-        "test-0={},source-0=http://127.0.0.1:9",
-        config.peer_url()
-    ));
+/// Member `name` of a cluster whose other members (`others`, as
+/// `name=peer-URL`) do not run, with no data directory: spawned once for
+/// its settings, then stopped and wiped.
+fn member_without_data(label: &str, name: &str, others: &[&str]) -> EtcdMember {
+    let mut config = EtcdMemberConfig::new(label).unwrap();
+    config.name = name.into();
+    config.initial_cluster = Some(
+        std::iter::once(format!("{name}={}", config.peer_url()))
+            .chain(others.iter().map(|o| (*o).to_string()))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
     let etcd = config.spawn().unwrap();
     etcd.stop();
     let _ = std::fs::remove_dir_all(etcd.data_dir());
+    etcd
+}
+
+#[test]
+fn a_joining_member_without_its_source_cluster_refuses_to_start_a_new_one() {
+    // A member of a cluster with a source member that does not run.
+    let etcd = member_without_data("join-alone", "test-0", &["source-0=http://127.0.0.1:9"]);
     let store = Store::local("join-alone");
     // With user information, which must not reach the log.
     let dead_source = "http://backup:s3cr3t-pw@127.0.0.1:9";
@@ -61,15 +71,11 @@ fn a_joining_member_without_its_source_cluster_refuses_to_start_a_new_one() {
 /// With an empty store, it starts (a new cluster's first start).
 #[test]
 fn a_member_without_data_and_without_a_running_cluster_refuses_to_found_one_over_backups() {
-    let mut config = EtcdMemberConfig::new("lost-quorum").unwrap();
-    config.name = "test-1".into();
-    config.initial_cluster = Some(format!(
-        "test-0=http://127.0.0.1:9,test-1={},test-2=http://127.0.0.1:10",
-        config.peer_url()
-    ));
-    let etcd = config.spawn().unwrap();
-    etcd.stop();
-    let _ = std::fs::remove_dir_all(etcd.data_dir());
+    let etcd = member_without_data(
+        "lost-quorum",
+        "test-1",
+        &["test-0=http://127.0.0.1:9", "test-2=http://127.0.0.1:10"],
+    );
     let store = Store::local("lost-quorum");
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/upstream-local-store/store/v2/Full-00000000-00000302-1796388479.gz");
@@ -107,15 +113,11 @@ fn a_member_without_data_and_without_a_running_cluster_refuses_to_found_one_over
 /// got past its first start (revision 1, or no revision) let it start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_without_data_refuses_to_found_a_cluster_its_leases_say_ran_before() {
-    let mut config = EtcdMemberConfig::new("ran-before").unwrap();
-    config.name = "test-1".into();
-    config.initial_cluster = Some(format!(
-        "test-0=http://127.0.0.1:9,test-1={},test-2=http://127.0.0.1:10",
-        config.peer_url()
-    ));
-    let etcd = config.spawn().unwrap();
-    etcd.stop();
-    let _ = std::fs::remove_dir_all(etcd.data_dir());
+    let etcd = member_without_data(
+        "ran-before",
+        "test-1",
+        &["test-0=http://127.0.0.1:9", "test-2=http://127.0.0.1:10"],
+    );
     let store = Store::local("ran-before");
     let (namespace, leases) = common::lease_namespace("ran-before").await;
     for name in ["m-test-0", "m-test-1", "m-test-2"] {
