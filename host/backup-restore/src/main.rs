@@ -161,7 +161,7 @@ async fn main() -> Result<()> {
                 etcd: &etcd,
                 store: snapstore.as_ref(),
                 // The offline command runs outside the pods' leases.
-                member_leases: None,
+                member_leases: false,
                 metrics: &metrics,
             };
             let outcome = init.run(Mode::parse(Some(&validation_mode))).await?;

@@ -120,7 +120,7 @@ async fn a_member_without_data_refuses_to_found_a_cluster_its_leases_say_ran_bef
     );
     let store = Store::local("ran-before");
     let (namespace, leases) = common::lease_namespace("ran-before").await;
-    for name in ["m-test-0", "m-test-1", "m-test-2"] {
+    for name in ["test-0", "test-1", "test-2"] {
         common::create_lease(&leases, name).await;
     }
     let annotate = |revision: &str| {
@@ -131,7 +131,7 @@ async fn a_member_without_data_refuses_to_found_a_cluster_its_leases_say_ran_bef
         async move {
             leases
                 .patch(
-                    "m-test-0",
+                    "test-0",
                     &kube::api::PatchParams::default(),
                     &kube::api::Patch::Merge(&patch),
                 )
@@ -146,10 +146,7 @@ async fn a_member_without_data_refuses_to_found_a_cluster_its_leases_say_ran_bef
         .to_string();
     let options = || SidecarOptions {
         service_endpoints: Some("http://127.0.0.1:9".into()),
-        extra: vec![
-            "--enable-member-lease-renewal=true".into(),
-            "--member-name-prefix=m".into(),
-        ],
+        extra: vec!["--enable-member-lease-renewal=true".into()],
         env: vec![
             ("POD_NAMESPACE".into(), namespace.clone()),
             ("POD_NAME".into(), "test-1".into()),
@@ -163,7 +160,7 @@ async fn a_member_without_data_refuses_to_found_a_cluster_its_leases_say_ran_bef
     assert!(
         log.contains("no member of this cluster answers at http://127.0.0.1:9")
             && log.contains(
-                "the cluster ran before (lease m-test-0: its member reached revision 1207)"
+                "the cluster ran before (lease test-0: its member reached revision 1207)"
             )
             && log.contains("the store holds no full snapshot to restore")
             && log.contains("delete this Etcd's member leases"),

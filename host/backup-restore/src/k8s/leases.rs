@@ -270,38 +270,28 @@ impl MemberLease {
 
 /// The etcd revisions the members' sidecars last wrote on their member
 /// leases (`druid.gardener.cloud/revision`), by lease name, for the members
-/// named (pod names; with `prefix` as the leases are named). A lease that
-/// does not exist or carries no revision is left out: it is a member that
-/// never ran.
-pub async fn member_revisions(
-    prefix: &str,
-    members: &[String],
-) -> Result<Vec<(String, i64)>, LeaseError> {
+/// named (as in `--initial-cluster`: the operator names each member's lease
+/// after the member, `memberNamePrefix` included). A lease that does not
+/// exist or carries no revision is left out: it is a member that never
+/// ran.
+pub async fn member_revisions(members: &[String]) -> Result<Vec<(String, i64)>, LeaseError> {
     let namespace = std::env::var("POD_NAMESPACE").map_err(|_| LeaseError::Namespace)?;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| LeaseError::Client(e.to_string()))?;
     let api: Api<Lease> = Api::namespaced(client, &namespace);
     let mut found = Vec::new();
-    for member in members {
-        let name = if prefix.is_empty() {
-            member.clone()
-        } else {
-            format!("{prefix}-{member}")
-        };
-        let lease = api
-            .get_opt(&name)
-            .await
-            .map_err(|source| LeaseError::Read {
-                name: name.clone(),
-                source,
-            })?;
+    for name in members {
+        let lease = api.get_opt(name).await.map_err(|source| LeaseError::Read {
+            name: name.clone(),
+            source,
+        })?;
         let revision = lease
             .and_then(|l| l.metadata.annotations)
             .and_then(|a| a.get(druid_api::MEMBER_REVISION_ANNOTATION).cloned())
             .and_then(|r| r.parse::<i64>().ok());
         if let Some(revision) = revision {
-            found.push((name, revision));
+            found.push((name.clone(), revision));
         }
     }
     Ok(found)

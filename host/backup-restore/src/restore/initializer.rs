@@ -174,9 +174,10 @@ pub struct Initializer<'a> {
     pub etcd: &'a EtcdArgs,
     /// The store, if one is configured.
     pub store: Option<&'a Snapstore>,
-    /// The member leases' name prefix when the members renew leases (pods
-    /// the operator runs): they tell whether the cluster ran before.
-    pub member_leases: Option<&'a str>,
+    /// Whether the members renew member leases (pods the operator runs),
+    /// named as the members of `--initial-cluster`: they tell whether the
+    /// cluster ran before.
+    pub member_leases: bool,
     /// Metrics.
     pub metrics: &'a Metrics,
 }
@@ -211,6 +212,9 @@ impl Initializer<'_> {
             .split(',')
             .filter_map(|m| m.split_once('=').map(|(name, _)| name.trim().to_string()))
             .filter(|name| !name.is_empty())
+            // A member with several peer URLs is listed once per URL.
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect()
     }
 
@@ -240,10 +244,10 @@ impl Initializer<'_> {
                 )));
             }
         }
-        let Some(prefix) = self.member_leases else {
+        if !self.member_leases {
             return Ok(());
-        };
-        let ran = crate::k8s::leases::member_revisions(prefix, &self.member_names())
+        }
+        let ran = crate::k8s::leases::member_revisions(&self.member_names())
             .await
             .map_err(|e| {
                 InitError::Other(format!(

@@ -71,11 +71,7 @@ pub(super) async fn init_start(
                 restore: &s.config.restore,
                 etcd: &s.config.etcd,
                 store: s.store.as_ref(),
-                member_leases: s
-                    .config
-                    .health
-                    .enable_member_lease_renewal
-                    .then_some(s.config.server.member_name_prefix.as_str()),
+                member_leases: s.config.health.enable_member_lease_renewal,
                 metrics: &s.metrics,
             };
             // A restore and a defragmentation run of this sidecar never
