@@ -390,22 +390,42 @@ impl Written {
 
 /// Every acknowledged write is there with its value.
 fn assert_none_lost(node: &Node, ns: &str, endpoint: &str, acked: &BTreeMap<u64, String>) {
-    let stored: BTreeMap<String, String> = with_client(endpoint, async |c| {
-        let resp = c
-            .get("/e2e/", Some(etcd_client::GetOptions::new().with_prefix()))
-            .await?;
-        Ok(resp
-            .kvs()
-            .iter()
-            .map(|kv| {
-                (
-                    String::from_utf8_lossy(kv.key()).into_owned(),
-                    String::from_utf8_lossy(kv.value()).into_owned(),
-                )
-            })
-            .collect())
-    })
-    .unwrap();
+    let read = || {
+        with_client(endpoint, async |c| {
+            let resp = c
+                .get("/e2e/", Some(etcd_client::GetOptions::new().with_prefix()))
+                .await?;
+            Ok(resp
+                .kvs()
+                .iter()
+                .map(|kv| {
+                    (
+                        String::from_utf8_lossy(kv.key()).into_owned(),
+                        String::from_utf8_lossy(kv.value()).into_owned(),
+                    )
+                })
+                .collect::<BTreeMap<String, String>>())
+        })
+    };
+    // Right after a pod is replaced the client Service can be unreachable
+    // from the host for a moment (seen once in CI: "Network is
+    // unreachable" just after a member was restored); a client retries,
+    // and so does this read. A failed read is not a lost write; one that
+    // keeps failing fails the test.
+    let started = Instant::now();
+    let stored = loop {
+        match read() {
+            Ok(stored) => break stored,
+            Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                println!("reading the writes back failed, retrying: {e}");
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            Err(e) => panic!(
+                "cannot read the writes back for 60 s: {e}\n{}",
+                node.report(ns)
+            ),
+        }
+    };
     let lost: Vec<u64> = acked
         .iter()
         .filter(|(n, v)| stored.get(&format!("/e2e/{n:08}")) != Some(v))
