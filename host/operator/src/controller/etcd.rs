@@ -35,6 +35,7 @@ use kube::{Api, ResourceExt as _};
 use super::conditions;
 use super::conditions::quorum_lost::Recovery;
 use super::scale_in::{self, ScaleIn};
+use super::spec::publish;
 use super::status::{self, SpecOutcome};
 use super::{Context, contain, defrag, final_snapshot, finalizers, spec};
 use crate::components;
@@ -534,11 +535,6 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     )
     .await;
     Ok(Action::await_change())
-}
-
-/// Metrics and events for the outcome.
-async fn publish(ctx: &Context, etcd: &Etcd, type_: EventType, reason: &str, note: &str) {
-    super::publish(ctx, etcd, type_, "Reconcile", reason, note).await;
 }
 
 /// Statuses equal but for timestamps of computation (so an unchanged

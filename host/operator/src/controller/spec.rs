@@ -21,8 +21,14 @@ pub(super) fn observed_generation(etcd: &Etcd) -> Option<i64> {
     etcd.status.as_ref().and_then(|s| s.observed_generation)
 }
 
-/// An event of the reconcile.
-async fn publish(ctx: &Context, etcd: &Etcd, type_: EventType, reason: &str, note: &str) {
+/// An event of the reconcile (action `Reconcile`), for the whole reconcile.
+pub(super) async fn publish(
+    ctx: &Context,
+    etcd: &Etcd,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     super::publish(ctx, etcd, type_, "Reconcile", reason, note).await;
 }
 
