@@ -147,8 +147,10 @@ wait_until "the seed's BackupReady condition" 120 \
 mc ls --recursive demo/test/etcd-test/v2/ >&2
 
 if $check; then
-  [ "$(jp -n $NS get etcd test -o jsonpath='{.status.members[0].role}')" = Leader ] ||
-    die "the seed's status does not show member test-0 as Leader"
+  # The operator writes members[] from the member leases at its next
+  # reconcile, which may come a few seconds after BackupReady.
+  wait_until "the seed's status shows member test-0 as Leader" 60 \
+    bash -c "[ \"\$('$KUBECTL' -n $NS get etcd test -o jsonpath='{.status.members[0].role}')\" = Leader ]"
   [ "$(ETCDCTL_API=3 "$DRUID_BIN/etcdctl" --endpoints "http://$client_ip:2379" get --print-value-only /demo/hello)" = world ] ||
     die "the client Service does not serve the demo's write"
   log "demo check passed: the operator runs in the cluster, the founding manifest's etcd runs as pod test-0, serves through its client Service and is backed up into MinIO (BackupReady)"

@@ -180,8 +180,10 @@ ls "$DEMO_DIR/store/backups/etcd-test/v2" >&2
 if $check; then
   [ "$("$KUBECTL" -n demo get etcd test -o jsonpath='{.status.conditions[?(@.type=="SpecValid")].status}')" = True ] ||
     die "the seed's SpecValid condition is not True"
-  [ "$("$KUBECTL" -n demo get etcd test -o jsonpath='{.status.members[0].role}')" = Leader ] ||
-    die "the seed's status does not show member test-0 as Leader"
+  # The operator writes members[] from the member leases at its next
+  # reconcile, which may come a few seconds after BackupReady.
+  wait_for "the seed's status shows member test-0 as Leader" 60 "$DRUID_PID" "$LOGS/druid.log" \
+    bash -c "[ \"\$('$KUBECTL' -n demo get etcd test -o jsonpath='{.status.members[0].role}')\" = Leader ]"
   kill -0 "$DRUID_PID" || die "druid exited"
   log "demo check passed: etcd, kube-apiserver and druid are up, the seed's components exist, member test-0 serves and is backed up (BackupReady)"
   exit 0
