@@ -30,10 +30,13 @@ trap 'bash tests/scripts/node.sh down >/dev/null 2>&1 || true' EXIT
 timings=()
 step() {
   local name="$1"; shift
-  local t0=$SECONDS
+  local t0=$SECONDS rc=0
   log "== $name"
-  "$@"
+  # The status is returned (under `set -e` a failed step still ends the
+  # run; a caller with `||` records it and goes on).
+  "$@" || rc=$?
   timings+=("$(printf '%-28s %5ss' "$name" $((SECONDS - t0)))")
+  return "$rc"
 }
 
 step "build dependencies" bash scripts/install-build-deps.sh
@@ -44,7 +47,40 @@ step "plugin components" bash scripts/build-plugins.sh
 step "images" bash scripts/build-images.sh --profile dev
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" nice cargo clippy --workspace --all-targets --locked -- -D warnings
-step "cargo test" nice cargo test --workspace --locked --no-fail-fast
+# Every test binary is built first (one cargo, one lock on the target
+# directory). The real node's suite waits on pods for most of its ~30
+# minutes: it runs at normal priority (its kubelet and pods inherit it and
+# keep their CPU) next to the other test binaries, which run at lower
+# priority. The overload test counts retries within a time window, so it
+# runs alone afterwards. Every part runs even when one fails.
+step "cargo test --no-run" nice cargo test --workspace --locked --no-run
+node_exe=$(cargo test --locked -p druid-e2e --test node --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "node" and m.get("executable"):
+        print(m["executable"])')
+[ -x "$node_exe" ] || { log "cannot find the node test binary"; exit 1; }
+node_log="$REPO_ROOT/target/node-suite.log"
+mkdir -p "$REPO_ROOT/target"
+node_t0=$SECONDS
+log "== node e2e suite (in the background: $node_log)"
+(cd tests/e2e && DRUID_REPO_ROOT="$REPO_ROOT" exec "$node_exe") > "$node_log" 2>&1 &
+node_pid=$!
+failed=()
+step "cargo test (next to the node suite)" nice cargo test --workspace --exclude druid-e2e --locked --no-fail-fast -- --skip one_object_cannot_overload_the_operator_or_the_api_server || failed+=("workspace tests")
+step "cargo test e2e (stores, servers)" nice cargo test -p druid-e2e --locked --no-fail-fast --lib --test stores --test servers || failed+=("e2e store tests")
+log "waiting for the node suite"
+node_rc=0
+wait "$node_pid" || node_rc=$?
+timings+=("$(printf '%-28s %5ss' "node e2e suite" $((SECONDS - node_t0)))")
+cat "$node_log" >&2
+[ "$node_rc" -eq 0 ] || failed+=("node e2e suite")
+step "overload test" nice cargo test -p druid-operator --locked --test overload || failed+=("overload test")
+if [ "${#failed[@]}" -gt 0 ]; then
+  log "failed: ${failed[*]}"
+  exit 1
+fi
 # The tests passed: their servers' data (kept for a failure's post-mortem)
 # is no longer needed.
 rm -rf target/test-servers
