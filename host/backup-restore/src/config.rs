@@ -395,7 +395,9 @@ pub struct ServerArgs {
     /// The longest backoff.
     #[arg(long, value_parser = duration, default_value = "128s")]
     pub backoff_threshold_time: Duration,
-    /// Accepted for compatibility (a member-name prefix for `/config`).
+    /// Members are named `<prefix>-<pod>` (their etcd names, their entries
+    /// in the etcd configuration, their leases). Unset, the prefix is the
+    /// etcd configuration's `member-name-prefix`, where the operator puts it.
     #[arg(long, default_value = "")]
     pub member_name_prefix: String,
 }

@@ -2242,8 +2242,11 @@ fn local_objects(ns: &str) -> BTreeMap<String, (u64, u32)> {
         .collect()
 }
 
+/// Tenant B's Etcd names its members `main-<pod>` (`memberNamePrefix`).
+const PREFIX: &str = "main";
+
 #[test]
-fn two_namespaces_local_stores_stay_apart() {
+fn two_namespaces_local_stores_stay_apart_and_a_member_name_prefix_names_members_and_leases() {
     const A: &str = "tenant-a";
     const B: &str = "tenant-b";
     let _serial = serial();
@@ -2298,13 +2301,49 @@ fn two_namespaces_local_stores_stay_apart() {
 
     // Tenant B: the same container and prefix, another namespace. It must
     // start empty: were A's backups visible, its first start would restore
-    // them.
-    node.kubectl_stdin(
-        &["apply", "--validate=strict", "-f", "-"],
-        &local_variant(B),
-    )
-    .unwrap();
+    // them. Its members are named with a prefix: the sidecar reads it from
+    // the etcd configuration (the operator passes no flag for it), or it
+    // finds no entry of its own there and etcd never starts.
+    let variant_b = local_variant(B).replacen(
+        "\nspec:\n",
+        &format!("\nspec:\n  memberNamePrefix: {PREFIX}\n"),
+        1,
+    );
+    assert!(variant_b.contains("memberNamePrefix"), "{variant_b}");
+    node.kubectl_stdin(&["apply", "--validate=strict", "-f", "-"], &variant_b)
+        .unwrap();
     wait_for_members(node, B, 1, Duration::from_secs(300));
+    let member = format!("{PREFIX}-test-0");
+    assert_eq!(
+        member_list(&client_endpoint(node, B)).unwrap(),
+        [(member.clone(), false)],
+        "tenant B's etcd member is not named with its prefix"
+    );
+    // Its sidecar renews the prefixed member lease (the operator reads the
+    // member's role there), and the status names the member so.
+    wait_for(
+        node,
+        B,
+        &format!("member lease {member} renewed as Leader"),
+        Duration::from_secs(120),
+        || {
+            let holder = jsonpath(
+                node,
+                &["-n", B, "get", "lease", &member],
+                "{.spec.holderIdentity}",
+            )?;
+            Ok(holder.ends_with(":Leader").then_some(()))
+        },
+    );
+    assert_eq!(
+        jsonpath(
+            node,
+            &["-n", B, "get", "etcd", "test"],
+            "{.status.members[0].name}"
+        )
+        .unwrap(),
+        member
+    );
     wait_for(
         node,
         B,

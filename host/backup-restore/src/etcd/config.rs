@@ -198,6 +198,20 @@ pub struct MemberSettings {
     pub initial_advertise_peer_urls: Vec<String>,
 }
 
+/// The `member-name-prefix` of the cluster-wide configuration `text`, if it
+/// names one: the operator writes it there (as upstream's does) for an Etcd
+/// with `spec.etcd.memberNamePrefix`, and names the members, their entries
+/// in the per-member maps and their leases `<prefix>-<pod>`.
+pub fn member_name_prefix(text: &str) -> Result<Option<String>, ConfigError> {
+    let config: Mapping =
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    Ok(config
+        .get(key("member-name-prefix"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string))
+}
+
 /// Reads `member`'s settings from the cluster-wide configuration `text`.
 pub fn member_settings(text: &str, member: &str) -> Result<MemberSettings, ConfigError> {
     let rendered = render(text, member, None)?;
@@ -238,5 +252,19 @@ mod member_settings_tests {
         assert_eq!(s.initial_cluster_token.as_deref(), Some("tok"));
         assert_eq!(s.initial_advertise_peer_urls, vec!["http://test-1.p:2380"]);
         assert!(member_settings(text, "test-9").is_err());
+    }
+
+    #[test]
+    fn the_member_name_prefix_comes_from_the_configuration() {
+        assert_eq!(
+            member_name_prefix("member-name-prefix: main\nname: x\n").unwrap(),
+            Some("main".to_string())
+        );
+        assert_eq!(member_name_prefix("name: x\n").unwrap(), None);
+        assert_eq!(
+            member_name_prefix("member-name-prefix: ''\n").unwrap(),
+            None
+        );
+        assert!(member_name_prefix("- not a mapping").is_err());
     }
 }

@@ -188,6 +188,18 @@ pub(super) async fn adopt_member_settings(config: &mut ServerConfig) {
         tracing::debug!(path = %path.display(), "no etcd configuration: member settings from flags");
         return;
     };
+    // The operator passes no `--member-name-prefix`: it writes the prefix
+    // into the configuration. Without it this member would look for its
+    // entries, and renew its lease, under the pod's name.
+    if config.server.member_name_prefix.is_empty() {
+        match crate::etcd::config::member_name_prefix(&text) {
+            Ok(Some(prefix)) => config.server.member_name_prefix = prefix,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the member name prefix from the etcd configuration: members are named after their pods");
+            }
+        }
+    }
     let member = config.member_name();
     let settings = match crate::etcd::config::member_settings(&text, &member) {
         Ok(s) => s,
