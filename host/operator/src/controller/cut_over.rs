@@ -11,13 +11,14 @@
 use std::time::Duration;
 
 use druid_api::{Etcd, EtcdModel};
+use kube::ResourceExt as _;
 use kube::runtime::events::EventType;
 
 use super::Context;
 use super::conditions::bootstrapped_with_existing_cluster::CUT_OVER;
 pub use super::conditions::bootstrapped_with_existing_cluster::CutOver;
 use super::conditions::types::BOOTSTRAPPED_WITH_EXISTING_CLUSTER;
-use super::sidecar::{base_url, post, sidecar_tls};
+use super::sidecar::{base_url, request};
 
 /// How long a cut-over request may take (a leadership move and a removal
 /// per source member, each waiting for the cluster to settle).
@@ -52,10 +53,15 @@ pub async fn sync(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Option<CutOv
         base_url(ctx, model),
         remove.join(",")
     );
-    tracing::info!(etcd = %name, namespace = %ns, members = ?remove, "cut-over due: asking a sidecar to remove the source members");
-    let answer = match sidecar_tls(ctx, model, &url).await {
-        Ok(tls) => post(url, tls, REQUEST_TIMEOUT).await,
-        Err(e) => Err(e),
+    tracing::debug!(etcd = %name, namespace = %ns, members = ?remove, "cut-over due: asking a sidecar to remove the source members");
+    let uid = etcd.uid().unwrap_or_default();
+    let Some(answer) = request(ctx, model, (&uid, "cut-over"), true, url, REQUEST_TIMEOUT).await
+    else {
+        // The sidecar works on it; the next reconcile picks its answer up.
+        return Some(CutOver::Waiting(format!(
+            "a sidecar is moving leadership to a member of this Etcd and removing the source members {}",
+            remove.join(", ")
+        )));
     };
     let result = match answer {
         Ok((200, body)) => {

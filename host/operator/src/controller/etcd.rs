@@ -73,6 +73,10 @@ pub enum Error {
     /// the deletion waits (retried with backoff).
     #[error("{0}")]
     FinalSnapshot(String),
+    /// The backup leader's sidecar is taking the final full snapshot: the
+    /// deletion looks again soon.
+    #[error("waiting for the final full snapshot, which the backup leader's sidecar is taking")]
+    FinalSnapshotPending,
     /// The reconcile panicked (a bug); contained to this Etcd.
     #[error("the reconcile panicked: {0} (a bug in druid: please report it with the Etcd's spec)")]
     Panicked(String),
@@ -87,7 +91,8 @@ pub fn error_policy(etcd: Arc<Etcd>, error: &Error, ctx: Arc<Context>) -> Action
         .failed(&etcd.uid().unwrap_or_default(), &error.to_string());
     let held_back = failure.held_back;
     match error {
-        Error::Deleting(what) => {
+        Error::Deleting(_) | Error::FinalSnapshotPending => {
+            let what = error.to_string();
             if failure.report {
                 tracing::info!(etcd = %name, ?namespace, %what, held_back, "deletion in progress");
             } else {
@@ -471,10 +476,10 @@ async fn cleanup(etcd: &Etcd, ctx: &Context) -> Result<Action, Error> {
     let model = EtcdModel::from_etcd(etcd).ok();
     // While the pods still run: the final full snapshot, if the claims
     // are to be deleted. Nothing is deleted while it fails.
-    if let final_snapshot::Gate::Closed(why) =
-        final_snapshot::before_claims_go(ctx, etcd, model.as_ref()).await?
-    {
-        return Err(Error::FinalSnapshot(why));
+    match final_snapshot::before_claims_go(ctx, etcd, model.as_ref()).await? {
+        final_snapshot::Gate::Open => {}
+        final_snapshot::Gate::Closed(why) => return Err(Error::FinalSnapshot(why)),
+        final_snapshot::Gate::Pending => return Err(Error::FinalSnapshotPending),
     }
     // The StatefulSet first, and wait until its pods are gone, so that no
     // member writes to a volume that is about to be deleted.

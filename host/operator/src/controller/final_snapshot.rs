@@ -20,7 +20,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt as _};
 
 use super::Context;
-use super::sidecar::{base_url, get, sidecar_tls};
+use super::sidecar::{base_url, request};
 use crate::names;
 
 /// The event action.
@@ -33,6 +33,8 @@ pub enum Gate {
     Open,
     /// Not taken: why, for the deletion's error (retried with backoff).
     Closed(String),
+    /// The backup leader's sidecar is taking it (looked at again soon).
+    Pending,
 }
 
 /// Takes the final full snapshot if the deletion needs one and none was
@@ -68,7 +70,11 @@ pub async fn before_claims_go(
         return Ok(Gate::Open);
     }
 
-    match take(ctx, model).await {
+    let uid = etcd.uid().unwrap_or_default();
+    let Some(taken) = take(ctx, &uid, model).await else {
+        return Ok(Gate::Pending);
+    };
+    match taken {
         Ok(snapshot) => {
             let taken = Timestamp::now().to_string();
             Api::<Etcd>::namespaced(ctx.client.clone(), &model.namespace)
@@ -116,22 +122,27 @@ pub async fn before_claims_go(
 }
 
 /// Asks the backup leader's sidecar for a final full snapshot
-/// (`GET /snapshot/full?final=true`): the snapshot's name once it is in the
-/// store, or why not.
-pub async fn take(ctx: &Context, model: &EtcdModel) -> Result<String, String> {
+/// (`GET /snapshot/full?final=true`) for the Etcd of UID `uid`: the
+/// snapshot's name once it is in the store, or why not; `None` while the
+/// sidecar takes it (a later call picks the answer up, see
+/// [`super::sidecar::request`]).
+pub async fn take(ctx: &Context, uid: &str, model: &EtcdModel) -> Option<Result<String, String>> {
     let url = format!("{}/snapshot/full?final=true", base_url(ctx, model));
-    tracing::info!(etcd = %model.name, namespace = %model.namespace, "taking a final full snapshot");
+    tracing::debug!(etcd = %model.name, namespace = %model.namespace, "asking for the final full snapshot");
     let timeout = model.backup.snapshot_timeout + super::compaction::FULL_SNAPSHOT_GRACE;
-    let tls = sidecar_tls(ctx, model, &url).await?;
-    match get(url, tls, timeout).await? {
-        (status, body) if (200..300).contains(&status) => {
-            Ok(snapshot_name(&body).unwrap_or_else(|| "taken".into()))
+    let answer = request(ctx, model, (uid, "final snapshot"), false, url, timeout).await?;
+    Some(match answer {
+        Ok((status, body)) if (200..300).contains(&status) => {
+            let name = snapshot_name(&body).unwrap_or_else(|| "taken".into());
+            tracing::info!(etcd = %model.name, namespace = %model.namespace, snapshot = %name, "the final full snapshot is in the store");
+            Ok(name)
         }
-        (status, body) => Err(format!(
+        Ok((status, body)) => Err(format!(
             "the sidecar answered {status}: {}",
             body.trim().chars().take(300).collect::<String>()
         )),
-    }
+        Err(e) => Err(e),
+    })
 }
 
 /// Whether the Etcd carries [`names::SKIP_FINAL_SNAPSHOT_ANNOTATION`]`=true`.

@@ -137,6 +137,9 @@ pub struct Context {
     pub defrag: defrag::DefragState,
     /// Per-Etcd retry backoff and report rate limiting.
     pub backoff: backoff::Backoff,
+    /// Sidecar requests that outlast the reconcile that made them (final
+    /// snapshots, membership steps).
+    pub calls: sidecar::Calls,
 }
 
 /// Watch caches of managed objects.
@@ -239,6 +242,7 @@ impl Context {
             plugin_answers: std::sync::Mutex::default(),
             caches: std::sync::OnceLock::new(),
             defrag: defrag::DefragState::default(),
+            calls: sidecar::Calls::default(),
         }
     }
 }

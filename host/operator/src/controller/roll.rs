@@ -332,8 +332,27 @@ async fn act(ctx: &Context, etcd: &Etcd, model: &EtcdModel, replicas: i32, next:
     } else if replicas == 1 {
         "the only member: etcd is unavailable until its pod is back".to_string()
     } else {
-        match member_step(ctx, model, "prepare", member.ordinal).await {
-            Ok(report) => {
+        match member_step(
+            ctx,
+            &etcd.uid().unwrap_or_default(),
+            model,
+            "prepare",
+            member.ordinal,
+        )
+        .await
+        {
+            None => {
+                return Roll::InProgress(format!(
+                    "{progress}; {} is next: a sidecar is checking that every other member is a healthy voter{}",
+                    member.pod,
+                    if leader {
+                        " and moving leadership off it"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            Some(Ok(report)) => {
                 let leads = report["leader"].as_str().unwrap_or("another member");
                 if leader {
                     format!(
@@ -343,7 +362,7 @@ async fn act(ctx: &Context, etcd: &Etcd, model: &EtcdModel, replicas: i32, next:
                     format!("a follower: every other member is a healthy voter, and {leads} leads")
                 }
             }
-            Err(why) => {
+            Some(Err(why)) => {
                 tracing::info!(etcd = %name, namespace = %ns, member = %member_name, %why, "the roll waits");
                 return Roll::Waiting(format!(
                     "{progress}; {} is next but cannot stop yet without risking the quorum: {why}",

@@ -161,10 +161,28 @@ pub async fn plan(ctx: &Context, etcd: &Etcd, model: &EtcdModel) -> Result<Plan,
     // a quorum meanwhile). From 2, it leaves while it runs: stopped first,
     // the other alone would have no quorum to remove it.
     let stop_first = current >= 3;
-    let ready = match step(ctx, model, "prepare", ordinal).await {
-        Ok(report) if stop_first => Ok(report),
-        Ok(_) => step(ctx, model, "remove", ordinal).await,
-        Err(e) => Err(e),
+    let uid = etcd.uid().unwrap_or_default();
+    let ready = match step(ctx, &uid, model, "prepare", ordinal).await {
+        Some(Ok(report)) if stop_first => Some(Ok(report)),
+        Some(Ok(_)) => step(ctx, &uid, model, "remove", ordinal).await,
+        other => other,
+    };
+    let Some(ready) = ready else {
+        // The sidecar works on it (a leadership move, a removal): the
+        // next reconcile picks its answer up.
+        return Ok(Plan {
+            replicas: current,
+            scale_in: Some(ScaleIn::InProgress(format!(
+                "scaling in from {current} to {wanted} members: a sidecar is checking that {member} can leave \
+                 without risking the quorum{}",
+                if stop_first {
+                    ""
+                } else {
+                    ", and removing it from the cluster"
+                }
+            ))),
+            recovery: None,
+        });
     };
     match ready {
         Ok(report) => {
@@ -231,7 +249,22 @@ async fn hibernate(
         return Ok(asleep(None));
     }
     let (ns, name) = (&model.namespace, &model.name);
-    match final_snapshot::take(ctx, model).await {
+    let taken = match final_snapshot::take(ctx, &etcd.uid().unwrap_or_default(), model).await {
+        Some(taken) => taken,
+        // Knowingly without it: no waiting for it either.
+        None if final_snapshot::skipped(etcd) => Err("it had not finished".to_string()),
+        None => {
+            return Ok(Plan {
+                replicas: current,
+                scale_in: Some(ScaleIn::InProgress(format!(
+                    "hibernating: the backup leader's sidecar is taking the final full snapshot; the StatefulSet \
+                     scales from {current} to 0 replicas once it is in the store"
+                ))),
+                recovery: None,
+            });
+        }
+    };
+    match taken {
         Ok(snapshot) => {
             let message = format!(
                 "hibernating: the final full snapshot is in the store ({snapshot}); the StatefulSet \
@@ -251,7 +284,7 @@ async fn hibernate(
         }
         Err(why) if final_snapshot::skipped(etcd) => {
             let message = format!(
-                "hibernating without a final full snapshot, as the annotation {} asks (it failed: {why})",
+                "hibernating without a final full snapshot, as the annotation {} asks ({why})",
                 names::SKIP_FINAL_SNAPSHOT_ANNOTATION
             );
             tracing::warn!(etcd = %name, namespace = %ns, %why, "hibernating without a final snapshot");
@@ -308,9 +341,22 @@ async fn finish_removal(
             "{member} is leaving: waiting for its pod {pod} to stop"
         )));
     }
-    let report = match step(ctx, model, "remove", ordinal).await {
-        Ok(r) => r,
-        Err(why) => {
+    let report = match step(
+        ctx,
+        &etcd.uid().unwrap_or_default(),
+        model,
+        "remove",
+        ordinal,
+    )
+    .await
+    {
+        Some(Ok(r)) => r,
+        None => {
+            return Ok(ScaleIn::InProgress(format!(
+                "{member}'s pod stopped; a sidecar is removing it from the cluster"
+            )));
+        }
+        Some(Err(why)) => {
             tracing::info!(etcd = %model.name, namespace = %model.namespace, %member, %why, "scale-in: the removal waits");
             return Ok(ScaleIn::Waiting(format!(
                 "{member}'s pod stopped, but its removal from the cluster cannot be confirmed yet: {why}"

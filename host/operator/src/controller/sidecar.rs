@@ -1,9 +1,19 @@
 //! Calling the backup leader's sidecar through the Etcd's client Service:
 //! its URL, what to trust and present over HTTPS, and the request itself.
 //! The compaction controller asks it for full snapshots, the etcd
-//! controller for on-demand defragmentation runs.
+//! controller for on-demand defragmentation runs, final snapshots and
+//! membership steps.
+//!
+//! A final snapshot takes minutes and a membership step up to two; the
+//! reconcile that asks does not wait that long ([`request`]): the request
+//! goes on in the background and a later reconcile of the same Etcd picks
+//! its answer up. A reconcile holds one of the operator's workers while it
+//! runs, so one slow sidecar, or a hundred Etcds hibernating at the same
+//! hour, would otherwise stop every other Etcd's reconciles.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use druid_api::EtcdModel;
 use k8s_openapi::api::core::v1::Secret;
@@ -19,6 +29,108 @@ const MEMBER_STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long connecting to a sidecar may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a reconcile waits for a sidecar's answer before it lets go
+/// (the request goes on; a later reconcile picks the answer up).
+const ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// An answer that waited longer than this for a reconcile to pick it up
+/// is stale (a membership step's "every other member is healthy" may no
+/// longer hold), and the request is made again. Etcds with a request in
+/// flight are requeued within seconds, well within it.
+const ANSWER_FRESH: Duration = Duration::from_secs(30);
+
+/// A finished request nobody picked up (the Etcd changed its mind, or was
+/// deleted) is forgotten after this long.
+const FORGET_AFTER: Duration = Duration::from_secs(3 * 3600);
+
+/// A sidecar's answer: the status and the start of the body, or why there
+/// is none.
+pub(crate) type Answer = Result<(u16, String), String>;
+
+/// Sidecar requests in flight, per Etcd UID and what is asked (one of each
+/// at a time): see the module's comment.
+#[derive(Debug, Default)]
+pub struct Calls {
+    running: Mutex<HashMap<(String, String), Running>>,
+}
+
+#[derive(Debug)]
+struct Running {
+    started: Instant,
+    /// When the answer came, and the answer.
+    handle: tokio::task::JoinHandle<(Instant, Answer)>,
+}
+
+impl Calls {
+    fn take(&self, key: &(String, String)) -> Option<Running> {
+        let mut running = self.running.lock().ok()?;
+        running.retain(|_, r| !r.handle.is_finished() || r.started.elapsed() < FORGET_AFTER);
+        running.remove(key)
+    }
+
+    fn keep(&self, key: (String, String), running: Running) {
+        if let Ok(mut all) = self.running.lock() {
+            all.insert(key, running);
+        }
+    }
+}
+
+/// `POST` (else `GET`) `url` on `model`'s sidecar, for the Etcd of UID
+/// `uid`, asking `what`: the answer if it comes within [`ANSWER_WAIT`];
+/// else `None`, and the request goes on in the background (up to
+/// `timeout`) for a later reconcile to pick its answer up with the same
+/// `uid` and `what`, without waiting for it. Only one request per `uid`
+/// and `what` is in flight.
+pub(crate) async fn request(
+    ctx: &Context,
+    model: &EtcdModel,
+    (uid, what): (&str, &str),
+    post: bool,
+    url: String,
+    timeout: Duration,
+) -> Option<Answer> {
+    let key = (uid.to_string(), what.to_string());
+    let mut again = false;
+    loop {
+        // A request in flight is only looked at (this reconcile holds a
+        // worker); a new one gets a few seconds to answer at once.
+        let (mut running, wait) = match ctx.calls.take(&key).filter(|_| !again) {
+            Some(running) => (running, Duration::ZERO),
+            None => {
+                let tls = match sidecar_tls(ctx, model, &url).await {
+                    Ok(tls) => tls,
+                    Err(e) => return Some(Err(e)),
+                };
+                tracing::info!(etcd = %model.name, namespace = %model.namespace, what, "asking the backup leader's sidecar");
+                let url = url.clone();
+                let running = Running {
+                    started: Instant::now(),
+                    handle: tokio::spawn(async move {
+                        let answer = call(post, url, tls, timeout).await;
+                        (Instant::now(), answer)
+                    }),
+                };
+                (running, ANSWER_WAIT)
+            }
+        };
+        // The answer is polled before the deadline is, so a zero wait
+        // still picks up a finished request.
+        match tokio::time::timeout(wait, &mut running.handle).await {
+            Err(_) => {
+                tracing::debug!(etcd = %model.name, namespace = %model.namespace, what, waited = ?running.started.elapsed(), "the sidecar has not answered yet; a later reconcile looks again");
+                ctx.calls.keep(key, running);
+                return None;
+            }
+            Ok(Err(e)) => return Some(Err(format!("the request task failed: {e}"))),
+            Ok(Ok((at, _))) if !again && at.elapsed() > ANSWER_FRESH => {
+                tracing::info!(etcd = %model.name, namespace = %model.namespace, what, "the sidecar's answer is stale; asking again");
+                again = true;
+            }
+            Ok(Ok((_, answer))) => return Some(answer),
+        }
+    }
+}
 
 /// The sidecar's base URL from the template.
 pub fn sidecar_url(template: &str, scheme: &str, etcd: &str, namespace: &str, port: i32) -> String {
@@ -117,15 +229,6 @@ pub(crate) async fn get(
     call(false, url, tls, timeout).await
 }
 
-/// `POST <url>` with an empty body, as [`get`].
-pub(crate) async fn post(
-    url: String,
-    tls: Option<druid_sidecar_tls::SidecarTls>,
-    timeout: Duration,
-) -> Result<(u16, String), String> {
-    call(true, url, tls, timeout).await
-}
-
 async fn call(
     post: bool,
     url: String,
@@ -169,22 +272,27 @@ async fn call(
 /// leadership off the member (what makes it safe to stop: scale-in and
 /// the roll use it), `remove` takes it out of the membership. Its peer
 /// URLs find it while it never started (an unstarted learner has no
-/// name). The report, or why not.
+/// name). The report, or why not; `None` while the sidecar works on it
+/// (see [`request`]; `uid` is the Etcd's).
 pub(crate) async fn member_step(
     ctx: &Context,
+    uid: &str,
     model: &EtcdModel,
     step: &str,
     ordinal: i32,
-) -> Result<serde_json::Value, String> {
+) -> Option<Result<serde_json::Value, String>> {
+    let member = names::member(model, ordinal);
     let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("member", &names::member(model, ordinal))
+        .append_pair("member", &member)
         .append_pair("peerUrls", &configmap::peer_urls(model, ordinal).join(","))
         .finish();
     let url = format!("{}/members/scale-in/{step}?{query}", base_url(ctx, model));
-    let tls = sidecar_tls(ctx, model, &url).await?;
-    match post(url, tls, MEMBER_STEP_TIMEOUT).await? {
-        (200, body) => serde_json::from_str(&body)
+    let what = format!("{step} {member}");
+    let answer = request(ctx, model, (uid, &what), true, url, MEMBER_STEP_TIMEOUT).await?;
+    Some(match answer {
+        Ok((200, body)) => serde_json::from_str(&body)
             .map_err(|e| format!("the sidecar's report is not JSON ({e}): {body}")),
-        (code, body) => Err(format!("the sidecar answered {code}: {}", body.trim())),
-    }
+        Ok((code, body)) => Err(format!("the sidecar answered {code}: {}", body.trim())),
+        Err(e) => Err(e),
+    })
 }

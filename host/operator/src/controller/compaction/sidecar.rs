@@ -1,6 +1,9 @@
 //! Asking the backup leader's sidecar for a full snapshot.
 
+use std::time::Duration;
+
 use druid_api::{Etcd, EtcdModel};
+use kube::ResourceExt as _;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
@@ -8,8 +11,11 @@ use super::conditions::set_condition;
 use super::decide::FullSnapshotCause;
 use super::{EVENT_ACTION, Error, FULL_SNAPSHOT_GRACE, RETRY, reasons};
 use crate::controller::Context;
-use crate::controller::sidecar::{base_url, get, sidecar_tls};
+use crate::controller::sidecar::{base_url, request};
 use crate::metrics::FullSnapshotLabels;
+
+/// How soon a full snapshot the sidecar is taking is looked at again.
+const PENDING_RECHECK: Duration = Duration::from_secs(5);
 
 /// Asks the sidecar for a full snapshot and reports how it went.
 pub(super) async fn full_snapshot(
@@ -30,23 +36,33 @@ pub(super) async fn full_snapshot(
             "{events} delta events since the last full snapshot, and the last attempt ended with {r}"
         ),
     };
-    tracing::info!(etcd = %name, namespace = %ns, %url, events, ?cause, "asking the sidecar for a full snapshot instead of a compaction");
+    tracing::debug!(etcd = %name, namespace = %ns, %url, events, ?cause, "asking the sidecar for a full snapshot instead of a compaction");
     let timeout = model.backup.snapshot_timeout + FULL_SNAPSHOT_GRACE;
-    let result = match sidecar_tls(ctx, model, &url).await {
-        Ok(tls) => get(url.clone(), tls, timeout)
-            .await
-            .and_then(|(status, body)| {
-                if (200..300).contains(&status) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "GET {url} answered {status}: {}",
-                        body.trim().chars().take(300).collect::<String>()
-                    ))
-                }
-            }),
-        Err(e) => Err(e),
+    let uid = etcd.uid().unwrap_or_default();
+    // A snapshot that takes long holds no compaction worker: the request
+    // goes on and a later reconcile picks its answer up.
+    let Some(answer) = request(
+        ctx,
+        model,
+        (&uid, "full snapshot"),
+        false,
+        url.clone(),
+        timeout,
+    )
+    .await
+    else {
+        return Ok(Action::requeue(PENDING_RECHECK));
     };
+    let result = answer.and_then(|(status, body)| {
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(format!(
+                "GET {url} answered {status}: {}",
+                body.trim().chars().take(300).collect::<String>()
+            ))
+        }
+    });
     let succeeded = result.is_ok();
     ctx.metrics
         .compaction
