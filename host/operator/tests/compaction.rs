@@ -17,8 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    client, condition, kubectl, kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in,
-    wait_for, wait_for_event,
+    apply_seed, client, condition, kubectl, ok, operator_with, patch_etcd, wait_for, wait_for_event,
 };
 use druid_api::Etcd;
 use k8s_openapi::api::batch::v1::Job;
@@ -38,17 +37,16 @@ fn operator() -> &'static common::Operator {
 /// `spec.backup.snapshotCompaction` (flow-style YAML).
 fn create_etcd(ns: &str, port: u16, compaction: &str) {
     operator();
-    namespace(ns, true);
-    let yaml = seed_in(ns)
-        .replace("    port: 8080\n", &format!("    port: {port}\n"))
-        .replace(
-            "  backup:\n",
-            &format!("  backup:\n    snapshotCompaction: {compaction}\n"),
-        );
-    ok(&kubectl_stdin(
-        &["apply", "--validate=strict", "-f", "-"],
-        &yaml,
-    ));
+    apply_seed(
+        ns,
+        &[
+            ("    port: 8080\n", &format!("    port: {port}\n")),
+            (
+                "  backup:\n",
+                &format!("  backup:\n    snapshotCompaction: {compaction}\n"),
+            ),
+        ],
+    );
 }
 
 async fn etcd(ns: &str) -> Etcd {

@@ -21,8 +21,7 @@ use common::members::{
     statefulset, sts_replicas, wait_condition,
 };
 use common::{
-    client, kubectl, kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in, wait_for,
-    wait_for_event,
+    apply_seed, client, kubectl, ok, operator_with, patch_etcd, wait_for, wait_for_event,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -36,15 +35,13 @@ fn operator() -> &'static common::Operator {
 /// The seed in `ns` with `replicas` members and backup port `port`.
 fn create_etcd(ns: &str, replicas: u32, port: u16) {
     operator();
-    namespace(ns, true);
-    let yaml = seed_in(ns)
-        .replace("    port: 8080\n", &format!("    port: {port}\n"))
-        .replace("  replicas: 1\n", &format!("  replicas: {replicas}\n"));
-    assert!(yaml.contains(&format!("port: {port}")), "{yaml}");
-    ok(&kubectl_stdin(
-        &["apply", "--validate=strict", "-f", "-"],
-        &yaml,
-    ));
+    apply_seed(
+        ns,
+        &[
+            ("    port: 8080\n", &format!("    port: {port}\n")),
+            ("  replicas: 1\n", &format!("  replicas: {replicas}\n")),
+        ],
+    );
 }
 
 /// Waits until `MembersScaledIn` has `status` and `reason`: its message.

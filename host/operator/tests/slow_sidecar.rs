@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::members::{statefulset, sts_replicas, wait_condition};
-use common::{kubectl_stdin, namespace, ok, operator_with, patch_etcd, seed_in, wait_for};
+use common::{apply_seed, operator_with, patch_etcd, wait_for};
 use tokio::sync::Semaphore;
 
 fn operator() -> &'static common::Operator {
@@ -32,13 +32,7 @@ fn operator() -> &'static common::Operator {
 /// The seed in `ns` with backup port `port`.
 fn create_etcd(ns: &str, port: u16) {
     operator();
-    namespace(ns, true);
-    let yaml = seed_in(ns).replace("    port: 8080\n", &format!("    port: {port}\n"));
-    assert!(yaml.contains(&format!("port: {port}")), "{yaml}");
-    ok(&kubectl_stdin(
-        &["apply", "--validate=strict", "-f", "-"],
-        &yaml,
-    ));
+    apply_seed(ns, &[("    port: 8080\n", &format!("    port: {port}\n"))]);
 }
 
 /// A fake of the sidecar's `GET /snapshot/full` that answers once the test

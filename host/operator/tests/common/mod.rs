@@ -282,6 +282,16 @@ pub fn seed_etcd(ns: &str, name: &str, edits: &[(&str, &str)]) -> String {
     text
 }
 
+/// Applies the founding manifest as Etcd `test` in a new namespace `ns`
+/// (with the store Secret), edited by `edits` (each `from` must be in it).
+pub fn apply_seed(ns: &str, edits: &[(&str, &str)]) {
+    namespace(ns, true);
+    ok(&kubectl_stdin(
+        &["apply", "--validate=strict", "-f", "-"],
+        &seed_etcd(ns, "test", edits),
+    ));
+}
+
 /// Scales Etcd `name` in `ns` to `replicas` with kubectl.
 pub fn scale_etcd(ns: &str, name: &str, replicas: i32) {
     ok(&kubectl(&[
