@@ -1074,8 +1074,13 @@ fn three_replicas_form_one_cluster_that_serves_backs_up_and_rebuilds_a_lost_memb
     // (e) Hibernate, lose all three claims while asleep, wake up: the
     // three members restore the same final full snapshot with the same
     // initial cluster, so they form one cluster again, with every write.
+    let hibernating = Instant::now();
     patch_etcd(node, THREE, r#"{"spec":{"replicas":0}}"#);
     wait_hibernated(node, THREE);
+    println!(
+        "hibernation of 3 members (final full snapshot, then 0 replicas): {:.1}s",
+        hibernating.elapsed().as_secs_f64()
+    );
     node.kubectl_ok(&[
         "-n",
         THREE,
@@ -1102,6 +1107,7 @@ fn three_replicas_form_one_cluster_that_serves_backs_up_and_rebuilds_a_lost_memb
     // the earlier cluster's backups, then the others join, with every
     // write (started together without data, they would found an empty
     // cluster).
+    let deleting = Instant::now();
     delete_etcd(node, THREE);
     wait_for(
         node,
@@ -1114,6 +1120,10 @@ fn three_replicas_form_one_cluster_that_serves_backs_up_and_rebuilds_a_lost_memb
                 .map_err(|e| e.to_string())?;
             Ok(left.trim().is_empty().then_some(()))
         },
+    );
+    println!(
+        "deletion of 3 members with DeleteAll (final full snapshot, pods, claims): {:.1}s",
+        deleting.elapsed().as_secs_f64()
     );
     let created = Instant::now();
     node.kubectl_stdin(
