@@ -225,7 +225,7 @@ pub(crate) async fn get(
     url: String,
     tls: Option<druid_sidecar_tls::SidecarTls>,
     timeout: Duration,
-) -> Result<(u16, String), String> {
+) -> Answer {
     call(false, url, tls, timeout).await
 }
 
@@ -234,7 +234,7 @@ async fn call(
     url: String,
     tls: Option<druid_sidecar_tls::SidecarTls>,
     timeout: Duration,
-) -> Result<(u16, String), String> {
+) -> Answer {
     tokio::task::spawn_blocking(move || {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
