@@ -119,7 +119,11 @@ async fn one_member_is_defragmented_on_request_and_in_its_window() {
             .contains("under the threshold")
     );
 
-    // The window: fragment again and wait for the scheduled run.
+    // The window: fragment again and wait for a scheduled run that halves
+    // the database. A run may fire while `fragment` still writes (the
+    // window opens every minute, and a loaded machine writes slowly): it
+    // counts, but finds few free pages, so the wait goes on to the next
+    // minute's run.
     fragment(&mut client, "b", 2000, 16 << 10).await;
     let before = db_size(&etcd.client_url()).await;
     let start = Instant::now();
@@ -135,12 +139,12 @@ async fn one_member_is_defragmented_on_request_and_in_its_window() {
             .and_then(|l| l.split_whitespace().last())
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0);
-        if runs >= 2.0 {
+        if runs >= 2.0 && db_size(&etcd.client_url()).await < before / 2 {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(75),
-            "no scheduled run:\n{metrics}"
+            start.elapsed() < Duration::from_secs(150),
+            "no scheduled run halved the database ({before} bytes):\n{metrics}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -156,7 +160,6 @@ async fn one_member_is_defragmented_on_request_and_in_its_window() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(db_size(&etcd.client_url()).await < before / 2);
     let metrics = sidecar.get("/metrics").1;
     for name in [
         // Upstream's labels: the outcome and the member's client URL.

@@ -59,8 +59,16 @@ impl MinioServer {
             command,
             &dir.join("minio.log"),
         )?;
+        // `/minio/health/ready` answers 200 before MinIO has loaded its
+        // users (IAM): until then every S3 request gets 503
+        // (XMinioServerNotInitialized), seen on a starved machine. Ready
+        // means both: healthy, and an anonymous S3 request refused with
+        // 403 rather than 503.
         let ready = format!("{endpoint}/minio/health/ready");
-        process.wait_ready(READY_TIMEOUT, || Ok(http_get(&ready)?.0 == 200))?;
+        let s3 = format!("{endpoint}/");
+        process.wait_ready(READY_TIMEOUT, || {
+            Ok(http_get(&ready)?.0 == 200 && http_get(&s3)?.0 == 403)
+        })?;
         Ok(Self {
             endpoint,
             access_key,
