@@ -199,6 +199,14 @@ pub struct SnapshotterArgs {
     /// A delta is taken early when its events reach this many bytes.
     #[arg(long, value_parser = byte_size, default_value = "10485760")]
     pub delta_snapshot_memory_limit: u64,
+    /// Database bytes per second a full snapshot is assumed to copy until
+    /// one was measured. A delta watch that fell far behind etcd (a burst
+    /// of writes, a sidecar that was down) gives way to a full snapshot
+    /// when catching up revision by revision would take longer than that;
+    /// 0 always catches up. The default is what a gzip snapshot reached
+    /// under a 500m CPU limit.
+    #[arg(long, value_parser = byte_size, default_value = "4Mi")]
+    pub full_snapshot_rate_estimate: u64,
     /// `Exponential` or `LimitBased`.
     #[arg(long, default_value = "Exponential")]
     pub garbage_collection_policy: String,

@@ -79,6 +79,8 @@ async fn main() -> Result<()> {
                 compression: store.compression().map_err(anyhow::Error::msg)?,
                 temp_dir: store.snapstore_temp_directory.clone(),
                 snapshot_timeout: etcd.etcd_snapshot_timeout,
+                // No watch: one full snapshot.
+                full_rate_estimate: 0.0,
             };
             let reader: druid_backup_restore::snapshot::RevisionReader =
                 Arc::new(druid_backup_restore::restore::initializer::snapshot_revision);

@@ -248,6 +248,9 @@ pub struct Metrics {
     /// On the leading member: etcd's current revision minus the newest
     /// revision in the store (0 elsewhere).
     pub revision_lag: Gauge,
+    /// Full snapshots taken because the delta watch fell so far behind
+    /// etcd that catching up would have taken longer.
+    pub catch_up_full: Counter,
     /// Validation durations by outcome.
     pub validation_duration: Family<Succeeded, Histogram>,
     /// Restore durations by kind and outcome.
@@ -356,6 +359,12 @@ impl Metrics {
             "snapshot_revision_lag",
             "On the leading member: etcd's current revision minus the newest revision in the store (what a restore now would lose); 0 on other members",
             revision_lag.clone(),
+        );
+        let catch_up_full = Counter::default();
+        registry.register(
+            "snapshot_catch_up_full",
+            "Full snapshots taken because the delta watch fell so far behind etcd that catching up revision by revision would have taken longer",
+            catch_up_full.clone(),
         );
         let validation_duration =
             Family::<Succeeded, Histogram>::new_with_constructor(duration_histogram);
@@ -512,6 +521,7 @@ impl Metrics {
             latest_size,
             snapshot_required,
             revision_lag,
+            catch_up_full,
             validation_duration,
             restoration_duration,
             snapshotter_failure,

@@ -781,3 +781,158 @@ fn on_demand_snapshots_are_rate_limited_and_say_when_to_retry() {
     let (code, body) = sidecar.get("/snapshot/full");
     assert_eq!(code, 200, "{body}");
 }
+
+/// Writes `n` values of `size` bytes under `/large/<tag>/` from eight
+/// clients at once; returns etcd's revision after the last.
+async fn write_large(
+    etcd: &druid_test_support::EtcdMember,
+    tag: &str,
+    n: usize,
+    size: usize,
+) -> i64 {
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let mut client = etcd.client().await;
+        let tag = tag.to_string();
+        tasks.push(tokio::spawn(async move {
+            // Values differ a little so that no layer can share them.
+            let mut value = vec![b'v'; size];
+            for i in (w..n).step_by(8) {
+                value[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                client
+                    .put(format!("/large/{tag}/{i:06}"), value.clone(), None)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut client = etcd.client().await;
+    client.status().await.unwrap().header().unwrap().revision()
+}
+
+/// A sample of `/metrics` by its name and labels (`name{…}` or `name`).
+fn sample(sidecar: &Sidecar, name: &str) -> Option<f64> {
+    let metrics = sidecar.get("/metrics").1;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Waits up to `seconds` for `/snapshot/latest` to satisfy `ok`.
+fn wait_latest(
+    sidecar: &Sidecar,
+    seconds: u64,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let latest = sidecar.latest();
+        if ok(&latest) {
+            return latest;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(seconds),
+            "{what}: {latest}\n{}",
+            sidecar.process.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every delta starts right after the previous snapshot, up to `head`.
+fn assert_continuous(latest: &serde_json::Value, head: i64) {
+    let mut prev = latest["fullSnapshot"]["lastRevision"].as_i64().unwrap();
+    for d in latest["deltaSnapshots"].as_array().unwrap() {
+        assert_eq!(
+            d["startRevision"].as_i64(),
+            Some(prev + 1),
+            "gap in {latest}"
+        );
+        prev = d["lastRevision"].as_i64().unwrap();
+    }
+    assert!(
+        prev >= head,
+        "the store ends at {prev}, before {head}: {latest}"
+    );
+}
+
+/// A delta watch far behind etcd (here: the sidecar was away while
+/// 240 MB were written) replays every event since its last delta; under a
+/// CPU limit that took half an hour on the node for 1 GiB, where a full
+/// snapshot took minutes. The sidecar measures the catch-up and takes a
+/// full snapshot instead when that is sooner (by the measured or
+/// configured rate of a full snapshot), and keeps catching up by deltas
+/// when it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_far_behind_gives_way_to_a_full_snapshot_only_when_that_is_sooner() {
+    let store = Store::local("catch-up");
+    let etcd = common::start_etcd("catch-up");
+    let first = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
+    first.wait_leading();
+    let (code, body) = first.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    let base: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let base = base["lastRevision"].as_i64().unwrap();
+    drop(first);
+
+    // 30,000 revisions of 8 KiB behind; a full snapshot assumed to copy
+    // 1 GiB a second: sooner than any catching up of a second or more.
+    let head = write_large(&etcd, "a", 30_000, 8 << 10).await;
+    let sidecar = Sidecar::start(&SidecarOptions {
+        extra: vec!["--full-snapshot-rate-estimate=1Gi".into()],
+        ..SidecarOptions::new(&etcd, &store, "p")
+    });
+    sidecar.wait_leading();
+    let latest = wait_latest(&sidecar, 180, "no full snapshot at the head", |l| {
+        l["fullSnapshot"]["lastRevision"].as_i64() >= Some(head)
+    });
+    let log = sidecar.log();
+    assert!(
+        log.contains("catching up would take longer than a full snapshot"),
+        "{log}"
+    );
+    assert!(sample(&sidecar, "etcdbr_snapshot_catch_up_full_total") >= Some(1.0));
+    assert!(latest["fullSnapshot"]["lastRevision"].as_i64() > Some(base));
+    // Later writes go on as deltas after it.
+    let mut client = etcd.client().await;
+    write_mix(&mut client, "after-full", 20).await;
+    let (_, rev) = dump(&mut client).await;
+    sidecar.wait_store_revision(rev);
+    assert_continuous(&sidecar.latest(), rev);
+    let full = sidecar.latest()["fullSnapshot"]["lastRevision"].as_i64();
+    drop(sidecar);
+
+    // The same distance with a full snapshot assumed to copy 1 KiB a
+    // second (the 400 MB database: days): catching up wins, by deltas,
+    // without a gap.
+    let head = write_large(&etcd, "b", 20_000, 8 << 10).await;
+    let sidecar = Sidecar::start(&SidecarOptions {
+        extra: vec!["--full-snapshot-rate-estimate=1Ki".into()],
+        ..SidecarOptions::new(&etcd, &store, "p")
+    });
+    sidecar.wait_leading();
+    let latest = wait_latest(&sidecar, 300, "the deltas did not catch up", |l| {
+        l["deltaSnapshots"]
+            .as_array()
+            .and_then(|d| d.last())
+            .and_then(|d| d["lastRevision"].as_i64())
+            >= Some(head)
+    });
+    assert_eq!(
+        latest["fullSnapshot"]["lastRevision"].as_i64(),
+        full,
+        "{latest}"
+    );
+    assert_continuous(&latest, head);
+    assert_eq!(
+        sample(&sidecar, "etcdbr_snapshot_catch_up_full_total"),
+        Some(0.0)
+    );
+    assert!(!sidecar.log().contains("catching up would take longer"));
+    drop(sidecar);
+    etcd.stop();
+}

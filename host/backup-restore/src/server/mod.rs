@@ -53,6 +53,7 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
         compression: config.store.compression().map_err(anyhow::Error::msg)?,
         temp_dir: config.store.snapstore_temp_directory.clone(),
         snapshot_timeout: config.etcd.etcd_snapshot_timeout,
+        full_rate_estimate: config.snapshotter.full_snapshot_rate_estimate as f64,
     };
     let policy = Policy::from_args(&config.snapshotter).map_err(anyhow::Error::msg)?;
     let defrag_schedule = druid_api::model::parse_cron(&config.server.defragmentation_schedule)

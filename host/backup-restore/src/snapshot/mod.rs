@@ -27,6 +27,14 @@ use crate::k8s::leases::Leases;
 use crate::metrics::{KindLabel, KindResult, Metrics};
 use crate::store::{self, Snapstore};
 
+mod catch_up;
+
+use catch_up::CatchUp;
+
+/// Revisions etcd puts in one watch response while a watch catches up
+/// (`watchBatchMaxRevs`).
+const WATCH_BATCH_REVISIONS: i64 = 1000;
+
 /// The largest watch response the snapshotter accepts (Go clientv3's
 /// default receive limit, `math.MaxInt32`).
 pub const MAX_WATCH_RESPONSE_BYTES: usize = i32::MAX as usize;
@@ -129,6 +137,9 @@ pub struct Settings {
     pub temp_dir: PathBuf,
     /// How long streaming a full snapshot out of etcd may take.
     pub snapshot_timeout: Duration,
+    /// Database bytes per second a full snapshot is assumed to copy until
+    /// one is measured (0: a watch behind always catches up by deltas).
+    pub full_rate_estimate: f64,
 }
 
 /// Reads the revision of a staged full snapshot's database, to name it
@@ -152,6 +163,8 @@ pub struct Snapshotter {
     delta_bytes: u64,
     /// Held while a full snapshot is taken (excludes defragmentation).
     maintenance: Option<crate::etcd::MaintenanceLock>,
+    /// Database bytes per second of the last full snapshot taken.
+    full_rate: Option<f64>,
 }
 
 /// A delta being uploaded.
@@ -196,6 +209,7 @@ impl Snapshotter {
             last_revision: 0,
             delta_bytes: 0,
             maintenance: None,
+            full_rate: None,
         }
     }
 
@@ -306,6 +320,10 @@ impl Snapshotter {
         } else {
             Duration::from_secs(3600)
         };
+        let mut catch_up = CatchUp::new(
+            Instant::now(),
+            self.full_rate.unwrap_or(self.settings.full_rate_estimate),
+        );
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let next_full = next_full_snapshot(&self.settings.schedule, Utc::now());
@@ -354,12 +372,26 @@ impl Snapshotter {
                         )));
                     }
                     let now = Utc::now();
+                    let mut revisions: Option<(i64, i64)> = None;
                     for ev in resp.events() {
+                        if let Some(kv) = ev.kv() {
+                            let r = kv.mod_revision();
+                            revisions = Some(revisions.map_or((r, r), |(a, b)| (a.min(r), b.max(r))));
+                        }
                         if let Some(event) = crate::etcd::event(ev) {
                             buffer.push(&DeltaEvent::new(event, now))?;
                         }
                     }
                     self.metrics.delta_buffered_events.set(buffer.len() as i64);
+                    if let (Some((first, last)), Some(head)) = (revisions, resp.header().map(|h| h.revision()))
+                        && let Some(estimate) = catch_up.observe(first, last, head, Instant::now(), WATCH_BATCH_REVISIONS)
+                        && self.full_snapshot_is_cheaper(&catch_up, &estimate).await
+                    {
+                        self.metrics.catch_up_full.inc();
+                        self.delta_now(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await?;
+                        self.full_snapshot(false).await?;
+                        return Ok(WatchEnd::Rewatch);
+                    }
                     // Flush between responses only: a response holds whole
                     // revisions, so no revision is split across deltas.
                     if buffer.json_len() as u64 >= self.settings.delta_memory_limit {
@@ -403,6 +435,37 @@ impl Snapshotter {
                 }
             }
         }
+    }
+
+    /// Whether a full snapshot now would bring the store to etcd's head
+    /// sooner than catching up as `estimate` says (see [`catch_up`]); says
+    /// why in the log when it would.
+    async fn full_snapshot_is_cheaper(
+        &mut self,
+        catch_up: &CatchUp,
+        estimate: &catch_up::Estimate,
+    ) -> bool {
+        let db_bytes = match self.client.status().await {
+            Ok(status) => u64::try_from(status.db_size()).unwrap_or(0),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the database size; catching up by deltas");
+                return false;
+            }
+        };
+        let Some(full) = catch_up.full_snapshot_time(db_bytes) else {
+            return false;
+        };
+        if estimate.catch_up <= full {
+            return false;
+        }
+        tracing::warn!(
+            behind_revisions = estimate.behind,
+            catch_up_secs = estimate.catch_up.as_secs(),
+            full_snapshot_secs = full.as_secs(),
+            db_bytes,
+            "the delta watch is far behind etcd and catching up would take longer than a full snapshot: taking a full snapshot and watching from its revision"
+        );
+        true
     }
 
     /// Cuts the buffered events into a delta and starts uploading it in
@@ -569,6 +632,7 @@ impl Snapshotter {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
+        let started = Instant::now();
         let status = self.client.status().await?;
         let header_revision = status.header().map_or(0, |h| h.revision());
         if is_final
@@ -625,6 +689,10 @@ impl Snapshotter {
         let _ = std::fs::remove_file(&path);
         let (snapshot, size, db_len) = result?;
         tracing::info!(snapshot = %snapshot.name(), db_bytes = db_len, stored_bytes = size, "full snapshot uploaded");
+        let elapsed = started.elapsed().as_secs_f64();
+        if elapsed > 0.0 {
+            self.full_rate = Some(db_len as f64 / elapsed);
+        }
         self.last_revision = snapshot.last_revision;
         self.prev_full = Some(snapshot.clone());
         self.delta_bytes = 0;
