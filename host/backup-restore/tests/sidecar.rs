@@ -936,3 +936,60 @@ async fn a_watch_far_behind_gives_way_to_a_full_snapshot_only_when_that_is_soone
     drop(sidecar);
     etcd.stop();
 }
+
+/// A leader whose etcd misses a status check or two (busy; frozen here
+/// with SIGSTOP, a fault injected because a real etcd is not made busy on
+/// demand) keeps its snapshotter: stopping it there restarted it
+/// mid-upload, and the new one uploaded the same revisions again under a
+/// second name (seen on the node during a 1 GiB preload). Three missed
+/// checks in a row stop the leader's work; it starts again when etcd
+/// answers, and the deltas go on without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_etcd_misses_a_status_check_keeps_its_snapshotter() {
+    let store = Store::local("unknown-leader");
+    let etcd = common::start_etcd("unknown-leader");
+    let sidecar = Sidecar::start(&SidecarOptions {
+        extra: vec!["--etcd-connection-timeout-leader-election=1s".into()],
+        ..SidecarOptions::new(&etcd, &store, "p")
+    });
+    sidecar.wait_leading();
+    let mut client = etcd.client().await;
+    let started = |log: &str| {
+        log.matches("this member leads: starting the snapshotter")
+            .count()
+    };
+    assert_eq!(started(&sidecar.log()), 1);
+
+    // Frozen for a status timeout and a half: one missed check.
+    etcd.process().pause();
+    std::thread::sleep(Duration::from_millis(2500));
+    etcd.process().resume();
+    write_mix(&mut client, "after-a-miss", 20).await;
+    let (_, rev) = dump(&mut client).await;
+    sidecar.wait_store_revision(rev);
+    let log = sidecar.log();
+    assert!(log.contains("etcd did not say who leads"), "{log}");
+    assert!(!log.contains("no longer leads"), "{log}");
+    assert_eq!(started(&log), 1, "{log}");
+
+    // Frozen for longer (each check waits a status timeout and the member
+    // list's 5 s): the leader's work stops, and starts again after.
+    etcd.process().pause();
+    let start = std::time::Instant::now();
+    while !sidecar.log().contains("no longer leads") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            sidecar.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    etcd.process().resume();
+    write_mix(&mut client, "after-a-stop", 20).await;
+    let (_, rev) = dump(&mut client).await;
+    sidecar.wait_store_revision(rev);
+    assert_eq!(started(&sidecar.log()), 2, "{}", sidecar.log());
+    assert_continuous(&sidecar.latest(), rev);
+    drop(sidecar);
+    etcd.stop();
+}

@@ -252,6 +252,18 @@ impl ServerProcess {
         let _ = child.wait();
     }
 
+    /// Freezes the server (SIGSTOP): a fault no real server produces on
+    /// demand, standing for one too busy to answer (a stalled disk, CPU
+    /// starvation). [`ServerProcess::resume`] thaws it.
+    pub fn pause(&self) {
+        signal(self.pid, libc::SIGSTOP);
+    }
+
+    /// Thaws a server frozen by [`ServerProcess::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.pid, libc::SIGCONT);
+    }
+
     /// Kills the server at once (SIGKILL), as a crash would.
     pub fn kill(&self) {
         if let Ok(mut child) = self.child.lock() {

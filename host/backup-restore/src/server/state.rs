@@ -49,6 +49,11 @@ pub struct AppState {
     pub(super) healthy: AtomicBool,
     /// The running snapshotter's request queue (leader only).
     pub(super) snapshotter: Mutex<Option<mpsc::Sender<Request>>>,
+    /// Held by the snapshotter task for as long as it runs: a snapshotter
+    /// started after a leadership change waits until the previous one has
+    /// finished what it was uploading, so that it lists a store that holds
+    /// it (else both upload the same revisions under two names).
+    pub(super) snapshotter_running: Arc<Mutex<()>>,
     /// Excludes full snapshots and defragmentation from each other.
     pub(super) maintenance: MaintenanceLock,
     /// Set while a defragmentation run is in progress.
@@ -151,6 +156,7 @@ impl AppState {
             init: Mutex::new(InitState::New),
             healthy: AtomicBool::new(false),
             snapshotter: Mutex::new(None),
+            snapshotter_running: Arc::new(Mutex::new(())),
             maintenance: MaintenanceLock::default(),
             defragmenting: AtomicBool::new(false),
             leading: AtomicBool::new(false),
