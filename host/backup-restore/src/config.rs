@@ -204,7 +204,8 @@ pub struct SnapshotterArgs {
     /// of writes, a sidecar that was down) gives way to a full snapshot
     /// when catching up revision by revision would take longer than that;
     /// 0 always catches up. The default is what a gzip snapshot reached
-    /// under a 500m CPU limit.
+    /// under a 100m CPU limit
+    /// (upstream's chart default for the sidecar).
     #[arg(long, value_parser = byte_size, default_value = "4Mi")]
     pub full_snapshot_rate_estimate: u64,
     /// `Exponential` or `LimitBased`.

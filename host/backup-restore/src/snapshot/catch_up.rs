@@ -5,10 +5,10 @@
 //! history 1,000 revisions a response, and the sidecar encodes, compresses
 //! and uploads every event of it. Under a CPU limit that is far slower per
 //! byte than a full snapshot, which copies only the live data, once: on the
-//! real node (the seed's 500m sidecar limit, dev-profile images) deltas
+//! real node (a 100m sidecar CPU limit, dev-profile images) deltas
 //! caught up 61 revisions of 10 KiB a second, 29 minutes for 107,000
-//! revisions, against 4.6 MB/s for a full snapshot of the 1.3 GB database
-//! (about 5 minutes). etcd itself is not the bottleneck: etcd 3.4.23 serves
+//! revisions, against 3-4.6 MB/s for a full snapshot of a 0.9-1.3 GB
+//! database (about 5 minutes). etcd itself is not the bottleneck: etcd 3.4.23 serves
 //! 30,000 revisions of 8 KiB from 45 s behind in 4.7 s, 0.11–0.17 s a
 //! response whatever the distance.
 //!
