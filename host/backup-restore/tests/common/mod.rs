@@ -725,3 +725,18 @@ pub async fn lease_age(api: &Api<Lease>, name: &str) -> i64 {
         .unwrap_or(0);
     k8s_openapi::jiff::Timestamp::now().as_second() - renewed
 }
+
+/// Checks that every delta of a `/snapshot/latest` answer starts right
+/// after the snapshot before it; returns the last revision the set covers.
+pub fn continuous_end(latest: &serde_json::Value) -> i64 {
+    let mut prev = latest["fullSnapshot"]["lastRevision"].as_i64().unwrap();
+    for d in latest["deltaSnapshots"].as_array().unwrap() {
+        assert_eq!(
+            d["startRevision"].as_i64(),
+            Some(prev + 1),
+            "gap in {latest}"
+        );
+        prev = d["lastRevision"].as_i64().unwrap();
+    }
+    prev
+}
