@@ -24,6 +24,18 @@ use std::time::{Duration, Instant};
 /// an outlier (a compaction, a slow upload).
 const MIN_RESPONSES: u32 = 3;
 
+/// Databases smaller than this do not measure a full snapshot's rate: the
+/// fixed costs (a status call, opening the upload) dominate, and a
+/// 20 KiB snapshot taken in 50 ms would say 400 KB/s.
+pub const MIN_MEASURED_DB_BYTES: u64 = 64 << 20;
+
+/// The database bytes per second a full snapshot of `db_bytes` taking
+/// `elapsed` shows, when the database is large enough to say.
+pub fn measured_rate(db_bytes: u64, elapsed: Duration) -> Option<f64> {
+    let secs = elapsed.as_secs_f64();
+    (db_bytes >= MIN_MEASURED_DB_BYTES && secs > 0.0).then(|| db_bytes as f64 / secs)
+}
+
 /// How far a watch is behind, and how long catching up would take.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
@@ -202,6 +214,14 @@ mod tests {
         for rate in [0.0, -1.0, f64::INFINITY, f64::NAN] {
             assert_eq!(CatchUp::new(t0, rate).full_snapshot_time(1 << 30), None);
         }
+    }
+
+    #[test]
+    fn only_a_large_database_measures_the_rate() {
+        assert_eq!(measured_rate(20 << 10, Duration::from_millis(50)), None);
+        assert_eq!(measured_rate(1 << 30, Duration::ZERO), None);
+        let rate = measured_rate(1 << 30, Duration::from_secs(256)).unwrap();
+        assert!((rate - ASSUMED).abs() < 1.0, "{rate}");
     }
 
     #[test]

@@ -163,7 +163,8 @@ pub struct Snapshotter {
     delta_bytes: u64,
     /// Held while a full snapshot is taken (excludes defragmentation).
     maintenance: Option<crate::etcd::MaintenanceLock>,
-    /// Database bytes per second of the last full snapshot taken.
+    /// Database bytes per second of the last full snapshot taken of a
+    /// database large enough to say ([`catch_up::measured_rate`]).
     full_rate: Option<f64>,
 }
 
@@ -689,9 +690,8 @@ impl Snapshotter {
         let _ = std::fs::remove_file(&path);
         let (snapshot, size, db_len) = result?;
         tracing::info!(snapshot = %snapshot.name(), db_bytes = db_len, stored_bytes = size, "full snapshot uploaded");
-        let elapsed = started.elapsed().as_secs_f64();
-        if elapsed > 0.0 {
-            self.full_rate = Some(db_len as f64 / elapsed);
+        if let Some(rate) = catch_up::measured_rate(db_len, started.elapsed()) {
+            self.full_rate = Some(rate);
         }
         self.last_revision = snapshot.last_revision;
         self.prev_full = Some(snapshot.clone());
