@@ -60,8 +60,8 @@ impl MinioServer {
             &dir.join("minio.log"),
         )?;
         // `/minio/health/ready` answers 200 before MinIO has loaded its
-        // users (IAM): until then every S3 request gets 503
-        // (XMinioServerNotInitialized), seen on a starved machine. Ready
+        // users (IAM): until then S3 requests get 503, seen on a starved
+        // machine. Ready
         // means both: healthy, and an anonymous S3 request refused with
         // 403 rather than 503.
         let ready = format!("{endpoint}/minio/health/ready");
