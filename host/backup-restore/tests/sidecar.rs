@@ -967,3 +967,86 @@ async fn a_leader_whose_etcd_misses_a_status_check_keeps_its_snapshotter() {
     drop(sidecar);
     etcd.stop();
 }
+
+/// With a delta memory limit far above what a restore by compaction
+/// accepts (the seed manifest's 1Gi against the compactor's 256 MiB; here
+/// 1Gi against 1 MiB), the sidecar cuts deltas at half of
+/// `--compaction-max-delta-size`, also inside a watch response that holds
+/// many revisions (a watch catching up), never splitting a revision: once
+/// it wrote one delta of more than 1 GiB that its own restore refused.
+/// Every delta it writes then restores with the same flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_are_cut_at_a_size_the_restore_accepts_whatever_the_memory_limit() {
+    use druid_backup_restore::formats::compression::{self, Compression};
+    const CUT: usize = 512 << 10;
+    let store = Store::local("delta-cut");
+    let mut etcd = common::start_etcd("delta-cut");
+    let options = |etcd| SidecarOptions {
+        delta_period: "300s",
+        extra: vec![
+            "--delta-snapshot-memory-limit=1Gi".into(),
+            "--compaction-max-delta-size=1Mi".into(),
+            "--full-snapshot-rate-estimate=0".into(),
+        ],
+        ..SidecarOptions::new(etcd, &store, "p")
+    };
+    let first = Sidecar::start(&options(&etcd));
+    first.wait_leading();
+    let (code, body) = first.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    drop(first);
+
+    // About 9 MB of JSON behind: the new watch gets responses of many
+    // revisions each.
+    let head = write_large(&etcd, "cut", 800, 8 << 10).await;
+    let sidecar = Sidecar::start(&options(&etcd));
+    sidecar.wait_leading();
+    wait_latest(&sidecar, 120, "no deltas cut by size", |l| {
+        l["deltaSnapshots"].as_array().map_or(0, Vec::len) >= 8
+    });
+    let (code, body) = sidecar.get("/snapshot/delta");
+    assert_eq!(code, 200, "{body}");
+    sidecar.wait_store_revision(head);
+    let latest = sidecar.latest();
+    assert!(common::continuous_end(&latest) >= head, "{latest}");
+    assert!(sidecar.log().contains("delta size limit reached"));
+
+    let Store::Local { root, container } = &store else {
+        unreachable!()
+    };
+    let dir = root.join(container).join("p/v2");
+    let mut sizes = Vec::new();
+    for d in latest["deltaSnapshots"].as_array().unwrap() {
+        let name = d["snapName"].as_str().unwrap();
+        let raw = std::fs::read(dir.join(name)).unwrap();
+        let c = Compression::from_suffix(name.rfind('.').map_or("", |i| &name[i..])).unwrap();
+        sizes.push(compression::decompress(c, &raw).unwrap().len());
+    }
+    // A delta passes the cut by at most one revision (one 8 KiB value,
+    // base64 in JSON) and its hash.
+    assert!(sizes.len() >= 8, "{sizes:?}");
+    assert!(sizes.iter().all(|&s| s < CUT + (16 << 10)), "{sizes:?}");
+    drop(sidecar);
+
+    // The data directory lost: the restore by compaction, limited to
+    // deltas of 1 MiB, takes every one of them.
+    let mut client = etcd.client().await;
+    let (expected, revision) = dump(&mut client).await;
+    drop(client);
+    etcd.stop();
+    std::fs::remove_dir_all(etcd.data_dir()).unwrap();
+    let sidecar = Sidecar::start(&options(&etcd));
+    assert_eq!(
+        sidecar.initialize("full"),
+        "Successful",
+        "{}",
+        sidecar.log()
+    );
+    etcd.restart().unwrap();
+    let mut client = etcd.client().await;
+    let (restored, restored_revision) = dump(&mut client).await;
+    assert_eq!(restored_revision, revision);
+    assert!(restored == expected, "the restored keys differ");
+    drop(sidecar);
+    etcd.stop();
+}

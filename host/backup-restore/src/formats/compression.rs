@@ -340,11 +340,12 @@ pub fn compress(compression: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
 }
 
 /// Most bytes a delta snapshot may decompress to. Upstream cuts a delta
-/// once its events reach the delta memory limit (100 MiB by default), so a
-/// delta that decodes to more than this is corrupt or hostile (a
-/// decompression bomb), and decoding stops there instead of exhausting
-/// memory or disk.
-pub const MAX_DECODED_DELTA: u64 = 1 << 30;
+/// once its JSON reaches the delta memory limit (100 MB in its chart, but
+/// any size a user set, 1Gi in our seed manifest) plus one watch response;
+/// ours are cut at most at half of `--compaction-max-delta-size`. A delta
+/// that decodes to more than 4 GiB is corrupt or hostile (a decompression
+/// bomb), and decoding stops there instead of exhausting memory or disk.
+pub const MAX_DECODED_DELTA: u64 = 4 << 30;
 
 /// Decompresses a buffer (a delta) to at most [`MAX_DECODED_DELTA`] bytes;
 /// see [`decompress_stream`].

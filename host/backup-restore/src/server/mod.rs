@@ -49,12 +49,23 @@ pub async fn run(mut config: ServerConfig, shutdown: CancellationToken) -> anyho
         schedule: druid_api::model::parse_cron(&config.snapshotter.schedule)
             .with_context(|| format!("--schedule={:?}", config.snapshotter.schedule))?,
         delta_period: config.snapshotter.delta_snapshot_period,
-        delta_memory_limit: config.snapshotter.delta_snapshot_memory_limit,
+        delta_memory_limit: crate::snapshot::delta_cut(
+            config.snapshotter.delta_snapshot_memory_limit,
+            config.restore.compaction.compaction_max_delta_size,
+        ),
         compression: config.store.compression().map_err(anyhow::Error::msg)?,
         temp_dir: config.store.snapstore_temp_directory.clone(),
         snapshot_timeout: config.etcd.etcd_snapshot_timeout,
         full_rate_estimate: config.snapshotter.full_snapshot_rate_estimate as f64,
     };
+    if settings.delta_memory_limit < config.snapshotter.delta_snapshot_memory_limit {
+        tracing::info!(
+            delta_snapshot_memory_limit = config.snapshotter.delta_snapshot_memory_limit,
+            cut_bytes = settings.delta_memory_limit,
+            compaction_max_delta_size = config.restore.compaction.compaction_max_delta_size,
+            "deltas are cut at half of --compaction-max-delta-size, below --delta-snapshot-memory-limit, so that every delta restores"
+        );
+    }
     let policy = Policy::from_args(&config.snapshotter).map_err(anyhow::Error::msg)?;
     let defrag_schedule = druid_api::model::parse_cron(&config.server.defragmentation_schedule)
         .with_context(|| {

@@ -119,6 +119,39 @@ impl CatchUp {
     }
 }
 
+impl super::Snapshotter {
+    /// Whether a full snapshot now would bring the store to etcd's head
+    /// sooner than catching up as `estimate` says (see this module); says
+    /// why in the log when it would.
+    pub(super) async fn full_snapshot_is_cheaper(
+        &mut self,
+        catch_up: &CatchUp,
+        estimate: &Estimate,
+    ) -> bool {
+        let db_bytes = match self.client.status().await {
+            Ok(status) => u64::try_from(status.db_size()).unwrap_or(0),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the database size; catching up by deltas");
+                return false;
+            }
+        };
+        let Some(full) = catch_up.full_snapshot_time(db_bytes) else {
+            return false;
+        };
+        if estimate.catch_up <= full {
+            return false;
+        }
+        tracing::warn!(
+            behind_revisions = estimate.behind,
+            catch_up_secs = estimate.catch_up.as_secs(),
+            full_snapshot_secs = full.as_secs(),
+            db_bytes,
+            "the delta watch is far behind etcd and catching up would take longer than a full snapshot: taking a full snapshot and watching from its revision"
+        );
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

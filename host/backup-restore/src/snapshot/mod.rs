@@ -129,7 +129,8 @@ pub struct Settings {
     pub schedule: croner::Cron,
     /// Delta period (zero disables deltas).
     pub delta_period: Duration,
-    /// Flush a delta once buffered events reach this many JSON bytes.
+    /// Flush a delta once buffered events reach this many JSON bytes
+    /// (from [`delta_cut`]).
     pub delta_memory_limit: u64,
     /// Compression of new snapshots.
     pub compression: Compression,
@@ -140,6 +141,17 @@ pub struct Settings {
     /// Database bytes per second a full snapshot is assumed to copy until
     /// one is measured (0: a watch behind always catches up by deltas).
     pub full_rate_estimate: f64,
+}
+
+/// The JSON size at which the snapshotter cuts a delta: the delta memory
+/// limit, but never more than half of the largest delta a restore by
+/// compaction accepts (`--compaction-max-delta-size`, 256 MiB by default).
+/// A delta may pass the cut by one revision's events, so the other half is
+/// room for that: every delta this sidecar writes restores with the same
+/// flags. (A 1Gi memory limit once gave a delta of more than 1 GiB that the
+/// restore refused.)
+pub fn delta_cut(memory_limit: u64, compaction_max_delta_size: u64) -> u64 {
+    memory_limit.min(compaction_max_delta_size / 2).max(1)
 }
 
 /// Reads the revision of a staged full snapshot's database, to name it
@@ -380,6 +392,18 @@ impl Snapshotter {
                             revisions = Some(revisions.map_or((r, r), |(a, b)| (a.min(r), b.max(r))));
                         }
                         if let Some(event) = crate::etcd::event(ev) {
+                            // A response can hold many revisions (a watch
+                            // catching up gets up to 1,000): cut at the
+                            // first revision boundary past the limit, so a
+                            // delta exceeds it by at most one revision's
+                            // events (see [`delta_cut`]).
+                            if buffer.json_len() as u64 >= self.settings.delta_memory_limit
+                                && buffer.last_mod_revision().is_some_and(|last| last != event.kv.mod_revision)
+                            {
+                                tracing::info!(bytes = buffer.json_len(), "delta size limit reached: taking a delta snapshot early");
+                                self.start_delta(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await?;
+                                tick.reset();
+                            }
                             buffer.push(&DeltaEvent::new(event, now))?;
                         }
                     }
@@ -393,10 +417,10 @@ impl Snapshotter {
                         self.full_snapshot(false).await?;
                         return Ok(WatchEnd::Rewatch);
                     }
-                    // Flush between responses only: a response holds whole
-                    // revisions, so no revision is split across deltas.
+                    // A response holds whole revisions, so no revision is
+                    // split across deltas.
                     if buffer.json_len() as u64 >= self.settings.delta_memory_limit {
-                        tracing::info!(bytes = buffer.json_len(), "delta memory limit reached: taking a delta snapshot early");
+                        tracing::info!(bytes = buffer.json_len(), "delta size limit reached: taking a delta snapshot early");
                         self.start_delta(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await?;
                         tick.reset();
                     }
@@ -436,37 +460,6 @@ impl Snapshotter {
                 }
             }
         }
-    }
-
-    /// Whether a full snapshot now would bring the store to etcd's head
-    /// sooner than catching up as `estimate` says (see [`catch_up`]); says
-    /// why in the log when it would.
-    async fn full_snapshot_is_cheaper(
-        &mut self,
-        catch_up: &CatchUp,
-        estimate: &catch_up::Estimate,
-    ) -> bool {
-        let db_bytes = match self.client.status().await {
-            Ok(status) => u64::try_from(status.db_size()).unwrap_or(0),
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot read the database size; catching up by deltas");
-                return false;
-            }
-        };
-        let Some(full) = catch_up.full_snapshot_time(db_bytes) else {
-            return false;
-        };
-        if estimate.catch_up <= full {
-            return false;
-        }
-        tracing::warn!(
-            behind_revisions = estimate.behind,
-            catch_up_secs = estimate.catch_up.as_secs(),
-            full_snapshot_secs = full.as_secs(),
-            db_bytes,
-            "the delta watch is far behind etcd and catching up would take longer than a full snapshot: taking a full snapshot and watching from its revision"
-        );
-        true
     }
 
     /// Cuts the buffered events into a delta and starts uploading it in

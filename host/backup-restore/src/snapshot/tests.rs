@@ -68,3 +68,12 @@ fn a_final_full_snapshot_is_not_a_base() {
         now
     ));
 }
+
+#[test]
+fn a_delta_is_cut_at_the_memory_limit_or_half_of_what_the_compactor_accepts() {
+    // The seed's 1Gi against the compactor's default 256 MiB.
+    assert_eq!(super::delta_cut(1 << 30, 256 << 20), 128 << 20);
+    // Upstream's chart default stays as it is.
+    assert_eq!(super::delta_cut(100_000_000, 256 << 20), 100_000_000);
+    assert_eq!(super::delta_cut(0, 0), 1);
+}

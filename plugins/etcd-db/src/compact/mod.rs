@@ -189,7 +189,9 @@ pub enum CompactError {
     /// A delta's payload is larger than the limit.
     #[error(
         "delta snapshot {snapshot} is {size} bytes decompressed, over the limit of {limit} bytes \
-         (raise the compactor's delta size limit)"
+         (raise the compactor's delta size limit: etcdbr --compaction-max-delta-size, with \
+         --compaction-memory-limit at least four times it; or restore by replay, \
+         --restore-method replay)"
     )]
     DeltaTooLarge {
         /// The delta's name.
