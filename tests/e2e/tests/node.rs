@@ -2048,8 +2048,6 @@ fn wait_for_event(node: &Node, ns: &str, reason: &str) {
     );
 }
 
-/// Waits until Etcd test in `ns` hibernates: its StatefulSet at 0
-/// replicas and no member pod left.
 /// `secs`, or 30 minutes on a preloaded cluster (a final full snapshot
 /// or a restore of 1 GiB takes minutes: the sidecar's CPU limit bounds
 /// it).
@@ -2059,6 +2057,8 @@ fn slow_with_preload(secs: u64) -> Duration {
     Duration::from_secs(if preloaded { 1800 } else { secs })
 }
 
+/// Waits until Etcd test in `ns` hibernates: its StatefulSet at 0
+/// replicas and no member pod left.
 fn wait_hibernated(node: &Node, ns: &str) {
     wait_for(
         node,
