@@ -13,6 +13,12 @@
 #       DIR/etcd.tar        ghcr.io/druid-rs/etcd:<version>    (etcd + our wrapper)
 #       each with DIR/<name>.ref holding its reference. Default: release
 #       profile, DIR = target/images. <version> is the workspace version.
+#   scripts/build-images.sh [...] --etcd-version VERSION
+#       the same with etcd VERSION (v3.5.36, v3.6.17, v3.7.4: built from Go
+#       modules by tests/scripts/install-etcd-versions.sh) instead of
+#       Debian's 3.4: tags <version>-etcd<VERSION>, and the sidecar image
+#       restores with that version's etcdutl (ETCDBR_ETCDCTL_BINARY; 3.6
+#       removed `etcdctl snapshot restore`). Use another --out.
 #   scripts/build-images.sh --one REF OUT.tar SRC:DST... -- ENTRYPOINT...
 #       one image from the given files (used for the test node's pause image).
 #
@@ -23,6 +29,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../tests/scripts/lib.sh"
 cd "$REPO_ROOT"
 
 IMAGE_UID=65532
+# Extra environment of the image one_image builds next (NAME=VALUE...).
+IMAGE_ENV=()
 REGISTRY="${DRUID_IMAGE_REGISTRY:-ghcr.io/druid-rs}"
 
 # version: the workspace's version (Cargo.toml [workspace.package]).
@@ -91,6 +99,7 @@ one_image() {
     --config.env HOME=/home/nonroot --author druid-rs
     --config.label "org.opencontainers.image.ref.name=$ref"
     --config.label "org.opencontainers.image.source=druid-rs")
+  for f in "${IMAGE_ENV[@]}"; do args+=(--config.env "$f"); done
   for f in "${entry[@]}"; do args+=(--config.entrypoint "$f"); done
   umoci config "${args[@]}"
   umoci gc --layout "$work/oci"
@@ -110,11 +119,13 @@ fi
 
 profile=release
 out_dir="$REPO_ROOT/target/images"
+etcd_version=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
     --out) out_dir="$2"; shift 2 ;;
-    *) die "usage: $0 [--profile release|dev] [--out DIR] | --one REF OUT.tar SRC:DST... -- ENTRYPOINT..." ;;
+    --etcd-version) etcd_version="v${2#v}"; shift 2 ;;
+    *) die "usage: $0 [--profile release|dev] [--out DIR] [--etcd-version VERSION] | --one REF OUT.tar SRC:DST... -- ENTRYPOINT..." ;;
   esac
 done
 case "$profile" in release) dir=release ;; dev) dir=debug ;; *) die "--profile is release or dev, got '$profile'" ;; esac
@@ -127,13 +138,21 @@ nice cargo build --quiet --locked --profile "$profile" --bin druid --bin etcdbr 
 bin="$CARGO_TARGET_DIR/$dir"
 v="$(version)"
 etcd="$(readlink -f "$DRUID_BIN/etcd")"
-etcdctl="$(readlink -f "$DRUID_BIN/etcdctl")"
+restore_tool=("$(readlink -f "$DRUID_BIN/etcdctl"):/usr/local/bin/etcdctl")
+if [ -n "$etcd_version" ]; then
+  bash tests/scripts/install-etcd-versions.sh "$etcd_version" >/dev/null
+  etcd="$DRUID_CACHE/etcd/$etcd_version/etcd"
+  restore_tool=("$DRUID_CACHE/etcd/$etcd_version/etcdutl:/usr/local/bin/etcdutl")
+  v="$v-etcd${etcd_version#v}"
+fi
 
 one_image "$REGISTRY/druid:$v" "$out_dir/druid.tar" \
   "$bin/druid:/usr/local/bin/druid" -- /usr/local/bin/druid
+[ -z "$etcd_version" ] || IMAGE_ENV=(ETCDBR_ETCDCTL_BINARY=/usr/local/bin/etcdutl)
 one_image "$REGISTRY/etcdbr:$v" "$out_dir/etcdbr.tar" \
-  "$bin/etcdbr:/usr/local/bin/etcdbr" "$etcd:/usr/local/bin/etcd" "$etcdctl:/usr/local/bin/etcdctl" \
+  "$bin/etcdbr:/usr/local/bin/etcdbr" "$etcd:/usr/local/bin/etcd" "${restore_tool[@]}" \
   -- /usr/local/bin/etcdbr
+IMAGE_ENV=()
 one_image "$REGISTRY/etcd:$v" "$out_dir/etcd.tar" \
   "$bin/etcd-wrapper:/usr/local/bin/etcd-wrapper" "$etcd:/usr/local/bin/etcd" \
   -- /usr/local/bin/etcd-wrapper

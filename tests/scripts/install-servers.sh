@@ -3,14 +3,15 @@
 # a summary (binary path under $DRUID_BIN and version).
 #
 # Usage: install-servers.sh [NAME...]
-#   NAME: etcd kube minio fake-gcs azurite node (default: all of them, in that order;
+#   NAME: etcd etcd-versions kube minio fake-gcs azurite node (default: all of them, in that order;
+#   etcd-versions: etcd 3.5-3.7 built from Go modules, see install-etcd-versions.sh;
 #   node: what the real single-node Kubernetes needs, see install-node.sh)
 #   kube builds $KUBE_COMPONENTS (default "kube-apiserver kubectl"; add
 #   kube-controller-manager kube-scheduler kwok as needed).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPTS="$REPO_ROOT/tests/scripts"
 
-ALL=(etcd kube minio fake-gcs azurite node)
+ALL=(etcd etcd-versions kube minio fake-gcs azurite node)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
 for n in "${names[@]}"; do
@@ -52,6 +53,11 @@ for n in "${names[@]}"; do
     etcd)
       row etcd "$DRUID_BIN/etcd" --version
       row etcdctl "$DRUID_BIN/etcdctl" version ;;
+    etcd-versions)
+      for v in $ETCD_VERSIONS; do
+        printf '  %-24s %-70s %s\n' "etcd $v" "$DRUID_CACHE/etcd/$v/" \
+          "$("$DRUID_CACHE/etcd/$v/etcd" --version 2>&1 | head -n1 || echo '(not installed)')"
+      done ;;
     kube)
       for c in kube-apiserver kube-controller-manager kube-scheduler; do
         if [ -e "$DRUID_BIN/$c" ]; then row "$c" "$DRUID_BIN/$c" --version; fi

@@ -22,6 +22,9 @@ export AZURITE_VERSION="${AZURITE_VERSION:-3.37.0}"
 export MC_VERSION="${MC_VERSION:-v0.0.0-20250313080218-cf909e1063a9}"
 # CoreDNS for the real node's cluster DNS (install-node.sh).
 export COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
+# etcd versions next to Debian's 3.4, built from Go modules
+# (install-etcd-versions.sh); tests pick one with DRUID_ETCD_VERSION.
+export ETCD_VERSIONS="${ETCD_VERSIONS:-v3.5.36 v3.6.17 v3.7.4}"
 # Fake nodes for the control plane (install-kube.sh kwok; not built by default).
 export KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 

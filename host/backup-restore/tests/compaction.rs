@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{EtcdClient as _, Kv, Sidecar, SidecarOptions, Store, dump, etcdbr};
-use druid_test_support::{EtcdMemberConfig, find_binary};
+use druid_test_support::EtcdMemberConfig;
 use etcd_client::{Client, DeleteOptions, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp};
 
 /// A small deterministic generator (the seed is printed, so a failure can
@@ -148,8 +148,9 @@ fn ok(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `etcdctl` on 3.4, `etcdutl` from 3.5 (`snapshot restore` and `status`).
 fn etcdctl(args: &[String]) -> String {
-    let out = Command::new(find_binary("etcdctl", "etcd").unwrap())
+    let out = Command::new(druid_test_support::restore_binary().unwrap())
         .args(args)
         .env("ETCDCTL_API", "3")
         .output()

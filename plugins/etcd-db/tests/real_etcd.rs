@@ -382,10 +382,14 @@ fn after_a_compaction() {
     // Left: the newest revision of every live key (1000 bulk keys, a, b,
     // d, e, big, leased), no tombstones, and the three new puts.
     let keys = revision_keys(&db2);
-    let revs: Vec<_> = keys
+    let mut revs: Vec<_> = keys
         .iter()
         .map(|(k, _)| revision_of_key(k).unwrap())
         .collect();
+    // etcd 3.4.33, 3.5.15 and 3.6 keep a tombstone that sits exactly at
+    // the compaction revision (so that a watch from there still sees the
+    // delete); 3.4.23 drops it. Any other tombstone is gone on every version.
+    revs.retain(|r| !(r.tombstone && r.revision.main == s.rev1));
     assert!(revs.iter().all(|r| !r.tombstone));
     let old = revs.iter().filter(|r| r.revision.main <= s.rev1).count();
     assert_eq!(old, BULK_TXNS * BULK_PER_TXN + 6);

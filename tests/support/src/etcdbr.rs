@@ -86,15 +86,19 @@ pub fn etcdbr_tool_flags(c: &mut Command) -> Result<()> {
         "--etcd-binary={}",
         find_binary("etcd", "etcd")?.display()
     ))
-    .arg(format!(
-        "--etcdctl-binary={}",
-        find_binary("etcdctl", "etcd")?.display()
-    ))
+    .arg(format!("--etcdctl-binary={}", restore_binary()?.display()))
     .env("RUST_LOG", "info")
     .env("NO_COLOR", "1")
     .env_remove("POD_NAMESPACE")
     .env_remove("POD_NAME");
     Ok(())
+}
+
+/// What restores a snapshot on the etcd version under test: etcdutl where
+/// it exists (3.5 and later; 3.6 removed `etcdctl snapshot restore`), else
+/// etcdctl (3.4).
+pub fn restore_binary() -> Result<PathBuf> {
+    find_binary("etcdutl", "etcd").or_else(|_| find_binary("etcdctl", "etcd"))
 }
 
 /// Adds the flags of a Local store: container `container` under `root`.

@@ -30,7 +30,7 @@ mod process;
 
 pub use azurite::AzuriteServer;
 pub use etcd::{EtcdCluster, EtcdMember, EtcdMemberConfig};
-pub use etcdbr::{etcdbr_tool_flags, local_store_flags, workspace_binary};
+pub use etcdbr::{etcdbr_tool_flags, local_store_flags, restore_binary, workspace_binary};
 pub use gcs::FakeGcsServer;
 pub use httpstore::HttpStore;
 pub use kube::{CRD_TIMEOUT, KubeApiServer, install_crds};

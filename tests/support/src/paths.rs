@@ -69,7 +69,18 @@ fn bin_dir() -> PathBuf {
 /// (`$DRUID_BIN`, where the install scripts link versioned builds), then on
 /// `PATH`. `install` names the `tests/scripts/install-servers.sh` argument
 /// that installs it.
+///
+/// `etcd`, `etcdctl` and `etcdutl` come from the etcd version that
+/// `DRUID_ETCD_VERSION` names when it is set (`3.6` or `v3.6.17`: the
+/// newest matching build of `tests/scripts/install-etcd-versions.sh`),
+/// so that a whole test binary runs on that version.
 pub fn find_binary(name: &str, install: &str) -> Result<PathBuf> {
+    if matches!(name, "etcd" | "etcdctl" | "etcdutl")
+        && let Some(wanted) = std::env::var_os("DRUID_ETCD_VERSION")
+        && !wanted.is_empty()
+    {
+        return versioned_etcd_binary(name, &wanted.to_string_lossy());
+    }
     let bin = bin_dir();
     let candidate = bin.join(name);
     if is_executable(&candidate) {
@@ -87,6 +98,35 @@ pub fn find_binary(name: &str, install: &str) -> Result<PathBuf> {
         searched: format!("{} and PATH", bin.display()),
         script: format!("tests/scripts/install-servers.sh {install}"),
     })
+}
+
+/// `name` of the newest etcd build under `<cache>/etcd/` whose version
+/// starts with `wanted` (with or without its `v`).
+fn versioned_etcd_binary(name: &str, wanted: &str) -> Result<PathBuf> {
+    let root = cache_dir().join("etcd");
+    let prefix = format!("v{}", wanted.trim_start_matches('v'));
+    let numbers = |v: &str| -> Vec<u64> {
+        v.trim_start_matches('v')
+            .split('.')
+            .map(|n| n.parse().unwrap_or(0))
+            .collect()
+    };
+    let newest = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|v| v == &prefix || v.starts_with(&format!("{prefix}.")))
+        .filter(|v| is_executable(&root.join(v).join(name)))
+        .max_by_key(|v| numbers(v));
+    match newest {
+        Some(v) => Ok(root.join(v).join(name)),
+        None => Err(Error::NotInstalled {
+            binary: format!("{name} {prefix} (DRUID_ETCD_VERSION)"),
+            searched: root.display().to_string(),
+            script: format!("tests/scripts/install-etcd-versions.sh {prefix}.<patch>"),
+        }),
+    }
 }
 
 fn is_executable(path: &Path) -> bool {
