@@ -397,12 +397,8 @@ impl Snapshotter {
                             // first revision boundary past the limit, so a
                             // delta exceeds it by at most one revision's
                             // events (see [`delta_cut`]).
-                            if buffer.json_len() as u64 >= self.settings.delta_memory_limit
-                                && buffer.last_mod_revision().is_some_and(|last| last != event.kv.mod_revision)
-                            {
-                                tracing::info!(bytes = buffer.json_len(), "delta size limit reached: taking a delta snapshot early");
-                                self.start_delta(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await?;
-                                tick.reset();
+                            if buffer.last_mod_revision().is_some_and(|last| last != event.kv.mod_revision) {
+                                self.cut_if_full(&mut buffer, &mut in_flight, &mut tick).await?;
                             }
                             buffer.push(&DeltaEvent::new(event, now))?;
                         }
@@ -419,11 +415,7 @@ impl Snapshotter {
                     }
                     // A response holds whole revisions, so no revision is
                     // split across deltas.
-                    if buffer.json_len() as u64 >= self.settings.delta_memory_limit {
-                        tracing::info!(bytes = buffer.json_len(), "delta size limit reached: taking a delta snapshot early");
-                        self.start_delta(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await?;
-                        tick.reset();
-                    }
+                    self.cut_if_full(&mut buffer, &mut in_flight, &mut tick).await?;
                 }
                 _ = tick.tick(), if deltas_on => {
                     self.start_delta(std::mem::replace(&mut buffer, DeltaStream::new(self.settings.compression)), &mut in_flight).await?;
@@ -460,6 +452,27 @@ impl Snapshotter {
                 }
             }
         }
+    }
+
+    /// Takes a delta early once `buffer` has reached the size limit (see
+    /// [`delta_cut`]), and restarts the delta period.
+    async fn cut_if_full(
+        &mut self,
+        buffer: &mut DeltaStream,
+        in_flight: &mut Option<InFlight>,
+        tick: &mut tokio::time::Interval,
+    ) -> Result<(), SnapshotError> {
+        if (buffer.json_len() as u64) < self.settings.delta_memory_limit {
+            return Ok(());
+        }
+        tracing::info!(
+            bytes = buffer.json_len(),
+            "delta size limit reached: taking a delta snapshot early"
+        );
+        let full = std::mem::replace(buffer, DeltaStream::new(self.settings.compression));
+        self.start_delta(full, in_flight).await?;
+        tick.reset();
+        Ok(())
     }
 
     /// Cuts the buffered events into a delta and starts uploading it in
