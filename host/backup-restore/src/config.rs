@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 
 use crate::formats::compression::Compression;
+use crate::formats::version::EtcdVersion;
 
 /// Parses a Go duration (`300s`, `1h30m`) as upstream's flags take them.
 pub fn duration(text: &str) -> Result<Duration, String> {
@@ -20,6 +21,12 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 pub fn byte_size(text: &str) -> Result<u64, String> {
     let n = druid_api::quantity::parse_quantity(text).map_err(|e| e.to_string())?;
     u64::try_from(n).map_err(|_| format!("'{text}' is negative"))
+}
+
+/// Parses an etcd version (`3.5`, `3.6.17`, `v3.7.4`).
+pub fn etcd_version(text: &str) -> Result<EtcdVersion, String> {
+    EtcdVersion::parse(text)
+        .ok_or_else(|| format!("'{text}' is not an etcd version (e.g. 3.5 or 3.6.17)"))
 }
 
 /// How the sidecar reaches etcd.
@@ -274,6 +281,17 @@ pub struct RestoreArgs {
     /// The etcdctl (3.4) or etcdutl (3.5+) binary used for `snapshot restore`.
     #[arg(long, env = "ETCDBR_ETCDCTL_BINARY", default_value = "etcdctl")]
     pub etcdctl_binary: PathBuf,
+    /// The etcd version that will run on the restored data (`3.5`,
+    /// `3.6.17`): a full snapshot written by a newer minor version is
+    /// refused. Default: the version `--etcdctl-binary` prints. The
+    /// version the etcd-wrapper reports when it starts an initialization
+    /// wins over both: it runs the etcd in question.
+    #[arg(long, env = "ETCDBR_ETCD_VERSION", value_parser = etcd_version)]
+    pub etcd_version: Option<EtcdVersion>,
+    /// The version the etcd-wrapper reported for this initialization (not a
+    /// flag).
+    #[arg(skip)]
+    pub wrapper_etcd_version: Option<EtcdVersion>,
     /// How deltas are applied and how the compactor plugin runs.
     #[command(flatten)]
     pub compaction: CompactionArgs,

@@ -30,15 +30,17 @@ pub async fn run(args: StartEtcdArgs) -> Result<i32, Error> {
     let mut signals = Signals::install()?;
     let client = SidecarClient::new(&args)?;
     let config_path = args.config_file()?;
+    let etcd_version = crate::process::etcd_version(&args.etcd_binary).await;
     tracing::info!(
         sidecar = client.base(),
+        etcd_version = etcd_version.as_deref(),
         config_file = %config_path.display(),
         data_volume = %args.data_volume_dir.display(),
         "waiting for the backup-restore sidecar to initialize the data directory"
     );
 
     let bootstrap = async {
-        sidecar::wait_for_initialization(&client, &args.data_volume_dir).await;
+        sidecar::wait_for_initialization(&client, &args.data_volume_dir, etcd_version).await;
         sidecar::fetch_config(&client, &config_path).await
     };
     let config_text = tokio::select! {

@@ -66,6 +66,47 @@ impl Signals {
     }
 }
 
+/// The version `binary --version` prints (`etcd Version: 3.5.36` gives
+/// `3.5.36`). The wrapper passes it to the sidecar, which refuses a restore
+/// that would move the data to an older etcd minor version. `None` (and a
+/// warning) when etcd does not tell: the sidecar then falls back to its
+/// own flags.
+pub async fn etcd_version(binary: &Path) -> Option<String> {
+    let output = match Command::new(binary)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(binary = %binary.display(), error = %e, "cannot run etcd --version");
+            return None;
+        }
+    };
+    let version = parse_version(&String::from_utf8_lossy(&output.stdout));
+    if version.is_none() {
+        tracing::warn!(binary = %binary.display(), "etcd --version printed no version");
+    }
+    version
+}
+
+/// The value of the `etcd Version:` line, if it looks like a version
+/// (digits, letters, `.`, `-`, `+`: it goes into a URL query).
+pub fn parse_version(output: &str) -> Option<String> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version:"))
+        .map(str::trim)
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+        })
+        .map(str::to_string)
+}
+
 /// The running etcd.
 pub struct Etcd {
     binary: PathBuf,
@@ -139,6 +180,20 @@ pub fn clean_after(status: ExitStatus, signal: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_version_etcd_prints() {
+        let out = "etcd Version: 3.5.36\nGit SHA: Not provided\nGo Version: go1.26.8\n";
+        assert_eq!(parse_version(out).as_deref(), Some("3.5.36"));
+        assert_eq!(
+            parse_version("etcd Version: 3.7.0-rc.1\n").as_deref(),
+            Some("3.7.0-rc.1")
+        );
+        // Nothing that could change the sidecar's URL passes.
+        assert_eq!(parse_version("etcd Version: 3.5&mode=full\n"), None);
+        assert_eq!(parse_version("etcd Version: \n"), None);
+        assert_eq!(parse_version("usage: etcd [flags]\n"), None);
+    }
 
     #[test]
     fn exit_codes() {

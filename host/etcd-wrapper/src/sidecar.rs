@@ -125,10 +125,16 @@ impl SidecarClient {
             .map(|body| InitStatus::parse(&body))
     }
 
-    /// `GET /initialization/start?mode=<mode>`.
-    pub fn start(&self, mode: ValidationMode) -> Result<(), Error> {
-        self.get(&format!("/initialization/start?mode={}", mode.as_str()))
-            .map(drop)
+    /// `GET /initialization/start?mode=<mode>`, with
+    /// `&etcdversion=<version>` when the etcd binary told its version (see
+    /// [`crate::process::etcd_version`]; upstream's sidecar ignores it).
+    pub fn start(&self, mode: ValidationMode, etcd_version: Option<&str>) -> Result<(), Error> {
+        let version = etcd_version.map_or(String::new(), |v| format!("&etcdversion={v}"));
+        self.get(&format!(
+            "/initialization/start?mode={}{version}",
+            mode.as_str()
+        ))
+        .map(drop)
     }
 
     /// `GET /config`: this member's etcd configuration (YAML).
@@ -160,7 +166,11 @@ async fn blocking<T: Send + 'static>(
 /// keeps the pod's state readable (no crash loop, the reason stays in the
 /// log) while never running etcd on a data directory that was not
 /// validated.
-pub async fn wait_for_initialization(client: &SidecarClient, volume: &Path) {
+pub async fn wait_for_initialization(
+    client: &SidecarClient,
+    volume: &Path,
+    etcd_version: Option<String>,
+) {
     let mut failures: u32 = 0;
     let mut mode = None;
     let mut unreachable_logged = false;
@@ -182,7 +192,8 @@ pub async fn wait_for_initialization(client: &SidecarClient, volume: &Path) {
                     mode = m.as_str(),
                     "starting data directory initialization"
                 );
-                if let Err(e) = blocking(client, move |c| c.start(m)).await {
+                let v = etcd_version.clone();
+                if let Err(e) = blocking(client, move |c| c.start(m, v.as_deref())).await {
                     tracing::error!(error = %e, "cannot start initialization");
                 }
             }

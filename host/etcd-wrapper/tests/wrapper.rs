@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Member, log, wait_exit, wait_until};
+use druid_test_support::find_binary;
 
 fn count(text: &str, needle: &str) -> usize {
     text.matches(needle).count()
@@ -34,6 +35,22 @@ async fn etcd_runs_after_initialization_and_a_sigterm_leads_to_a_sanity_validati
     let sidecar_log = common::log(&sidecar);
     assert_eq!(count(&sidecar_log, "mode=Full"), 1, "{sidecar_log}");
     assert_eq!(count(&sidecar_log, "mode=Sanity"), 0, "{sidecar_log}");
+    // The wrapper told the sidecar which etcd it runs (the sidecar refuses
+    // a restore that would downgrade the data).
+    let printed = std::process::Command::new(find_binary("etcd", "etcd").unwrap())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&printed.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        sidecar_log.contains(&format!("etcd_version=\"{version}\"")),
+        "the sidecar learnt etcd {version} from the wrapper:\n{sidecar_log}"
+    );
 
     // SIGTERM: forwarded to etcd, which shuts down; the signal is recorded.
     wrapper.stop();

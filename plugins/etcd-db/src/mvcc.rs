@@ -39,6 +39,10 @@ pub const ETCD_BUCKETS: [&[u8]; 10] = [
 /// `meta` key (etcd 3.5+): the raft term of the last applied entry (u64
 /// big-endian).
 pub const TERM_KEY: &[u8] = b"term";
+/// `meta` key (etcd 3.6+): the storage schema version, as text
+/// (`3.6.0`, `3.7.0`: the minor version of the etcd that last migrated the
+/// data). Absent in data written by 3.5 and older.
+pub const STORAGE_VERSION_KEY: &[u8] = b"storageVersion";
 /// `meta` key: the index of the last applied raft entry (u64 big-endian).
 pub const CONSISTENT_INDEX_KEY: &[u8] = b"consistent_index";
 /// `meta` key: the revision of the last finished compaction (a revision key).
@@ -170,6 +174,19 @@ impl<R: ReadAt> Db<R> {
     /// term of the last applied entry. `None` when absent (etcd 3.4).
     pub fn term(&self) -> Result<Option<u64>, Error> {
         self.meta_u64(TERM_KEY)
+    }
+
+    /// The `meta` bucket's `storageVersion` (etcd 3.6+), e.g. `3.6.0`.
+    /// `None` when absent (data written by etcd 3.5 or older).
+    pub fn storage_version(&self) -> Result<Option<String>, Error> {
+        let Some(v) = self.meta_value(STORAGE_VERSION_KEY)? else {
+            return Ok(None);
+        };
+        String::from_utf8(v).map(Some).map_err(|_| Error::Schema {
+            bucket: "meta".into(),
+            key: hex(STORAGE_VERSION_KEY),
+            reason: "value is not UTF-8 text".into(),
+        })
     }
 
     fn meta_u64(&self, key: &[u8]) -> Result<Option<u64>, Error> {

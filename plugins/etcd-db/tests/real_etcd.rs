@@ -323,6 +323,36 @@ fn a_snapshot_passes_the_check_and_has_etcds_buckets() {
     assert!(ci > s.rev1 as u64, "consistent index {ci}");
     assert_eq!(db.finished_compact_revision().unwrap(), None);
     assert_eq!(db.scheduled_compact_revision().unwrap(), None);
+
+    // The meta bucket tells which minor version wrote it (the sidecar
+    // refuses a restore onto an older one): 3.4 neither a term nor a
+    // storage version, 3.5 a term, 3.6 and later `storageVersion` X.Y.0.
+    let printed = std::process::Command::new(find_binary("etcdctl", "etcd").unwrap())
+        .env("ETCDCTL_API", "3")
+        .arg("version")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
+    let api = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("API version:"))
+        .unwrap_or_else(|| panic!("no API version in {printed:?}"))
+        .trim()
+        .to_string();
+    let minor: u32 = api.strip_prefix("3.").unwrap().parse().unwrap();
+    let term = db.term().unwrap();
+    let storage = db.storage_version().unwrap();
+    match minor {
+        4 => assert_eq!((term, storage), (None, None)),
+        5 => {
+            assert!(term.is_some_and(|t| t >= 1), "etcd 3.5 writes the term");
+            assert_eq!(storage, None);
+        }
+        _ => {
+            assert!(term.is_some_and(|t| t >= 1));
+            assert_eq!(storage.as_deref(), Some(format!("{api}.0").as_str()));
+        }
+    }
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub use httpstore::HttpStore;
 pub use kube::{CRD_TIMEOUT, KubeApiServer, install_crds};
 pub use minio::MinioServer;
 pub use node::{Node, PRODUCT_IMAGES};
-pub use paths::{cache_dir, find_binary, repo_root, run_dir, server_dir};
+pub use paths::{cache_dir, etcd_binary_of, find_binary, repo_root, run_dir, server_dir};
 pub use plugins::{PluginComponents, plugin_components};
 pub use process::{ServerProcess, free_port, http_get};
 

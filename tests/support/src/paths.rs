@@ -81,6 +81,39 @@ pub fn find_binary(name: &str, install: &str) -> Result<PathBuf> {
     {
         return versioned_etcd_binary(name, &wanted.to_string_lossy());
     }
+    installed_binary(name, install)
+}
+
+/// `name` (`etcd`, `etcdctl` or `etcdutl`) of etcd `version` (`3.5`,
+/// `3.6.17`) whatever `DRUID_ETCD_VERSION` says, for tests that need two
+/// versions at once: the newest build of `install-etcd-versions.sh`, or,
+/// for a version not built there (3.4), the installed binary if it is that
+/// version.
+pub fn etcd_binary_of(name: &str, version: &str) -> Result<PathBuf> {
+    versioned_etcd_binary(name, version).or_else(|not_built| {
+        let installed = installed_binary(name, "etcd")?;
+        let flag = if name == "etcd" {
+            "--version"
+        } else {
+            "version"
+        };
+        let printed = std::process::Command::new(&installed)
+            .arg(flag)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let wanted = format!("version: {}.", version.trim_start_matches('v'));
+        if printed.to_ascii_lowercase().contains(&wanted) {
+            Ok(installed)
+        } else {
+            Err(not_built)
+        }
+    })
+}
+
+/// `name` in the project's bin directory, else on `PATH`.
+fn installed_binary(name: &str, install: &str) -> Result<PathBuf> {
     let bin = bin_dir();
     let candidate = bin.join(name);
     if is_executable(&candidate) {

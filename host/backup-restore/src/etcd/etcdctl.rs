@@ -1,10 +1,11 @@
-//! `etcdctl snapshot restore`: turns a checked snapshot database into a
+//! `etcdctl snapshot restore` (or etcdutl's): turns a checked snapshot database into a
 //! data directory for this member.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::config::RestoreArgs;
+use crate::formats::version::{EtcdVersion, parse_version_output};
 
 /// Why `etcdctl snapshot restore` failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,4 +73,18 @@ pub async fn snapshot_restore(
         });
     }
     Ok(())
+}
+
+/// Asks `binary` (etcdctl or etcdutl) for its version with `version`.
+/// `None` if it cannot run or prints no version: the caller then cannot
+/// check and says so.
+pub async fn version(binary: &Path) -> Option<EtcdVersion> {
+    let output = tokio::process::Command::new(binary)
+        .env("ETCDCTL_API", "3")
+        .arg("version")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    parse_version_output(&String::from_utf8_lossy(&output.stdout))
 }

@@ -6,9 +6,12 @@
 //! - [`compression`]: gzip, zlib and Go-compatible LZW, chosen by suffix;
 //! - [`full`]: the full snapshot format's SHA-256 trailer, checked while
 //!   streaming;
-//! - [`delta`]: the delta snapshot format (JSON watch events plus SHA-256).
+//! - [`delta`]: the delta snapshot format (JSON watch events plus SHA-256);
+//! - [`version`]: which etcd minor version wrote a snapshot database, and
+//!   the rule against restoring it onto an older one.
 
 pub mod compression;
 pub mod delta;
 pub mod full;
 pub mod names;
+pub mod version;

@@ -40,6 +40,7 @@ use crate::etcd::etcdctl::{self, EtcdctlError};
 use crate::etcd::temp::{TempEtcd, TempEtcdError};
 use crate::formats::delta::{self, DeltaError, EventType};
 use crate::formats::names::Snapshot;
+use crate::formats::version::{self, TargetVersion, VersionError};
 use crate::metrics::{Metrics, RestoreLabels};
 use crate::store::{self, SnapshotSet, Snapstore};
 
@@ -136,6 +137,10 @@ pub enum RestoreError {
     /// verification.
     #[error("compaction: {0}")]
     Compaction(#[from] compaction::Error),
+    /// The full snapshot was written by a newer etcd minor version than the
+    /// one that will run on it, or its version is unreadable.
+    #[error(transparent)]
+    Version(#[from] VersionError),
 }
 
 /// What a restore did.
@@ -214,6 +219,7 @@ async fn restore_inner(
     let db = temp.join("snapshot.db");
     tracing::info!(full = %full.name(), deltas = set.deltas.len(), "restoring from the store");
     store.download_full(full, &db, args.skip_hash_check).await?;
+    check_version(args, &db, &store.key(full)).await?;
     let part = suffixed(&args.data_dir, ".part");
     let _ = std::fs::remove_dir_all(&part);
     let revision = if set.deltas.is_empty() {
@@ -231,6 +237,54 @@ async fn restore_inner(
         deltas: set.deltas.len(),
         revision,
     })
+}
+
+/// The etcd version that will run on the restored data: the one the
+/// etcd-wrapper reported, else `--etcd-version`, else the version the
+/// restore tool prints. `None` when none of them tells.
+pub async fn target_version(args: &RestoreArgs) -> Option<TargetVersion> {
+    if let Some(v) = args.wrapper_etcd_version {
+        return Some(TargetVersion {
+            version: v,
+            source: "reported by the etcd-wrapper".into(),
+        });
+    }
+    if let Some(v) = args.etcd_version {
+        return Some(TargetVersion {
+            version: v,
+            source: "--etcd-version".into(),
+        });
+    }
+    let v = etcdctl::version(&args.etcdctl_binary).await?;
+    Some(TargetVersion {
+        version: v,
+        source: format!("the version of {}", args.etcdctl_binary.display()),
+    })
+}
+
+/// Refuses the full snapshot `db` (the object `key`) if a newer etcd minor
+/// version wrote it than the one that will run on the restored data.
+async fn check_version(args: &RestoreArgs, db: &Path, key: &str) -> Result<(), RestoreError> {
+    let written = version::written_by(db)?;
+    let Some(target) = target_version(args).await else {
+        tracing::warn!(
+            snapshot = key,
+            written_by = %written.version,
+            restore_tool = %args.etcdctl_binary.display(),
+            "cannot tell which etcd version will run on the restored data (set --etcd-version); \
+             a restore that downgrades it across minor versions cannot be refused"
+        );
+        return Ok(());
+    };
+    version::check_restore(key, &written, &target)?;
+    tracing::info!(
+        snapshot = key,
+        written_by = %written.version,
+        etcd = %target.version,
+        etcd_version_source = %target.source,
+        "the snapshot's storage version suits the etcd that will run on it"
+    );
+    Ok(())
 }
 
 /// Merges the base `db` and `deltas` into one database through the

@@ -18,6 +18,7 @@ use super::members::{redacted, refusal};
 use super::state::{AppState, InitState, OnDemandPermit};
 use crate::config::{EtcdArgs, ServerConfig};
 use crate::formats::names::Snapshot;
+use crate::formats::version::EtcdVersion;
 use crate::restore::initializer::{Initializer, Mode};
 use crate::snapshot::Request;
 
@@ -44,6 +45,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 #[derive(Debug, Deserialize)]
 pub(super) struct InitQuery {
     mode: Option<String>,
+    /// The version of the etcd the wrapper will start (ours sends it;
+    /// upstream's does not): a restore must not move the data to an older
+    /// minor version.
+    #[serde(rename = "etcdversion")]
+    etcd_version: Option<String>,
 }
 
 pub(super) async fn init_start(
@@ -65,10 +71,22 @@ pub(super) async fn init_start(
         *init = InitState::Progress;
         state.healthy.store(false, Ordering::SeqCst);
         let mode = Mode::parse(q.mode.as_deref());
+        tracing::info!(
+            etcd_version = q.etcd_version.as_deref(),
+            "initialization started"
+        );
+        let mut restore = state.config.restore.clone();
+        restore.wrapper_etcd_version = q.etcd_version.as_deref().and_then(|text| {
+            let parsed = EtcdVersion::parse(text);
+            if parsed.is_none() {
+                tracing::warn!(etcdversion = ?text, "the etcd-wrapper reported an etcd version that is not one; ignored");
+            }
+            parsed
+        });
         let s = state.clone();
         tokio::spawn(async move {
             let initializer = Initializer {
-                restore: &s.config.restore,
+                restore: &restore,
                 etcd: &s.config.etcd,
                 store: s.store.as_ref(),
                 member_leases: s.config.health.enable_member_lease_renewal,

@@ -1,0 +1,207 @@
+//! Backups across etcd minor versions, on real etcd 3.4, 3.5, 3.6 and 3.7
+//! (`tests/scripts/install-etcd-versions.sh`): a backup taken on one
+//! version restores on the next one up (the usual upgrade), full snapshot
+//! and deltas, and a restore that would move data to an older minor version
+//! is refused before anything is touched, whether that version comes from
+//! the restore tool, `--etcd-version` or the etcd-wrapper.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests fail loudly on unexpected errors"
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{EtcdClient, Sidecar, SidecarOptions, Store, dump};
+use druid_test_support::{EtcdMember, EtcdMemberConfig, etcd_binary_of};
+use etcd_client::Client;
+
+async fn write(client: &mut Client, tag: &str, n: usize) {
+    for i in 0..n {
+        client
+            .put(
+                format!("/registry/{tag}/{i:04}"),
+                format!("{tag}-{i}"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// The flags that make a sidecar restore with etcd `version`'s tools.
+fn tools_of(version: &str) -> Vec<String> {
+    let etcd = etcd_binary_of("etcd", version).unwrap();
+    let restore = etcd_binary_of("etcdutl", version)
+        .or_else(|_| etcd_binary_of("etcdctl", version))
+        .unwrap();
+    vec![
+        format!("--etcd-binary={}", etcd.display()),
+        format!("--etcdctl-binary={}", restore.display()),
+    ]
+}
+
+/// A member running etcd `version`, whose data is backed up to `store`
+/// (prefix `p`): `full` keys, a full snapshot, then `delta` more keys in
+/// deltas. Returns the member (stopped, its data directory deleted) and
+/// what etcd held.
+async fn backed_up_on(
+    version: &str,
+    label: &str,
+    store: &Store,
+    full: usize,
+    delta: usize,
+) -> (EtcdMember, (BTreeMap<Vec<u8>, common::Kv>, i64)) {
+    let mut config = EtcdMemberConfig::new(label).unwrap();
+    config.binary = Some(etcd_binary_of("etcd", version).unwrap());
+    let etcd = config.start().unwrap();
+    let sidecar = Sidecar::start(&SidecarOptions {
+        extra: tools_of(version),
+        ..SidecarOptions::new(&etcd, store, "p")
+    });
+    sidecar.wait_leading();
+    let mut client = etcd.client().await;
+    write(&mut client, "before", full).await;
+    let (code, body) = sidecar.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    write(&mut client, "after", delta).await;
+    let held = dump(&mut client).await;
+    sidecar.wait_store_revision(held.1);
+    drop(client);
+    drop(sidecar);
+    etcd.stop();
+    std::fs::remove_dir_all(etcd.data_dir()).unwrap();
+    (etcd, held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_and_serves_on_the_next_minor_version() {
+    for (from, to) in [("3.4", "3.5"), ("3.5", "3.6"), ("3.6", "3.7")] {
+        let label = format!("up-{from}-{to}");
+        let store = Store::local(&label);
+        let (mut etcd, held) = backed_up_on(from, &label, &store, 60, 40).await;
+
+        let sidecar = Sidecar::start(&SidecarOptions {
+            extra: tools_of(to),
+            ..SidecarOptions::new(&etcd, &store, "p")
+        });
+        assert_eq!(
+            sidecar.initialize("full"),
+            "Successful",
+            "a backup of etcd {from} restored for etcd {to}:\n{}",
+            sidecar.log()
+        );
+        let log = sidecar.log();
+        assert!(
+            log.contains("suits the etcd that will run on it"),
+            "the version check ran: {log}"
+        );
+        drop(sidecar);
+        etcd.config_mut().binary = Some(etcd_binary_of("etcd", to).unwrap());
+        etcd.restart().unwrap();
+        let mut client = etcd.client().await;
+        let served = dump(&mut client).await;
+        assert_eq!(
+            served.0, held.0,
+            "etcd {to} serves what etcd {from} held (keys, values, revisions)"
+        );
+        assert!(
+            served.1 >= held.1,
+            "no revision lost: {} < {}",
+            served.1,
+            held.1
+        );
+        drop(client);
+        etcd.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_that_would_downgrade_across_minor_versions_is_refused() {
+    for (written, older, evidence) in [
+        (
+            "3.5",
+            "3.4",
+            "its meta bucket has a raft term and no storageVersion",
+        ),
+        ("3.6", "3.5", "its meta bucket's storageVersion is 3.6.0"),
+        ("3.7", "3.6", "its meta bucket's storageVersion is 3.7.0"),
+    ] {
+        let label = format!("down-{written}-{older}");
+        let store = Store::local(&label);
+        let (mut etcd, held) = backed_up_on(written, &label, &store, 30, 0).await;
+
+        // The restore tool of the older version: refused, nothing written.
+        let sidecar = Sidecar::start(&SidecarOptions {
+            extra: tools_of(older),
+            ..SidecarOptions::new(&etcd, &store, "p")
+        });
+        assert_eq!(sidecar.initialize("full"), "Failed");
+        let log = sidecar.log();
+        for part in [
+            format!("written by etcd {written} ({evidence})"),
+            format!("will run on the restored data is {older} (the version of"),
+            "downgrade the data across minor versions".to_string(),
+            "Nothing was restored".to_string(),
+        ] {
+            assert!(log.contains(&part), "{part:?} missing from:\n{log}");
+        }
+        assert!(
+            !etcd.data_dir().exists(),
+            "a refused restore writes no data directory"
+        );
+        drop(sidecar);
+
+        // The tools of the newer version but the etcd-wrapper reporting the
+        // older one (it runs etcd): the wrapper wins.
+        let sidecar = Sidecar::start(&SidecarOptions {
+            extra: tools_of(written),
+            ..SidecarOptions::new(&etcd, &store, "p")
+        });
+        let reported = format!("full&etcdversion={older}.99");
+        assert_eq!(sidecar.initialize(&reported), "Failed");
+        let log = sidecar.log();
+        assert!(
+            log.contains(&format!("is {older} (reported by the etcd-wrapper)")),
+            "{log}"
+        );
+        assert!(!etcd.data_dir().exists());
+        drop(sidecar);
+
+        // `--etcd-version` says the older one: refused too.
+        let mut extra = tools_of(written);
+        extra.push(format!("--etcd-version={older}"));
+        let sidecar = Sidecar::start(&SidecarOptions {
+            extra,
+            ..SidecarOptions::new(&etcd, &store, "p")
+        });
+        assert_eq!(sidecar.initialize("full"), "Failed");
+        assert!(
+            sidecar
+                .log()
+                .contains(&format!("is {older} (--etcd-version)"))
+        );
+        assert!(!etcd.data_dir().exists());
+        drop(sidecar);
+
+        // The version that wrote it restores it: nothing was lost.
+        let sidecar = Sidecar::start(&SidecarOptions {
+            extra: tools_of(written),
+            ..SidecarOptions::new(&etcd, &store, "p")
+        });
+        assert_eq!(
+            sidecar.initialize(&format!("full&etcdversion={written}.0")),
+            "Successful",
+            "{}",
+            sidecar.log()
+        );
+        drop(sidecar);
+        etcd.restart().unwrap();
+        let mut client = etcd.client().await;
+        assert_eq!(dump(&mut client).await.0, held.0);
+        drop(client);
+        etcd.stop();
+    }
+}
