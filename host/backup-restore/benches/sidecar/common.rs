@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use druid_backup_restore::formats::names::Snapshot;
 use druid_test_support::{
     EtcdMember, EtcdMemberConfig, MinioServer, ServerProcess, cache_dir, find_binary,
-    plugin_components, run_dir, server_dir,
+    plugin_components, restore_binary, run_dir, server_dir,
 };
 use etcd_client::Client;
 
@@ -208,7 +208,12 @@ pub(crate) struct Bench {
     pub(crate) creds: PathBuf,
     pub(crate) dir: PathBuf,
     pub(crate) etcd: PathBuf,
+    /// etcdctl, for `snapshot save`.
     pub(crate) etcdctl: PathBuf,
+    /// What restores and inspects snapshot files on the etcd version under
+    /// test (`DRUID_ETCD_VERSION`): etcdutl from 3.5 on (3.6 removed
+    /// `etcdctl snapshot restore` and `status`), etcdctl on 3.4.
+    pub(crate) restore_tool: PathBuf,
 }
 
 impl Bench {
@@ -230,6 +235,7 @@ impl Bench {
             dir: server_dir("bench").unwrap(),
             etcd: find_binary("etcd", "etcd").unwrap(),
             etcdctl: find_binary("etcdctl", "etcd").unwrap(),
+            restore_tool: restore_binary().unwrap(),
         }
     }
 

@@ -229,7 +229,7 @@ pub(crate) fn compact_scenario(
         }
         assert_eq!(r["revision"].as_i64(), Some(expected), "{mode}: {r}");
         // The output is a database etcdctl accepts.
-        let out = Command::new(&b.etcdctl)
+        let out = Command::new(&b.restore_tool)
             .env("ETCDCTL_API", "3")
             .args(["snapshot", "status", "--write-out=json"])
             .arg(dir.join("out.db"))

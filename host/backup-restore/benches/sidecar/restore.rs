@@ -115,7 +115,7 @@ pub(crate) fn restore_once(
             .arg(format!("--initial-cluster-token={}", etcd.token))
             .arg(format!("--initial-advertise-peer-urls={}", etcd.peer_url()))
             .arg(format!("--etcd-binary={}", b.etcd.display()))
-            .arg(format!("--etcdctl-binary={}", b.etcdctl.display()))
+            .arg(format!("--etcdctl-binary={}", b.restore_tool.display()))
             .arg(format!("--restore-method={method}"));
         let name = format!("etcdbr-restore-{prefix}-{method}-{place}");
         run_measured(&name, c, &b.dir.join(format!("{name}.log")))
@@ -130,7 +130,7 @@ pub(crate) fn restore_once(
 
     // The lower bound: etcdctl snapshot restore of a local file.
     eprintln!("restore ({place}): etcdctl snapshot restore alone");
-    let mut c = Command::new(&b.etcdctl);
+    let mut c = Command::new(&b.restore_tool);
     let out = root.join("etcdctl-data");
     c.env("ETCDCTL_API", "3")
         .args(["snapshot", "restore"])

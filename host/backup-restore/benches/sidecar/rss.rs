@@ -57,7 +57,7 @@ pub(crate) fn rss_scenario(b: &Bench, rt: &tokio::runtime::Runtime) {
             sidecar_dir.join("restore").display()
         ))
         .arg(format!("--etcd-binary={}", b.etcd.display()))
-        .arg(format!("--etcdctl-binary={}", b.etcdctl.display()));
+        .arg(format!("--etcdctl-binary={}", b.restore_tool.display()));
     let sidecar =
         ServerProcess::spawn("etcdbr server", c, &sidecar_dir.join("etcdbr.log")).unwrap();
     let url = format!("http://127.0.0.1:{port}");
