@@ -9,16 +9,17 @@
 #       builds `druid`, `etcdbr` and `etcd-wrapper` with cargo and writes
 #       DIR/druid.tar       ghcr.io/druid-rs/druid:<version>   (operator; plugins built in)
 #       DIR/etcdbr.tar      ghcr.io/druid-rs/etcdbr:<version>  (sidecar and jobs; etcd,
-#                           etcdctl for restores)
+#                           etcdutl for restores)
 #       DIR/etcd.tar        ghcr.io/druid-rs/etcd:<version>    (etcd + our wrapper)
 #       each with DIR/<name>.ref holding its reference. Default: release
 #       profile, DIR = target/images. <version> is the workspace version.
+#       The etcd inside is $IMAGE_ETCD_VERSION (tests/scripts/lib.sh:
+#       v3.5.36), built from Go modules by tests/scripts/install-etcd-versions.sh.
 #   scripts/build-images.sh [...] --etcd-version VERSION
-#       the same with etcd VERSION (v3.5.36, v3.6.17, v3.7.4: built from Go
-#       modules by tests/scripts/install-etcd-versions.sh) instead of
-#       Debian's 3.4: tags <version>-etcd<VERSION>, and the sidecar image
-#       restores with that version's etcdutl (ETCDBR_ETCDCTL_BINARY; 3.6
-#       removed `etcdctl snapshot restore`). Use another --out.
+#       the same with etcd VERSION (v3.6.17, v3.7.4, or 3.4 for Debian's
+#       3.4.23): tags <version>-etcd<VERSION>. The sidecar image restores
+#       with that version's etcdutl (ETCDBR_ETCDCTL_BINARY; 3.6 removed
+#       `etcdctl snapshot restore`), 3.4's with etcdctl. Use another --out.
 #   scripts/build-images.sh --one REF OUT.tar SRC:DST... -- ENTRYPOINT...
 #       one image from the given files (used for the test node's pause image).
 #
@@ -119,7 +120,7 @@ fi
 
 profile=release
 out_dir="$REPO_ROOT/target/images"
-etcd_version=""
+etcd_version="$IMAGE_ETCD_VERSION"
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -137,18 +138,23 @@ log "building druid, etcdbr and etcd-wrapper ($profile profile)"
 nice cargo build --quiet --locked --profile "$profile" --bin druid --bin etcdbr --bin etcd-wrapper
 bin="$CARGO_TARGET_DIR/$dir"
 v="$(version)"
-etcd="$(readlink -f "$DRUID_BIN/etcd")"
-restore_tool=("$(readlink -f "$DRUID_BIN/etcdctl"):/usr/local/bin/etcdctl")
-if [ -n "$etcd_version" ]; then
+if [ "$etcd_version" = v3.4 ]; then
+  # Debian's (install-etcd.sh): etcdctl restores.
+  etcd="$(readlink -f "$DRUID_BIN/etcd")"
+  restore_tool=("$(readlink -f "$DRUID_BIN/etcdctl"):/usr/local/bin/etcdctl")
+  sidecar_env=()
+else
   bash tests/scripts/install-etcd-versions.sh "$etcd_version" >/dev/null
   etcd="$DRUID_CACHE/etcd/$etcd_version/etcd"
   restore_tool=("$DRUID_CACHE/etcd/$etcd_version/etcdutl:/usr/local/bin/etcdutl")
-  v="$v-etcd${etcd_version#v}"
+  sidecar_env=(ETCDBR_ETCDCTL_BINARY=/usr/local/bin/etcdutl)
 fi
+[ "$etcd_version" = "$IMAGE_ETCD_VERSION" ] || v="$v-etcd${etcd_version#v}"
+log "images $v with etcd $("$etcd" --version | head -1 | sed 's/.*: *//')"
 
 one_image "$REGISTRY/druid:$v" "$out_dir/druid.tar" \
   "$bin/druid:/usr/local/bin/druid" -- /usr/local/bin/druid
-[ -z "$etcd_version" ] || IMAGE_ENV=(ETCDBR_ETCDCTL_BINARY=/usr/local/bin/etcdutl)
+IMAGE_ENV=("${sidecar_env[@]}")
 one_image "$REGISTRY/etcdbr:$v" "$out_dir/etcdbr.tar" \
   "$bin/etcdbr:/usr/local/bin/etcdbr" "$etcd:/usr/local/bin/etcd" "${restore_tool[@]}" \
   -- /usr/local/bin/etcdbr

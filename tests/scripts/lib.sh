@@ -25,6 +25,10 @@ export COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 # etcd versions next to Debian's 3.4, built from Go modules
 # (install-etcd-versions.sh); tests pick one with DRUID_ETCD_VERSION.
 export ETCD_VERSIONS="${ETCD_VERSIONS:-v3.5.36 v3.6.17 v3.7.4}"
+# The etcd the product's images ship (scripts/build-images.sh): 3.5, the
+# minor version Gardener's etcd-wrapper images run, so clusters moving from
+# the Go operator keep their etcd version (3.6 and 3.7 by tag).
+export IMAGE_ETCD_VERSION="${IMAGE_ETCD_VERSION:-v3.5.36}"
 # Fake nodes for the control plane (install-kube.sh kwok; not built by default).
 export KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 
