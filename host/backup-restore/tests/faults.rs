@@ -178,6 +178,9 @@ async fn deltas_are_written_and_read_in_upstreams_format() {
     let mut etcd = common::start_etcd("format");
     let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "p"));
     sidecar.wait_leading();
+    // The writes must come after the first full snapshot to be in a delta
+    // (CI at 6ef124a: they were in the full, and no delta was written).
+    sidecar.wait_full_snapshot();
     let mut client = etcd.client().await;
     client.put("/a", "one", None).await.unwrap();
     client.delete("/a", None).await.unwrap();

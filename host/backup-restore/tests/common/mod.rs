@@ -582,6 +582,21 @@ impl Sidecar {
             .unwrap();
     }
 
+    /// Waits until the store holds a full snapshot. With an empty store the
+    /// snapshotter takes one when it starts, which may be after `/healthz`
+    /// says 200: writes before it land in it, not in a delta.
+    pub fn wait_full_snapshot(&self) {
+        let start = Instant::now();
+        while self.latest()["fullSnapshot"].is_null() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no full snapshot in the store after 60 s:\n{}",
+                self.process.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Runs initialization through the HTTP API as etcd-wrapper does and
     /// returns the final status.
     pub fn initialize(&self, mode: &str) -> String {
