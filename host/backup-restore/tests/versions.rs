@@ -43,6 +43,14 @@ fn tools_of(version: &str) -> Vec<String> {
     ]
 }
 
+/// A sidecar for `etcd` on `store` (prefix `p`) with `extra` flags.
+fn sidecar_with(etcd: &EtcdMember, store: &Store, extra: Vec<String>) -> Sidecar {
+    Sidecar::start(&SidecarOptions {
+        extra,
+        ..SidecarOptions::new(etcd, store, "p")
+    })
+}
+
 /// A member running etcd `version`, whose data is backed up to `store`
 /// (prefix `p`): `full` keys, a full snapshot, then `delta` more keys in
 /// deltas. Returns the member (stopped, its data directory deleted) and
@@ -57,10 +65,7 @@ async fn backed_up_on(
     let mut config = EtcdMemberConfig::new(label).unwrap();
     config.binary = Some(etcd_binary_of("etcd", version).unwrap());
     let etcd = config.start().unwrap();
-    let sidecar = Sidecar::start(&SidecarOptions {
-        extra: tools_of(version),
-        ..SidecarOptions::new(&etcd, store, "p")
-    });
+    let sidecar = sidecar_with(&etcd, store, tools_of(version));
     sidecar.wait_leading();
     let mut client = etcd.client().await;
     write(&mut client, "before", full).await;
@@ -83,10 +88,7 @@ async fn a_backup_restores_and_serves_on_the_next_minor_version() {
         let store = Store::local(&label);
         let (mut etcd, held) = backed_up_on(from, &label, &store, 60, 40).await;
 
-        let sidecar = Sidecar::start(&SidecarOptions {
-            extra: tools_of(to),
-            ..SidecarOptions::new(&etcd, &store, "p")
-        });
+        let sidecar = sidecar_with(&etcd, &store, tools_of(to));
         assert_eq!(
             sidecar.initialize("full"),
             "Successful",
@@ -134,10 +136,7 @@ async fn a_restore_that_would_downgrade_across_minor_versions_is_refused() {
         let (mut etcd, held) = backed_up_on(written, &label, &store, 30, 0).await;
 
         // The restore tool of the older version: refused, nothing written.
-        let sidecar = Sidecar::start(&SidecarOptions {
-            extra: tools_of(older),
-            ..SidecarOptions::new(&etcd, &store, "p")
-        });
+        let sidecar = sidecar_with(&etcd, &store, tools_of(older));
         assert_eq!(sidecar.initialize("full"), "Failed");
         let log = sidecar.log();
         for part in [
@@ -156,10 +155,7 @@ async fn a_restore_that_would_downgrade_across_minor_versions_is_refused() {
 
         // The tools of the newer version but the etcd-wrapper reporting the
         // older one (it runs etcd): the wrapper wins.
-        let sidecar = Sidecar::start(&SidecarOptions {
-            extra: tools_of(written),
-            ..SidecarOptions::new(&etcd, &store, "p")
-        });
+        let sidecar = sidecar_with(&etcd, &store, tools_of(written));
         let reported = format!("full&etcdversion={older}.99");
         assert_eq!(sidecar.initialize(&reported), "Failed");
         let log = sidecar.log();
@@ -173,10 +169,7 @@ async fn a_restore_that_would_downgrade_across_minor_versions_is_refused() {
         // `--etcd-version` says the older one: refused too.
         let mut extra = tools_of(written);
         extra.push(format!("--etcd-version={older}"));
-        let sidecar = Sidecar::start(&SidecarOptions {
-            extra,
-            ..SidecarOptions::new(&etcd, &store, "p")
-        });
+        let sidecar = sidecar_with(&etcd, &store, extra);
         assert_eq!(sidecar.initialize("full"), "Failed");
         assert!(
             sidecar
@@ -187,10 +180,7 @@ async fn a_restore_that_would_downgrade_across_minor_versions_is_refused() {
         drop(sidecar);
 
         // The version that wrote it restores it: nothing was lost.
-        let sidecar = Sidecar::start(&SidecarOptions {
-            extra: tools_of(written),
-            ..SidecarOptions::new(&etcd, &store, "p")
-        });
+        let sidecar = sidecar_with(&etcd, &store, tools_of(written));
         assert_eq!(
             sidecar.initialize(&format!("full&etcdversion={written}.0")),
             "Successful",
