@@ -9,9 +9,10 @@
 # Usage: scripts/test-etcd-versions.sh [--quick] [VERSION...]
 #   --quick: the sidecar end to end (snapshots, deltas, restores, the catch-up),
 #            restore by compaction (the sidecar's and the operator's), the
-#            etcd-db reader on real databases and the etcd wrapper (what CI
-#            runs);
-#            default: every test binary that starts etcd (about 6 minutes).
+#            etcd-db reader on real databases and the etcd wrapper;
+#            default: every test binary of the sidecar, the etcd wrapper and
+#            the etcd-db reader that starts etcd (about 6 minutes; what CI
+#            runs on the newest version).
 #   VERSION: v3.6.17 or 3.6 (default: every one of $ETCD_VERSIONS).
 source "$(dirname "${BASH_SOURCE[0]}")/../tests/scripts/lib.sh"
 cd "$REPO_ROOT"
@@ -22,16 +23,19 @@ if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
 versions=("$@")
 [ ${#versions[@]} -gt 0 ] || read -r -a versions <<<"$ETCD_VERSIONS"
 
+# The packages as `make test` selects them (`--workspace --exclude
+# druid-e2e`), so that cargo reuses its build (`-p` changes features and
+# rebuilds about 100 crates). `--test compaction` also names the
+# operator's compaction test, whose API server then stores in that etcd.
+# `versions.rs` is not listed: it starts every version itself.
 if [ -n "$quick" ]; then
-  # The packages as `make test` selects them (`--workspace --exclude
-  # druid-e2e`), so that cargo reuses its build. `--test compaction` also
-  # names the operator's compaction test, whose API server then stores in
-  # that etcd.
   tests=(--workspace --exclude druid-e2e --test sidecar --test compaction
          --test real_etcd --test wrapper)
 else
-  tests=(-p druid-backup-restore -p druid-etcd-wrapper --tests
-         -p druid-etcd-db --test real_etcd)
+  tests=(--workspace --exclude druid-e2e --test sidecar --test compaction
+         --test cluster --test cut_over --test defrag --test faults
+         --test join --test no_secrets --test scale_in --test upstream_store
+         --test real_etcd --test wrapper --test upstream_calls)
 fi
 
 # Built once; each version then runs the test executables themselves (in

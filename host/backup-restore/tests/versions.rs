@@ -3,7 +3,10 @@
 //! version restores on the next one up (the usual upgrade), full snapshot
 //! and deltas, and a restore that would move data to an older minor version
 //! is refused before anything is touched, whether that version comes from
-//! the restore tool, `--etcd-version` or the etcd-wrapper.
+//! the restore tool, `--etcd-version` or the etcd-wrapper. A data
+//! directory that a newer minor version ran on is not started on by an
+//! older etcd, and a member of a cluster still at the older version may go
+//! back to it.
 #![allow(
     clippy::unwrap_used,
     clippy::panic,
@@ -15,7 +18,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{EtcdClient, Sidecar, SidecarOptions, Store, dump};
-use druid_test_support::{EtcdMember, EtcdMemberConfig, etcd_binary_of};
+use druid_test_support::{EtcdCluster, EtcdMember, EtcdMemberConfig, etcd_binary_of};
 use etcd_client::Client;
 
 async fn write(client: &mut Client, tag: &str, n: usize) {
@@ -123,13 +126,17 @@ async fn a_backup_restores_and_serves_on_the_next_minor_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_that_would_downgrade_across_minor_versions_is_refused() {
     for (written, older, evidence) in [
+        ("3.5", "3.4", "it records clusterVersion 3.5.0"),
         (
+            "3.6",
             "3.5",
-            "3.4",
-            "its meta bucket has a raft term and no storageVersion",
+            "it records storageVersion 3.6.0, clusterVersion 3.6.0",
         ),
-        ("3.6", "3.5", "its meta bucket's storageVersion is 3.6.0"),
-        ("3.7", "3.6", "its meta bucket's storageVersion is 3.7.0"),
+        (
+            "3.7",
+            "3.6",
+            "it records storageVersion 3.7.0, clusterVersion 3.7.0",
+        ),
     ] {
         let label = format!("down-{written}-{older}");
         let store = Store::local(&label);
@@ -193,5 +200,154 @@ async fn a_restore_that_would_downgrade_across_minor_versions_is_refused() {
         assert_eq!(dump(&mut client).await.0, held.0);
         drop(client);
         etcd.stop();
+    }
+}
+
+/// The database file of a data directory.
+fn db_of(etcd: &EtcdMember) -> Vec<u8> {
+    std::fs::read(etcd.data_dir().join("member/snap/db")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_etcd_is_not_started_on_data_a_newer_one_ran() {
+    for (written, older) in [("3.5", "3.4"), ("3.6", "3.5"), ("3.7", "3.6")] {
+        let label = format!("dir-{written}-{older}");
+        let store = Store::local(&label);
+        let mut config = EtcdMemberConfig::new(&label).unwrap();
+        config.binary = Some(etcd_binary_of("etcd", written).unwrap());
+        let mut etcd = config.start().unwrap();
+        let mut client = etcd.client().await;
+        write(&mut client, "kept", 20).await;
+        let held = dump(&mut client).await;
+        drop(client);
+        etcd.stop();
+        let before = db_of(&etcd);
+
+        // The etcd-wrapper reports the older etcd: refused, untouched.
+        let sidecar = sidecar_with(&etcd, &store, tools_of(written));
+        assert_eq!(
+            sidecar.initialize(&format!("full&etcdversion={older}.99")),
+            "Failed"
+        );
+        let log = sidecar.log();
+        for part in [
+            format!("was last run by etcd {written} (it records"),
+            format!("clusterVersion {written}.0"),
+            format!("this member's etcd is {older} (reported by the etcd-wrapper)"),
+            "Nothing was changed and etcd is not started".to_string(),
+            format!("etcdctl downgrade enable {older}"),
+        ] {
+            assert!(log.contains(&part), "{part:?} missing from:\n{log}");
+        }
+        assert!(
+            db_of(&etcd) == before,
+            "a refused data directory is untouched"
+        );
+        drop(sidecar);
+
+        // `--etcd-version` says the older one: refused too.
+        let mut extra = tools_of(written);
+        extra.push(format!("--etcd-version={older}"));
+        let sidecar = sidecar_with(&etcd, &store, extra);
+        assert_eq!(sidecar.initialize("full"), "Failed");
+        assert!(
+            sidecar
+                .log()
+                .contains(&format!("this member's etcd is {older} (--etcd-version)"))
+        );
+        drop(sidecar);
+
+        // Only the restore tool is older and nobody states etcd's version:
+        // the tool is not the member's etcd, so no refusal.
+        let sidecar = sidecar_with(&etcd, &store, tools_of(older));
+        assert_eq!(sidecar.initialize("full"), "Successful");
+        assert!(!sidecar.log().contains("Nothing was changed"));
+        drop(sidecar);
+
+        // The version that ran on it starts on it, with every key.
+        let sidecar = sidecar_with(&etcd, &store, tools_of(written));
+        assert_eq!(
+            sidecar.initialize(&format!("full&etcdversion={written}.0")),
+            "Successful",
+            "{}",
+            sidecar.log()
+        );
+        assert!(
+            sidecar
+                .log()
+                .contains("the data directory's version suits this member's etcd")
+        );
+        drop(sidecar);
+        assert!(
+            db_of(&etcd) == before,
+            "a valid data directory is untouched"
+        );
+        etcd.restart().unwrap();
+        let mut client = etcd.client().await;
+        assert_eq!(dump(&mut client).await.0, held.0);
+        drop(client);
+        etcd.stop();
+    }
+}
+
+/// A rolling upgrade from 3.4 to 3.5 that is rolled back before every
+/// member runs 3.5: the upgraded member's data has a raft term, but the
+/// cluster version is still 3.4, and etcd supports going back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_a_cluster_still_at_the_older_version_may_go_back() {
+    let cluster = EtcdCluster::start_with("rollback", 3, |i, config| {
+        let version = if i == 2 { "3.5" } else { "3.4" };
+        config.binary = Some(etcd_binary_of("etcd", version).unwrap());
+    })
+    .unwrap();
+    let endpoints = cluster.client_urls();
+    let mut members = cluster.into_members();
+    let mut client = Client::connect(&endpoints, None).await.unwrap();
+    write(&mut client, "mixed", 20).await;
+    let held = dump(&mut client).await;
+    let upgraded = members.pop().unwrap();
+    upgraded.stop();
+    let db = druid_etcd_db::Db::open(
+        std::fs::File::open(upgraded.data_dir().join("member/snap/db")).unwrap(),
+    )
+    .unwrap();
+    assert!(db.term().unwrap().is_some(), "etcd 3.5 wrote a term");
+    assert_eq!(db.cluster_version().unwrap().as_deref(), Some("3.4.0"));
+    drop(db);
+
+    let store = Store::local("rollback");
+    let sidecar = Sidecar::start(&SidecarOptions {
+        service_endpoints: Some(endpoints.join(",")),
+        extra: tools_of("3.4"),
+        ..SidecarOptions::new(&upgraded, &store, "r")
+    });
+    assert_eq!(
+        sidecar.initialize("full&etcdversion=3.4.23"),
+        "Successful",
+        "{}",
+        sidecar.log()
+    );
+    assert!(
+        sidecar
+            .log()
+            .contains("the data directory's version suits this member's etcd")
+    );
+    drop(sidecar);
+
+    let mut upgraded = upgraded;
+    upgraded.config_mut().binary = Some(etcd_binary_of("etcd", "3.4").unwrap());
+    upgraded.restart().unwrap();
+    let mut back = Client::connect([upgraded.client_url()], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        dump(&mut back).await.0,
+        held.0,
+        "the member went back to 3.4 and serves the cluster's data"
+    );
+    drop((back, client));
+    upgraded.stop();
+    for m in &members {
+        m.stop();
     }
 }

@@ -91,13 +91,11 @@ pub async fn etcd_version(binary: &Path) -> Option<String> {
     version
 }
 
-/// The value of the `etcd Version:` line, if it looks like a version
+/// The value of the `etcd Version:` line
+/// ([`druid_etcd_version::version_line`]), if it looks like a version
 /// (digits, letters, `.`, `-`, `+`: it goes into a URL query).
 pub fn parse_version(output: &str) -> Option<String> {
-    output
-        .lines()
-        .find_map(|l| l.strip_prefix("etcd Version:"))
-        .map(str::trim)
+    druid_etcd_version::version_line(output)
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 64

@@ -301,16 +301,28 @@ async fn one_object_cannot_overload_the_operator_or_the_api_server() {
         errors.iter().any(|e| e.code == "ERR_SYNC_STATEFULSET"),
         "no ERR_SYNC_STATEFULSET on the refused Etcd: {errors:?}"
     );
-    let retries = operator().metric(&format!(
-        r#"druid_reconcile_errors_total{{namespace="{quota_ns}",etcd="stuck",code="ERR_SYNC_STATEFULSET"}}"#
-    ))
-    .unwrap_or(0.0);
-    // Delays 1, 2, 4, ... 64 s: about seven tries in 90 s (a fixed
+    let stuck_tries = || {
+        operator().metric(&format!(
+            r#"druid_reconcile_errors_total{{namespace="{quota_ns}",etcd="stuck",code="ERR_SYNC_STATEFULSET"}}"#
+        ))
+        .unwrap_or(0.0)
+    };
+    let retries = stuck_tries();
+    // Delays 1, 2, 4, ... 64 s: at most about seven tries in 90 s (a fixed
     // 10 s retry would be nine, the status sync period 2 s forty-five).
+    // Fewer when the fleet keeps the operator's request rate limit busy
+    // for the whole window (each try waits its turn for its requests; CI
+    // at 76f151b saw two): then it must go on being retried afterwards.
     assert!(
-        (3.0..=8.0).contains(&retries),
+        (1.0..=8.0).contains(&retries),
         "the refused Etcd was tried {retries} times in {WINDOW:?}"
     );
+    if retries < 3.0 {
+        common::wait_for("another try of the refused Etcd", || async {
+            (stuck_tries() > retries).then_some(())
+        })
+        .await;
+    }
     // Each bad Etcd is logged at warn once, not on every retry.
     let log = op.log();
     for (name, what) in [("huge", "invalid spec"), ("stuck", "reconcile failed")] {

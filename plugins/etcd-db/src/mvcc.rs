@@ -43,6 +43,11 @@ pub const TERM_KEY: &[u8] = b"term";
 /// (`3.6.0`, `3.7.0`: the minor version of the etcd that last migrated the
 /// data). Absent in data written by 3.5 and older.
 pub const STORAGE_VERSION_KEY: &[u8] = b"storageVersion";
+/// `cluster` key (etcd 3.4+): the cluster's version as text (`3.5.0`):
+/// the lowest minor version among the members when it was last decided,
+/// lowered by etcd's downgrade procedure. Absent until a new cluster has
+/// decided it.
+pub const CLUSTER_VERSION_KEY: &[u8] = b"clusterVersion";
 /// `meta` key: the index of the last applied raft entry (u64 big-endian).
 pub const CONSISTENT_INDEX_KEY: &[u8] = b"consistent_index";
 /// `meta` key: the revision of the last finished compaction (a revision key).
@@ -141,15 +146,32 @@ impl<R: ReadAt> Db<R> {
 
     fn meta_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         let meta = self.required_bucket(META_BUCKET)?;
-        match self.get(&meta, key)? {
+        self.value_in(&meta, "meta", key)
+    }
+
+    fn value_in(
+        &self,
+        bucket: &crate::Bucket,
+        name: &str,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        match self.get(bucket, key)? {
             Some(e) if e.is_bucket => Err(Error::Schema {
-                bucket: "meta".into(),
+                bucket: name.into(),
                 key: hex(key),
                 reason: "is a bucket, not a value".into(),
             }),
             Some(e) => Ok(Some(e.value)),
             None => Ok(None),
         }
+    }
+
+    fn text(value: Vec<u8>, bucket: &str, key: &[u8]) -> Result<String, Error> {
+        String::from_utf8(value).map_err(|_| Error::Schema {
+            bucket: bucket.into(),
+            key: hex(key),
+            reason: "value is not UTF-8 text".into(),
+        })
     }
 
     /// The main revision of the last key of the `key` bucket: the data's
@@ -179,14 +201,21 @@ impl<R: ReadAt> Db<R> {
     /// The `meta` bucket's `storageVersion` (etcd 3.6+), e.g. `3.6.0`.
     /// `None` when absent (data written by etcd 3.5 or older).
     pub fn storage_version(&self) -> Result<Option<String>, Error> {
-        let Some(v) = self.meta_value(STORAGE_VERSION_KEY)? else {
+        self.meta_value(STORAGE_VERSION_KEY)?
+            .map(|v| Self::text(v, "meta", STORAGE_VERSION_KEY))
+            .transpose()
+    }
+
+    /// The `cluster` bucket's `clusterVersion`, e.g. `3.5.0`: the version
+    /// the cluster ran at when this database was written. `None` when the
+    /// bucket or the key is absent (a cluster that had not decided it).
+    pub fn cluster_version(&self) -> Result<Option<String>, Error> {
+        let Some(cluster) = self.bucket(CLUSTER_BUCKET)? else {
             return Ok(None);
         };
-        String::from_utf8(v).map(Some).map_err(|_| Error::Schema {
-            bucket: "meta".into(),
-            key: hex(STORAGE_VERSION_KEY),
-            reason: "value is not UTF-8 text".into(),
-        })
+        self.value_in(&cluster, "cluster", CLUSTER_VERSION_KEY)?
+            .map(|v| Self::text(v, "cluster", CLUSTER_VERSION_KEY))
+            .transpose()
     }
 
     fn meta_u64(&self, key: &[u8]) -> Result<Option<u64>, Error> {

@@ -342,6 +342,13 @@ fn a_snapshot_passes_the_check_and_has_etcds_buckets() {
     let minor: u32 = api.strip_prefix("3.").unwrap().parse().unwrap();
     let term = db.term().unwrap();
     let storage = db.storage_version().unwrap();
+    // Every version records the cluster's version in the `cluster` bucket
+    // (a single member decides it at once).
+    assert_eq!(
+        db.cluster_version().unwrap().as_deref(),
+        Some(format!("{api}.0").as_str()),
+        "clusterVersion"
+    );
     match minor {
         4 => assert_eq!((term, storage), (None, None)),
         5 => {

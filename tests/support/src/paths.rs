@@ -103,8 +103,10 @@ pub fn etcd_binary_of(name: &str, version: &str) -> Result<PathBuf> {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        let wanted = format!("version: {}.", version.trim_start_matches('v'));
-        if printed.to_ascii_lowercase().contains(&wanted) {
+        let wanted = version.trim_start_matches('v');
+        let matches = druid_etcd_version::version_line(&printed)
+            .is_some_and(|v| v == wanted || v.starts_with(&format!("{wanted}.")));
+        if matches {
             Ok(installed)
         } else {
             Err(not_built)

@@ -14,43 +14,22 @@
 //!
 //! What the restore tool says it is: `crate::etcd::etcdctl::version`.
 //!
-//! How a snapshot's version is read (the `meta` bucket):
-//! `storageVersion` when present (3.6+); else a raft `term` means 3.5
-//! (3.5 added it); else 3.4 or older.
+//! How a database's version is read: the higher of the `meta` bucket's
+//! `storageVersion` (3.6+) and the `cluster` bucket's `clusterVersion`
+//! (every version; etcd refuses to run a member older than it) when
+//! either is there (*recorded*); else a raft `term` means 3.5 (3.5 added
+//! it) and nothing means 3.4 or older (*inferred*).
+//!
+//! The same rule guards a data directory that is already there
+//! ([`check_data_dir`]): a member whose image went back to an older etcd
+//! than the cluster ran at is not started on its data. That check acts
+//! only on a recorded version: a 3.5 member of a cluster still at 3.4
+//! writes a term, and etcd supports taking such a member back to 3.4.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use druid_etcd_db::Db;
-
-/// An etcd major.minor version: what decides whether data may move between
-/// two etcd builds (patch releases share a storage schema).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EtcdVersion {
-    /// The major version (3).
-    pub major: u32,
-    /// The minor version.
-    pub minor: u32,
-}
-
-impl EtcdVersion {
-    /// Parses `3.6`, `3.6.17`, `v3.6.17`, `3.7.0-rc.1`; `None` for anything
-    /// else.
-    pub fn parse(text: &str) -> Option<Self> {
-        let t = text.trim();
-        let t = t.strip_prefix('v').unwrap_or(t);
-        let mut parts = t.split(['.', '-', '+']);
-        let major = parts.next()?.parse().ok()?;
-        let minor = parts.next()?.parse().ok()?;
-        Some(Self { major, minor })
-    }
-}
-
-impl fmt::Display for EtcdVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
+pub use druid_etcd_version::{EtcdVersion, parse_version_output};
 
 /// The version of the etcd that will run on restored data, and how it was
 /// learnt (for the messages).
@@ -62,13 +41,16 @@ pub struct TargetVersion {
     pub source: String,
 }
 
-/// Which etcd version wrote a snapshot database, and the evidence.
+/// Which etcd version wrote a database, and the evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenBy {
     /// The version (3.4 for "3.4 or older").
     pub version: EtcdVersion,
-    /// What in the `meta` bucket says so.
+    /// What in the database says so.
     pub evidence: String,
+    /// Whether the database records the version (`storageVersion`,
+    /// `clusterVersion`) rather than it being inferred from a term.
+    pub recorded: bool,
 }
 
 /// Why a snapshot's version could not be read, or why a restore is
@@ -83,13 +65,14 @@ pub enum VersionError {
         /// What failed.
         reason: String,
     },
-    /// `storageVersion` holds something that is not a version.
-    #[error(
-        "the meta bucket of {path} holds storageVersion {value:?}, which is not an etcd version"
-    )]
-    BadStorageVersion {
+    /// `storageVersion` or `clusterVersion` holds something that is not a
+    /// version.
+    #[error("{path} holds {key} {value:?}, which is not an etcd version")]
+    BadVersion {
         /// The database file.
         path: PathBuf,
+        /// Which key (`storageVersion`, `clusterVersion`).
+        key: &'static str,
         /// The value.
         value: String,
     },
@@ -113,10 +96,32 @@ pub enum VersionError {
         /// Where that version came from.
         learnt_from: String,
     },
+    /// The data directory holds data of a newer minor version than the
+    /// member's etcd.
+    #[error(
+        "the data directory's database {db} was last run by etcd {written} ({evidence}) but this \
+         member's etcd is {target} ({learnt_from}); etcd does not run data of a newer minor \
+         version. Nothing was changed and etcd is not started. Run etcd {written} or newer on \
+         this member (the Etcd's spec.etcd.image); to go back to {target} for good, downgrade \
+         the cluster with etcd's own procedure (etcdctl downgrade enable {target}, etcd 3.6 and \
+         later) while it still runs {written}, then change the image"
+    )]
+    DataDirDowngrade {
+        /// The database file.
+        db: PathBuf,
+        /// The version recorded in it.
+        written: EtcdVersion,
+        /// What says so.
+        evidence: String,
+        /// The version of the member's etcd.
+        target: EtcdVersion,
+        /// Where that version came from.
+        learnt_from: String,
+    },
 }
 
-/// Reads which etcd version wrote the snapshot database at `path` (a
-/// trailing SHA-256 is ignored).
+/// Reads which etcd version wrote the database at `path` (a snapshot,
+/// whose trailing SHA-256 is ignored, or a data directory's `member/snap/db`).
 pub fn written_by(path: &Path) -> Result<WrittenBy, VersionError> {
     let unreadable = |reason: String| VersionError::Unreadable {
         path: path.to_path_buf(),
@@ -124,28 +129,51 @@ pub fn written_by(path: &Path) -> Result<WrittenBy, VersionError> {
     };
     let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
     let db = Db::open(file).map_err(|e| unreadable(e.to_string()))?;
-    if let Some(text) = db
-        .storage_version()
-        .map_err(|e| unreadable(e.to_string()))?
-    {
-        let version = EtcdVersion::parse(&text).ok_or_else(|| VersionError::BadStorageVersion {
-            path: path.to_path_buf(),
-            value: text.clone(),
-        })?;
+    let parse = |key: &'static str, text: Option<String>| {
+        text.map(|text| match EtcdVersion::parse(&text) {
+            Some(version) => Ok((key, text, version)),
+            None => Err(VersionError::BadVersion {
+                path: path.to_path_buf(),
+                key,
+                value: text,
+            }),
+        })
+        .transpose()
+    };
+    let storage = parse(
+        "storageVersion",
+        db.storage_version()
+            .map_err(|e| unreadable(e.to_string()))?,
+    )?;
+    let cluster = parse(
+        "clusterVersion",
+        db.cluster_version()
+            .map_err(|e| unreadable(e.to_string()))?,
+    )?;
+    let recorded: Vec<_> = storage.into_iter().chain(cluster).collect();
+    if let Some(version) = recorded.iter().map(|(_, _, v)| *v).max() {
+        let evidence = recorded
+            .iter()
+            .map(|(key, text, _)| format!("{key} {text}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         return Ok(WrittenBy {
             version,
-            evidence: format!("its meta bucket's storageVersion is {text}"),
+            evidence: format!("it records {evidence}"),
+            recorded: true,
         });
     }
     if db.term().map_err(|e| unreadable(e.to_string()))?.is_some() {
         return Ok(WrittenBy {
             version: EtcdVersion { major: 3, minor: 5 },
-            evidence: "its meta bucket has a raft term and no storageVersion".into(),
+            evidence: "its meta bucket has a raft term and it records no version".into(),
+            recorded: false,
         });
     }
     Ok(WrittenBy {
         version: EtcdVersion { major: 3, minor: 4 },
-        evidence: "its meta bucket has neither a raft term nor a storageVersion".into(),
+        evidence: "it has no raft term and records no version".into(),
+        recorded: false,
     })
 }
 
@@ -168,18 +196,26 @@ pub fn check_restore(
     Ok(())
 }
 
-/// The version an etcd, etcdctl or etcdutl binary prints: the first line
-/// of the form `<name> version: X.Y.Z` (`etcd --version` prints
-/// `etcd Version: 3.5.36`, `etcdutl version` `etcdutl version: 3.6.17`).
-pub fn parse_version_output(output: &str) -> Option<EtcdVersion> {
-    output.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        let name = name.trim().to_ascii_lowercase();
-        let tool = name.strip_suffix(" version")?;
-        matches!(tool, "etcd" | "etcdctl" | "etcdutl")
-            .then(|| EtcdVersion::parse(value))
-            .flatten()
-    })
+/// Refuses (with [`VersionError::DataDirDowngrade`]) to start `target` on
+/// the data directory database `db` when the version the database records
+/// is a newer minor version. An inferred version never refuses: a term
+/// alone is also what a 3.5 member of a cluster still at 3.4 writes, and
+/// etcd supports taking that member back to 3.4.
+pub fn check_data_dir(
+    db: &Path,
+    written: &WrittenBy,
+    target: &TargetVersion,
+) -> Result<(), VersionError> {
+    if written.recorded && written.version > target.version {
+        return Err(VersionError::DataDirDowngrade {
+            db: db.to_path_buf(),
+            written: written.version,
+            evidence: written.evidence.clone(),
+            target: target.version,
+            learnt_from: target.source.clone(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -191,32 +227,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_versions_as_etcd_prints_them() {
-        assert_eq!(EtcdVersion::parse("3.6.17"), Some(v(3, 6)));
-        assert_eq!(EtcdVersion::parse("v3.5.36"), Some(v(3, 5)));
-        assert_eq!(EtcdVersion::parse("3.7"), Some(v(3, 7)));
-        assert_eq!(EtcdVersion::parse(" 3.7.0-rc.1 "), Some(v(3, 7)));
-        assert_eq!(EtcdVersion::parse("3.10.0"), Some(v(3, 10)));
-        for bad in ["", "3", "three.six", "3.x.1", "latest"] {
-            assert_eq!(EtcdVersion::parse(bad), None, "{bad:?}");
-        }
-        assert!(v(3, 10) > v(3, 9), "minor versions compare as numbers");
-        assert_eq!(v(3, 6).to_string(), "3.6");
-    }
-
-    #[test]
-    fn reads_the_version_lines_of_etcd_etcdctl_and_etcdutl() {
-        let etcd = "etcd Version: 3.5.36\nGit SHA: Not provided\nGo Version: go1.26.8\n";
-        assert_eq!(parse_version_output(etcd), Some(v(3, 5)));
-        let etcdutl = "etcdutl version: 3.6.17\nAPI version: 3.6\n";
-        assert_eq!(parse_version_output(etcdutl), Some(v(3, 6)));
-        let etcdctl = "etcdctl version: 3.4.23\nAPI version: 3.4\n";
-        assert_eq!(parse_version_output(etcdctl), Some(v(3, 4)));
-        assert_eq!(parse_version_output("Go Version: go1.26.8\n"), None);
-        assert_eq!(parse_version_output("usage: etcdctl\n"), None);
-    }
-
-    #[test]
     fn refuses_only_a_move_to_an_older_minor_version() {
         let target = |minor| TargetVersion {
             version: v(3, minor),
@@ -225,6 +235,7 @@ mod tests {
         let written = |minor| WrittenBy {
             version: v(3, minor),
             evidence: "test".into(),
+            recorded: false,
         };
         for (w, t, refused) in [
             (5, 6, false),
@@ -247,6 +258,49 @@ mod tests {
             "downgrade",
             "Nothing was restored",
             "spec.etcd.image",
+        ] {
+            assert!(message.contains(part), "{part:?} missing from: {message}");
+        }
+    }
+
+    #[test]
+    fn a_data_directory_is_refused_only_on_a_recorded_newer_version() {
+        let target = TargetVersion {
+            version: v(3, 5),
+            source: "reported by the etcd-wrapper".into(),
+        };
+        let written = |minor, recorded| WrittenBy {
+            version: v(3, minor),
+            evidence: "it records clusterVersion 3.6.0".into(),
+            recorded,
+        };
+        let db = Path::new("/var/etcd/data/new.etcd/member/snap/db");
+        for (w, recorded, refused) in [
+            (6, true, true),
+            (5, true, false),
+            (4, true, false),
+            // A term alone: a 3.5 member of a cluster still at 3.4 writes
+            // one too, and may go back.
+            (5, false, false),
+            (6, false, false),
+        ] {
+            let result = check_data_dir(db, &written(w, recorded), &target);
+            assert_eq!(
+                result.is_err(),
+                refused,
+                "written by 3.{w} (recorded: {recorded})"
+            );
+        }
+        let message = check_data_dir(db, &written(6, true), &target)
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "/var/etcd/data/new.etcd/member/snap/db",
+            "last run by etcd 3.6 (it records clusterVersion 3.6.0)",
+            "this member's etcd is 3.5 (reported by the etcd-wrapper)",
+            "Nothing was changed and etcd is not started",
+            "spec.etcd.image",
+            "etcdctl downgrade enable 3.5",
         ] {
             assert!(message.contains(part), "{part:?} missing from: {message}");
         }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{EtcdArgs, RestoreArgs};
 use crate::etcd::temp::{TempEtcd, TempEtcdError};
+use crate::formats::version::{self, VersionError};
 use crate::metrics::{Metrics, RestoreLabels, Succeeded};
 use crate::restore;
 use crate::store::Snapstore;
@@ -87,6 +88,10 @@ pub enum InitError {
     /// not start.
     #[error(transparent)]
     TempEtcd(#[from] TempEtcdError),
+    /// The data directory records a newer etcd minor version than the
+    /// member's etcd.
+    #[error(transparent)]
+    Version(#[from] VersionError),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -297,6 +302,9 @@ impl Initializer<'_> {
             )))
             .observe(started.elapsed().as_secs_f64());
         tracing::info!(data_dir = %data_dir.display(), ?mode, ?status, "data directory validated");
+        if matches!(status, DataDirStatus::Valid { .. }) {
+            self.check_data_version().await?;
+        }
 
         if self.multi_member() {
             let membership = self.membership().await;
@@ -383,6 +391,42 @@ impl Initializer<'_> {
         }
         let report = restore::restore(self.restore, store, &set, self.metrics).await?;
         Ok(Outcome::Restored(report))
+    }
+
+    /// Refuses to start an etcd older than the version the data directory
+    /// records ([`version::check_data_dir`]). Acts only on a version the
+    /// etcd-wrapper reported or `--etcd-version` set: the restore tool's
+    /// version may differ from the member's etcd, and a wrong refusal
+    /// would keep a healthy member down.
+    async fn check_data_version(&self) -> Result<(), InitError> {
+        let Some(target) = restore::stated_version(self.restore) else {
+            tracing::debug!(
+                "no etcd version stated (etcd-wrapper, --etcd-version): the data directory's \
+                 version is not checked"
+            );
+            return Ok(());
+        };
+        let db = self.restore.data_dir.join("member/snap/db");
+        let path = db.clone();
+        let written = tokio::task::spawn_blocking(move || version::written_by(&path))
+            .await
+            .map_err(|e| InitError::Other(e.to_string()))?;
+        let written = match written {
+            Ok(written) => written,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell which etcd version last ran on the data directory; etcd starts on it");
+                return Ok(());
+            }
+        };
+        version::check_data_dir(&db, &written, &target)?;
+        tracing::info!(
+            written_by = %written.version,
+            recorded = written.recorded,
+            etcd = %target.version,
+            etcd_version_source = %target.source,
+            "the data directory's version suits this member's etcd"
+        );
+        Ok(())
     }
 
     /// Starts etcd on the data directory until its revision reaches

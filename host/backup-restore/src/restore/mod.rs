@@ -243,22 +243,30 @@ async fn restore_inner(
 /// etcd-wrapper reported, else `--etcd-version`, else the version the
 /// restore tool prints. `None` when none of them tells.
 pub async fn target_version(args: &RestoreArgs) -> Option<TargetVersion> {
+    if let Some(target) = stated_version(args) {
+        return Some(target);
+    }
+    let v = etcdctl::version(&args.etcdctl_binary).await?;
+    Some(TargetVersion {
+        version: v,
+        source: format!("the version of {}", args.etcdctl_binary.display()),
+    })
+}
+
+/// The etcd version that runs on the data as stated by the etcd-wrapper's
+/// report or `--etcd-version`, without the restore tool's fallback: what
+/// the check of an existing data directory trusts (a wrong guess there
+/// would keep a healthy member down).
+pub fn stated_version(args: &RestoreArgs) -> Option<TargetVersion> {
     if let Some(v) = args.wrapper_etcd_version {
         return Some(TargetVersion {
             version: v,
             source: "reported by the etcd-wrapper".into(),
         });
     }
-    if let Some(v) = args.etcd_version {
-        return Some(TargetVersion {
-            version: v,
-            source: "--etcd-version".into(),
-        });
-    }
-    let v = etcdctl::version(&args.etcdctl_binary).await?;
-    Some(TargetVersion {
+    args.etcd_version.map(|v| TargetVersion {
         version: v,
-        source: format!("the version of {}", args.etcdctl_binary.display()),
+        source: "--etcd-version".into(),
     })
 }
 
