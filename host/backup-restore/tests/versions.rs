@@ -54,6 +54,16 @@ fn sidecar_with(etcd: &EtcdMember, store: &Store, extra: Vec<String>) -> Sidecar
     })
 }
 
+/// Initializes a sidecar with etcd `tools`' binaries and
+/// `--etcd-version=<stated>`, expecting it to fail; returns its log.
+fn failed_with_flag(etcd: &EtcdMember, store: &Store, tools: &str, stated: &str) -> String {
+    let mut extra = tools_of(tools);
+    extra.push(format!("--etcd-version={stated}"));
+    let sidecar = sidecar_with(etcd, store, extra);
+    assert_eq!(sidecar.initialize("full"), "Failed");
+    sidecar.log()
+}
+
 /// A member running etcd `version`, whose data is backed up to `store`
 /// (prefix `p`): `full` keys, a full snapshot, then `delta` more keys in
 /// deltas. Returns the member (stopped, its data directory deleted) and
@@ -174,17 +184,12 @@ async fn a_restore_that_would_downgrade_across_minor_versions_is_refused() {
         drop(sidecar);
 
         // `--etcd-version` says the older one: refused too.
-        let mut extra = tools_of(written);
-        extra.push(format!("--etcd-version={older}"));
-        let sidecar = sidecar_with(&etcd, &store, extra);
-        assert_eq!(sidecar.initialize("full"), "Failed");
+        let log = failed_with_flag(&etcd, &store, written, older);
         assert!(
-            sidecar
-                .log()
-                .contains(&format!("is {older} (--etcd-version)"))
+            log.contains(&format!("is {older} (--etcd-version)")),
+            "{log}"
         );
         assert!(!etcd.data_dir().exists());
-        drop(sidecar);
 
         // The version that wrote it restores it: nothing was lost.
         let sidecar = sidecar_with(&etcd, &store, tools_of(written));
@@ -246,16 +251,11 @@ async fn an_older_etcd_is_not_started_on_data_a_newer_one_ran() {
         drop(sidecar);
 
         // `--etcd-version` says the older one: refused too.
-        let mut extra = tools_of(written);
-        extra.push(format!("--etcd-version={older}"));
-        let sidecar = sidecar_with(&etcd, &store, extra);
-        assert_eq!(sidecar.initialize("full"), "Failed");
+        let log = failed_with_flag(&etcd, &store, written, older);
         assert!(
-            sidecar
-                .log()
-                .contains(&format!("this member's etcd is {older} (--etcd-version)"))
+            log.contains(&format!("this member's etcd is {older} (--etcd-version)")),
+            "{log}"
         );
-        drop(sidecar);
 
         // Only the restore tool is older and nobody states etcd's version:
         // the tool is not the member's etcd, so no refusal.
