@@ -34,9 +34,11 @@ fn init_logging(json: bool) {
             .json()
             .init();
     } else {
+        // Colours only for a terminal: container logs stay plain text.
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
     }
 }
