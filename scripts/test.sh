@@ -45,6 +45,9 @@ step "plugin components" bash scripts/build-plugins.sh
 # The product's images for the real node's end-to-end tests (dev profile:
 # the same code as a release build, and the test build shares its work).
 step "images" bash scripts/build-images.sh --profile dev
+# The same with the next etcd minor version: the node suite upgrades a
+# running cluster to it (and refuses to go back).
+step "images (next etcd)" bash scripts/build-images.sh --profile dev --etcd-version "$NEXT_ETCD_VERSION" --out target/images-next
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" nice cargo clippy --workspace --all-targets --locked -- -D warnings
 # Every test binary is built first (one cargo, one lock on the target

@@ -29,6 +29,9 @@ export ETCD_VERSIONS="${ETCD_VERSIONS:-v3.5.36 v3.6.17 v3.7.4}"
 # minor version Gardener's etcd-wrapper images run, so clusters moving from
 # the Go operator keep their etcd version (3.6 and 3.7 by tag).
 export IMAGE_ETCD_VERSION="${IMAGE_ETCD_VERSION:-v3.5.36}"
+# The next minor version: the node suite upgrades a running cluster from
+# the images' etcd to images built with it (target/images-next).
+export NEXT_ETCD_VERSION="${NEXT_ETCD_VERSION:-v3.6.17}"
 # Fake nodes for the control plane (install-kube.sh kwok; not built by default).
 export KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 

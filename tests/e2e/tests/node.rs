@@ -28,9 +28,17 @@ const NS: &str = "demo";
 /// here, so the node's containerd knows our images under these names too.
 const SEED_BACKUP_IMAGE: &str = "eu.gcr.io/gardener-project/gardener/etcdbrctl:v0.25.0";
 const SEED_ETCD_IMAGE: &str = "eu.gcr.io/gardener-project/gardener/etcd-wrapper:v0.1.0";
-/// Our etcd image under another tag, for an image change that rolls.
+/// Our etcd image of the next etcd minor version
+/// (`scripts/build-images.sh --etcd-version` into [`NEXT_IMAGES`]) under
+/// another tag of the seed's repository, for an image change that rolls:
+/// an upgrade of etcd.
 const ROLLED_TAG: &str = "v0.1.0-rolled";
 const ROLLED_ETCD_IMAGE: &str = "eu.gcr.io/gardener-project/gardener/etcd-wrapper:v0.1.0-rolled";
+
+/// Where `make test` puts the images with the next etcd minor version
+/// (`scripts/build-images.sh --profile dev --etcd-version v3.6.17 --out
+/// target/images-next`).
+const NEXT_IMAGES: &str = "target/images-next";
 
 /// One Etcd at a time: the node has two cores, and the tests' clusters
 /// together would not fit.
@@ -1346,6 +1354,83 @@ fn with_client<T>(
     })
 }
 
+/// Our etcd image of the next etcd minor version, imported into the node.
+struct NextEtcdImage {
+    /// Its reference (`ghcr.io/druid-rs/etcd:<version>-etcd3.6.17`).
+    reference: String,
+    /// The etcd version inside (`3.6.17`).
+    etcd_version: String,
+}
+
+impl NextEtcdImage {
+    /// `3.6`.
+    fn minor(&self) -> String {
+        let mut parts = self.etcd_version.split('.');
+        format!(
+            "{}.{}",
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default()
+        )
+    }
+
+    /// The cluster version etcd reports once every member runs it
+    /// (`3.6.0`).
+    fn cluster_version(&self) -> String {
+        format!("{}.0", self.minor())
+    }
+}
+
+/// Imports [`NEXT_IMAGES`]'s etcd image into the node.
+fn next_etcd_image(node: &Node) -> NextEtcdImage {
+    let dir = repo_root().join(NEXT_IMAGES);
+    let tar = dir.join("etcd.tar");
+    assert!(
+        tar.is_file(),
+        "{} is missing: build it with scripts/build-images.sh --profile dev --etcd-version v3.6.17 --out {NEXT_IMAGES}",
+        tar.display()
+    );
+    node.import_images(std::slice::from_ref(&tar)).unwrap();
+    let reference = std::fs::read_to_string(dir.join("etcd.ref"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let etcd_version = reference
+        .rsplit_once("-etcd")
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_else(|| panic!("{reference} does not name its etcd version (-etcd<version>)"));
+    NextEtcdImage {
+        reference,
+        etcd_version,
+    }
+}
+
+/// What the member at `ip` answers on etcd's `/version`: its own version
+/// and the cluster's.
+fn etcd_versions(ip: &str) -> Result<(String, String), String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect((ip, 2379)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET /version HTTP/1.1\r\nHost: {ip}:2379\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .ok_or_else(|| format!("no HTTP body in {answer:?}"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(body.trim()).map_err(|e| format!("{e}: {body:?}"))?;
+    let field = |name: &str| json[name].as_str().unwrap_or_default().to_string();
+    Ok((field("etcdserver"), field("etcdcluster")))
+}
+
 /// The pod IPs of test-0 .. test-{n-1}.
 fn member_ips(node: &Node, ns: &str, n: usize) -> Vec<String> {
     (0..n)
@@ -1442,12 +1527,14 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
     );
     preload(&endpoint);
 
-    // (f) An image change (our etcd image under another tag): the
-    // operator replaces the members one at a time, followers first and
-    // the leader last (seen on the member leases), each once although
-    // the operator is killed after the first, quorum held, no write
-    // fails.
-    node.tag_image(SEED_ETCD_IMAGE, ROLLED_ETCD_IMAGE).unwrap();
+    // (f) An image change that upgrades etcd to the next minor version
+    // (our etcd image built with it, under another tag): the operator
+    // replaces the members one at a time, followers first and the leader
+    // last (seen on the member leases), each once although the operator
+    // is killed after the first, quorum held, no write fails; then every
+    // member runs the new version and the cluster moves to it.
+    let next = next_etcd_image(node);
+    node.tag_image(&next.reference, ROLLED_ETCD_IMAGE).unwrap();
     let writer = Writer::start(endpoint.clone());
     std::thread::sleep(Duration::from_secs(3));
     let rolled = Instant::now();
@@ -1524,6 +1611,26 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
         operation.starts_with("Succeeded"),
         "lastOperation after the roll: {operation}"
     );
+    let ips = member_ips(node, SCALE, 3);
+    let upgraded = wait_for(
+        node,
+        SCALE,
+        "the cluster runs and reports the next etcd version",
+        Duration::from_secs(60),
+        || {
+            let versions = ips
+                .iter()
+                .map(|ip| etcd_versions(ip))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(versions
+                .iter()
+                .all(|(server, cluster)| {
+                    server == &next.etcd_version && *cluster == next.cluster_version()
+                })
+                .then_some(versions))
+        },
+    );
+    println!("etcd versions after the upgrade (server, cluster): {upgraded:?}");
 
     // (f2) An image that cannot be pulled: the first member replaced
     // never becomes healthy, the roll stops there with UpdateStalled (the
@@ -1603,6 +1710,95 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
     std::thread::sleep(Duration::from_secs(3));
     let written = writer.finish();
     println!("writer during the stalled roll: {}", written.summary());
+    written.assert_no_failed_write(node, SCALE);
+    assert_none_lost(node, SCALE, &endpoint, &written.acked);
+
+    // (f3) Back to the older etcd (the seed's tag) after the cluster moved
+    // on: the first member replaced does not start etcd on its data (its
+    // sidecar says why), the roll goes no further, the other two serve
+    // without a failed write; forward again, the member comes back.
+    let writer = Writer::start(endpoint.clone());
+    patch_etcd(
+        node,
+        SCALE,
+        r#"{"spec":{"etcd":{"imageVersion":"v0.1.0"}}}"#,
+    );
+    let (refused_pod, refusal) = wait_for(
+        node,
+        SCALE,
+        "the member rolled back to the older etcd refuses its data",
+        Duration::from_secs(300),
+        || {
+            for i in 0..3 {
+                let pod = format!("test-{i}");
+                let image = jsonpath(
+                    node,
+                    &["-n", SCALE, "get", "pod", &pod],
+                    r#"{.spec.containers[?(@.name=="etcd")].image}"#,
+                )?;
+                if image != SEED_ETCD_IMAGE {
+                    continue;
+                }
+                let log = node
+                    .kubectl_ok(&["-n", SCALE, "logs", &pod, "-c", "backup-restore"])
+                    .unwrap_or_default();
+                if let Some(line) = log
+                    .lines()
+                    .find(|l| l.contains("Nothing was changed and etcd is not started"))
+                {
+                    return Ok(Some((pod, line.to_string())));
+                }
+            }
+            Ok(None)
+        },
+    );
+    println!("{refused_pod} refused: {refusal}");
+    assert!(
+        refusal.contains(&format!("last run by etcd {}", next.minor()))
+            && refusal.contains("this member's etcd is 3.5 (reported by the etcd-wrapper)"),
+        "the refusal does not name the versions: {refusal}"
+    );
+    std::thread::sleep(Duration::from_secs(20));
+    let back: Vec<String> = (0..3)
+        .map(|i| format!("test-{i}"))
+        .filter(|p| {
+            jsonpath(
+                node,
+                &["-n", SCALE, "get", "pod", p],
+                r#"{.spec.containers[?(@.name=="etcd")].image}"#,
+            )
+            .is_ok_and(|i| i == SEED_ETCD_IMAGE)
+        })
+        .collect();
+    assert_eq!(
+        back,
+        vec![refused_pod.clone()],
+        "the roll went past the member that refused"
+    );
+    assert_ne!(
+        pod_ready(node, SCALE, &refused_pod).as_deref(),
+        Ok("True"),
+        "the member that refused its data is ready"
+    );
+    patch_etcd(
+        node,
+        SCALE,
+        &format!(r#"{{"spec":{{"etcd":{{"imageVersion":"{ROLLED_TAG}"}}}}}}"#),
+    );
+    wait_for(
+        node,
+        SCALE,
+        "the refusing member is replaced by the newer etcd again",
+        Duration::from_secs(300),
+        || {
+            let updated = etcd_condition(node, SCALE, "AllMembersUpdated", "status")?;
+            Ok((updated == "True" && statefulset_settled(node, SCALE, 3)?).then_some(()))
+        },
+    );
+    wait_for_members(node, SCALE, 3, Duration::from_secs(180));
+    std::thread::sleep(Duration::from_secs(3));
+    let written = writer.finish();
+    println!("writer while going back and forth: {}", written.summary());
     written.assert_no_failed_write(node, SCALE);
     assert_none_lost(node, SCALE, &endpoint, &written.acked);
 

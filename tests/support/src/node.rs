@@ -137,6 +137,26 @@ impl Node {
         }
     }
 
+    /// Imports more image archives of `scripts/build-images.sh` (each
+    /// under the reference in its `.ref` file) into the node's containerd.
+    pub fn import_images(&self, tars: &[PathBuf]) -> Result<()> {
+        let out = Command::new("bash")
+            .arg(repo_root().join("tests/scripts/node.sh"))
+            .arg("import")
+            .args(tars)
+            .env("NODE_DIR", &self.dir)
+            .output()
+            .map_err(Error::io("running tests/scripts/node.sh import"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Node(format!(
+                "importing {tars:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+
     /// Runs kubectl with `args`; its stdout, or an error with its stderr.
     pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
         let out = self
