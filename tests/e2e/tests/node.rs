@@ -1354,6 +1354,38 @@ fn with_client<T>(
     })
 }
 
+/// The etcd container's image in pod `pod`.
+fn etcd_image(node: &Node, ns: &str, pod: &str) -> Result<String, String> {
+    jsonpath(
+        node,
+        &["-n", ns, "get", "pod", pod],
+        r#"{.spec.containers[?(@.name=="etcd")].image}"#,
+    )
+}
+
+/// Which of test-0..2 run an etcd image that `matches`.
+fn pods_whose_image(node: &Node, ns: &str, matches: impl Fn(&str) -> bool) -> Vec<String> {
+    (0..3)
+        .map(|i| format!("test-{i}"))
+        .filter(|p| etcd_image(node, ns, p).is_ok_and(|i| matches(&i)))
+        .collect()
+}
+
+/// Sets the etcd image's tag back to [`ROLLED_TAG`] and waits (as `what`)
+/// until every member of three is updated and ready.
+fn roll_to_rolled_tag(node: &Node, ns: &str, what: &str) {
+    patch_etcd(
+        node,
+        ns,
+        &format!(r#"{{"spec":{{"etcd":{{"imageVersion":"{ROLLED_TAG}"}}}}}}"#),
+    );
+    wait_for(node, ns, what, Duration::from_secs(300), || {
+        let updated = etcd_condition(node, ns, "AllMembersUpdated", "status")?;
+        Ok((updated == "True" && statefulset_settled(node, ns, 3)?).then_some(()))
+    });
+    wait_for_members(node, ns, 3, Duration::from_secs(180));
+}
+
 /// Our etcd image of the next etcd minor version, imported into the node.
 struct NextEtcdImage {
     /// Its reference (`ghcr.io/druid-rs/etcd:<version>-etcd3.6.17`).
@@ -1590,12 +1622,7 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
     assert_none_lost(node, SCALE, &endpoint, &written.acked);
     watch.assert_leader_last();
     for i in 0..3 {
-        let image = jsonpath(
-            node,
-            &["-n", SCALE, "get", "pod", &format!("test-{i}")],
-            r#"{.spec.containers[?(@.name=="etcd")].image}"#,
-        )
-        .unwrap();
+        let image = etcd_image(node, SCALE, &format!("test-{i}")).unwrap();
         assert_eq!(
             image, ROLLED_ETCD_IMAGE,
             "test-{i} does not run the new image"
@@ -1660,17 +1687,7 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
     );
     // It stays stopped: one member on the broken template, two ready.
     std::thread::sleep(Duration::from_secs(20));
-    let broken: Vec<String> = (0..3)
-        .map(|i| format!("test-{i}"))
-        .filter(|p| {
-            jsonpath(
-                node,
-                &["-n", SCALE, "get", "pod", p],
-                r#"{.spec.containers[?(@.name=="etcd")].image}"#,
-            )
-            .is_ok_and(|i| i.ends_with("v0.0.0-does-not-exist"))
-        })
-        .collect();
+    let broken = pods_whose_image(node, SCALE, |i| i.ends_with("v0.0.0-does-not-exist"));
     let ready = (0..3)
         .filter(|i| pod_ready(node, SCALE, &format!("test-{i}")).is_ok_and(|r| r == "True"))
         .count();
@@ -1686,23 +1703,8 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
         broken[0]
     );
     wait_for_event(node, SCALE, "UpdateStalled");
-    patch_etcd(
-        node,
-        SCALE,
-        &format!(r#"{{"spec":{{"etcd":{{"imageVersion":"{ROLLED_TAG}"}}}}}}"#),
-    );
     let fixed = Instant::now();
-    wait_for(
-        node,
-        SCALE,
-        "the broken member is replaced after the fix",
-        Duration::from_secs(300),
-        || {
-            let updated = etcd_condition(node, SCALE, "AllMembersUpdated", "status")?;
-            Ok((updated == "True" && statefulset_settled(node, SCALE, 3)?).then_some(()))
-        },
-    );
-    wait_for_members(node, SCALE, 3, Duration::from_secs(180));
+    roll_to_rolled_tag(node, SCALE, "the broken member is replaced after the fix");
     println!(
         "recovery from the stalled roll: {:.1}s",
         fixed.elapsed().as_secs_f64()
@@ -1731,12 +1733,7 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
         || {
             for i in 0..3 {
                 let pod = format!("test-{i}");
-                let image = jsonpath(
-                    node,
-                    &["-n", SCALE, "get", "pod", &pod],
-                    r#"{.spec.containers[?(@.name=="etcd")].image}"#,
-                )?;
-                if image != SEED_ETCD_IMAGE {
+                if etcd_image(node, SCALE, &pod)? != SEED_ETCD_IMAGE {
                     continue;
                 }
                 let log = node
@@ -1759,17 +1756,7 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
         "the refusal does not name the versions: {refusal}"
     );
     std::thread::sleep(Duration::from_secs(20));
-    let back: Vec<String> = (0..3)
-        .map(|i| format!("test-{i}"))
-        .filter(|p| {
-            jsonpath(
-                node,
-                &["-n", SCALE, "get", "pod", p],
-                r#"{.spec.containers[?(@.name=="etcd")].image}"#,
-            )
-            .is_ok_and(|i| i == SEED_ETCD_IMAGE)
-        })
-        .collect();
+    let back = pods_whose_image(node, SCALE, |i| i == SEED_ETCD_IMAGE);
     assert_eq!(
         back,
         vec![refused_pod.clone()],
@@ -1780,22 +1767,11 @@ fn one_member_scales_to_three_rolls_defragments_scales_to_five_and_back_to_one_w
         Ok("True"),
         "the member that refused its data is ready"
     );
-    patch_etcd(
-        node,
-        SCALE,
-        &format!(r#"{{"spec":{{"etcd":{{"imageVersion":"{ROLLED_TAG}"}}}}}}"#),
-    );
-    wait_for(
+    roll_to_rolled_tag(
         node,
         SCALE,
         "the refusing member is replaced by the newer etcd again",
-        Duration::from_secs(300),
-        || {
-            let updated = etcd_condition(node, SCALE, "AllMembersUpdated", "status")?;
-            Ok((updated == "True" && statefulset_settled(node, SCALE, 3)?).then_some(()))
-        },
     );
-    wait_for_members(node, SCALE, 3, Duration::from_secs(180));
     std::thread::sleep(Duration::from_secs(3));
     let written = writer.finish();
     println!("writer while going back and forth: {}", written.summary());
