@@ -23,37 +23,33 @@ if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
 versions=("$@")
 [ ${#versions[@]} -gt 0 ] || read -r -a versions <<<"$ETCD_VERSIONS"
 
-# The integration tests (by target name) that start etcd. `compaction` is
-# also the operator's compaction test, whose API server then stores in
-# that etcd. `versions` is not listed: it starts every version itself.
+# The packages as `make test` selects them (`--workspace --exclude
+# druid-e2e`), so that cargo reuses its build (`-p` changes features and
+# rebuilds about 100 crates). `--test compaction` also names the
+# operator's compaction test, whose API server then stores in that etcd.
+# `versions.rs` is not listed: it starts every version itself.
 if [ -n "$quick" ]; then
-  tests="sidecar compaction real_etcd wrapper"
+  tests=(--workspace --exclude druid-e2e --test sidecar --test compaction
+         --test real_etcd --test wrapper)
 else
-  tests="sidecar compaction cluster cut_over defrag faults join no_secrets
-         scale_in upstream_store real_etcd wrapper upstream_calls"
+  tests=(--workspace --exclude druid-e2e --test sidecar --test compaction
+         --test cluster --test cut_over --test defrag --test faults
+         --test join --test no_secrets --test scale_in --test upstream_store
+         --test real_etcd --test wrapper --test upstream_calls)
 fi
 
-# Built once, with exactly `make test`'s selection (`cargo test --workspace
-# --no-run`), so that in `make test` cargo compiles nothing here: a
-# narrower selection (`--test X`, `--exclude`, `-p`) resolves other
-# features and recompiled 23 to 100 crates. Each version then runs the
-# executables themselves (in their package's directory, as cargo test
-# does), so no version waits on cargo.
+# Built once; each version then runs the test executables themselves (in
+# their package's directory, as cargo test does), so no version waits on
+# cargo.
 log "building the tests"
-cargo test --locked --workspace --no-run
-mapfile -t exes < <(cargo test --locked --workspace --no-run --message-format=json 2>/dev/null |
-  TESTS="$tests" python3 -c 'import json,os,sys
-wanted = set(os.environ["TESTS"].split())
+cargo test --locked "${tests[@]}" --no-run
+mapfile -t exes < <(cargo test --locked "${tests[@]}" --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json,os,sys
 for line in sys.stdin:
     m = json.loads(line)
-    t = m.get("target", {})
-    if (m.get("reason") == "compiler-artifact" and m.get("executable")
-            and t.get("kind") == ["test"] and t.get("name") in wanted):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(os.path.dirname(m["manifest_path"]) + "\t" + m["executable"])')
-for name in $tests; do
-  printf '%s\n' "${exes[@]}" | grep -q "/deps/$name-[0-9a-f]*$" ||
-    die "no test executable named $name (renamed? update this script's list)"
-done
+[ ${#exes[@]} -gt 0 ] || die "cargo test --no-run listed no test executable"
 
 failed=()
 for v in "${versions[@]}"; do
