@@ -208,6 +208,17 @@ async fn a_restore_that_would_downgrade_across_minor_versions_is_refused() {
     }
 }
 
+/// Initializes `sidecar` with `query`, expecting it to keep the data
+/// directory and to say that its version check passed.
+fn accepts_data_dir(sidecar: &Sidecar, query: &str) {
+    assert_eq!(sidecar.initialize(query), "Successful", "{}", sidecar.log());
+    let log = sidecar.log();
+    assert!(
+        log.contains("the data directory's version suits this member's etcd"),
+        "{log}"
+    );
+}
+
 /// The database file of a data directory.
 fn db_of(etcd: &EtcdMember) -> Vec<u8> {
     std::fs::read(etcd.data_dir().join("member/snap/db")).unwrap()
@@ -266,17 +277,7 @@ async fn an_older_etcd_is_not_started_on_data_a_newer_one_ran() {
 
         // The version that ran on it starts on it, with every key.
         let sidecar = sidecar_with(&etcd, &store, tools_of(written));
-        assert_eq!(
-            sidecar.initialize(&format!("full&etcdversion={written}.0")),
-            "Successful",
-            "{}",
-            sidecar.log()
-        );
-        assert!(
-            sidecar
-                .log()
-                .contains("the data directory's version suits this member's etcd")
-        );
+        accepts_data_dir(&sidecar, &format!("full&etcdversion={written}.0"));
         drop(sidecar);
         assert!(
             db_of(&etcd) == before,
@@ -321,17 +322,7 @@ async fn a_member_of_a_cluster_still_at_the_older_version_may_go_back() {
         extra: tools_of("3.4"),
         ..SidecarOptions::new(&upgraded, &store, "r")
     });
-    assert_eq!(
-        sidecar.initialize("full&etcdversion=3.4.23"),
-        "Successful",
-        "{}",
-        sidecar.log()
-    );
-    assert!(
-        sidecar
-            .log()
-            .contains("the data directory's version suits this member's etcd")
-    );
+    accepts_data_dir(&sidecar, "full&etcdversion=3.4.23");
     drop(sidecar);
 
     let mut upgraded = upgraded;
