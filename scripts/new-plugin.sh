@@ -106,6 +106,7 @@ rs = rs.replace('"Template"', f'"{provider}"')
 rs = rs.replace("the Template provider", f"the {provider} provider")
 rs = rs.replace("provider `Template`", f"provider `{provider}`")
 rs = rs.replace("TEMPLATE_APPLICATION_CREDENTIALS", os.environ["ENV_PREFIX"] + "_APPLICATION_CREDENTIALS")
+rs = rs.replace('secret_contract("TEMPLATE"', 'secret_contract("' + os.environ["ENV_PREFIX"] + '"')
 rs = rs.replace("A template storage-provider plugin", f"The {provider} storage-provider plugin")
 rs = re.sub(r"\bTemplate", camel, rs)
 assert "template" not in rs.lower().replace("sdk's template", ""), "a Template name was left in src/lib.rs"

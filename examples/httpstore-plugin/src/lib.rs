@@ -25,7 +25,7 @@ use druid_plugin_sdk::wiring::{EnvVar, SidecarConfig, StoreSpec, Volume, VolumeS
 use druid_plugin_sdk::{credential_owned, missing_keys, plugin_info, provider, store, wiring};
 
 /// Step 1: the secret keys the store needs.
-const REQUIRED_KEYS: &[&str] = &["endpoint", "token"];
+const REQUIRED_KEYS: &[&str] = &["storeURL", "token"];
 
 /// The largest listing page read (the store's pages are far smaller).
 const MAX_LISTING_BYTES: usize = 16 << 20;
@@ -48,7 +48,7 @@ impl wiring::Guest for Httpstore {
     fn pod_config(spec: StoreSpec) -> Result<SidecarConfig, String> {
         let Some(_secret) = spec.secret_name else {
             return Err(
-                "store.secretRef is required for the HttpStore provider (keys endpoint, token)"
+                "store.secretRef is required for the HttpStore provider (keys storeURL, token)"
                     .into(),
             );
         };
@@ -82,12 +82,22 @@ impl wiring::Guest for Httpstore {
 }
 
 impl store::Guest for Httpstore {
+    /// Step 4: where your store's credentials come from (the store Secret,
+    /// named by `HTTPSTORE_APPLICATION_CREDENTIALS` as `pod_config` sets it;
+    /// every key reaches `open`), which of its keys hold an endpoint the
+    /// user chose, and your service's own endpoints (`https://` patterns,
+    /// e.g. `https://{container}.store.example.com`), if any. The host
+    /// lets the plugin reach nothing else.
+    fn contract(_provider: String) -> store::StoreContract {
+        druid_plugin_sdk::secret_contract("HTTPSTORE", true, &["storeURL"], &[])
+    }
+
     type Store = HttpstoreStore;
     type Upload = HttpstoreUpload;
     type Download = HttpstoreDownload;
 }
 
-/// Step 4: the store, from the configuration: no request here.
+/// Step 5: the store, from the configuration: no request here.
 pub struct HttpstoreStore {
     /// `<endpoint>/<container>`, percent-encoded.
     base: String,
@@ -99,18 +109,18 @@ impl GuestStore for HttpstoreStore {
     fn open(config: StoreConfig) -> Result<Store, StoreError> {
         let endpoint = config
             .endpoint
-            .or_else(|| credential_owned(&config.credentials, "endpoint"))
+            .or_else(|| credential_owned(&config.credentials, "storeURL"))
             .map(|e| e.trim().trim_end_matches('/').to_string())
             .filter(|e| !e.is_empty())
             .ok_or_else(|| {
                 StoreError::InvalidConfig(
-                    "set the secret's `endpoint` (or store.endpointOverride), e.g. http://store:8080"
+                    "set the secret's `storeURL` (or store.endpointOverride), e.g. http://store:8080"
                         .into(),
                 )
             })?;
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(StoreError::InvalidConfig(format!(
-                "the secret's `endpoint` must start with http:// or https://, not {endpoint:?}"
+                "the secret's `storeURL` must start with http:// or https://, not {endpoint:?}"
             )));
         }
         let token = credential_owned(&config.credentials, "token")
@@ -124,7 +134,7 @@ impl GuestStore for HttpstoreStore {
         }))
     }
 
-    /// Step 5: the calls, with `druid_plugin_sdk::http`.
+    /// Step 6: the calls, with `druid_plugin_sdk::http`.
     fn list(
         &self,
         prefix: String,
@@ -248,7 +258,7 @@ impl HttpstoreStore {
     }
 }
 
-/// Step 6: an upload, streamed: `http::start` in `upload`, `write_all` per
+/// Step 7: an upload, streamed: `http::start` in `upload`, `write_all` per
 /// chunk, `finish` for the store's answer.
 pub struct HttpstoreUpload {
     key: String,
@@ -309,7 +319,7 @@ impl GuestUpload for HttpstoreUpload {
     }
 }
 
-/// Step 7: a download: the GET's response, read in chunks.
+/// Step 8: a download: the GET's response, read in chunks.
 pub struct HttpstoreDownload {
     key: String,
     response: RefCell<Option<Response>>,
@@ -363,7 +373,7 @@ pub fn status_error(status: u16, code: &str, body: &str, what: &str) -> Attempt<
 pub fn transport(e: &http::Error, what: &str) -> Attempt<StoreError> {
     match e {
         http::Error::Denied(m) => Attempt::Fail(StoreError::Unavailable(format!(
-            "{what}: {m} (is the secret's `endpoint` the store's address?)"
+            "{what}: {m} (is the secret's `storeURL` the store's address?)"
         ))),
         http::Error::InvalidUrl(m) => {
             Attempt::Fail(StoreError::InvalidConfig(format!("{what}: {m}")))

@@ -140,22 +140,9 @@ async fn restore(method: &str) -> Restored {
         container: "store".into(),
     };
     let target = EtcdMemberConfig::new(&format!("upstream-{method}")).unwrap();
-    let out = etcdbr(
-        &store,
-        &[
-            "restore".into(),
-            format!("--restore-method={method}"),
-            format!("--data-dir={}", target.data_dir.display()),
-            format!(
-                "--restoration-temp-snapshots-dir={}",
-                target.dir.join("work").display()
-            ),
-            format!("--name={}", target.name),
-            format!("--initial-cluster={}", target.initial_cluster()),
-            format!("--initial-cluster-token={}", target.token),
-            format!("--initial-advertise-peer-urls={}", target.peer_url()),
-        ],
-    );
+    let mut args = vec!["restore".into(), format!("--restore-method={method}")];
+    args.extend(common::restore_flags(&target));
+    let out = etcdbr(&store, &args);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "etcdbr restore ({method}): {log}");
     let member = target.start().unwrap();

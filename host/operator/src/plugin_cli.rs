@@ -80,7 +80,11 @@ async fn test(args: TestArgs) -> anyhow::Result<bool> {
     let loaded = Registry::load(host, Some(&dir), &[]).await;
     let _ = std::fs::remove_dir_all(&dir);
     let registry = loaded.with_context(|| format!("the host refuses {}", args.plugin.display()))?;
-    if let Some(refused) = registry.refused().first() {
+    // The whole file refused: nothing to test. (A refused store contract
+    // disables only its provider, and is a failed check below.)
+    if registry.plugins().is_empty()
+        && let Some(refused) = registry.refused().first()
+    {
         anyhow::bail!(
             "the host refuses {}: {}",
             args.plugin.display(),
@@ -108,12 +112,27 @@ async fn test(args: TestArgs) -> anyhow::Result<bool> {
             .cloned()
             .context("the plugin serves no provider: is it a compactor?")?,
     };
+    writeln!(
+        out,
+        "store contract of {provider}: {}",
+        registry
+            .contract(&provider)
+            .with_context(|| format!("cannot test provider {provider}"))?
+            .summary()
+    )?;
     let secret: BTreeMap<String, String> = match &args.secret {
         Some(path) => credentials::read(path)?,
         None => BTreeMap::new(),
     };
 
     let mut report = conformance::Report::default();
+    for refused in registry.refused() {
+        report.checks.push(conformance::Check {
+            name: format!("store contract of {}", refused.providers.join(", ")),
+            outcome: Err(refused.reason.clone()),
+            seconds: 0.0,
+        });
+    }
     let started = std::time::Instant::now();
     let wiring = registry
         .pod_config(
@@ -130,6 +149,7 @@ async fn test(args: TestArgs) -> anyhow::Result<bool> {
                     WiringRequest {
                         container: &args.container,
                         has_secret: args.secret.is_some(),
+                        contract: registry.contract(&provider).map_err(|e| e.to_string())?,
                     },
                     &cfg,
                 )

@@ -3,41 +3,23 @@
 //! says: built with `scripts/build-plugin.sh`, then `druid plugin test`
 //! against the small HTTP object store of the test support
 //! (`druid_test_support::HttpStore`), with its secret as a directory of
-//! files.
+//! files (its own keys, `storeURL` and `token`). The same plugin backing up
+//! and restoring etcd through `etcdbr` is
+//! host/backup-restore/tests/third_party_plugin.rs.
 #![allow(clippy::unwrap_used, reason = "a test fails on error")]
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 
-use druid_test_support::{HttpStore, repo_root, server_dir};
+use druid_test_support::{HttpStore, httpstore_example_plugin, server_dir};
 
 mod common;
 
 const TOKEN: &str = "s3cr3t-example-token";
 
 /// The example built with the documented command, once per test process.
-fn example_plugin() -> &'static PathBuf {
-    static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
-    PLUGIN.get_or_init(|| {
-        let out = server_dir("httpstore-example-build").unwrap();
-        let root = repo_root();
-        let output = Command::new("bash")
-            .arg(root.join("scripts/build-plugin.sh"))
-            .arg(root.join("examples/httpstore-plugin"))
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "scripts/build-plugin.sh examples/httpstore-plugin failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let wasm = out.join("druid_plugin_httpstore.wasm");
-        assert!(wasm.is_file(), "{} was not built", wasm.display());
-        wasm
-    })
+fn example_plugin() -> PathBuf {
+    httpstore_example_plugin().unwrap()
 }
 
 /// Runs `druid plugin test` on the example against a fresh store whose
@@ -50,7 +32,9 @@ fn plugin_test(name: &str, token: &str) -> (bool, String) {
     let store = HttpStore::start(&store_root, TOKEN).unwrap();
     let secret = dir.join("secret");
     std::fs::create_dir_all(&secret).unwrap();
-    std::fs::write(secret.join("endpoint"), format!("{}\n", store.url())).unwrap();
+    // The example's own keys: its store contract names `storeURL` as the
+    // key holding its endpoint, which the host then lets it reach.
+    std::fs::write(secret.join("storeURL"), format!("{}\n", store.url())).unwrap();
     std::fs::write(secret.join("token"), format!("{token}\n")).unwrap();
     let args: [OsString; 9] = [
         "plugin".into(),
@@ -72,6 +56,14 @@ fn the_httpstore_example_passes_druid_plugin_test() {
     assert!(ok, "{out}");
     assert!(out.contains("plugin httpstore 0.1.0"), "{out}");
     assert!(out.contains("providers: HttpStore"), "{out}");
+    assert!(
+        out.contains(
+            "store contract of HttpStore: credentials from HTTPSTORE_APPLICATION_CREDENTIALS_JSON, \
+             HTTPSTORE_APPLICATION_CREDENTIALS (required); endpoint keys: storeURL; official \
+             endpoints: none"
+        ),
+        "{out}"
+    );
     assert!(out.contains("pass  the secret's keys accepted"), "{out}");
     assert!(out.contains("pass  round trip of 100 MiB"), "{out}");
     assert!(

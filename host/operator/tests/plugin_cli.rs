@@ -48,6 +48,23 @@ fn a_plugin_that_breaks_the_contract_fails_druid_plugin_test() {
     assert!(out.contains("FAIL  round trip of 1 B"), "{out}");
     assert!(out.contains("FAIL  listing"), "{out}");
     assert!(!out.contains(", 0 failed"), "{out}");
+    // Its second provider's store contract is refused: a failed check that
+    // names the problems; the provider under test is still tested.
+    let contract = out
+        .lines()
+        .find(|l| l.contains("store contract of HostileContract"))
+        .unwrap_or_else(|| panic!("no contract check in:\n{out}"));
+    assert!(contract.starts_with("FAIL"), "{out}");
+    assert!(
+        contract.contains("\"HOME\" is not <NAME>_APPLICATION_CREDENTIALS"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "store contract of Hostile: credentials from HOSTILE_APPLICATION_CREDENTIALS_JSON"
+        ),
+        "{out}"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::config::{StoreConfig, canonical_provider, plain_name};
+use crate::contract::StoreContract;
 use crate::redact::Redactor;
 
 /// One allowed HTTP destination.
@@ -79,9 +80,9 @@ impl Grants {
         Self::default()
     }
 
-    /// The grants for `config`: its endpoints, and its directory for a
-    /// Local store.
-    pub fn for_store(config: &StoreConfig) -> Self {
+    /// The grants for `config` under its provider's `contract`: its
+    /// endpoints, and its directory for a Local store.
+    pub fn for_store(config: &StoreConfig, contract: &StoreContract) -> Self {
         // Only a plain name: `..`, `/etc` or `a/../../b` would reach outside
         // the root (or another tenant's container).
         let dir = (canonical_provider(&config.provider) == "Local"
@@ -95,7 +96,7 @@ impl Grants {
         .flatten()
         .filter(|d| d.is_dir());
         Self {
-            http: allowed_authorities(config),
+            http: allowed_authorities(config, contract),
             dir,
             redactor: Redactor::for_credentials(&config.credentials),
         }
@@ -131,69 +132,17 @@ impl Grants {
     }
 }
 
-/// The provider families whose official endpoints the host knows.
-fn official_endpoints(provider: &str, config: &StoreConfig) -> Vec<Authority> {
-    let https = |host: String| Authority {
-        scheme: "https".into(),
-        host,
-        port: 443,
-    };
-    let region = config
-        .credential("region")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let bucket = config.container.to_ascii_lowercase();
-    match provider {
-        "S3" if !region.is_empty() => vec![
-            https(format!("s3.{region}.amazonaws.com")),
-            https(format!("{bucket}.s3.{region}.amazonaws.com")),
-            https("s3.amazonaws.com".into()),
-            https(format!("{bucket}.s3.amazonaws.com")),
-        ],
-        "ABS" => {
-            let account = config
-                .credential("storageAccount")
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let domain = config
-                .credential("domain")
-                .unwrap_or("blob.core.windows.net")
-                .to_ascii_lowercase();
-            if account.is_empty() {
-                vec![]
-            } else {
-                vec![https(format!("{account}.{domain}"))]
-            }
-        }
-        "GCS" => vec![
-            https("storage.googleapis.com".into()),
-            https("oauth2.googleapis.com".into()),
-            https("sts.googleapis.com".into()),
-        ],
-        _ => vec![],
-    }
-}
-
-/// The secret keys that name an endpoint, per provider family. The secret
-/// is the user's configuration, so its endpoints are trusted like the
-/// spec's override.
-const ENDPOINT_KEYS: &[&str] = &[
-    "endpoint",
-    "ECS_ENDPOINT",
-    "storageEndpoint",
-    "authURL",
-    "storageAPIEndpoint",
-];
-
-/// Every HTTP destination `config` allows: the endpoint override, endpoints
-/// named in the secret, and the provider's official endpoints. For each
+/// Every HTTP destination `config` allows under its provider's
+/// `contract`: the endpoint override, the values of the contract's
+/// endpoint keys (the user's configuration, trusted like the override),
+/// and, without an override, the contract's official endpoints. For each
 /// configured endpoint the virtual-hosted form `<container>.<host>` is
-/// allowed too.
-pub fn allowed_authorities(config: &StoreConfig) -> Vec<Authority> {
-    let provider = canonical_provider(&config.provider);
+/// allowed too. No provider is known to the host by name.
+pub fn allowed_authorities(config: &StoreConfig, contract: &StoreContract) -> Vec<Authority> {
     let mut configured: Vec<Authority> = Vec::new();
     let mut add_url = |url: &str| {
-        // OSS endpoints are often written without a scheme.
+        // Endpoints are often written without a scheme (OSS's are).
+        let url = url.trim();
         let url = if url.contains("://") {
             url.to_string()
         } else {
@@ -206,8 +155,8 @@ pub fn allowed_authorities(config: &StoreConfig) -> Vec<Authority> {
     if let Some(endpoint) = &config.endpoint {
         add_url(endpoint);
     }
-    for key in ENDPOINT_KEYS {
-        if let Some(v) = config.credential(key) {
+    for key in &contract.endpoint_keys {
+        if let Some(v) = config.credential(key).filter(|v| !v.trim().is_empty()) {
             add_url(v);
         }
     }
@@ -221,7 +170,16 @@ pub fn allowed_authorities(config: &StoreConfig) -> Vec<Authority> {
         all.push(a);
     }
     if config.endpoint.is_none() {
-        all.extend(official_endpoints(provider, config));
+        all.extend(
+            contract
+                .official_hosts(config)
+                .into_iter()
+                .map(|host| Authority {
+                    scheme: "https".into(),
+                    host,
+                    port: 443,
+                }),
+        );
     }
     all.sort();
     all.dedup();
@@ -315,6 +273,21 @@ mod tests {
         a.iter().map(ToString::to_string).collect()
     }
 
+    /// A contract like the S3 plugin's.
+    fn s3_contract() -> StoreContract {
+        StoreContract::check(crate::contract::DeclaredContract {
+            credential_variables: vec!["AWS_APPLICATION_CREDENTIALS".into()],
+            credentials_required: true,
+            credential_value_variables: vec![],
+            endpoint_keys: vec!["endpoint".into()],
+            official_endpoints: vec![
+                "https://s3.{region}.amazonaws.com".into(),
+                "https://{container}.s3.{region}.amazonaws.com".into(),
+            ],
+        })
+        .unwrap()
+    }
+
     #[test]
     fn an_endpoint_override_is_the_only_destination() {
         let c = config(
@@ -323,7 +296,7 @@ mod tests {
             &[("region", "eu-west-1")],
         );
         assert_eq!(
-            strings(&allowed_authorities(&c)),
+            strings(&allowed_authorities(&c, &s3_contract())),
             vec!["http://127.0.0.1:9000"]
         );
         let c = config(
@@ -332,7 +305,7 @@ mod tests {
             &[("region", "eu-west-1")],
         );
         assert_eq!(
-            strings(&allowed_authorities(&c)),
+            strings(&allowed_authorities(&c, &s3_contract())),
             vec![
                 "https://backups.minio.example.com:443",
                 "https://minio.example.com:443"
@@ -341,31 +314,37 @@ mod tests {
     }
 
     #[test]
-    fn aws_without_an_endpoint_reaches_the_regional_endpoints_only() {
+    fn without_an_endpoint_the_contracts_official_endpoints_are_reached() {
         let c = config("aws", None, &[("region", "eu-west-1")]);
-        let allowed = strings(&allowed_authorities(&c));
-        assert!(allowed.contains(&"https://s3.eu-west-1.amazonaws.com:443".to_string()));
-        assert!(allowed.contains(&"https://backups.s3.eu-west-1.amazonaws.com:443".to_string()));
-        assert!(
-            allowed
-                .iter()
-                .all(|a| a.starts_with("https://") && a.ends_with(".amazonaws.com:443"))
+        assert_eq!(
+            strings(&allowed_authorities(&c, &s3_contract())),
+            vec![
+                "https://backups.s3.eu-west-1.amazonaws.com:443",
+                "https://s3.eu-west-1.amazonaws.com:443"
+            ]
         );
     }
 
     #[test]
-    fn secret_endpoints_count_and_unknown_providers_get_nothing_else() {
+    fn only_the_contracts_endpoint_keys_count_and_no_contract_grants_nothing() {
         let c = config(
-            "OSS",
+            "Acme",
             None,
-            &[("storageEndpoint", "oss-eu-central-1.aliyuncs.com")],
+            &[
+                ("storeURL", "http://10.0.0.7:8080/"),
+                ("endpoint", "https://elsewhere.example.com"),
+            ],
         );
-        assert!(
-            strings(&allowed_authorities(&c))
-                .contains(&"https://oss-eu-central-1.aliyuncs.com:443".to_string())
+        let contract = StoreContract::check(crate::contract::DeclaredContract {
+            endpoint_keys: vec!["storeURL".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            strings(&allowed_authorities(&c, &contract)),
+            vec!["http://10.0.0.7:8080"]
         );
-        let c = config("Mystery", None, &[]);
-        assert!(allowed_authorities(&c).is_empty());
+        assert!(allowed_authorities(&c, &StoreContract::default()).is_empty());
     }
 
     #[test]

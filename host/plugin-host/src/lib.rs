@@ -19,13 +19,14 @@
 //!   the operator never touch wasmtime types.
 
 // Modules, from the bottom up: limits, listing, redact, config,
-// credentials, cache, grants, runtime, wiring, provider, store, compact,
+// contract, credentials, cache, grants, runtime, wiring, provider, store, compact,
 // conformance, registry; each uses only those before it (the crate README says what
 // each owns).
 mod cache;
 mod compact;
 mod config;
 pub mod conformance;
+pub mod contract;
 pub mod credentials;
 pub mod grants;
 mod limits;
@@ -40,6 +41,7 @@ pub mod wiring;
 pub use cache::CompiledFrom;
 pub use compact::{CompactJob, CompactionError, Compactor};
 pub use config::{StoreConfig, canonical_provider, plain_name};
+pub use contract::StoreContract;
 pub use druid_etcd_db::{CompactOptions, CompactReport, SnapshotInfo};
 pub use limits::{Limits, truncate};
 pub use provider::ProviderPlugin;
@@ -71,7 +73,7 @@ pub fn builtin_plugins() -> &'static [(&'static str, &'static [u8])] {
 static BUILTIN_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
 /// The WIT package version this host serves.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.2.0";
 
 /// Errors of the plugin host. Each names the plugin it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +154,21 @@ pub enum Error {
         what: &'static str,
         /// The name.
         name: String,
+    },
+    /// A provider's store contract breaks the host's rules; the provider
+    /// is not served.
+    #[error(
+        "plugin {plugin}: the store contract of provider {provider:?} is refused: {problems}; \
+         the provider is not served until the plugin is fixed (the plugin API reference, \
+         store-contract, gives the rules)"
+    )]
+    InvalidContract {
+        /// The plugin.
+        plugin: String,
+        /// The provider value.
+        provider: String,
+        /// What is wrong, one problem after another.
+        problems: String,
     },
     /// No plugin serves the provider.
     #[error(
@@ -289,7 +306,7 @@ pub struct PluginInfo {
     pub providers: Vec<String>,
 }
 
-/// The WIT versions whose plugins this host loads, e.g. `0.1.0 to 0.1.0`
+/// The WIT versions whose plugins this host loads, e.g. `0.2.0 to 0.2.0`
 /// (0.x: the same minor version) or `1.0.0 to 1.4.2`.
 pub fn compatible_range() -> String {
     let mut parts = API_VERSION.split('.');
@@ -327,10 +344,11 @@ mod tests {
     #[test]
     fn api_versions_are_checked_by_semver() {
         assert!(api_compatible(API_VERSION));
-        assert!(api_compatible("0.1.0"));
-        assert!(!api_compatible("0.2.0"), "0.x minor bumps are breaking");
-        assert!(!api_compatible("1.1.0"));
-        assert!(!api_compatible("0.1.99"), "newer than the host");
+        assert!(api_compatible("0.2.0"));
+        assert!(!api_compatible("0.1.0"), "0.x minor bumps are breaking");
+        assert!(!api_compatible("0.3.0"), "0.x minor bumps are breaking");
+        assert!(!api_compatible("1.2.0"));
+        assert!(!api_compatible("0.2.99"), "newer than the host");
         assert!(!api_compatible("garbage"));
     }
 }

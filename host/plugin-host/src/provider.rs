@@ -3,11 +3,15 @@
 //! answers the operator's pod-wiring questions (`pod-config`,
 //! `check-secret`) under the short wiring limits and with no grants.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::Error;
+use crate::config::canonical_provider;
+use crate::contract::{DeclaredContract, StoreContract};
 use crate::grants::Grants;
 use crate::limits::{MAX_SECRET_PROBLEM, MAX_SECRET_PROBLEMS, MAX_WIRING_MESSAGE, truncate};
+use crate::runtime::bindings::provider::exports::druid::plugin::object_store as wit_store;
 use crate::runtime::bindings::provider::exports::druid::plugin::pod_wiring as wit;
 use crate::runtime::bindings::provider::{Provider, ProviderPre};
 use crate::runtime::{HostState, PluginHost, Session, guarded};
@@ -19,6 +23,9 @@ pub struct ProviderPlugin {
     host: Arc<PluginHost>,
     name: String,
     pre: ProviderPre<HostState>,
+    /// The checked store contract of each provider served, by canonical
+    /// provider name.
+    contracts: Arc<BTreeMap<String, StoreContract>>,
 }
 
 impl std::fmt::Debug for ProviderPlugin {
@@ -31,7 +38,68 @@ impl std::fmt::Debug for ProviderPlugin {
 
 impl ProviderPlugin {
     pub(crate) fn new(host: Arc<PluginHost>, name: String, pre: ProviderPre<HostState>) -> Self {
-        Self { host, name, pre }
+        Self {
+            host,
+            name,
+            pre,
+            contracts: Arc::default(),
+        }
+    }
+
+    /// Reads and checks the store contract of each of `providers` (the
+    /// plugin's `describe` list): the plugin with the valid ones kept, and
+    /// each provider whose contract failed with its error.
+    pub(crate) async fn with_contracts(
+        mut self,
+        providers: &[String],
+    ) -> (Self, Vec<(String, Error)>) {
+        let mut good = BTreeMap::new();
+        let mut bad = Vec::new();
+        for provider in providers {
+            match self.read_contract(provider).await {
+                Ok(c) => {
+                    good.insert(canonical_provider(provider).to_string(), c);
+                }
+                Err(e) => bad.push((provider.clone(), e)),
+            }
+        }
+        self.contracts = Arc::new(good);
+        (self, bad)
+    }
+
+    /// Calls the plugin's `contract` for `provider` and checks the answer.
+    async fn read_contract(&self, provider: &str) -> Result<StoreContract, Error> {
+        let mut session = self.wiring_session()?;
+        let instance = guarded!(&mut session, "instantiate", |store| self
+            .pre
+            .instantiate_async(store))?;
+        let declared: wit_store::StoreContract =
+            guarded!(&mut session, "contract", |store| instance
+                .druid_plugin_object_store()
+                .call_contract(store, provider))?;
+        StoreContract::check(DeclaredContract {
+            credential_variables: declared.credential_variables,
+            credentials_required: declared.credentials_required,
+            credential_value_variables: declared.credential_value_variables,
+            endpoint_keys: declared.endpoint_keys,
+            official_endpoints: declared.official_endpoints,
+        })
+        .map_err(|problems| Error::InvalidContract {
+            plugin: self.name.clone(),
+            provider: provider.to_string(),
+            problems: problems.join("; "),
+        })
+    }
+
+    /// The store contract of `provider` (aliases included); the empty
+    /// contract (no credentials, no endpoints) if the plugin does not serve
+    /// it.
+    pub fn contract(&self, provider: &str) -> &StoreContract {
+        static NONE: std::sync::LazyLock<StoreContract> =
+            std::sync::LazyLock::new(StoreContract::default);
+        self.contracts
+            .get(canonical_provider(provider))
+            .unwrap_or(&NONE)
     }
 
     /// The plugin's name, as its `describe` gives it.

@@ -8,6 +8,7 @@ use druid_etcd_db::CompactReport;
 
 use crate::compact::{CompactJob, CompactionError, Compactor};
 use crate::config::{StoreConfig, canonical_provider, name_problem};
+use crate::contract::StoreContract;
 use crate::provider::ProviderPlugin;
 use crate::runtime::{Plugin, PluginHost, Pre};
 use crate::store::PluginStore;
@@ -43,6 +44,9 @@ pub struct RegisteredPlugin {
     /// world its component exports).
     pub kind: PluginKind,
     handle: Handle,
+    /// Providers of its `describe` list whose store contract was refused,
+    /// with the reason: they are not served.
+    refused_providers: Vec<(String, String)>,
 }
 
 /// A registered plugin as what it serves: the one place the kind of a
@@ -63,13 +67,15 @@ pub struct RegistryOptions {
     pub allow_builtin_override: bool,
 }
 
-/// A plugin file the registry refused, and why. Its providers are not
-/// served; asking for one gives an error naming the file and the reason.
+/// A plugin file the registry refused, or a provider of a plugin whose
+/// store contract it refused, and why. Those providers are not served;
+/// asking for one gives an error naming the file and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusedPlugin {
-    /// The file.
+    /// The file (for a built-in plugin, `built-in plugin <name>`).
     pub file: PathBuf,
-    /// The providers it claims, if it got as far as describing itself.
+    /// The providers it claims, if it got as far as describing itself
+    /// (for a refused contract, that one provider).
     pub providers: Vec<String>,
     /// Why it was refused.
     pub reason: String,
@@ -186,7 +192,24 @@ impl Registry {
         }
         let mut providers: BTreeMap<String, usize> = BTreeMap::new();
         for (i, p) in loaded.iter().enumerate() {
+            for (provider, reason) in &p.refused_providers {
+                let file = match &p.source {
+                    PluginSource::File(path) => path.clone(),
+                    PluginSource::Builtin => {
+                        PathBuf::from(format!("built-in plugin {}", p.info.name))
+                    }
+                };
+                tracing::error!(file = %file.display(), %provider, error = %reason, "storage provider refused: its store contract breaks the host's rules; fix and rebuild the plugin");
+                refused.push(RefusedPlugin {
+                    file,
+                    providers: vec![provider.clone()],
+                    reason: reason.clone(),
+                });
+            }
             for provider in &p.info.providers {
+                if p.refused_providers.iter().any(|(r, _)| r == provider) {
+                    continue;
+                }
                 let canonical = canonical_provider(provider).to_string();
                 match providers.get(&canonical) {
                     Some(&j) if j != i => {
@@ -248,11 +271,18 @@ impl Registry {
         if let Err(e) = check_info(&info, &source) {
             return Err((info.providers, e));
         }
+        let mut refused_providers = Vec::new();
         let (kind, handle) = match plugin.pre {
-            Pre::Provider(pre) => (
-                PluginKind::Provider,
-                Handle::Provider(ProviderPlugin::new(host.clone(), info.name.clone(), pre)),
-            ),
+            Pre::Provider(pre) => {
+                let (provider, refused) = ProviderPlugin::new(host.clone(), info.name.clone(), pre)
+                    .with_contracts(&info.providers)
+                    .await;
+                refused_providers = refused
+                    .into_iter()
+                    .map(|(p, e)| (p, e.to_string()))
+                    .collect();
+                (PluginKind::Provider, Handle::Provider(provider))
+            }
             Pre::Compactor(pre) => (
                 PluginKind::Compactor,
                 Handle::Compactor(Compactor::new(host.clone(), info.name.clone(), pre)),
@@ -263,6 +293,7 @@ impl Registry {
             source,
             kind,
             handle,
+            refused_providers,
         })
     }
 
@@ -349,6 +380,11 @@ impl Registry {
         self.provider(provider)?
             .pod_config(provider, container, prefix, secret_name)
             .await
+    }
+
+    /// The store contract of `provider` (aliases included).
+    pub fn contract(&self, provider: &str) -> Result<&StoreContract, Error> {
+        Ok(self.provider(provider)?.contract(provider))
     }
 
     /// Checks the key names of a store's Secret; the error lists each

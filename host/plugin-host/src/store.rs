@@ -282,7 +282,7 @@ struct Open {
 impl PluginStore {
     /// A store for `config`, served by `provider`.
     pub(crate) fn new(provider: ProviderPlugin, config: StoreConfig) -> Self {
-        let grants = Grants::for_store(&config);
+        let grants = Grants::for_store(&config, provider.contract(&config.provider));
         let label = format!(
             "{} store {:?} (plugin {})",
             config.provider,

@@ -23,6 +23,7 @@
 
 use crate::Error;
 use crate::config::plain_name;
+use crate::contract::{StoreContract, credentials_variable_kind};
 
 /// The sidecar wiring for a store, from the provider's plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +109,8 @@ pub struct WiringRequest<'a> {
     pub container: &'a str,
     /// Whether the spec names a Secret.
     pub has_secret: bool,
+    /// The provider's store contract (its credential variables).
+    pub contract: &'a StoreContract,
 }
 
 /// Wiring the host accepted: what the builders turn into env vars,
@@ -153,6 +156,12 @@ impl WiringPolicy {
     ) -> Result<CheckedWiring, Vec<String>> {
         let mut problems = Vec::new();
         let mut out = CheckedWiring::default();
+        if request.contract.credentials_required && !request.has_secret {
+            problems.push(format!(
+                "the provider needs credentials (read from {}): set the store's secretRef",
+                request.contract.credential_variables.join(" or ")
+            ));
+        }
 
         if cfg.volumes.len() > MAX_VOLUMES {
             problems.push(format!(
@@ -242,9 +251,20 @@ impl WiringPolicy {
                         Err("LOCAL_STORE_ROOT is set without a node directory".into())
                     }
                 }
-                n if credentials_var(n).is_some() => {
-                    let json = credentials_var(n) == Some(true);
-                    if !cfg
+                n if credentials_variable_kind(n).is_some() => {
+                    let json = credentials_variable_kind(n) == Some(true);
+                    if !request.contract.credential_variables.iter().any(|v| v == n) {
+                        Err(format!(
+                            "{n} is not a credential variable of this provider's contract ({}): \
+                             the sidecar would not read it; set one of those (the plugin's \
+                             `contract` and `pod-config` disagree)",
+                            if request.contract.credential_variables.is_empty() {
+                                "it declares none".to_string()
+                            } else {
+                                request.contract.credential_variables.join(", ")
+                            }
+                        ))
+                    } else if !cfg
                         .volumes
                         .iter()
                         .any(|v| v.source == VolumeSource::StoreSecret)
@@ -308,22 +328,6 @@ fn expect(name: &str, value: &str, allowed: &str) -> Result<(), String> {
     }
 }
 
-/// `Some(json)` for `<PROVIDER>_APPLICATION_CREDENTIALS[_JSON]`, where
-/// PROVIDER is 1 to 32 of `A-Z`, `0-9`, starting with a letter.
-fn credentials_var(name: &str) -> Option<bool> {
-    let (provider, json) = if let Some(p) = name.strip_suffix("_APPLICATION_CREDENTIALS_JSON") {
-        (p, true)
-    } else {
-        (name.strip_suffix("_APPLICATION_CREDENTIALS")?, false)
-    };
-    let mut chars = provider.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_uppercase());
-    (first_ok
-        && provider.len() <= 32
-        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
-    .then_some(json)
-}
-
 /// An absolute path without `.`, `..` or empty components (a trailing
 /// `/` is allowed).
 fn normalized_absolute(path: &str) -> bool {
@@ -367,10 +371,24 @@ mod tests {
         }
     }
 
+    /// A contract declaring the credential variables the cases use.
+    static CONTRACT: std::sync::LazyLock<StoreContract> =
+        std::sync::LazyLock::new(|| StoreContract {
+            credential_variables: vec![
+                "AWS_APPLICATION_CREDENTIALS".into(),
+                "GOOGLE_APPLICATION_CREDENTIALS_JSON".into(),
+            ],
+            ..StoreContract::default()
+        });
+    /// The Local provider's contract: no credentials.
+    static NO_CREDENTIALS: std::sync::LazyLock<StoreContract> =
+        std::sync::LazyLock::new(StoreContract::default);
+
     fn req(container: &str) -> WiringRequest<'_> {
         WiringRequest {
             container,
             has_secret: true,
+            contract: &CONTRACT,
         }
     }
 
@@ -408,6 +426,7 @@ mod tests {
                 WiringRequest {
                     container: "default.bkp",
                     has_secret: false,
+                    contract: &NO_CREDENTIALS,
                 },
                 &local,
             )
@@ -570,6 +589,7 @@ mod tests {
                 WiringRequest {
                     container: "b",
                     has_secret: false,
+                    contract: &NO_CREDENTIALS,
                 },
                 &cfg,
             )
@@ -586,6 +606,53 @@ mod tests {
                 "{container:?}: {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn credential_variables_are_the_contracts() {
+        let p = WiringPolicy::default();
+        // A variable the contract does not declare: the sidecar would not
+        // read it, and the store would open without credentials.
+        let cfg = SidecarConfig {
+            env: env(&[("ACME_APPLICATION_CREDENTIALS", SECRET_MOUNT)]),
+            volumes: vec![secret()],
+        };
+        let e = p.check(req("b"), &cfg).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains(
+                "ACME_APPLICATION_CREDENTIALS is not a credential variable of this \
+                 provider's contract (AWS_APPLICATION_CREDENTIALS, \
+                 GOOGLE_APPLICATION_CREDENTIALS_JSON)"
+            ),
+            "{e:?}"
+        );
+        // Credentials required and no Secret in the spec.
+        let required = StoreContract {
+            credentials_required: true,
+            ..CONTRACT.clone()
+        };
+        let cfg = SidecarConfig {
+            env: env(&[("STORAGE_CONTAINER", "b")]),
+            volumes: Vec::new(),
+        };
+        let e = p
+            .check(
+                WiringRequest {
+                    container: "b",
+                    has_secret: false,
+                    contract: &required,
+                },
+                &cfg,
+            )
+            .unwrap_err();
+        assert!(
+            e[0].contains(
+                "needs credentials (read from AWS_APPLICATION_CREDENTIALS or \
+                 GOOGLE_APPLICATION_CREDENTIALS_JSON): set the store's secretRef"
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

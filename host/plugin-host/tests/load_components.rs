@@ -272,7 +272,7 @@ async fn the_shipped_plugins_are_built_into_the_binary() {
     }
 }
 
-/// `wasm` with every `druid:plugin/<interface>@0.1.0` name renamed to
+/// `wasm` with every `druid:plugin/<interface>@<host version>` name renamed to
 /// `@<version>` (five characters, so the component stays valid): the
 /// plugin as if built against another version of the WIT.
 fn built_for(wasm: &[u8], version: &str) -> Vec<u8> {
@@ -287,7 +287,8 @@ fn built_for(wasm: &[u8], version: &str) -> Vec<u8> {
                 .iter()
                 .position(|b| !(b.is_ascii_lowercase() || *b == b'-'))
                 .unwrap();
-        if out[name_end..].starts_with(b"@0.1.0") {
+        let host_version = format!("@{}", druid_plugin_host::API_VERSION);
+        if out[name_end..].starts_with(host_version.as_bytes()) {
             out[name_end + 1..name_end + 6].copy_from_slice(version.as_bytes());
             renamed += 1;
         }
@@ -317,7 +318,7 @@ async fn a_plugin_built_for_another_wit_version_gets_the_version_message_not_the
     let local = std::fs::read(plugin_components().get("druid-plugin-local")).unwrap();
     let host = PluginHost::new(Limits::default()).unwrap();
     // Another 0.x minor version, and a newer patch version than the host's.
-    for version in ["0.2.0", "0.1.9"] {
+    for version in ["0.3.0", "0.2.9", "0.1.0"] {
         let err = match host.load_bytes("local-next", &built_for(&local, version)) {
             Ok(_) => panic!("a plugin built for {version} loaded"),
             Err(e) => e,
@@ -329,8 +330,8 @@ async fn a_plugin_built_for_another_wit_version_gets_the_version_message_not_the
         );
         assert!(
             text.contains(&format!("built for druid:plugin@{version}"))
-                && text.contains("this host serves druid:plugin@0.1.0")
-                && text.contains("loads plugins built for 0.1.0 to 0.1.0")
+                && text.contains("this host serves druid:plugin@0.2.0")
+                && text.contains("loads plugins built for 0.2.0 to 0.2.0")
                 && text.contains("rebuild the plugin"),
             "{text}"
         );
@@ -340,7 +341,7 @@ async fn a_plugin_built_for_another_wit_version_gets_the_version_message_not_the
         );
     }
     // The same component with the host's version loads.
-    host.load_bytes("local", &built_for(&local, "0.1.0"))
+    host.load_bytes("local", &built_for(&local, "0.2.0"))
         .unwrap();
 }
 
@@ -351,7 +352,7 @@ async fn a_broken_plugin_file_disables_only_its_own_providers() {
     let hostile = std::fs::read(components.get("druid-test-plugin-hostile")).unwrap();
     let dir = server_dir("broken-plugins").unwrap();
     std::fs::write(dir.join("broken.wasm"), b"this is not WebAssembly").unwrap();
-    std::fs::write(dir.join("next.wasm"), built_for(&hostile, "0.2.0")).unwrap();
+    std::fs::write(dir.join("next.wasm"), built_for(&hostile, "0.3.0")).unwrap();
     // Describes itself, but claims the provider "Host~le".
     std::fs::write(
         dir.join("badname.wasm"),
@@ -391,7 +392,7 @@ async fn a_broken_plugin_file_disables_only_its_own_providers() {
     assert!(
         text.contains("broken.wasm: plugin")
             && text.contains("cannot load component")
-            && text.contains("next.wasm: plugin next: built for druid:plugin@0.2.0")
+            && text.contains("next.wasm: plugin next: built for druid:plugin@0.3.0")
             && text.contains("store.provider"),
         "{text}"
     );
@@ -455,5 +456,83 @@ async fn a_plugin_file_replaces_a_built_in_plugin_only_when_allowed() {
     assert_eq!(
         registry.plugin_for("Local").unwrap().source,
         PluginSource::Builtin
+    );
+}
+
+#[tokio::test]
+async fn each_provider_declares_its_store_contract_and_a_bad_one_disables_only_that_provider() {
+    let registry = common::registry(Limits::default()).await;
+    // The hostile plugin's second provider declares a contract that reads
+    // HOME and KUBERNETES_SERVICE_HOST and reaches any host: refused when
+    // loaded, with every problem named; its first provider still serves.
+    let err = registry.plugin_for("HostileContract").err().unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, Error::PluginRefused { .. }), "{err:?}");
+    for wanted in [
+        "built-in plugin hostile",
+        "the store contract of provider \"HostileContract\" is refused",
+        "credential variable \"HOME\" is not <NAME>_APPLICATION_CREDENTIALS",
+        "\"KUBERNETES_SERVICE_HOST\" must be upper case and start with the NAME_ of a declared credential variable (none is declared)",
+        "official endpoint \"https://{target}\": the last two labels must be literal",
+        "official endpoint \"http://169.254.169.254\": not https",
+    ] {
+        assert!(text.contains(wanted), "{wanted:?} not in: {text}");
+    }
+    assert_eq!(registry.plugin_for("Hostile").unwrap().info.name, "hostile");
+    assert_eq!(
+        registry
+            .refused()
+            .iter()
+            .map(|r| r.providers.clone())
+            .collect::<Vec<_>>(),
+        vec![vec!["HostileContract".to_string()]]
+    );
+
+    // The shipped plugins' contracts, as the host reads them: no table of
+    // providers in the host.
+    let s3 = registry.contract("aws").unwrap();
+    assert_eq!(
+        s3.credential_variables,
+        [
+            "AWS_APPLICATION_CREDENTIALS_JSON",
+            "AWS_APPLICATION_CREDENTIALS"
+        ]
+    );
+    assert!(s3.credentials_required);
+    assert_eq!(s3.endpoint_keys, ["endpoint"]);
+    let ecs = registry.contract("dell").unwrap();
+    assert!(!ecs.credentials_required);
+    assert!(
+        ecs.credential_value_variables
+            .contains(&("ECS_ENDPOINT".to_string(), "endpoint".to_string()))
+    );
+    assert_eq!(
+        registry.contract("Local").unwrap(),
+        &druid_plugin_host::StoreContract::default()
+    );
+    // Without an endpoint override an S3 store reaches the regional
+    // endpoints its plugin declares, filled from its bucket and region.
+    let store = registry
+        .store(common::config(
+            "S3",
+            "Backups",
+            None,
+            &[("region", "eu-west-1")],
+        ))
+        .unwrap();
+    let allowed: Vec<String> = store
+        .grants()
+        .http
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        allowed,
+        [
+            "https://backups.s3.amazonaws.com:443",
+            "https://backups.s3.eu-west-1.amazonaws.com:443",
+            "https://s3.amazonaws.com:443",
+            "https://s3.eu-west-1.amazonaws.com:443",
+        ]
     );
 }

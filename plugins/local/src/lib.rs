@@ -80,6 +80,12 @@ impl wiring::Guest for Local {
 }
 
 impl store::Guest for Local {
+    /// No credentials and no endpoint: the host grants the store's
+    /// directory instead.
+    fn contract(_provider: String) -> store::StoreContract {
+        druid_plugin_sdk::no_credentials_contract()
+    }
+
     type Store = LocalStore;
     type Upload = LocalUpload;
     type Download = LocalDownload;

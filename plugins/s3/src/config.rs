@@ -55,6 +55,50 @@ impl Family {
         }
     }
 
+    /// The family's store contract: upstream's credentials variables
+    /// (`AWS_`, `OPENSHIFT_`, `ECS_APPLICATION_CREDENTIALS[_JSON]`), the
+    /// secret keys naming endpoints, ECS's single-value variables, and
+    /// for AWS its regional endpoints.
+    pub fn contract(self) -> druid_plugin_sdk::store::StoreContract {
+        match self {
+            Family::Aws => druid_plugin_sdk::secret_contract(
+                "AWS",
+                true,
+                &["endpoint"],
+                &[
+                    "https://s3.{region}.amazonaws.com",
+                    "https://{container}.s3.{region}.amazonaws.com",
+                    "https://s3.amazonaws.com",
+                    "https://{container}.s3.amazonaws.com",
+                ],
+            ),
+            Family::Openshift => {
+                druid_plugin_sdk::secret_contract("OPENSHIFT", true, &["endpoint"], &[])
+            }
+            Family::Ecs => {
+                // ECS's credentials may come from upstream's ECS_* variables
+                // alone, without a Secret.
+                let mut c = druid_plugin_sdk::secret_contract(
+                    "ECS",
+                    false,
+                    &["endpoint", "ECS_ENDPOINT"],
+                    &[],
+                );
+                c.credential_value_variables = [
+                    ("ECS_ENDPOINT", "endpoint"),
+                    ("ECS_ACCESS_KEY_ID", "accessKeyID"),
+                    ("ECS_SECRET_ACCESS_KEY", "secretAccessKey"),
+                    ("ECS_DISABLE_SSL", "disableSSL"),
+                    ("ECS_INSECURE_SKIP_VERIFY", "insecureSkipVerify"),
+                ]
+                .iter()
+                .map(|(v, k)| ((*v).to_string(), (*k).to_string()))
+                .collect();
+                c
+            }
+        }
+    }
+
     /// The secret keys that must be present, each with the alternative
     /// names that count for it.
     pub fn required_keys(self) -> &'static [&'static [&'static str]] {

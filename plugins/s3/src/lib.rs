@@ -53,6 +53,13 @@ impl druid_plugin_sdk::wiring::Guest for S3 {
 }
 
 impl store::Guest for S3 {
+    fn contract(provider: String) -> store::StoreContract {
+        config::Family::of(&provider).map_or_else(
+            druid_plugin_sdk::no_credentials_contract,
+            config::Family::contract,
+        )
+    }
+
     type Store = S3Store;
     type Upload = S3Upload;
     type Download = S3Download;

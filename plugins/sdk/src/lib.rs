@@ -8,8 +8,9 @@
 //! - `provider::Guest`: `describe`;
 //! - `wiring::Guest`: the sidecar's env vars and volumes for a store, and a
 //!   check of a secret's key names;
-//! - `store::Guest` with `store::GuestStore`, `store::GuestUpload` and
-//!   `store::GuestDownload`: the object store.
+//! - `store::Guest` (`contract`: where a store's credentials come from and
+//!   which hosts it calls, see [`secret_contract`]) with `store::GuestStore`,
+//!   `store::GuestUpload` and `store::GuestDownload`: the object store.
 //!
 //! See the crate's README for a walkthrough (`scripts/new-plugin.sh`
 //! instantiates `plugins/sdk/template/` out of tree) and the repository's
@@ -22,7 +23,7 @@ pub mod retry;
 
 /// The version of the WIT package these bindings were generated from. A
 /// plugin reports it as its `api-version`.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.2.0";
 
 /// Bindings of the `provider` world.
 #[allow(missing_docs, unsafe_code, clippy::all)]
@@ -93,6 +94,51 @@ pub fn plugin_info(name: &str, version: &str, providers: &[&str]) -> provider::P
         version: version.into(),
         api_version: API_VERSION.into(),
         providers: providers.iter().map(|p| (*p).to_string()).collect(),
+    }
+}
+
+/// The store contract of a provider whose credentials are the store
+/// Secret, mounted by the operator at `/var/etcd-backup` and named by
+/// `<PREFIX>_APPLICATION_CREDENTIALS` (or a JSON file in it named by
+/// `<PREFIX>_APPLICATION_CREDENTIALS_JSON`, which wins): every key of the
+/// Secret reaches `open`. `endpoint_keys` are the keys whose values are
+/// endpoints the user chose (the host lets the plugin reach them);
+/// `official_endpoints` the provider's own hosts as `https://` templates
+/// (`{container}` and `{<credential key>}` stand for whole DNS labels),
+/// reached only when no endpoint override is set. The host checks the
+/// contract when it loads the plugin (docs/plugin-api.md, `store-contract`).
+/// `pod-config` must set `<PREFIX>_APPLICATION_CREDENTIALS` (or the
+/// `_JSON` variable), nothing else, for the Secret.
+pub fn secret_contract(
+    prefix: &str,
+    required: bool,
+    endpoint_keys: &[&str],
+    official_endpoints: &[&str],
+) -> store::StoreContract {
+    store::StoreContract {
+        credential_variables: vec![
+            format!("{prefix}_APPLICATION_CREDENTIALS_JSON"),
+            format!("{prefix}_APPLICATION_CREDENTIALS"),
+        ],
+        credentials_required: required,
+        credential_value_variables: Vec::new(),
+        endpoint_keys: endpoint_keys.iter().map(|k| (*k).to_string()).collect(),
+        official_endpoints: official_endpoints
+            .iter()
+            .map(|e| (*e).to_string())
+            .collect(),
+    }
+}
+
+/// The store contract of a provider that takes no credentials and calls
+/// no endpoint of its own (the Local provider).
+pub fn no_credentials_contract() -> store::StoreContract {
+    store::StoreContract {
+        credential_variables: Vec::new(),
+        credentials_required: false,
+        credential_value_variables: Vec::new(),
+        endpoint_keys: Vec::new(),
+        official_endpoints: Vec::new(),
     }
 }
 

@@ -74,23 +74,25 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
 /// Adds what every `etcdbr` under test needs: the test plugins and their
 /// compile cache, the etcd binaries, plain logs, and no pod identity.
 pub fn etcdbr_tool_flags(c: &mut Command) -> Result<()> {
-    c.arg(format!(
-        "--plugins-dir={}",
-        plugin_components().dir().display()
-    ))
-    .arg(format!(
-        "--plugin-cache-dir={}",
-        cache_dir().join("plugin-cache").display()
-    ))
-    .arg(format!(
-        "--etcd-binary={}",
-        find_binary("etcd", "etcd")?.display()
-    ))
-    .arg(format!("--etcdctl-binary={}", restore_binary()?.display()))
-    .env("RUST_LOG", "info")
-    .env("NO_COLOR", "1")
-    .env_remove("POD_NAMESPACE")
-    .env_remove("POD_NAME");
+    etcdbr_tool_flags_with_plugins(c, plugin_components().dir())
+}
+
+/// [`etcdbr_tool_flags`] with `plugins_dir` as the plugins directory.
+pub fn etcdbr_tool_flags_with_plugins(c: &mut Command, plugins_dir: &Path) -> Result<()> {
+    c.arg(format!("--plugins-dir={}", plugins_dir.display()))
+        .arg(format!(
+            "--plugin-cache-dir={}",
+            cache_dir().join("plugin-cache").display()
+        ))
+        .arg(format!(
+            "--etcd-binary={}",
+            find_binary("etcd", "etcd")?.display()
+        ))
+        .arg(format!("--etcdctl-binary={}", restore_binary()?.display()))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("POD_NAMESPACE")
+        .env_remove("POD_NAME");
     Ok(())
 }
 

@@ -388,3 +388,45 @@ fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
     };
     Some((start, end))
 }
+
+/// The worked example of a third-party provider
+/// (`examples/httpstore-plugin`) built as plugins/sdk/README.md says, with
+/// `scripts/build-plugin.sh`, once per test process: the path of its
+/// component, `druid_plugin_httpstore.wasm`.
+pub fn httpstore_example_plugin() -> Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = crate::server_dir("httpstore-example-build").map_err(|e| e.to_string())?;
+            let root = crate::repo_root();
+            let command = format!(
+                "bash scripts/build-plugin.sh examples/httpstore-plugin {}",
+                out.display()
+            );
+            let output = std::process::Command::new("bash")
+                .arg(root.join("scripts/build-plugin.sh"))
+                .arg(root.join("examples/httpstore-plugin"))
+                .arg(&out)
+                .output()
+                .map_err(|e| format!("{command}: {e}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "{command}: {}\n{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            let wasm = out.join("druid_plugin_httpstore.wasm");
+            if wasm.is_file() {
+                Ok(wasm)
+            } else {
+                Err(format!("{command} built no {}", wasm.display()))
+            }
+        })
+        .clone()
+        .map_err(|reason| Error::PluginBuild {
+            command: "scripts/build-plugin.sh examples/httpstore-plugin".into(),
+            reason,
+        })
+}

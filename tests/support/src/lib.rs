@@ -30,9 +30,12 @@ mod process;
 
 pub use azurite::AzuriteServer;
 pub use etcd::{EtcdCluster, EtcdMember, EtcdMemberConfig};
-pub use etcdbr::{etcdbr_tool_flags, local_store_flags, restore_binary, workspace_binary};
+pub use etcdbr::{
+    etcdbr_tool_flags, etcdbr_tool_flags_with_plugins, local_store_flags, restore_binary,
+    workspace_binary,
+};
 pub use gcs::FakeGcsServer;
-pub use httpstore::HttpStore;
+pub use httpstore::{HttpStore, httpstore_example_plugin};
 pub use kube::{CRD_TIMEOUT, KubeApiServer, install_crds};
 pub use minio::MinioServer;
 pub use node::{Node, PRODUCT_IMAGES};

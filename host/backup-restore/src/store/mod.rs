@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use druid_plugin_host::{Limits, PluginHost, Registry};
-use druid_plugin_host::{SnapshotStore, StoreConfig, StoreError};
+use druid_plugin_host::{SnapshotStore, StoreConfig, StoreContract, StoreError};
 use tokio::sync::mpsc;
 
 use crate::config::StoreArgs;
@@ -67,115 +67,80 @@ pub enum Error {
     },
 }
 
-/// Upstream's providers (canonical names) and the prefix of their
-/// credentials variable: the providers that always need credentials.
-const UPSTREAM_CREDENTIALS: &[(&str, &str)] = &[
-    ("S3", "AWS"),
-    ("ABS", "AZURE"),
-    ("GCS", "GOOGLE"),
-    ("Swift", "OPENSTACK"),
-    ("OSS", "ALICLOUD"),
-    ("OCS", "OPENSHIFT"),
-    ("ECS", "ECS"),
-];
-
-/// The prefix of upstream's credentials variable for `provider`, if it is
-/// one of upstream's.
-fn upstream_prefix(provider: &str) -> Option<&'static str> {
-    let canonical = druid_plugin_host::canonical_provider(provider);
-    UPSTREAM_CREDENTIALS
-        .iter()
-        .find(|(p, _)| *p == canonical)
-        .map(|(_, prefix)| *prefix)
-}
-
-/// The environment variable holding the credentials' path: upstream's
-/// names for its providers, `<PROVIDER>_APPLICATION_CREDENTIALS` (upper
-/// case, other characters as `_`) for a plugin's own provider, `None` for
-/// Local, which has no secret.
-pub fn credentials_env(provider: &str) -> Option<String> {
-    let canonical = druid_plugin_host::canonical_provider(provider);
-    if canonical == "Local" {
-        return None;
-    }
-    let prefix = upstream_prefix(provider).map_or_else(
-        || {
-            canonical
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
-        },
-        str::to_string,
-    );
-    Some(format!("{prefix}_APPLICATION_CREDENTIALS"))
-}
-
-/// Reads the store credentials the way upstream does: the `_JSON` file
-/// variable first, then the directory (or file) variable. ECS reads its
-/// mounted Secret (`ECS_APPLICATION_CREDENTIALS`, as the operator wires it)
-/// and then upstream's `ECS_*` variables, which win.
-fn read_credentials(provider: &str) -> Result<BTreeMap<String, String>, Error> {
-    read_credentials_with(provider, |name| std::env::var_os(name))
+/// Reads a store's credentials as its provider's store contract says
+/// (the plugin declares it; the host keeps no table of providers): the
+/// first of the contract's credential variables that is set names the
+/// mounted Secret (a directory, every key) or a JSON file; then its value
+/// variables (upstream's `ECS_*`) override single keys. Without any, a
+/// provider that requires credentials is refused, naming the variables.
+fn read_credentials(
+    provider: &str,
+    contract: &StoreContract,
+) -> Result<BTreeMap<String, String>, Error> {
+    read_credentials_with(provider, contract, |name| std::env::var_os(name))
 }
 
 /// [`read_credentials`] with the environment given as a lookup.
 fn read_credentials_with(
     provider: &str,
+    contract: &StoreContract,
     env: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<BTreeMap<String, String>, Error> {
-    if druid_plugin_host::canonical_provider(provider) == "ECS" {
-        let mut c = match env("ECS_APPLICATION_CREDENTIALS") {
-            Some(path) => druid_plugin_host::credentials::read(&PathBuf::from(path)).map_err(|e| {
-                Error::Config(format!(
-                    "{e} (from $ECS_APPLICATION_CREDENTIALS; mount the store secret there or fix \
-                     the variable)"
-                ))
-            })?,
-            None => BTreeMap::new(),
-        };
-        for (var, key) in [
-            ("ECS_ENDPOINT", "endpoint"),
-            ("ECS_ACCESS_KEY_ID", "accessKeyID"),
-            ("ECS_SECRET_ACCESS_KEY", "secretAccessKey"),
-            ("ECS_DISABLE_SSL", "disableSSL"),
-            ("ECS_INSECURE_SKIP_VERIFY", "insecureSkipVerify"),
-        ] {
-            if let Some(v) = env(var) {
-                c.remove(var);
-                c.insert(key.to_string(), v.to_string_lossy().into_owned());
-            }
-        }
-        return Ok(c);
-    }
-    let Some(var) = credentials_env(provider) else {
-        return Ok(BTreeMap::new());
-    };
-    for name in [format!("{var}_JSON"), var.clone()] {
-        if let Some(path) = env(&name) {
+    let mut credentials = BTreeMap::new();
+    let mut found = false;
+    for name in &contract.credential_variables {
+        if let Some(path) = env(name) {
             let path = PathBuf::from(path);
-            return druid_plugin_host::credentials::read(&path).map_err(|e| {
+            credentials = druid_plugin_host::credentials::read(&path).map_err(|e| {
                 Error::Config(format!(
                     "{e} (from ${name}; mount the store secret there or fix the variable)"
                 ))
-            });
+            })?;
+            tracing::info!(provider, variable = %name, keys = credentials.len(), "store credentials read");
+            found = true;
+            break;
         }
     }
-    if upstream_prefix(provider).is_none() {
-        // A plugin's own provider may need no secret; if it does, the
-        // plugin names the missing keys.
-        tracing::info!(provider, variable = %var, "no credentials: the variable is not set");
-        return Ok(BTreeMap::new());
+    for (var, key) in &contract.credential_value_variables {
+        if let Some(v) = env(var) {
+            credentials.remove(var);
+            credentials.insert(key.clone(), v.to_string_lossy().into_owned());
+            found = true;
+        }
     }
-    Err(Error::Config(format!(
-        "no credentials for provider {provider}: set ${var} to the mounted secret directory \
-         (or ${var}_JSON to a JSON file)"
-    )))
+    if found || contract.credential_variables.is_empty() {
+        return Ok(credentials);
+    }
+    let wanted = contract
+        .credential_variables
+        .iter()
+        .map(|v| format!("${v}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    if contract.credentials_required {
+        return Err(Error::Config(format!(
+            "no credentials for provider {provider}: set {wanted} to the mounted store secret \
+             (a directory of key files, or for a _JSON variable a JSON file); the provider's \
+             plugin declares these variables"
+        )));
+    }
+    tracing::info!(provider, variables = %wanted, "no store credentials: none of the provider's credential variables is set");
+    Ok(credentials)
+}
+
+/// Credential variables set in the environment that `contract` does not
+/// declare: likely meant for this store, and ignored.
+fn undeclared_credential_variables(
+    contract: &StoreContract,
+    names: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<String> {
+    names
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| {
+            druid_plugin_host::contract::credentials_variable_kind(n).is_some()
+                && !contract.credential_variables.contains(n)
+        })
+        .collect()
 }
 
 /// Builds the plugin registry: the built-in plugins plus `--plugins-dir`.
@@ -349,12 +314,23 @@ impl Snapstore {
                 tracing::info!(directory = %dir.display(), "created the Local store directory");
             }
         }
+        let contract = registry.contract(&args.storage_provider)?;
+        for ignored in
+            undeclared_credential_variables(contract, std::env::vars_os().map(|(n, _)| n))
+        {
+            tracing::warn!(
+                provider = %args.storage_provider,
+                variable = %ignored,
+                reads = ?contract.credential_variables,
+                "a credentials variable is set that this store's provider does not read: it is ignored"
+            );
+        }
         let config = StoreConfig {
             provider: args.storage_provider.clone(),
             container: container.clone(),
             prefix: args.store_prefix.clone(),
             endpoint: args.store_endpoint_override.clone(),
-            credentials: read_credentials(&args.storage_provider)?,
+            credentials: read_credentials(&args.storage_provider, contract)?,
             local_root,
         };
         let store = registry.store(config)?;
@@ -654,52 +630,95 @@ impl Read for ChannelReader {
 mod tests {
     use super::*;
 
+    /// ECS's contract as the S3 plugin declares it.
+    fn ecs_contract() -> StoreContract {
+        StoreContract {
+            credential_variables: vec![
+                "ECS_APPLICATION_CREDENTIALS_JSON".into(),
+                "ECS_APPLICATION_CREDENTIALS".into(),
+            ],
+            credentials_required: false,
+            credential_value_variables: vec![
+                ("ECS_ENDPOINT".into(), "endpoint".into()),
+                ("ECS_ACCESS_KEY_ID".into(), "accessKeyID".into()),
+            ],
+            ..StoreContract::default()
+        }
+    }
+
     #[test]
-    fn ecs_reads_its_mounted_secret_and_upstreams_variables_win() {
+    fn credentials_come_from_the_contracts_variables_and_value_variables_win() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("endpoint"), "https://ecs.example:9021").unwrap();
         std::fs::write(dir.path().join("ECS_ACCESS_KEY_ID"), "from-file").unwrap();
-        std::fs::write(dir.path().join("secretAccessKey"), "s3cr3t").unwrap();
+        std::fs::write(dir.path().join("secretAccessKey"), "s3cr3t\n").unwrap();
         let mounted = dir.path().as_os_str().to_owned();
-        for provider in ["ECS", "dell"] {
-            // As the operator wires it: the Secret mounted, its path in
-            // ECS_APPLICATION_CREDENTIALS.
-            let c = read_credentials_with(provider, |n| {
-                (n == "ECS_APPLICATION_CREDENTIALS").then(|| mounted.clone())
-            })
-            .unwrap();
-            assert_eq!(c["endpoint"], "https://ecs.example:9021");
-            assert_eq!(c["ECS_ACCESS_KEY_ID"], "from-file");
-            assert_eq!(c["secretAccessKey"], "s3cr3t");
-            // Upstream's variables override the file's keys.
-            let c = read_credentials_with(provider, |n| match n {
-                "ECS_APPLICATION_CREDENTIALS" => Some(mounted.clone()),
-                "ECS_ACCESS_KEY_ID" => Some("from-env".into()),
-                _ => None,
-            })
-            .unwrap();
-            assert_eq!(c["accessKeyID"], "from-env");
-            assert!(!c.contains_key("ECS_ACCESS_KEY_ID"));
-        }
-        // Neither: empty, and the plugin names the missing keys.
-        assert!(read_credentials_with("ECS", |_| None).unwrap().is_empty());
-        // A plugin's own provider reads <PROVIDER>_APPLICATION_CREDENTIALS.
-        assert_eq!(
-            credentials_env("acme-store").as_deref(),
-            Some("ACME_STORE_APPLICATION_CREDENTIALS")
-        );
-        let c = read_credentials_with("acme-store", |n| {
-            (n == "ACME_STORE_APPLICATION_CREDENTIALS").then(|| mounted.clone())
+        let contract = ecs_contract();
+        // As the operator wires it: the Secret mounted, its path in
+        // ECS_APPLICATION_CREDENTIALS; every key is passed.
+        let c = read_credentials_with("ECS", &contract, |n| {
+            (n == "ECS_APPLICATION_CREDENTIALS").then(|| mounted.clone())
         })
         .unwrap();
+        assert_eq!(c["endpoint"], "https://ecs.example:9021");
+        assert_eq!(c["ECS_ACCESS_KEY_ID"], "from-file");
         assert_eq!(c["secretAccessKey"], "s3cr3t");
+        // A value variable overrides the file's key.
+        let c = read_credentials_with("ECS", &contract, |n| match n {
+            "ECS_APPLICATION_CREDENTIALS" => Some(mounted.clone()),
+            "ECS_ACCESS_KEY_ID" => Some("from-env".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c["accessKeyID"], "from-env");
+        assert!(!c.contains_key("ECS_ACCESS_KEY_ID"));
+        // Neither, and not required: empty (the plugin names missing keys).
         assert!(
-            read_credentials_with("acme-store", |_| None)
+            read_credentials_with("ECS", &contract, |_| None)
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(credentials_env("Local"), None);
-        let e = read_credentials_with("S3", |_| None).unwrap_err();
-        assert!(e.to_string().contains("AWS_APPLICATION_CREDENTIALS"), "{e}");
+        // Any provider name: the contract, not the name, says where.
+        let acme = StoreContract {
+            credential_variables: vec!["ACME_APPLICATION_CREDENTIALS".into()],
+            credentials_required: true,
+            ..StoreContract::default()
+        };
+        let c = read_credentials_with("acme-store", &acme, |n| {
+            (n == "ACME_APPLICATION_CREDENTIALS").then(|| mounted.clone())
+        })
+        .unwrap();
+        assert_eq!(c["secretAccessKey"], "s3cr3t");
+        // Required and missing: refused, naming the variable.
+        let e = read_credentials_with("acme-store", &acme, |n| {
+            (n == "ACME_STORE_APPLICATION_CREDENTIALS").then(|| mounted.clone())
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "no credentials for provider acme-store: set $ACME_APPLICATION_CREDENTIALS"
+            ),
+            "{e}"
+        );
+        // No variables declared (Local): nothing read, no error.
+        assert!(
+            read_credentials_with("Local", &StoreContract::default(), |_| Some(
+                mounted.clone()
+            ))
+            .unwrap()
+            .is_empty()
+        );
+        // A credentials variable the contract does not declare is named.
+        let undeclared = undeclared_credential_variables(
+            &acme,
+            [
+                "ACME_STORE_APPLICATION_CREDENTIALS",
+                "ACME_APPLICATION_CREDENTIALS",
+                "PATH",
+            ]
+            .into_iter()
+            .map(std::ffi::OsString::from),
+        );
+        assert_eq!(undeclared, vec!["ACME_STORE_APPLICATION_CREDENTIALS"]);
     }
 }

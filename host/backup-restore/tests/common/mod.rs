@@ -108,6 +108,23 @@ pub async fn dump(client: &mut Client) -> (BTreeMap<Vec<u8>, Kv>, i64) {
     (kvs, revision)
 }
 
+/// The flags of `etcdbr restore` that make `target` the restored member:
+/// its data directory, a scratch directory beside it, its name, cluster,
+/// token and peer URL.
+pub fn restore_flags(target: &EtcdMemberConfig) -> Vec<String> {
+    vec![
+        format!("--data-dir={}", target.data_dir.display()),
+        format!(
+            "--restoration-temp-snapshots-dir={}",
+            target.dir.join("work").display()
+        ),
+        format!("--name={}", target.name),
+        format!("--initial-cluster={}", target.initial_cluster()),
+        format!("--initial-cluster-token={}", target.token),
+        format!("--initial-advertise-peer-urls={}", target.peer_url()),
+    ]
+}
+
 /// Runs `etcdbr <args>` with the store's flags, the test plugins and the
 /// etcd binaries; returns its output.
 pub fn etcdbr(store: &Store, args: &[String]) -> std::process::Output {

@@ -173,31 +173,35 @@ pub async fn references(
                             )
                             .await
                         {
-                            Ok(asked) => {
-                                let request = WiringRequest {
-                                    container: store.container.as_deref().unwrap_or_default(),
-                                    has_secret: store.secret.is_some(),
-                                };
-                                match ctx.settings.wiring.check(request, &asked) {
-                                    Ok(w) => {
-                                        if let Ok(mut a) = ctx.plugin_answers.lock() {
-                                            a.bound();
-                                            a.wiring.insert(cache_key, w.clone());
+                            Ok(asked) => match ctx.registry.contract(&store.provider) {
+                                Err(e) => problems.push(plugin_problem(store.provider_field, &e.into())),
+                                Ok(contract) => {
+                                    let request = WiringRequest {
+                                        container: store.container.as_deref().unwrap_or_default(),
+                                        has_secret: store.secret.is_some(),
+                                        contract,
+                                    };
+                                    match ctx.settings.wiring.check(request, &asked) {
+                                        Ok(w) => {
+                                            if let Ok(mut a) = ctx.plugin_answers.lock() {
+                                                a.bound();
+                                                a.wiring.insert(cache_key, w.clone());
+                                            }
+                                            wiring = Some(w);
                                         }
-                                        wiring = Some(w);
+                                        Err(refused) => problems.push(Problem {
+                                            reason: "PluginWiringRefused",
+                                            field: store.provider_field.into(),
+                                            message: format!(
+                                                "the {} provider plugin asks for pod wiring the operator does not allow: {}; \
+                                                 fix or replace the plugin (the SDK README, \"Pod wiring\", lists what is allowed)",
+                                                store.provider,
+                                                refused.join("; ")
+                                            ),
+                                        }),
                                     }
-                                    Err(refused) => problems.push(Problem {
-                                        reason: "PluginWiringRefused",
-                                        field: store.provider_field.into(),
-                                        message: format!(
-                                            "the {} provider plugin asks for pod wiring the operator does not allow: {}; \
-                                             fix or replace the plugin (the SDK README, \"Pod wiring\", lists what is allowed)",
-                                            store.provider,
-                                            refused.join("; ")
-                                        ),
-                                    }),
                                 }
-                            }
+                            },
                             Err(e) => problems.push(plugin_problem(store.provider_field, &e)),
                         }
                     }

@@ -60,12 +60,22 @@ impl wiring::Guest for Template {
 }
 
 impl store::Guest for Template {
+    /// Step 4: where your store's credentials come from (the store Secret,
+    /// named by `TEMPLATE_APPLICATION_CREDENTIALS` as `pod_config` sets it;
+    /// every key reaches `open`), which of its keys hold an endpoint the
+    /// user chose, and your service's own endpoints (`https://` patterns,
+    /// e.g. `https://{container}.store.example.com`), if any. The host
+    /// lets the plugin reach nothing else.
+    fn contract(_provider: String) -> store::StoreContract {
+        druid_plugin_sdk::secret_contract("TEMPLATE", true, &["endpoint"], &[])
+    }
+
     type Store = TemplateStore;
     type Upload = TemplateUpload;
     type Download = TemplateDownload;
 }
 
-/// Step 4: your store's state, built from the configuration in `open`.
+/// Step 5: your store's state, built from the configuration in `open`.
 pub struct TemplateStore {
     endpoint: String,
 }
@@ -89,7 +99,7 @@ impl GuestStore for TemplateStore {
         Ok(Store::new(TemplateStore { endpoint }))
     }
 
-    /// Step 5: the calls. `http::send` reaches the store's endpoint (and
+    /// Step 6: the calls. `http::send` reaches the store's endpoint (and
     /// nothing else); map its statuses to `StoreError`s.
     fn list(
         &self,
@@ -119,7 +129,7 @@ impl GuestStore for TemplateStore {
     }
 }
 
-/// Step 6: an upload; buffer parts with `druid_plugin_sdk::parts::PartBuffer`.
+/// Step 7: an upload; buffer parts with `druid_plugin_sdk::parts::PartBuffer`.
 pub struct TemplateUpload;
 
 impl GuestUpload for TemplateUpload {
@@ -136,7 +146,7 @@ impl GuestUpload for TemplateUpload {
     }
 }
 
-/// Step 7: a download; keep the `http::Response` and return its chunks.
+/// Step 8: a download; keep the `http::Response` and return its chunks.
 pub struct TemplateDownload;
 
 impl GuestDownload for TemplateDownload {

@@ -40,7 +40,11 @@ pub struct Hostile;
 
 impl provider::Guest for Hostile {
     fn describe() -> provider::PluginInfo {
-        plugin_info("hostile", env!("CARGO_PKG_VERSION"), &["Hostile"])
+        plugin_info(
+            "hostile",
+            env!("CARGO_PKG_VERSION"),
+            &["Hostile", "HostileContract"],
+        )
     }
 }
 
@@ -98,6 +102,30 @@ impl wiring::Guest for Hostile {
 }
 
 impl store::Guest for Hostile {
+    /// `Hostile` reads `HOSTILE_APPLICATION_CREDENTIALS` and names no
+    /// endpoint (so `target` is never a granted destination);
+    /// `HostileContract` declares a contract the host must refuse: a
+    /// variable outside the pattern, one reading another part of the
+    /// environment, and endpoints that could go anywhere.
+    fn contract(provider: String) -> store::StoreContract {
+        if provider == "HostileContract" {
+            return store::StoreContract {
+                credential_variables: vec!["HOME".into()],
+                credentials_required: false,
+                credential_value_variables: vec![(
+                    "KUBERNETES_SERVICE_HOST".into(),
+                    "endpoint".into(),
+                )],
+                endpoint_keys: Vec::new(),
+                official_endpoints: vec![
+                    "https://{target}".into(),
+                    "http://169.254.169.254".into(),
+                ],
+            };
+        }
+        druid_plugin_sdk::secret_contract("HOSTILE", false, &[], &[])
+    }
+
     type Store = HostileStore;
     type Upload = Nothing;
     type Download = Oversized;
