@@ -11,6 +11,8 @@
 #       DIR/etcdbr.tar      ghcr.io/druid-rs/etcdbr:<version>  (sidecar and jobs; etcd,
 #                           etcdutl for restores)
 #       DIR/etcd.tar        ghcr.io/druid-rs/etcd:<version>    (etcd + our wrapper)
+#       DIR/plugins.tar     ghcr.io/druid-rs/plugins:<version> (the base of a plugins
+#                           image: druid-install-plugins and an empty /plugins)
 #       each with DIR/<name>.ref holding its reference. Default: release
 #       profile, DIR = target/images. <version> is the workspace version.
 #       The etcd inside is $IMAGE_ETCD_VERSION (tests/scripts/lib.sh:
@@ -20,6 +22,12 @@
 #       3.4.23): tags <version>-etcd<VERSION>. The sidecar image restores
 #       with that version's etcdutl (ETCDBR_ETCDCTL_BINARY; 3.6 removed
 #       `etcdctl snapshot restore`), 3.4's with etcdctl. Use another --out.
+#   scripts/build-images.sh --plugins-image REF OUT.tar PLUGIN.wasm...
+#       a plugins image: the plugins in /plugins and druid-install-plugins,
+#       which the operator runs as each etcd pod's init container
+#       (--plugins-image REF) to copy them into the sidecar's plugins
+#       directory. The same as `FROM ghcr.io/druid-rs/plugins:<version>` plus
+#       `COPY *.wasm /plugins/` (deploy/images/Containerfile, target plugins).
 #   scripts/build-images.sh --one REF OUT.tar SRC:DST... -- ENTRYPOINT...
 #       one image from the given files (used for the test node's pause image).
 #
@@ -111,6 +119,24 @@ one_image() {
   log "image $ref -> $out ($(du -h "$out" | cut -f1))"
 }
 
+if [ "${1:-}" = "--plugins-image" ]; then
+  shift
+  [ $# -ge 3 ] || die "usage: $0 --plugins-image REF OUT.tar PLUGIN.wasm..."
+  ref="$1" out="$2"; shift 2
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DRUID_CACHE/cargo-target}"
+  # DRUID_IMAGE_PROFILE=dev: the dev build the tests already have.
+  case "${DRUID_IMAGE_PROFILE:-release}" in release) pdir=release ;; dev) pdir=debug ;;
+    *) die "DRUID_IMAGE_PROFILE is release or dev" ;; esac
+  nice cargo build --quiet --locked --profile "${DRUID_IMAGE_PROFILE:-release}" --bin druid-install-plugins
+  files=("$CARGO_TARGET_DIR/$pdir/druid-install-plugins:/usr/local/bin/druid-install-plugins")
+  for f in "$@"; do
+    case "$f" in *.wasm) ;; *) die "$f: a plugin is a .wasm file" ;; esac
+    files+=("$f:/plugins/$(basename "$f")")
+  done
+  one_image "$ref" "$out" "${files[@]}" -- /usr/local/bin/druid-install-plugins
+  exit 0
+fi
+
 if [ "${1:-}" = "--one" ]; then
   shift
   [ $# -ge 4 ] || die "usage: $0 --one REF OUT.tar SRC:DST... -- ENTRYPOINT..."
@@ -134,8 +160,9 @@ case "$profile" in release) dir=release ;; dev) dir=debug ;; *) die "--profile i
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DRUID_CACHE/cargo-target}"
 bash tests/scripts/install-servers.sh etcd >/dev/null
 bash scripts/build-plugins.sh >/dev/null
-log "building druid, etcdbr and etcd-wrapper ($profile profile)"
-nice cargo build --quiet --locked --profile "$profile" --bin druid --bin etcdbr --bin etcd-wrapper
+log "building druid, etcdbr, etcd-wrapper and druid-install-plugins ($profile profile)"
+nice cargo build --quiet --locked --profile "$profile" --bin druid --bin etcdbr --bin etcd-wrapper \
+  --bin druid-install-plugins
 bin="$CARGO_TARGET_DIR/$dir"
 v="$(version)"
 if [ "$etcd_version" = v3.4 ]; then
@@ -162,3 +189,6 @@ IMAGE_ENV=()
 one_image "$REGISTRY/etcd:$v" "$out_dir/etcd.tar" \
   "$bin/etcd-wrapper:/usr/local/bin/etcd-wrapper" "$etcd:/usr/local/bin/etcd" \
   -- /usr/local/bin/etcd-wrapper
+one_image "$REGISTRY/plugins:$v" "$out_dir/plugins.tar" \
+  "$bin/druid-install-plugins:/usr/local/bin/druid-install-plugins" \
+  -- /usr/local/bin/druid-install-plugins

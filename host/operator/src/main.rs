@@ -45,6 +45,15 @@ struct Args {
     /// (such a file is refused otherwise).
     #[arg(long, env = "DRUID_PLUGINS_OVERRIDE_BUILTIN")]
     plugins_override_builtin: bool,
+    /// A plugins image (provider plugins in `/plugins`, with
+    /// `druid-install-plugins`; scripts/build-images.sh --plugins-image
+    /// builds one): each etcd pod and compaction Job gets an init container
+    /// of it that copies the plugins into the sidecar's plugins directory.
+    /// Give the operator the same plugins (`--plugins-dir`, filled by the
+    /// same image in its own pod) so it validates and wires their
+    /// providers. Setting or changing it rolls the etcd pods once.
+    #[arg(long, env = "DRUID_PLUGINS_IMAGE")]
+    plugins_image: Option<String>,
     /// Where precompiled plugin components are cached (default: a
     /// directory in the system's temporary directory).
     #[arg(long, env = "DRUID_PLUGIN_CACHE_DIR")]
@@ -320,6 +329,7 @@ async fn run() -> anyhow::Result<()> {
         compaction,
         wiring,
         operator_pods,
+        plugins_image: args.plugins_image.filter(|i| !i.trim().is_empty()),
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(

@@ -162,6 +162,26 @@ reclaimPolicy: Delete
 /// Namespace `ns` with the store Secret the founding manifest names,
 /// pointing at MinIO.
 fn namespace_with_store(node: &Node, minio: &MinioServer, ns: &str) {
+    namespace_with_secret(
+        node,
+        ns,
+        &[
+            ("accessKeyID", minio.access_key()),
+            ("secretAccessKey", minio.secret_key()),
+            ("region", minio.region()),
+            ("endpoint", minio.endpoint()),
+            ("s3ForcePathStyle", "true"),
+        ],
+    );
+}
+
+/// Namespace `ns` with the store Secret the founding manifest names
+/// (`etcd-backup`), holding `keys`.
+fn namespace_with_secret(node: &Node, ns: &str, keys: &[(&str, &str)]) {
+    let data: String = keys
+        .iter()
+        .map(|(k, v)| format!("  {k}: {}\n", serde_json::Value::from(*v)))
+        .collect();
     node.kubectl_stdin(
         &["apply", "-f", "-"],
         &format!(
@@ -174,16 +194,7 @@ apiVersion: v1
 kind: Secret
 metadata: {{name: etcd-backup, namespace: {ns}}}
 stringData:
-  accessKeyID: "{}"
-  secretAccessKey: "{}"
-  region: "{}"
-  endpoint: "{}"
-  s3ForcePathStyle: "true"
-"#,
-            minio.access_key(),
-            minio.secret_key(),
-            minio.region(),
-            minio.endpoint()
+{data}"#
         ),
     )
     .unwrap();
@@ -605,11 +616,8 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
 
     // (d) The pod and its volume deleted: the member is rebuilt from the
     // bucket with every write acknowledged before the last delta snapshot.
-    let pod_ip = jsonpath(node, &["-n", NS, "get", "pod", "test-0"], "{.status.podIP}").unwrap();
     let before = bucket(minio, "etcd-test/v2/").len();
-    let (status, body) =
-        druid_test_support::http_get(&format!("http://{pod_ip}:8080/snapshot/delta")).unwrap();
-    assert_eq!(status, 200, "on-demand delta snapshot: {body}");
+    take_delta_snapshot(node, NS);
     wait_for(
         node,
         NS,
@@ -617,30 +625,8 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
         Duration::from_secs(60),
         || Ok((bucket(minio, "etcd-test/v2/").len() > before).then_some(())),
     );
-    let claim = jsonpath(
-        node,
-        &["-n", NS, "get", "pod", "test-0"],
-        "{.spec.volumes[?(@.persistentVolumeClaim)].persistentVolumeClaim.claimName}",
-    )
-    .unwrap();
-    assert!(!claim.is_empty(), "pod test-0 has no claim");
-    let claim_uid = jsonpath(node, &["-n", NS, "get", "pvc", &claim], "{.metadata.uid}").unwrap();
     let lost_at = Instant::now();
-    node.kubectl_ok(&["-n", NS, "delete", "pvc", &claim, "--wait=false"])
-        .unwrap();
-    node.kubectl_ok(&["-n", NS, "delete", "pod", "test-0", "--wait=false"])
-        .unwrap();
-    wait_for(
-        node,
-        NS,
-        "test-0 is Ready on a new volume",
-        Duration::from_secs(300),
-        || {
-            let uid = jsonpath(node, &["-n", NS, "get", "pvc", &claim], "{.metadata.uid}")?;
-            let ready = pod_ready(node, NS, "test-0")?;
-            Ok((!uid.is_empty() && uid != claim_uid && ready == "True").then_some(()))
-        },
-    );
+    lose_volume_of_test_0(node, NS);
     println!(
         "volume lost to a restored, serving member: {:.1}s",
         lost_at.elapsed().as_secs_f64()
@@ -716,6 +702,42 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
             .iter()
             .any(|f| taken.contains(f.rsplit('/').next().unwrap_or(f))),
         "the FinalSnapshotTaken event does not name the snapshot: {taken:?} {finals:?}"
+    );
+}
+
+/// Asks test-0's sidecar in `ns` for a delta snapshot now.
+fn take_delta_snapshot(node: &Node, ns: &str) {
+    let pod_ip = jsonpath(node, &["-n", ns, "get", "pod", "test-0"], "{.status.podIP}").unwrap();
+    let (status, body) =
+        druid_test_support::http_get(&format!("http://{pod_ip}:8080/snapshot/delta")).unwrap();
+    assert_eq!(status, 200, "on-demand delta snapshot: {body}");
+}
+
+/// Deletes pod `test-0` of `ns` and its claim, and waits until it is Ready
+/// on a new volume (restored from the store).
+fn lose_volume_of_test_0(node: &Node, ns: &str) {
+    let claim = jsonpath(
+        node,
+        &["-n", ns, "get", "pod", "test-0"],
+        "{.spec.volumes[?(@.persistentVolumeClaim)].persistentVolumeClaim.claimName}",
+    )
+    .unwrap();
+    assert!(!claim.is_empty(), "pod test-0 has no claim");
+    let claim_uid = jsonpath(node, &["-n", ns, "get", "pvc", &claim], "{.metadata.uid}").unwrap();
+    node.kubectl_ok(&["-n", ns, "delete", "pvc", &claim, "--wait=false"])
+        .unwrap();
+    node.kubectl_ok(&["-n", ns, "delete", "pod", "test-0", "--wait=false"])
+        .unwrap();
+    wait_for(
+        node,
+        ns,
+        "test-0 is Ready on a new volume",
+        Duration::from_secs(300),
+        || {
+            let uid = jsonpath(node, &["-n", ns, "get", "pvc", &claim], "{.metadata.uid}")?;
+            let ready = pod_ready(node, ns, "test-0")?;
+            Ok((!uid.is_empty() && uid != claim_uid && ready == "True").then_some(()))
+        },
     );
 }
 
@@ -1210,34 +1232,38 @@ fn with_operator_args(node: &'static Node, extra: &[&str]) -> impl FnOnce() {
         .unwrap();
     let original: Vec<String> = serde_json::from_str(&original).unwrap();
     let set = move |args: &[String]| {
-        let patch = serde_json::json!([{
-            "op": "replace", "path": "/spec/template/spec/containers/0/args", "value": args,
-        }]);
-        node.kubectl_ok(&[
-            "-n",
-            "druid-system",
-            "patch",
-            "deployment",
-            "druid",
-            "--type=json",
-            "-p",
-            &patch.to_string(),
-        ])
-        .unwrap();
-        node.kubectl_ok(&[
-            "-n",
-            "druid-system",
-            "rollout",
-            "status",
-            "deployment/druid",
-            "--timeout=180s",
-        ])
+        replace_in_operator(
+            node,
+            "/spec/template/spec/containers/0/args",
+            serde_json::json!(args),
+        )
         .unwrap();
     };
     let mut changed = original.clone();
     changed.extend(extra.iter().map(|a| (*a).to_string()));
     set(&changed);
     move || set(&original)
+}
+
+/// Replaces the field at `path` (a JSON pointer) of the operator's
+/// Deployment with `value` and waits for the rollout.
+fn replace_in_operator(
+    node: &Node,
+    path: &str,
+    value: serde_json::Value,
+) -> Result<String, druid_test_support::Error> {
+    let patch = serde_json::json!([{ "op": "replace", "path": path, "value": value }]);
+    node.kubectl_ok(&[
+        "-n",
+        "druid-system",
+        "patch",
+        "deployment",
+        "druid",
+        "--type=json",
+        "-p",
+        &patch.to_string(),
+    ])?;
+    OperatorTemplate::rollout(node)
 }
 
 /// Kills both operator pods at once, without grace (`--force`): their
@@ -2813,4 +2839,246 @@ fn three_replicas_join_a_cluster_of_plain_processes_and_cut_over_without_a_faile
     }
     drop(source);
     delete_etcd(node, JOIN);
+}
+
+/// The namespace of the plugins-image test.
+const PLUGINS_NS: &str = "plugins";
+/// The plugins image it builds: the worked example of a third-party
+/// provider (`examples/httpstore-plugin`).
+const PLUGINS_IMAGE: &str = "registry.example/httpstore-plugins:0.1.0";
+
+/// Puts the operator Deployment's pod template back as it was when
+/// created, and waits for that rollout: the plugins image's patch is
+/// undone even when the test fails.
+struct OperatorTemplate {
+    node: &'static Node,
+    template: serde_json::Value,
+}
+
+impl OperatorTemplate {
+    fn save(node: &'static Node) -> Self {
+        let json = node
+            .kubectl_ok(&[
+                "-n",
+                "druid-system",
+                "get",
+                "deployment",
+                "druid",
+                "-o",
+                "json",
+            ])
+            .unwrap();
+        let deployment: serde_json::Value = serde_json::from_str(&json).unwrap();
+        Self {
+            node,
+            template: deployment["spec"]["template"].clone(),
+        }
+    }
+
+    fn rollout(node: &Node) -> Result<String, druid_test_support::Error> {
+        node.kubectl_ok(&[
+            "-n",
+            "druid-system",
+            "rollout",
+            "status",
+            "deployment/druid",
+            "--timeout=180s",
+        ])
+    }
+}
+
+impl Drop for OperatorTemplate {
+    fn drop(&mut self) {
+        let _ = replace_in_operator(self.node, "/spec/template", self.template.clone());
+    }
+}
+
+/// A provider written out of tree reaches pods the way the operator ships
+/// plugins: the worked example built with `scripts/build-plugin.sh`, packed
+/// into a plugins image by `scripts/build-images.sh --plugins-image`, given
+/// to the operator with deploy/operator/plugins-image.yaml. The operator
+/// validates and wires the provider from its own copy, each etcd pod gets
+/// the image as its `install-plugins` init container, and the sidecar backs
+/// up to the provider's store (the small HTTP store of the test support, on
+/// the host) with the Secret's own keys (`storeURL`, `token`), and restores
+/// a member whose volume is lost from it with no acknowledged write lost.
+#[test]
+fn a_provider_shipped_in_a_plugins_image_backs_up_and_restores_a_member() {
+    let _serial = serial();
+    let (node, _minio) = cluster();
+    let ns = PLUGINS_NS;
+    let _cleanup = Cleanup { node, ns };
+    let dir = druid_test_support::server_dir("node-plugins-image").unwrap();
+
+    // (a) The plugins image, as a plugin author builds it.
+    let wasm = druid_test_support::httpstore_example_plugin().unwrap();
+    let tar = dir.join("httpstore-plugins.tar");
+    let built = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/build-images.sh"))
+        .args(["--plugins-image", PLUGINS_IMAGE])
+        .arg(&tar)
+        .arg(&wasm)
+        .env("DRUID_IMAGE_PROFILE", "dev")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "scripts/build-images.sh --plugins-image: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    node.import_images(&[tar]).unwrap();
+
+    // (b) The store, where pods reach it, and the operator with the image.
+    const TOKEN: &str = "node-plugin-token";
+    let root = dir.join("store");
+    std::fs::create_dir_all(root.join("backups")).unwrap();
+    let store = druid_test_support::HttpStore::start_on(&root, TOKEN, node.host_ip()).unwrap();
+    let operator = OperatorTemplate::save(node);
+    let patch = std::fs::read_to_string(repo_root().join("deploy/operator/plugins-image.yaml"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("YOUR-PLUGINS-IMAGE", PLUGINS_IMAGE);
+    assert!(
+        patch.matches(PLUGINS_IMAGE).count() == 2 && patch.contains("name: DRUID_PLUGINS_IMAGE"),
+        "deploy/operator/plugins-image.yaml changed shape:\n{patch}"
+    );
+    node.kubectl_ok(&[
+        "-n",
+        "druid-system",
+        "patch",
+        "deployment",
+        "druid",
+        "--patch",
+        &patch,
+    ])
+    .unwrap();
+    OperatorTemplate::rollout(node).unwrap();
+    // A pod of the new ReplicaSet (the old ones may still be terminating).
+    let operator_pod = node
+        .kubectl_ok(&[
+            "-n",
+            "druid-system",
+            "get",
+            "pod",
+            "-l",
+            "app.kubernetes.io/name=druid",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name} {.spec.initContainers[0].name}{"\n"}{end}"#,
+        ])
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_suffix(" install-plugins").map(str::to_string))
+        .expect("no operator pod with the install-plugins init container");
+    let installed = node
+        .kubectl_ok(&[
+            "-n",
+            "druid-system",
+            "logs",
+            &operator_pod,
+            "-c",
+            "install-plugins",
+        ])
+        .unwrap();
+    assert!(
+        installed.contains("installed plugin druid_plugin_httpstore.wasm"),
+        "the operator's install-plugins log: {installed}"
+    );
+
+    // (c) An Etcd of the new provider, its Secret with the provider's keys.
+    let manifest = seed_variant(ns, 1)
+        .replace("storageProvider: S3", "storageProvider: HttpStore")
+        .replace("storageContainer: test", "storageContainer: backups");
+    assert!(
+        manifest.contains("storageProvider: HttpStore")
+            && manifest.contains("storageContainer: backups")
+    );
+    namespace_with_secret(node, ns, &[("storeURL", store.url()), ("token", TOKEN)]);
+    node.kubectl_stdin(&["apply", "-f", "-"], &manifest)
+        .unwrap();
+    wait_for(
+        node,
+        ns,
+        "pod test-0 is Ready",
+        Duration::from_secs(300),
+        || Ok((pod_ready(node, ns, "test-0")? == "True").then_some(())),
+    );
+    let init = node
+        .kubectl_ok(&["-n", ns, "logs", "test-0", "-c", "install-plugins"])
+        .unwrap();
+    assert!(
+        init.contains("installed plugin druid_plugin_httpstore.wasm"),
+        "the etcd pod's install-plugins log: {init}"
+    );
+    let objects = |root: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(root.join(format!("backups/etcd-{ns}/v2")))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for(
+        node,
+        ns,
+        "a full snapshot in the HTTP store",
+        Duration::from_secs(180),
+        || {
+            Ok(objects(&root)
+                .iter()
+                .any(|o| o.starts_with("Full-"))
+                .then_some(()))
+        },
+    );
+    wait_for(
+        node,
+        ns,
+        "Etcd test is Ready",
+        Duration::from_secs(120),
+        || etcd_ready(node, ns),
+    );
+
+    // (d) Writes, a delta snapshot, then the member's volume lost: it is
+    // restored from the provider's store with every acknowledged write.
+    let endpoint = client_endpoint(node, ns);
+    let writer = Writer::start(endpoint.clone());
+    std::thread::sleep(Duration::from_secs(5));
+    let written = writer.finish();
+    println!("writer: {}", written.summary());
+    assert!(
+        written.acked.len() > 10,
+        "the writer got too few writes through"
+    );
+    take_delta_snapshot(node, ns);
+    wait_for(
+        node,
+        ns,
+        "a delta snapshot in the HTTP store",
+        Duration::from_secs(60),
+        || {
+            Ok(objects(&root)
+                .iter()
+                .any(|o| o.starts_with("Incr-"))
+                .then_some(()))
+        },
+    );
+    lose_volume_of_test_0(node, ns);
+    assert_none_lost(node, ns, &endpoint, &written.acked);
+    let log = node
+        .kubectl_ok(&["-n", ns, "logs", "test-0", "-c", "backup-restore"])
+        .unwrap();
+    assert!(
+        log.to_lowercase().contains("restor"),
+        "the sidecar's log does not show a restore:\n{log}"
+    );
+    assert!(
+        !log.contains(TOKEN),
+        "the store token is in the sidecar's log"
+    );
+
+    delete_etcd(node, ns);
+    drop(operator);
 }

@@ -57,9 +57,15 @@ impl HttpStore {
     /// Serves the containers below `root` on a free loopback port,
     /// accepting requests that carry `token`.
     pub fn start(root: &Path, token: &str) -> Result<HttpStore> {
+        Self::start_on(root, token, "127.0.0.1")
+    }
+
+    /// As [`HttpStore::start`], on address `ip` (e.g. the host's address
+    /// on the test node's network, which pods reach).
+    pub fn start_on(root: &Path, token: &str, ip: &str) -> Result<HttpStore> {
         std::fs::create_dir_all(root.join(TMP))
             .map_err(Error::io(format!("cannot create {}", root.display())))?;
-        let server = Server::http("127.0.0.1:0").map_err(|e| {
+        let server = Server::http(format!("{ip}:0")).map_err(|e| {
             Error::io("cannot serve on a free port")(io::Error::other(e.to_string()))
         })?;
         let port = server
@@ -80,7 +86,7 @@ impl HttpStore {
             }
         });
         Ok(HttpStore {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{ip}:{port}"),
             root: root.to_path_buf(),
             server,
         })

@@ -492,6 +492,32 @@ mod tests {
     }
 
     #[test]
+    fn a_plugins_image_gives_the_job_its_plugins_too() {
+        let mut etcd = seed();
+        let mut ctx = local_store(&mut etcd);
+        ctx.plugins_image = Some("registry.example/acme-plugins:1.0".into());
+        let j = job(&etcd, &ctx);
+        let init = pod(&j).init_containers.clone().unwrap();
+        let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["install-plugins", "prepare-local-store"]);
+        let c = &pod(&j).containers[0];
+        assert!(
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == "druid-plugins"
+                    && m.mount_path == "/var/druid/plugins"
+                    && m.read_only == Some(true))
+        );
+        assert!(
+            c.env
+                .iter()
+                .flatten()
+                .any(|e| e.name == "DRUID_PLUGINS_DIR")
+        );
+    }
+
+    #[test]
     fn no_store_is_an_error() {
         let mut etcd = seed();
         etcd.spec.store = None;

@@ -50,6 +50,7 @@ pub fn context() -> BuildContext {
         etcd_image: "europe-docker.pkg.dev/gardener-project/releases/gardener/etcd-wrapper:v0.6.2"
             .into(),
         backup_image: "ghcr.io/druid-rs/etcdbr:v0.1.0".into(),
+        plugins_image: None,
         store_wiring: Some(CheckedWiring {
             env: vec![
                 ("STORAGE_CONTAINER".into(), "test".into()),

@@ -58,6 +58,10 @@ pub struct BuildContext {
     /// Where the operator runs, for the NetworkPolicy around the sidecar's
     /// API; `None` builds no policy.
     pub operator_pods: Option<network_policy::OperatorPods>,
+    /// The plugins image (`--plugins-image`): its init container copies
+    /// provider plugins into every pod that talks to the store; `None`
+    /// for the built-in plugins alone.
+    pub plugins_image: Option<String>,
 }
 
 /// Why a builder could not build.

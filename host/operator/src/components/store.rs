@@ -9,8 +9,8 @@ use druid_api::EtcdModel;
 use druid_api::model::{BackupSettings, Store, go_duration};
 use druid_plugin_host::wiring;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, HostPathVolumeSource, ResourceRequirements, SecurityContext, Volume,
-    VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, HostPathVolumeSource, ResourceRequirements,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -29,7 +29,17 @@ pub(super) struct StoreWiring {
     pub volumes: Vec<Volume>,
     /// Their mounts in the container.
     pub mounts: Vec<VolumeMount>,
+    /// The plugins image whose init container fills the plugins volume.
+    plugins_image: Option<String>,
 }
+
+/// The volume the plugins image's init container fills and the sidecar
+/// (or the compaction Job) loads plugins from.
+pub(super) const PLUGINS_VOLUME: &str = "druid-plugins";
+/// Where that volume is mounted (the sidecar's `DRUID_PLUGINS_DIR`).
+pub(super) const PLUGINS_MOUNT: &str = "/var/druid/plugins";
+/// The init container that installs the plugins image's plugins.
+pub(super) const INSTALL_PLUGINS_CONTAINER: &str = "install-plugins";
 
 impl StoreWiring {
     pub(super) fn new(model: &EtcdModel, ctx: &BuildContext) -> Result<Self, BuildError> {
@@ -38,6 +48,23 @@ impl StoreWiring {
             return Ok(w);
         };
         w.env.extend(wiring.env.iter().cloned());
+        if let Some(image) = &ctx.plugins_image {
+            w.volumes.push(Volume {
+                name: PLUGINS_VOLUME.into(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(Quantity("256Mi".into())),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            w.mounts.push(VolumeMount {
+                read_only: Some(true),
+                ..mount(PLUGINS_VOLUME, PLUGINS_MOUNT)
+            });
+            w.env
+                .push(("DRUID_PLUGINS_DIR".into(), PLUGINS_MOUNT.to_string()));
+            w.plugins_image = Some(image.clone());
+        }
         if wiring.store_secret {
             let secret = store.secret.as_deref().ok_or_else(|| BuildError::Render {
                 what: "the store's secret volume",
@@ -79,14 +106,19 @@ impl StoreWiring {
     /// (CHOWN, and DAC_READ_SEARCH to walk directories the user made
     /// private). None when the pod runs as root anyway.
     pub(super) fn init_containers(&self, model: &EtcdModel, ctx: &BuildContext) -> Vec<Container> {
+        let mut init: Vec<Container> = self
+            .plugins_image
+            .iter()
+            .map(|image| self.install_plugins(model, image))
+            .collect();
         let Some(local) = self.mounts.iter().find(|m| m.name == wiring::LOCAL_VOLUME) else {
-            return Vec::new();
+            return init;
         };
         if model.run_as_root {
-            return Vec::new();
+            return init;
         }
         let dir = &local.mount_path;
-        vec![Container {
+        init.push(Container {
             name: PREPARE_LOCAL_STORE_CONTAINER.into(),
             image: Some(backup_image(model, ctx)),
             image_pull_policy: Some(pull_policy(model)),
@@ -95,17 +127,7 @@ impl StoreWiring {
                 format!("--dir={dir}"),
                 format!("--owner={NON_ROOT}:{NON_ROOT}"),
             ]),
-            resources: Some(ResourceRequirements {
-                requests: Some(BTreeMap::from([
-                    ("cpu".to_string(), Quantity("10m".into())),
-                    ("memory".to_string(), Quantity("16Mi".into())),
-                ])),
-                limits: Some(BTreeMap::from([(
-                    "memory".to_string(),
-                    Quantity("64Mi".into()),
-                )])),
-                ..ResourceRequirements::default()
-            }),
+            resources: Some(init_resources()),
             volume_mounts: Some(vec![local.clone()]),
             security_context: Some(SecurityContext {
                 run_as_user: Some(0),
@@ -119,7 +141,49 @@ impl StoreWiring {
                 ..SecurityContext::default()
             }),
             ..Container::default()
-        }]
+        });
+        init
+    }
+
+    /// The init container of the plugins image: `druid-install-plugins`
+    /// copies its plugins into the plugins volume, unprivileged, with a
+    /// read-only root and no capability.
+    fn install_plugins(&self, model: &EtcdModel, image: &str) -> Container {
+        Container {
+            name: INSTALL_PLUGINS_CONTAINER.into(),
+            image: Some(image.into()),
+            image_pull_policy: Some(pull_policy(model)),
+            args: Some(vec![format!("--to={PLUGINS_MOUNT}")]),
+            resources: Some(init_resources()),
+            volume_mounts: Some(vec![mount(PLUGINS_VOLUME, PLUGINS_MOUNT)]),
+            security_context: Some(SecurityContext {
+                run_as_non_root: (!model.run_as_root).then_some(true),
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".into()]),
+                    add: None,
+                }),
+                ..SecurityContext::default()
+            }),
+            ..Container::default()
+        }
+    }
+}
+
+/// What a short init container asks for: a little CPU, 16 MiB, at most
+/// 64 MiB.
+fn init_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("10m".into())),
+            ("memory".to_string(), Quantity("16Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity("64Mi".into()),
+        )])),
+        ..ResourceRequirements::default()
     }
 }
 

@@ -85,6 +85,9 @@ pub struct Settings {
     /// Where the operator's pods run, for the NetworkPolicy around each
     /// sidecar's API; `None` for no policy.
     pub operator_pods: Option<crate::components::network_policy::OperatorPods>,
+    /// The plugins image whose init container gives each pod that talks
+    /// to a store the provider plugins (`--plugins-image`).
+    pub plugins_image: Option<String>,
 }
 
 impl Default for Settings {
@@ -104,6 +107,7 @@ impl Default for Settings {
             quorum_loss_recovery_after: Duration::from_secs(120),
             wiring: druid_plugin_host::WiringPolicy::default(),
             operator_pods: None,
+            plugins_image: None,
         }
     }
 }

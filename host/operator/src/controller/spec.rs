@@ -76,6 +76,7 @@ pub(super) async fn reconcile_spec(
         etcd_image: ctx.settings.etcd_image.clone(),
         backup_image: ctx.settings.backup_image.clone(),
         operator_pods: ctx.settings.operator_pods.clone(),
+        plugins_image: ctx.settings.plugins_image.clone(),
         store_wiring,
     };
 

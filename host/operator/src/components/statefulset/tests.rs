@@ -419,3 +419,60 @@ fn joining_members_reach_the_source_and_never_found_a_cluster_of_their_own() {
     );
     assert!(joining.contains(&"--join-existing-cluster=true".to_string()));
 }
+
+#[test]
+fn a_plugins_image_installs_its_plugins_before_the_sidecar_starts() {
+    let mut ctx = context();
+    ctx.plugins_image = Some("registry.example/acme-plugins:1.0".into());
+    let s = sts(&seed(), &ctx);
+    let init = pod(&s).init_containers.clone().unwrap();
+    assert_eq!(init.len(), 1);
+    assert_eq!(init[0].name, "install-plugins");
+    assert_eq!(
+        init[0].image.as_deref(),
+        Some("registry.example/acme-plugins:1.0")
+    );
+    assert_eq!(init[0].args.clone().unwrap(), ["--to=/var/druid/plugins"]);
+    let sc = init[0].security_context.clone().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+    let volume = pod(&s)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "druid-plugins")
+        .unwrap();
+    assert!(volume.empty_dir.is_some());
+    // The sidecar reads the plugins, read-only, from DRUID_PLUGINS_DIR.
+    let sidecar = container(&s, BACKUP_CONTAINER);
+    let m = sidecar
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "druid-plugins")
+        .unwrap();
+    assert_eq!(m.mount_path, "/var/druid/plugins");
+    assert_eq!(m.read_only, Some(true));
+    assert!(
+        sidecar
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "DRUID_PLUGINS_DIR"
+                && e.value.as_deref() == Some("/var/druid/plugins"))
+    );
+    // etcd itself gets nothing of it.
+    assert!(!mounts(&s, ETCD_CONTAINER).contains(&"/var/druid/plugins".to_string()));
+
+    // Without the image: no init container, no volume (the seed snapshot).
+    let s = sts(&seed(), &context());
+    assert!(pod(&s).init_containers.is_none());
+    assert!(
+        !pod(&s)
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == "druid-plugins")
+    );
+}

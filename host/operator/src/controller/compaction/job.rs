@@ -218,6 +218,7 @@ pub(super) async fn start_job(
         etcd_image: ctx.settings.etcd_image.clone(),
         backup_image: ctx.settings.backup_image.clone(),
         operator_pods: ctx.settings.operator_pods.clone(),
+        plugins_image: ctx.settings.plugins_image.clone(),
         store_wiring: wiring,
     };
     let job = compaction_job::build(etcd, model, &bctx, ctx.settings.compaction.active_deadline)?;
