@@ -152,7 +152,7 @@ while [ $# -gt 0 ]; do
     --profile) profile="$2"; shift 2 ;;
     --out) out_dir="$2"; shift 2 ;;
     --etcd-version) etcd_version="v${2#v}"; shift 2 ;;
-    *) die "usage: $0 [--profile release|dev] [--out DIR] [--etcd-version VERSION] | --one REF OUT.tar SRC:DST... -- ENTRYPOINT..." ;;
+    *) die "usage: $0 [--profile release|dev] [--out DIR] [--etcd-version VERSION] | --plugins-image REF OUT.tar PLUGIN.wasm... | --one REF OUT.tar SRC:DST... -- ENTRYPOINT..." ;;
   esac
 done
 case "$profile" in release) dir=release ;; dev) dir=debug ;; *) die "--profile is release or dev, got '$profile'" ;; esac
