@@ -52,6 +52,16 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
         ])
         .arg("--target-dir")
         .arg(target_dir);
+    // Not the variables cargo set for this test process: build scripts
+    // (ring's, for one) rerun when one of them differs from the outer
+    // build's, and the nested build then recompiled ring, rustls, kube and
+    // every crate above them in place (23 crates), which the next outer
+    // build compiled back.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_tests) {
+            command.env_remove(&name);
+        }
+    }
     let shown = format!("{command:?} (binary {bin} of package {package})");
     let output = command
         .output()
@@ -69,6 +79,25 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let path = profile_dir.join(bin);
     built.insert(bin.to_string(), path.clone());
     Ok(path)
+}
+
+/// Whether `name` is a variable cargo sets for the test process it runs
+/// (the package's, the crate's, the binaries' paths), as opposed to one
+/// that configures cargo (`CARGO_HOME`, `CARGO_TARGET_DIR`,
+/// `CARGO_INCREMENTAL`, ...).
+fn set_by_cargo_for_tests(name: &str) -> bool {
+    name == "OUT_DIR"
+        || name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || name.starts_with("CARGO_BIN_")
+        || name.starts_with("CARGO_CFG_")
+        || matches!(
+            name,
+            "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 /// Adds what every `etcdbr` under test needs: the test plugins and their
@@ -108,4 +137,34 @@ pub fn local_store_flags(c: &mut Command, root: &Path, container: &str) {
     c.arg("--storage-provider=Local")
         .arg(format!("--store-container={container}"))
         .env("LOCAL_STORE_ROOT", root);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_variables_cargo_sets_for_tests_are_dropped() {
+        for dropped in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_EXE_etcdbr",
+            "CARGO_TARGET_TMPDIR",
+            "OUT_DIR",
+        ] {
+            assert!(super::set_by_cargo_for_tests(dropped), "{dropped}");
+        }
+        for kept in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_INCREMENTAL",
+            "CARGO_TERM_COLOR",
+            "CARGO_BUILD_JOBS",
+            "CARGO_PROFILE_DEV_DEBUG",
+        ] {
+            assert!(!super::set_by_cargo_for_tests(kept), "{kept}");
+        }
+    }
 }
