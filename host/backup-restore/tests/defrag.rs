@@ -83,10 +83,23 @@ async fn one_member_is_defragmented_on_request_and_in_its_window() {
     let before = db_size(&etcd.client_url()).await;
 
     // A full snapshot requested while the run holds the maintenance lock
-    // waits for it.
+    // waits for it. Requested once the run says it started (it takes the
+    // lock first): a fixed delay lost the race on a loaded machine, where
+    // the snapshot took the lock before the run did.
     let url = sidecar.url.clone();
+    let log_path = sidecar.log_path();
     let full = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        while !std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("defragmentation starting")
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the defragmentation run did not start"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         common::http_get_long(&format!("{url}/snapshot/full")).unwrap()
     });
     let (code, body) = sidecar.get("/defragment");

@@ -673,6 +673,11 @@ impl Sidecar {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
     }
+
+    /// The sidecar's log file.
+    pub fn log_path(&self) -> std::path::PathBuf {
+        self.process.log_path().to_path_buf()
+    }
 }
 
 /// A client of the shared test kube-apiserver.
