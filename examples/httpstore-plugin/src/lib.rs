@@ -3,7 +3,11 @@
 //! druid-rs's tests (`tests/support/src/httpstore.rs`, whose module docs
 //! give the protocol):
 //!
-//! - `PUT|GET|HEAD|DELETE <endpoint>/<container>/<key>`, `Range` on GET;
+//! - `GET|HEAD|DELETE <endpoint>/<container>/<key>`, `Range` on GET;
+//! - uploads in two steps: `PUT <endpoint>/<container>/<key>?stage` (the
+//!   body, streamed; answers the upload's id and the bytes received), then
+//!   `POST <endpoint>/<container>/<key>?commit=<id>&size=<n>` makes it the
+//!   object, so an upload that breaks off is never seen;
 //! - `GET <endpoint>/<container>?prefix=P&after=K&max=N` lists
 //!   `{"objects":[{"key":..,"size":..}],"next":..}` in byte order;
 //! - `Authorization: Bearer <token>` on every request;
@@ -98,6 +102,7 @@ impl store::Guest for Httpstore {
 }
 
 /// Step 5: the store, from the configuration: no request here.
+#[derive(Clone)]
 pub struct HttpstoreStore {
     /// `<endpoint>/<container>`, percent-encoded.
     base: String,
@@ -172,13 +177,16 @@ impl GuestStore for HttpstoreStore {
         }
     }
 
-    /// The body is streamed as it is written (chunked transfer encoding);
-    /// the store renames it into place only when all of it arrived, so an
-    /// aborted upload (the request dropped unfinished) leaves nothing.
+    /// The body is streamed as it is written (chunked transfer encoding)
+    /// to a staged upload, which `finish` commits once the store says it
+    /// received every byte: an aborted upload (the request dropped
+    /// unfinished) is never committed, so it leaves nothing.
     fn upload(&self, key: String, _size_hint: Option<u64>) -> Result<Upload, StoreError> {
-        let writer = http::start(Method::Put, &self.url(&key), &[self.auth()])
+        let url = format!("{}?stage", self.url(&key));
+        let writer = http::start(Method::Put, &url, &[self.auth()])
             .map_err(|e| transport(&e, &format!("upload {key:?}")).into_inner())?;
         Ok(Upload::new(HttpstoreUpload {
+            store: self.clone(),
             key,
             writer: RefCell::new(Some(writer)),
             written: Cell::new(0),
@@ -259,8 +267,9 @@ impl HttpstoreStore {
 }
 
 /// Step 7: an upload, streamed: `http::start` in `upload`, `write_all` per
-/// chunk, `finish` for the store's answer.
+/// chunk, `finish` for the store's answer and the commit.
 pub struct HttpstoreUpload {
+    store: HttpstoreStore,
     key: String,
     writer: RefCell<Option<RequestWriter>>,
     written: Cell<u64>,
@@ -293,9 +302,11 @@ impl GuestUpload for HttpstoreUpload {
 
     fn finish(&self) -> Result<ObjectInfo, StoreError> {
         let what = format!("upload {:?}", self.key);
-        let writer = self.writer.borrow_mut().take().ok_or_else(|| {
-            StoreError::Other(format!("{what}: already finished or failed"))
-        })?;
+        let writer = self
+            .writer
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| StoreError::Other(format!("{what}: already finished or failed")))?;
         let mut response = writer
             .finish()
             .map_err(|e| transport(&e, &what).into_inner())?;
@@ -304,15 +315,35 @@ impl GuestUpload for HttpstoreUpload {
             let body = response.text(MAX_ERROR_BYTES);
             return Err(status_error(response.status, &code, body.trim(), &what).into_inner());
         }
+        let body = response
+            .read_to_end(MAX_ERROR_BYTES)
+            .map_err(|e| StoreError::Unavailable(format!("{what}: the answer broke off: {e}")))?;
+        let (upload, received) = parse_staged(&body)
+            .ok_or_else(|| StoreError::Other(format!("{what}: the store's answer is not valid")))?;
+        let written = self.written.get();
+        if received != written {
+            return Err(StoreError::Unavailable(format!(
+                "{what}: the store received {received} of {written} bytes; not committed"
+            )));
+        }
+        let commit = format!(
+            "{}?commit={}&size={written}",
+            self.store.url(&self.key),
+            encode(&upload, true)
+        );
+        self.store.send(Method::Post, &commit, &[], "commit")?;
         Ok(ObjectInfo {
             key: self.key.clone(),
-            size: self.written.get(),
+            size: written,
             last_modified: None,
         })
     }
 
-    /// Dropping the request unfinished breaks the transfer off: the store
-    /// never sees the end of the body and keeps nothing.
+    /// Dropping the request unfinished breaks the transfer off; whatever
+    /// the store received stays staged, never committed, so nothing is
+    /// seen. (A store with one-shot uploads could not promise that: an
+    /// HTTP server may take a chunked body cut off mid-chunk for a whole
+    /// one.)
     fn abort(&self) -> Result<(), StoreError> {
         drop(self.writer.borrow_mut().take());
         Ok(())
@@ -342,7 +373,10 @@ impl GuestDownload for HttpstoreDownload {
         };
         let max = usize::try_from(max.max(1)).unwrap_or(1 << 20);
         response.read(max).map_err(|e| {
-            StoreError::Unavailable(format!("download {:?}: the transfer broke off: {e}", self.key))
+            StoreError::Unavailable(format!(
+                "download {:?}: the transfer broke off: {e}",
+                self.key
+            ))
         })
     }
 }
@@ -378,7 +412,9 @@ pub fn transport(e: &http::Error, what: &str) -> Attempt<StoreError> {
         http::Error::InvalidUrl(m) => {
             Attempt::Fail(StoreError::InvalidConfig(format!("{what}: {m}")))
         }
-        http::Error::Transport(m) => Attempt::Retry(StoreError::Unavailable(format!("{what}: {m}"))),
+        http::Error::Transport(m) => {
+            Attempt::Retry(StoreError::Unavailable(format!("{what}: {m}")))
+        }
     }
 }
 
@@ -421,12 +457,21 @@ pub fn encode(s: &str, query: bool) -> String {
     out
 }
 
+/// A staged upload's answer, `{"upload":..,"size":..}`: its id and the
+/// bytes the store received.
+pub fn parse_staged(body: &[u8]) -> Option<(String, u64)> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some((
+        value.get("upload")?.as_str()?.to_string(),
+        value.get("size")?.as_u64()?,
+    ))
+}
+
 /// A listing page: `{"objects":[{"key":..,"size":..}],"next":..}`; `next`
 /// (the last key returned, while more follow) is the continuation token.
 pub fn parse_listing(body: &[u8]) -> Result<ListPage, StoreError> {
     let bad = |why: &str| StoreError::Other(format!("the store's listing is not valid: {why}"));
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| bad(&e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(&e.to_string()))?;
     let objects = value
         .get("objects")
         .and_then(|o| o.as_array())
@@ -479,9 +524,15 @@ mod tests {
     #[test]
     fn statuses_map_to_store_errors() {
         let e = |s, c| status_error(s, c, "no container \"x\"", "list").into_inner();
-        assert!(matches!(e(404, "no-such-container"), StoreError::NoSuchContainer(_)));
+        assert!(matches!(
+            e(404, "no-such-container"),
+            StoreError::NoSuchContainer(_)
+        ));
         assert!(matches!(e(404, "not-found"), StoreError::NotFound(_)));
-        assert!(matches!(e(401, "unauthorized"), StoreError::AccessDenied(_)));
+        assert!(matches!(
+            e(401, "unauthorized"),
+            StoreError::AccessDenied(_)
+        ));
         assert!(matches!(e(403, ""), StoreError::AccessDenied(_)));
         assert!(matches!(
             status_error(503, "", "", "x"),
@@ -492,9 +543,10 @@ mod tests {
 
     #[test]
     fn listings_parse_with_next_as_the_token() {
-        let page =
-            parse_listing(br#"{"objects":[{"key":"a/1","size":3},{"key":"a/2","size":0}],"next":"a/2"}"#)
-                .unwrap();
+        let page = parse_listing(
+            br#"{"objects":[{"key":"a/1","size":3},{"key":"a/2","size":0}],"next":"a/2"}"#,
+        )
+        .unwrap();
         assert_eq!(page.objects.len(), 2);
         assert_eq!(page.objects[0].key, "a/1");
         assert_eq!(page.objects[0].size, 3);
@@ -502,5 +554,15 @@ mod tests {
         let last = parse_listing(br#"{"objects":[],"next":null}"#).unwrap();
         assert!(last.objects.is_empty() && last.next_token.is_none());
         assert!(parse_listing(b"<html>").is_err());
+    }
+
+    #[test]
+    fn a_staged_answer_gives_the_id_and_the_bytes_received() {
+        assert_eq!(
+            parse_staged(br#"{"upload":"7-3","size":1048576}"#),
+            Some(("7-3".to_string(), 1_048_576))
+        );
+        assert_eq!(parse_staged(br#"{"upload":"7-3"}"#), None);
+        assert_eq!(parse_staged(b"created"), None);
     }
 }

@@ -90,3 +90,104 @@ fn the_httpstore_example_with_a_wrong_token_fails_with_access_denied() {
     assert!(round_trip.contains("HTTP 401"), "{out}");
     assert!(!out.contains(", 0 failed"), "{out}");
 }
+
+/// One raw HTTP/1.1 exchange with the store: `head` (request line and
+/// headers, without the blank line) then `body` as sent; when `cut` the
+/// connection is closed after the body without waiting for an answer.
+/// The answer's status line and body, when one was read.
+fn raw(store: &HttpStore, head: &str, body: &[u8], cut: bool) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let addr = store.url().trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!("{head}\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    conn.write_all(request.as_bytes()).unwrap();
+    conn.write_all(body).unwrap();
+    if cut {
+        conn.shutdown(std::net::Shutdown::Both).unwrap();
+        return None;
+    }
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let (status, rest) = answer.split_once("\r\n").unwrap();
+    let body = rest.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Some((status.to_string(), body.to_string()))
+}
+
+/// What the example relies on for `abort` to leave nothing: an upload is
+/// staged, then committed with the size the client sent, and one cut off
+/// mid-chunk (which the HTTP library reads as a complete, shorter body) is
+/// refused at the commit and dropped. Plain requests, no plugin.
+#[test]
+fn the_test_store_commits_a_staged_upload_only_when_every_byte_arrived() {
+    let dir = server_dir("httpstore-stage-commit").unwrap();
+    let root = dir.join("store");
+    std::fs::create_dir_all(root.join("backups")).unwrap();
+    let store = HttpStore::start(&root, TOKEN).unwrap();
+    let object = root.join("backups/v2/Full-1");
+    let chunked = "Transfer-Encoding: chunked\r\nConnection: close";
+
+    // Whole: staged (not yet visible), then committed.
+    let (status, body) = raw(
+        &store,
+        &format!("PUT /backups/v2/Full-1?stage HTTP/1.1\r\n{chunked}"),
+        b"5\r\nhello\r\n0\r\n\r\n",
+        false,
+    )
+    .unwrap();
+    assert!(status.contains(" 202"), "{status} {body}");
+    let staged: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(staged["size"], 5, "{body}");
+    let id = staged["upload"].as_str().unwrap().to_string();
+    assert!(!object.exists(), "a staged upload is not an object yet");
+    let commit = |id: &str, size: u64| {
+        raw(
+            &store,
+            &format!(
+                "POST /backups/v2/Full-1?commit={id}&size={size} HTTP/1.1\r\nContent-Length: 0\r\nConnection: close"
+            ),
+            b"",
+            false,
+        )
+        .unwrap()
+    };
+    let (status, body) = commit(&id, 5);
+    assert!(status.contains(" 201"), "{status} {body}");
+    assert_eq!(std::fs::read(&object).unwrap(), b"hello");
+    // Committed once: the upload is gone.
+    let (status, _) = commit(&id, 5);
+    assert!(status.contains(" 404"), "{status}");
+
+    // Cut off mid-chunk: 16 bytes announced, 3 sent, then the connection
+    // closes. Whatever the store staged holds 3 bytes, so the commit of
+    // the 16 the client meant to send is refused and nothing is replaced.
+    raw(
+        &store,
+        &format!("PUT /backups/v2/Full-1?stage HTTP/1.1\r\n{chunked}"),
+        b"10\r\nabc",
+        true,
+    );
+    let uploads = root.join(".uploads");
+    let mut cut = None;
+    for _ in 0..100 {
+        cut = std::fs::read_dir(&uploads)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .next();
+        if cut.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, body) = match cut {
+        // The library saw the cut as an end: staged short.
+        Some(id) => commit(&id, 16),
+        // The library saw it as an error: nothing staged at all.
+        None => commit("0-0", 16),
+    };
+    assert!(
+        status.contains(" 409") || status.contains(" 404"),
+        "{status} {body}"
+    );
+    assert_eq!(std::fs::read(&object).unwrap(), b"hello");
+}

@@ -14,7 +14,9 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `PUT /<container>/<key>` | `201` and `{"key":..,"size":..}`; the body goes to a temporary file renamed into place only when all of it arrived, so an upload that breaks off leaves nothing |
+//! | `PUT /<container>/<key>?stage` | `202` and `{"upload":..,"size":..}`: the body is staged, nothing is visible yet |
+//! | `POST /<container>/<key>?commit=<upload>&size=<n>` | `201` and `{"key":..,"size":..}`: the staged upload becomes the object, if it holds `n` bytes (else `409` and it is dropped); `404` when no such upload is staged |
+//! | `PUT /<container>/<key>` | `201` and `{"key":..,"size":..}`: one-shot; the body goes to a temporary file renamed into place when the request's body ends. A chunked body cut off mid-chunk looks ended to the HTTP library, so a client that needs an upload that breaks off to leave nothing stages and commits |
 //! | `GET /<container>/<key>` | `200` and the object; with `Range: bytes=A-B` or `bytes=A-` `206` and those bytes (`Content-Range`), `416` when `A` is past the end |
 //! | `HEAD /<container>/<key>` | `200` with `Content-Length` |
 //! | `DELETE /<container>/<key>` | `204`, also when the object is missing |
@@ -216,7 +218,14 @@ impl Store {
         }
         let path = dir.join(&key);
         match request.method() {
+            Method::Put if query == "stage" => match self.receive(request) {
+                Ok((upload, size)) => {
+                    json(202, &serde_json::json!({ "upload": upload, "size": size }))
+                }
+                Err(answer) => answer,
+            },
             Method::Put => self.put(&path, &key, request),
+            Method::Post => self.commit(&path, &key, query),
             Method::Get | Method::Head => {
                 let range = request
                     .headers()
@@ -234,32 +243,96 @@ impl Store {
         }
     }
 
-    fn put(&self, path: &Path, key: &str, request: &mut Request) -> Answer {
+    /// Writes the request's body to a new file below [`TMP`]: its name
+    /// (the upload's id) and size, or the answer saying why not.
+    fn receive(&self, request: &mut Request) -> std::result::Result<(String, u64), Answer> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let tmp = self.root.join(TMP).join(format!(
+        let id = format!(
             "{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
+        );
+        let tmp = self.root.join(TMP).join(&id);
         let written =
             std::fs::File::create(&tmp).and_then(|mut f| io::copy(request.as_reader(), &mut f));
-        let size = match written {
-            Ok(n) => n,
+        match written {
+            Ok(n) => Ok((id, n)),
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                return bad(format!("the upload broke off: {e}"));
+                Err(bad(format!("the upload broke off: {e}")))
             }
-        };
+        }
+    }
+
+    /// Moves the received upload `id` into place as `key`.
+    fn place(&self, id: &str, path: &Path, key: &str) -> std::result::Result<(), Answer> {
+        let tmp = self.root.join(TMP).join(id);
         let placed = match path.parent() {
             Some(parent) => std::fs::create_dir_all(parent),
             None => Ok(()),
         }
         .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = placed {
+        placed.map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            return error(409, "bad-request", format!("cannot store {key:?}: {e}"));
+            error(409, "bad-request", format!("cannot store {key:?}: {e}"))
+        })
+    }
+
+    fn put(&self, path: &Path, key: &str, request: &mut Request) -> Answer {
+        let (id, size) = match self.receive(request) {
+            Ok(received) => received,
+            Err(answer) => return answer,
+        };
+        match self.place(&id, path, key) {
+            Ok(()) => json(201, &serde_json::json!({ "key": key, "size": size })),
+            Err(answer) => answer,
         }
-        json(201, &serde_json::json!({ "key": key, "size": size }))
+    }
+
+    /// `POST ...?commit=<upload>&size=<n>`: the staged upload becomes
+    /// `key` if it holds `n` bytes.
+    fn commit(&self, path: &Path, key: &str, query: &str) -> Answer {
+        let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let (Some(id), Some(expected)) = (
+            param("commit"),
+            param("size").and_then(|n| n.parse::<u64>().ok()),
+        ) else {
+            return bad("POST on an object is a commit: ?commit=<upload>&size=<bytes>");
+        };
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+            return bad(format!("{id:?} is not an upload id"));
+        }
+        let staged = self.root.join(TMP).join(id);
+        let size = match std::fs::metadata(&staged) {
+            Ok(meta) => meta.len(),
+            Err(_) => {
+                return error(
+                    404,
+                    "not-found",
+                    format!("no staged upload {id:?} (committed already, or never staged)"),
+                );
+            }
+        };
+        if size != expected {
+            let _ = std::fs::remove_file(&staged);
+            return error(
+                409,
+                "bad-request",
+                format!("upload {id:?} holds {size} bytes, not {expected}: dropped, upload again"),
+            );
+        }
+        match self.place(id, path, key) {
+            Ok(()) => json(201, &serde_json::json!({ "key": key, "size": size })),
+            Err(answer) => answer,
+        }
     }
 }
 
