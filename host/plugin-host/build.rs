@@ -1,5 +1,6 @@
 //! Embeds the shipped plugin components into the binary, so the operator and
-//! the sidecar serve the Local and S3 providers without a plugins directory.
+//! the sidecar serve the shipped providers (Local, S3, ABS) without a
+//! plugins directory.
 //!
 //! The components are built to wasm32-wasip2 by `scripts/build-plugins.sh`
 //! before the host is compiled (a build script cannot run a second cargo

@@ -16,42 +16,21 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
-use common::{EtcdClient, dump, output_within, restore_flags, start_etcd};
-use druid_test_support::{
-    EtcdMemberConfig, HttpStore, cache_dir, etcdbr_tool_flags_with_plugins,
-    httpstore_example_plugin, server_dir,
-};
+use common::{EtcdClient, dump, etcdbr_with, restore_flags, start_etcd};
+use druid_test_support::{EtcdMemberConfig, HttpStore, httpstore_example_plugin, server_dir};
 
 const TOKEN: &str = "third-party-token";
 
 /// `etcdbr <args>` with the example as the plugins directory's only file
 /// and the HttpStore's secret at `secret`, named by `variable`.
 fn etcdbr(plugins: &Path, secret: &Path, variable: &str, args: &[String]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_etcdbr"));
-    c.args(args)
-        .arg("--storage-provider=HttpStore")
-        .arg("--store-container=backups")
-        .arg("--store-prefix=etcd-main")
-        .env(variable, secret);
-    if args.first().is_some_and(|a| a == "snapshot") {
-        // `snapshot` runs no etcd tool: only the plugins and their cache.
-        c.arg(format!("--plugins-dir={}", plugins.display()))
-            .arg(format!(
-                "--plugin-cache-dir={}",
-                cache_dir().join("plugin-cache").display()
-            ))
-            .env("NO_COLOR", "1");
-    } else {
-        etcdbr_tool_flags_with_plugins(&mut c, plugins).unwrap();
-    }
-    output_within(
-        c,
-        Duration::from_secs(300),
-        &format!("etcdbr {}", args.join(" ")),
-    )
+    let store = [
+        "--storage-provider=HttpStore".to_string(),
+        "--store-container=backups".to_string(),
+        "--store-prefix=etcd-main".to_string(),
+    ];
+    etcdbr_with(Some(plugins), &store, &[(variable, secret)], args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,6 +66,8 @@ async fn the_registry_maps_providers_and_upstream_aliases() {
         ("openshift", "s3"),
         ("ECS", "s3"),
         ("dell", "s3"),
+        ("ABS", "abs"),
+        ("azure", "abs"),
         ("Local", "local"),
         ("", "local"),
         ("Hostile", "hostile"),
@@ -87,11 +89,14 @@ async fn the_registry_maps_providers_and_upstream_aliases() {
 #[tokio::test]
 async fn an_unknown_provider_is_a_clear_error() {
     let registry = common::registry(Limits::default()).await;
-    let err = registry.plugin_for("azure").err().unwrap();
+    let err = registry.plugin_for("gcp").err().unwrap();
     let text = err.to_string();
     assert!(matches!(err, Error::UnknownProvider { .. }), "{err:?}");
     assert!(
-        text.contains("\"azure\"") && text.contains("S3") && text.contains("Local"),
+        text.contains("\"gcp\"")
+            && text.contains("S3")
+            && text.contains("ABS")
+            && text.contains("Local"),
         "{text}"
     );
     assert!(text.contains("store.provider"), "says what to fix: {text}");
@@ -243,7 +248,7 @@ async fn the_shipped_plugins_are_built_into_the_binary() {
     let components = plugin_components();
     let builtins = druid_plugin_host::builtin_plugins();
     let names: Vec<&str> = builtins.iter().map(|(n, _)| *n).collect();
-    for krate in ["druid-plugin-local", "druid-plugin-s3"] {
+    for krate in ["druid-plugin-local", "druid-plugin-s3", "druid-plugin-abs"] {
         let stem = krate.replace('-', "_");
         let embedded = builtins
             .iter()
@@ -265,7 +270,13 @@ async fn the_shipped_plugins_are_built_into_the_binary() {
     // With no plugins directory at all, the built-in plugins serve.
     let host = Arc::new(PluginHost::new(Limits::default()).unwrap());
     let registry = Registry::load(host, None, builtins).await.unwrap();
-    for (provider, plugin) in [("Local", "local"), ("aws", "s3"), ("S3", "s3")] {
+    for (provider, plugin) in [
+        ("Local", "local"),
+        ("aws", "s3"),
+        ("S3", "s3"),
+        ("ABS", "abs"),
+        ("azure", "abs"),
+    ] {
         let p = registry.plugin_for(provider).unwrap();
         assert_eq!(p.info.name, plugin, "{provider}");
         assert_eq!(p.source, druid_plugin_host::PluginSource::Builtin);
@@ -534,5 +545,42 @@ async fn each_provider_declares_its_store_contract_and_a_bad_one_disables_only_t
             "https://s3.amazonaws.com:443",
             "https://s3.eu-west-1.amazonaws.com:443",
         ]
+    );
+    // An ABS store reaches its account's blob endpoint in Azure's clouds,
+    // and with an override (Azurite) only that.
+    let abs = registry.contract("azure").unwrap();
+    assert_eq!(
+        abs.credential_variables,
+        [
+            "AZURE_APPLICATION_CREDENTIALS_JSON",
+            "AZURE_APPLICATION_CREDENTIALS"
+        ]
+    );
+    let grants = |endpoint: Option<&str>| -> Vec<String> {
+        registry
+            .store(common::config(
+                "ABS",
+                "etcd-backups",
+                endpoint,
+                &[("storageAccount", "myaccount"), ("storageKey", "a2V5")],
+            ))
+            .unwrap()
+            .grants()
+            .http
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        grants(None),
+        [
+            "https://myaccount.blob.core.chinacloudapi.cn:443",
+            "https://myaccount.blob.core.usgovcloudapi.net:443",
+            "https://myaccount.blob.core.windows.net:443",
+        ]
+    );
+    assert_eq!(
+        grants(Some("http://127.0.0.1:10000/devstoreaccount1")),
+        ["http://127.0.0.1:10000"]
     );
 }

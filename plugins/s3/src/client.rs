@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::http::{self, Method, Response};
 use druid_plugin_sdk::log;
 use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
@@ -221,9 +222,7 @@ impl Client {
     /// deletes those markers (best effort, at most
     /// [`incomplete::MAX_PER_SWEEP`] markers). See [`crate::incomplete`].
     pub fn sweep_incomplete_uploads(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let now = druid_plugin_sdk::time::now_unix();
         let page = match self.list(incomplete::MARKER_ROOT, None, incomplete::MAX_PER_SWEEP) {
             Ok(p) => p,
             Err(e) => {
@@ -492,14 +491,6 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The `Range` header for a byte range.
-pub fn range_header(r: &ByteRange) -> String {
-    match r.length {
-        Some(len) if len > 0 => format!("bytes={}-{}", r.start, r.start.saturating_add(len - 1)),
-        _ => format!("bytes={}-", r.start),
-    }
-}
-
 /// A listing page from a ListObjectsV2 body.
 pub fn parse_list(body: &str, ctx: &Ctx<'_>) -> Result<ListPage, StoreError> {
     let parsed = ListObjectsV2::parse_response(body).map_err(|e| {
@@ -517,7 +508,7 @@ pub fn parse_list(body: &str, ctx: &Ctx<'_>) -> Result<ListPage, StoreError> {
                 last_modified: o
                     .last_modified
                     .as_deref()
-                    .and_then(crate::time::parse_iso8601),
+                    .and_then(druid_plugin_sdk::time::parse_iso8601),
                 key: o.key,
             })
             .collect(),
@@ -543,6 +534,6 @@ pub fn object_info(
     Ok(ObjectInfo {
         key: key.to_string(),
         size,
-        last_modified: last_modified.and_then(crate::time::parse_http_date),
+        last_modified: last_modified.and_then(druid_plugin_sdk::time::parse_http_date),
     })
 }

@@ -15,14 +15,12 @@ pub mod client;
 pub mod config;
 pub mod errors;
 pub mod incomplete;
-pub mod time;
 pub mod upload;
 pub mod wiring;
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use druid_plugin_sdk::http::Response;
+use druid_plugin_sdk::download::RangedBody;
 use druid_plugin_sdk::store::{
     ByteRange, Download, GuestDownload, GuestStore, GuestUpload, ListPage, ObjectInfo, Store,
     StoreConfig, StoreError, Upload,
@@ -128,18 +126,14 @@ impl GuestStore for S3Store {
         {
             // Nothing to read; still say whether the object exists.
             self.client.head(&key)?;
-            return Ok(Download::new(S3Download::new(key, None, 0, Some(0))));
+            return Ok(Download::new(S3Download(RangedBody::empty(key))));
         }
-        let response = self.client.get(&key, range.as_ref())?;
-        // A server that ignores the range answers 200 with the whole object:
-        // skip to the start ourselves.
-        let skip = match (&response, &range) {
-            (Some(r), Some(range)) if r.status == 200 => range.start,
-            _ => 0,
-        };
-        let remaining = range.and_then(|r| r.length);
-        Ok(Download::new(S3Download::new(
-            key, response, skip, remaining,
+        Ok(Download::new(S3Download(
+            match self.client.get(&key, range.as_ref())? {
+                Some(response) => RangedBody::new(key, response, range.as_ref()),
+                // A range past the end of the object (S3's 416).
+                None => RangedBody::empty(key),
+            },
         )))
     }
 }
@@ -162,64 +156,11 @@ impl GuestUpload for S3Upload {
 }
 
 /// An object being read: the GetObject response, streamed.
-pub struct S3Download {
-    key: String,
-    response: RefCell<Option<Response>>,
-    /// Bytes still to drop from the front (a server that ignored Range).
-    skip: Cell<u64>,
-    /// Bytes still to return, if the range had a length.
-    remaining: Cell<Option<u64>>,
-}
-
-impl S3Download {
-    fn new(key: String, response: Option<Response>, skip: u64, remaining: Option<u64>) -> Self {
-        Self {
-            key,
-            response: RefCell::new(response),
-            skip: Cell::new(skip),
-            remaining: Cell::new(remaining),
-        }
-    }
-}
+pub struct S3Download(RangedBody);
 
 impl GuestDownload for S3Download {
     fn read(&self, max: u32) -> Result<Vec<u8>, StoreError> {
-        let mut guard = self.response.borrow_mut();
-        let Some(response) = guard.as_mut() else {
-            return Ok(Vec::new());
-        };
-        // Drop what a server that ignored the range sent before the start.
-        while self.skip.get() > 0 {
-            let skip = self.skip.get();
-            let n = usize::try_from(skip.min(1 << 20)).unwrap_or(1 << 20);
-            let dropped = response.read(n).map_err(|e| self.broke_off(&e))?;
-            if dropped.is_empty() {
-                return Ok(dropped);
-            }
-            self.skip.set(skip - dropped.len() as u64);
-        }
-        let remaining = self.remaining.get();
-        let want = u64::from(max.max(1)).min(remaining.unwrap_or(u64::MAX));
-        if want == 0 {
-            return Ok(Vec::new());
-        }
-        let chunk = response
-            .read(usize::try_from(want).unwrap_or(usize::MAX))
-            .map_err(|e| self.broke_off(&e))?;
-        if let Some(rest) = remaining {
-            self.remaining
-                .set(Some(rest.saturating_sub(chunk.len() as u64)));
-        }
-        Ok(chunk)
-    }
-}
-
-impl S3Download {
-    fn broke_off(&self, e: &druid_plugin_sdk::http::Error) -> StoreError {
-        StoreError::Unavailable(format!(
-            "download {:?}: the transfer broke off: {e}",
-            self.key
-        ))
+        self.0.read(max)
     }
 }
 

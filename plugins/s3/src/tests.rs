@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use druid_plugin_sdk::provider::Guest as _;
 use druid_plugin_sdk::retry::Attempt;
-use druid_plugin_sdk::store::{ByteRange, StoreConfig, StoreError};
+use druid_plugin_sdk::store::{StoreConfig, StoreError};
 use druid_plugin_sdk::wiring::{StoreSpec, VolumeSource};
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 
 use super::S3;
-use crate::client::{check_key, complete_outcome, object_info, parse_list, range_header};
+use crate::client::{check_key, complete_outcome, object_info, parse_list};
 use crate::config::{self, EndpointSource, Family, Settings};
 use crate::errors::{Ctx, classify, parse_error, transport};
 use crate::wiring::{check_secret, pod_config};
@@ -740,18 +740,6 @@ fn head_metadata_from_headers() {
         object_info("k", None, None, &ctx(Some("k"))),
         Err(StoreError::Other(_))
     ));
-}
-
-#[test]
-fn range_headers() {
-    let r = |start, length| range_header(&ByteRange { start, length });
-    assert_eq!(r(0, Some(10)), "bytes=0-9");
-    assert_eq!(r(100, Some(1)), "bytes=100-100");
-    assert_eq!(r(5, None), "bytes=5-");
-    assert_eq!(
-        r(u64::MAX - 1, Some(10)),
-        format!("bytes={}-{}", u64::MAX - 1, u64::MAX)
-    );
 }
 
 #[test]

@@ -102,6 +102,21 @@ pub fn display_url(url: &str) -> String {
     }
 }
 
+/// Percent-encodes `s` for a URL: unreserved characters (`A-Za-z0-9-._~`)
+/// stay, and `/` too when `keep_slash` (an object key in a path); every
+/// other byte becomes `%XX`.
+pub fn encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (b == b'/' && keep_slash) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn error_code(url: &str, code: &ErrorCode) -> Error {
     match code {
         ErrorCode::HttpRequestDenied => Error::Denied(format!("{url}: destination not allowed")),
@@ -404,6 +419,13 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_encoded_with_their_slashes_and_queries_without() {
+        assert_eq!(encode("a b/c+d%", true), "a%20b/c%2Bd%25");
+        assert_eq!(encode("many/0100", false), "many%2F0100");
+        assert_eq!(encode("ü~", true), "%C3%BC~");
+    }
 
     #[test]
     fn urls_split_into_authority_and_path() {

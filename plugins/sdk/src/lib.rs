@@ -16,10 +16,12 @@
 //! instantiates `plugins/sdk/template/` out of tree) and the repository's
 //! `docs/plugin-api.md` for the contract, function by function.
 
+pub mod download;
 pub mod http;
 pub mod panic;
 pub mod parts;
 pub mod retry;
+pub mod time;
 
 /// The version of the WIT package these bindings were generated from. A
 /// plugin reports it as its `api-version`.

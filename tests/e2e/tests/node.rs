@@ -2896,7 +2896,7 @@ impl Drop for OperatorTemplate {
 /// A provider written out of tree reaches pods the way the operator ships
 /// plugins: the worked example built with `scripts/build-plugin.sh`, packed
 /// into a plugins image by `scripts/build-images.sh --plugins-image`, given
-/// to the operator with deploy/operator/plugins-image.yaml. The operator
+/// to the operator with deploy/patches/plugins-image.yaml. The operator
 /// validates and wires the provider from its own copy, each etcd pod gets
 /// the image as its `install-plugins` init container, and the sidecar backs
 /// up to the provider's store (the small HTTP store of the test support, on
@@ -2934,7 +2934,7 @@ fn a_provider_shipped_in_a_plugins_image_backs_up_and_restores_a_member() {
     std::fs::create_dir_all(root.join("backups")).unwrap();
     let store = druid_test_support::HttpStore::start_on(&root, TOKEN, node.host_ip()).unwrap();
     let operator = OperatorTemplate::save(node);
-    let patch = std::fs::read_to_string(repo_root().join("deploy/operator/plugins-image.yaml"))
+    let patch = std::fs::read_to_string(repo_root().join("deploy/patches/plugins-image.yaml"))
         .unwrap()
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -2943,7 +2943,7 @@ fn a_provider_shipped_in_a_plugins_image_backs_up_and_restores_a_member() {
         .replace("YOUR-PLUGINS-IMAGE", PLUGINS_IMAGE);
     assert!(
         patch.matches(PLUGINS_IMAGE).count() == 2 && patch.contains("name: DRUID_PLUGINS_IMAGE"),
-        "deploy/operator/plugins-image.yaml changed shape:\n{patch}"
+        "deploy/patches/plugins-image.yaml changed shape:\n{patch}"
     );
     node.kubectl_ok(&[
         "-n",

@@ -7,10 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use druid_test_support::{AzuriteServer, FakeGcsServer};
-use hmac::{Hmac, KeyInit as _, Mac as _};
+use druid_test_support::{
+    AZURE_VERSION, AzuriteServer, FakeGcsServer, azure_date, shared_key_authorization,
+};
 use reqwest::{Method, StatusCode, Url};
-use sha2::Sha256;
 
 const SNAPSHOT: &str = "v2/Full-00000000-00000010-1700000000";
 
@@ -167,40 +167,9 @@ async fn fake_gcs_missing_object_is_not_found() {
 
 // ---- Azurite ---------------------------------------------------------------
 
-/// The service version signed requests ask for.
-const AZURE_VERSION: &str = "2021-08-06";
-
-/// An RFC 1123 date (`Tue, 14 Nov 2023 22:13:20 GMT`), as `x-ms-date` takes.
-fn http_date(time: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = time.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let weekday = DAYS[usize::try_from(days % 7).unwrap()];
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        MONTHS[usize::try_from(month - 1).unwrap()],
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
-
 #[test]
 fn x_ms_date_is_rfc1123() {
-    let at = |secs| http_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    let at = |secs| azure_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
     assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 GMT");
     assert_eq!(at(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 GMT");
     assert_eq!(at(951_825_600), "Tue, 29 Feb 2000 12:00:00 GMT");
@@ -210,7 +179,8 @@ fn x_ms_date_is_rfc1123() {
 struct Azure {
     endpoint: String,
     account: String,
-    key: Vec<u8>,
+    /// The account key, base64.
+    key: String,
     http: reqwest::Client,
 }
 
@@ -219,7 +189,7 @@ impl Azure {
         Self {
             endpoint: server.endpoint().to_string(),
             account: server.account().to_string(),
-            key: BASE64.decode(key_base64).unwrap(),
+            key: key_base64.to_string(),
             http: http_client(),
         }
     }
@@ -239,7 +209,7 @@ impl Azure {
             url.query_pairs_mut().extend_pairs(query);
         }
 
-        let date = http_date(SystemTime::now());
+        let date = azure_date(SystemTime::now());
         let mut ms_headers: Vec<(String, String)> = [("x-ms-date", date.as_str())]
             .into_iter()
             .chain([("x-ms-version", AZURE_VERSION)])
@@ -247,45 +217,25 @@ impl Azure {
             .map(|(name, value)| (name.to_lowercase(), value.trim().to_string()))
             .collect();
         ms_headers.sort();
-
-        // The canonicalized resource is `/account` followed by the URL's
-        // path; with Azurite's path-style URLs the path starts with the
-        // account too (`/devstoreaccount1/devstoreaccount1/container`).
-        let mut resource = format!("/{}{}", self.account, url.path());
-        let mut params: Vec<(String, String)> = url
+        let params: Vec<(String, String)> = url
             .query_pairs()
-            .map(|(k, v)| (k.to_lowercase(), v.into_owned()))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        params.sort();
-        for (name, value) in &params {
-            resource.push_str(&format!("\n{name}:{value}"));
-        }
+        let authorization = shared_key_authorization(
+            &self.account,
+            &self.key,
+            method.as_str(),
+            url.path(),
+            &params,
+            &ms_headers,
+            body.len(),
+        )
+        .unwrap();
 
-        let content_length = if body.is_empty() {
-            String::new()
-        } else {
-            body.len().to_string()
-        };
-        // VERB, Content-Encoding, Content-Language, Content-Length,
-        // Content-MD5, Content-Type, Date, If-Modified-Since, If-Match,
-        // If-None-Match, If-Unmodified-Since, Range.
-        let mut to_sign = format!(
-            "{}\n\n\n{content_length}\n\n\n\n\n\n\n\n\n",
-            method.as_str()
-        );
-        for (name, value) in &ms_headers {
-            to_sign.push_str(&format!("{name}:{value}\n"));
-        }
-        to_sign.push_str(&resource);
-
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).unwrap();
-        mac.update(to_sign.as_bytes());
-        let signature = BASE64.encode(mac.finalize().into_bytes());
-
-        let mut request = self.http.request(method, url).header(
-            "authorization",
-            format!("SharedKey {}:{signature}", self.account),
-        );
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("authorization", authorization);
         for (name, value) in &ms_headers {
             request = request.header(name.as_str(), value.as_str());
         }

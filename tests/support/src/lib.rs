@@ -28,7 +28,7 @@ mod paths;
 mod plugins;
 mod process;
 
-pub use azurite::AzuriteServer;
+pub use azurite::{AZURE_VERSION, AzuriteServer, azure_date, shared_key_authorization};
 pub use etcd::{EtcdCluster, EtcdMember, EtcdMemberConfig};
 pub use etcdbr::{
     etcdbr_tool_flags, etcdbr_tool_flags_with_plugins, local_store_flags, restore_binary,

@@ -139,6 +139,41 @@ pub fn etcdbr(store: &Store, args: &[String]) -> std::process::Output {
     )
 }
 
+/// Runs `etcdbr <args> <store>` with the plugins of `plugins` (the test
+/// plugins when none) and `env` set (e.g. the store secret's variable);
+/// `store` are the store flags. `snapshot` runs no etcd tool, so it gets
+/// only the plugins and their cache; other commands the etcd binaries too.
+pub fn etcdbr_with(
+    plugins: Option<&Path>,
+    store: &[String],
+    env: &[(&str, &Path)],
+    args: &[String],
+) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_etcdbr"));
+    c.args(args).args(store);
+    for (name, value) in env {
+        c.env(name, value);
+    }
+    let plugins = plugins.unwrap_or_else(|| druid_test_support::plugin_components().dir());
+    if args.first().is_some_and(|a| a == "snapshot") {
+        c.arg(format!("--plugins-dir={}", plugins.display()))
+            .arg(format!(
+                "--plugin-cache-dir={}",
+                druid_test_support::cache_dir()
+                    .join("plugin-cache")
+                    .display()
+            ))
+            .env("NO_COLOR", "1");
+    } else {
+        druid_test_support::etcdbr_tool_flags_with_plugins(&mut c, plugins).unwrap();
+    }
+    output_within(
+        c,
+        Duration::from_secs(300),
+        &format!("etcdbr {}", args.join(" ")),
+    )
+}
+
 /// Runs `c` to completion, killing it and failing the test (naming `what`
 /// and its stderr so far) if it runs longer than `deadline`.
 pub fn output_within(mut c: Command, deadline: Duration, what: &str) -> std::process::Output {

@@ -69,3 +69,23 @@ pub fn minio_config_with(bucket: &str, secret: &str) -> StoreConfig {
         ],
     )
 }
+
+/// An ABS store on the shared Azurite server, in container `container`
+/// (created), with the development account's key.
+pub fn azurite_config(container: &str) -> StoreConfig {
+    let azurite = druid_test_support::AzuriteServer::shared();
+    azurite.create_container(container).unwrap();
+    azurite_config_with(container, azurite.key())
+}
+
+/// An ABS store on the shared Azurite server with the given account key
+/// (base64); the container is not created.
+pub fn azurite_config_with(container: &str, key: &str) -> StoreConfig {
+    let azurite = druid_test_support::AzuriteServer::shared();
+    config(
+        "ABS",
+        container,
+        Some(azurite.endpoint()),
+        &[("storageAccount", azurite.account()), ("storageKey", key)],
+    )
+}

@@ -1,6 +1,8 @@
-//! The two timestamp formats S3 uses, to Unix seconds: ISO 8601 in listings
-//! (`2009-10-12T17:50:30.000Z`) and the HTTP date of `Last-Modified`
-//! (`Wed, 12 Oct 2009 17:50:30 GMT`).
+//! The timestamp formats object stores use, to and from Unix seconds: ISO
+//! 8601 in S3's listings (`2009-10-12T17:50:30.000Z`) and the HTTP date of
+//! `Last-Modified`, Azure's listings and its `x-ms-date` header
+//! (`Wed, 12 Oct 2009 17:50:30 GMT`). Small enough to write here: a date
+//! crate would add more to every plugin than these few functions.
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
 /// `days_from_civil`).
@@ -79,6 +81,46 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
     seconds(year, month, day, h, mi, sec)
 }
 
+/// The civil date of `days` since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`): (year, month 1-12, day 1-31).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Unix seconds as an RFC 7231 IMF-fixdate, `Wed, 12 Oct 2009 17:50:30 GMT`.
+pub fn format_http_date(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (days, rest) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let weekday = DAYS[usize::try_from(days.rem_euclid(7)).unwrap_or(0)];
+    let month = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
+    format!(
+        "{weekday}, {day:02} {month} {year} {:02}:{:02}:{:02} GMT",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// The current time (the `wasi:clocks` wall clock in a plugin) in Unix
+/// seconds; 0 if the clock is before 1970.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +154,21 @@ mod tests {
         );
         assert_eq!(parse_http_date("Fri, 24 Foo 2013 00:00:00 GMT"), None);
         assert_eq!(parse_http_date("2013-05-24T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn http_dates_format_and_parse_back() {
+        assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            format_http_date(1_700_000_000),
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
+        assert_eq!(
+            format_http_date(951_825_600),
+            "Tue, 29 Feb 2000 12:00:00 GMT"
+        );
+        for t in [0, 951_825_600, 1_255_369_830, 1_709_251_199, 4_102_444_800] {
+            assert_eq!(parse_http_date(&format_http_date(t)), Some(t), "{t}");
+        }
     }
 }

@@ -1,0 +1,126 @@
+//! The ABS provider end to end through `etcdbr`, against Azurite: the
+//! store secret in its JSON form (`AZURE_APPLICATION_CREDENTIALS_JSON`,
+//! upstream's keys `storageAccount` and `storageKey`), the account's blob
+//! endpoint as `--store-endpoint-override` (path style, as upstream takes
+//! it for the emulator). A full snapshot of a real etcd larger than one
+//! block (so it is staged block by block and committed) goes to the
+//! container; a restore into a new member serves every key back. A wrong key fails with a message that names the
+//! secret's keys and not the key.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail the test on error"
+)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{EtcdClient, dump, etcdbr_with, restore_flags, start_etcd};
+use druid_test_support::{AzuriteServer, EtcdMemberConfig, server_dir};
+
+/// `etcdbr <args>` on the ABS store in `container` with the JSON secret
+/// at `secret`.
+fn etcdbr(container: &str, secret: &Path, args: &[String]) -> std::process::Output {
+    let store = [
+        "--storage-provider=ABS".to_string(),
+        format!("--store-container={container}"),
+        "--store-prefix=etcd-main".to_string(),
+        format!(
+            "--store-endpoint-override={}",
+            AzuriteServer::shared().endpoint()
+        ),
+    ];
+    etcdbr_with(
+        None,
+        &store,
+        &[("AZURE_APPLICATION_CREDENTIALS_JSON", secret)],
+        args,
+    )
+}
+
+fn secret(dir: &Path, name: &str, key: &str) -> std::path::PathBuf {
+    let azurite = AzuriteServer::shared();
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        serde_json::json!({ "storageAccount": azurite.account(), "storageKey": key }).to_string(),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_is_backed_up_to_azure_blob_storage_and_restored_from_it() {
+    let dir = server_dir("azure-store").unwrap();
+    let azurite = AzuriteServer::shared();
+    let container = "etcdbr-abs";
+    azurite.create_container(container).unwrap();
+    let good = secret(&dir, "good.json", azurite.key());
+
+    let etcd = start_etcd("azure-src");
+    let mut client = etcd.client().await;
+    // 12 MiB of values that do not compress: the snapshot is more than
+    // one 8 MiB block.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..256 {
+        let value: Vec<u8> = (0..48 << 10)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect();
+        client
+            .put(format!("/registry/big/{i:04}"), value, None)
+            .await
+            .unwrap();
+    }
+    for i in 0..150 {
+        client
+            .put(format!("/registry/k{i:04}"), format!("value {i}"), None)
+            .await
+            .unwrap();
+    }
+
+    // A wrong key: refused, naming the keys to check, never the key.
+    use base64::Engine as _;
+    let wrong_key = base64::engine::general_purpose::STANDARD.encode([9u8; 64]);
+    let wrong = secret(&dir, "wrong.json", &wrong_key);
+    let snapshot = [
+        "snapshot".to_string(),
+        format!("--endpoints={}", etcd.client_url()),
+    ];
+    let out = etcdbr(container, &wrong, &snapshot);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("`storageKey`"), "{log}");
+    assert!(
+        !log.contains(&wrong_key),
+        "the key leaked into the log: {log}"
+    );
+
+    client.delete("/registry/k0007", None).await.unwrap();
+    let (expected, revision) = dump(&mut client).await;
+    let out = etcdbr(container, &good, &snapshot);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "etcdbr snapshot: {log}");
+    assert!(
+        !log.contains(azurite.key()),
+        "the key leaked into the log: {log}"
+    );
+
+    let target = EtcdMemberConfig::new("azure-restored").unwrap();
+    let mut args = vec!["restore".to_string()];
+    args.extend(restore_flags(&target));
+    let out = etcdbr(container, &good, &args);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "etcdbr restore: {log}");
+    let restored = target.start().unwrap();
+    let mut c = restored.client().await;
+    let (got, got_revision) = dump(&mut c).await;
+    assert_eq!(got_revision, revision);
+    assert_eq!(got.len(), 256 + 149);
+    assert_eq!(got, expected);
+}
