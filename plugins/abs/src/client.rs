@@ -6,14 +6,15 @@ use std::rc::Rc;
 
 use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::http::{self, Method, Response, encode};
+use druid_plugin_sdk::parts::PartSink;
 use druid_plugin_sdk::retry::{Backoff, with_backoff};
 use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreError};
 
 use crate::config::{Auth, Settings};
 use crate::errors::{self, Ctx};
-use crate::listing::{block_list, parse_list};
+use crate::listing::{block_id, block_list, parse_list};
 use crate::sign::{self, API_VERSION, Signed};
-use crate::upload::Sink;
+use crate::upload::MAX_BLOCKS;
 
 /// The most of an error body read into a message.
 const MAX_ERROR_BYTES: usize = 16 << 10;
@@ -300,16 +301,32 @@ impl HttpSink {
     }
 }
 
-impl Sink for HttpSink {
-    fn put_blob(&self, body: &[u8]) -> Result<(), StoreError> {
+impl PartSink for HttpSink {
+    /// Staged blocks need no upload id: they belong to the blob's name.
+    type Session = ();
+    const MAX_PARTS: usize = MAX_BLOCKS;
+
+    fn put_whole(&self, body: &[u8]) -> Result<(), StoreError> {
         self.client.put_blob(&self.key, body)
     }
 
-    fn put_block(&self, id: &str, body: &[u8]) -> Result<(), StoreError> {
-        self.client.put_block(&self.key, id, body)
+    fn begin(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
-    fn put_block_list(&self, ids: &[String]) -> Result<(), StoreError> {
+    fn put_part(&self, _: &(), index: usize, body: &[u8]) -> Result<String, StoreError> {
+        let id = block_id(index);
+        self.client.put_block(&self.key, &id, body)?;
+        Ok(id)
+    }
+
+    fn complete(&self, _: &(), ids: &[String]) -> Result<(), StoreError> {
         self.client.put_block_list(&self.key, ids)
+    }
+
+    /// Nothing to send: uncommitted blocks are never seen, and the service
+    /// drops them.
+    fn abort(&self, _: &()) -> Result<(), StoreError> {
+        Ok(())
     }
 }

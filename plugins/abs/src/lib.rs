@@ -24,6 +24,7 @@ pub mod wiring;
 use std::rc::Rc;
 
 use druid_plugin_sdk::download::RangedBody;
+use druid_plugin_sdk::parts::PartUpload;
 use druid_plugin_sdk::store::{
     ByteRange, Download, GuestDownload, GuestStore, GuestUpload, ListPage, ObjectInfo, Store,
     StoreConfig, StoreError, Upload,
@@ -32,7 +33,6 @@ use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
 use druid_plugin_sdk::{log, plugin_info, provider, store};
 
 use crate::client::{Client, HttpSink};
-use crate::upload::Uploader;
 
 /// The plugin.
 pub struct Abs;
@@ -111,7 +111,7 @@ impl GuestStore for AbsStore {
     fn upload(&self, key: String, size_hint: Option<u64>) -> Result<Upload, StoreError> {
         client::check_key(&key)?;
         let sink = HttpSink::new(Rc::clone(&self.client), key.clone());
-        Ok(Upload::new(AbsUpload(Uploader::new(
+        Ok(Upload::new(AbsUpload(PartUpload::new(
             key,
             sink,
             upload::block_size(size_hint),
@@ -138,7 +138,7 @@ impl GuestStore for AbsStore {
 }
 
 /// A blob being uploaded.
-pub struct AbsUpload(Uploader<HttpSink>);
+pub struct AbsUpload(PartUpload<HttpSink>);
 
 impl GuestUpload for AbsUpload {
     fn write(&self, chunk: Vec<u8>) -> Result<(), StoreError> {

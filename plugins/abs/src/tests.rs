@@ -2,8 +2,6 @@
 //! are tested through the host against Azurite.)
 #![allow(clippy::unwrap_used, clippy::panic, reason = "a test fails on error")]
 
-use std::cell::RefCell;
-
 use druid_plugin_sdk::retry::Attempt;
 use druid_plugin_sdk::store::{StoreConfig, StoreError};
 use druid_plugin_sdk::wiring::{StoreSpec, VolumeSource};
@@ -12,7 +10,7 @@ use crate::config::{self, Auth, EndpointSource};
 use crate::errors::{Ctx, classify, parse_error};
 use crate::listing::{block_id, block_list, parse_list};
 use crate::sign::{Signed, authorization, string_to_sign};
-use crate::upload::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, Sink, Uploader, block_size};
+use crate::upload::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, block_size};
 use crate::wiring::{check_secret, pod_config};
 
 /// Azurite's well-known development key (public, not a secret).
@@ -276,101 +274,6 @@ fn block_sizes_grow_with_the_hint_within_bounds() {
     // 1 TiB in at most 45,000 blocks: 24 MiB.
     assert_eq!(block_size(Some(1 << 40)), 24 * mib);
     assert_eq!(block_size(Some(u64::MAX)) as u64, MAX_BLOCK_SIZE);
-}
-
-/// A sink that records the requests, failing the ones named.
-#[derive(Default)]
-struct FakeSink {
-    calls: RefCell<Vec<String>>,
-    fail_block: Option<usize>,
-}
-
-impl Sink for FakeSink {
-    fn put_blob(&self, body: &[u8]) -> Result<(), StoreError> {
-        self.calls.borrow_mut().push(format!("blob {}", body.len()));
-        Ok(())
-    }
-
-    fn put_block(&self, id: &str, body: &[u8]) -> Result<(), StoreError> {
-        let n = self
-            .calls
-            .borrow()
-            .iter()
-            .filter(|c| c.starts_with("block"))
-            .count();
-        if self.fail_block == Some(n) {
-            return Err(StoreError::Unavailable("block refused".into()));
-        }
-        assert_eq!(id, block_id(n));
-        self.calls
-            .borrow_mut()
-            .push(format!("block {n} {}", body.len()));
-        Ok(())
-    }
-
-    fn put_block_list(&self, ids: &[String]) -> Result<(), StoreError> {
-        self.calls.borrow_mut().push(format!("list {}", ids.len()));
-        Ok(())
-    }
-}
-
-#[test]
-fn a_small_object_is_one_put_blob_and_a_large_one_staged_blocks() {
-    let up = Uploader::new("k".into(), FakeSink::default(), 4);
-    up.write(&[1, 2, 3]).unwrap();
-    assert_eq!(up.finish().unwrap().size, 3);
-    assert_eq!(*up.sink().calls.borrow(), vec!["blob 3"]);
-
-    let empty = Uploader::new("k".into(), FakeSink::default(), 4);
-    assert_eq!(empty.finish().unwrap().size, 0);
-    assert_eq!(*empty.sink().calls.borrow(), vec!["blob 0"]);
-
-    let up = Uploader::new("k".into(), FakeSink::default(), 4);
-    up.write(&[0; 5]).unwrap();
-    up.write(&[0; 6]).unwrap();
-    let info = up.finish().unwrap();
-    assert_eq!(info.size, 11);
-    assert_eq!(
-        *up.sink().calls.borrow(),
-        vec!["block 0 4", "block 1 4", "block 2 3", "list 3"]
-    );
-    // A finished upload takes no more bytes.
-    assert!(up.write(&[1]).is_err());
-
-    // An exact multiple of the block size: no empty last block.
-    let up = Uploader::new("k".into(), FakeSink::default(), 4);
-    up.write(&[0; 8]).unwrap();
-    up.finish().unwrap();
-    assert_eq!(
-        *up.sink().calls.borrow(),
-        vec!["block 0 4", "block 1 4", "list 2"]
-    );
-}
-
-#[test]
-fn a_failed_block_fails_the_upload_and_an_abort_commits_nothing() {
-    let sink = FakeSink {
-        fail_block: Some(1),
-        ..FakeSink::default()
-    };
-    let up = Uploader::new("k".into(), sink, 4);
-    let err = up.write(&[0; 9]).unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(up.write(&[0]).is_err());
-    assert!(up.finish().is_err());
-    assert!(
-        !up.sink()
-            .calls
-            .borrow()
-            .iter()
-            .any(|c| c.starts_with("list"))
-    );
-
-    let up = Uploader::new("k".into(), FakeSink::default(), 4);
-    up.write(&[0; 6]).unwrap();
-    up.abort().unwrap();
-    assert!(up.finish().is_err());
-    assert_eq!(*up.sink().calls.borrow(), vec!["block 0 4"]);
 }
 
 fn ctx(key: Option<&str>) -> Ctx<'_> {

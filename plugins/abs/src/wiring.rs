@@ -1,14 +1,9 @@
 //! pod-wiring: the sidecar's env vars and the secret volume, and the check
 //! of a store secret's key names.
 
-use druid_plugin_sdk::wiring::{EnvVar, SidecarConfig, StoreSpec, Volume, VolumeSource};
+use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
 
 use crate::config::{ENV_PREFIX, KNOWN_KEYS, PROVIDERS};
-
-/// Where the sidecar mounts the store secret.
-pub const SECRET_MOUNT: &str = "/var/etcd-backup";
-/// The name of the secret volume in the pod.
-pub const SECRET_VOLUME: &str = "etcd-backup-secret";
 
 fn require(provider: &str) -> Result<(), String> {
     if PROVIDERS.contains(&provider) {
@@ -40,23 +35,10 @@ pub fn pod_config(spec: &StoreSpec) -> Result<SidecarConfig, String> {
             spec.provider
         ));
     }
-    Ok(SidecarConfig {
-        env: vec![
-            EnvVar {
-                name: "STORAGE_CONTAINER".into(),
-                value: spec.container.clone(),
-            },
-            EnvVar {
-                name: format!("{ENV_PREFIX}_APPLICATION_CREDENTIALS"),
-                value: SECRET_MOUNT.into(),
-            },
-        ],
-        volumes: vec![Volume {
-            name: SECRET_VOLUME.into(),
-            source: VolumeSource::StoreSecret,
-            mount_path: SECRET_MOUNT.into(),
-        }],
-    })
+    Ok(druid_plugin_sdk::secret_pod_config(
+        ENV_PREFIX,
+        &spec.container,
+    ))
 }
 
 /// Checks a store secret's key names for `provider`: one problem per

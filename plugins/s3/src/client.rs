@@ -15,7 +15,9 @@ use rusty_s3::{Bucket, Credentials, S3Action};
 use crate::config::Settings;
 use crate::errors::{self, Ctx};
 use crate::incomplete;
-use crate::upload::Sink;
+use druid_plugin_sdk::parts::PartSink;
+
+use crate::upload::MAX_PARTS;
 
 /// How long a presigned URL stays valid. Each attempt signs afresh.
 pub const SIGN_FOR: Duration = Duration::from_secs(3600);
@@ -352,12 +354,16 @@ impl HttpSink {
     }
 }
 
-impl Sink for HttpSink {
-    fn put_object(&self, body: &[u8]) -> Result<(), StoreError> {
+impl PartSink for HttpSink {
+    /// The multipart upload's ID.
+    type Session = String;
+    const MAX_PARTS: usize = MAX_PARTS;
+
+    fn put_whole(&self, body: &[u8]) -> Result<(), StoreError> {
         self.client.put_object(&self.key, body)
     }
 
-    fn create_multipart(&self) -> Result<String, StoreError> {
+    fn begin(&self) -> Result<String, StoreError> {
         let c = &self.client;
         c.sweep_incomplete_uploads();
         let id = self.start_multipart()?;
@@ -374,7 +380,19 @@ impl Sink for HttpSink {
         Ok(id)
     }
 
-    fn upload_part(&self, upload_id: &str, number: u16, body: &[u8]) -> Result<String, StoreError> {
+    fn put_part(
+        &self,
+        upload_id: &String,
+        index: usize,
+        body: &[u8],
+    ) -> Result<String, StoreError> {
+        // Parts are numbered from 1; the upload keeps below MAX_PARTS.
+        let number = u16::try_from(index + 1).map_err(|_| {
+            StoreError::Other(format!(
+                "upload of {:?}: part {index} is past S3's limit",
+                self.key
+            ))
+        })?;
         let c = &self.client;
         let op = format!("upload part {number} of");
         let ctx = c.ctx(&op, Some(&self.key));
@@ -394,7 +412,7 @@ impl Sink for HttpSink {
         })
     }
 
-    fn complete(&self, upload_id: &str, etags: &[String]) -> Result<(), StoreError> {
+    fn complete(&self, upload_id: &String, etags: &[String]) -> Result<(), StoreError> {
         let c = &self.client;
         let ctx = c.ctx("complete the multipart upload of", Some(&self.key));
         let body = CompleteMultipartUpload::new(
@@ -432,7 +450,7 @@ impl Sink for HttpSink {
         Ok(())
     }
 
-    fn abort(&self, upload_id: &str) -> Result<(), StoreError> {
+    fn abort(&self, upload_id: &String) -> Result<(), StoreError> {
         self.client.abort_multipart(&self.key, upload_id)?;
         self.client.forget_marker(&self.key, upload_id);
         Ok(())

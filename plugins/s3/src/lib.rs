@@ -21,6 +21,7 @@ pub mod wiring;
 use std::rc::Rc;
 
 use druid_plugin_sdk::download::RangedBody;
+use druid_plugin_sdk::parts::PartUpload;
 use druid_plugin_sdk::store::{
     ByteRange, Download, GuestDownload, GuestStore, GuestUpload, ListPage, ObjectInfo, Store,
     StoreConfig, StoreError, Upload,
@@ -29,7 +30,6 @@ use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
 use druid_plugin_sdk::{log, plugin_info, provider, store};
 
 use crate::client::{Client, HttpSink};
-use crate::upload::Uploader;
 
 /// The plugin.
 pub struct S3;
@@ -112,7 +112,7 @@ impl GuestStore for S3Store {
     fn upload(&self, key: String, size_hint: Option<u64>) -> Result<Upload, StoreError> {
         client::check_key(&key)?;
         let sink = HttpSink::new(Rc::clone(&self.client), key.clone());
-        Ok(Upload::new(S3Upload(Uploader::new(
+        Ok(Upload::new(S3Upload(PartUpload::new(
             key,
             sink,
             upload::part_size(size_hint),
@@ -139,7 +139,7 @@ impl GuestStore for S3Store {
 }
 
 /// An object being uploaded.
-pub struct S3Upload(Uploader<HttpSink>);
+pub struct S3Upload(PartUpload<HttpSink>);
 
 impl GuestUpload for S3Upload {
     fn write(&self, chunk: Vec<u8>) -> Result<(), StoreError> {

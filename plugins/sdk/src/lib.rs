@@ -132,6 +132,35 @@ pub fn secret_contract(
     }
 }
 
+/// Where the operator's pods mount the store Secret for the sidecar.
+pub const SECRET_MOUNT: &str = "/var/etcd-backup";
+/// The name of the store Secret's volume in the pod.
+pub const SECRET_VOLUME: &str = "etcd-backup-secret";
+
+/// The sidecar wiring of a provider whose credentials are the store
+/// Secret (the counterpart of [`secret_contract`] with the same
+/// `prefix`): `STORAGE_CONTAINER`, `<PREFIX>_APPLICATION_CREDENTIALS`
+/// naming the Secret mounted at [`SECRET_MOUNT`], and that volume.
+pub fn secret_pod_config(prefix: &str, container: &str) -> wiring::SidecarConfig {
+    wiring::SidecarConfig {
+        env: vec![
+            wiring::EnvVar {
+                name: "STORAGE_CONTAINER".into(),
+                value: container.to_string(),
+            },
+            wiring::EnvVar {
+                name: format!("{prefix}_APPLICATION_CREDENTIALS"),
+                value: SECRET_MOUNT.into(),
+            },
+        ],
+        volumes: vec![wiring::Volume {
+            name: SECRET_VOLUME.into(),
+            source: wiring::VolumeSource::StoreSecret,
+            mount_path: SECRET_MOUNT.into(),
+        }],
+    }
+}
+
 /// The store contract of a provider that takes no credentials and calls
 /// no endpoint of its own (the Local provider).
 pub fn no_credentials_contract() -> store::StoreContract {
