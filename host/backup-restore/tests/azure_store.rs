@@ -16,8 +16,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{EtcdClient, dump, etcdbr_with, restore_flags, start_etcd};
-use druid_test_support::{AzuriteServer, EtcdMemberConfig, server_dir};
+use common::{EtcdClient, dump, etcdbr_with, restore_and_dump, start_etcd};
+use druid_test_support::{AzuriteServer, server_dir};
 
 /// `etcdbr <args>` on the ABS store in `container` with the JSON secret
 /// at `secret`.
@@ -111,15 +111,8 @@ async fn etcd_is_backed_up_to_azure_blob_storage_and_restored_from_it() {
         "the key leaked into the log: {log}"
     );
 
-    let target = EtcdMemberConfig::new("azure-restored").unwrap();
-    let mut args = vec!["restore".to_string()];
-    args.extend(restore_flags(&target));
-    let out = etcdbr(container, &good, &args);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "etcdbr restore: {log}");
-    let restored = target.start().unwrap();
-    let mut c = restored.client().await;
-    let (got, got_revision) = dump(&mut c).await;
+    let (got, got_revision) =
+        restore_and_dump("azure-restored", |args| etcdbr(container, &good, args)).await;
     assert_eq!(got_revision, revision);
     assert_eq!(got.len(), 256 + 149);
     assert_eq!(got, expected);

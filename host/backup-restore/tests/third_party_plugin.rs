@@ -17,8 +17,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{EtcdClient, dump, etcdbr_with, restore_flags, start_etcd};
-use druid_test_support::{EtcdMemberConfig, HttpStore, httpstore_example_plugin, server_dir};
+use common::{EtcdClient, dump, etcdbr_with, restore_and_dump, start_etcd};
+use druid_test_support::{HttpStore, httpstore_example_plugin, server_dir};
 
 const TOKEN: &str = "third-party-token";
 
@@ -107,20 +107,10 @@ async fn a_provider_built_out_of_tree_backs_up_and_restores_etcd_with_its_own_se
     );
 
     // Restore into a new member and read everything back.
-    let target = EtcdMemberConfig::new("third-party-restored").unwrap();
-    let mut args = vec!["restore".to_string()];
-    args.extend(restore_flags(&target));
-    let out = etcdbr(
-        &plugins,
-        &secret,
-        "HTTPSTORE_APPLICATION_CREDENTIALS",
-        &args,
-    );
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "etcdbr restore: {log}");
-    let restored = target.start().unwrap();
-    let mut c = restored.client().await;
-    let (got, got_revision) = dump(&mut c).await;
+    let (got, got_revision) = restore_and_dump("third-party-restored", |args| {
+        etcdbr(&plugins, &secret, "HTTPSTORE_APPLICATION_CREDENTIALS", args)
+    })
+    .await;
     assert_eq!(got_revision, revision);
     assert_eq!(got.len(), 299);
     assert_eq!(got, expected);

@@ -292,15 +292,8 @@ impl Store {
     /// `POST ...?commit=<upload>&size=<n>`: the staged upload becomes
     /// `key` if it holds `n` bytes.
     fn commit(&self, path: &Path, key: &str, query: &str) -> Answer {
-        let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let param = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let params = Params::parse(query);
+        let param = |name: &str| params.get(name);
         let (Some(id), Some(expected)) = (
             param("commit"),
             param("size").and_then(|n| n.parse::<u64>().ok()),
@@ -399,16 +392,30 @@ fn get(path: &Path, container: &str, key: &str, range: Option<&str>) -> Answer {
     }
 }
 
-fn list(dir: &Path, query: &str) -> Answer {
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let param = |name: &str| {
-        params
+/// A request's query parameters, percent-decoded.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: &str) -> Self {
+        Params(
+            form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-    };
+    }
+}
+
+fn list(dir: &Path, query: &str) -> Answer {
+    let params = Params::parse(query);
+    let param = |name: &str| params.get(name);
     let prefix = param("prefix").unwrap_or("");
     let after = param("after");
     let max = match param("max").map(str::parse::<usize>) {

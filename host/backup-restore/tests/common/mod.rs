@@ -139,6 +139,23 @@ pub fn etcdbr(store: &Store, args: &[String]) -> std::process::Output {
     )
 }
 
+/// Restores a new member `label` with `run` (given the `etcdbr restore`
+/// arguments), starts it, and returns what it serves.
+pub async fn restore_and_dump(
+    label: &str,
+    run: impl FnOnce(&[String]) -> std::process::Output,
+) -> (BTreeMap<Vec<u8>, Kv>, i64) {
+    let target = EtcdMemberConfig::new(label).unwrap();
+    let mut args = vec!["restore".to_string()];
+    args.extend(restore_flags(&target));
+    let out = run(&args);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "etcdbr restore: {log}");
+    let restored = target.start().unwrap();
+    let mut c = restored.client().await;
+    dump(&mut c).await
+}
+
 /// Runs `etcdbr <args> <store>` with the plugins of `plugins` (the test
 /// plugins when none) and `env` set (e.g. the store secret's variable);
 /// `store` are the store flags. `snapshot` runs no etcd tool, so it gets
