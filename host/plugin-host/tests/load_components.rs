@@ -68,6 +68,8 @@ async fn the_registry_maps_providers_and_upstream_aliases() {
         ("dell", "s3"),
         ("ABS", "abs"),
         ("azure", "abs"),
+        ("GCS", "gcs"),
+        ("gcp", "gcs"),
         ("Local", "local"),
         ("", "local"),
         ("Hostile", "hostile"),
@@ -89,13 +91,14 @@ async fn the_registry_maps_providers_and_upstream_aliases() {
 #[tokio::test]
 async fn an_unknown_provider_is_a_clear_error() {
     let registry = common::registry(Limits::default()).await;
-    let err = registry.plugin_for("gcp").err().unwrap();
+    let err = registry.plugin_for("openstack").err().unwrap();
     let text = err.to_string();
     assert!(matches!(err, Error::UnknownProvider { .. }), "{err:?}");
     assert!(
-        text.contains("\"gcp\"")
+        text.contains("\"openstack\"")
             && text.contains("S3")
             && text.contains("ABS")
+            && text.contains("GCS")
             && text.contains("Local"),
         "{text}"
     );
@@ -248,7 +251,12 @@ async fn the_shipped_plugins_are_built_into_the_binary() {
     let components = plugin_components();
     let builtins = druid_plugin_host::builtin_plugins();
     let names: Vec<&str> = builtins.iter().map(|(n, _)| *n).collect();
-    for krate in ["druid-plugin-local", "druid-plugin-s3", "druid-plugin-abs"] {
+    for krate in [
+        "druid-plugin-local",
+        "druid-plugin-s3",
+        "druid-plugin-abs",
+        "druid-plugin-gcs",
+    ] {
         let stem = krate.replace('-', "_");
         let embedded = builtins
             .iter()
@@ -276,6 +284,8 @@ async fn the_shipped_plugins_are_built_into_the_binary() {
         ("S3", "s3"),
         ("ABS", "abs"),
         ("azure", "abs"),
+        ("GCS", "gcs"),
+        ("gcp", "gcs"),
     ] {
         let p = registry.plugin_for(provider).unwrap();
         assert_eq!(p.info.name, plugin, "{provider}");
@@ -582,5 +592,45 @@ async fn each_provider_declares_its_store_contract_and_a_bad_one_disables_only_t
     assert_eq!(
         grants(Some("http://127.0.0.1:10000/devstoreaccount1")),
         ["http://127.0.0.1:10000"]
+    );
+    // A GCS store reaches Google's storage and token hosts, or the
+    // override and the service account's own token endpoint.
+    let gcs = registry.contract("gcp").unwrap();
+    assert_eq!(
+        gcs.credential_variables,
+        [
+            "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+            "GOOGLE_APPLICATION_CREDENTIALS"
+        ]
+    );
+    let grants = |endpoint: Option<&str>, token_uri: &str| -> Vec<String> {
+        registry
+            .store(common::config(
+                "GCS",
+                "etcd-backups",
+                endpoint,
+                &[("client_email", "a@b"), ("token_uri", token_uri)],
+            ))
+            .unwrap()
+            .grants()
+            .http
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        grants(None, "https://oauth2.googleapis.com/token"),
+        [
+            "https://etcd-backups.oauth2.googleapis.com:443",
+            "https://oauth2.googleapis.com:443",
+            "https://storage.googleapis.com:443",
+        ]
+    );
+    assert_eq!(
+        grants(
+            Some("http://127.0.0.1:4443/storage/v1/"),
+            "http://127.0.0.1:9/token"
+        ),
+        ["http://127.0.0.1:9", "http://127.0.0.1:4443"]
     );
 }

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::process::{ServerProcess, free_port, http_get, with_port_retries};
-use crate::{Result, find_binary, server_dir, shared};
+use crate::{Error, Result, find_binary, server_dir, shared};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -60,6 +60,29 @@ impl FakeGcsServer {
     /// `/storage/v1/`, uploads under `/upload/storage/v1/`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Creates a bucket (an existing one is fine).
+    pub fn create_bucket(&self, name: &str) -> Result<()> {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let context = format!("creating bucket {name:?} on fake-gcs-server");
+        let io = |e: String| Error::io(context.clone())(std::io::Error::other(e));
+        let body = format!(r#"{{"name":"{name}"}}"#);
+        let mut response = agent
+            .post(&format!("{}/storage/v1/b", self.endpoint))
+            .header("content-type", "application/json")
+            .send(body.as_bytes())
+            .map_err(|e| io(e.to_string()))?;
+        let status = response.status().as_u16();
+        if status == 200 || status == 409 {
+            return Ok(());
+        }
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        Err(io(format!("HTTP {status}: {text}")))
     }
 
     /// The process.

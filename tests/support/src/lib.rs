@@ -20,6 +20,7 @@ mod azurite;
 mod etcd;
 mod etcdbr;
 mod gcs;
+mod gcs_auth;
 mod httpstore;
 mod kube;
 mod minio;
@@ -35,6 +36,7 @@ pub use etcdbr::{
     workspace_binary,
 };
 pub use gcs::FakeGcsServer;
+pub use gcs_auth::{GCS_TEST_ACCOUNT, GCS_TEST_KEY, GcsAuthGate};
 pub use httpstore::{HttpStore, httpstore_example_plugin};
 pub use kube::{CRD_TIMEOUT, KubeApiServer, install_crds};
 pub use minio::MinioServer;

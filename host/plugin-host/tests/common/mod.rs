@@ -89,3 +89,29 @@ pub fn azurite_config_with(container: &str, key: &str) -> StoreConfig {
         &[("storageAccount", azurite.account()), ("storageKey", key)],
     )
 }
+
+/// A GCS store on the shared fake-gcs-server, in bucket `bucket`
+/// (created), in upstream's emulator form: the override with
+/// `/storage/v1/`, plain http, no token.
+pub fn fake_gcs_config(bucket: &str) -> StoreConfig {
+    let gcs = druid_test_support::FakeGcsServer::shared();
+    gcs.create_bucket(bucket).unwrap();
+    let endpoint = format!("{}/storage/v1/", gcs.endpoint());
+    config(
+        "GCS",
+        bucket,
+        Some(&endpoint),
+        &[("serviceaccount.json", "{}")],
+    )
+}
+
+/// A GCS store behind `gate` (the test token endpoint in front of the
+/// shared fake-gcs-server), with the test service account: every request
+/// needs a token the gate issued.
+pub fn gated_gcs_config(gate: &druid_test_support::GcsAuthGate, bucket: &str) -> StoreConfig {
+    let gcs = druid_test_support::FakeGcsServer::shared();
+    gcs.create_bucket(bucket).unwrap();
+    let mut c = config("gcp", bucket, Some(gate.endpoint()), &[]);
+    c.credentials = gate.service_account().into_iter().collect();
+    c
+}

@@ -1,0 +1,503 @@
+//! The JSON API's requests: each is built, given the service account's
+//! bearer token (fetched once per store call and renewed before it
+//! expires; none for an emulator) and sent over the SDK's blocking
+//! `wasi:http` client, retried on its own with backoff.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use druid_plugin_sdk::download::range_header;
+use druid_plugin_sdk::http::{self, Method, Response, encode};
+use druid_plugin_sdk::parts::PartSink;
+use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
+use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreError};
+use druid_plugin_sdk::time::now_unix;
+
+use crate::auth::{ServiceAccount, Token, parse_token_response};
+use crate::config::{Auth, Settings};
+use crate::errors::{self, Ctx};
+use crate::listing::{LIST_FIELDS, parse_list, parse_object};
+use crate::upload::MAX_PARTS;
+
+/// The most of an error body read into a message.
+const MAX_ERROR_BYTES: usize = 16 << 10;
+/// The largest listing page or object resource read.
+const MAX_JSON_BYTES: usize = 32 << 20;
+/// The largest token response read.
+const MAX_TOKEN_BYTES: usize = 64 << 10;
+/// The service's page limit.
+const MAX_RESULTS: u32 = 1000;
+/// The longest object name the service takes.
+const MAX_KEY_BYTES: usize = 1024;
+/// A token is renewed when it has less than this left (seconds): no
+/// request of one upload part outlives it.
+const TOKEN_MARGIN: i64 = 300;
+
+/// Refuses keys the service cannot store.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty()
+        || key.len() > MAX_KEY_BYTES
+        || key.contains(['\r', '\n'])
+        || key == "."
+        || key == ".."
+        || key.starts_with(".well-known/acme-challenge/")
+    {
+        return Err(StoreError::Other(format!(
+            "{key:?} is not an object name GCS takes (1 to {MAX_KEY_BYTES} bytes, no CR or LF, \
+             not . or .., not below .well-known/acme-challenge/)"
+        )));
+    }
+    Ok(())
+}
+
+/// One request before it is authorized.
+struct Request<'a> {
+    method: Method,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: &'a [u8],
+    /// Error statuses returned as responses rather than errors.
+    pass: &'a [u16],
+    /// Read the body (up to this many bytes) inside the retry.
+    read: Option<usize>,
+}
+
+impl<'a> Request<'a> {
+    fn new(method: Method, url: String) -> Self {
+        Self {
+            method,
+            url,
+            headers: Vec::new(),
+            body: &[],
+            pass: &[],
+            read: None,
+        }
+    }
+
+    fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    fn body(mut self, body: &'a [u8]) -> Self {
+        self.body = body;
+        self
+    }
+
+    fn pass(mut self, statuses: &'a [u16]) -> Self {
+        self.pass = statuses;
+        self
+    }
+
+    fn read(mut self, limit: usize) -> Self {
+        self.read = Some(limit);
+        self
+    }
+}
+
+/// A response, and its body when the request asked for it to be read.
+struct Reply {
+    response: Response,
+    body: Vec<u8>,
+}
+
+/// A bucket of the JSON API.
+pub struct Client {
+    settings: Settings,
+    token: RefCell<Option<Token>>,
+}
+
+impl Client {
+    /// A client for the configured bucket (no request is made).
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            token: RefCell::new(None),
+        }
+    }
+
+    fn ctx<'a>(&'a self, op: &'a str, key: Option<&'a str>) -> Ctx<'a> {
+        Ctx {
+            op,
+            key,
+            bucket: &self.settings.bucket,
+        }
+    }
+
+    /// `<origin><base>/storage/v1/b/<bucket>/o` and `tail`.
+    fn objects_url(&self, tail: &str) -> String {
+        format!(
+            "{}{}/storage/v1/b/{}/o{tail}",
+            self.settings.origin,
+            self.settings.base_path,
+            encode(&self.settings.bucket, false)
+        )
+    }
+
+    /// The object's resource URL (its name is one path segment: `/`
+    /// becomes `%2F`).
+    fn object_url(&self, key: &str) -> String {
+        self.objects_url(&format!("/{}", encode(key, false)))
+    }
+
+    /// The upload URL with `query`.
+    fn upload_url(&self, query: &str) -> String {
+        format!(
+            "{}{}/upload/storage/v1/b/{}/o?{query}",
+            self.settings.origin,
+            self.settings.base_path,
+            encode(&self.settings.bucket, false)
+        )
+    }
+
+    /// The bearer token for the next request: the one held while it has
+    /// [`TOKEN_MARGIN`] left, else a new one from the token endpoint; none
+    /// for an emulator.
+    fn bearer(&self) -> Result<Option<String>, StoreError> {
+        let Auth::ServiceAccount(account) = &self.settings.auth else {
+            return Ok(None);
+        };
+        if let Some(token) = self.token.borrow().as_ref()
+            && token.fresh(now_unix(), TOKEN_MARGIN)
+        {
+            return Ok(Some(token.access_token.clone()));
+        }
+        let token = fetch_token(account)?;
+        let bearer = token.access_token.clone();
+        *self.token.borrow_mut() = Some(token);
+        Ok(Some(bearer))
+    }
+
+    /// Sends `request` (retrying transient failures): a 2xx response, or
+    /// one whose status `request.pass` lists.
+    fn execute(&self, ctx: &Ctx<'_>, request: &Request<'_>) -> Result<Reply, StoreError> {
+        let what = ctx.what();
+        with_backoff(Backoff::default(), |_| {
+            let mut headers = request.headers.clone();
+            if let Some(token) = self.bearer().map_err(Attempt::Fail)? {
+                headers.push(("authorization".into(), format!("Bearer {token}")));
+            }
+            let mut response = http::send(request.method, &request.url, &headers, request.body)
+                .map_err(|e| errors::transport(&e, &what))?;
+            let status = response.status;
+            if (200..300).contains(&status) || request.pass.contains(&status) {
+                let body = match request.read {
+                    Some(limit) => response.read_to_end(limit).map_err(|e| {
+                        Attempt::Retry(StoreError::Unavailable(format!("{what}: {e}")))
+                    })?,
+                    None => Vec::new(),
+                };
+                return Ok(Reply { response, body });
+            }
+            if status == 401 {
+                // A token the service no longer takes: the next call gets
+                // a new one.
+                self.token.borrow_mut().take();
+            }
+            let body = if request.method == Method::Head {
+                String::new()
+            } else {
+                response.text(MAX_ERROR_BYTES)
+            };
+            Err(errors::classify(status, &body, ctx))
+        })
+    }
+
+    fn json<T>(
+        &self,
+        ctx: &Ctx<'_>,
+        reply: &Reply,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, StoreError> {
+        parse(&String::from_utf8_lossy(&reply.body)).map_err(|e| {
+            StoreError::Other(format!(
+                "{}: cannot read the service's answer: {e}",
+                ctx.what()
+            ))
+        })
+    }
+
+    /// One page of the objects whose names start with `prefix`, after the
+    /// page `page_token` ended.
+    pub fn list(
+        &self,
+        prefix: &str,
+        page_token: Option<&str>,
+        max: u32,
+    ) -> Result<ListPage, StoreError> {
+        let mut query = vec![
+            format!("maxResults={}", max.clamp(1, MAX_RESULTS)),
+            format!("fields={}", encode(LIST_FIELDS, false)),
+        ];
+        if !prefix.is_empty() {
+            query.push(format!("prefix={}", encode(prefix, false)));
+        }
+        if let Some(token) = page_token {
+            query.push(format!("pageToken={}", encode(token, false)));
+        }
+        let url = self.objects_url(&format!("?{}", query.join("&")));
+        let ctx = self.ctx("list", None);
+        let reply = self.execute(&ctx, &Request::new(Method::Get, url).read(MAX_JSON_BYTES))?;
+        self.json(&ctx, &reply, parse_list)
+    }
+
+    /// The object's size and last modification.
+    pub fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("head", Some(key));
+        let url = format!("{}?fields=name,size,updated", self.object_url(key));
+        let reply = self.execute(&ctx, &Request::new(Method::Get, url).read(MAX_JSON_BYTES))?;
+        let mut info = self.json(&ctx, &reply, parse_object)?;
+        info.key = key.to_string();
+        Ok(info)
+    }
+
+    /// Deletes the object; a missing object is not an error.
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("delete", Some(key));
+        let request = Request::new(Method::Delete, self.object_url(key))
+            .pass(&[404])
+            .read(MAX_ERROR_BYTES);
+        let reply = self.execute(&ctx, &request)?;
+        if reply.response.status == 404 {
+            let body = String::from_utf8_lossy(&reply.body);
+            if let Attempt::Fail(e @ StoreError::NoSuchContainer(_)) =
+                errors::classify(404, &body, &ctx)
+            {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The object's content, or the bytes of `range`; none when the range
+    /// starts past the end (the service's 416).
+    pub fn get(
+        &self,
+        key: &str,
+        range: Option<&ByteRange>,
+    ) -> Result<Option<Response>, StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("download", Some(key));
+        let url = format!("{}?alt=media", self.object_url(key));
+        let mut request = Request::new(Method::Get, url).pass(&[416]);
+        if let Some(r) = range {
+            request = request.header("range", range_header(r));
+        }
+        let reply = self.execute(&ctx, &request)?;
+        Ok((reply.response.status != 416).then_some(reply.response))
+    }
+
+    /// Stores a whole object with one request.
+    fn put_whole(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
+        let ctx = self.ctx("upload", Some(key));
+        let url = self.upload_url(&format!("uploadType=media&name={}", encode(key, false)));
+        let request = Request::new(Method::Post, url)
+            .header("content-type", "application/octet-stream")
+            .body(body);
+        self.execute(&ctx, &request).map(drop)
+    }
+
+    /// Starts a resumable upload; returns its session's upload id.
+    fn begin_resumable(&self, key: &str) -> Result<String, StoreError> {
+        let ctx = self.ctx("start a resumable upload of", Some(key));
+        let url = self.upload_url("uploadType=resumable");
+        let metadata = serde_json::json!({ "name": key }).to_string();
+        let request = Request::new(Method::Post, url)
+            .header("content-type", "application/json; charset=UTF-8")
+            .header("x-upload-content-type", "application/octet-stream")
+            .body(metadata.as_bytes());
+        let reply = self.execute(&ctx, &request)?;
+        // The session is named by its upload id; the URL is built here
+        // rather than followed, so a redirect to another host is never
+        // taken.
+        reply
+            .response
+            .header("location")
+            .and_then(upload_id)
+            .ok_or_else(|| {
+                StoreError::Other(format!(
+                    "{}: the answer has no Location with an upload_id",
+                    ctx.what()
+                ))
+            })
+    }
+
+    fn session_url(&self, upload_id: &str) -> String {
+        self.upload_url(&format!(
+            "uploadType=resumable&upload_id={}",
+            encode(upload_id, false)
+        ))
+    }
+
+    /// Sends bytes `[start, start + body.len())` of a resumable upload;
+    /// `total` is the object's size when this is its last piece. Checks
+    /// that the service kept every byte.
+    fn put_range(
+        &self,
+        key: &str,
+        upload_id: &str,
+        start: u64,
+        body: &[u8],
+        total: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let ctx = self.ctx("upload a part of", Some(key));
+        let end = start + body.len() as u64;
+        let total_text = total.map_or_else(|| "*".to_string(), |t| t.to_string());
+        let range = if body.is_empty() {
+            format!("bytes */{total_text}")
+        } else {
+            format!("bytes {start}-{}/{total_text}", end - 1)
+        };
+        let request = Request::new(Method::Put, self.session_url(upload_id))
+            .header("content-range", range)
+            .body(body)
+            .pass(&[308]);
+        let reply = self.execute(&ctx, &request)?;
+        let status = reply.response.status;
+        if total.is_some() {
+            // The last piece: the object exists now (200 or 201).
+            return if status == 308 {
+                Err(StoreError::Unavailable(format!(
+                    "{}: the service did not complete the upload (it still waits for bytes)",
+                    ctx.what()
+                )))
+            } else {
+                Ok(())
+            };
+        }
+        // 308 Resume Incomplete: the bytes it holds are `Range: bytes=0-N`.
+        let kept = reply
+            .response
+            .header("range")
+            .and_then(|r| r.trim().strip_prefix("bytes=0-"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .map_or(0, |n| n + 1);
+        if kept != end {
+            return Err(StoreError::Unavailable(format!(
+                "{}: the service kept {kept} of the {end} bytes sent",
+                ctx.what()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Cancels a resumable upload (the service answers 499).
+    fn cancel(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        let ctx = self.ctx("cancel the upload of", Some(key));
+        let request =
+            Request::new(Method::Delete, self.session_url(upload_id)).pass(&[404, 410, 499]);
+        self.execute(&ctx, &request).map(drop)
+    }
+}
+
+/// The `upload_id` parameter of a resumable session's URL.
+pub fn upload_id(location: &str) -> Option<String> {
+    let query = location.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("upload_id="))
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+}
+
+/// Exchanges the service account's signed JWT for a bearer token
+/// (retrying transient failures).
+fn fetch_token(account: &ServiceAccount) -> Result<Token, StoreError> {
+    let what = format!(
+        "get an access token from {}",
+        http::display_url(&account.token_uri)
+    );
+    with_backoff(Backoff::default(), |_| {
+        let body = ServiceAccount::token_request_body(&account.assertion(now_unix()));
+        let headers = [(
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        )];
+        let mut response = http::send(Method::Post, &account.token_uri, &headers, body.as_bytes())
+            .map_err(|e| errors::transport(&e, &what))?;
+        let text = response.text(MAX_TOKEN_BYTES);
+        if (200..300).contains(&response.status) {
+            parse_token_response(&text, now_unix())
+                .map_err(|e| Attempt::Fail(StoreError::AccessDenied(format!("{what}: {e}"))))
+        } else {
+            Err(errors::classify_token(
+                response.status,
+                &text,
+                &account.token_uri,
+            ))
+        }
+    })
+}
+
+/// The requests of one object's upload: one simple upload, or a
+/// resumable session whose parts are sent in order and whose last part
+/// (or an empty request, when the object ended on a part boundary)
+/// completes it.
+pub struct HttpSink {
+    client: Rc<Client>,
+    key: String,
+    /// Bytes sent so far.
+    sent: Cell<u64>,
+    /// The size parts have; a shorter part is the last one.
+    part_size: usize,
+    /// Whether the last part went out (with the object's size).
+    completed: Cell<bool>,
+}
+
+impl HttpSink {
+    /// The sink for uploading `key` in parts of `part_size` bytes.
+    pub fn new(client: Rc<Client>, key: String, part_size: usize) -> Self {
+        Self {
+            client,
+            key,
+            sent: Cell::new(0),
+            part_size,
+            completed: Cell::new(false),
+        }
+    }
+}
+
+impl PartSink for HttpSink {
+    /// The resumable session's upload id.
+    type Session = String;
+    const MAX_PARTS: usize = MAX_PARTS;
+
+    fn put_whole(&self, body: &[u8]) -> Result<(), StoreError> {
+        self.client.put_whole(&self.key, body)
+    }
+
+    fn begin(&self) -> Result<String, StoreError> {
+        self.client.begin_resumable(&self.key)
+    }
+
+    fn put_part(&self, session: &String, index: usize, body: &[u8]) -> Result<String, StoreError> {
+        let start = self.sent.get();
+        // Only the last part is short: it carries the object's size and
+        // completes the upload (the service takes only multiples of 256
+        // KiB before that).
+        let last = body.len() < self.part_size;
+        let total = last.then(|| start + body.len() as u64);
+        self.client
+            .put_range(&self.key, session, start, body, total)?;
+        self.sent.set(start + body.len() as u64);
+        self.completed.set(last);
+        Ok(index.to_string())
+    }
+
+    fn complete(&self, session: &String, _parts: &[String]) -> Result<(), StoreError> {
+        if self.completed.get() {
+            return Ok(());
+        }
+        let total = self.sent.get();
+        self.client
+            .put_range(&self.key, session, total, &[], Some(total))?;
+        self.completed.set(true);
+        Ok(())
+    }
+
+    fn abort(&self, session: &String) -> Result<(), StoreError> {
+        self.client.cancel(&self.key, session)
+    }
+}
