@@ -78,10 +78,10 @@ async fn etcd_is_backed_up_to_google_cloud_storage_and_restored_from_it() {
 
     let etcd = start_etcd("gcs-src");
     let mut client = etcd.client().await;
-    // 12 MiB of values that do not compress: the snapshot is more than
-    // one 8 MiB part.
+    // 21 MiB of values that do not compress: the snapshot is more than
+    // one 16 MiB part.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..256 {
+    for i in 0..448 {
         let value: Vec<u8> = (0..48 << 10)
             .map(|_| {
                 x ^= x << 13;
@@ -148,7 +148,7 @@ async fn etcd_is_backed_up_to_google_cloud_storage_and_restored_from_it() {
     })
     .await;
     assert_eq!(got_revision, revision);
-    assert_eq!(got.len(), 256 + 149);
+    assert_eq!(got.len(), 448 + 149);
     assert_eq!(got, expected);
     assert_eq!(gate.refused_requests(), 0);
 }

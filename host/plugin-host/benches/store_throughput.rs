@@ -2,13 +2,16 @@
 //! servers on loopback, each side by side with a native client, with each
 //! side's peak RSS: the S3 plugin against MinIO next to MinIO's `mc`, the
 //! ABS plugin against Azurite next to Microsoft's Go SDK (`azblob-peer`,
-//! tests/peers/azblob, the client upstream's Go sidecar uses, with its
-//! defaults; built by tests/scripts/install-azblob-peer.sh on first use).
+//! tests/peers/azblob), the GCS plugin against fake-gcs-server next to
+//! Google's Go client (`gcs-peer`, tests/peers/gcs; both without a token,
+//! the emulator's mode). The peers are the clients upstream's Go sidecar
+//! uses, with their defaults, built by `tests/scripts/install-peer.sh
+//! <name>` on first use.
 //! Plus plugin instantiation from the precompiled cache and the per-call
 //! overhead of a store call (S3).
 //!
 //! Run: `cargo bench -p druid-plugin-host --bench store_throughput`
-//! (`DRUID_BENCH_STORES=s3,abs`, `DRUID_BENCH_SIZES_MIB=256,1024` by
+//! (`DRUID_BENCH_STORES=s3,abs,gcs`, `DRUID_BENCH_SIZES_MIB=256,1024` by
 //! default). Each transfer runs in a child process of its own (this binary
 //! in child mode, or the peer), whose peak RSS is read from
 //! `/proc/<pid>/status` (VmHWM) while it runs.
@@ -26,7 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use druid_plugin_host::{Limits, PluginHost, Registry, SnapshotStore, StoreConfig};
-use druid_test_support::{AzuriteServer, MinioServer, plugin_components, repo_root, server_dir};
+use druid_test_support::{
+    AzuriteServer, FakeGcsServer, MinioServer, plugin_components, repo_root, server_dir,
+};
 
 const CHUNK: usize = 8 << 20;
 const BUCKET: &str = "bench";
@@ -105,7 +110,7 @@ type PeerDownload = Box<dyn Fn(&str) -> Command>;
 
 /// A store to measure: its plugin's configuration and its native client.
 struct Target {
-    /// `s3` or `abs`.
+    /// `s3`, `abs` or `gcs`.
     name: &'static str,
     provider: &'static str,
     endpoint: String,
@@ -143,12 +148,21 @@ fn s3_target(minio: &'static MinioServer) -> Target {
     }
 }
 
+/// The benchmark peer `tests/peers/<name>`, built on first use.
+fn peer(name: &str) -> PathBuf {
+    let install = repo_root().join("tests/scripts/install-peer.sh");
+    let status = Command::new("bash")
+        .arg(&install)
+        .arg(name)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{} {name} failed", install.display());
+    druid_test_support::find_binary(&format!("{name}-peer"), "peer").unwrap()
+}
+
 fn abs_target(azurite: &'static AzuriteServer) -> Target {
     azurite.create_container(BUCKET).unwrap();
-    let install = repo_root().join("tests/scripts/install-azblob-peer.sh");
-    let status = Command::new("bash").arg(&install).status().unwrap();
-    assert!(status.success(), "{} failed", install.display());
-    let peer = druid_test_support::find_binary("azblob-peer", "azblob-peer").unwrap();
+    let peer = peer("azblob");
     let peer_down = peer.clone();
     let args = |op: &str, key: &str| {
         vec![
@@ -169,6 +183,37 @@ fn abs_target(azurite: &'static AzuriteServer) -> Target {
             ("storageKey".into(), azurite.key().into()),
         ],
         peer: "Go SDK",
+        peer_upload: Box::new(move |file, key| {
+            let mut c = Command::new(&peer);
+            c.args(args("upload", key)).arg(file);
+            c
+        }),
+        peer_download: Box::new(move |key| {
+            let mut c = Command::new(&peer_down);
+            c.args(args("download", key));
+            c
+        }),
+    }
+}
+
+fn gcs_target(gcs: &'static FakeGcsServer) -> Target {
+    gcs.create_bucket(BUCKET).unwrap();
+    let peer = peer("gcs");
+    let peer_down = peer.clone();
+    let args = |op: &str, key: &str| {
+        vec![
+            op.to_string(),
+            gcs.endpoint().to_string(),
+            BUCKET.to_string(),
+            key.to_string(),
+        ]
+    };
+    Target {
+        name: "gcs",
+        provider: "GCS",
+        endpoint: format!("{}/storage/v1/", gcs.endpoint()),
+        credentials: Vec::new(),
+        peer: "Go client",
         peer_upload: Box::new(move |file, key| {
             let mut c = Command::new(&peer);
             c.args(args("upload", key)).arg(file);
@@ -257,7 +302,8 @@ fn main() {
         .map(|s| match s.trim() {
             "s3" => s3_target(Box::leak(Box::new(MinioServer::start().unwrap()))),
             "abs" => abs_target(Box::leak(Box::new(AzuriteServer::start().unwrap()))),
-            other => panic!("DRUID_BENCH_STORES: unknown store {other:?} (s3, abs)"),
+            "gcs" => gcs_target(Box::leak(Box::new(FakeGcsServer::start().unwrap()))),
+            other => panic!("DRUID_BENCH_STORES: unknown store {other:?} (s3, abs, gcs)"),
         })
         .collect();
     let me = std::env::current_exe().unwrap();

@@ -1,7 +1,7 @@
 // azblob-peer: the benchmark peer of the ABS plugin. It uploads a file to
 // or downloads a blob from a Blob service (Azurite) with Microsoft's Go SDK
 // (azblob), the client library upstream's Go sidecar uses, with its
-// defaults. Test tooling only: built by tests/scripts/install-azblob-peer.sh,
+// defaults. Test tooling only: built by tests/scripts/install-peer.sh azblob,
 // run by host/plugin-host/benches/store_throughput.rs.
 //
 // Usage: azblob-peer upload|download <service URL> <account> <key> <container> <blob> [<file>]
