@@ -26,8 +26,7 @@ use std::rc::Rc;
 use druid_plugin_sdk::download::RangedBody;
 use druid_plugin_sdk::parts::PartUpload;
 use druid_plugin_sdk::store::{
-    ByteRange, Download, GuestDownload, GuestStore, GuestUpload, ListPage, ObjectInfo, Store,
-    StoreConfig, StoreError, Upload,
+    ByteRange, Download, GuestStore, ListPage, ObjectInfo, Store, StoreConfig, StoreError, Upload,
 };
 use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
 use druid_plugin_sdk::{log, plugin_info, provider, store};
@@ -59,8 +58,8 @@ impl store::Guest for Abs {
     }
 
     type Store = AbsStore;
-    type Upload = AbsUpload;
-    type Download = AbsDownload;
+    type Upload = PartUpload<HttpSink>;
+    type Download = RangedBody;
 }
 
 /// A blob container.
@@ -111,55 +110,21 @@ impl GuestStore for AbsStore {
     fn upload(&self, key: String, size_hint: Option<u64>) -> Result<Upload, StoreError> {
         client::check_key(&key)?;
         let sink = HttpSink::new(Rc::clone(&self.client), key.clone());
-        Ok(Upload::new(AbsUpload(PartUpload::new(
+        Ok(Upload::new(PartUpload::new(
             key,
             sink,
             upload::block_size(size_hint),
-        ))))
+        )))
     }
 
     fn download(&self, key: String, range: Option<ByteRange>) -> Result<Download, StoreError> {
-        if let Some(ByteRange {
-            length: Some(0), ..
-        }) = range
-        {
-            // Nothing to read; still say whether the blob exists.
-            self.client.head(&key)?;
-            return Ok(Download::new(AbsDownload(RangedBody::empty(key))));
-        }
-        Ok(Download::new(AbsDownload(
-            match self.client.get(&key, range.as_ref())? {
-                Some(response) => RangedBody::new(key, response, range.as_ref()),
-                // A range past the end of the blob (the service's 416).
-                None => RangedBody::empty(key),
-            },
-        )))
-    }
-}
-
-/// A blob being uploaded.
-pub struct AbsUpload(PartUpload<HttpSink>);
-
-impl GuestUpload for AbsUpload {
-    fn write(&self, chunk: Vec<u8>) -> Result<(), StoreError> {
-        self.0.write(&chunk)
-    }
-
-    fn finish(&self) -> Result<ObjectInfo, StoreError> {
-        self.0.finish()
-    }
-
-    fn abort(&self) -> Result<(), StoreError> {
-        self.0.abort()
-    }
-}
-
-/// A blob being read: the Get Blob response, streamed.
-pub struct AbsDownload(RangedBody);
-
-impl GuestDownload for AbsDownload {
-    fn read(&self, max: u32) -> Result<Vec<u8>, StoreError> {
-        self.0.read(max)
+        RangedBody::open(
+            key,
+            range,
+            |k| self.client.head(k),
+            |k, r| self.client.get(k, r),
+        )
+        .map(Download::new)
     }
 }
 

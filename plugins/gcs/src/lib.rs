@@ -27,8 +27,7 @@ use std::rc::Rc;
 use druid_plugin_sdk::download::RangedBody;
 use druid_plugin_sdk::parts::PartUpload;
 use druid_plugin_sdk::store::{
-    ByteRange, Download, GuestDownload, GuestStore, GuestUpload, ListPage, ObjectInfo, Store,
-    StoreConfig, StoreError, Upload,
+    ByteRange, Download, GuestStore, ListPage, ObjectInfo, Store, StoreConfig, StoreError, Upload,
 };
 use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
 use druid_plugin_sdk::{log, plugin_info, provider, store};
@@ -60,8 +59,8 @@ impl store::Guest for Gcs {
     }
 
     type Store = GcsStore;
-    type Upload = GcsUpload;
-    type Download = GcsDownload;
+    type Upload = PartUpload<HttpSink>;
+    type Download = RangedBody;
 }
 
 /// A bucket.
@@ -112,53 +111,17 @@ impl GuestStore for GcsStore {
         client::check_key(&key)?;
         let part_size = upload::part_size(size_hint);
         let sink = HttpSink::new(Rc::clone(&self.client), key.clone(), part_size);
-        Ok(Upload::new(GcsUpload(PartUpload::new(
-            key, sink, part_size,
-        ))))
+        Ok(Upload::new(PartUpload::new(key, sink, part_size)))
     }
 
     fn download(&self, key: String, range: Option<ByteRange>) -> Result<Download, StoreError> {
-        if let Some(ByteRange {
-            length: Some(0), ..
-        }) = range
-        {
-            // Nothing to read; still say whether the object exists.
-            self.client.head(&key)?;
-            return Ok(Download::new(GcsDownload(RangedBody::empty(key))));
-        }
-        Ok(Download::new(GcsDownload(
-            match self.client.get(&key, range.as_ref())? {
-                Some(response) => RangedBody::new(key, response, range.as_ref()),
-                // A range past the end of the object (the service's 416).
-                None => RangedBody::empty(key),
-            },
-        )))
-    }
-}
-
-/// An object being uploaded.
-pub struct GcsUpload(PartUpload<HttpSink>);
-
-impl GuestUpload for GcsUpload {
-    fn write(&self, chunk: Vec<u8>) -> Result<(), StoreError> {
-        self.0.write(&chunk)
-    }
-
-    fn finish(&self) -> Result<ObjectInfo, StoreError> {
-        self.0.finish()
-    }
-
-    fn abort(&self) -> Result<(), StoreError> {
-        self.0.abort()
-    }
-}
-
-/// An object being read: the media download's response, streamed.
-pub struct GcsDownload(RangedBody);
-
-impl GuestDownload for GcsDownload {
-    fn read(&self, max: u32) -> Result<Vec<u8>, StoreError> {
-        self.0.read(max)
+        RangedBody::open(
+            key,
+            range,
+            |k| self.client.head(k),
+            |k, r| self.client.get(k, r),
+        )
+        .map(Download::new)
     }
 }
 

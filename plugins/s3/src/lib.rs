@@ -23,8 +23,7 @@ use std::rc::Rc;
 use druid_plugin_sdk::download::RangedBody;
 use druid_plugin_sdk::parts::PartUpload;
 use druid_plugin_sdk::store::{
-    ByteRange, Download, GuestDownload, GuestStore, GuestUpload, ListPage, ObjectInfo, Store,
-    StoreConfig, StoreError, Upload,
+    ByteRange, Download, GuestStore, ListPage, ObjectInfo, Store, StoreConfig, StoreError, Upload,
 };
 use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
 use druid_plugin_sdk::{log, plugin_info, provider, store};
@@ -59,8 +58,8 @@ impl store::Guest for S3 {
     }
 
     type Store = S3Store;
-    type Upload = S3Upload;
-    type Download = S3Download;
+    type Upload = PartUpload<HttpSink>;
+    type Download = RangedBody;
 }
 
 /// A bucket.
@@ -112,55 +111,21 @@ impl GuestStore for S3Store {
     fn upload(&self, key: String, size_hint: Option<u64>) -> Result<Upload, StoreError> {
         client::check_key(&key)?;
         let sink = HttpSink::new(Rc::clone(&self.client), key.clone());
-        Ok(Upload::new(S3Upload(PartUpload::new(
+        Ok(Upload::new(PartUpload::new(
             key,
             sink,
             upload::part_size(size_hint),
-        ))))
+        )))
     }
 
     fn download(&self, key: String, range: Option<ByteRange>) -> Result<Download, StoreError> {
-        if let Some(ByteRange {
-            length: Some(0), ..
-        }) = range
-        {
-            // Nothing to read; still say whether the object exists.
-            self.client.head(&key)?;
-            return Ok(Download::new(S3Download(RangedBody::empty(key))));
-        }
-        Ok(Download::new(S3Download(
-            match self.client.get(&key, range.as_ref())? {
-                Some(response) => RangedBody::new(key, response, range.as_ref()),
-                // A range past the end of the object (S3's 416).
-                None => RangedBody::empty(key),
-            },
-        )))
-    }
-}
-
-/// An object being uploaded.
-pub struct S3Upload(PartUpload<HttpSink>);
-
-impl GuestUpload for S3Upload {
-    fn write(&self, chunk: Vec<u8>) -> Result<(), StoreError> {
-        self.0.write(&chunk)
-    }
-
-    fn finish(&self) -> Result<ObjectInfo, StoreError> {
-        self.0.finish()
-    }
-
-    fn abort(&self) -> Result<(), StoreError> {
-        self.0.abort()
-    }
-}
-
-/// An object being read: the GetObject response, streamed.
-pub struct S3Download(RangedBody);
-
-impl GuestDownload for S3Download {
-    fn read(&self, max: u32) -> Result<Vec<u8>, StoreError> {
-        self.0.read(max)
+        RangedBody::open(
+            key,
+            range,
+            |k| self.client.head(k),
+            |k, r| self.client.get(k, r),
+        )
+        .map(Download::new)
     }
 }
 

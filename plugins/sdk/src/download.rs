@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 
 use crate::http::{self, Response};
-use crate::store::{ByteRange, StoreError};
+use crate::store::{ByteRange, GuestDownload, ObjectInfo, StoreError};
 
 /// The body of one object's GET response, or nothing (an empty read).
 pub struct RangedBody {
@@ -32,6 +32,29 @@ impl RangedBody {
             skip: Cell::new(skip),
             remaining: Cell::new(range.and_then(|r| r.length)),
         }
+    }
+
+    /// The download of `key` for `range`, as a provider's store serves it:
+    /// an empty range only asks `head` whether the object exists (nothing
+    /// to read); otherwise `get` sends the request, answering none for a
+    /// range that starts past the end (HTTP 416), which reads as empty.
+    pub fn open(
+        key: String,
+        range: Option<ByteRange>,
+        head: impl FnOnce(&str) -> Result<ObjectInfo, StoreError>,
+        get: impl FnOnce(&str, Option<&ByteRange>) -> Result<Option<Response>, StoreError>,
+    ) -> Result<Self, StoreError> {
+        if let Some(ByteRange {
+            length: Some(0), ..
+        }) = range
+        {
+            head(&key)?;
+            return Ok(Self::empty(key));
+        }
+        Ok(match get(&key, range.as_ref())? {
+            Some(response) => Self::new(key, response, range.as_ref()),
+            None => Self::empty(key),
+        })
     }
 
     /// A body with nothing to read (an empty range, or a range past the
@@ -83,6 +106,13 @@ impl RangedBody {
     }
 }
 
+/// A provider's `download` resource can be the body itself.
+impl GuestDownload for RangedBody {
+    fn read(&self, max: u32) -> Result<Vec<u8>, StoreError> {
+        RangedBody::read(self, max)
+    }
+}
+
 /// The value of a `Range` (or Azure's `x-ms-range`) header for a byte
 /// range: `bytes=A-B`, or `bytes=A-` to the end. (A length of 0 reads
 /// nothing: callers answer it without a request.)
@@ -96,6 +126,57 @@ pub fn range_header(r: &ByteRange) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_range_only_asks_whether_the_object_exists() {
+        let missing = || StoreError::NotFound("k".into());
+        let body = RangedBody::open(
+            "k".into(),
+            Some(ByteRange {
+                start: 5,
+                length: Some(0),
+            }),
+            |k| {
+                Ok(ObjectInfo {
+                    key: k.into(),
+                    size: 9,
+                    last_modified: None,
+                })
+            },
+            |_, _| panic!("no request for an empty range"),
+        )
+        .unwrap();
+        assert!(body.read(10).unwrap().is_empty());
+        let err = RangedBody::open(
+            "k".into(),
+            Some(ByteRange {
+                start: 0,
+                length: Some(0),
+            }),
+            |_| Err(missing()),
+            |_, _| panic!("no request for an empty range"),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, StoreError::NotFound(_)));
+        // A range past the end (the store's 416) reads as empty.
+        let mut asked = None;
+        let body = RangedBody::open(
+            "k".into(),
+            Some(ByteRange {
+                start: 100,
+                length: None,
+            }),
+            |_| panic!("no head for a range with bytes"),
+            |k, r| {
+                asked = Some((k.to_string(), r.map(|r| (r.start, r.length))));
+                Ok(None)
+            },
+        )
+        .unwrap();
+        assert!(body.read(10).unwrap().is_empty());
+        assert_eq!(asked, Some(("k".to_string(), Some((100, None)))));
+    }
 
     #[test]
     fn ranges_become_inclusive_headers() {

@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 
-use crate::store::{ObjectInfo, StoreError};
+use crate::store::{GuestUpload, ObjectInfo, StoreError};
 
 /// Collects written bytes into parts of a fixed size.
 #[derive(Debug)]
@@ -268,6 +268,21 @@ impl<S: PartSink> Drop for PartUpload<S> {
         {
             let _ = self.sink.abort(&started);
         }
+    }
+}
+
+/// A provider's `upload` resource can be the upload itself.
+impl<S: PartSink + 'static> GuestUpload for PartUpload<S> {
+    fn write(&self, chunk: Vec<u8>) -> Result<(), StoreError> {
+        PartUpload::write(self, &chunk)
+    }
+
+    fn finish(&self) -> Result<ObjectInfo, StoreError> {
+        PartUpload::finish(self)
+    }
+
+    fn abort(&self) -> Result<(), StoreError> {
+        PartUpload::abort(self)
     }
 }
 
