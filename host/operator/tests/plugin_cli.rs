@@ -82,3 +82,52 @@ fn a_file_that_is_not_a_plugin_is_refused_with_the_reason() {
     assert!(stderr.contains("the host refuses"), "{stderr}");
     assert!(stderr.contains("broken.wasm"), "{stderr}");
 }
+
+/// `druid plugin test` of a shipped cloud plugin against its provider's
+/// server, as a plugin author or a cluster operator runs it: the store
+/// secret as mounted (one file per key, here `serviceaccount.json`) and
+/// the endpoint override. Every check passes, the secret's keys among
+/// them, and no line of the key is printed.
+#[test]
+fn the_gcs_plugin_passes_druid_plugin_test_against_fake_gcs() {
+    let gcs = druid_test_support::FakeGcsServer::shared();
+    gcs.create_bucket("cli-gcs").unwrap();
+    let gate = druid_test_support::GcsAuthGate::start(gcs.endpoint()).unwrap();
+    let secret = server_dir("plugin-cli-gcs-secret").unwrap();
+    let key_file: serde_json::Map<String, serde_json::Value> = gate
+        .service_account()
+        .into_iter()
+        .map(|(k, v)| (k, v.into()))
+        .collect();
+    std::fs::write(
+        secret.join("serviceaccount.json"),
+        serde_json::Value::Object(key_file).to_string(),
+    )
+    .unwrap();
+    let endpoint = format!("{}/storage/v1/", gate.endpoint());
+    let args: [OsString; 11] = [
+        "plugin".into(),
+        "test".into(),
+        plugin_components().get("druid-plugin-gcs").into(),
+        "--provider".into(),
+        "GCS".into(),
+        "--container".into(),
+        "cli-gcs".into(),
+        "--secret".into(),
+        secret.into(),
+        "--endpoint".into(),
+        endpoint.into(),
+    ];
+    let (ok, out) = common::druid(&args);
+    assert!(ok, "{out}");
+    assert!(out.contains("plugin gcs"), "{out}");
+    assert!(out.contains("pass  the secret's keys accepted"), "{out}");
+    assert!(out.contains("pass  round trip of 100 MiB"), "{out}");
+    assert!(out.contains(", 0 failed"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+    let key_line = druid_test_support::GCS_TEST_KEY.lines().nth(2).unwrap();
+    assert!(!out.contains(key_line), "{out}");
+    // Through the token endpoint: the requests carried its tokens.
+    assert!(gate.token_requests() > 0 && gate.passed() > 0);
+    assert_eq!(gate.refused_requests(), 0);
+}

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::http::{self, Method, Response, encode};
 use druid_plugin_sdk::parts::PartSink;
-use druid_plugin_sdk::retry::{Backoff, with_backoff};
+use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
 use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreError};
 
 use crate::config::{Auth, Settings};
@@ -153,13 +153,32 @@ impl Client {
     /// Sends `request` (retrying transient failures): a 2xx response, or
     /// one whose status `request.pass` lists.
     fn execute(&self, op: &str, request: &Request<'_>) -> Result<Response, StoreError> {
+        self.execute_read(op, request, None)
+            .map(|(response, _)| response)
+    }
+
+    /// [`Self::execute`], and with `read` the response's body (up to that
+    /// many bytes) read inside the retry, so that a body cut off midway
+    /// is retried like a failed request.
+    fn execute_read(
+        &self,
+        op: &str,
+        request: &Request<'_>,
+        read: Option<usize>,
+    ) -> Result<(Response, Vec<u8>), StoreError> {
         let ctx = self.ctx(op, request.key);
         with_backoff(Backoff::default(), |_| {
             let (url, headers) = self.prepare(request);
             let mut response = http::send(request.method, &url, &headers, request.body)
                 .map_err(|e| errors::transport(&e, &ctx))?;
             if (200..300).contains(&response.status) || request.pass.contains(&response.status) {
-                return Ok(response);
+                let body = match read {
+                    Some(limit) => response.read_to_end(limit).map_err(|e| {
+                        Attempt::Retry(StoreError::Unavailable(format!("{}: {e}", ctx.what())))
+                    })?,
+                    None => Vec::new(),
+                };
+                return Ok((response, body));
             }
             let code = response.header("x-ms-error-code").map(str::to_string);
             let body = if request.method == Method::Head {
@@ -194,11 +213,8 @@ impl Client {
         if let Some(marker) = marker {
             request = request.query("marker", marker);
         }
-        let mut response = self.execute("list", &request)?;
+        let (_, body) = self.execute_read("list", &request, Some(MAX_LISTING_BYTES))?;
         let ctx = self.ctx("list", None);
-        let body = response
-            .read_to_end(MAX_LISTING_BYTES)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", ctx.what())))?;
         let text = String::from_utf8_lossy(&body);
         parse_list(&text).map_err(|e| {
             StoreError::Other(format!(
