@@ -60,10 +60,10 @@ async fn etcd_is_backed_up_to_azure_blob_storage_and_restored_from_it() {
 
     let etcd = start_etcd("azure-src");
     let mut client = etcd.client().await;
-    // 12 MiB of values that do not compress: the snapshot is more than
-    // one 8 MiB block.
+    // 21 MiB of values that do not compress: the snapshot is more than
+    // one 16 MiB block.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..256 {
+    for i in 0..448 {
         let value: Vec<u8> = (0..48 << 10)
             .map(|_| {
                 x ^= x << 13;
@@ -114,6 +114,6 @@ async fn etcd_is_backed_up_to_azure_blob_storage_and_restored_from_it() {
     let (got, got_revision) =
         restore_and_dump("azure-restored", |args| etcdbr(container, &good, args)).await;
     assert_eq!(got_revision, revision);
-    assert_eq!(got.len(), 256 + 149);
+    assert_eq!(got.len(), 448 + 149);
     assert_eq!(got, expected);
 }
