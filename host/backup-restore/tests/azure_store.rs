@@ -16,7 +16,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{EtcdClient, dump, etcdbr_with, restore_and_dump, start_etcd};
+use common::{EtcdClient, dump, etcdbr_with, put_incompressible, restore_and_dump, start_etcd};
 use druid_test_support::{AzuriteServer, server_dir};
 
 /// `etcdbr <args>` on the ABS store in `container` with the JSON secret
@@ -62,27 +62,7 @@ async fn etcd_is_backed_up_to_azure_blob_storage_and_restored_from_it() {
     let mut client = etcd.client().await;
     // 21 MiB of values that do not compress: the snapshot is more than
     // one 16 MiB block.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..448 {
-        let value: Vec<u8> = (0..48 << 10)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()[0]
-            })
-            .collect();
-        client
-            .put(format!("/registry/big/{i:04}"), value, None)
-            .await
-            .unwrap();
-    }
-    for i in 0..150 {
-        client
-            .put(format!("/registry/k{i:04}"), format!("value {i}"), None)
-            .await
-            .unwrap();
-    }
+    put_incompressible(&mut client, 448).await;
 
     // A wrong key: refused, naming the keys to check, never the key.
     use base64::Engine as _;

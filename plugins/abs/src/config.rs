@@ -128,35 +128,12 @@ pub fn valid_container(name: &str) -> bool {
 /// Splits an endpoint override into origin and path (without a trailing
 /// `/`).
 fn split_override(endpoint: &str) -> Result<(String, String), StoreError> {
-    let bad = |why: &str| {
+    druid_plugin_sdk::http::split_endpoint(endpoint).map_err(|why| {
         invalid(format!(
             "store.endpointOverride {endpoint:?} {why}: give the account's blob endpoint, e.g. \
              https://myaccount.blob.core.windows.net or http://azurite:10000/devstoreaccount1"
         ))
-    };
-    let (scheme, rest) = endpoint
-        .split_once("://")
-        .ok_or_else(|| bad("has no scheme"))?;
-    if scheme != "http" && scheme != "https" {
-        return Err(bad("is not http or https"));
-    }
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    if authority.is_empty() || authority.contains(['@', '?', '#']) {
-        return Err(bad("has no host, or user information"));
-    }
-    if path.contains(['?', '#']) {
-        return Err(bad("has a query or fragment"));
-    }
-    let path_ok = path
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~/%".contains(&b));
-    if !path_ok {
-        return Err(bad("has characters a URL path cannot carry"));
-    }
-    Ok((
-        format!("{scheme}://{authority}"),
-        path.trim_end_matches('/').to_string(),
-    ))
+    })
 }
 
 /// Reads the configuration: the account, the credential and the

@@ -6,39 +6,19 @@ use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
 use crate::config::{ENV_PREFIX, KNOWN_KEYS, PROVIDERS};
 
 fn require(provider: &str) -> Result<(), String> {
-    if PROVIDERS.contains(&provider) {
-        Ok(())
-    } else {
-        Err(format!(
-            "storage provider {provider:?} is not served by the abs plugin (it serves {}; names \
-             are case-sensitive)",
-            PROVIDERS.join(", ")
-        ))
-    }
+    druid_plugin_sdk::require_provider("abs", PROVIDERS, provider)
 }
 
-/// The sidecar configuration for `spec`.
+/// The sidecar configuration for `spec`: the store Secret mounted at the
+/// SDK's path and named by `AZURE_APPLICATION_CREDENTIALS`.
 pub fn pod_config(spec: &StoreSpec) -> Result<SidecarConfig, String> {
     require(&spec.provider)?;
-    if spec.container.trim().is_empty() {
-        return Err("store.container is empty: set it to the name of the blob container".into());
-    }
-    if spec
-        .secret_name
-        .as_deref()
-        .is_none_or(|s| s.trim().is_empty())
-    {
-        return Err(format!(
-            "store.secretRef is required for storage provider {:?}: create a secret with the \
-             keys `storageAccount` and `storageKey` (or `sasToken`) and reference it (workload \
-             identity is not supported yet)",
-            spec.provider
-        ));
-    }
-    Ok(druid_plugin_sdk::secret_pod_config(
+    druid_plugin_sdk::secret_store_wiring(
+        spec,
         ENV_PREFIX,
-        &spec.container,
-    ))
+        "container",
+        "the keys `storageAccount` and `storageKey` (or `sasToken`)",
+    )
 }
 
 /// Checks a store secret's key names for `provider`: one problem per

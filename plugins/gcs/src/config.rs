@@ -118,34 +118,17 @@ pub fn valid_bucket(name: &str) -> bool {
 /// `/storage/v1/` (`http://fake-gcs:8000/storage/v1/`), which is dropped,
 /// as is a trailing `/`.
 fn split_endpoint(endpoint: &str, what: &str) -> Result<(String, String), StoreError> {
-    let bad = |why: &str| {
+    let (origin, path) = druid_plugin_sdk::http::split_endpoint(endpoint).map_err(|why| {
         invalid(format!(
             "{what} {endpoint:?} {why}: give the JSON API's endpoint, e.g. \
              https://storage.googleapis.com or http://fake-gcs:4443/storage/v1/"
         ))
-    };
-    let (scheme, rest) = endpoint
-        .split_once("://")
-        .ok_or_else(|| bad("has no scheme"))?;
-    if scheme != "http" && scheme != "https" {
-        return Err(bad("is not http or https"));
-    }
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    if authority.is_empty() || authority.contains(['@', '?', '#']) {
-        return Err(bad("has no host, or user information"));
-    }
-    if path.contains(['?', '#']) {
-        return Err(bad("has a query or fragment"));
-    }
-    if !path
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~/%".contains(&b))
-    {
-        return Err(bad("has characters a URL path cannot carry"));
-    }
-    let path = path.trim_end_matches('/');
-    let path = path.strip_suffix("/storage/v1").unwrap_or(path);
-    Ok((format!("{scheme}://{authority}"), path.to_string()))
+    })?;
+    let path = path
+        .strip_suffix("/storage/v1")
+        .unwrap_or(&path)
+        .to_string();
+    Ok((origin, path))
 }
 
 /// Reads the configuration: the bucket, the endpoint and the credential.

@@ -6,41 +6,19 @@ use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
 use crate::config::{ENV_PREFIX, KNOWN_KEYS, PROVIDERS};
 
 fn require(provider: &str) -> Result<(), String> {
-    if PROVIDERS.contains(&provider) {
-        Ok(())
-    } else {
-        Err(format!(
-            "storage provider {provider:?} is not served by the gcs plugin (it serves {}; names \
-             are case-sensitive)",
-            PROVIDERS.join(", ")
-        ))
-    }
+    druid_plugin_sdk::require_provider("gcs", PROVIDERS, provider)
 }
 
 /// The sidecar configuration for `spec`: the store Secret mounted at the
-/// SDK's path and named by `GOOGLE_APPLICATION_CREDENTIALS` (its
-/// `serviceaccount.json` is read as the key file).
+/// SDK's path and named by `GOOGLE_APPLICATION_CREDENTIALS`.
 pub fn pod_config(spec: &StoreSpec) -> Result<SidecarConfig, String> {
     require(&spec.provider)?;
-    if spec.container.trim().is_empty() {
-        return Err("store.container is empty: set it to the name of the bucket".into());
-    }
-    if spec
-        .secret_name
-        .as_deref()
-        .is_none_or(|s| s.trim().is_empty())
-    {
-        return Err(format!(
-            "store.secretRef is required for storage provider {:?}: create a secret with the \
-             key `serviceaccount.json` holding a service account key and reference it (workload \
-             identity is not supported yet)",
-            spec.provider
-        ));
-    }
-    Ok(druid_plugin_sdk::secret_pod_config(
+    druid_plugin_sdk::secret_store_wiring(
+        spec,
         ENV_PREFIX,
-        &spec.container,
-    ))
+        "bucket",
+        "the key `serviceaccount.json` holding a service account key",
+    )
 }
 
 /// Checks a store secret's key names for `provider`: the key file as

@@ -8,24 +8,12 @@ use crate::config::{Family, UNSUPPORTED_KEYS};
 /// The sidecar configuration for `spec`.
 pub fn pod_config(spec: &StoreSpec) -> Result<SidecarConfig, String> {
     let family = Family::require(&spec.provider)?;
-    if spec.container.trim().is_empty() {
-        return Err("store.container is empty: set it to the name of the bucket".into());
-    }
-    if spec
-        .secret_name
-        .as_deref()
-        .is_none_or(|s| s.trim().is_empty())
-    {
-        return Err(format!(
-            "store.secretRef is required for storage provider {:?}: create a secret with the \
-             store's credentials and reference it (workload identity is not supported yet)",
-            spec.provider
-        ));
-    }
-    Ok(druid_plugin_sdk::secret_pod_config(
+    druid_plugin_sdk::secret_store_wiring(
+        spec,
         family.env_prefix(),
-        &spec.container,
-    ))
+        "bucket",
+        "the store's credentials",
+    )
 }
 
 /// Checks a store secret's key names for `provider`: one problem per

@@ -117,6 +117,34 @@ pub fn encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
+/// Splits an endpoint a user wrote (`store.endpointOverride`) into its
+/// origin (`scheme://host[:port]`, http or https) and its path without a
+/// trailing `/`; the error says what is wrong with it, for a message that
+/// names the setting and an example.
+pub fn split_endpoint(endpoint: &str) -> Result<(String, String), &'static str> {
+    let (scheme, rest) = endpoint.split_once("://").ok_or("has no scheme")?;
+    if scheme != "http" && scheme != "https" {
+        return Err("is not http or https");
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty() || authority.contains(['@', '?', '#']) {
+        return Err("has no host, or user information");
+    }
+    if path.contains(['?', '#']) {
+        return Err("has a query or fragment");
+    }
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/%".contains(&b))
+    {
+        return Err("has characters a URL path cannot carry");
+    }
+    Ok((
+        format!("{scheme}://{authority}"),
+        path.trim_end_matches('/').to_string(),
+    ))
+}
+
 fn error_code(url: &str, code: &ErrorCode) -> Error {
     match code {
         ErrorCode::HttpRequestDenied => Error::Denied(format!("{url}: destination not allowed")),
@@ -437,6 +465,28 @@ mod tests {
         assert_eq!(t.authority, "s3.eu-west-1.amazonaws.com");
         assert!(matches!(split_url("ftp://x/"), Err(Error::InvalidUrl(_))));
         assert!(matches!(split_url("not a url"), Err(Error::InvalidUrl(_))));
+    }
+
+    #[test]
+    fn endpoints_split_into_origin_and_path_or_say_what_is_wrong() {
+        assert_eq!(
+            split_endpoint("http://azurite:10000/devstoreaccount1/"),
+            Ok(("http://azurite:10000".into(), "/devstoreaccount1".into()))
+        );
+        assert_eq!(
+            split_endpoint("https://h"),
+            Ok(("https://h".into(), String::new()))
+        );
+        for (bad, why) in [
+            ("h:1", "has no scheme"),
+            ("ftp://h", "is not http or https"),
+            ("http://", "has no host, or user information"),
+            ("http://u:p@h", "has no host, or user information"),
+            ("http://h/p?x", "has a query or fragment"),
+            ("http://h/a b", "has characters a URL path cannot carry"),
+        ] {
+            assert_eq!(split_endpoint(bad), Err(why), "{bad}");
+        }
     }
 
     #[test]

@@ -161,6 +161,50 @@ pub fn secret_pod_config(prefix: &str, container: &str) -> wiring::SidecarConfig
     }
 }
 
+/// The sidecar wiring ([`secret_pod_config`]) of `spec` for a provider
+/// whose credentials are the store Secret, after the checks each such
+/// provider makes: a container is named (`container` says what it is,
+/// e.g. "bucket"), and `secretRef` is set (`secret` says what the secret
+/// holds, e.g. "the keys `storageAccount` and `storageKey`").
+pub fn secret_store_wiring(
+    spec: &wiring::StoreSpec,
+    prefix: &str,
+    container: &str,
+    secret: &str,
+) -> Result<wiring::SidecarConfig, String> {
+    if spec.container.trim().is_empty() {
+        return Err(format!(
+            "store.container is empty: set it to the name of the {container}"
+        ));
+    }
+    if spec
+        .secret_name
+        .as_deref()
+        .is_none_or(|s| s.trim().is_empty())
+    {
+        return Err(format!(
+            "store.secretRef is required for storage provider {:?}: create a secret with \
+             {secret} and reference it (workload identity is not supported yet)",
+            spec.provider
+        ));
+    }
+    Ok(secret_pod_config(prefix, &spec.container))
+}
+
+/// Refuses a `storageProvider` value the plugin named `plugin` does not
+/// serve (names are case-sensitive, as upstream).
+pub fn require_provider(plugin: &str, providers: &[&str], provider: &str) -> Result<(), String> {
+    if providers.contains(&provider) {
+        Ok(())
+    } else {
+        Err(format!(
+            "storage provider {provider:?} is not served by the {plugin} plugin (it serves {}; \
+             names are case-sensitive)",
+            providers.join(", ")
+        ))
+    }
+}
+
 /// The store contract of a provider that takes no credentials and calls
 /// no endpoint of its own (the Local provider).
 pub fn no_credentials_contract() -> store::StoreContract {
@@ -234,6 +278,33 @@ mod tests {
         assert!(
             wit.lines().any(|l| l.trim() == expected),
             "wit/plugin.wit does not declare `{expected}`: update API_VERSION"
+        );
+    }
+
+    #[test]
+    fn a_secret_backed_store_needs_a_container_and_a_secret() {
+        use super::*;
+        let spec = |container: &str, secret: Option<&str>| wiring::StoreSpec {
+            provider: "P".into(),
+            container: container.into(),
+            prefix: "x".into(),
+            secret_name: secret.map(Into::into),
+        };
+        let c = secret_store_wiring(&spec("b", Some("s")), "ACME", "bucket", "the keys").unwrap();
+        assert_eq!(c.env[0].name, "STORAGE_CONTAINER");
+        assert_eq!(c.env[0].value, "b");
+        assert_eq!(c.env[1].name, "ACME_APPLICATION_CREDENTIALS");
+        assert_eq!(c.env[1].value, SECRET_MOUNT);
+        let e = secret_store_wiring(&spec(" ", Some("s")), "ACME", "bucket", "k").unwrap_err();
+        assert!(e.contains("name of the bucket"), "{e}");
+        let e = secret_store_wiring(&spec("b", Some(" ")), "ACME", "bucket", "the keys `a`")
+            .unwrap_err();
+        assert!(e.contains("secretRef") && e.contains("the keys `a`"), "{e}");
+        assert!(require_provider("acme", &["P", "p"], "P").is_ok());
+        let e = require_provider("acme", &["P", "p"], "Q").unwrap_err();
+        assert!(
+            e.contains("\"Q\"") && e.contains("acme plugin") && e.contains("P, p"),
+            "{e}"
         );
     }
 

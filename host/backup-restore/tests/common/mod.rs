@@ -108,6 +108,34 @@ pub async fn dump(client: &mut Client) -> (BTreeMap<Vec<u8>, Kv>, i64) {
     (kvs, revision)
 }
 
+/// Writes `count` values of 48 KiB that do not compress (a xorshift
+/// stream) as `/registry/big/NNNN`, then 150 small keys `/registry/kNNNN`:
+/// a database of `count` × 48 KiB that a compressed snapshot cannot
+/// shrink, so a store gets an object of about that size.
+pub async fn put_incompressible(client: &mut Client, count: usize) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..count {
+        let value: Vec<u8> = (0..48 << 10)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect();
+        client
+            .put(format!("/registry/big/{i:04}"), value, None)
+            .await
+            .unwrap();
+    }
+    for i in 0..150 {
+        client
+            .put(format!("/registry/k{i:04}"), format!("value {i}"), None)
+            .await
+            .unwrap();
+    }
+}
+
 /// The flags of `etcdbr restore` that make `target` the restored member:
 /// its data directory, a scratch directory beside it, its name, cluster,
 /// token and peer URL.
