@@ -86,10 +86,13 @@ pub fn classify(status: u16, body: &str, ctx: &Ctx<'_>) -> Attempt<StoreError> {
         (None, None) => format!("HTTP {status}"),
     };
     let message = format!("{}: {detail}", ctx.what());
+    // Google's words for a missing bucket; an object's message names the
+    // bucket too ("No such object: <bucket>/<key>"), so the word "bucket"
+    // alone (in a bucket's name) says nothing.
     let about_bucket = parsed
         .message
         .as_deref()
-        .is_some_and(|m| m.to_ascii_lowercase().contains("bucket"));
+        .is_some_and(|m| m.to_ascii_lowercase().contains("bucket does not exist"));
     match status {
         // A listing's 404 is about the bucket; Google says "The specified
         // bucket does not exist." for an object's request in a missing one.

@@ -365,6 +365,13 @@ fn error_responses_map_to_store_errors() {
         StoreError::NotFound(m) => assert!(m.contains("\"k\" in bucket \"b\""), "{m}"),
         other => panic!("{other:?}"),
     }
+    // A bucket whose name holds the word: still the object that is missing.
+    let in_backup_bucket =
+        r#"{"error":{"code":404,"message":"No such object: etcd-backup-bucket/k"}}"#;
+    assert!(matches!(
+        fail(classify(404, in_backup_bucket, &ctx(Some("k")))),
+        StoreError::NotFound(_)
+    ));
     let no_bucket = r#"{"error":{"code":404,"message":"The specified bucket does not exist."}}"#;
     assert!(matches!(
         fail(classify(404, no_bucket, &ctx(Some("k")))),
