@@ -4,6 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use druid_plugin_sdk::credential_value as value;
 use druid_plugin_sdk::store::{StoreConfig, StoreContract, StoreError};
 
 /// The `storageProvider` values this plugin serves, as upstream spells them.
@@ -96,12 +97,6 @@ pub struct Settings {
 
 fn invalid(message: String) -> StoreError {
     StoreError::InvalidConfig(message)
-}
-
-fn value<'a>(config: &'a StoreConfig, key: &str) -> Option<&'a str> {
-    druid_plugin_sdk::credential(config, key)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
 
 /// Whether `name` is a storage account name: 3 to 24 lower-case letters

@@ -86,11 +86,7 @@ impl ServiceAccount {
     /// file (`serviceaccount.json`, whose fields reach the plugin as keys).
     pub fn from_config(config: &StoreConfig) -> Result<Self, StoreError> {
         let provider = &config.provider;
-        let get = |k: &str| {
-            druid_plugin_sdk::credential(config, k)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &str| druid_plugin_sdk::credential_value(config, k);
         match get("type") {
             None | Some("service_account") => {}
             Some("external_account") => {

@@ -2,6 +2,7 @@
 //! an emulator), the bucket and the JSON API's endpoint. Pure logic,
 //! tested natively.
 
+use druid_plugin_sdk::credential_value as value;
 use druid_plugin_sdk::store::{StoreConfig, StoreContract, StoreError};
 
 use crate::auth::ServiceAccount;
@@ -94,12 +95,6 @@ pub struct Settings {
 
 fn invalid(message: String) -> StoreError {
     StoreError::InvalidConfig(message)
-}
-
-fn value<'a>(config: &'a StoreConfig, key: &str) -> Option<&'a str> {
-    druid_plugin_sdk::credential(config, key)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
 
 /// Whether `name` is a bucket name GCS takes: 3 to 222 characters of

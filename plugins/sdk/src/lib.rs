@@ -226,6 +226,13 @@ pub fn credential<'a>(config: &'a store::StoreConfig, key: &str) -> Option<&'a s
         .map(|(_, v)| v.as_str())
 }
 
+/// A credential key's value, trimmed; none when it is missing or blank.
+pub fn credential_value<'a>(config: &'a store::StoreConfig, key: &str) -> Option<&'a str> {
+    credential(config, key)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
 /// Looks up a credential key in a list of pairs, owned.
 pub fn credential_owned(credentials: &[(String, String)], key: &str) -> Option<String> {
     credentials
