@@ -160,11 +160,31 @@ fn peer(name: &str) -> PathBuf {
     druid_test_support::find_binary(&format!("{name}-peer"), "peer").unwrap()
 }
 
+/// The upload and download commands of a Go peer: `args(op, key)` are
+/// its arguments, and an upload adds the file.
+fn peer_commands(
+    peer: PathBuf,
+    args: impl Fn(&str, &str) -> Vec<String> + 'static,
+) -> (PeerUpload, PeerDownload) {
+    let args = std::rc::Rc::new(args);
+    let (down_peer, down_args) = (peer.clone(), std::rc::Rc::clone(&args));
+    (
+        Box::new(move |file, key| {
+            let mut c = Command::new(&peer);
+            c.args(args("upload", key)).arg(file);
+            c
+        }),
+        Box::new(move |key| {
+            let mut c = Command::new(&down_peer);
+            c.args(down_args("download", key));
+            c
+        }),
+    )
+}
+
 fn abs_target(azurite: &'static AzuriteServer) -> Target {
     azurite.create_container(BUCKET).unwrap();
-    let peer = peer("azblob");
-    let peer_down = peer.clone();
-    let args = |op: &str, key: &str| {
+    let (peer_upload, peer_download) = peer_commands(peer("azblob"), |op, key| {
         vec![
             op.to_string(),
             azurite.endpoint().to_string(),
@@ -173,7 +193,7 @@ fn abs_target(azurite: &'static AzuriteServer) -> Target {
             BUCKET.to_string(),
             key.to_string(),
         ]
-    };
+    });
     Target {
         name: "abs",
         provider: "ABS",
@@ -183,47 +203,29 @@ fn abs_target(azurite: &'static AzuriteServer) -> Target {
             ("storageKey".into(), azurite.key().into()),
         ],
         peer: "Go SDK",
-        peer_upload: Box::new(move |file, key| {
-            let mut c = Command::new(&peer);
-            c.args(args("upload", key)).arg(file);
-            c
-        }),
-        peer_download: Box::new(move |key| {
-            let mut c = Command::new(&peer_down);
-            c.args(args("download", key));
-            c
-        }),
+        peer_upload,
+        peer_download,
     }
 }
 
 fn gcs_target(gcs: &'static FakeGcsServer) -> Target {
     gcs.create_bucket(BUCKET).unwrap();
-    let peer = peer("gcs");
-    let peer_down = peer.clone();
-    let args = |op: &str, key: &str| {
+    let (peer_upload, peer_download) = peer_commands(peer("gcs"), |op, key| {
         vec![
             op.to_string(),
             gcs.endpoint().to_string(),
             BUCKET.to_string(),
             key.to_string(),
         ]
-    };
+    });
     Target {
         name: "gcs",
         provider: "GCS",
         endpoint: format!("{}/storage/v1/", gcs.endpoint()),
         credentials: Vec::new(),
         peer: "Go client",
-        peer_upload: Box::new(move |file, key| {
-            let mut c = Command::new(&peer);
-            c.args(args("upload", key)).arg(file);
-            c
-        }),
-        peer_download: Box::new(move |key| {
-            let mut c = Command::new(&peer_down);
-            c.args(args("download", key));
-            c
-        }),
+        peer_upload,
+        peer_download,
     }
 }
 

@@ -566,20 +566,23 @@ async fn each_provider_declares_its_store_contract_and_a_bad_one_disables_only_t
             "AZURE_APPLICATION_CREDENTIALS"
         ]
     );
-    let grants = |endpoint: Option<&str>| -> Vec<String> {
+    // The destinations a store of `provider` may reach.
+    let allowed = |provider: &str, endpoint: Option<&str>, creds: &[(&str, &str)]| -> Vec<String> {
         registry
-            .store(common::config(
-                "ABS",
-                "etcd-backups",
-                endpoint,
-                &[("storageAccount", "myaccount"), ("storageKey", "a2V5")],
-            ))
+            .store(common::config(provider, "etcd-backups", endpoint, creds))
             .unwrap()
             .grants()
             .http
             .iter()
             .map(ToString::to_string)
             .collect()
+    };
+    let grants = |endpoint: Option<&str>| {
+        allowed(
+            "ABS",
+            endpoint,
+            &[("storageAccount", "myaccount"), ("storageKey", "a2V5")],
+        )
     };
     assert_eq!(
         grants(None),
@@ -603,20 +606,12 @@ async fn each_provider_declares_its_store_contract_and_a_bad_one_disables_only_t
             "GOOGLE_APPLICATION_CREDENTIALS"
         ]
     );
-    let grants = |endpoint: Option<&str>, token_uri: &str| -> Vec<String> {
-        registry
-            .store(common::config(
-                "GCS",
-                "etcd-backups",
-                endpoint,
-                &[("client_email", "a@b"), ("token_uri", token_uri)],
-            ))
-            .unwrap()
-            .grants()
-            .http
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+    let grants = |endpoint: Option<&str>, token_uri: &str| {
+        allowed(
+            "GCS",
+            endpoint,
+            &[("client_email", "a@b"), ("token_uri", token_uri)],
+        )
     };
     assert_eq!(
         grants(None, "https://oauth2.googleapis.com/token"),
