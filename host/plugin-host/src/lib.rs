@@ -6,8 +6,9 @@
 //!   cached on disk, limits that are always on (a linear-memory cap, CPU time
 //!   per call through epoch deadlines, a wall-clock timeout for calls waiting
 //!   on I/O, bounded return sizes). A trap, a timeout or a limit hit is an
-//!   error for that call; every call or session gets a fresh store, so the
-//!   host keeps serving.
+//!   error for that call, and the instance that hit it is dropped (a store's
+//!   instance may serve its next calls only after one that ended well), so
+//!   the host keeps serving.
 //! - Capabilities ([`grants`]): a plugin may send HTTP only to its store's
 //!   endpoint (or the provider's official one); no environment, sockets or
 //!   files, except the `Local` store's directory. Credentials are read by the

@@ -1,5 +1,12 @@
-//! The typed store API: what the sidecar and the operator use. Every call
-//! runs in a fresh plugin store; an upload or a download is one session.
+//! The typed store API: what the sidecar and the operator use. A call runs
+//! in a plugin instance with the store open; an upload or a download is one
+//! session. A store keeps a few idle instances whose last call ended well
+//! and hands them to its next calls ([`Pool`]), so that what the plugin
+//! holds for the store (a token from the provider's sign-in) serves many
+//! calls, as a client library's would.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use wasmtime::component::ResourceAny;
@@ -254,6 +261,55 @@ pub trait DownloadStream: Send {
     async fn read(&mut self, max: u32) -> Result<Vec<u8>, StoreError>;
 }
 
+/// How long an opened store instance may serve calls (from its `open`).
+/// Well below the hour that the providers' tokens last (Keystone's,
+/// Google's, STS's), which the plugins renew themselves anyway; and a
+/// rotated secret means a new [`PluginStore`], so new instances.
+pub const POOL_MAX_AGE: Duration = Duration::from_secs(600);
+/// The most calls one instance serves.
+pub const POOL_MAX_CALLS: u32 = 10_000;
+/// The most idle instances a store keeps.
+pub const POOL_MAX_IDLE: usize = 2;
+/// An instance whose linear memory grew past this (a large upload's
+/// part buffer) is not kept.
+pub const POOL_MAX_MEMORY: usize = 64 << 20;
+
+/// Idle instances of one store, each with the store resource open, for
+/// its next calls. An instance is kept only after a call that ended
+/// without a trap, a limit, a timeout or a refused destination, for
+/// [`POOL_MAX_AGE`] and [`POOL_MAX_CALLS`], and while its memory is at
+/// most [`POOL_MAX_MEMORY`]; so a plugin that misbehaves once starts
+/// afresh, and one instance never grows without bound.
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<Open>>,
+}
+
+impl Pool {
+    /// An idle instance young enough to serve another call.
+    fn take(&self) -> Option<Open> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(open) = idle.pop() {
+            if open.fit() {
+                return Some(open);
+            }
+        }
+        None
+    }
+
+    /// Keeps `open` for a later call if it may serve one.
+    fn give_back(&self, open: Open) {
+        if !open.fit() || !open.session.reusable() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < POOL_MAX_IDLE
+        {
+            idle.push(open);
+        }
+    }
+}
+
 /// A store served by a plugin.
 #[derive(Clone)]
 pub struct PluginStore {
@@ -261,6 +317,7 @@ pub struct PluginStore {
     config: StoreConfig,
     grants: Grants,
     label: String,
+    pool: Arc<Pool>,
 }
 
 impl std::fmt::Debug for PluginStore {
@@ -277,6 +334,19 @@ struct Open {
     session: Session,
     instance: Provider,
     store: ResourceAny,
+    /// When `open` ran.
+    opened: Instant,
+    /// Calls served.
+    calls: u32,
+}
+
+impl Open {
+    /// Whether the instance is young and small enough to serve a call.
+    fn fit(&self) -> bool {
+        self.opened.elapsed() < POOL_MAX_AGE
+            && self.calls < POOL_MAX_CALLS
+            && self.session.memory_bytes() <= POOL_MAX_MEMORY
+    }
 }
 
 impl PluginStore {
@@ -294,6 +364,7 @@ impl PluginStore {
             config,
             grants,
             label,
+            pool: Arc::default(),
         }
     }
 
@@ -363,7 +434,13 @@ impl PluginStore {
         }
     }
 
+    /// An instance with the store open: an idle one of the pool, or a new
+    /// one.
     async fn open(&self) -> Result<Open, StoreError> {
+        if let Some(mut open) = self.pool.take() {
+            open.calls += 1;
+            return Ok(open);
+        }
         let (mut session, instance) = self.provider.instantiate(&self.grants).await?;
         let config = self.wit_config();
         let opened = guarded!(&mut session, "store.open", |store| instance
@@ -375,6 +452,8 @@ impl PluginStore {
                 session,
                 instance,
                 store,
+                opened: Instant::now(),
+                calls: 1,
             }),
             Err(e) => Err(self.map_error(&session, e)),
         }
@@ -426,7 +505,9 @@ impl SnapshotStore for PluginStore {
             .druid_plugin_object_store()
             .store()
             .call_list(store, handle, prefix, page_token.as_deref(), max_keys))?;
-        let page = result.map_err(|e| self.map_error(&open.session, e))?;
+        let page = result.map_err(|e| self.map_error(&open.session, e));
+        self.pool.give_back(open);
+        let page = page?;
         let limit = self.provider.host().limits().max_return_bytes;
         self.check_size(
             "store.list",
@@ -462,7 +543,9 @@ impl SnapshotStore for PluginStore {
             .druid_plugin_object_store()
             .store()
             .call_head(store, handle, key))?;
-        let info = result.map_err(|e| self.map_error(&open.session, e))?;
+        let info = result.map_err(|e| self.map_error(&open.session, e));
+        self.pool.give_back(open);
+        let info = info?;
         self.check_size("store.head", "a key", info.key.len(), MAX_MESSAGE)?;
         Ok(object(info))
     }
@@ -474,7 +557,9 @@ impl SnapshotStore for PluginStore {
             .druid_plugin_object_store()
             .store()
             .call_delete(store, handle, key))?;
-        result.map_err(|e| self.map_error(&open.session, e))
+        let result = result.map_err(|e| self.map_error(&open.session, e));
+        self.pool.give_back(open);
+        result
     }
 
     async fn upload(
@@ -600,7 +685,17 @@ impl UploadStream for PluginUpload {
         // Only a finished object needs no abort; a failed or interrupted
         // finish leaves the upload to the drop, which aborts it.
         let info = result?.map_err(|e| this.owner.map_error(&this.open.session, e))?;
-        self.inner = None;
+        if let Some(mut session) = self.inner.take() {
+            // The finished upload's resource goes; the instance may serve
+            // the store's next call.
+            let dropped = session
+                .upload
+                .resource_drop_async(&mut session.open.session.store)
+                .await;
+            if dropped.is_ok() {
+                session.owner.pool.give_back(session.open);
+            }
+        }
         Ok(object(info))
     }
 

@@ -253,3 +253,44 @@ async fn listings_that_break_the_contract_are_refused_naming_the_plugin() {
         "{err}"
     );
 }
+
+/// The keys of one listing of `store`.
+async fn keys(store: &druid_plugin_host::PluginStore) -> Vec<String> {
+    store
+        .list_page("", None, 10)
+        .await
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+/// A store's instance serves its next calls (what the plugin holds, such
+/// as a token, is reused), but never another store's, and an instance
+/// that trapped is dropped: the next call starts afresh.
+#[tokio::test]
+async fn an_instance_serves_its_stores_next_calls_until_it_misbehaves() {
+    let registry = registry(Limits::default()).await;
+    let store = hostile(&registry, "count-calls", "");
+    for expected in ["00001", "00002", "00003"] {
+        assert_eq!(keys(&store).await, [expected]);
+    }
+    // A clone is the same store; another store of the same config is not.
+    assert_eq!(keys(&store.clone()).await, ["00004"]);
+    assert_eq!(
+        keys(&hostile(&registry, "count-calls", "")).await,
+        ["00001"]
+    );
+
+    let store = hostile(&registry, "count-then-panic", "");
+    assert_eq!(keys(&store).await, ["00001"]);
+    assert_eq!(keys(&store).await, ["00002"]);
+    let err = store.list_page("", None, 10).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Plugin(Error::Trap { .. })),
+        "{err:?}"
+    );
+    // The trapped instance is gone: a new one counts from one again.
+    assert_eq!(keys(&store).await, ["00001"]);
+}

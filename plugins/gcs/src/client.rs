@@ -1,6 +1,6 @@
 //! The JSON API's requests: each is built, given the service account's
-//! bearer token (fetched once per store call and renewed before it
-//! expires; none for an emulator) and sent over the SDK's blocking
+//! bearer token (held by the store, fetched when it has none and renewed
+//! before it expires; none for an emulator) and sent over the SDK's blocking
 //! `wasi:http` client, retried on its own with backoff.
 
 use std::cell::{Cell, RefCell};

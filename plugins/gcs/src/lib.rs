@@ -3,8 +3,8 @@
 //! fake-gcs-server emulator.
 //!
 //! Requests carry a bearer token from the service account's OAuth2 token
-//! endpoint (a JWT signed RS256 with the account's key, exchanged once per
-//! store call and renewed before it expires); an emulator over plain http
+//! endpoint (a JWT signed RS256 with the account's key, held by the store
+//! and renewed before it expires); an emulator over plain http
 //! gets none, as upstream. Each request is retried on its own with
 //! backoff. Uploads hold one part at a time: small objects are one simple
 //! upload, larger ones a resumable upload sent part by part.

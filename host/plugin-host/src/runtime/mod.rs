@@ -282,7 +282,8 @@ pub struct PluginHost {
 }
 
 /// A store with one instance of a plugin, for one call or one session
-/// (e.g. an upload). Dropped afterwards: the next call starts fresh.
+/// (e.g. an upload). A store's session may serve its next calls (see
+/// `store::Pool`); any other is dropped afterwards.
 pub(crate) struct Session {
     pub(crate) store: Store<HostState>,
     pub(crate) plugin: String,
@@ -353,6 +354,19 @@ impl Session {
     /// The destinations the plugin was refused during this session.
     pub(crate) fn refused(&self) -> Vec<String> {
         self.store.data().gate.refused()
+    }
+
+    /// Bytes of the instance's linear memories.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.store.data().limits.total
+    }
+
+    /// Whether the session may serve another call: its last call ended
+    /// without a trap, a limit or a refused destination (a session that
+    /// hit one is dropped, so the next call starts afresh).
+    pub(crate) fn reusable(&self) -> bool {
+        let state = self.store.data();
+        state.limits.denied.is_none() && !state.cpu_exhausted && state.gate.refused().is_empty()
     }
 }
 

@@ -135,6 +135,9 @@ impl store::Guest for Hostile {
 pub struct HostileStore {
     mode: String,
     target: String,
+    /// Listings this store object answered (it lives as long as the
+    /// host keeps its instance).
+    calls: std::cell::Cell<u64>,
 }
 
 fn info(key: String) -> ObjectInfo {
@@ -186,6 +189,7 @@ impl GuestStore for HostileStore {
                 .unwrap_or_default()
                 .to_string(),
             mode: config.container,
+            calls: std::cell::Cell::new(0),
         }))
     }
 
@@ -203,7 +207,17 @@ impl GuestStore for HostileStore {
                 next_token,
             })
         };
+        let calls = self.calls.get() + 1;
+        self.calls.set(calls);
         match self.mode.as_str() {
+            // Which call of this store object this is: how long the host
+            // keeps an instance.
+            "count-calls" => page(&[&format!("{calls:05}")], None),
+            #[allow(clippy::panic, reason = "panicking is this mode's misbehaviour")]
+            "count-then-panic" if calls == 3 => {
+                panic!("the hostile plugin panics on its third call")
+            }
+            "count-then-panic" => page(&[&format!("{calls:05}")], None),
             // Keys below the prefix and in order, so that only the tokens
             // or the page size misbehave.
             "repeat-token" => page(&["again"], Some("the-same-token".into())),
