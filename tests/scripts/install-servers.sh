@@ -3,15 +3,16 @@
 # a summary (binary path under $DRUID_BIN and version).
 #
 # Usage: install-servers.sh [NAME...]
-#   NAME: etcd etcd-versions kube minio fake-gcs azurite node (default: all of them, in that order;
+#   NAME: etcd etcd-versions kube minio fake-gcs azurite swift node (default: all of them, in that order;
 #   etcd-versions: etcd 3.5-3.7 built from Go modules, see install-etcd-versions.sh;
+#   swift: OpenStack Swift and Keystone from Debian's packages, see install-swift.sh;
 #   node: what the real single-node Kubernetes needs, see install-node.sh)
 #   kube builds $KUBE_COMPONENTS (default "kube-apiserver kubectl"; add
 #   kube-controller-manager kube-scheduler kwok as needed).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPTS="$REPO_ROOT/tests/scripts"
 
-ALL=(etcd etcd-versions kube minio fake-gcs azurite node)
+ALL=(etcd etcd-versions kube minio fake-gcs azurite swift node)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
 for n in "${names[@]}"; do
@@ -71,6 +72,12 @@ for n in "${names[@]}"; do
       row fake-gcs-server echo "$FAKE_GCS_VERSION" ;;
     azurite)
       row azurite-blob "$DRUID_BIN/azurite-blob" --version ;;
+    swift)
+      # Debian's packages, run from /usr/bin (nothing linked into $DRUID_BIN).
+      printf '  %-24s %-70s %s\n' swift-proxy-server /usr/bin/swift-proxy-server \
+        "swift $(dpkg-query -W -f='${Version}' swift-proxy 2>/dev/null || echo '(not installed)')"
+      printf '  %-24s %-70s %s\n' keystone /usr/lib/python3/dist-packages/keystone \
+        "keystone $(dpkg-query -W -f='${Version}' python3-keystone 2>/dev/null || echo '(not installed)')" ;;
     node)
       for c in kubelet kube-proxy; do row "$c" "$DRUID_BIN/$c" --version; done
       row coredns "$DRUID_BIN/coredns" -version

@@ -131,3 +131,45 @@ fn the_gcs_plugin_passes_druid_plugin_test_against_fake_gcs() {
     assert!(gate.token_requests() > 0 && gate.passed() > 0);
     assert_eq!(gate.refused_requests(), 0);
 }
+
+/// `druid plugin test` of the Swift plugin against a real Swift signed in
+/// through Keystone v3: the store secret as mounted (one file per key)
+/// and the object store's endpoint. Every check passes, and the password
+/// is never printed.
+#[test]
+fn the_swift_plugin_passes_druid_plugin_test_against_swift() {
+    let swift = druid_test_support::SwiftServer::shared();
+    swift.create_container("cli-swift").unwrap();
+    let secret = server_dir("plugin-cli-swift-secret").unwrap();
+    for (key, value) in [
+        ("authURL", swift.auth_url()),
+        ("domainName", swift.domain()),
+        ("tenantName", swift.project()),
+        ("username", swift.username()),
+        ("password", swift.password()),
+        ("region", swift.region()),
+    ] {
+        std::fs::write(secret.join(key), value).unwrap();
+    }
+    let args: [OsString; 11] = [
+        "plugin".into(),
+        "test".into(),
+        plugin_components().get("druid-plugin-swift").into(),
+        "--provider".into(),
+        "Swift".into(),
+        "--container".into(),
+        "cli-swift".into(),
+        "--secret".into(),
+        secret.into(),
+        "--endpoint".into(),
+        swift.proxy_url().into(),
+    ];
+    let (ok, out) = common::druid(&args);
+    assert!(ok, "{out}");
+    assert!(out.contains("plugin swift"), "{out}");
+    assert!(out.contains("pass  the secret's keys accepted"), "{out}");
+    assert!(out.contains("pass  round trip of 100 MiB"), "{out}");
+    assert!(out.contains(", 0 failed"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+    assert!(!out.contains(swift.password()), "{out}");
+}

@@ -70,6 +70,8 @@ async fn the_registry_maps_providers_and_upstream_aliases() {
         ("azure", "abs"),
         ("GCS", "gcs"),
         ("gcp", "gcs"),
+        ("Swift", "swift"),
+        ("openstack", "swift"),
         ("Local", "local"),
         ("", "local"),
         ("Hostile", "hostile"),
@@ -91,14 +93,15 @@ async fn the_registry_maps_providers_and_upstream_aliases() {
 #[tokio::test]
 async fn an_unknown_provider_is_a_clear_error() {
     let registry = common::registry(Limits::default()).await;
-    let err = registry.plugin_for("openstack").err().unwrap();
+    let err = registry.plugin_for("alicloud").err().unwrap();
     let text = err.to_string();
     assert!(matches!(err, Error::UnknownProvider { .. }), "{err:?}");
     assert!(
-        text.contains("\"openstack\"")
+        text.contains("\"alicloud\"")
             && text.contains("S3")
             && text.contains("ABS")
             && text.contains("GCS")
+            && text.contains("Swift")
             && text.contains("Local"),
         "{text}"
     );
@@ -256,6 +259,7 @@ async fn the_shipped_plugins_are_built_into_the_binary() {
         "druid-plugin-s3",
         "druid-plugin-abs",
         "druid-plugin-gcs",
+        "druid-plugin-swift",
     ] {
         let stem = krate.replace('-', "_");
         let embedded = builtins
@@ -286,6 +290,8 @@ async fn the_shipped_plugins_are_built_into_the_binary() {
         ("azure", "abs"),
         ("GCS", "gcs"),
         ("gcp", "gcs"),
+        ("Swift", "swift"),
+        ("openstack", "swift"),
     ] {
         let p = registry.plugin_for(provider).unwrap();
         assert_eq!(p.info.name, plugin, "{provider}");
@@ -627,5 +633,43 @@ async fn each_provider_declares_its_store_contract_and_a_bad_one_disables_only_t
             "http://127.0.0.1:9/token"
         ),
         ["http://127.0.0.1:9", "http://127.0.0.1:4443"]
+    );
+    // A Swift store reaches Keystone (the secret's `authURL`), where the
+    // object store is when the catalog puts it on Keystone's origin, and
+    // the override; OpenStack has no official host.
+    let swift = registry.contract("openstack").unwrap();
+    assert_eq!(
+        swift.credential_variables,
+        [
+            "OPENSTACK_APPLICATION_CREDENTIALS_JSON",
+            "OPENSTACK_APPLICATION_CREDENTIALS"
+        ]
+    );
+    let grants = |endpoint: Option<&str>| {
+        allowed(
+            "Swift",
+            endpoint,
+            &[
+                ("authURL", "https://keystone.example.com:5000/v3"),
+                ("username", "u"),
+                ("password", "p"),
+            ],
+        )
+    };
+    assert_eq!(
+        grants(None),
+        [
+            "https://etcd-backups.keystone.example.com:5000",
+            "https://keystone.example.com:5000",
+        ]
+    );
+    assert_eq!(
+        grants(Some("https://swift.example.com:8080")),
+        [
+            "https://etcd-backups.keystone.example.com:5000",
+            "https://etcd-backups.swift.example.com:8080",
+            "https://keystone.example.com:5000",
+            "https://swift.example.com:8080",
+        ]
     );
 }

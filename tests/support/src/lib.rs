@@ -28,6 +28,7 @@ mod node;
 mod paths;
 mod plugins;
 mod process;
+mod swift;
 
 pub use azurite::{AZURE_VERSION, AzuriteServer, azure_date, shared_key_authorization};
 pub use etcd::{EtcdCluster, EtcdMember, EtcdMemberConfig};
@@ -44,6 +45,7 @@ pub use node::{Node, PRODUCT_IMAGES};
 pub use paths::{cache_dir, etcd_binary_of, find_binary, repo_root, run_dir, server_dir};
 pub use plugins::{PluginComponents, plugin_components};
 pub use process::{ServerProcess, free_port, http_get};
+pub use swift::SwiftServer;
 
 /// Errors when finding, starting or building what the tests need.
 #[derive(Debug, thiserror::Error)]

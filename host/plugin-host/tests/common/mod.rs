@@ -115,3 +115,32 @@ pub fn gated_gcs_config(gate: &druid_test_support::GcsAuthGate, bucket: &str) ->
     c.credentials = gate.service_account().into_iter().collect();
     c
 }
+
+/// A Swift store on the shared Swift (with Keystone v3), in container
+/// `container` (created), signed in with the test user's password. The
+/// catalog's object store is on another port than Keystone, so the
+/// override names it (the host allows only what the user named).
+pub fn swift_config(container: &str) -> StoreConfig {
+    let swift = druid_test_support::SwiftServer::shared();
+    swift.create_container(container).unwrap();
+    swift_config_with(container, swift.password())
+}
+
+/// A Swift store on the shared Swift with the given password; the
+/// container is not created.
+pub fn swift_config_with(container: &str, password: &str) -> StoreConfig {
+    let swift = druid_test_support::SwiftServer::shared();
+    config(
+        "Swift",
+        container,
+        Some(swift.proxy_url()),
+        &[
+            ("authURL", swift.auth_url()),
+            ("domainName", swift.domain()),
+            ("tenantName", swift.project()),
+            ("username", swift.username()),
+            ("password", password),
+            ("region", swift.region()),
+        ],
+    )
+}
