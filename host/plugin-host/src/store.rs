@@ -271,18 +271,25 @@ pub const POOL_MAX_CALLS: u32 = 10_000;
 /// The most idle instances a store keeps.
 pub const POOL_MAX_IDLE: usize = 2;
 /// An instance whose linear memory grew past this (a large upload's
-/// part buffer) is not kept.
-pub const POOL_MAX_MEMORY: usize = 64 << 20;
+/// buffers, touched and so resident) is not kept: an idle instance
+/// should cost the process little. (A small upload reserves its 16 MiB
+/// part buffer but touches only what it wrote.)
+pub const POOL_MAX_MEMORY: usize = 32 << 20;
 
 /// Idle instances of one store, each with the store resource open, for
 /// its next calls. An instance is kept only after a call that ended
 /// without a trap, a limit, a timeout or a refused destination, for
 /// [`POOL_MAX_AGE`] and [`POOL_MAX_CALLS`], and while its memory is at
 /// most [`POOL_MAX_MEMORY`]; so a plugin that misbehaves once starts
-/// afresh, and one instance never grows without bound.
+/// afresh, and one instance never grows without bound. A store with a
+/// directory (Local) keeps none: its directory is opened when an instance
+/// starts, and a directory moved or replaced since must not be written
+/// through an old handle (found by the sidecar's store-outage test).
 #[derive(Default)]
 struct Pool {
     idle: Mutex<Vec<Open>>,
+    /// Whether instances are kept at all.
+    enabled: bool,
 }
 
 impl Pool {
@@ -299,7 +306,7 @@ impl Pool {
 
     /// Keeps `open` for a later call if it may serve one.
     fn give_back(&self, open: Open) {
-        if !open.fit() || !open.session.reusable() {
+        if !self.enabled || !open.fit() || !open.session.reusable() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
@@ -353,6 +360,7 @@ impl PluginStore {
     /// A store for `config`, served by `provider`.
     pub(crate) fn new(provider: ProviderPlugin, config: StoreConfig) -> Self {
         let grants = Grants::for_store(&config, provider.contract(&config.provider));
+        let pooled = grants.dir.is_none();
         let label = format!(
             "{} store {:?} (plugin {})",
             config.provider,
@@ -364,7 +372,10 @@ impl PluginStore {
             config,
             grants,
             label,
-            pool: Arc::default(),
+            pool: Arc::new(Pool {
+                idle: Mutex::default(),
+                enabled: pooled,
+            }),
         }
     }
 

@@ -444,6 +444,26 @@ async fn a_missing_bucket_is_a_clear_error() {
     assert!(err.to_string().contains("missing.bkp"), "{err}");
 }
 
+/// A Local store opens its directory afresh for every call (its
+/// instances are never kept for the next call): once the container
+/// directory moved away, the calls fail naming it, and nothing is written
+/// through the old directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_store_never_writes_through_a_directory_that_moved() {
+    let registry = registry(Limits::default()).await;
+    let root = server_dir("conformance-local-moved").unwrap();
+    let store = registry.store(local_config(&root, "moved.bkp")).unwrap();
+    store.put("v2/a", b"a").await.unwrap();
+    assert_eq!(store.list("v2/").await.unwrap().len(), 1);
+    std::fs::rename(root.join("moved.bkp"), root.join("elsewhere")).unwrap();
+    // The directory cannot be opened: the error names it.
+    let err = store.list("v2/").await.unwrap_err();
+    assert!(err.to_string().contains("moved.bkp"), "{err}");
+    store.put("v2/b", b"b").await.unwrap_err();
+    assert!(!root.join("elsewhere/v2/b").exists());
+    assert!(root.join("elsewhere/v2/a").exists());
+}
+
 /// The temporary files of a Local store's directory (`.druid-upload-*`).
 fn temp_files(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
