@@ -4,6 +4,7 @@
 # tokens with) from Debian's packages:
 #   swift-proxy swift-object swift-container swift-account
 #   python3-keystone python3-keystonemiddleware
+# and python3-swiftclient (the `swift` CLI, the store benchmark's peer).
 # Tests run them from /usr/bin/python3 and /usr/bin/swift-* with every
 # configuration, ring, database and key in their own server directory
 # (tests/support/src/swift/); nothing under /etc is used or changed. The
@@ -12,7 +13,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SWIFT_PACKAGES=(swift-proxy swift-object swift-container swift-account
-  python3-keystone python3-keystonemiddleware)
+  python3-keystone python3-keystonemiddleware python3-swiftclient)
 POLICY_RC=/usr/sbin/policy-rc.d
 
 # stop_packaged_swift: stops and disables the Swift services the packages

@@ -46,14 +46,7 @@ fn etcdbr(
 fn secret_dir(dir: &Path, name: &str, swift: &SwiftServer, password: &str) -> PathBuf {
     let secret = dir.join(name);
     std::fs::create_dir_all(&secret).unwrap();
-    for (key, value) in [
-        ("authURL", swift.auth_url()),
-        ("domainName", swift.domain()),
-        ("tenantName", swift.project()),
-        ("username", swift.username()),
-        ("password", password),
-        ("region", swift.region()),
-    ] {
+    for (key, value) in swift.store_secret(password) {
         std::fs::write(secret.join(key), value).unwrap();
     }
     secret

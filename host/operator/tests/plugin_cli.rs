@@ -141,14 +141,7 @@ fn the_swift_plugin_passes_druid_plugin_test_against_swift() {
     let swift = druid_test_support::SwiftServer::shared();
     swift.create_container("cli-swift").unwrap();
     let secret = server_dir("plugin-cli-swift-secret").unwrap();
-    for (key, value) in [
-        ("authURL", swift.auth_url()),
-        ("domainName", swift.domain()),
-        ("tenantName", swift.project()),
-        ("username", swift.username()),
-        ("password", swift.password()),
-        ("region", swift.region()),
-    ] {
+    for (key, value) in swift.store_secret(swift.password()) {
         std::fs::write(secret.join(key), value).unwrap();
     }
     let args: [OsString; 11] = [

@@ -4,14 +4,17 @@
 //! ABS plugin against Azurite next to Microsoft's Go SDK (`azblob-peer`,
 //! tests/peers/azblob), the GCS plugin against fake-gcs-server next to
 //! Google's Go client (`gcs-peer`, tests/peers/gcs; both without a token,
-//! the emulator's mode). The peers are the clients upstream's Go sidecar
-//! uses, with their defaults, built by `tests/scripts/install-peer.sh
-//! <name>` on first use.
+//! the emulator's mode), the Swift plugin against Swift with Keystone v3
+//! next to OpenStack's `swift` CLI (python-swiftclient, its defaults:
+//! 16 MiB SLO segments, uploaded 10 at a time). The Go peers are the
+//! clients upstream's Go sidecar uses, with their defaults, built by
+//! `tests/scripts/install-peer.sh <name>` on first use; the `swift` CLI
+//! comes with `tests/scripts/install-swift.sh`.
 //! Plus plugin instantiation from the precompiled cache and the per-call
 //! overhead of a store call (S3).
 //!
 //! Run: `cargo bench -p druid-plugin-host --bench store_throughput`
-//! (`DRUID_BENCH_STORES=s3,abs,gcs`, `DRUID_BENCH_SIZES_MIB=256,1024` by
+//! (`DRUID_BENCH_STORES=s3,abs,gcs,swift`, `DRUID_BENCH_SIZES_MIB=256,1024` by
 //! default). Each transfer runs in a child process of its own (this binary
 //! in child mode, or the peer), whose peak RSS is read from
 //! `/proc/<pid>/status` (VmHWM) while it runs.
@@ -30,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use druid_plugin_host::{Limits, PluginHost, Registry, SnapshotStore, StoreConfig};
 use druid_test_support::{
-    AzuriteServer, FakeGcsServer, MinioServer, plugin_components, repo_root, server_dir,
+    AzuriteServer, FakeGcsServer, MinioServer, SwiftServer, plugin_components, repo_root,
+    server_dir,
 };
 
 const CHUNK: usize = 8 << 20;
@@ -110,7 +114,7 @@ type PeerDownload = Box<dyn Fn(&str) -> Command>;
 
 /// A store to measure: its plugin's configuration and its native client.
 struct Target {
-    /// `s3`, `abs` or `gcs`.
+    /// `s3`, `abs`, `gcs` or `swift`.
     name: &'static str,
     provider: &'static str,
     endpoint: String,
@@ -229,6 +233,47 @@ fn gcs_target(gcs: &'static FakeGcsServer) -> Target {
     }
 }
 
+fn swift_target(swift: &'static SwiftServer) -> Target {
+    swift.create_container(BUCKET).unwrap();
+    // The `swift` CLI signs in with the same user (one sign-in per
+    // command, as the plugin's child process makes one).
+    let cli = move || {
+        let mut c = Command::new("swift");
+        c.args(["--auth-version", "3"])
+            .args(["--os-auth-url", swift.auth_url()])
+            .args(["--os-username", swift.username()])
+            .args(["--os-password", swift.password()])
+            .args(["--os-project-name", swift.project()])
+            .args(["--os-user-domain-name", swift.domain()])
+            .args(["--os-project-domain-name", swift.domain()])
+            .args(["--os-region-name", swift.region()]);
+        c
+    };
+    Target {
+        name: "swift",
+        provider: "Swift",
+        endpoint: swift.proxy_url().to_string(),
+        credentials: swift
+            .store_secret(swift.password())
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+        peer: "swift CLI",
+        peer_upload: Box::new(move |file, key| {
+            let mut c = cli();
+            c.args(["upload", "--use-slo", "--segment-size", "16777216"])
+                .args(["--object-name", key, BUCKET])
+                .arg(file);
+            c
+        }),
+        peer_download: Box::new(move |key| {
+            let mut c = cli();
+            c.args(["download", BUCKET, key, "--output", "-"]);
+            c
+        }),
+    }
+}
+
 async fn registry(plugins: &Path, cache: &Path) -> Registry {
     let host = PluginHost::new(Limits::default())
         .unwrap()
@@ -305,7 +350,8 @@ fn main() {
             "s3" => s3_target(Box::leak(Box::new(MinioServer::start().unwrap()))),
             "abs" => abs_target(Box::leak(Box::new(AzuriteServer::start().unwrap()))),
             "gcs" => gcs_target(Box::leak(Box::new(FakeGcsServer::start().unwrap()))),
-            other => panic!("DRUID_BENCH_STORES: unknown store {other:?} (s3, abs, gcs)"),
+            "swift" => swift_target(Box::leak(Box::new(SwiftServer::start().unwrap()))),
+            other => panic!("DRUID_BENCH_STORES: unknown store {other:?} (s3, abs, gcs, swift)"),
         })
         .collect();
     let me = std::env::current_exe().unwrap();

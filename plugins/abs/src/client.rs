@@ -5,9 +5,9 @@
 use std::rc::Rc;
 
 use druid_plugin_sdk::download::range_header;
-use druid_plugin_sdk::http::{self, Method, Response, encode};
+use druid_plugin_sdk::exchange::{Exchange, Reply, Target};
+use druid_plugin_sdk::http::{Method, Response, encode};
 use druid_plugin_sdk::parts::PartSink;
-use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
 use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreError};
 
 use crate::config::{Auth, Settings};
@@ -16,59 +16,12 @@ use crate::listing::{block_id, block_list, parse_list};
 use crate::sign::{self, API_VERSION, Signed};
 use crate::upload::MAX_BLOCKS;
 
-/// The most of an error body read into a message.
-const MAX_ERROR_BYTES: usize = 16 << 10;
 /// The largest listing page read (5,000 blobs with long names).
 const MAX_LISTING_BYTES: usize = 32 << 20;
 /// The service's page limit.
 const MAX_RESULTS: u32 = 5000;
 /// The longest blob name the service takes.
 const MAX_KEY_BYTES: usize = 1024;
-
-/// One request before it is authorized.
-struct Request<'a> {
-    method: Method,
-    /// The blob, or none for the container.
-    key: Option<&'a str>,
-    query: Vec<(String, String)>,
-    headers: Vec<(String, String)>,
-    body: &'a [u8],
-    /// Error statuses returned as responses rather than errors.
-    pass: &'a [u16],
-}
-
-impl<'a> Request<'a> {
-    fn new(method: Method, key: Option<&'a str>) -> Self {
-        Self {
-            method,
-            key,
-            query: Vec::new(),
-            headers: Vec::new(),
-            body: &[],
-            pass: &[],
-        }
-    }
-
-    fn query(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.query.push((name.to_string(), value.into()));
-        self
-    }
-
-    fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_string(), value.into()));
-        self
-    }
-
-    fn body(mut self, body: &'a [u8]) -> Self {
-        self.body = body;
-        self
-    }
-
-    fn pass(mut self, statuses: &'a [u16]) -> Self {
-        self.pass = statuses;
-        self
-    }
-}
 
 /// Refuses keys the service cannot store.
 pub fn check_key(key: &str) -> Result<(), StoreError> {
@@ -108,12 +61,17 @@ impl Client {
         }
     }
 
-    /// The URL and headers of one attempt of `request`: a fresh
-    /// `x-ms-date`, and the Shared Key signature or the SAS token.
-    fn prepare(&self, request: &Request<'_>) -> (String, Vec<(String, String)>) {
-        let path = self.path(request.key);
-        let mut query: Vec<String> = request
-            .query
+    /// Where one attempt of `request` on `key` (none: the container) with
+    /// `query` goes, and its headers: a fresh `x-ms-date`, and the Shared
+    /// Key signature (over the request's own headers too) or the SAS token.
+    fn address(
+        &self,
+        key: Option<&str>,
+        query: &[(String, String)],
+        request: &Exchange<'_>,
+    ) -> Target {
+        let path = self.path(key);
+        let mut query_text: Vec<String> = query
             .iter()
             .map(|(k, v)| format!("{}={}", encode(k, false), encode(v, false)))
             .collect();
@@ -124,75 +82,53 @@ impl Client {
             ),
             ("x-ms-version".to_string(), API_VERSION.to_string()),
         ];
-        headers.extend(request.headers.iter().cloned());
         match &self.settings.auth {
-            Auth::SharedKey(key) => {
+            Auth::SharedKey(secret) => {
+                let mut signed = headers.clone();
+                signed.extend(request.headers.iter().cloned());
                 let to_sign = sign::string_to_sign(&Signed {
                     method: request.method.as_str(),
                     content_length: request.body.len() as u64,
-                    ms_headers: &headers,
+                    ms_headers: &signed,
                     account: &self.settings.account,
                     path: &path,
-                    query: &request.query,
+                    query,
                 });
                 headers.push((
                     "authorization".to_string(),
-                    sign::authorization(&self.settings.account, key, &to_sign),
+                    sign::authorization(&self.settings.account, secret, &to_sign),
                 ));
             }
-            Auth::Sas(token) => query.push(token.clone()),
+            Auth::Sas(token) => query_text.push(token.clone()),
         }
         let mut url = format!("{}{path}", self.settings.origin);
-        if !query.is_empty() {
+        if !query_text.is_empty() {
             url.push('?');
-            url.push_str(&query.join("&"));
+            url.push_str(&query_text.join("&"));
         }
-        (url, headers)
+        Target { url, headers }
     }
 
-    /// Sends `request` (retrying transient failures): a 2xx response, or
-    /// one whose status `request.pass` lists.
-    fn execute(&self, op: &str, request: &Request<'_>) -> Result<Response, StoreError> {
-        self.execute_read(op, request, None)
-            .map(|(response, _)| response)
-    }
-
-    /// [`Self::execute`], and with `read` the response's body (up to that
-    /// many bytes) read inside the retry, so that a body cut off midway
-    /// is retried like a failed request.
-    fn execute_read(
+    /// Sends `request` on `key` (none: the container) with `query`,
+    /// retrying transient failures: a 2xx response, or one whose status
+    /// `request.pass` lists.
+    fn execute(
         &self,
         op: &str,
-        request: &Request<'_>,
-        read: Option<usize>,
-    ) -> Result<(Response, Vec<u8>), StoreError> {
-        let ctx = self.ctx(op, request.key);
-        with_backoff(Backoff::default(), |_| {
-            let (url, headers) = self.prepare(request);
-            let mut response = http::send(request.method, &url, &headers, request.body)
-                .map_err(|e| errors::transport(&e, &ctx))?;
-            if (200..300).contains(&response.status) || request.pass.contains(&response.status) {
-                let body = match read {
-                    Some(limit) => response.read_to_end(limit).map_err(|e| {
-                        Attempt::Retry(StoreError::Unavailable(format!("{}: {e}", ctx.what())))
-                    })?,
-                    None => Vec::new(),
-                };
-                return Ok((response, body));
-            }
-            let code = response.header("x-ms-error-code").map(str::to_string);
-            let body = if request.method == Method::Head {
-                String::new()
-            } else {
-                response.text(MAX_ERROR_BYTES)
-            };
-            Err(errors::classify(
-                response.status,
-                code.as_deref(),
-                &body,
-                &ctx,
-            ))
-        })
+        key: Option<&str>,
+        query: &[(String, String)],
+        request: &Exchange<'_>,
+    ) -> Result<Reply, StoreError> {
+        let ctx = self.ctx(op, key);
+        request.send(
+            &ctx.what(),
+            |_| Ok(self.address(key, query, request)),
+            |e| errors::transport(e, &ctx),
+            |_, response, body| {
+                let code = response.header("x-ms-error-code");
+                errors::classify(response.status, code, body, &ctx)
+            },
+        )
     }
 
     /// One page of the blobs whose names start with `prefix`, after the
@@ -203,19 +139,21 @@ impl Client {
         marker: Option<&str>,
         max: u32,
     ) -> Result<ListPage, StoreError> {
-        let mut request = Request::new(Method::Get, None)
-            .query("restype", "container")
-            .query("comp", "list")
-            .query("maxresults", max.clamp(1, MAX_RESULTS).to_string());
+        let mut query = vec![
+            ("restype".to_string(), "container".to_string()),
+            ("comp".into(), "list".into()),
+            ("maxresults".into(), max.clamp(1, MAX_RESULTS).to_string()),
+        ];
         if !prefix.is_empty() {
-            request = request.query("prefix", prefix);
+            query.push(("prefix".into(), prefix.into()));
         }
         if let Some(marker) = marker {
-            request = request.query("marker", marker);
+            query.push(("marker".into(), marker.into()));
         }
-        let (_, body) = self.execute_read("list", &request, Some(MAX_LISTING_BYTES))?;
+        let request = Exchange::new(Method::Get).read(MAX_LISTING_BYTES);
+        let reply = self.execute("list", None, &query, &request)?;
         let ctx = self.ctx("list", None);
-        let text = String::from_utf8_lossy(&body);
+        let text = String::from_utf8_lossy(&reply.body);
         parse_list(&text).map_err(|e| {
             StoreError::Other(format!(
                 "{}: cannot read the service's listing: {e}",
@@ -227,7 +165,9 @@ impl Client {
     /// The blob's size and last modification.
     pub fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         check_key(key)?;
-        let response = self.execute("head", &Request::new(Method::Head, Some(key)))?;
+        let response = self
+            .execute("head", Some(key), &[], &Exchange::new(Method::Head))?
+            .response;
         let size = response
             .header("content-length")
             .and_then(|l| l.trim().parse().ok())
@@ -250,10 +190,10 @@ impl Client {
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_key(key)?;
         // Snapshots of the blob (none are made here) go with it.
-        let request = Request::new(Method::Delete, Some(key))
+        let request = Exchange::new(Method::Delete)
             .header("x-ms-delete-snapshots", "include")
             .pass(&[404]);
-        let response = self.execute("delete", &request)?;
+        let response = self.execute("delete", Some(key), &[], &request)?.response;
         if response.status == 404 && response.header("x-ms-error-code") == Some("ContainerNotFound")
         {
             return Err(StoreError::NoSuchContainer(format!(
@@ -272,35 +212,37 @@ impl Client {
         range: Option<&ByteRange>,
     ) -> Result<Option<Response>, StoreError> {
         check_key(key)?;
-        let mut request = Request::new(Method::Get, Some(key)).pass(&[416]);
+        let mut request = Exchange::new(Method::Get).pass(&[416]);
         if let Some(r) = range {
             request = request.header("x-ms-range", range_header(r));
         }
-        let response = self.execute("download", &request)?;
+        let response = self.execute("download", Some(key), &[], &request)?.response;
         Ok((response.status != 416).then_some(response))
     }
 
     fn put_blob(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
-        let request = Request::new(Method::Put, Some(key))
+        let request = Exchange::new(Method::Put)
             .header("x-ms-blob-type", "BlockBlob")
             .body(body);
-        self.execute("upload", &request).map(drop)
+        self.execute("upload", Some(key), &[], &request).map(drop)
     }
 
     fn put_block(&self, key: &str, id: &str, body: &[u8]) -> Result<(), StoreError> {
-        let request = Request::new(Method::Put, Some(key))
-            .query("comp", "block")
-            .query("blockid", id)
-            .body(body);
-        self.execute("upload a block of", &request).map(drop)
+        let query = [
+            ("comp".to_string(), "block".to_string()),
+            ("blockid".into(), id.into()),
+        ];
+        let request = Exchange::new(Method::Put).body(body);
+        self.execute("upload a block of", Some(key), &query, &request)
+            .map(drop)
     }
 
     fn put_block_list(&self, key: &str, ids: &[String]) -> Result<(), StoreError> {
         let body = block_list(ids);
-        let request = Request::new(Method::Put, Some(key))
-            .query("comp", "blocklist")
-            .body(body.as_bytes());
-        self.execute("commit the blocks of", &request).map(drop)
+        let query = [("comp".to_string(), "blocklist".to_string())];
+        let request = Exchange::new(Method::Put).body(body.as_bytes());
+        self.execute("commit the blocks of", Some(key), &query, &request)
+            .map(drop)
     }
 }
 

@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use druid_plugin_sdk::download::range_header;
+use druid_plugin_sdk::exchange::{Exchange, MAX_ERROR_BYTES, Reply, Target};
 use druid_plugin_sdk::http::{self, Method, Response, encode};
 use druid_plugin_sdk::parts::PartSink;
 use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
@@ -19,8 +20,6 @@ use crate::errors::{self, Ctx};
 use crate::listing::{LIST_FIELDS, parse_list, parse_object};
 use crate::upload::MAX_PARTS;
 
-/// The most of an error body read into a message.
-const MAX_ERROR_BYTES: usize = 16 << 10;
 /// The largest listing page or object resource read.
 const MAX_JSON_BYTES: usize = 32 << 20;
 /// The largest token response read.
@@ -48,57 +47,6 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
         )));
     }
     Ok(())
-}
-
-/// One request before it is authorized.
-struct Request<'a> {
-    method: Method,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: &'a [u8],
-    /// Error statuses returned as responses rather than errors.
-    pass: &'a [u16],
-    /// Read the body (up to this many bytes) inside the retry.
-    read: Option<usize>,
-}
-
-impl<'a> Request<'a> {
-    fn new(method: Method, url: String) -> Self {
-        Self {
-            method,
-            url,
-            headers: Vec::new(),
-            body: &[],
-            pass: &[],
-            read: None,
-        }
-    }
-
-    fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_string(), value.into()));
-        self
-    }
-
-    fn body(mut self, body: &'a [u8]) -> Self {
-        self.body = body;
-        self
-    }
-
-    fn pass(mut self, statuses: &'a [u16]) -> Self {
-        self.pass = statuses;
-        self
-    }
-
-    fn read(mut self, limit: usize) -> Self {
-        self.read = Some(limit);
-        self
-    }
-}
-
-/// A response, and its body when the request asked for it to be read.
-struct Reply {
-    response: Response,
-    body: Vec<u8>,
 }
 
 /// A bucket of the JSON API.
@@ -168,39 +116,38 @@ impl Client {
         Ok(Some(bearer))
     }
 
-    /// Sends `request` (retrying transient failures): a 2xx response, or
-    /// one whose status `request.pass` lists.
-    fn execute(&self, ctx: &Ctx<'_>, request: &Request<'_>) -> Result<Reply, StoreError> {
+    /// Sends `request` to `url` (retrying transient failures) with the
+    /// bearer token: a 2xx response, or one whose status `request.pass`
+    /// lists.
+    fn execute(
+        &self,
+        ctx: &Ctx<'_>,
+        url: &str,
+        request: &Exchange<'_>,
+    ) -> Result<Reply, StoreError> {
         let what = ctx.what();
-        with_backoff(Backoff::default(), |_| {
-            let mut headers = request.headers.clone();
-            if let Some(token) = self.bearer().map_err(Attempt::Fail)? {
-                headers.push(("authorization".into(), format!("Bearer {token}")));
-            }
-            let mut response = http::send(request.method, &request.url, &headers, request.body)
-                .map_err(|e| errors::transport(&e, &what))?;
-            let status = response.status;
-            if (200..300).contains(&status) || request.pass.contains(&status) {
-                let body = match request.read {
-                    Some(limit) => response.read_to_end(limit).map_err(|e| {
-                        Attempt::Retry(StoreError::Unavailable(format!("{what}: {e}")))
-                    })?,
-                    None => Vec::new(),
-                };
-                return Ok(Reply { response, body });
-            }
-            if status == 401 {
-                // A token the service no longer takes: the next call gets
-                // a new one.
-                self.token.borrow_mut().take();
-            }
-            let body = if request.method == Method::Head {
-                String::new()
-            } else {
-                response.text(MAX_ERROR_BYTES)
-            };
-            Err(errors::classify(status, &body, ctx))
-        })
+        request.send(
+            &what,
+            |_| {
+                let mut headers = Vec::new();
+                if let Some(token) = self.bearer().map_err(Attempt::Fail)? {
+                    headers.push(("authorization".into(), format!("Bearer {token}")));
+                }
+                Ok(Target {
+                    url: url.to_string(),
+                    headers,
+                })
+            },
+            |e| errors::transport(e, &what),
+            |_, response, body| {
+                if response.status == 401 {
+                    // A token the service no longer takes: the next call
+                    // gets a new one.
+                    self.token.borrow_mut().take();
+                }
+                errors::classify(response.status, body, ctx)
+            },
+        )
     }
 
     fn json<T>(
@@ -237,7 +184,7 @@ impl Client {
         }
         let url = self.objects_url(&format!("?{}", query.join("&")));
         let ctx = self.ctx("list", None);
-        let reply = self.execute(&ctx, &Request::new(Method::Get, url).read(MAX_JSON_BYTES))?;
+        let reply = self.execute(&ctx, &url, &Exchange::new(Method::Get).read(MAX_JSON_BYTES))?;
         self.json(&ctx, &reply, parse_list)
     }
 
@@ -246,7 +193,7 @@ impl Client {
         check_key(key)?;
         let ctx = self.ctx("head", Some(key));
         let url = format!("{}?fields=name,size,updated", self.object_url(key));
-        let reply = self.execute(&ctx, &Request::new(Method::Get, url).read(MAX_JSON_BYTES))?;
+        let reply = self.execute(&ctx, &url, &Exchange::new(Method::Get).read(MAX_JSON_BYTES))?;
         let mut info = self.json(&ctx, &reply, parse_object)?;
         info.key = key.to_string();
         Ok(info)
@@ -256,10 +203,10 @@ impl Client {
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_key(key)?;
         let ctx = self.ctx("delete", Some(key));
-        let request = Request::new(Method::Delete, self.object_url(key))
+        let request = Exchange::new(Method::Delete)
             .pass(&[404])
             .read(MAX_ERROR_BYTES);
-        let reply = self.execute(&ctx, &request)?;
+        let reply = self.execute(&ctx, &self.object_url(key), &request)?;
         if reply.response.status == 404 {
             let body = String::from_utf8_lossy(&reply.body);
             if let Attempt::Fail(e @ StoreError::NoSuchContainer(_)) =
@@ -281,11 +228,11 @@ impl Client {
         check_key(key)?;
         let ctx = self.ctx("download", Some(key));
         let url = format!("{}?alt=media", self.object_url(key));
-        let mut request = Request::new(Method::Get, url).pass(&[416]);
+        let mut request = Exchange::new(Method::Get).pass(&[416]);
         if let Some(r) = range {
             request = request.header("range", range_header(r));
         }
-        let reply = self.execute(&ctx, &request)?;
+        let reply = self.execute(&ctx, &url, &request)?;
         Ok((reply.response.status != 416).then_some(reply.response))
     }
 
@@ -293,10 +240,10 @@ impl Client {
     fn put_whole(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
         let ctx = self.ctx("upload", Some(key));
         let url = self.upload_url(&format!("uploadType=media&name={}", encode(key, false)));
-        let request = Request::new(Method::Post, url)
+        let request = Exchange::new(Method::Post)
             .header("content-type", "application/octet-stream")
             .body(body);
-        self.execute(&ctx, &request).map(drop)
+        self.execute(&ctx, &url, &request).map(drop)
     }
 
     /// Starts a resumable upload; returns its session's upload id.
@@ -304,11 +251,11 @@ impl Client {
         let ctx = self.ctx("start a resumable upload of", Some(key));
         let url = self.upload_url("uploadType=resumable");
         let metadata = serde_json::json!({ "name": key }).to_string();
-        let request = Request::new(Method::Post, url)
+        let request = Exchange::new(Method::Post)
             .header("content-type", "application/json; charset=UTF-8")
             .header("x-upload-content-type", "application/octet-stream")
             .body(metadata.as_bytes());
-        let reply = self.execute(&ctx, &request)?;
+        let reply = self.execute(&ctx, &url, &request)?;
         // The session is named by its upload id; the URL is built here
         // rather than followed, so a redirect to another host is never
         // taken.
@@ -350,11 +297,11 @@ impl Client {
         } else {
             format!("bytes {start}-{}/{total_text}", end - 1)
         };
-        let request = Request::new(Method::Put, self.session_url(upload_id))
+        let request = Exchange::new(Method::Put)
             .header("content-range", range)
             .body(body)
             .pass(&[308]);
-        let reply = self.execute(&ctx, &request)?;
+        let reply = self.execute(&ctx, &self.session_url(upload_id), &request)?;
         let status = reply.response.status;
         if total.is_some() {
             // The last piece: the object exists now (200 or 201).
@@ -386,9 +333,9 @@ impl Client {
     /// Cancels a resumable upload (the service answers 499).
     fn cancel(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
         let ctx = self.ctx("cancel the upload of", Some(key));
-        let request =
-            Request::new(Method::Delete, self.session_url(upload_id)).pass(&[404, 410, 499]);
-        self.execute(&ctx, &request).map(drop)
+        let request = Exchange::new(Method::Delete).pass(&[404, 410, 499]);
+        self.execute(&ctx, &self.session_url(upload_id), &request)
+            .map(drop)
     }
 }
 

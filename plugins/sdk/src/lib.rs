@@ -17,6 +17,7 @@
 //! `docs/plugin-api.md` for the contract, function by function.
 
 pub mod download;
+pub mod exchange;
 pub mod http;
 pub mod panic;
 pub mod parts;

@@ -8,6 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use druid_plugin_sdk::download::range_header;
+use druid_plugin_sdk::exchange::{Exchange, MAX_ERROR_BYTES, Reply, Target};
 use druid_plugin_sdk::http::{self, Method, Response, encode};
 use druid_plugin_sdk::parts::PartSink;
 use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
@@ -22,8 +23,6 @@ use crate::listing::{parse_list, segment_name, segment_names};
 use crate::upload::MAX_PARTS;
 use crate::upload::{parse_part, part_token};
 
-/// The most of an error body read into a message.
-const MAX_ERROR_BYTES: usize = 16 << 10;
 /// The largest listing page or token answer read (a catalog can be long).
 const MAX_JSON_BYTES: usize = 32 << 20;
 /// Swift's page limit.
@@ -41,67 +40,6 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
         )));
     }
     Ok(())
-}
-
-/// One request before it is authorized.
-struct Request<'a> {
-    method: Method,
-    /// The path below the container (`/<key>` or `?query`), or empty.
-    tail: String,
-    headers: Vec<(String, String)>,
-    body: &'a [u8],
-    /// Error statuses returned as responses rather than errors.
-    pass: &'a [u16],
-    /// Read the body (up to this many bytes) inside the retry.
-    read: Option<usize>,
-    /// Whether a 404 means the container is missing.
-    container_404: bool,
-}
-
-impl<'a> Request<'a> {
-    fn new(method: Method, tail: String) -> Self {
-        Self {
-            method,
-            tail,
-            headers: Vec::new(),
-            body: &[],
-            pass: &[],
-            read: None,
-            container_404: false,
-        }
-    }
-
-    fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_string(), value.into()));
-        self
-    }
-
-    fn body(mut self, body: &'a [u8]) -> Self {
-        self.body = body;
-        self
-    }
-
-    fn pass(mut self, statuses: &'a [u16]) -> Self {
-        self.pass = statuses;
-        self
-    }
-
-    fn read(mut self, limit: usize) -> Self {
-        self.read = Some(limit);
-        self
-    }
-
-    /// A 404 means the container is missing (a listing, a write).
-    fn container_404(mut self) -> Self {
-        self.container_404 = true;
-        self
-    }
-}
-
-/// A response, and its body when the request asked for it to be read.
-struct Reply {
-    response: Response,
-    body: Vec<u8>,
 }
 
 /// A Swift container.
@@ -124,6 +62,16 @@ impl Client {
             op,
             key,
             container: &self.settings.container,
+            container_404: false,
+        }
+    }
+
+    /// The context of a listing or a write: Swift answers 404 to those
+    /// only when the container is missing.
+    fn container_ctx<'a>(&'a self, op: &'a str, key: Option<&'a str>) -> Ctx<'a> {
+        Ctx {
+            container_404: true,
+            ..self.ctx(op, key)
         }
     }
 
@@ -145,48 +93,43 @@ impl Client {
         Ok(session)
     }
 
-    /// Sends `request` (retrying transient failures, and a refused token
-    /// once with a new one): a 2xx response, or one whose status
-    /// `request.pass` lists.
-    fn execute(&self, ctx: &Ctx<'_>, request: &Request<'_>) -> Result<Reply, StoreError> {
+    /// Sends `request` to `tail` below the container (`/<key>`, or
+    /// `?<query>`) with the token (retrying transient failures, and a
+    /// refused token once with a new one): a 2xx response, or one whose
+    /// status `request.pass` lists.
+    fn execute(
+        &self,
+        ctx: &Ctx<'_>,
+        tail: &str,
+        request: &Exchange<'_>,
+    ) -> Result<Reply, StoreError> {
         let what = ctx.what();
-        with_backoff(Backoff::default(), |attempt| {
-            let session = self.session().map_err(Attempt::Fail)?;
-            let url = format!(
-                "{}/{}{}",
-                session.storage_url,
-                encode(&self.settings.container, false),
-                request.tail
-            );
-            let mut headers = request.headers.clone();
-            headers.push(("x-auth-token".into(), session.token.clone()));
-            let mut response = http::send(request.method, &url, &headers, request.body)
-                .map_err(|e| errors::transport(&e, &what))?;
-            let status = response.status;
-            if (200..300).contains(&status) || request.pass.contains(&status) {
-                let body = match request.read {
-                    Some(limit) => response.read_to_end(limit).map_err(|e| {
-                        Attempt::Retry(StoreError::Unavailable(format!("{what}: {e}")))
-                    })?,
-                    None => Vec::new(),
-                };
-                return Ok(Reply { response, body });
-            }
-            let body = if request.method == Method::Head {
-                String::new()
-            } else {
-                response.text(MAX_ERROR_BYTES)
-            };
-            if status == 401 {
-                // A token Keystone revoked or that expired early: sign in
-                // again, once.
-                self.session.borrow_mut().take();
-                if attempt == 1 {
-                    return Err(Attempt::Retry(StoreError::AccessDenied(what.clone())));
+        request.send(
+            &what,
+            |_| {
+                let session = self.session().map_err(Attempt::Fail)?;
+                Ok(Target {
+                    url: format!(
+                        "{}/{}{tail}",
+                        session.storage_url,
+                        encode(&self.settings.container, false)
+                    ),
+                    headers: vec![("x-auth-token".into(), session.token)],
+                })
+            },
+            |e| errors::transport(e, &what),
+            |attempt, response, body| {
+                if response.status == 401 {
+                    // A token Keystone revoked or that expired early: sign
+                    // in again, once.
+                    self.session.borrow_mut().take();
+                    if attempt == 1 {
+                        return Attempt::Retry(StoreError::AccessDenied(what.clone()));
+                    }
                 }
-            }
-            Err(errors::classify(status, &body, ctx, request.container_404))
-        })
+                errors::classify(response.status, body, ctx)
+            },
+        )
     }
 
     /// One page of the objects whose names start with `prefix`, after the
@@ -206,11 +149,13 @@ impl Client {
         if let Some(m) = marker {
             query.push(format!("marker={}", encode(m, false)));
         }
-        let ctx = self.ctx("list", None);
-        let request = Request::new(Method::Get, format!("?{}", query.join("&")))
-            .read(MAX_JSON_BYTES)
-            .container_404();
-        let reply = self.execute(&ctx, &request)?;
+        let ctx = self.container_ctx("list", None);
+        let tail = format!("?{}", query.join("&"));
+        let reply = self.execute(
+            &ctx,
+            &tail,
+            &Exchange::new(Method::Get).read(MAX_JSON_BYTES),
+        )?;
         parse_list(&String::from_utf8_lossy(&reply.body), limit).map_err(|e| {
             StoreError::Other(format!("{}: cannot read Swift's listing: {e}", ctx.what()))
         })
@@ -221,7 +166,7 @@ impl Client {
     pub fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         check_key(key)?;
         let ctx = self.ctx("head", Some(key));
-        let reply = self.execute(&ctx, &Request::new(Method::Head, Self::object_tail(key)))?;
+        let reply = self.execute(&ctx, &Self::object_tail(key), &Exchange::new(Method::Head))?;
         let size = reply
             .response
             .header("content-length")
@@ -245,8 +190,9 @@ impl Client {
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_key(key)?;
         let ctx = self.ctx("delete", Some(key));
-        let head = Request::new(Method::Head, Self::object_tail(key)).pass(&[404]);
-        let found = self.execute(&ctx, &head)?.response;
+        let tail = Self::object_tail(key);
+        let head = Exchange::new(Method::Head).pass(&[404]);
+        let found = self.execute(&ctx, &tail, &head)?.response;
         let missing = found.status == 404;
         let dlo = found.header("x-object-manifest").is_some();
         if !missing {
@@ -255,17 +201,17 @@ impl Client {
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
             // `multipart-manifest=delete` deletes a static large object
             // with its segments (Swift refuses it for any other object).
-            let request = if slo {
-                Request::new(
-                    Method::Delete,
-                    format!("{}?multipart-manifest=delete", Self::object_tail(key)),
+            let (tail, request) = if slo {
+                (
+                    format!("{tail}?multipart-manifest=delete"),
+                    Exchange::new(Method::Delete)
+                        .header("accept", "application/json")
+                        .read(MAX_ERROR_BYTES),
                 )
-                .header("accept", "application/json")
-                .read(MAX_ERROR_BYTES)
             } else {
-                Request::new(Method::Delete, Self::object_tail(key))
+                (tail, Exchange::new(Method::Delete))
             };
-            let reply = self.execute(&ctx, &request.pass(&[404]))?;
+            let reply = self.execute(&ctx, &tail, &request.pass(&[404]))?;
             if slo {
                 check_bulk_answer(&ctx, &reply.body)?;
             }
@@ -281,7 +227,7 @@ impl Client {
     /// Deletes the segments `<key>/NNNNNNNNNN` that exist, page by page.
     fn delete_segments(&self, key: &str) -> Result<(), StoreError> {
         let prefix = format!("{key}/");
-        let ctx = self.ctx("delete the segments of", Some(key));
+        let ctx = self.container_ctx("delete the segments of", Some(key));
         let mut marker: Option<String> = None;
         loop {
             // `list` leaves segments out: read the raw names.
@@ -292,10 +238,8 @@ impl Client {
             if let Some(m) = &marker {
                 query.push_str(&format!("&marker={}", encode(m, false)));
             }
-            let request = Request::new(Method::Get, query)
-                .read(MAX_JSON_BYTES)
-                .container_404();
-            let reply = self.execute(&ctx, &request)?;
+            let request = Exchange::new(Method::Get).read(MAX_JSON_BYTES);
+            let reply = self.execute(&ctx, &query, &request)?;
             let page =
                 segment_names(&String::from_utf8_lossy(&reply.body), &prefix).map_err(|e| {
                     StoreError::Other(format!("{}: cannot read Swift's listing: {e}", ctx.what()))
@@ -312,8 +256,9 @@ impl Client {
 
     fn delete_one(&self, name: &str) -> Result<(), StoreError> {
         let ctx = self.ctx("delete", Some(name));
-        let request = Request::new(Method::Delete, Self::object_tail(name)).pass(&[404]);
-        self.execute(&ctx, &request).map(drop)
+        let request = Exchange::new(Method::Delete).pass(&[404]);
+        self.execute(&ctx, &Self::object_tail(name), &request)
+            .map(drop)
     }
 
     /// The object's content, or the bytes of `range`; none when the range
@@ -325,23 +270,22 @@ impl Client {
     ) -> Result<Option<Response>, StoreError> {
         check_key(key)?;
         let ctx = self.ctx("download", Some(key));
-        let mut request = Request::new(Method::Get, Self::object_tail(key)).pass(&[416]);
+        let mut request = Exchange::new(Method::Get).pass(&[416]);
         if let Some(r) = range {
             request = request.header("range", range_header(r));
         }
-        let reply = self.execute(&ctx, &request)?;
+        let reply = self.execute(&ctx, &Self::object_tail(key), &request)?;
         Ok((reply.response.status != 416).then_some(reply.response))
     }
 
     /// Stores `body` as `name`; returns Swift's ETag (the MD5 of the
     /// bytes it stored).
     fn put(&self, op: &str, name: &str, body: &[u8]) -> Result<String, StoreError> {
-        let ctx = self.ctx(op, Some(name));
-        let request = Request::new(Method::Put, Self::object_tail(name))
+        let ctx = self.container_ctx(op, Some(name));
+        let request = Exchange::new(Method::Put)
             .header("content-type", "application/octet-stream")
-            .body(body)
-            .container_404();
-        let reply = self.execute(&ctx, &request)?;
+            .body(body);
+        let reply = self.execute(&ctx, &Self::object_tail(name), &request)?;
         reply
             .response
             .header("etag")
@@ -353,7 +297,7 @@ impl Client {
     /// Writes the static large object manifest of `key` over its
     /// segments (`(etag, size)` each, in order).
     fn put_manifest(&self, key: &str, segments: &[(String, u64)]) -> Result<(), StoreError> {
-        let ctx = self.ctx("write the manifest of", Some(key));
+        let ctx = self.container_ctx("write the manifest of", Some(key));
         let manifest: Vec<_> = segments
             .iter()
             .enumerate()
@@ -366,15 +310,12 @@ impl Client {
             })
             .collect();
         let body = serde_json::Value::Array(manifest).to_string();
-        let request = Request::new(
-            Method::Put,
-            format!("{}?multipart-manifest=put", Self::object_tail(key)),
-        )
-        .header("content-type", "application/octet-stream")
-        .body(body.as_bytes())
-        .read(MAX_ERROR_BYTES)
-        .container_404();
-        self.execute(&ctx, &request).map(drop)
+        let tail = format!("{}?multipart-manifest=put", Self::object_tail(key));
+        let request = Exchange::new(Method::Put)
+            .header("content-type", "application/octet-stream")
+            .body(body.as_bytes())
+            .read(MAX_ERROR_BYTES);
+        self.execute(&ctx, &tail, &request).map(drop)
     }
 }
 

@@ -17,6 +17,9 @@ pub struct Ctx<'a> {
     pub key: Option<&'a str>,
     /// The container.
     pub container: &'a str,
+    /// Whether a 404 means the container is missing (a listing, or a
+    /// write, which Swift refuses with 404 only then).
+    pub container_404: bool,
 }
 
 impl Ctx<'_> {
@@ -52,18 +55,11 @@ fn detail(status: u16, body: &str) -> String {
 }
 
 /// Maps a Swift error response to a `store-error`, saying whether to
-/// retry. `container_missing`: the 404 is about the container (a listing,
-/// or a write, which Swift refuses with 404 only when the container is
-/// missing).
-pub fn classify(
-    status: u16,
-    body: &str,
-    ctx: &Ctx<'_>,
-    container_missing: bool,
-) -> Attempt<StoreError> {
+/// retry.
+pub fn classify(status: u16, body: &str, ctx: &Ctx<'_>) -> Attempt<StoreError> {
     let message = format!("{}: {}", ctx.what(), detail(status, body));
     match status {
-        404 if container_missing => Attempt::Fail(StoreError::NoSuchContainer(format!(
+        404 if ctx.container_404 => Attempt::Fail(StoreError::NoSuchContainer(format!(
             "{message} (create the container, or fix store.container)"
         ))),
         404 => Attempt::Fail(StoreError::NotFound(message)),

@@ -383,6 +383,11 @@ fn errors_say_what_failed_and_whether_to_retry() {
         op: "upload",
         key: Some("v2/Full-1"),
         container: "backups",
+        container_404: false,
+    };
+    let write = Ctx {
+        container_404: true,
+        ..ctx
     };
     let fail = |a: Attempt<StoreError>| match a {
         Attempt::Fail(e) => e,
@@ -394,21 +399,21 @@ fn errors_say_what_failed_and_whether_to_retry() {
     };
     let html = "<html><h1>Not Found</h1><p>The resource could not be found.</p></html>";
     assert!(
-        matches!(fail(classify(404, html, &ctx, true)), StoreError::NoSuchContainer(m) if m.contains("create the container"))
+        matches!(fail(classify(404, html, &write)), StoreError::NoSuchContainer(m) if m.contains("create the container"))
     );
     assert!(
-        matches!(fail(classify(404, html, &ctx, false)), StoreError::NotFound(m) if m.contains("\"v2/Full-1\" in container \"backups\""))
+        matches!(fail(classify(404, html, &ctx)), StoreError::NotFound(m) if m.contains("\"v2/Full-1\" in container \"backups\""))
     );
     assert!(matches!(
-        fail(classify(403, "", &ctx, false)),
+        fail(classify(403, "", &ctx)),
         StoreError::AccessDenied(_)
     ));
     assert!(matches!(
-        retry(classify(503, "Service Unavailable", &ctx, false)),
+        retry(classify(503, "Service Unavailable", &ctx)),
         StoreError::Unavailable(m) if m.contains("HTTP 503: Service Unavailable")
     ));
     assert!(matches!(
-        retry(classify(498, "", &ctx, false)),
+        retry(classify(498, "", &ctx)),
         StoreError::Throttled(_)
     ));
 

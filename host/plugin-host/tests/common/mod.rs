@@ -134,13 +134,6 @@ pub fn swift_config_with(container: &str, password: &str) -> StoreConfig {
         "Swift",
         container,
         Some(swift.proxy_url()),
-        &[
-            ("authURL", swift.auth_url()),
-            ("domainName", swift.domain()),
-            ("tenantName", swift.project()),
-            ("username", swift.username()),
-            ("password", password),
-            ("region", swift.region()),
-        ],
+        &swift.store_secret(password),
     )
 }

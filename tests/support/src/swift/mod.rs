@@ -235,6 +235,20 @@ impl SwiftServer {
         &self.password
     }
 
+    /// A Swift store secret for the user, with upstream's keys
+    /// (`authURL`, `domainName`, `tenantName`, `username`, `password`,
+    /// `region`) and `password` as the password.
+    pub fn store_secret<'a>(&'a self, password: &'a str) -> [(&'static str, &'a str); 6] {
+        [
+            ("authURL", self.auth_url()),
+            ("domainName", self.domain()),
+            ("tenantName", self.project()),
+            ("username", self.username()),
+            ("password", password),
+            ("region", self.region()),
+        ]
+    }
+
     /// A new token of the user scoped to project `etcd` (password
     /// authentication), for tests that talk to Swift directly in
     /// `X-Auth-Token`. Valid for an hour.
