@@ -106,17 +106,10 @@ pub fn classify(
 /// host allows only the account's endpoint or the override), a broken
 /// connection is retried.
 pub fn transport(e: &http::Error, ctx: &Ctx<'_>) -> Attempt<StoreError> {
-    let what = ctx.what();
-    match e {
-        http::Error::Denied(m) => Attempt::Fail(StoreError::Unavailable(format!(
-            "{what}: {m} (the plugin reaches only https://<storageAccount>.<domain> of Azure's \
-             clouds, or store.endpointOverride)"
-        ))),
-        http::Error::InvalidUrl(m) => {
-            Attempt::Fail(StoreError::InvalidConfig(format!("{what}: {m}")))
-        }
-        http::Error::Transport(m) => {
-            Attempt::Retry(StoreError::Unavailable(format!("{what}: {m}")))
-        }
-    }
+    druid_plugin_sdk::exchange::transport(
+        e,
+        &ctx.what(),
+        "the plugin reaches only https://<storageAccount>.<domain> of Azure's clouds, or \
+         store.endpointOverride",
+    )
 }

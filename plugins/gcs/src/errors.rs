@@ -137,16 +137,10 @@ pub fn classify_token(status: u16, body: &str, token_uri: &str) -> Attempt<Store
 /// host allows only Google's hosts, the token endpoint or the override),
 /// a broken connection is retried.
 pub fn transport(e: &http::Error, what: &str) -> Attempt<StoreError> {
-    match e {
-        http::Error::Denied(m) => Attempt::Fail(StoreError::Unavailable(format!(
-            "{what}: {m} (the plugin reaches only storage.googleapis.com, the service account's \
-             token_uri, or store.endpointOverride)"
-        ))),
-        http::Error::InvalidUrl(m) => {
-            Attempt::Fail(StoreError::InvalidConfig(format!("{what}: {m}")))
-        }
-        http::Error::Transport(m) => {
-            Attempt::Retry(StoreError::Unavailable(format!("{what}: {m}")))
-        }
-    }
+    druid_plugin_sdk::exchange::transport(
+        e,
+        what,
+        "the plugin reaches only storage.googleapis.com, the service account's token_uri, or \
+         store.endpointOverride",
+    )
 }

@@ -49,6 +49,24 @@ pub struct Target {
     pub headers: Vec<(String, String)>,
 }
 
+/// Maps a request that got no response: a destination the host refused is
+/// final, and the message adds `reach` (what the plugin may reach, and how
+/// to allow more); an invalid URL is a configuration error; a broken
+/// connection is retried.
+pub fn transport(e: &http::Error, what: &str, reach: &str) -> Attempt<StoreError> {
+    match e {
+        http::Error::Denied(m) => {
+            Attempt::Fail(StoreError::Unavailable(format!("{what}: {m} ({reach})")))
+        }
+        http::Error::InvalidUrl(m) => {
+            Attempt::Fail(StoreError::InvalidConfig(format!("{what}: {m}")))
+        }
+        http::Error::Transport(m) => {
+            Attempt::Retry(StoreError::Unavailable(format!("{what}: {m}")))
+        }
+    }
+}
+
 impl<'a> Exchange<'a> {
     /// A request with `method`, no headers and no body.
     pub fn new(method: Method) -> Self {
@@ -125,5 +143,39 @@ impl<'a> Exchange<'a> {
             };
             Err(refuse(attempt, &response, &body))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_final_and_name_what_may_be_reached_broken_connections_retried() {
+        let denied = http::Error::Denied("http://elsewhere:1 is not allowed".into());
+        let Attempt::Fail(StoreError::Unavailable(m)) = transport(&denied, "list", "only X") else {
+            panic!("a refusal is final and unavailable")
+        };
+        assert_eq!(m, "list: http://elsewhere:1 is not allowed (only X)");
+        let invalid = http::Error::InvalidUrl("no host".into());
+        assert!(matches!(
+            transport(&invalid, "head", "only X"),
+            Attempt::Fail(StoreError::InvalidConfig(m)) if m == "head: no host"
+        ));
+        let broken = http::Error::Transport("connection reset".into());
+        assert!(matches!(
+            transport(&broken, "get", "only X"),
+            Attempt::Retry(StoreError::Unavailable(m)) if m == "get: connection reset"
+        ));
+        let request = Exchange::new(Method::Put)
+            .header("a", "b")
+            .body(b"xy")
+            .pass(&[404])
+            .read(10);
+        assert_eq!(request.headers, [("a".to_string(), "b".to_string())]);
+        assert_eq!(
+            (request.body, request.pass, request.read),
+            (&b"xy"[..], &[404u16][..], Some(10))
+        );
     }
 }

@@ -100,17 +100,11 @@ pub fn classify_keystone(status: u16, body: &str, auth_url: &str) -> Attempt<Sto
 /// broken connection is retried. A refused object store says how to allow
 /// it.
 pub fn transport(e: &http::Error, what: &str) -> Attempt<StoreError> {
-    match e {
-        http::Error::Denied(m) => Attempt::Fail(StoreError::Unavailable(format!(
-            "{what}: {m} (the plugin reaches only the store secret's `authURL` and \
-             store.endpointOverride: when Keystone's catalog names an object store on another \
-             host, set store.endpointOverride to it)"
-        ))),
-        http::Error::InvalidUrl(m) => {
-            Attempt::Fail(StoreError::InvalidConfig(format!("{what}: {m}")))
-        }
-        http::Error::Transport(m) => {
-            Attempt::Retry(StoreError::Unavailable(format!("{what}: {m}")))
-        }
-    }
+    druid_plugin_sdk::exchange::transport(
+        e,
+        what,
+        "the plugin reaches only the store secret's `authURL` and store.endpointOverride: when \
+         Keystone's catalog names an object store on another host, set store.endpointOverride \
+         to it",
+    )
 }
