@@ -285,7 +285,6 @@ pub const POOL_MAX_MEMORY: usize = 32 << 20;
 /// directory (Local) keeps none: its directory is opened when an instance
 /// starts, and a directory moved or replaced since must not be written
 /// through an old handle (found by the sidecar's store-outage test).
-#[derive(Default)]
 struct Pool {
     idle: Mutex<Vec<Open>>,
     /// Whether instances are kept at all.
@@ -470,6 +469,51 @@ impl PluginStore {
         }
     }
 
+    /// A plugin's store error in host terms; the instance answered as the
+    /// WIT says, so it may serve the store's next call.
+    fn plugin_error(&self, open: Open, e: wit::StoreError) -> StoreError {
+        let e = self.map_error(&open.session, e);
+        self.pool.give_back(open);
+        e
+    }
+
+    /// A listing page as the host takes it: within the return limits and
+    /// the listing contract (docs/plugin-api.md).
+    fn checked_page(
+        &self,
+        prefix: &str,
+        page_token: Option<&str>,
+        max_keys: u32,
+        page: wit::ListPage,
+    ) -> Result<ListPage, StoreError> {
+        let limit = self.provider.host().limits().max_return_bytes;
+        self.check_size(
+            "store.list",
+            "a listing page (objects)",
+            page.objects.len(),
+            MAX_PAGE_OBJECTS,
+        )?;
+        let bytes: usize = page.objects.iter().map(|o| o.key.len() + 24).sum::<usize>()
+            + page.next_token.as_ref().map_or(0, String::len);
+        self.check_size("store.list", "a listing page", bytes, limit)?;
+        if let Some(problem) = page_problem(
+            prefix,
+            page_token,
+            max_keys,
+            page.objects.iter().map(|o| o.key.as_str()),
+            page.next_token.as_deref(),
+        ) {
+            return Err(StoreError::Other {
+                store: self.label.clone(),
+                message: problem,
+            });
+        }
+        Ok(ListPage {
+            objects: page.objects.into_iter().map(object).collect(),
+            next_token: page.next_token,
+        })
+    }
+
     fn check_size(
         &self,
         call: &'static str,
@@ -516,35 +560,14 @@ impl SnapshotStore for PluginStore {
             .druid_plugin_object_store()
             .store()
             .call_list(store, handle, prefix, page_token.as_deref(), max_keys))?;
-        let page = result.map_err(|e| self.map_error(&open.session, e));
+        let page = match result {
+            Ok(page) => page,
+            Err(e) => return Err(self.plugin_error(open, e)),
+        };
+        // A page over a limit or against the contract drops the instance.
+        let page = self.checked_page(prefix, page_token.as_deref(), max_keys, page)?;
         self.pool.give_back(open);
-        let page = page?;
-        let limit = self.provider.host().limits().max_return_bytes;
-        self.check_size(
-            "store.list",
-            "a listing page (objects)",
-            page.objects.len(),
-            MAX_PAGE_OBJECTS,
-        )?;
-        let bytes: usize = page.objects.iter().map(|o| o.key.len() + 24).sum::<usize>()
-            + page.next_token.as_ref().map_or(0, String::len);
-        self.check_size("store.list", "a listing page", bytes, limit)?;
-        if let Some(problem) = page_problem(
-            prefix,
-            page_token.as_deref(),
-            max_keys,
-            page.objects.iter().map(|o| o.key.as_str()),
-            page.next_token.as_deref(),
-        ) {
-            return Err(StoreError::Other {
-                store: self.label.clone(),
-                message: problem,
-            });
-        }
-        Ok(ListPage {
-            objects: page.objects.into_iter().map(object).collect(),
-            next_token: page.next_token,
-        })
+        Ok(page)
     }
 
     async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
@@ -554,10 +577,12 @@ impl SnapshotStore for PluginStore {
             .druid_plugin_object_store()
             .store()
             .call_head(store, handle, key))?;
-        let info = result.map_err(|e| self.map_error(&open.session, e));
-        self.pool.give_back(open);
-        let info = info?;
+        let info = match result {
+            Ok(info) => info,
+            Err(e) => return Err(self.plugin_error(open, e)),
+        };
         self.check_size("store.head", "a key", info.key.len(), MAX_MESSAGE)?;
+        self.pool.give_back(open);
         Ok(object(info))
     }
 
@@ -568,9 +593,13 @@ impl SnapshotStore for PluginStore {
             .druid_plugin_object_store()
             .store()
             .call_delete(store, handle, key))?;
-        let result = result.map_err(|e| self.map_error(&open.session, e));
-        self.pool.give_back(open);
-        result
+        match result {
+            Ok(()) => {
+                self.pool.give_back(open);
+                Ok(())
+            }
+            Err(e) => Err(self.plugin_error(open, e)),
+        }
     }
 
     async fn upload(

@@ -268,7 +268,8 @@ async fn keys(store: &druid_plugin_host::PluginStore) -> Vec<String> {
 
 /// A store's instance serves its next calls (what the plugin holds, such
 /// as a token, is reused), but never another store's, and an instance
-/// that trapped is dropped: the next call starts afresh.
+/// that trapped or answered against the contract is dropped: the next
+/// call starts afresh.
 #[tokio::test]
 async fn an_instance_serves_its_stores_next_calls_until_it_misbehaves() {
     let registry = registry(Limits::default()).await;
@@ -292,5 +293,13 @@ async fn an_instance_serves_its_stores_next_calls_until_it_misbehaves() {
         "{err:?}"
     );
     // The trapped instance is gone: a new one counts from one again.
+    assert_eq!(keys(&store).await, ["00001"]);
+
+    // A page against the listing contract (unsorted) drops the instance
+    // too, though the plugin did not trap.
+    let store = hostile(&registry, "count-then-unsorted", "");
+    assert_eq!(keys(&store).await, ["00001"]);
+    let err = store.list_page("", None, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::Other { .. }), "{err:?}");
     assert_eq!(keys(&store).await, ["00001"]);
 }

@@ -218,6 +218,8 @@ impl GuestStore for HostileStore {
                 panic!("the hostile plugin panics on its third call")
             }
             "count-then-panic" => page(&[&format!("{calls:05}")], None),
+            "count-then-unsorted" if calls == 2 => page(&["b", "a"], None),
+            "count-then-unsorted" => page(&[&format!("{calls:05}")], None),
             // Keys below the prefix and in order, so that only the tokens
             // or the page size misbehave.
             "repeat-token" => page(&["again"], Some("the-same-token".into())),
