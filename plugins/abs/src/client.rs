@@ -7,10 +7,11 @@ use std::rc::Rc;
 use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::exchange::{Exchange, Reply, Target};
 use druid_plugin_sdk::http::{Method, Response, encode};
+use druid_plugin_sdk::object::{ObjectClient, head_info, log_open};
 use druid_plugin_sdk::parts::PartSink;
-use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreError};
+use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreConfig, StoreError};
 
-use crate::config::{Auth, Settings};
+use crate::config::{self, Auth, Settings};
 use crate::errors::{self, Ctx};
 use crate::listing::{block_id, block_list, parse_list};
 use crate::sign::{self, API_VERSION, Signed};
@@ -131,14 +132,58 @@ impl Client {
         )
     }
 
+    fn put_blob(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
+        let request = Exchange::new(Method::Put)
+            .header("x-ms-blob-type", "BlockBlob")
+            .body(body);
+        self.execute("upload", Some(key), &[], &request).map(drop)
+    }
+
+    fn put_block(&self, key: &str, id: &str, body: &[u8]) -> Result<(), StoreError> {
+        let query = [
+            ("comp".to_string(), "block".to_string()),
+            ("blockid".into(), id.into()),
+        ];
+        let request = Exchange::new(Method::Put).body(body);
+        self.execute("upload a block of", Some(key), &query, &request)
+            .map(drop)
+    }
+
+    fn put_block_list(&self, key: &str, ids: &[String]) -> Result<(), StoreError> {
+        let body = block_list(ids);
+        let query = [("comp".to_string(), "blocklist".to_string())];
+        let request = Exchange::new(Method::Put).body(body.as_bytes());
+        self.execute("commit the blocks of", Some(key), &query, &request)
+            .map(drop)
+    }
+}
+
+impl ObjectClient for Client {
+    type Sink = HttpSink;
+
+    fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let settings = config::parse(config)?;
+        log_open(
+            &settings.warnings,
+            &format!(
+                "{} container {:?} of storage account {:?} at {} ({:?}, {})",
+                settings.provider,
+                settings.container,
+                settings.account,
+                settings.origin,
+                settings.endpoint_source,
+                match settings.auth {
+                    config::Auth::SharedKey(_) => "shared key",
+                    config::Auth::Sas(_) => "SAS token",
+                }
+            ),
+        );
+        Ok(Self::new(settings))
+    }
+
     /// One page of the blobs whose names start with `prefix`, after the
     /// page `marker` ended.
-    pub fn list(
-        &self,
-        prefix: &str,
-        marker: Option<&str>,
-        max: u32,
-    ) -> Result<ListPage, StoreError> {
+    fn list(&self, prefix: &str, marker: Option<&str>, max: u32) -> Result<ListPage, StoreError> {
         let mut query = vec![
             ("restype".to_string(), "container".to_string()),
             ("comp".into(), "list".into()),
@@ -163,31 +208,16 @@ impl Client {
     }
 
     /// The blob's size and last modification.
-    pub fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+    fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         check_key(key)?;
         let response = self
             .execute("head", Some(key), &[], &Exchange::new(Method::Head))?
             .response;
-        let size = response
-            .header("content-length")
-            .and_then(|l| l.trim().parse().ok())
-            .ok_or_else(|| {
-                StoreError::Other(format!(
-                    "{}: the answer has no Content-Length",
-                    self.ctx("head", Some(key)).what()
-                ))
-            })?;
-        Ok(ObjectInfo {
-            key: key.to_string(),
-            size,
-            last_modified: response
-                .header("last-modified")
-                .and_then(druid_plugin_sdk::time::parse_http_date),
-        })
+        head_info(key, &response, &self.ctx("head", Some(key)).what())
     }
 
     /// Deletes the blob; a missing blob is not an error.
-    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_key(key)?;
         // Snapshots of the blob (none are made here) go with it.
         let request = Exchange::new(Method::Delete)
@@ -206,11 +236,7 @@ impl Client {
 
     /// The blob's content, or the bytes of `range`; none when the range
     /// starts past the end (the service's 416).
-    pub fn get(
-        &self,
-        key: &str,
-        range: Option<&ByteRange>,
-    ) -> Result<Option<Response>, StoreError> {
+    fn get(&self, key: &str, range: Option<&ByteRange>) -> Result<Option<Response>, StoreError> {
         check_key(key)?;
         let mut request = Exchange::new(Method::Get).pass(&[416]);
         if let Some(r) = range {
@@ -220,29 +246,16 @@ impl Client {
         Ok((response.status != 416).then_some(response))
     }
 
-    fn put_blob(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
-        let request = Exchange::new(Method::Put)
-            .header("x-ms-blob-type", "BlockBlob")
-            .body(body);
-        self.execute("upload", Some(key), &[], &request).map(drop)
+    fn check_key(key: &str) -> Result<(), StoreError> {
+        check_key(key)
     }
 
-    fn put_block(&self, key: &str, id: &str, body: &[u8]) -> Result<(), StoreError> {
-        let query = [
-            ("comp".to_string(), "block".to_string()),
-            ("blockid".into(), id.into()),
-        ];
-        let request = Exchange::new(Method::Put).body(body);
-        self.execute("upload a block of", Some(key), &query, &request)
-            .map(drop)
+    fn part_size(size_hint: Option<u64>) -> usize {
+        crate::upload::block_size(size_hint)
     }
 
-    fn put_block_list(&self, key: &str, ids: &[String]) -> Result<(), StoreError> {
-        let body = block_list(ids);
-        let query = [("comp".to_string(), "blocklist".to_string())];
-        let request = Exchange::new(Method::Put).body(body.as_bytes());
-        self.execute("commit the blocks of", Some(key), &query, &request)
-            .map(drop)
+    fn sink(client: Rc<Self>, key: String, _part_size: usize) -> HttpSink {
+        HttpSink::new(client, key)
     }
 }
 

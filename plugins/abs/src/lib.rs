@@ -21,15 +21,11 @@ pub mod sign;
 pub mod upload;
 pub mod wiring;
 
-use std::rc::Rc;
-
 use druid_plugin_sdk::download::RangedBody;
+use druid_plugin_sdk::object::ObjectStore;
 use druid_plugin_sdk::parts::PartUpload;
-use druid_plugin_sdk::store::{
-    ByteRange, Download, GuestStore, ListPage, ObjectInfo, Store, StoreConfig, StoreError, Upload,
-};
 use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
-use druid_plugin_sdk::{log, plugin_info, provider, store};
+use druid_plugin_sdk::{plugin_info, provider, store};
 
 use crate::client::{Client, HttpSink};
 
@@ -57,75 +53,9 @@ impl store::Guest for Abs {
         config::contract()
     }
 
-    type Store = AbsStore;
+    type Store = ObjectStore<Client>;
     type Upload = PartUpload<HttpSink>;
     type Download = RangedBody;
-}
-
-/// A blob container.
-pub struct AbsStore {
-    client: Rc<Client>,
-}
-
-impl GuestStore for AbsStore {
-    fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        let settings = config::parse(&config)?;
-        for warning in &settings.warnings {
-            log::warn(warning);
-        }
-        log::debug(&format!(
-            "{} container {:?} of storage account {:?} at {} ({:?}, {})",
-            settings.provider,
-            settings.container,
-            settings.account,
-            settings.origin,
-            settings.endpoint_source,
-            match settings.auth {
-                config::Auth::SharedKey(_) => "shared key",
-                config::Auth::Sas(_) => "SAS token",
-            }
-        ));
-        Ok(Store::new(AbsStore {
-            client: Rc::new(Client::new(settings)),
-        }))
-    }
-
-    fn list(
-        &self,
-        prefix: String,
-        page_token: Option<String>,
-        max_keys: u32,
-    ) -> Result<ListPage, StoreError> {
-        self.client.list(&prefix, page_token.as_deref(), max_keys)
-    }
-
-    fn head(&self, key: String) -> Result<ObjectInfo, StoreError> {
-        self.client.head(&key)
-    }
-
-    fn delete(&self, key: String) -> Result<(), StoreError> {
-        self.client.delete(&key)
-    }
-
-    fn upload(&self, key: String, size_hint: Option<u64>) -> Result<Upload, StoreError> {
-        client::check_key(&key)?;
-        let sink = HttpSink::new(Rc::clone(&self.client), key.clone());
-        Ok(Upload::new(PartUpload::new(
-            key,
-            sink,
-            upload::block_size(size_hint),
-        )))
-    }
-
-    fn download(&self, key: String, range: Option<ByteRange>) -> Result<Download, StoreError> {
-        RangedBody::open(
-            key,
-            range,
-            |k| self.client.head(k),
-            |k, r| self.client.get(k, r),
-        )
-        .map(Download::new)
-    }
 }
 
 // Exported only in the wasm build: the export names (`druid:plugin/...`) are

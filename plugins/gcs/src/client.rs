@@ -9,13 +9,14 @@ use std::rc::Rc;
 use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::exchange::{Exchange, MAX_ERROR_BYTES, Reply, Target};
 use druid_plugin_sdk::http::{self, Method, Response, encode};
+use druid_plugin_sdk::object::{ObjectClient, log_open};
 use druid_plugin_sdk::parts::PartSink;
 use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
-use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreError};
+use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreConfig, StoreError};
 use druid_plugin_sdk::time::now_unix;
 
 use crate::auth::{ServiceAccount, Token, parse_token_response};
-use crate::config::{Auth, Settings};
+use crate::config::{self, Auth, Settings};
 use crate::errors::{self, Ctx};
 use crate::listing::{LIST_FIELDS, parse_list, parse_object};
 use crate::upload::MAX_PARTS;
@@ -164,78 +165,6 @@ impl Client {
         })
     }
 
-    /// One page of the objects whose names start with `prefix`, after the
-    /// page `page_token` ended.
-    pub fn list(
-        &self,
-        prefix: &str,
-        page_token: Option<&str>,
-        max: u32,
-    ) -> Result<ListPage, StoreError> {
-        let mut query = vec![
-            format!("maxResults={}", max.clamp(1, MAX_RESULTS)),
-            format!("fields={}", encode(LIST_FIELDS, false)),
-        ];
-        if !prefix.is_empty() {
-            query.push(format!("prefix={}", encode(prefix, false)));
-        }
-        if let Some(token) = page_token {
-            query.push(format!("pageToken={}", encode(token, false)));
-        }
-        let url = self.objects_url(&format!("?{}", query.join("&")));
-        let ctx = self.ctx("list", None);
-        let reply = self.execute(&ctx, &url, &Exchange::new(Method::Get).read(MAX_JSON_BYTES))?;
-        self.json(&ctx, &reply, parse_list)
-    }
-
-    /// The object's size and last modification.
-    pub fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
-        check_key(key)?;
-        let ctx = self.ctx("head", Some(key));
-        let url = format!("{}?fields=name,size,updated", self.object_url(key));
-        let reply = self.execute(&ctx, &url, &Exchange::new(Method::Get).read(MAX_JSON_BYTES))?;
-        let mut info = self.json(&ctx, &reply, parse_object)?;
-        info.key = key.to_string();
-        Ok(info)
-    }
-
-    /// Deletes the object; a missing object is not an error.
-    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        check_key(key)?;
-        let ctx = self.ctx("delete", Some(key));
-        let request = Exchange::new(Method::Delete)
-            .pass(&[404])
-            .read(MAX_ERROR_BYTES);
-        let reply = self.execute(&ctx, &self.object_url(key), &request)?;
-        if reply.response.status == 404 {
-            let body = String::from_utf8_lossy(&reply.body);
-            if let Attempt::Fail(e @ StoreError::NoSuchContainer(_)) =
-                errors::classify(404, &body, &ctx)
-            {
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// The object's content, or the bytes of `range`; none when the range
-    /// starts past the end (the service's 416).
-    pub fn get(
-        &self,
-        key: &str,
-        range: Option<&ByteRange>,
-    ) -> Result<Option<Response>, StoreError> {
-        check_key(key)?;
-        let ctx = self.ctx("download", Some(key));
-        let url = format!("{}?alt=media", self.object_url(key));
-        let mut request = Exchange::new(Method::Get).pass(&[416]);
-        if let Some(r) = range {
-            request = request.header("range", range_header(r));
-        }
-        let reply = self.execute(&ctx, &url, &request)?;
-        Ok((reply.response.status != 416).then_some(reply.response))
-    }
-
     /// Stores a whole object with one request.
     fn put_whole(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
         let ctx = self.ctx("upload", Some(key));
@@ -376,6 +305,109 @@ fn fetch_token(account: &ServiceAccount) -> Result<Token, StoreError> {
             ))
         }
     })
+}
+
+impl ObjectClient for Client {
+    type Sink = HttpSink;
+
+    fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let settings = config::parse(config)?;
+        log_open(
+            &settings.warnings,
+            &format!(
+                "{} bucket {:?} at {} ({:?}, {})",
+                settings.provider,
+                settings.bucket,
+                settings.origin,
+                settings.endpoint_source,
+                match &settings.auth {
+                    config::Auth::ServiceAccount(a) => format!("service account {}", a.email),
+                    config::Auth::Emulator => "no token (an emulator over plain http)".into(),
+                }
+            ),
+        );
+        Ok(Self::new(settings))
+    }
+
+    /// One page of the objects whose names start with `prefix`, after the
+    /// page `page_token` ended.
+    fn list(
+        &self,
+        prefix: &str,
+        page_token: Option<&str>,
+        max: u32,
+    ) -> Result<ListPage, StoreError> {
+        let mut query = vec![
+            format!("maxResults={}", max.clamp(1, MAX_RESULTS)),
+            format!("fields={}", encode(LIST_FIELDS, false)),
+        ];
+        if !prefix.is_empty() {
+            query.push(format!("prefix={}", encode(prefix, false)));
+        }
+        if let Some(token) = page_token {
+            query.push(format!("pageToken={}", encode(token, false)));
+        }
+        let url = self.objects_url(&format!("?{}", query.join("&")));
+        let ctx = self.ctx("list", None);
+        let reply = self.execute(&ctx, &url, &Exchange::new(Method::Get).read(MAX_JSON_BYTES))?;
+        self.json(&ctx, &reply, parse_list)
+    }
+
+    /// The object's size and last modification.
+    fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("head", Some(key));
+        let url = format!("{}?fields=name,size,updated", self.object_url(key));
+        let reply = self.execute(&ctx, &url, &Exchange::new(Method::Get).read(MAX_JSON_BYTES))?;
+        let mut info = self.json(&ctx, &reply, parse_object)?;
+        info.key = key.to_string();
+        Ok(info)
+    }
+
+    /// Deletes the object; a missing object is not an error.
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("delete", Some(key));
+        let request = Exchange::new(Method::Delete)
+            .pass(&[404])
+            .read(MAX_ERROR_BYTES);
+        let reply = self.execute(&ctx, &self.object_url(key), &request)?;
+        if reply.response.status == 404 {
+            let body = String::from_utf8_lossy(&reply.body);
+            if let Attempt::Fail(e @ StoreError::NoSuchContainer(_)) =
+                errors::classify(404, &body, &ctx)
+            {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The object's content, or the bytes of `range`; none when the range
+    /// starts past the end (the service's 416).
+    fn get(&self, key: &str, range: Option<&ByteRange>) -> Result<Option<Response>, StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("download", Some(key));
+        let url = format!("{}?alt=media", self.object_url(key));
+        let mut request = Exchange::new(Method::Get).pass(&[416]);
+        if let Some(r) = range {
+            request = request.header("range", range_header(r));
+        }
+        let reply = self.execute(&ctx, &url, &request)?;
+        Ok((reply.response.status != 416).then_some(reply.response))
+    }
+
+    fn check_key(key: &str) -> Result<(), StoreError> {
+        check_key(key)
+    }
+
+    fn part_size(size_hint: Option<u64>) -> usize {
+        crate::upload::part_size(size_hint)
+    }
+
+    fn sink(client: Rc<Self>, key: String, part_size: usize) -> HttpSink {
+        HttpSink::new(client, key, part_size)
+    }
 }
 
 /// The requests of one object's upload: one simple upload, or a

@@ -22,15 +22,11 @@ pub mod listing;
 pub mod upload;
 pub mod wiring;
 
-use std::rc::Rc;
-
 use druid_plugin_sdk::download::RangedBody;
+use druid_plugin_sdk::object::ObjectStore;
 use druid_plugin_sdk::parts::PartUpload;
-use druid_plugin_sdk::store::{
-    ByteRange, Download, GuestStore, ListPage, ObjectInfo, Store, StoreConfig, StoreError, Upload,
-};
 use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
-use druid_plugin_sdk::{log, plugin_info, provider, store};
+use druid_plugin_sdk::{plugin_info, provider, store};
 
 use crate::client::{Client, HttpSink};
 
@@ -58,71 +54,9 @@ impl store::Guest for Gcs {
         config::contract()
     }
 
-    type Store = GcsStore;
+    type Store = ObjectStore<Client>;
     type Upload = PartUpload<HttpSink>;
     type Download = RangedBody;
-}
-
-/// A bucket.
-pub struct GcsStore {
-    client: Rc<Client>,
-}
-
-impl GuestStore for GcsStore {
-    fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        let settings = config::parse(&config)?;
-        for warning in &settings.warnings {
-            log::warn(warning);
-        }
-        log::debug(&format!(
-            "{} bucket {:?} at {} ({:?}, {})",
-            settings.provider,
-            settings.bucket,
-            settings.origin,
-            settings.endpoint_source,
-            match &settings.auth {
-                config::Auth::ServiceAccount(a) => format!("service account {}", a.email),
-                config::Auth::Emulator => "no token (an emulator over plain http)".into(),
-            }
-        ));
-        Ok(Store::new(GcsStore {
-            client: Rc::new(Client::new(settings)),
-        }))
-    }
-
-    fn list(
-        &self,
-        prefix: String,
-        page_token: Option<String>,
-        max_keys: u32,
-    ) -> Result<ListPage, StoreError> {
-        self.client.list(&prefix, page_token.as_deref(), max_keys)
-    }
-
-    fn head(&self, key: String) -> Result<ObjectInfo, StoreError> {
-        self.client.head(&key)
-    }
-
-    fn delete(&self, key: String) -> Result<(), StoreError> {
-        self.client.delete(&key)
-    }
-
-    fn upload(&self, key: String, size_hint: Option<u64>) -> Result<Upload, StoreError> {
-        client::check_key(&key)?;
-        let part_size = upload::part_size(size_hint);
-        let sink = HttpSink::new(Rc::clone(&self.client), key.clone(), part_size);
-        Ok(Upload::new(PartUpload::new(key, sink, part_size)))
-    }
-
-    fn download(&self, key: String, range: Option<ByteRange>) -> Result<Download, StoreError> {
-        RangedBody::open(
-            key,
-            range,
-            |k| self.client.head(k),
-            |k, r| self.client.get(k, r),
-        )
-        .map(Download::new)
-    }
 }
 
 // Exported only in the wasm build: the export names (`druid:plugin/...`) are

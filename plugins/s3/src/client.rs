@@ -2,19 +2,21 @@
 //! own with backoff, and the pure helpers around them (listing parsing,
 //! range headers, key checks).
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::http::{self, Method, Response};
 use druid_plugin_sdk::log;
 use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
-use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreError};
+use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreConfig, StoreError};
 use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2};
 use rusty_s3::{Bucket, Credentials, S3Action};
 
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::errors::{self, Ctx};
 use crate::incomplete;
+use druid_plugin_sdk::object::{ObjectClient, log_open};
 use druid_plugin_sdk::parts::PartSink;
 
 use crate::upload::MAX_PARTS;
@@ -148,32 +150,6 @@ impl Client {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// One page of ListObjectsV2.
-    pub fn list(
-        &self,
-        prefix: &str,
-        page_token: Option<&str>,
-        max_keys: u32,
-    ) -> Result<ListPage, StoreError> {
-        let ctx = self.ctx("list", None);
-        let max = usize::try_from(max_keys.clamp(1, MAX_KEYS)).unwrap_or(1000);
-        let sign = || {
-            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
-            if !prefix.is_empty() {
-                action.with_prefix(prefix);
-            }
-            if let Some(token) = page_token {
-                action.with_continuation_token(token);
-            }
-            action.with_max_keys(max);
-            action.sign(SIGN_FOR).to_string()
-        };
-        self.execute(&ctx, &Request::new(Method::Get), sign, |mut resp| {
-            let text = Self::read_xml(&mut resp, &ctx)?;
-            parse_list(&text, &ctx).map_err(Attempt::Fail)
-        })
-    }
-
     /// PutObject of `body` at `key`.
     pub fn put_object(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
         let ctx = self.ctx("put", Some(key));
@@ -265,9 +241,60 @@ impl Client {
             }
         }
     }
+}
+
+impl ObjectClient for Client {
+    type Sink = HttpSink;
+
+    fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let settings = config::parse(config)?;
+        log_open(
+            &settings.warnings,
+            &format!(
+                "{} bucket {:?} at {} ({}, {} style, region {})",
+                settings.provider,
+                settings.bucket,
+                settings.endpoint,
+                settings.endpoint_source,
+                if settings.path_style {
+                    "path"
+                } else {
+                    "virtual-hosted"
+                },
+                settings.region
+            ),
+        );
+        Self::new(&settings)
+    }
+
+    /// One page of ListObjectsV2.
+    fn list(
+        &self,
+        prefix: &str,
+        page_token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<ListPage, StoreError> {
+        let ctx = self.ctx("list", None);
+        let max = usize::try_from(max_keys.clamp(1, MAX_KEYS)).unwrap_or(1000);
+        let sign = || {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            if !prefix.is_empty() {
+                action.with_prefix(prefix);
+            }
+            if let Some(token) = page_token {
+                action.with_continuation_token(token);
+            }
+            action.with_max_keys(max);
+            action.sign(SIGN_FOR).to_string()
+        };
+        self.execute(&ctx, &Request::new(Method::Get), sign, |mut resp| {
+            let text = Self::read_xml(&mut resp, &ctx)?;
+            parse_list(&text, &ctx).map_err(Attempt::Fail)
+        })
+    }
 
     /// HeadObject.
-    pub fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+    fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         check_key(key)?;
         let ctx = self.ctx("head", Some(key));
         let sign = || {
@@ -288,7 +315,7 @@ impl Client {
     }
 
     /// DeleteObject; a missing object is not an error (a missing bucket is).
-    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_key(key)?;
         let ctx = self.ctx("delete", Some(key));
         let sign = || {
@@ -316,11 +343,7 @@ impl Client {
 
     /// GetObject, of `range` if given. `None` when the range starts at or
     /// after the end of the object (S3's 416).
-    pub fn get(
-        &self,
-        key: &str,
-        range: Option<&ByteRange>,
-    ) -> Result<Option<Response>, StoreError> {
+    fn get(&self, key: &str, range: Option<&ByteRange>) -> Result<Option<Response>, StoreError> {
         check_key(key)?;
         let ctx = self.ctx("download", Some(key));
         let headers: Vec<(String, String)> = range
@@ -339,17 +362,29 @@ impl Client {
             |resp| Ok((resp.status != 416).then_some(resp)),
         )
     }
+
+    fn check_key(key: &str) -> Result<(), StoreError> {
+        check_key(key)
+    }
+
+    fn part_size(size_hint: Option<u64>) -> usize {
+        crate::upload::part_size(size_hint)
+    }
+
+    fn sink(client: Rc<Self>, key: String, _part_size: usize) -> HttpSink {
+        HttpSink::new(client, key)
+    }
 }
 
 /// The requests of one object's upload.
 pub struct HttpSink {
-    client: std::rc::Rc<Client>,
+    client: Rc<Client>,
     key: String,
 }
 
 impl HttpSink {
     /// The sink uploading `key` through `client`.
-    pub fn new(client: std::rc::Rc<Client>, key: String) -> Self {
+    pub fn new(client: Rc<Client>, key: String) -> Self {
         Self { client, key }
     }
 }

@@ -18,15 +18,11 @@ pub mod incomplete;
 pub mod upload;
 pub mod wiring;
 
-use std::rc::Rc;
-
 use druid_plugin_sdk::download::RangedBody;
+use druid_plugin_sdk::object::ObjectStore;
 use druid_plugin_sdk::parts::PartUpload;
-use druid_plugin_sdk::store::{
-    ByteRange, Download, GuestStore, ListPage, ObjectInfo, Store, StoreConfig, StoreError, Upload,
-};
 use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
-use druid_plugin_sdk::{log, plugin_info, provider, store};
+use druid_plugin_sdk::{plugin_info, provider, store};
 
 use crate::client::{Client, HttpSink};
 
@@ -57,76 +53,9 @@ impl store::Guest for S3 {
         )
     }
 
-    type Store = S3Store;
+    type Store = ObjectStore<Client>;
     type Upload = PartUpload<HttpSink>;
     type Download = RangedBody;
-}
-
-/// A bucket.
-pub struct S3Store {
-    client: Rc<Client>,
-}
-
-impl GuestStore for S3Store {
-    fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        let settings = config::parse(&config)?;
-        for warning in &settings.warnings {
-            log::warn(warning);
-        }
-        log::debug(&format!(
-            "{} bucket {:?} at {} ({}, {} style, region {})",
-            settings.provider,
-            settings.bucket,
-            settings.endpoint,
-            settings.endpoint_source,
-            if settings.path_style {
-                "path"
-            } else {
-                "virtual-hosted"
-            },
-            settings.region
-        ));
-        Ok(Store::new(S3Store {
-            client: Rc::new(Client::new(&settings)?),
-        }))
-    }
-
-    fn list(
-        &self,
-        prefix: String,
-        page_token: Option<String>,
-        max_keys: u32,
-    ) -> Result<ListPage, StoreError> {
-        self.client.list(&prefix, page_token.as_deref(), max_keys)
-    }
-
-    fn head(&self, key: String) -> Result<ObjectInfo, StoreError> {
-        self.client.head(&key)
-    }
-
-    fn delete(&self, key: String) -> Result<(), StoreError> {
-        self.client.delete(&key)
-    }
-
-    fn upload(&self, key: String, size_hint: Option<u64>) -> Result<Upload, StoreError> {
-        client::check_key(&key)?;
-        let sink = HttpSink::new(Rc::clone(&self.client), key.clone());
-        Ok(Upload::new(PartUpload::new(
-            key,
-            sink,
-            upload::part_size(size_hint),
-        )))
-    }
-
-    fn download(&self, key: String, range: Option<ByteRange>) -> Result<Download, StoreError> {
-        RangedBody::open(
-            key,
-            range,
-            |k| self.client.head(k),
-            |k, r| self.client.get(k, r),
-        )
-        .map(Download::new)
-    }
 }
 
 // Exported only in the wasm build: the export names (`druid:plugin/...`) are

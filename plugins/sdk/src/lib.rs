@@ -19,6 +19,7 @@
 pub mod download;
 pub mod exchange;
 pub mod http;
+pub mod object;
 pub mod panic;
 pub mod parts;
 pub mod retry;

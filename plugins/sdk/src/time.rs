@@ -113,6 +113,19 @@ pub fn format_http_date(unix: i64) -> String {
     )
 }
 
+/// Unix seconds as ISO 8601's basic UTC form, `20091012T175030Z` (the
+/// timestamps of SigV4-style signatures).
+pub fn format_iso8601_basic(unix: i64) -> String {
+    let (days, rest) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
 /// The current time (the `wasi:clocks` wall clock in a plugin) in Unix
 /// seconds; 0 if the clock is before 1970.
 pub fn now_unix() -> i64 {
@@ -154,6 +167,13 @@ mod tests {
         );
         assert_eq!(parse_http_date("Fri, 24 Foo 2013 00:00:00 GMT"), None);
         assert_eq!(parse_http_date("2013-05-24T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn basic_iso8601_timestamps_are_utc_to_the_second() {
+        assert_eq!(format_iso8601_basic(0), "19700101T000000Z");
+        assert_eq!(format_iso8601_basic(1_702_743_657), "20231216T162057Z");
+        assert_eq!(format_iso8601_basic(951_825_600), "20000229T120000Z");
     }
 
     #[test]

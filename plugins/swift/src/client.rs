@@ -10,14 +10,15 @@ use std::rc::Rc;
 use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::exchange::{Exchange, MAX_ERROR_BYTES, Reply, Target};
 use druid_plugin_sdk::http::{self, Method, Response, encode};
+use druid_plugin_sdk::object::{ObjectClient, head_info, log_open};
 use druid_plugin_sdk::parts::PartSink;
 use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
-use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreError};
-use druid_plugin_sdk::time::{now_unix, parse_http_date};
+use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreConfig, StoreError};
+use druid_plugin_sdk::time::now_unix;
 use serde_json::json;
 
 use crate::auth::{Session, parse_token_answer, storage_url, token_request};
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::errors::{self, Ctx};
 use crate::listing::{parse_list, segment_name, segment_names};
 use crate::upload::MAX_PARTS;
@@ -132,98 +133,6 @@ impl Client {
         )
     }
 
-    /// One page of the objects whose names start with `prefix`, after the
-    /// object `marker` (the page token); large objects' segments are left
-    /// out.
-    pub fn list(
-        &self,
-        prefix: &str,
-        marker: Option<&str>,
-        max: u32,
-    ) -> Result<ListPage, StoreError> {
-        let limit = max.clamp(1, MAX_LIMIT);
-        let mut query = vec![format!("format=json&limit={limit}")];
-        if !prefix.is_empty() {
-            query.push(format!("prefix={}", encode(prefix, false)));
-        }
-        if let Some(m) = marker {
-            query.push(format!("marker={}", encode(m, false)));
-        }
-        let ctx = self.container_ctx("list", None);
-        let tail = format!("?{}", query.join("&"));
-        let reply = self.execute(
-            &ctx,
-            &tail,
-            &Exchange::new(Method::Get).read(MAX_JSON_BYTES),
-        )?;
-        parse_list(&String::from_utf8_lossy(&reply.body), limit).map_err(|e| {
-            StoreError::Other(format!("{}: cannot read Swift's listing: {e}", ctx.what()))
-        })
-    }
-
-    /// The object's size and last modification (a large object's whole
-    /// size).
-    pub fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
-        check_key(key)?;
-        let ctx = self.ctx("head", Some(key));
-        let reply = self.execute(&ctx, &Self::object_tail(key), &Exchange::new(Method::Head))?;
-        let size = reply
-            .response
-            .header("content-length")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                StoreError::Other(format!("{}: the answer has no Content-Length", ctx.what()))
-            })?;
-        Ok(ObjectInfo {
-            key: key.to_string(),
-            size,
-            last_modified: reply
-                .response
-                .header("last-modified")
-                .and_then(parse_http_date),
-        })
-    }
-
-    /// Deletes the object and its segments (a static large object's with
-    /// its manifest, a dynamic one's, as upstream writes them, after it);
-    /// a missing object is not an error.
-    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
-        check_key(key)?;
-        let ctx = self.ctx("delete", Some(key));
-        let tail = Self::object_tail(key);
-        let head = Exchange::new(Method::Head).pass(&[404]);
-        let found = self.execute(&ctx, &tail, &head)?.response;
-        let missing = found.status == 404;
-        let dlo = found.header("x-object-manifest").is_some();
-        if !missing {
-            let slo = found
-                .header("x-static-large-object")
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-            // `multipart-manifest=delete` deletes a static large object
-            // with its segments (Swift refuses it for any other object).
-            let (tail, request) = if slo {
-                (
-                    format!("{tail}?multipart-manifest=delete"),
-                    Exchange::new(Method::Delete)
-                        .header("accept", "application/json")
-                        .read(MAX_ERROR_BYTES),
-                )
-            } else {
-                (tail, Exchange::new(Method::Delete))
-            };
-            let reply = self.execute(&ctx, &tail, &request.pass(&[404]))?;
-            if slo {
-                check_bulk_answer(&ctx, &reply.body)?;
-            }
-        }
-        // What is below `<key>/`: a dynamic large object's segments, or
-        // (for a missing object) those of an upload that stopped half-way.
-        if missing || dlo {
-            self.delete_segments(key)?;
-        }
-        Ok(())
-    }
-
     /// Deletes the segments `<key>/NNNNNNNNNN` that exist, page by page.
     fn delete_segments(&self, key: &str) -> Result<(), StoreError> {
         let prefix = format!("{key}/");
@@ -259,23 +168,6 @@ impl Client {
         let request = Exchange::new(Method::Delete).pass(&[404]);
         self.execute(&ctx, &Self::object_tail(name), &request)
             .map(drop)
-    }
-
-    /// The object's content, or the bytes of `range`; none when the range
-    /// starts past the end (416).
-    pub fn get(
-        &self,
-        key: &str,
-        range: Option<&ByteRange>,
-    ) -> Result<Option<Response>, StoreError> {
-        check_key(key)?;
-        let ctx = self.ctx("download", Some(key));
-        let mut request = Exchange::new(Method::Get).pass(&[416]);
-        if let Some(r) = range {
-            request = request.header("range", range_header(r));
-        }
-        let reply = self.execute(&ctx, &Self::object_tail(key), &request)?;
-        Ok((reply.response.status != 416).then_some(reply.response))
     }
 
     /// Stores `body` as `name`; returns Swift's ETag (the MD5 of the
@@ -387,6 +279,128 @@ fn sign_in(settings: &Settings) -> Result<Session, StoreError> {
             storage_url,
         })
     })
+}
+
+impl ObjectClient for Client {
+    type Sink = HttpSink;
+
+    fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let settings = config::parse(config)?;
+        log_open(
+            &settings.warnings,
+            &format!(
+                "{} container {:?} through Keystone at {} as {}{}",
+                settings.provider,
+                settings.container,
+                druid_plugin_sdk::http::display_url(&settings.auth_url),
+                settings.credential.describe(),
+                settings
+                    .endpoint_override
+                    .as_deref()
+                    .map(|e| format!(", object store {}", druid_plugin_sdk::http::display_url(e)))
+                    .unwrap_or_default()
+            ),
+        );
+        Ok(Self::new(settings))
+    }
+
+    /// One page of the objects whose names start with `prefix`, after the
+    /// object `marker` (the page token); large objects' segments are left
+    /// out.
+    fn list(&self, prefix: &str, marker: Option<&str>, max: u32) -> Result<ListPage, StoreError> {
+        let limit = max.clamp(1, MAX_LIMIT);
+        let mut query = vec![format!("format=json&limit={limit}")];
+        if !prefix.is_empty() {
+            query.push(format!("prefix={}", encode(prefix, false)));
+        }
+        if let Some(m) = marker {
+            query.push(format!("marker={}", encode(m, false)));
+        }
+        let ctx = self.container_ctx("list", None);
+        let tail = format!("?{}", query.join("&"));
+        let reply = self.execute(
+            &ctx,
+            &tail,
+            &Exchange::new(Method::Get).read(MAX_JSON_BYTES),
+        )?;
+        parse_list(&String::from_utf8_lossy(&reply.body), limit).map_err(|e| {
+            StoreError::Other(format!("{}: cannot read Swift's listing: {e}", ctx.what()))
+        })
+    }
+
+    /// The object's size and last modification (a large object's whole
+    /// size).
+    fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("head", Some(key));
+        let reply = self.execute(&ctx, &Self::object_tail(key), &Exchange::new(Method::Head))?;
+        head_info(key, &reply.response, &ctx.what())
+    }
+
+    /// Deletes the object and its segments (a static large object's with
+    /// its manifest, a dynamic one's, as upstream writes them, after it);
+    /// a missing object is not an error.
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("delete", Some(key));
+        let tail = Self::object_tail(key);
+        let head = Exchange::new(Method::Head).pass(&[404]);
+        let found = self.execute(&ctx, &tail, &head)?.response;
+        let missing = found.status == 404;
+        let dlo = found.header("x-object-manifest").is_some();
+        if !missing {
+            let slo = found
+                .header("x-static-large-object")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+            // `multipart-manifest=delete` deletes a static large object
+            // with its segments (Swift refuses it for any other object).
+            let (tail, request) = if slo {
+                (
+                    format!("{tail}?multipart-manifest=delete"),
+                    Exchange::new(Method::Delete)
+                        .header("accept", "application/json")
+                        .read(MAX_ERROR_BYTES),
+                )
+            } else {
+                (tail, Exchange::new(Method::Delete))
+            };
+            let reply = self.execute(&ctx, &tail, &request.pass(&[404]))?;
+            if slo {
+                check_bulk_answer(&ctx, &reply.body)?;
+            }
+        }
+        // What is below `<key>/`: a dynamic large object's segments, or
+        // (for a missing object) those of an upload that stopped half-way.
+        if missing || dlo {
+            self.delete_segments(key)?;
+        }
+        Ok(())
+    }
+
+    /// The object's content, or the bytes of `range`; none when the range
+    /// starts past the end (416).
+    fn get(&self, key: &str, range: Option<&ByteRange>) -> Result<Option<Response>, StoreError> {
+        check_key(key)?;
+        let ctx = self.ctx("download", Some(key));
+        let mut request = Exchange::new(Method::Get).pass(&[416]);
+        if let Some(r) = range {
+            request = request.header("range", range_header(r));
+        }
+        let reply = self.execute(&ctx, &Self::object_tail(key), &request)?;
+        Ok((reply.response.status != 416).then_some(reply.response))
+    }
+
+    fn check_key(key: &str) -> Result<(), StoreError> {
+        check_key(key)
+    }
+
+    fn part_size(size_hint: Option<u64>) -> usize {
+        crate::upload::part_size(size_hint)
+    }
+
+    fn sink(client: Rc<Self>, key: String, _part_size: usize) -> HttpSink {
+        HttpSink::new(client, key)
+    }
 }
 
 /// The requests of one object's upload: one PUT, or segments

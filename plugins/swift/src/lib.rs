@@ -22,15 +22,11 @@ pub mod listing;
 pub mod upload;
 pub mod wiring;
 
-use std::rc::Rc;
-
 use druid_plugin_sdk::download::RangedBody;
+use druid_plugin_sdk::object::ObjectStore;
 use druid_plugin_sdk::parts::PartUpload;
-use druid_plugin_sdk::store::{
-    ByteRange, Download, GuestStore, ListPage, ObjectInfo, Store, StoreConfig, StoreError, Upload,
-};
 use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
-use druid_plugin_sdk::{log, plugin_info, provider, store};
+use druid_plugin_sdk::{plugin_info, provider, store};
 
 use crate::client::{Client, HttpSink};
 
@@ -58,72 +54,9 @@ impl store::Guest for Swift {
         config::contract()
     }
 
-    type Store = SwiftStore;
+    type Store = ObjectStore<Client>;
     type Upload = PartUpload<HttpSink>;
     type Download = RangedBody;
-}
-
-/// A container.
-pub struct SwiftStore {
-    client: Rc<Client>,
-}
-
-impl GuestStore for SwiftStore {
-    fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        let settings = config::parse(&config)?;
-        for warning in &settings.warnings {
-            log::warn(warning);
-        }
-        log::debug(&format!(
-            "{} container {:?} through Keystone at {} as {}{}",
-            settings.provider,
-            settings.container,
-            druid_plugin_sdk::http::display_url(&settings.auth_url),
-            settings.credential.describe(),
-            settings
-                .endpoint_override
-                .as_deref()
-                .map(|e| format!(", object store {}", druid_plugin_sdk::http::display_url(e)))
-                .unwrap_or_default()
-        ));
-        Ok(Store::new(SwiftStore {
-            client: Rc::new(Client::new(settings)),
-        }))
-    }
-
-    fn list(
-        &self,
-        prefix: String,
-        page_token: Option<String>,
-        max_keys: u32,
-    ) -> Result<ListPage, StoreError> {
-        self.client.list(&prefix, page_token.as_deref(), max_keys)
-    }
-
-    fn head(&self, key: String) -> Result<ObjectInfo, StoreError> {
-        self.client.head(&key)
-    }
-
-    fn delete(&self, key: String) -> Result<(), StoreError> {
-        self.client.delete(&key)
-    }
-
-    fn upload(&self, key: String, size_hint: Option<u64>) -> Result<Upload, StoreError> {
-        client::check_key(&key)?;
-        let part_size = upload::part_size(size_hint);
-        let sink = HttpSink::new(Rc::clone(&self.client), key.clone());
-        Ok(Upload::new(PartUpload::new(key, sink, part_size)))
-    }
-
-    fn download(&self, key: String, range: Option<ByteRange>) -> Result<Download, StoreError> {
-        RangedBody::open(
-            key,
-            range,
-            |k| self.client.head(k),
-            |k, r| self.client.get(k, r),
-        )
-        .map(Download::new)
-    }
 }
 
 // Exported only in the wasm build: the export names (`druid:plugin/...`) are
