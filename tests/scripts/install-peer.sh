@@ -2,9 +2,11 @@
 # Builds a store plugin's benchmark peer, a Go program on the provider's
 # own client library (tests/peers/<name>: azblob, Microsoft's Go SDK for
 # Blob storage; gcs, Google's cloud.google.com/go/storage; the clients
-# upstream's Go sidecar uses), and links it into $DRUID_BIN as
-# <name>-peer. Bench tooling only: `make test` does not run it;
-# host/plugin-host/benches/store_throughput.rs does, once per peer.
+# upstream's Go sidecar uses; oss, Alibaba Cloud's OSS SDK), and links it
+# into $DRUID_BIN as <name>-peer. Bench tooling, except oss-peer, whose
+# `gateway` mode the OSS plugin's tests run (install-oss-gateway.sh, part
+# of install-servers.sh); host/plugin-host/benches/store_throughput.rs
+# builds the others on first use.
 #   -> $DRUID_CACHE/<name>-peer/<hash of go.mod, go.sum, main.go>/<name>-peer
 # Usage: install-peer.sh NAME      Idempotent: a cached binary is only (re)linked.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

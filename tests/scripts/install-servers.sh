@@ -3,16 +3,17 @@
 # a summary (binary path under $DRUID_BIN and version).
 #
 # Usage: install-servers.sh [NAME...]
-#   NAME: etcd etcd-versions kube minio fake-gcs azurite swift node (default: all of them, in that order;
+#   NAME: etcd etcd-versions kube minio fake-gcs azurite swift oss-gateway node (default: all of them, in that order;
 #   etcd-versions: etcd 3.5-3.7 built from Go modules, see install-etcd-versions.sh;
 #   swift: OpenStack Swift and Keystone from Debian's packages, see install-swift.sh;
+#   oss-gateway: the OSS plugin's test gateway on Alibaba's Go SDK, see install-oss-gateway.sh;
 #   node: what the real single-node Kubernetes needs, see install-node.sh)
 #   kube builds $KUBE_COMPONENTS (default "kube-apiserver kubectl"; add
 #   kube-controller-manager kube-scheduler kwok as needed).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPTS="$REPO_ROOT/tests/scripts"
 
-ALL=(etcd etcd-versions kube minio fake-gcs azurite swift node)
+ALL=(etcd etcd-versions kube minio fake-gcs azurite swift oss-gateway node)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
 for n in "${names[@]}"; do
@@ -78,6 +79,8 @@ for n in "${names[@]}"; do
         "swift $(dpkg-query -W -f='${Version}' swift-proxy 2>/dev/null || echo '(not installed)')"
       printf '  %-24s %-70s %s\n' keystone /usr/lib/python3/dist-packages/keystone \
         "keystone $(dpkg-query -W -f='${Version}' python3-keystone 2>/dev/null || echo '(not installed)')" ;;
+    oss-gateway)
+      row oss-peer echo "alibabacloud-oss-go-sdk-v2 $(grep -o 'alibabacloud-oss-go-sdk-v2 v[0-9.]*' "$REPO_ROOT/tests/peers/oss/go.mod" | cut -d' ' -f2)" ;;
     node)
       for c in kubelet kube-proxy; do row "$c" "$DRUID_BIN/$c" --version; done
       row coredns "$DRUID_BIN/coredns" -version

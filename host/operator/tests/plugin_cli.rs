@@ -166,3 +166,49 @@ fn the_swift_plugin_passes_druid_plugin_test_against_swift() {
     assert!(!out.contains("FAIL"), "{out}");
     assert!(!out.contains(swift.password()), "{out}");
 }
+
+/// `druid plugin test` of the OSS plugin through the OSS gateway (a FAKE
+/// OSS: MinIO behind a front that checks every request's V4 signature
+/// with Alibaba's Go SDK), with the store secret in upstream's JSON form
+/// (one `*.json` file). Every check passes, every request passed the
+/// SDK's check, and the AccessKey secret is never printed.
+#[test]
+fn the_oss_plugin_passes_druid_plugin_test_through_the_oss_gateway() {
+    let oss = druid_test_support::OssGateway::shared();
+    oss.create_bucket("cli-oss").unwrap();
+    let secret = server_dir("plugin-cli-oss-secret").unwrap();
+    let json: serde_json::Map<String, serde_json::Value> = oss
+        .store_secret(oss.secret())
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), serde_json::Value::from(*v)))
+        .collect();
+    std::fs::write(
+        secret.join("alicloud.json"),
+        serde_json::Value::Object(json).to_string(),
+    )
+    .unwrap();
+    let before = oss.verified().unwrap();
+    let args: [OsString; 9] = [
+        "plugin".into(),
+        "test".into(),
+        plugin_components().get("druid-plugin-oss").into(),
+        "--provider".into(),
+        "alicloud".into(),
+        "--container".into(),
+        "cli-oss".into(),
+        "--secret".into(),
+        secret.into(),
+    ];
+    let (ok, out) = common::druid(&args);
+    assert!(ok, "{out}");
+    assert!(out.contains("plugin oss"), "{out}");
+    assert!(out.contains("pass  the secret's keys accepted"), "{out}");
+    assert!(out.contains("pass  round trip of 100 MiB"), "{out}");
+    assert!(out.contains(", 0 failed"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+    assert!(!out.contains(oss.secret()), "{out}");
+    assert!(
+        oss.verified().unwrap() > before,
+        "no request reached the gateway"
+    );
+}

@@ -6,15 +6,19 @@
 //! Google's Go client (`gcs-peer`, tests/peers/gcs; both without a token,
 //! the emulator's mode), the Swift plugin against Swift with Keystone v3
 //! next to OpenStack's `swift` CLI (python-swiftclient, its defaults:
-//! 16 MiB SLO segments, uploaded 10 at a time). The Go peers are the
-//! clients upstream's Go sidecar uses, with their defaults, built by
+//! 16 MiB SLO segments, uploaded 10 at a time), the OSS plugin against
+//! MinIO behind the OSS gateway (tests/peers/oss, a fake OSS that checks
+//! each signature with Alibaba's Go SDK) next to that SDK (`oss-peer`,
+//! its Uploader and GetObject; upstream uses its older aliyun-oss-go-sdk).
+//! The Go peers are the clients upstream's Go sidecar uses (OSS: the
+//! current SDK), with their defaults, built by
 //! `tests/scripts/install-peer.sh <name>` on first use; the `swift` CLI
 //! comes with `tests/scripts/install-swift.sh`.
 //! Plus plugin instantiation from the precompiled cache and the per-call
 //! overhead of a store call (S3).
 //!
 //! Run: `cargo bench -p druid-plugin-host --bench store_throughput`
-//! (`DRUID_BENCH_STORES=s3,abs,gcs,swift`, `DRUID_BENCH_SIZES_MIB=256,1024` by
+//! (`DRUID_BENCH_STORES=s3,abs,gcs,swift,oss`, `DRUID_BENCH_SIZES_MIB=256,1024` by
 //! default). Each transfer runs in a child process of its own (this binary
 //! in child mode, or the peer), whose peak RSS is read from
 //! `/proc/<pid>/status` (VmHWM) while it runs.
@@ -33,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use druid_plugin_host::{Limits, PluginHost, Registry, SnapshotStore, StoreConfig};
 use druid_test_support::{
-    AzuriteServer, FakeGcsServer, MinioServer, SwiftServer, plugin_components, repo_root,
-    server_dir,
+    AzuriteServer, FakeGcsServer, MinioServer, OssGateway, SwiftServer, plugin_components,
+    repo_root, server_dir,
 };
 
 const CHUNK: usize = 8 << 20;
@@ -274,6 +278,34 @@ fn swift_target(swift: &'static SwiftServer) -> Target {
     }
 }
 
+fn oss_target(oss: &'static OssGateway) -> Target {
+    oss.create_bucket(BUCKET).unwrap();
+    let (peer_upload, peer_download) = peer_commands(peer("oss"), |op, key| {
+        vec![
+            op.to_string(),
+            oss.endpoint().to_string(),
+            OssGateway::ACCESS_KEY.to_string(),
+            oss.secret().to_string(),
+            OssGateway::REGION.to_string(),
+            BUCKET.to_string(),
+            key.to_string(),
+        ]
+    });
+    Target {
+        name: "oss",
+        provider: "OSS",
+        endpoint: oss.endpoint().to_string(),
+        credentials: oss
+            .store_secret(oss.secret())
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+        peer: "Go SDK",
+        peer_upload,
+        peer_download,
+    }
+}
+
 async fn registry(plugins: &Path, cache: &Path) -> Registry {
     let host = PluginHost::new(Limits::default())
         .unwrap()
@@ -351,7 +383,10 @@ fn main() {
             "abs" => abs_target(Box::leak(Box::new(AzuriteServer::start().unwrap()))),
             "gcs" => gcs_target(Box::leak(Box::new(FakeGcsServer::start().unwrap()))),
             "swift" => swift_target(Box::leak(Box::new(SwiftServer::start().unwrap()))),
-            other => panic!("DRUID_BENCH_STORES: unknown store {other:?} (s3, abs, gcs, swift)"),
+            "oss" => oss_target(Box::leak(Box::new(OssGateway::start().unwrap()))),
+            other => {
+                panic!("DRUID_BENCH_STORES: unknown store {other:?} (s3, abs, gcs, swift, oss)")
+            }
         })
         .collect();
     let me = std::env::current_exe().unwrap();

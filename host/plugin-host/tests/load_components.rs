@@ -93,15 +93,16 @@ async fn the_registry_maps_providers_and_upstream_aliases() {
 #[tokio::test]
 async fn an_unknown_provider_is_a_clear_error() {
     let registry = common::registry(Limits::default()).await;
-    let err = registry.plugin_for("alicloud").err().unwrap();
+    let err = registry.plugin_for("hetzner").err().unwrap();
     let text = err.to_string();
     assert!(matches!(err, Error::UnknownProvider { .. }), "{err:?}");
     assert!(
-        text.contains("\"alicloud\"")
+        text.contains("\"hetzner\"")
             && text.contains("S3")
             && text.contains("ABS")
             && text.contains("GCS")
             && text.contains("Swift")
+            && text.contains("OSS")
             && text.contains("Local"),
         "{text}"
     );
@@ -260,6 +261,7 @@ async fn the_shipped_plugins_are_built_into_the_binary() {
         "druid-plugin-abs",
         "druid-plugin-gcs",
         "druid-plugin-swift",
+        "druid-plugin-oss",
     ] {
         let stem = krate.replace('-', "_");
         let embedded = builtins
@@ -292,6 +294,8 @@ async fn the_shipped_plugins_are_built_into_the_binary() {
         ("gcp", "gcs"),
         ("Swift", "swift"),
         ("openstack", "swift"),
+        ("OSS", "oss"),
+        ("alicloud", "oss"),
     ] {
         let p = registry.plugin_for(provider).unwrap();
         assert_eq!(p.info.name, plugin, "{provider}");

@@ -137,3 +137,19 @@ pub fn swift_config_with(container: &str, password: &str) -> StoreConfig {
         &swift.store_secret(password),
     )
 }
+
+/// An OSS store on the shared OSS gateway (MinIO behind a front that
+/// checks each request's OSS V4 signature with Alibaba's Go SDK), in
+/// bucket `bucket` (created), with the gateway's key.
+pub fn oss_config(bucket: &str) -> StoreConfig {
+    let oss = druid_test_support::OssGateway::shared();
+    oss.create_bucket(bucket).unwrap();
+    oss_config_with(bucket, oss.secret())
+}
+
+/// An OSS store on the shared OSS gateway with the given AccessKey
+/// secret; the bucket is not created.
+pub fn oss_config_with(bucket: &str, secret: &str) -> StoreConfig {
+    let oss = druid_test_support::OssGateway::shared();
+    config("OSS", bucket, None, &oss.store_secret(secret))
+}
