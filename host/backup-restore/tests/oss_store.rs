@@ -14,9 +14,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{EtcdClient, dump, etcdbr_with, put_incompressible, restore_and_dump, start_etcd};
+use common::{
+    EtcdClient, dump, etcdbr_with, put_incompressible, restore_and_dump, secret_dir, start_etcd,
+};
 use druid_test_support::{OssGateway, server_dir};
 
 /// `etcdbr <args>` on the OSS store in `bucket`, with the secret
@@ -35,25 +37,15 @@ fn etcdbr(bucket: &str, secret: &Path, args: &[String]) -> std::process::Output 
     )
 }
 
-/// The store secret as mounted: one file per key.
-fn secret_dir(dir: &Path, name: &str, oss: &OssGateway, secret: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::create_dir_all(&path).unwrap();
-    for (key, value) in oss.store_secret(secret) {
-        std::fs::write(path.join(key), value).unwrap();
-    }
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_is_backed_up_to_oss_and_restored_from_it() {
     let dir = server_dir("oss-store").unwrap();
     let oss = OssGateway::shared();
     let bucket = "etcdbr-oss";
     oss.create_bucket(bucket).unwrap();
-    let good = secret_dir(&dir, "secret", oss, oss.secret());
+    let good = secret_dir(&dir, "secret", &oss.store_secret(oss.secret()));
     let wrong_secret = "not-the-secret-of-the-backup-key";
-    let wrong = secret_dir(&dir, "wrong", oss, wrong_secret);
+    let wrong = secret_dir(&dir, "wrong", &oss.store_secret(wrong_secret));
 
     let etcd = start_etcd("oss-src");
     let mut client = etcd.client().await;

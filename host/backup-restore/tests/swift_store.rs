@@ -13,9 +13,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{EtcdClient, dump, etcdbr_with, put_incompressible, restore_and_dump, start_etcd};
+use common::{
+    EtcdClient, dump, etcdbr_with, put_incompressible, restore_and_dump, secret_dir, start_etcd,
+};
 use druid_test_support::{SwiftServer, server_dir};
 
 /// `etcdbr <args>` on the Swift store in `container`, with the secret
@@ -42,25 +44,15 @@ fn etcdbr(
     )
 }
 
-/// The store secret as mounted: one file per key.
-fn secret_dir(dir: &Path, name: &str, swift: &SwiftServer, password: &str) -> PathBuf {
-    let secret = dir.join(name);
-    std::fs::create_dir_all(&secret).unwrap();
-    for (key, value) in swift.store_secret(password) {
-        std::fs::write(secret.join(key), value).unwrap();
-    }
-    secret
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_is_backed_up_to_swift_and_restored_from_it() {
     let dir = server_dir("swift-store").unwrap();
     let swift = SwiftServer::shared();
     let container = "etcdbr-swift";
     swift.create_container(container).unwrap();
-    let good = secret_dir(&dir, "secret", swift, swift.password());
+    let good = secret_dir(&dir, "secret", &swift.store_secret(swift.password()));
     let wrong_password = "not-the-password-of-the-backup-user";
-    let wrong = secret_dir(&dir, "wrong", swift, wrong_password);
+    let wrong = secret_dir(&dir, "wrong", &swift.store_secret(wrong_password));
 
     let etcd = start_etcd("swift-src");
     let mut client = etcd.client().await;

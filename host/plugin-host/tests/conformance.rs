@@ -434,29 +434,18 @@ async fn the_oss_plugin_names_a_wrong_key_a_wrong_region_and_a_missing_bucket() 
         assert!(!err.to_string().contains(wrong), "{err}");
     }
 
-    let mut config = common::oss_config_with("oss-denied", oss.secret());
-    config
-        .credentials
-        .insert("accessKeyID".into(), "LTAI5tSomeoneElse".into());
-    let err = registry
-        .store(config)
-        .unwrap()
-        .list("v2/")
-        .await
-        .unwrap_err();
+    // The listing's error with one key of the right secret changed.
+    let list_with = |key: &str, value: &str| {
+        let mut config = common::oss_config_with("oss-denied", oss.secret());
+        config.credentials.insert(key.into(), value.into());
+        let store = registry.store(config).unwrap();
+        async move { store.list("v2/").await.unwrap_err() }
+    };
+    let err = list_with("accessKeyID", "LTAI5tSomeoneElse").await;
     assert!(matches!(err, StoreError::AccessDenied { .. }), "{err:?}");
     assert!(err.to_string().contains("`accessKeyID`"), "{err}");
 
-    let mut config = common::oss_config_with("oss-denied", oss.secret());
-    config
-        .credentials
-        .insert("region".into(), "eu-central-1".into());
-    let err = registry
-        .store(config)
-        .unwrap()
-        .list("v2/")
-        .await
-        .unwrap_err();
+    let err = list_with("region", "eu-central-1").await;
     assert!(matches!(err, StoreError::InvalidConfig { .. }), "{err:?}");
     assert!(err.to_string().contains("set `region`"), "{err}");
 

@@ -213,7 +213,12 @@ impl ObjectClient for Client {
         let response = self
             .execute("head", Some(key), &[], &Exchange::new(Method::Head))?
             .response;
-        head_info(key, &response, &self.ctx("head", Some(key)).what())
+        head_info(
+            key,
+            response.header("content-length"),
+            response.header("last-modified"),
+            &self.ctx("head", Some(key)).what(),
+        )
     }
 
     /// Deletes the blob; a missing blob is not an error.

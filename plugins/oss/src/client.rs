@@ -259,7 +259,13 @@ impl ObjectClient for Client {
         check_key(key)?;
         let ctx = self.ctx("head", Some(key));
         let reply = self.execute(&ctx, Some(key), &[], &Exchange::new(Method::Head))?;
-        head_info(key, &reply.response, &ctx.what())
+        let r = &reply.response;
+        head_info(
+            key,
+            r.header("content-length"),
+            r.header("last-modified"),
+            &ctx.what(),
+        )
     }
 
     /// Deletes the object; a missing object is not an error.

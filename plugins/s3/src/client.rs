@@ -16,7 +16,7 @@ use rusty_s3::{Bucket, Credentials, S3Action};
 use crate::config::{self, Settings};
 use crate::errors::{self, Ctx};
 use crate::incomplete;
-use druid_plugin_sdk::object::{ObjectClient, log_open};
+use druid_plugin_sdk::object::{ObjectClient, head_info, log_open};
 use druid_plugin_sdk::parts::PartSink;
 
 use crate::upload::MAX_PARTS;
@@ -304,11 +304,11 @@ impl ObjectClient for Client {
                 .to_string()
         };
         self.execute(&ctx, &Request::new(Method::Head), sign, |resp| {
-            object_info(
+            head_info(
                 key,
                 resp.header("content-length"),
                 resp.header("last-modified"),
-                &ctx,
+                &ctx.what(),
             )
             .map_err(Attempt::Fail)
         })
@@ -566,27 +566,5 @@ pub fn parse_list(body: &str, ctx: &Ctx<'_>) -> Result<ListPage, StoreError> {
             })
             .collect(),
         next_token: parsed.next_continuation_token,
-    })
-}
-
-/// Object metadata from HeadObject's headers.
-pub fn object_info(
-    key: &str,
-    content_length: Option<&str>,
-    last_modified: Option<&str>,
-    ctx: &Ctx<'_>,
-) -> Result<ObjectInfo, StoreError> {
-    let size = content_length
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| {
-            StoreError::Other(format!(
-                "{} {key:?} in bucket {:?}: the store's answer has no valid Content-Length",
-                ctx.op, ctx.bucket
-            ))
-        })?;
-    Ok(ObjectInfo {
-        key: key.to_string(),
-        size,
-        last_modified: last_modified.and_then(druid_plugin_sdk::time::parse_http_date),
     })
 }

@@ -20,7 +20,8 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn what(&self) -> String {
+    /// What the request was about, e.g. `head "k" in bucket "b"`.
+    pub fn what(&self) -> String {
         match self.key {
             Some(key) => format!("{} {key:?} in bucket {:?}", self.op, self.bucket),
             None => format!("{} in bucket {:?}", self.op, self.bucket),

@@ -10,7 +10,7 @@ use druid_plugin_sdk::wiring::{StoreSpec, VolumeSource};
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 
 use super::S3;
-use crate::client::{check_key, complete_outcome, object_info, parse_list};
+use crate::client::{check_key, complete_outcome, parse_list};
 use crate::config::{self, EndpointSource, Family, Settings};
 use crate::errors::{Ctx, classify, parse_error, transport};
 use crate::wiring::{check_secret, pod_config};
@@ -717,27 +717,6 @@ fn listings_parse_with_continuation_tokens_and_times() {
 
     assert!(matches!(
         parse_list("<html/>", &ctx(None)),
-        Err(StoreError::Other(_))
-    ));
-}
-
-#[test]
-fn head_metadata_from_headers() {
-    let info = object_info(
-        "k",
-        Some("42"),
-        Some("Wed, 12 Oct 2009 17:50:30 GMT"),
-        &ctx(Some("k")),
-    )
-    .unwrap();
-    assert_eq!(
-        (info.key.as_str(), info.size, info.last_modified),
-        ("k", 42, Some(1_255_369_830))
-    );
-    let info = object_info("k", Some("0"), None, &ctx(Some("k"))).unwrap();
-    assert_eq!((info.size, info.last_modified), (0, None));
-    assert!(matches!(
-        object_info("k", None, None, &ctx(Some("k"))),
         Err(StoreError::Other(_))
     ));
 }

@@ -65,19 +65,23 @@ pub fn log_open(warnings: &[String], description: &str) {
     crate::log::debug(description);
 }
 
-/// The object of a HEAD answer: its `Content-Length` (required; the error
-/// names `what` the request was) and `Last-Modified`.
-pub fn head_info(key: &str, response: &Response, what: &str) -> Result<ObjectInfo, StoreError> {
-    let size = response
-        .header("content-length")
+/// The object of a HEAD answer from its `Content-Length` (required; the
+/// error names `what` the request was) and `Last-Modified` headers.
+pub fn head_info(
+    key: &str,
+    content_length: Option<&str>,
+    last_modified: Option<&str>,
+    what: &str,
+) -> Result<ObjectInfo, StoreError> {
+    let size = content_length
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| StoreError::Other(format!("{what}: the answer has no Content-Length")))?;
+        .ok_or_else(|| {
+            StoreError::Other(format!("{what}: the answer has no valid Content-Length"))
+        })?;
     Ok(ObjectInfo {
         key: key.to_string(),
         size,
-        last_modified: response
-            .header("last-modified")
-            .and_then(crate::time::parse_http_date),
+        last_modified: last_modified.and_then(crate::time::parse_http_date),
     })
 }
 
@@ -125,5 +129,33 @@ impl<C: ObjectClient> GuestStore for ObjectStore<C> {
             |k, r| self.client.get(k, r),
         )
         .map(Download::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_answer_gives_size_and_time_and_a_missing_length_is_an_error() {
+        let info = head_info(
+            "k",
+            Some("42"),
+            Some("Wed, 12 Oct 2009 17:50:30 GMT"),
+            "head",
+        )
+        .unwrap();
+        assert_eq!(
+            (info.key.as_str(), info.size, info.last_modified),
+            ("k", 42, Some(1_255_369_830))
+        );
+        let info = head_info("k", Some(" 0 "), None, "head").unwrap();
+        assert_eq!((info.size, info.last_modified), (0, None));
+        for bad in [None, Some("x"), Some("-1")] {
+            assert!(matches!(
+                head_info("k", bad, None, "head \"k\""),
+                Err(StoreError::Other(m)) if m.starts_with("head \"k\": ")
+            ));
+        }
     }
 }

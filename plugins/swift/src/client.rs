@@ -334,7 +334,13 @@ impl ObjectClient for Client {
         check_key(key)?;
         let ctx = self.ctx("head", Some(key));
         let reply = self.execute(&ctx, &Self::object_tail(key), &Exchange::new(Method::Head))?;
-        head_info(key, &reply.response, &ctx.what())
+        let r = &reply.response;
+        head_info(
+            key,
+            r.header("content-length"),
+            r.header("last-modified"),
+            &ctx.what(),
+        )
     }
 
     /// Deletes the object and its segments (a static large object's with

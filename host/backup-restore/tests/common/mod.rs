@@ -857,3 +857,14 @@ pub fn continuous_end(latest: &serde_json::Value) -> i64 {
     }
     prev
 }
+
+/// A store secret as the pod mounts it: `dir/name` holding one file per
+/// key.
+pub fn secret_dir(dir: &Path, name: &str, keys: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(&path).unwrap();
+    for (key, value) in keys {
+        std::fs::write(path.join(key), value).unwrap();
+    }
+    path
+}
