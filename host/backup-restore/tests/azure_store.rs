@@ -97,3 +97,68 @@ async fn etcd_is_backed_up_to_azure_blob_storage_and_restored_from_it() {
     assert_eq!(got.len(), 448 + 149);
     assert_eq!(got, expected);
 }
+
+/// Without a Secret: the pod's workload identity, as Azure Workload
+/// Identity's webhook injects it (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`,
+/// `AZURE_FEDERATED_TOKEN_FILE` naming the projected token,
+/// `AZURE_AUTHORITY_HOST`), against Azurite behind the Entra ID stand-in
+/// (`AbsAuthGate`, a fake named as such); the account comes from the
+/// endpoint override. The snapshot lands; no log line shows the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pods_workload_identity_backs_up_without_a_secret() {
+    let dir = server_dir("azure-workload-identity").unwrap();
+    let azurite = AzuriteServer::shared();
+    let gate = druid_test_support::AbsAuthGate::start(azurite).unwrap();
+    let issuer = druid_test_support::OidcIssuer::start().unwrap();
+    let container = "etcdbr-abs-identity";
+    azurite.create_container(container).unwrap();
+    let token = issuer.token(
+        "etcd",
+        "etcd-main",
+        druid_test_support::AZURE_TOKEN_AUDIENCE,
+        3600,
+    );
+    let token_file = dir.join("azure-identity-token");
+    std::fs::write(&token_file, &token).unwrap();
+    let etcd = start_etcd("abs-identity");
+    let mut client = etcd.client().await;
+    put_incompressible(&mut client, 8).await;
+    let store = [
+        "--storage-provider=ABS".to_string(),
+        format!("--store-container={container}"),
+        "--store-prefix=etcd-main".to_string(),
+        format!("--store-endpoint-override={}", gate.blob_endpoint(azurite)),
+    ];
+    let authority = gate.authority();
+    let env = [
+        (
+            "AZURE_CLIENT_ID",
+            Path::new(druid_test_support::ABS_TEST_CLIENT_ID),
+        ),
+        (
+            "AZURE_TENANT_ID",
+            Path::new(druid_test_support::ABS_TEST_TENANT_ID),
+        ),
+        ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_path()),
+        ("AZURE_AUTHORITY_HOST", Path::new(&authority)),
+    ];
+    let out = etcdbr_with(
+        None,
+        &store,
+        &env,
+        &[
+            "snapshot".to_string(),
+            format!("--endpoints={}", etcd.client_url()),
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "etcdbr snapshot: {log}");
+    assert!(!log.contains(&token), "the token leaked: {log}");
+    assert!(
+        gate.tokens() >= 1 && gate.passed() >= 1,
+        "{} tokens",
+        gate.tokens()
+    );
+    assert_eq!(gate.refused_requests(), 0);
+    etcd.stop();
+}

@@ -1050,3 +1050,150 @@ async fn deltas_are_cut_at_a_size_the_restore_accepts_whatever_the_memory_limit(
     drop(sidecar);
     etcd.stop();
 }
+
+/// The sidecar signs in to S3 with a web identity token (upstream's
+/// `roleARN` + `token` keys) at a real STS (MinIO's, checking the test
+/// issuer's tokens), and follows the mounted Secret: while the token is
+/// one STS refuses, snapshots fail saying so; once the `token` file is
+/// rewritten with a good one (as a projected token is renewed), the
+/// snapshots succeed without a restart. Without a Secret, the pod's own
+/// web identity (IRSA's variables) signs. No log line shows a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_identity_tokens_are_followed_when_the_secret_is_renewed() {
+    const AUDIENCE: &str = "sts.amazonaws.com";
+    let issuer = druid_test_support::OidcIssuer::start().unwrap();
+    let minio = druid_test_support::MinioServer::start_with_openid(&issuer, AUDIENCE).unwrap();
+    let bucket = "etcdbr-web-identity";
+    minio.create_bucket(bucket).unwrap();
+    let dir = druid_test_support::server_dir("web-identity").unwrap();
+    let role = minio.openid_role_arn(AUDIENCE);
+    let refused = issuer.token("etcd", "etcd-main", "someone-else", 3600);
+    let creds = common::secret_dir(
+        &dir,
+        "secret",
+        &[
+            ("region", minio.region()),
+            ("roleARN", &role),
+            ("token", &refused),
+            ("stsEndpoint", minio.endpoint()),
+        ],
+    );
+    let store = Store::Minio {
+        bucket: bucket.into(),
+        creds: creds.clone(),
+        endpoint: minio.endpoint().into(),
+    };
+    let etcd = common::start_etcd("web-identity");
+    let sidecar = Sidecar::start(&SidecarOptions {
+        extra: vec!["--backoff-threshold-time=2s".into()],
+        ..SidecarOptions::new(&etcd, &store, "wi")
+    });
+    let start = std::time::Instant::now();
+    while !sidecar.log().contains("STS refused") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no STS refusal logged:\n{}",
+            sidecar.process.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(sidecar.log().contains(&role), "{}", sidecar.log());
+
+    // The token is renewed in place.
+    let good = issuer.token("etcd", "etcd-main", AUDIENCE, 3600);
+    std::fs::write(creds.join("token"), &good).unwrap();
+    // The store answers again once the sidecar has read the Secret anew
+    // (every 10 s at most).
+    let start = std::time::Instant::now();
+    while sidecar.get("/snapshot/latest").0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the renewed token was not taken:\n{}",
+            sidecar.process.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut client = etcd.client().await;
+    write_mix(&mut client, "renewed", 20).await;
+    let (_, rev) = dump(&mut client).await;
+    sidecar.wait_store_revision(rev);
+    let log = sidecar.log();
+    assert!(
+        log.contains("the store credentials changed"),
+        "the new token was not noticed: {log}"
+    );
+    assert!(
+        !log.contains(&good) && !log.contains(&refused),
+        "a token leaked into the log: {log}"
+    );
+    let listed = minio
+        .mc()
+        .unwrap()
+        .args(["ls", "--recursive", &format!("druid/{bucket}/wi/")])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("Full-") || listed.contains("Incr-"),
+        "{listed}"
+    );
+    drop(sidecar);
+
+    // Without a Secret: the pod's own web identity, the variables EKS's
+    // pod identity webhook injects (the token file is a projected token).
+    let token_file = dir.join("projected-token");
+    let projected = issuer.token("etcd", "etcd-main", AUDIENCE, 3600);
+    std::fs::write(&token_file, format!("{projected}\n")).unwrap();
+    let store_flags = [
+        "--storage-provider=S3".to_string(),
+        format!("--store-container={bucket}"),
+        "--store-prefix=pod-identity".to_string(),
+        format!("--store-endpoint-override={}", minio.endpoint()),
+    ];
+    let env = [
+        ("AWS_ROLE_ARN", std::path::Path::new(&role)),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_path()),
+        ("AWS_REGION", std::path::Path::new(minio.region())),
+        (
+            "AWS_ENDPOINT_URL_STS",
+            std::path::Path::new(minio.endpoint()),
+        ),
+    ];
+    let snapshot = [
+        "snapshot".to_string(),
+        format!("--endpoints={}", etcd.client_url()),
+    ];
+    let out = common::etcdbr_with(None, &store_flags, &env, &snapshot);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "etcdbr snapshot with the pod's identity: {log}"
+    );
+    assert!(!log.contains(&projected), "the token leaked: {log}");
+    let listed = minio
+        .mc()
+        .unwrap()
+        .args([
+            "ls",
+            "--recursive",
+            &format!("druid/{bucket}/pod-identity/"),
+        ])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("Full-"), "{listed}");
+    // Neither a Secret nor a pod identity: the error says what to give.
+    let out = common::etcdbr_with(
+        None,
+        &store_flags,
+        &[("AWS_REGION", std::path::Path::new(minio.region()))],
+        &snapshot,
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("no credentials") && log.contains("$AWS_WEB_IDENTITY_TOKEN_FILE"),
+        "{log}"
+    );
+    etcd.stop();
+}

@@ -36,6 +36,21 @@ const NOT_SECRET: &[&str] = &[
     "emulatorenabled",
     "usessl",
     "sse_customer_algorithm",
+    // Cloud identities: which role, client, tenant or pool, and where
+    // the token goes; the tokens themselves stay hidden.
+    "rolearn",
+    "stsendpoint",
+    "aws_role_arn",
+    "aws_region",
+    "aws_endpoint_url_sts",
+    "azure_client_id",
+    "azure_tenant_id",
+    "azure_authority_host",
+    "type",
+    "audience",
+    "subject_token_type",
+    "token_url",
+    "service_account_impersonation_url",
 ];
 
 /// Values shorter than this are not searched for (a `true` or a `1` would

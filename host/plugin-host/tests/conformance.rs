@@ -4,7 +4,10 @@
 //! (the GCS plugin, also behind a test token endpoint), Swift with
 //! Keystone v3 (the Swift plugin) and MinIO behind an OSS gateway that
 //! checks signatures with Alibaba's Go SDK (the OSS plugin; no OSS
-//! emulator exists).
+//! emulator exists). The S3 plugin also signs in with a web identity
+//! token at MinIO's STS, the GCS plugin with workload identity federation
+//! at a test STS, the ABS plugin with a workload identity at a test Entra
+//! ID (tokens from a test OIDC issuer).
 #![allow(
     clippy::unwrap_used,
     clippy::panic,
@@ -457,6 +460,312 @@ async fn the_oss_plugin_names_a_wrong_key_a_wrong_region_and_a_missing_bucket() 
     assert!(err.to_string().contains("oss-no-such-bucket"), "{err}");
     let err = store.put("v2/x", b"x").await.unwrap_err();
     assert!(matches!(err, StoreError::NoSuchContainer { .. }), "{err:?}");
+}
+
+/// Checks a refusal of a cloud identity: access denied, naming each of
+/// `needles`, never showing `token`; returns the message.
+fn denied(err: StoreError, what: &str, needles: &[&str], token: &str) -> String {
+    let text = err.to_string();
+    assert!(
+        matches!(err, StoreError::AccessDenied { .. }),
+        "{what}: {err:?}"
+    );
+    for needle in needles {
+        assert!(text.contains(needle), "{what}: no {needle:?} in {text}");
+    }
+    assert!(!text.contains(token), "{what}: the token leaked: {text}");
+    text
+}
+
+/// The audience (MinIO's OpenID client ID) of the web identity tokens, as
+/// EKS projects them for STS.
+const STS_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// A MinIO whose STS takes the test issuer's tokens, with bucket
+/// `bucket`, and an S3 store config that signs in with web identity only
+/// (no access key): `roleARN`, `token` and `stsEndpoint`.
+fn web_identity_store(
+    minio: &druid_test_support::MinioServer,
+    bucket: &str,
+    role: &str,
+    token: &str,
+) -> druid_plugin_host::StoreConfig {
+    minio.create_bucket(bucket).unwrap();
+    common::config(
+        "S3",
+        bucket,
+        Some(minio.endpoint()),
+        &[
+            ("region", minio.region()),
+            ("roleARN", role),
+            ("token", token),
+            ("stsEndpoint", minio.endpoint()),
+        ],
+    )
+}
+
+/// Web identity (upstream's `roleARN` + `token`): the S3 plugin exchanges
+/// a service-account token for temporary credentials at a real STS
+/// (MinIO's `AssumeRoleWithWebIdentity`, which checks the token against
+/// the test issuer's published key and the role's client ID) and passes
+/// the conformance suite with them; the store config holds no access key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_plugin_assumes_a_role_with_a_web_identity_token() {
+    let registry = registry(Limits::default()).await;
+    let issuer = druid_test_support::OidcIssuer::start().unwrap();
+    let minio = druid_test_support::MinioServer::start_with_openid(&issuer, STS_AUDIENCE).unwrap();
+    let role = minio.openid_role_arn(STS_AUDIENCE);
+    let token = issuer.token("etcd", "etcd-main", STS_AUDIENCE, 3600);
+    let config = web_identity_store(&minio, "web-identity", &role, &token);
+    assert!(!config.credentials.contains_key("accessKeyID"));
+    let store = registry.store(config).unwrap();
+    suite(&store, "s3 (web identity)").await;
+    round_trip(&store, "v2/multipart", &pattern(5, (17 << 20) + 3)).await;
+    // The objects are MinIO's: its root user reads them back.
+    let listed = minio
+        .mc()
+        .unwrap()
+        .args(["ls", "druid/web-identity/v2/"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("multipart"), "{listed}");
+}
+
+/// STS's refusals say what to fix and never show the token: a token
+/// signed by a key the issuer does not publish, an expired token, a
+/// token for another audience, and a role STS does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_plugin_names_refused_web_identity_tokens_and_roles() {
+    let registry = registry(Limits::default()).await;
+    let issuer = druid_test_support::OidcIssuer::start().unwrap();
+    let minio = druid_test_support::MinioServer::start_with_openid(&issuer, STS_AUDIENCE).unwrap();
+    let role = minio.openid_role_arn(STS_AUDIENCE);
+    let good = issuer.token("etcd", "etcd-main", STS_AUDIENCE, 3600);
+    let cases = [
+        (
+            "forged",
+            role.clone(),
+            issuer.forged_token(STS_AUDIENCE).unwrap(),
+        ),
+        (
+            "expired",
+            role.clone(),
+            issuer.token("etcd", "etcd-main", STS_AUDIENCE, -600),
+        ),
+        (
+            "audience",
+            role.clone(),
+            issuer.token("etcd", "etcd-main", "someone-else", 3600),
+        ),
+        (
+            "role",
+            "arn:minio:iam:us-east-1::role/not-a-role".to_string(),
+            good,
+        ),
+    ];
+    for (what, role, token) in cases {
+        let store = registry
+            .store(web_identity_store(
+                &minio,
+                "web-identity-refused",
+                &role,
+                &token,
+            ))
+            .unwrap();
+        let text = denied(
+            store.list("v2/").await.unwrap_err(),
+            what,
+            &["assume role", &role, "STS refused"],
+            &token,
+        );
+        assert!(
+            text.contains("`token`") || text.contains("`roleARN`"),
+            "{what}: {text}"
+        );
+    }
+}
+
+/// A GCS store Secret in upstream's workload identity layout, written to
+/// `dir`: `serviceaccount.json` (an `external_account` whose token URL is
+/// the gate's STS and whose `credential_source` names the Secret's
+/// `token`), `token` and `projectID`; read by the host as the sidecar
+/// does (upstream's GOOGLE_APPLICATION_CREDENTIALS names the JSON file).
+fn workload_identity_secret(
+    dir: &std::path::Path,
+    gate: &druid_test_support::GcsAuthGate,
+    token: &str,
+    impersonate: bool,
+) -> std::collections::BTreeMap<String, String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut json = serde_json::json!({
+        "type": "external_account",
+        "audience": druid_test_support::GCS_TEST_POOL,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": gate.sts_token_url(),
+        "credential_source": {"file": "/var/etcd-backup/token", "format": {"type": "text"}},
+    });
+    if impersonate {
+        json["service_account_impersonation_url"] = gate.impersonation_url().into();
+    }
+    std::fs::write(dir.join("serviceaccount.json"), json.to_string()).unwrap();
+    std::fs::write(dir.join("token"), format!("{token}\n")).unwrap();
+    std::fs::write(dir.join("projectID"), "druid-tests").unwrap();
+    druid_plugin_host::credentials::read(&dir.join("serviceaccount.json")).unwrap()
+}
+
+/// Workload identity federation (upstream's GCS `external_account`): the
+/// Secret as upstream lays it out, read by the host (the nested
+/// `credential_source` as JSON text, `token` and `projectID` from next to
+/// the JSON); the plugin exchanges the cluster's token at an STS (the
+/// gate's stand-in for Google's, checking the OIDC test issuer's
+/// signature) and, when asked, that token for the service account's
+/// (impersonation); the suite passes either way. An expired or forged
+/// token is access denied with what to check, never showing the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gcs_plugin_exchanges_a_workload_identity_token() {
+    let registry = registry(Limits::default()).await;
+    let gcs = druid_test_support::FakeGcsServer::shared();
+    let gate = druid_test_support::GcsAuthGate::start(gcs.endpoint()).unwrap();
+    let issuer = druid_test_support::OidcIssuer::start().unwrap();
+    let token = issuer.token("etcd", "etcd-main", "druid-gcs", 3600);
+    let root = server_dir("gcs-workload-identity").unwrap();
+    for impersonate in [false, true] {
+        let bucket = if impersonate {
+            "gcs-wif-imp"
+        } else {
+            "gcs-wif"
+        };
+        gcs.create_bucket(bucket).unwrap();
+        let mut config = common::config("gcp", bucket, Some(gate.endpoint()), &[]);
+        config.credentials =
+            workload_identity_secret(&root.join(bucket), &gate, &token, impersonate);
+        assert_eq!(config.credentials["token"], token);
+        let store = registry.store(config).unwrap();
+        suite(
+            &store,
+            &format!("gcs with workload identity (impersonate: {impersonate})"),
+        )
+        .await;
+    }
+    assert!(gate.exchanges() >= 2, "{} exchanges", gate.exchanges());
+    assert!(gate.impersonations() >= 1);
+    assert_eq!(gate.refused_exchanges(), 0);
+    assert_eq!(gate.refused_requests(), 0);
+
+    for (what, bad) in [
+        (
+            "expired",
+            issuer.token("etcd", "etcd-main", "druid-gcs", -600),
+        ),
+        ("forged", issuer.forged_token("druid-gcs").unwrap()),
+    ] {
+        let mut config = common::config("gcp", "gcs-wif", Some(gate.endpoint()), &[]);
+        config.credentials = workload_identity_secret(&root.join(what), &gate, &bad, false);
+        let store = registry.store(config).unwrap();
+        denied(
+            store.list("v2/").await.unwrap_err(),
+            what,
+            &["invalid_grant", "token exchange refused"],
+            &bad,
+        );
+    }
+    assert_eq!(gate.refused_exchanges(), 2);
+}
+
+/// An ABS store on Azurite behind the Entra ID stand-in, signed in with
+/// the pod's workload identity as the host passes it from Azure Workload
+/// Identity's variables (no Secret: the account comes from the override).
+fn workload_identity_abs(
+    gate: &druid_test_support::AbsAuthGate,
+    container: &str,
+    client_id: &str,
+    token: &str,
+) -> druid_plugin_host::StoreConfig {
+    let azurite = druid_test_support::AzuriteServer::shared();
+    azurite.create_container(container).unwrap();
+    common::config(
+        "azure",
+        container,
+        Some(&gate.blob_endpoint(azurite)),
+        &[
+            ("AZURE_CLIENT_ID", client_id),
+            ("AZURE_TENANT_ID", druid_test_support::ABS_TEST_TENANT_ID),
+            ("AZURE_FEDERATED_TOKEN", token),
+            ("AZURE_AUTHORITY_HOST", &gate.authority()),
+        ],
+    )
+}
+
+/// Azure workload identity: the ABS plugin exchanges the pod's projected
+/// token at the Entra ID stand-in (client credentials with the token as
+/// the client assertion, checked against the OIDC test issuer's key) and
+/// sends the bearer token on every request; the gate lets nothing else
+/// through to Azurite. An expired token, a token for another audience and
+/// an unknown client are access denied with Entra ID's reason and what to
+/// check, never showing the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_abs_plugin_signs_in_with_the_pods_workload_identity() {
+    use druid_test_support::{ABS_TEST_CLIENT_ID, AZURE_TOKEN_AUDIENCE};
+    let registry = registry(Limits::default()).await;
+    let azurite = druid_test_support::AzuriteServer::shared();
+    let gate = druid_test_support::AbsAuthGate::start(azurite).unwrap();
+    let issuer = druid_test_support::OidcIssuer::start().unwrap();
+    let token = issuer.token("etcd", "etcd-main", AZURE_TOKEN_AUDIENCE, 3600);
+    let store = registry
+        .store(workload_identity_abs(
+            &gate,
+            "abs-workload-identity",
+            ABS_TEST_CLIENT_ID,
+            &token,
+        ))
+        .unwrap();
+    suite(&store, "abs with workload identity").await;
+    assert!(gate.tokens() > 0);
+    assert_eq!(gate.refused_assertions(), 0);
+    assert_eq!(gate.refused_requests(), 0);
+    assert!(
+        gate.passed() > gate.tokens(),
+        "{} requests, {} tokens",
+        gate.passed(),
+        gate.tokens()
+    );
+
+    for (what, client, bad, expected) in [
+        (
+            "expired",
+            ABS_TEST_CLIENT_ID,
+            issuer.token("etcd", "etcd-main", AZURE_TOKEN_AUDIENCE, -600),
+            "AADSTS700024",
+        ),
+        (
+            "audience",
+            ABS_TEST_CLIENT_ID,
+            issuer.token("etcd", "etcd-main", "sts.amazonaws.com", 3600),
+            "AADSTS700212",
+        ),
+        (
+            "client",
+            "00000000-0000-4000-8000-0000000000ff",
+            token.clone(),
+            "AADSTS700016",
+        ),
+    ] {
+        let store = registry
+            .store(workload_identity_abs(
+                &gate,
+                "abs-workload-identity",
+                client,
+                &bad,
+            ))
+            .unwrap();
+        denied(
+            store.list("v2/").await.unwrap_err(),
+            what,
+            &[expected, "Entra ID refused"],
+            &bad,
+        );
+    }
 }
 
 /// The raw object names below `prefix` in `container`, straight from

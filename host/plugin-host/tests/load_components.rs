@@ -180,8 +180,19 @@ async fn pod_wiring_comes_from_the_provider_plugin() {
         "{local:?}"
     );
 
-    let err = registry
+    // S3 without a Secret: the pod's own web identity signs; nothing is
+    // mounted. A provider that needs a Secret still refuses.
+    let s3 = registry
         .pod_config("S3", "bucket", "p", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s3.env,
+        [("STORAGE_CONTAINER".to_string(), "bucket".to_string())]
+    );
+    assert!(s3.volumes.is_empty(), "{s3:?}");
+    let err = registry
+        .pod_config("OCS", "bucket", "p", None)
         .await
         .unwrap_err();
     assert!(matches!(err, WiringError::Spec(_)), "{err:?}");
@@ -529,8 +540,17 @@ async fn each_provider_declares_its_store_contract_and_a_bad_one_disables_only_t
             "AWS_APPLICATION_CREDENTIALS"
         ]
     );
-    assert!(s3.credentials_required);
-    assert_eq!(s3.endpoint_keys, ["endpoint"]);
+    // Not required: without a Secret the pod's web identity (IRSA's
+    // variables, the token read from its file) signs.
+    assert!(!s3.credentials_required);
+    assert_eq!(
+        s3.endpoint_keys,
+        ["endpoint", "stsEndpoint", "AWS_ENDPOINT_URL_STS"]
+    );
+    assert!(s3.credential_value_variables.contains(&(
+        "AWS_WEB_IDENTITY_TOKEN_FILE".to_string(),
+        "AWS_WEB_IDENTITY_TOKEN".to_string()
+    )));
     let ecs = registry.contract("dell").unwrap();
     assert!(!ecs.credentials_required);
     assert!(
@@ -564,6 +584,7 @@ async fn each_provider_declares_its_store_contract_and_a_bad_one_disables_only_t
             "https://backups.s3.eu-west-1.amazonaws.com:443",
             "https://s3.amazonaws.com:443",
             "https://s3.eu-west-1.amazonaws.com:443",
+            "https://sts.eu-west-1.amazonaws.com:443",
         ]
     );
     // An ABS store reaches its account's blob endpoint in Azure's clouds,
@@ -597,9 +618,26 @@ async fn each_provider_declares_its_store_contract_and_a_bad_one_disables_only_t
     assert_eq!(
         grants(None),
         [
+            "https://login.chinacloudapi.cn:443",
+            "https://login.microsoftonline.com:443",
+            "https://login.microsoftonline.us:443",
             "https://myaccount.blob.core.chinacloudapi.cn:443",
             "https://myaccount.blob.core.usgovcloudapi.net:443",
             "https://myaccount.blob.core.windows.net:443",
+        ]
+    );
+    // With the pod's workload identity and an override: the override and
+    // the authority the webhook names, nothing else.
+    assert_eq!(
+        allowed(
+            "ABS",
+            Some("http://127.0.0.1:10000/devstoreaccount1"),
+            &[("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/")],
+        ),
+        [
+            "http://127.0.0.1:10000",
+            "https://etcd-backups.login.microsoftonline.com:443",
+            "https://login.microsoftonline.com:443",
         ]
     );
     assert_eq!(
@@ -627,8 +665,10 @@ async fn each_provider_declares_its_store_contract_and_a_bad_one_disables_only_t
         grants(None, "https://oauth2.googleapis.com/token"),
         [
             "https://etcd-backups.oauth2.googleapis.com:443",
+            "https://iamcredentials.googleapis.com:443",
             "https://oauth2.googleapis.com:443",
             "https://storage.googleapis.com:443",
+            "https://sts.googleapis.com:443",
         ]
     );
     assert_eq!(

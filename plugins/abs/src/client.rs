@@ -2,16 +2,20 @@
 //! signed afresh for each attempt, or the SAS token appended) and sent over
 //! the SDK's blocking `wasi:http` client, retried on its own with backoff.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::exchange::{Exchange, Reply, Target};
 use druid_plugin_sdk::http::{Method, Response, encode};
+use druid_plugin_sdk::oauth::{Token, form_headers, parse_token_response, request_token};
 use druid_plugin_sdk::object::{ObjectClient, head_info, log_open};
 use druid_plugin_sdk::parts::PartSink;
+use druid_plugin_sdk::retry::Attempt;
 use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreConfig, StoreError};
+use druid_plugin_sdk::time::now_unix;
 
-use crate::config::{self, Auth, Settings};
+use crate::config::{self, Auth, Settings, WorkloadIdentity};
 use crate::errors::{self, Ctx};
 use crate::listing::{block_id, block_list, parse_list};
 use crate::sign::{self, API_VERSION, Signed};
@@ -34,15 +38,36 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A token is renewed when it has less than this left (seconds): no
+/// request of one block outlives it.
+const TOKEN_MARGIN: i64 = 300;
+/// The longest an Entra ID token is taken to live.
+const TOKEN_LIFETIME: i64 = 24 * 3600;
+
+/// What a refused workload identity should check.
+const IDENTITY_REFUSED: &str = "Entra ID refused the pod's workload identity: check \
+     $AZURE_CLIENT_ID and $AZURE_TENANT_ID, and that the identity has a federated credential \
+     whose issuer is the cluster's service-account issuer, whose subject is \
+     system:serviceaccount:<namespace>:<name> of the etcd pods, and whose audience is \
+     api://AzureADTokenExchange";
+
+/// What the plugin may reach, for a destination the host refused.
+const REACH: &str = "the plugin reaches only the account's blob endpoint, the store's endpoint \
+     override and the Entra ID authority ($AZURE_AUTHORITY_HOST)";
+
 /// A container of a storage account.
 pub struct Client {
     settings: Settings,
+    token: RefCell<Option<Token>>,
 }
 
 impl Client {
     /// A client for the configured container (no request is made).
     pub fn new(settings: Settings) -> Self {
-        Self { settings }
+        Self {
+            settings,
+            token: RefCell::new(None),
+        }
     }
 
     fn ctx<'a>(&'a self, op: &'a str, key: Option<&'a str>) -> Ctx<'a> {
@@ -51,7 +76,33 @@ impl Client {
             key,
             container: &self.settings.container,
             account: &self.settings.account,
+            identity: match &self.settings.auth {
+                Auth::WorkloadIdentity(w) => Some(&w.client_id),
+                Auth::SharedKey(_) | Auth::Sas(_) => None,
+            },
         }
+    }
+
+    /// The bearer token of the workload identity: the one held while it
+    /// has [`TOKEN_MARGIN`] left, else a new one from Entra ID (the
+    /// federated token as the client assertion).
+    fn bearer(&self, identity: &WorkloadIdentity) -> Result<String, StoreError> {
+        if let Some(token) = self.token.borrow().as_ref()
+            && token.fresh(now_unix(), TOKEN_MARGIN)
+        {
+            return Ok(token.access_token.clone());
+        }
+        let token = request_token(
+            &identity.token_url(),
+            &form_headers(),
+            || identity.token_request_body(),
+            |body, now| parse_token_response(body, now, TOKEN_LIFETIME),
+            IDENTITY_REFUSED,
+            REACH,
+        )?;
+        let bearer = token.access_token.clone();
+        *self.token.borrow_mut() = Some(token);
+        Ok(bearer)
     }
 
     /// The URL path of the container or of one blob, percent-encoded.
@@ -70,7 +121,7 @@ impl Client {
         key: Option<&str>,
         query: &[(String, String)],
         request: &Exchange<'_>,
-    ) -> Target {
+    ) -> Result<Target, StoreError> {
         let path = self.path(key);
         let mut query_text: Vec<String> = query
             .iter()
@@ -101,13 +152,17 @@ impl Client {
                 ));
             }
             Auth::Sas(token) => query_text.push(token.clone()),
+            Auth::WorkloadIdentity(identity) => headers.push((
+                "authorization".to_string(),
+                format!("Bearer {}", self.bearer(identity)?),
+            )),
         }
         let mut url = format!("{}{path}", self.settings.origin);
         if !query_text.is_empty() {
             url.push('?');
             url.push_str(&query_text.join("&"));
         }
-        Target { url, headers }
+        Ok(Target { url, headers })
     }
 
     /// Sends `request` on `key` (none: the container) with `query`,
@@ -123,9 +178,14 @@ impl Client {
         let ctx = self.ctx(op, key);
         request.send(
             &ctx.what(),
-            |_| Ok(self.address(key, query, request)),
+            |_| self.address(key, query, request).map_err(Attempt::Fail),
             |e| errors::transport(e, &ctx),
             |_, response, body| {
+                if response.status == 401 {
+                    // A token the service no longer takes: the next
+                    // attempt gets a new one.
+                    self.token.borrow_mut().take();
+                }
                 let code = response.header("x-ms-error-code");
                 errors::classify(response.status, code, body, &ctx)
             },
@@ -172,9 +232,11 @@ impl ObjectClient for Client {
                 settings.account,
                 settings.origin,
                 settings.endpoint_source,
-                match settings.auth {
-                    config::Auth::SharedKey(_) => "shared key",
-                    config::Auth::Sas(_) => "SAS token",
+                match &settings.auth {
+                    config::Auth::SharedKey(_) => "shared key".to_string(),
+                    config::Auth::Sas(_) => "SAS token".to_string(),
+                    config::Auth::WorkloadIdentity(w) =>
+                        format!("workload identity, client {}", w.client_id),
                 }
             ),
         );

@@ -18,6 +18,8 @@ pub struct Ctx<'a> {
     pub container: &'a str,
     /// The storage account.
     pub account: &'a str,
+    /// The workload identity's client ID, when requests carry its token.
+    pub identity: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -87,6 +89,16 @@ pub fn classify(
         // A listing's bare 404 is about the container.
         (404, "") if ctx.key.is_none() => Attempt::Fail(StoreError::NoSuchContainer(message)),
         (404, _) => Attempt::Fail(StoreError::NotFound(message)),
+        (401 | 403, _) | (400, "InvalidAuthenticationInfo" | "AuthenticationFailed")
+            if ctx.identity.is_some() =>
+        {
+            Attempt::Fail(StoreError::AccessDenied(format!(
+                "{message} (check that workload identity {} has the Storage Blob Data \
+                 Contributor role on account {:?}, or on the container)",
+                ctx.identity.unwrap_or_default(),
+                ctx.account
+            )))
+        }
         (401 | 403, _) | (400, "InvalidAuthenticationInfo" | "AuthenticationFailed") => {
             Attempt::Fail(StoreError::AccessDenied(format!(
                 "{message} (check the store secret's `storageAccount` and `storageKey` or \

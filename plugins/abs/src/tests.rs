@@ -282,6 +282,7 @@ fn ctx(key: Option<&str>) -> Ctx<'_> {
         key,
         container: "etcd-backups",
         account: "myaccount",
+        identity: None,
     }
 }
 
@@ -358,8 +359,11 @@ fn the_sidecar_gets_the_secret_and_the_variables_upstream_reads() {
     );
     assert_eq!(c.volumes.len(), 1);
     assert!(matches!(c.volumes[0].source, VolumeSource::StoreSecret));
-    let m = pod_config(&spec(None)).unwrap_err();
-    assert!(m.contains("store.secretRef is required"), "{m}");
+    // Without a Secret: the pod's workload identity; nothing mounted.
+    let c = pod_config(&spec(None)).unwrap();
+    assert!(c.volumes.is_empty());
+    assert_eq!(c.env.len(), 1);
+    assert_eq!(c.env[0].name, "STORAGE_CONTAINER");
     let mut other = spec(Some("s"));
     other.provider = "Azure".into();
     assert!(pod_config(&other).unwrap_err().contains("case-sensitive"));
@@ -391,8 +395,17 @@ fn the_contract_names_azures_credentials_and_clouds() {
             "AZURE_APPLICATION_CREDENTIALS"
         ]
     );
-    assert!(c.credentials_required);
-    assert!(c.endpoint_keys.is_empty());
+    // Not required: the pod's workload identity serves without a Secret.
+    assert!(!c.credentials_required);
+    assert_eq!(c.endpoint_keys, vec!["AZURE_AUTHORITY_HOST"]);
+    assert!(c.credential_value_variables.contains(&(
+        "AZURE_FEDERATED_TOKEN_FILE".into(),
+        "AZURE_FEDERATED_TOKEN".into()
+    )));
+    assert!(
+        c.official_endpoints
+            .contains(&"https://login.microsoftonline.com".to_string())
+    );
     for domain in config::CLOUD_DOMAINS {
         assert!(
             c.official_endpoints
@@ -400,4 +413,156 @@ fn the_contract_names_azures_credentials_and_clouds() {
             "{domain}"
         );
     }
+}
+
+// --- Workload identity ------------------------------------------------------
+
+const FEDERATED: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+
+fn identity(s: &config::Settings) -> &config::WorkloadIdentity {
+    match &s.auth {
+        config::Auth::WorkloadIdentity(w) => w,
+        other => panic!("not a workload identity: {other:?}"),
+    }
+}
+
+#[test]
+fn the_pods_workload_identity_signs_without_a_secret() {
+    let pod = [
+        ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-0000000000c1"),
+        ("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000a1"),
+        ("AZURE_FEDERATED_TOKEN", FEDERATED),
+        ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),
+    ];
+    // The account from the override's host.
+    let s = config::parse(&store_config(
+        Some("https://myaccount.blob.core.windows.net"),
+        &pod,
+    ))
+    .unwrap();
+    assert_eq!(s.account, "myaccount");
+    let w = identity(&s);
+    assert_eq!(
+        w.token_url(),
+        "https://login.microsoftonline.com/00000000-0000-0000-0000-0000000000a1/oauth2/v2.0/token"
+    );
+    let body = w.token_request_body();
+    assert!(body.contains("grant_type=client_credentials"), "{body}");
+    assert!(
+        body.contains("scope=https%3A%2F%2Fstorage.azure.com%2F.default"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.ends_with(&format!("&client_assertion={FEDERATED}")),
+        "{body}"
+    );
+    assert!(
+        !format!("{s:?}").contains(FEDERATED),
+        "the token shows in Debug"
+    );
+    // Path-style (Azurite): the account is the first path segment.
+    let s = config::parse(&store_config(
+        Some("http://127.0.0.1:10000/devstoreaccount1"),
+        &pod,
+    ))
+    .unwrap();
+    assert_eq!(s.account, "devstoreaccount1");
+    // A Secret's account with the pod's identity; Entra ID's public cloud
+    // by default.
+    let mut with_account = pod[..3].to_vec();
+    with_account.push(("storageAccount", "other"));
+    let s = config::parse(&store_config(None, &with_account)).unwrap();
+    assert_eq!(
+        (s.account.as_str(), identity(&s).authority.as_str()),
+        ("other", "https://login.microsoftonline.com")
+    );
+    // A key in the Secret wins.
+    let mut with_key = with_account.clone();
+    with_key.push(("storageKey", DEV_KEY));
+    let s = config::parse(&store_config(None, &with_key)).unwrap();
+    assert!(matches!(s.auth, config::Auth::SharedKey(_)));
+}
+
+#[test]
+fn workload_identity_errors_say_what_to_fix() {
+    let over = Some("https://myaccount.blob.core.windows.net");
+    let m = invalid(
+        over,
+        &[
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_FEDERATED_TOKEN", FEDERATED),
+        ],
+    );
+    assert!(
+        m.contains("$AZURE_TENANT_ID") && m.contains("azure.workload.identity/use"),
+        "{m}"
+    );
+    let m = invalid(
+        over,
+        &[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_FEDERATED_TOKEN", FEDERATED),
+        ],
+    );
+    assert!(m.contains("$AZURE_CLIENT_ID"), "{m}");
+    let m = invalid(
+        over,
+        &[
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_FEDERATED_TOKEN", "x"),
+        ],
+    );
+    assert!(
+        m.contains("not a JSON web token") && !m.contains("\"x\""),
+        "{m}"
+    );
+    let m = invalid(
+        over,
+        &[
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_FEDERATED_TOKEN", FEDERATED),
+        ],
+    );
+    assert!(m.contains("no $AZURE_AUTHORITY_HOST"), "{m}");
+    // No account anywhere.
+    let m = invalid(None, &[("AZURE_CLIENT_ID", "c")]);
+    assert!(
+        m.contains("no storage account") && m.contains("endpointOverride"),
+        "{m}"
+    );
+    // Nothing at all names every way.
+    let m = invalid(None, &[("storageAccount", "myaccount")]);
+    assert!(
+        m.contains("`storageKey`") && m.contains("$AZURE_FEDERATED_TOKEN_FILE"),
+        "{m}"
+    );
+}
+
+#[test]
+fn refusals_under_a_workload_identity_name_the_role_to_grant() {
+    let c = Ctx {
+        identity: Some("client-1"),
+        ..ctx(Some("k"))
+    };
+    let m = match fail(classify(
+        403,
+        Some("AuthorizationPermissionMismatch"),
+        "",
+        &c,
+    )) {
+        StoreError::AccessDenied(m) => m,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        m.contains("client-1") && m.contains("Storage Blob Data Contributor"),
+        "{m}"
+    );
 }

@@ -13,6 +13,22 @@ fn require(provider: &str) -> Result<(), String> {
 /// SDK's path and named by `AZURE_APPLICATION_CREDENTIALS`.
 pub fn pod_config(spec: &StoreSpec) -> Result<SidecarConfig, String> {
     require(&spec.provider)?;
+    let no_secret = spec
+        .secret_name
+        .as_deref()
+        .is_none_or(|s| s.trim().is_empty());
+    if no_secret && !spec.container.trim().is_empty() {
+        // The pod's workload identity (config::WORKLOAD_IDENTITY_VARIABLES,
+        // injected by Azure Workload Identity's webhook); the account comes
+        // from the store's endpoint override. Nothing to mount.
+        return Ok(SidecarConfig {
+            env: vec![druid_plugin_sdk::wiring::EnvVar {
+                name: "STORAGE_CONTAINER".into(),
+                value: spec.container.clone(),
+            }],
+            volumes: Vec::new(),
+        });
+    }
     druid_plugin_sdk::secret_store_wiring(
         spec,
         ENV_PREFIX,

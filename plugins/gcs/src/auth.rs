@@ -92,8 +92,7 @@ impl ServiceAccount {
             Some("external_account") => {
                 return Err(invalid(format!(
                     "the {provider} store secret is an `external_account` (workload identity \
-                     federation), which this plugin does not support yet: give a service \
-                     account key (`type: service_account`)"
+                     federation), not a service account key"
                 )));
             }
             Some(other) => {
@@ -178,74 +177,223 @@ impl ServiceAccount {
     }
 }
 
-/// A bearer token and when it expires.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token {
-    /// The access token.
-    pub access_token: String,
-    /// Unix seconds.
-    pub expires_at: i64,
+pub use druid_plugin_sdk::oauth::Token;
+
+/// Reads the token endpoint's answer (received at `now`): a bearer token
+/// of at most an hour.
+pub fn parse_token_response(body: &str, now: i64) -> Result<Token, String> {
+    druid_plugin_sdk::oauth::parse_token_response(body, now, LIFETIME_SECS)
 }
 
-impl std::fmt::Debug for Token {
+/// Google's Security Token Service, the token URL upstream requires of an
+/// `external_account`.
+pub const STS_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
+
+/// The token exchange grant (RFC 8693).
+pub const EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// The subject token type of a Kubernetes service-account token.
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// The scope of a federated token (Google's STS wants this one; the
+/// impersonated account's token gets [`SCOPE`]).
+pub const FEDERATED_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// Workload identity federation (`type: external_account`, upstream's GCS
+/// workload identity): the Secret's `token` (a service-account token of
+/// the cluster) exchanged at Google's STS for a federated access token,
+/// and optionally that one for a service account's token
+/// (`service_account_impersonation_url`).
+#[derive(Clone)]
+pub struct ExternalAccount {
+    /// The workload identity pool provider
+    /// (`//iam.googleapis.com/projects/.../providers/...`).
+    pub audience: String,
+    /// Where the token is exchanged.
+    pub token_url: String,
+    /// `subject_token_type`.
+    pub subject_token_type: String,
+    /// The subject token (secret key `token`): a credential.
+    pub subject_token: String,
+    /// The service account to impersonate, if any (its
+    /// `generateAccessToken` URL).
+    pub impersonation_url: Option<String>,
+}
+
+impl std::fmt::Debug for ExternalAccount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Token")
-            .field("access_token", &"[redacted]")
-            .field("expires_at", &self.expires_at)
+        f.debug_struct("ExternalAccount")
+            .field("audience", &self.audience)
+            .field("token_url", &self.token_url)
+            .field("subject_token", &"[redacted]")
+            .field("impersonation_url", &self.impersonation_url)
             .finish()
     }
 }
 
-impl Token {
-    /// Whether the token is still good for a request of up to `margin`
-    /// seconds at `now`.
-    pub fn fresh(&self, now: i64, margin: i64) -> bool {
-        now + margin < self.expires_at
+#[derive(Deserialize)]
+struct CredentialSource {
+    file: Option<String>,
+    url: Option<String>,
+    format: Option<SourceFormat>,
+}
+
+#[derive(Deserialize)]
+struct SourceFormat {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+fn http_url(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("http://")
+}
+
+impl ExternalAccount {
+    /// The `external_account` of a store secret as upstream lays it out:
+    /// the JSON key file (whose `credential_source` names the Secret's
+    /// `token` file) and the `token` and `projectID` keys next to it.
+    /// `warnings` gets what is accepted but unusual.
+    pub fn from_config(
+        config: &StoreConfig,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, StoreError> {
+        let provider = &config.provider;
+        let get = |k: &str| druid_plugin_sdk::credential_value(config, k);
+        let missing = |k: &str, what: &str| {
+            invalid(format!(
+                "the {provider} store secret is an `external_account` without `{k}` ({what}): \
+                 use the credential configuration `gcloud iam workload-identity-pools \
+                 create-cred-config` writes, with the token in the Secret's `token` key"
+            ))
+        };
+        let audience = get("audience").ok_or_else(|| missing("audience", "the pool provider"))?;
+        let subject_token_type = get("subject_token_type").unwrap_or(JWT_TOKEN_TYPE);
+        if subject_token_type != JWT_TOKEN_TYPE {
+            return Err(invalid(format!(
+                "the {provider} store secret's `subject_token_type` is {subject_token_type:?}: \
+                 only a Kubernetes service-account token ({JWT_TOKEN_TYPE:?}) is taken, as \
+                 upstream"
+            )));
+        }
+        let token_url = get("token_url").unwrap_or(STS_TOKEN_URL);
+        if !http_url(token_url) {
+            return Err(invalid(format!(
+                "the {provider} store secret's `token_url` {token_url:?} is not an http(s) URL: \
+                 use {STS_TOKEN_URL:?}"
+            )));
+        }
+        if token_url != STS_TOKEN_URL {
+            warnings.push(format!(
+                "the {provider} store secret's `token_url` is {token_url:?}, not Google's \
+                 {STS_TOKEN_URL:?} (upstream takes only Google's)"
+            ));
+        }
+        let source = get("credential_source")
+            .ok_or_else(|| missing("credential_source", "where the token is"))?;
+        let source: CredentialSource = serde_json::from_str(source).map_err(|e| {
+            invalid(format!(
+                "the {provider} store secret's `credential_source` is not an object with \
+                 `file` ({e})"
+            ))
+        })?;
+        if source.url.is_some() {
+            return Err(invalid(format!(
+                "the {provider} store secret's `credential_source` has a `url`: only a `file` \
+                 (the Secret's `token` key, as upstream) is taken"
+            )));
+        }
+        let file = source.file.unwrap_or_default();
+        if !(file == "token" || file.ends_with("/token")) {
+            return Err(invalid(format!(
+                "the {provider} store secret's `credential_source.file` is {file:?}: it must \
+                 name the Secret's `token` key (`<mount path>/token`, as upstream)"
+            )));
+        }
+        if let Some(kind) = source.format.and_then(|f| f.kind)
+            && kind != "text"
+        {
+            return Err(invalid(format!(
+                "the {provider} store secret's `credential_source.format.type` is {kind:?}: \
+                 the token file is plain text (`\"text\"`)"
+            )));
+        }
+        let subject_token = get("token")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "the {provider} store secret is an `external_account` but has no `token` \
+                     key next to it (the cluster's service-account token that \
+                     `credential_source` names): add it"
+                ))
+            })?;
+        if get("projectID").is_none_or(|p| p.trim().is_empty()) {
+            return Err(invalid(format!(
+                "the {provider} store secret is an `external_account` but has no `projectID` \
+                 key next to it (upstream requires it): add the project's ID"
+            )));
+        }
+        let impersonation_url = get("service_account_impersonation_url").map(str::to_string);
+        if let Some(url) = &impersonation_url
+            && !(http_url(url) && url.ends_with(":generateAccessToken"))
+        {
+            return Err(invalid(format!(
+                "the {provider} store secret's `service_account_impersonation_url` {url:?} is \
+                 not a service account's `...:generateAccessToken` URL"
+            )));
+        }
+        Ok(Self {
+            audience: audience.to_string(),
+            token_url: token_url.to_string(),
+            subject_token_type: subject_token_type.to_string(),
+            subject_token: subject_token.to_string(),
+            impersonation_url,
+        })
+    }
+
+    /// The token exchange's form body.
+    pub fn exchange_body(&self) -> String {
+        format!(
+            "grant_type={}&audience={}&scope={}&requested_token_type={}&subject_token_type={}\
+             &subject_token={}",
+            encode(EXCHANGE_GRANT, false),
+            encode(&self.audience, false),
+            encode(FEDERATED_SCOPE, false),
+            encode("urn:ietf:params:oauth:token-type:access_token", false),
+            encode(&self.subject_token_type, false),
+            encode(&self.subject_token, false),
+        )
+    }
+
+    /// The impersonation request's JSON body.
+    pub fn impersonation_body() -> String {
+        serde_json::json!({"scope": [SCOPE], "lifetime": format!("{LIFETIME_SECS}s")}).to_string()
     }
 }
 
 #[derive(Deserialize)]
-struct TokenResponse {
+#[serde(rename_all = "camelCase")]
+struct ImpersonationResponse {
     access_token: Option<String>,
-    expires_in: Option<i64>,
-    token_type: Option<String>,
+    expire_time: Option<String>,
 }
 
-/// Reads the token endpoint's answer (received at `now`).
-pub fn parse_token_response(body: &str, now: i64) -> Result<Token, String> {
-    let r: TokenResponse = serde_json::from_str(body)
-        .map_err(|e| format!("the token endpoint's answer is not a token response ({e})"))?;
-    if let Some(kind) = &r.token_type
-        && !kind.eq_ignore_ascii_case("bearer")
-    {
-        return Err(format!(
-            "the token endpoint answered a {kind:?} token, not a bearer token"
-        ));
-    }
+/// Reads `generateAccessToken`'s answer (received at `now`).
+pub fn parse_impersonation_response(body: &str, now: i64) -> Result<Token, String> {
+    let r: ImpersonationResponse = serde_json::from_str(body)
+        .map_err(|e| format!("the impersonation answer is not an access token ({e})"))?;
     let access_token = r
         .access_token
-        .filter(|t| !t.is_empty())
-        .ok_or("the token endpoint's answer has no access_token")?;
-    if access_token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-        return Err("the token endpoint's access_token is not a header-safe token".into());
-    }
+        .filter(|t| druid_plugin_sdk::oauth::header_safe(t))
+        .ok_or("the impersonation answer has no usable accessToken")?;
+    let expires_at = r
+        .expire_time
+        .as_deref()
+        .and_then(druid_plugin_sdk::time::parse_iso8601)
+        .unwrap_or(now + 600)
+        .min(now + LIFETIME_SECS);
     Ok(Token {
         access_token,
-        // Google's tokens live an hour; without expires_in, assume less.
-        expires_at: now + r.expires_in.unwrap_or(600).clamp(0, LIFETIME_SECS),
+        expires_at,
     })
-}
-
-/// The fields of an OAuth2 error (`{"error": ..., "error_description": ...}`).
-#[derive(Debug, Default, Deserialize)]
-pub struct OAuthError {
-    /// E.g. `invalid_grant`.
-    pub error: Option<String>,
-    /// Google's explanation, e.g. "Invalid JWT Signature.".
-    pub error_description: Option<String>,
-}
-
-/// Reads an OAuth2 error body; empty fields when it is not one.
-pub fn parse_oauth_error(body: &str) -> OAuthError {
-    serde_json::from_str(body).unwrap_or_default()
 }

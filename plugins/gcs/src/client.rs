@@ -8,14 +8,17 @@ use std::rc::Rc;
 
 use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::exchange::{Exchange, MAX_ERROR_BYTES, Reply, Target};
-use druid_plugin_sdk::http::{self, Method, Response, encode};
+use druid_plugin_sdk::http::{Method, Response, encode};
+use druid_plugin_sdk::oauth::{form_headers, request_token};
 use druid_plugin_sdk::object::{ObjectClient, log_open};
 use druid_plugin_sdk::parts::PartSink;
-use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
+use druid_plugin_sdk::retry::Attempt;
 use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreConfig, StoreError};
 use druid_plugin_sdk::time::now_unix;
 
-use crate::auth::{ServiceAccount, Token, parse_token_response};
+use crate::auth::{
+    ExternalAccount, ServiceAccount, Token, parse_impersonation_response, parse_token_response,
+};
 use crate::config::{self, Auth, Settings};
 use crate::errors::{self, Ctx};
 use crate::listing::{LIST_FIELDS, parse_list, parse_object};
@@ -23,8 +26,6 @@ use crate::upload::MAX_PARTS;
 
 /// The largest listing page or object resource read.
 const MAX_JSON_BYTES: usize = 32 << 20;
-/// The largest token response read.
-const MAX_TOKEN_BYTES: usize = 64 << 10;
 /// The service's page limit.
 const MAX_RESULTS: u32 = 1000;
 /// The longest object name the service takes.
@@ -103,15 +104,19 @@ impl Client {
     /// [`TOKEN_MARGIN`] left, else a new one from the token endpoint; none
     /// for an emulator.
     fn bearer(&self) -> Result<Option<String>, StoreError> {
-        let Auth::ServiceAccount(account) = &self.settings.auth else {
+        if matches!(self.settings.auth, Auth::Emulator) {
             return Ok(None);
-        };
+        }
         if let Some(token) = self.token.borrow().as_ref()
             && token.fresh(now_unix(), TOKEN_MARGIN)
         {
             return Ok(Some(token.access_token.clone()));
         }
-        let token = fetch_token(account)?;
+        let token = match &self.settings.auth {
+            Auth::ServiceAccount(account) => fetch_token(account)?,
+            Auth::ExternalAccount(account) => fetch_federated_token(account)?,
+            Auth::Emulator => return Ok(None),
+        };
         let bearer = token.access_token.clone();
         *self.token.borrow_mut() = Some(token);
         Ok(Some(bearer))
@@ -278,33 +283,48 @@ pub fn upload_id(location: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Exchanges the service account's signed JWT for a bearer token
-/// (retrying transient failures).
+/// Exchanges the service account's signed JWT for a bearer token.
 fn fetch_token(account: &ServiceAccount) -> Result<Token, StoreError> {
-    let what = format!(
-        "get an access token from {}",
-        http::display_url(&account.token_uri)
-    );
-    with_backoff(Backoff::default(), |_| {
-        let body = ServiceAccount::token_request_body(&account.assertion(now_unix()));
-        let headers = [(
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded".to_string(),
-        )];
-        let mut response = http::send(Method::Post, &account.token_uri, &headers, body.as_bytes())
-            .map_err(|e| errors::transport(&e, &what))?;
-        let text = response.text(MAX_TOKEN_BYTES);
-        if (200..300).contains(&response.status) {
-            parse_token_response(&text, now_unix())
-                .map_err(|e| Attempt::Fail(StoreError::AccessDenied(format!("{what}: {e}"))))
-        } else {
-            Err(errors::classify_token(
-                response.status,
-                &text,
-                &account.token_uri,
-            ))
-        }
-    })
+    request_token(
+        &account.token_uri,
+        &form_headers(),
+        || ServiceAccount::token_request_body(&account.assertion(now_unix())),
+        parse_token_response,
+        errors::SERVICE_ACCOUNT_REFUSED,
+        errors::REACH,
+    )
+}
+
+/// Exchanges the external account's subject token at the STS for a
+/// federated token, and that for the impersonated service account's token
+/// when the account names one.
+fn fetch_federated_token(account: &ExternalAccount) -> Result<Token, StoreError> {
+    let federated = request_token(
+        &account.token_url,
+        &form_headers(),
+        || account.exchange_body(),
+        parse_token_response,
+        errors::EXCHANGE_REFUSED,
+        errors::REACH,
+    )?;
+    let Some(url) = &account.impersonation_url else {
+        return Ok(federated);
+    };
+    let headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        (
+            "authorization".to_string(),
+            format!("Bearer {}", federated.access_token),
+        ),
+    ];
+    request_token(
+        url,
+        &headers,
+        ExternalAccount::impersonation_body,
+        parse_impersonation_response,
+        errors::IMPERSONATION_REFUSED,
+        errors::REACH,
+    )
 }
 
 impl ObjectClient for Client {
@@ -322,6 +342,13 @@ impl ObjectClient for Client {
                 settings.endpoint_source,
                 match &settings.auth {
                     config::Auth::ServiceAccount(a) => format!("service account {}", a.email),
+                    config::Auth::ExternalAccount(a) => match &a.impersonation_url {
+                        Some(_) => format!(
+                            "workload identity federation ({}), impersonating a service account",
+                            a.audience
+                        ),
+                        None => format!("workload identity federation ({})", a.audience),
+                    },
                     config::Auth::Emulator => "no token (an emulator over plain http)".into(),
                 }
             ),

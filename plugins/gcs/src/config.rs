@@ -5,7 +5,7 @@
 use druid_plugin_sdk::credential_value as value;
 use druid_plugin_sdk::store::{StoreConfig, StoreContract, StoreError};
 
-use crate::auth::ServiceAccount;
+use crate::auth::{ExternalAccount, ServiceAccount};
 
 /// The `storageProvider` values this plugin serves, as upstream spells them.
 pub const PROVIDERS: &[&str] = &["GCS", "gcp"];
@@ -37,6 +37,15 @@ pub const KNOWN_KEYS: &[&str] = &[
     "auth_provider_x509_cert_url",
     "client_x509_cert_url",
     "universe_domain",
+    // An `external_account` (workload identity federation) and the keys
+    // upstream wants next to it.
+    "audience",
+    "subject_token_type",
+    "token_url",
+    "credential_source",
+    "service_account_impersonation_url",
+    "token",
+    "projectID",
     LEGACY_ENDPOINT_KEY,
 ];
 
@@ -48,8 +57,18 @@ pub fn contract() -> StoreContract {
     druid_plugin_sdk::secret_contract(
         ENV_PREFIX,
         true,
-        &["token_uri", LEGACY_ENDPOINT_KEY],
-        &[STORAGE_ORIGIN, "https://oauth2.googleapis.com"],
+        &[
+            "token_uri",
+            "token_url",
+            "service_account_impersonation_url",
+            LEGACY_ENDPOINT_KEY,
+        ],
+        &[
+            STORAGE_ORIGIN,
+            "https://oauth2.googleapis.com",
+            "https://sts.googleapis.com",
+            "https://iamcredentials.googleapis.com",
+        ],
     )
 }
 
@@ -58,6 +77,9 @@ pub fn contract() -> StoreContract {
 pub enum Auth {
     /// A bearer token from the service account's OAuth2 token endpoint.
     ServiceAccount(Box<ServiceAccount>),
+    /// A federated token for the Secret's `token` (workload identity
+    /// federation, upstream's `external_account`).
+    ExternalAccount(Box<ExternalAccount>),
     /// None: an emulator over plain http (upstream's emulator mode).
     Emulator,
 }
@@ -178,9 +200,16 @@ pub fn parse(config: &StoreConfig) -> Result<Settings, StoreError> {
             ),
         };
     let plain_http = origin.starts_with("http://");
-    let token_uri_http = value(config, "token_uri").is_some_and(|t| t.starts_with("http://"));
-    let auth = if plain_http && !token_uri_http {
+    let external = value(config, "type") == Some("external_account");
+    let token_http = value(config, if external { "token_url" } else { "token_uri" })
+        .is_some_and(|t| t.starts_with("http://"));
+    let auth = if plain_http && !token_http {
         Auth::Emulator
+    } else if external {
+        Auth::ExternalAccount(Box::new(ExternalAccount::from_config(
+            config,
+            &mut warnings,
+        )?))
     } else {
         Auth::ServiceAccount(Box::new(ServiceAccount::from_config(config)?))
     };

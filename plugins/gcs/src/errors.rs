@@ -7,8 +7,6 @@ use druid_plugin_sdk::retry::Attempt;
 use druid_plugin_sdk::store::StoreError;
 use serde::Deserialize;
 
-use crate::auth::parse_oauth_error;
-
 /// What a request was about, for messages.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
@@ -109,38 +107,27 @@ pub fn classify(status: u16, body: &str, ctx: &Ctx<'_>) -> Attempt<StoreError> {
     }
 }
 
-/// Maps the token endpoint's error response to a `store-error`.
-pub fn classify_token(status: u16, body: &str, token_uri: &str) -> Attempt<StoreError> {
-    let e = parse_oauth_error(body);
-    let detail = match (e.error, e.error_description) {
-        (Some(code), Some(d)) => format!("{code}: {d}"),
-        (Some(code), None) => format!("{code} (HTTP {status})"),
-        (None, Some(d)) => format!("HTTP {status}: {d}"),
-        (None, None) => format!("HTTP {status}"),
-    };
-    let message = format!(
-        "get an access token from {}: {detail}",
-        http::display_url(token_uri)
-    );
-    match status {
-        400 | 401 | 403 => Attempt::Fail(StoreError::AccessDenied(format!(
-            "{message} (the token endpoint refused the store secret's service account: check \
-             that the key file is current and the account is enabled)"
-        ))),
-        429 => Attempt::Retry(StoreError::Throttled(message)),
-        408 | 500..=599 => Attempt::Retry(StoreError::Unavailable(message)),
-        _ => Attempt::Fail(StoreError::Other(message)),
-    }
-}
+/// What a refused service account should check.
+pub const SERVICE_ACCOUNT_REFUSED: &str = "the token endpoint refused the store secret's service \
+     account: check that the key file is current and the account is enabled";
+
+/// What a refused token exchange should check.
+pub const EXCHANGE_REFUSED: &str = "the token exchange refused the store secret's `token`: check \
+     that it is current (whoever writes it renews it), that the pool provider in `audience` \
+     trusts its issuer, and that the token's audience is one the provider allows";
+
+/// What a refused impersonation should check.
+pub const IMPERSONATION_REFUSED: &str = "the federated identity may not impersonate the service \
+     account: grant it roles/iam.workloadIdentityUser on the account";
 
 /// A request that got no response: a refused destination is final (the
 /// host allows only Google's hosts, the token endpoint or the override),
 /// a broken connection is retried.
 pub fn transport(e: &http::Error, what: &str) -> Attempt<StoreError> {
-    druid_plugin_sdk::exchange::transport(
-        e,
-        what,
-        "the plugin reaches only storage.googleapis.com, the service account's token_uri, or \
-         store.endpointOverride",
-    )
+    druid_plugin_sdk::exchange::transport(e, what, REACH)
 }
+
+/// What the plugin may reach, for a destination the host refused.
+pub const REACH: &str = "the plugin reaches only storage.googleapis.com, the service account's \
+     token_uri, the external account's token_url and impersonation URL, or \
+     store.endpointOverride";

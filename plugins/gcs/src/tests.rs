@@ -14,10 +14,11 @@ use sha2::Sha256;
 use crate::auth::{self, SCOPE, ServiceAccount, parse_private_key, parse_token_response};
 use crate::client::upload_id;
 use crate::config::{self, Auth, EndpointSource};
-use crate::errors::{Ctx, classify, classify_token, parse_error};
+use crate::errors::{Ctx, classify, parse_error};
 use crate::listing::{parse_list, parse_object};
 use crate::upload::{MAX_PART_SIZE, MIN_PART_SIZE, part_size};
 use crate::wiring::{check_secret, pod_config};
+use druid_plugin_sdk::oauth::classify as classify_token;
 
 /// A key made for the tests (tests/support/testdata/README.md).
 const TEST_KEY: &str = include_str!("../../../tests/support/testdata/gcs-test-key.pem");
@@ -162,7 +163,10 @@ fn google_is_the_default_and_needs_a_service_account() {
     let m = invalid(None, service_account(&[("client_email", "")]));
     assert!(m.contains("no `client_email`"), "{m}");
     let m = invalid(None, service_account(&[("type", "external_account")]));
-    assert!(m.contains("workload identity"), "{m}");
+    assert!(
+        m.contains("`external_account`") && m.contains("`audience`"),
+        "{m}"
+    );
     let m = invalid(None, service_account(&[("type", "authorized_user")]));
     assert!(m.contains("\"authorized_user\""), "{m}");
     let m = invalid(None, service_account(&[("project_id", "My_Project")]));
@@ -275,7 +279,12 @@ fn token_answers_are_read_and_refusals_are_access_denied() {
     }
 
     let body = r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#;
-    match classify_token(400, body, "https://oauth2.googleapis.com/token?x=1") {
+    match classify_token(
+        400,
+        body,
+        "https://oauth2.googleapis.com/token?x=1",
+        crate::errors::SERVICE_ACCOUNT_REFUSED,
+    ) {
         Attempt::Fail(StoreError::AccessDenied(m)) => {
             assert!(m.contains("invalid_grant: Invalid JWT Signature."), "{m}");
             assert!(
@@ -286,7 +295,12 @@ fn token_answers_are_read_and_refusals_are_access_denied() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        classify_token(503, "", "https://t/token"),
+        classify_token(
+            503,
+            "",
+            "https://t/token",
+            crate::errors::SERVICE_ACCOUNT_REFUSED
+        ),
         Attempt::Retry(StoreError::Unavailable(_))
     ));
 }
@@ -464,12 +478,202 @@ fn the_contract_names_googles_hosts_and_the_token_endpoint() {
         ]
     );
     assert!(c.credentials_required);
-    assert_eq!(c.endpoint_keys, vec!["token_uri", "storageAPIEndpoint"]);
+    assert_eq!(
+        c.endpoint_keys,
+        vec![
+            "token_uri",
+            "token_url",
+            "service_account_impersonation_url",
+            "storageAPIEndpoint"
+        ]
+    );
     assert_eq!(
         c.official_endpoints,
         vec![
             "https://storage.googleapis.com",
-            "https://oauth2.googleapis.com"
+            "https://oauth2.googleapis.com",
+            "https://sts.googleapis.com",
+            "https://iamcredentials.googleapis.com"
         ]
     );
+}
+
+// --- Workload identity federation (external_account) ----------------------
+
+const POOL: &str = "//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/druid/providers/k8s";
+const SUBJECT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+
+/// Upstream's layout: the JSON (as `gcloud iam workload-identity-pools
+/// create-cred-config` writes it, `credential_source` as JSON text the
+/// way the host passes nested values) and `token` and `projectID` next
+/// to it.
+fn external_account(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut creds = vec![
+        ("type".to_string(), "external_account".to_string()),
+        ("audience".into(), POOL.into()),
+        (
+            "subject_token_type".into(),
+            "urn:ietf:params:oauth:token-type:jwt".into(),
+        ),
+        (
+            "token_url".into(),
+            "https://sts.googleapis.com/v1/token".into(),
+        ),
+        (
+            "credential_source".into(),
+            r#"{"file":"/var/etcd-backup/token","format":{"type":"text"}}"#.into(),
+        ),
+        ("token".into(), format!("{SUBJECT}\n")),
+        ("projectID".into(), "my-project".into()),
+    ];
+    for (k, v) in extra {
+        creds.retain(|(key, _)| key != k);
+        if !v.is_empty() {
+            creds.push(((*k).into(), (*v).into()));
+        }
+    }
+    creds
+}
+
+fn external(s: &config::Settings) -> &crate::auth::ExternalAccount {
+    match &s.auth {
+        config::Auth::ExternalAccount(a) => a,
+        other => panic!("not an external account: {other:?}"),
+    }
+}
+
+#[test]
+fn an_external_account_exchanges_the_secrets_token() {
+    let s = config::parse(&store_config(None, external_account(&[]))).unwrap();
+    let a = external(&s);
+    assert_eq!(a.audience, POOL);
+    assert_eq!(a.subject_token, SUBJECT, "the token is trimmed");
+    assert_eq!(a.token_url, crate::auth::STS_TOKEN_URL);
+    assert!(a.impersonation_url.is_none());
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    assert!(
+        !format!("{s:?}").contains(SUBJECT),
+        "the token shows in Debug"
+    );
+    let body = a.exchange_body();
+    let form: std::collections::HashMap<String, String> = body
+        .split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), percent_decode(v))
+        })
+        .collect();
+    assert_eq!(
+        form["grant_type"],
+        "urn:ietf:params:oauth:grant-type:token-exchange"
+    );
+    assert_eq!(form["audience"], POOL);
+    assert_eq!(form["subject_token"], SUBJECT);
+    assert_eq!(
+        form["subject_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    assert_eq!(
+        form["requested_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(
+        form["scope"],
+        "https://www.googleapis.com/auth/cloud-platform"
+    );
+
+    // Impersonation, and another token URL (warned about).
+    let url = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/b@p.iam.gserviceaccount.com:generateAccessToken";
+    let s = config::parse(&store_config(
+        None,
+        external_account(&[
+            ("service_account_impersonation_url", url),
+            ("token_url", "http://127.0.0.1:1234/v1/token"),
+        ]),
+    ))
+    .unwrap();
+    assert_eq!(external(&s).impersonation_url.as_deref(), Some(url));
+    assert!(
+        s.warnings.iter().any(|w| w.contains("not Google's")),
+        "{:?}",
+        s.warnings
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(&crate::auth::ExternalAccount::impersonation_body()).unwrap();
+    assert_eq!(body["scope"][0], crate::auth::SCOPE);
+    assert_eq!(body["lifetime"], "3600s");
+    let t = crate::auth::parse_impersonation_response(
+        r#"{"accessToken":"ya29.imp","expireTime":"2014-10-02T15:01:23Z"}"#,
+        1_412_259_683,
+    )
+    .unwrap();
+    assert_eq!(t.access_token, "ya29.imp");
+    assert_eq!(t.expires_at, 1_412_262_083);
+    assert!(crate::auth::parse_impersonation_response(r#"{"error":{}}"#, 0).is_err());
+}
+
+#[test]
+fn external_account_errors_say_what_to_fix() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("audience", "")], "`audience`"),
+        (&[("token", "")], "no `token` key"),
+        (&[("projectID", "")], "no `projectID`"),
+        (&[("credential_source", "")], "`credential_source`"),
+        (&[("credential_source", "not json")], "not an object"),
+        (
+            &[(
+                "credential_source",
+                r#"{"url":"http://169.254.169.254/token"}"#,
+            )],
+            "has a `url`",
+        ),
+        (
+            &[("credential_source", r#"{"file":"/etc/shadow"}"#)],
+            "`token` key",
+        ),
+        (
+            &[(
+                "credential_source",
+                r#"{"file":"/x/token","format":{"type":"json"}}"#,
+            )],
+            "plain text",
+        ),
+        (
+            &[(
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:saml2",
+            )],
+            "saml2",
+        ),
+        (&[("token_url", "ftp://sts/token")], "not an http(s) URL"),
+        (
+            &[(
+                "service_account_impersonation_url",
+                "https://evil.example/x",
+            )],
+            "generateAccessToken",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let m = invalid(None, external_account(extra));
+        assert!(m.contains(expected), "{extra:?}: {m}");
+        assert!(!m.contains(SUBJECT), "{m}");
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
 }

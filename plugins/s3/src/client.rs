@@ -2,6 +2,7 @@
 //! own with backoff, and the pure helpers around them (listing parsing,
 //! range headers, key checks).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -10,12 +11,14 @@ use druid_plugin_sdk::http::{self, Method, Response};
 use druid_plugin_sdk::log;
 use druid_plugin_sdk::retry::{Attempt, Backoff, with_backoff};
 use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreConfig, StoreError};
+use druid_plugin_sdk::time::now_unix;
 use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2};
 use rusty_s3::{Bucket, Credentials, S3Action};
 
-use crate::config::{self, Settings};
+use crate::config::{self, Auth, Settings};
 use crate::errors::{self, Ctx};
 use crate::incomplete;
+use crate::sts::{self, Temporary, WebIdentity};
 use druid_plugin_sdk::object::{ObjectClient, head_info, log_open};
 use druid_plugin_sdk::parts::PartSink;
 
@@ -66,12 +69,34 @@ impl<'a> Request<'a> {
     }
 }
 
+/// How the client gets the credentials it signs with.
+enum Signer {
+    /// A long-lived access key.
+    Static(Credentials),
+    /// A role assumed with a web identity token, and the temporary
+    /// credentials held (renewed [`RENEW_MARGIN`] before they expire).
+    WebIdentity {
+        identity: WebIdentity,
+        held: RefCell<Option<Temporary>>,
+    },
+}
+
+/// Temporary credentials are renewed when they have less than this left
+/// (seconds): no request of one upload part outlives them.
+const RENEW_MARGIN: i64 = 300;
+/// The largest STS answer read.
+const STS_BODY_LIMIT: usize = 64 << 10;
+/// What the plugin may reach, for an STS endpoint the host refused.
+const STS_REACH: &str = "the plugin reaches only the store's endpoint and the STS endpoint \
+     (`stsEndpoint`, $AWS_ENDPOINT_URL_STS, or AWS's regional STS for a store without an \
+     endpoint of its own)";
+
 /// A bucket and the credentials to sign its requests with.
 pub struct Client {
     /// The bucket (endpoint, addressing style, name, region).
     pub bucket: Bucket,
-    /// The access key.
-    pub credentials: Credentials,
+    /// Where the credentials come from.
+    signer: Signer,
     /// How old an incomplete multipart upload's marker must be before the
     /// upload counts as abandoned (see [`crate::incomplete`]).
     pub incomplete_upload_expiry: Duration,
@@ -82,7 +107,16 @@ impl Client {
     pub fn new(settings: &Settings) -> Result<Self, StoreError> {
         Ok(Self {
             bucket: settings.bucket()?,
-            credentials: Credentials::new(settings.access_key.clone(), settings.secret_key.clone()),
+            signer: match &settings.auth {
+                Auth::Keys {
+                    access_key,
+                    secret_key,
+                } => Signer::Static(Credentials::new(access_key.clone(), secret_key.clone())),
+                Auth::WebIdentity(identity) => Signer::WebIdentity {
+                    identity: identity.clone(),
+                    held: RefCell::new(None),
+                },
+            },
             incomplete_upload_expiry: settings.incomplete_upload_expiry,
         })
     }
@@ -94,6 +128,34 @@ impl Client {
             key,
             bucket: self.bucket.name(),
             region: self.bucket.region(),
+            role: self.role(),
+        }
+    }
+
+    /// The credentials for the next request: the access key, or the
+    /// temporary credentials held while they have [`RENEW_MARGIN`] left,
+    /// else new ones from STS.
+    pub fn credentials(&self) -> Result<Credentials, StoreError> {
+        let (identity, held) = match &self.signer {
+            Signer::Static(credentials) => return Ok(credentials.clone()),
+            Signer::WebIdentity { identity, held } => (identity, held),
+        };
+        if let Some(t) = held.borrow().as_ref()
+            && t.fresh(now_unix(), RENEW_MARGIN)
+        {
+            return Ok(t.credentials.clone());
+        }
+        let temporary = assume_role(identity)?;
+        let credentials = temporary.credentials.clone();
+        *held.borrow_mut() = Some(temporary);
+        Ok(credentials)
+    }
+
+    /// Drops the temporary credentials held (the store no longer takes
+    /// them), so that the next request gets new ones.
+    fn forget_credentials(&self) {
+        if let Signer::WebIdentity { held, .. } = &self.signer {
+            held.borrow_mut().take();
         }
     }
 
@@ -106,12 +168,12 @@ impl Client {
         &self,
         ctx: &Ctx<'_>,
         req: &Request<'_>,
-        sign: impl Fn() -> String,
+        sign: impl Fn(&Credentials) -> String,
         mut on_success: impl FnMut(Response) -> Result<T, Attempt<StoreError>>,
     ) -> Result<T, StoreError> {
         let policy = Backoff::default();
         with_backoff(policy, |attempt| {
-            let url = sign();
+            let url = sign(&self.credentials().map_err(Attempt::Fail)?);
             let outcome = match http::send(req.method, &url, req.headers, req.body) {
                 Ok(resp)
                     if (200..300).contains(&resp.status) || req.pass.contains(&resp.status) =>
@@ -125,7 +187,19 @@ impl Client {
                     } else {
                         resp.text(ERROR_BODY_LIMIT)
                     };
-                    Err(errors::classify(resp.status, region.as_deref(), &text, ctx))
+                    let code = errors::parse_error(&text).code.unwrap_or_default();
+                    if self.role().is_some() && sts::renew_on(&code) {
+                        // Temporary credentials the store no longer takes:
+                        // the next attempt assumes the role again.
+                        self.forget_credentials();
+                        Err(Attempt::Retry(StoreError::AccessDenied(format!(
+                            "{}: the store no longer takes the role's temporary credentials \
+                             ({code}), and new ones did not help",
+                            ctx.what()
+                        ))))
+                    } else {
+                        Err(errors::classify(resp.status, region.as_deref(), &text, ctx))
+                    }
                 }
                 Err(e) => Err(errors::transport(&e, ctx)),
             };
@@ -142,6 +216,14 @@ impl Client {
         })
     }
 
+    /// The role assumed, if the client signs with temporary credentials.
+    fn role(&self) -> Option<&str> {
+        match &self.signer {
+            Signer::Static(_) => None,
+            Signer::WebIdentity { identity, .. } => Some(&identity.role_arn),
+        }
+    }
+
     /// Reads a (small) XML response body; a broken-off body is retried.
     fn read_xml(resp: &mut Response, ctx: &Ctx<'_>) -> Result<String, Attempt<StoreError>> {
         let bytes = resp
@@ -153,9 +235,9 @@ impl Client {
     /// PutObject of `body` at `key`.
     pub fn put_object(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
         let ctx = self.ctx("put", Some(key));
-        let sign = || {
+        let sign = |credentials: &Credentials| {
             self.bucket
-                .put_object(Some(&self.credentials), key)
+                .put_object(Some(credentials), key)
                 .sign(SIGN_FOR)
                 .to_string()
         };
@@ -171,9 +253,9 @@ impl Client {
     /// error.
     pub fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
         let ctx = self.ctx("abort the multipart upload of", Some(key));
-        let sign = || {
+        let sign = |credentials: &Credentials| {
             self.bucket
-                .abort_multipart_upload(Some(&self.credentials), key, upload_id)
+                .abort_multipart_upload(Some(credentials), key, upload_id)
                 .sign(SIGN_FOR)
                 .to_string()
         };
@@ -276,8 +358,8 @@ impl ObjectClient for Client {
     ) -> Result<ListPage, StoreError> {
         let ctx = self.ctx("list", None);
         let max = usize::try_from(max_keys.clamp(1, MAX_KEYS)).unwrap_or(1000);
-        let sign = || {
-            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+        let sign = |credentials: &Credentials| {
+            let mut action = self.bucket.list_objects_v2(Some(credentials));
             if !prefix.is_empty() {
                 action.with_prefix(prefix);
             }
@@ -297,9 +379,9 @@ impl ObjectClient for Client {
     fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         check_key(key)?;
         let ctx = self.ctx("head", Some(key));
-        let sign = || {
+        let sign = |credentials: &Credentials| {
             self.bucket
-                .head_object(Some(&self.credentials), key)
+                .head_object(Some(credentials), key)
                 .sign(SIGN_FOR)
                 .to_string()
         };
@@ -318,9 +400,9 @@ impl ObjectClient for Client {
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_key(key)?;
         let ctx = self.ctx("delete", Some(key));
-        let sign = || {
+        let sign = |credentials: &Credentials| {
             self.bucket
-                .delete_object(Some(&self.credentials), key)
+                .delete_object(Some(credentials), key)
                 .sign(SIGN_FOR)
                 .to_string()
         };
@@ -349,9 +431,9 @@ impl ObjectClient for Client {
         let headers: Vec<(String, String)> = range
             .map(|r| vec![("range".to_string(), range_header(r))])
             .unwrap_or_default();
-        let sign = || {
+        let sign = |credentials: &Credentials| {
             self.bucket
-                .get_object(Some(&self.credentials), key)
+                .get_object(Some(credentials), key)
                 .sign(SIGN_FOR)
                 .to_string()
         };
@@ -431,9 +513,9 @@ impl PartSink for HttpSink {
         let c = &self.client;
         let op = format!("upload part {number} of");
         let ctx = c.ctx(&op, Some(&self.key));
-        let sign = || {
+        let sign = |credentials: &Credentials| {
             c.bucket
-                .upload_part(Some(&c.credentials), &self.key, number, upload_id)
+                .upload_part(Some(credentials), &self.key, number, upload_id)
                 .sign(SIGN_FOR)
                 .to_string()
         };
@@ -452,16 +534,16 @@ impl PartSink for HttpSink {
         let ctx = c.ctx("complete the multipart upload of", Some(&self.key));
         let body = CompleteMultipartUpload::new(
             &c.bucket,
-            Some(&c.credentials),
+            None,
             &self.key,
             upload_id,
             etags.iter().map(String::as_str),
         )
         .body();
-        let sign = || {
+        let sign = |credentials: &Credentials| {
             CompleteMultipartUpload::new(
                 &c.bucket,
-                Some(&c.credentials),
+                Some(credentials),
                 &self.key,
                 upload_id,
                 etags.iter().map(String::as_str),
@@ -497,9 +579,9 @@ impl HttpSink {
     fn start_multipart(&self) -> Result<String, StoreError> {
         let c = &self.client;
         let ctx = c.ctx("start the multipart upload of", Some(&self.key));
-        let sign = || {
+        let sign = |credentials: &Credentials| {
             c.bucket
-                .create_multipart_upload(Some(&c.credentials), &self.key)
+                .create_multipart_upload(Some(credentials), &self.key)
                 .sign(SIGN_FOR)
                 .to_string()
         };
@@ -515,6 +597,36 @@ impl HttpSink {
                 })
         })
     }
+}
+
+/// Assumes the role with the web identity token (STS
+/// `AssumeRoleWithWebIdentity`, retrying transient failures).
+fn assume_role(identity: &WebIdentity) -> Result<Temporary, StoreError> {
+    let url = identity.url();
+    let what = format!(
+        "assume role {:?} at {}",
+        identity.role_arn,
+        http::display_url(&url)
+    );
+    let headers = [(
+        "content-type".to_string(),
+        "application/x-www-form-urlencoded".to_string(),
+    )];
+    let body = identity.request_body();
+    with_backoff(Backoff::default(), |_| {
+        let mut response = http::send(Method::Post, &url, &headers, body.as_bytes())
+            .map_err(|e| druid_plugin_sdk::exchange::transport(&e, &what, STS_REACH))?;
+        let text = response.text(STS_BODY_LIMIT);
+        if (200..300).contains(&response.status) {
+            sts::parse_response(&text).map_err(|e| {
+                Attempt::Fail(StoreError::AccessDenied(format!(
+                    "{what}: {e}: check `stsEndpoint` in the store secret"
+                )))
+            })
+        } else {
+            Err(sts::classify(response.status, &text, identity))
+        }
+    })
 }
 
 /// CompleteMultipartUpload answers `200 OK` and may still fail: the error

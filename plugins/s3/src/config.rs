@@ -5,6 +5,8 @@
 use druid_plugin_sdk::store::{StoreConfig, StoreError};
 use rusty_s3::{Bucket, UrlStyle};
 
+use crate::sts::WebIdentity;
+
 /// The region ECS (Dell) stores use: ECS has no regions.
 pub const ECS_REGION: &str = "US-Standard";
 
@@ -61,17 +63,31 @@ impl Family {
     /// for AWS its regional endpoints.
     pub fn contract(self) -> druid_plugin_sdk::store::StoreContract {
         match self {
-            Family::Aws => druid_plugin_sdk::secret_contract(
-                "AWS",
-                true,
-                &["endpoint"],
-                &[
-                    "https://s3.{region}.amazonaws.com",
-                    "https://{container}.s3.{region}.amazonaws.com",
-                    "https://s3.amazonaws.com",
-                    "https://{container}.s3.amazonaws.com",
-                ],
-            ),
+            Family::Aws => {
+                // Credentials are optional: without a Secret, the pod's
+                // own web identity (IRSA's variables) is used.
+                let mut c = druid_plugin_sdk::secret_contract(
+                    "AWS",
+                    false,
+                    &["endpoint", "stsEndpoint", "AWS_ENDPOINT_URL_STS"],
+                    &[
+                        "https://s3.{region}.amazonaws.com",
+                        "https://sts.{region}.amazonaws.com",
+                        "https://{container}.s3.{region}.amazonaws.com",
+                        "https://s3.amazonaws.com",
+                        "https://{container}.s3.amazonaws.com",
+                        // The pod's region, when the Secret names none.
+                        "https://s3.{AWS_REGION}.amazonaws.com",
+                        "https://sts.{AWS_REGION}.amazonaws.com",
+                        "https://{container}.s3.{AWS_REGION}.amazonaws.com",
+                    ],
+                );
+                c.credential_value_variables = POD_IDENTITY_VARIABLES
+                    .iter()
+                    .map(|(v, k)| ((*v).to_string(), (*k).to_string()))
+                    .collect();
+                c
+            }
             Family::Openshift => {
                 druid_plugin_sdk::secret_contract("OPENSHIFT", true, &["endpoint"], &[])
             }
@@ -131,6 +147,9 @@ impl Family {
                 "insecureSkipVerify",
                 "trustedCaCert",
                 "incompleteUploadExpirySeconds",
+                "roleARN",
+                "token",
+                "stsEndpoint",
             ],
             Family::Openshift => &[
                 "endpoint",
@@ -173,8 +192,11 @@ impl Family {
             (_, "secretAccessKey") => &["secretAccessKey"],
             (_, "disableSSL") => &["disableSSL"],
             (_, "insecureSkipVerify") => &["insecureSkipVerify"],
+            (Family::Aws, "region") => &["region", "AWS_REGION"],
             (_, "region") => &["region"],
             (_, "s3ForcePathStyle") => &["s3ForcePathStyle"],
+            (_, "roleARN") => &["roleARN"],
+            (_, "token") => &["token"],
             _ => &[],
         }
     }
@@ -182,19 +204,12 @@ impl Family {
 
 /// Secret keys that ask for features this plugin does not have yet. Each
 /// entry: the keys, and why they are refused.
-pub const UNSUPPORTED_KEYS: &[(&[&str], &str)] = &[
-    (
-        &["roleARN"],
-        "web identity credentials (`roleARN` + `token`) are not supported by the s3 plugin yet: \
-         use `accessKeyID` and `secretAccessKey` instead",
-    ),
-    (
-        &["sseCustomerKey", "sseCustomerAlgorithm"],
-        "server-side encryption with customer keys (`sseCustomerKey`, `sseCustomerAlgorithm`) is \
+pub const UNSUPPORTED_KEYS: &[(&[&str], &str)] = &[(
+    &["sseCustomerKey", "sseCustomerAlgorithm"],
+    "server-side encryption with customer keys (`sseCustomerKey`, `sseCustomerAlgorithm`) is \
          not supported by the s3 plugin yet, and backups are not written unencrypted when it is \
          asked for: remove both keys to store without SSE-C, or use another provider",
-    ),
-];
+)];
 
 /// Where the endpoint came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,10 +250,8 @@ pub struct Settings {
     /// Path-style (`endpoint/bucket/key`) rather than virtual-hosted
     /// (`bucket.endpoint/key`) addressing.
     pub path_style: bool,
-    /// The access key ID.
-    pub access_key: String,
-    /// The secret access key.
-    pub secret_key: String,
+    /// How requests are signed.
+    pub auth: Auth,
     /// Settings that are accepted but have no effect here; logged by `open`.
     pub warnings: Vec<String>,
     /// How old an unfinished multipart upload may get before a later upload
@@ -399,6 +412,250 @@ pub fn official_endpoint(region: &str) -> String {
     format!("https://s3.{region}.amazonaws.com")
 }
 
+/// How a store's requests are signed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// A long-lived access key (`accessKeyID`, `secretAccessKey`).
+    Keys {
+        /// The access key ID.
+        access_key: String,
+        /// The secret access key.
+        secret_key: String,
+    },
+    /// Temporary credentials for a role, got with a web identity token
+    /// (`roleARN`, `token`).
+    WebIdentity(WebIdentity),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Keys { access_key, .. } => f
+                .debug_struct("Keys")
+                .field("access_key", access_key)
+                .field("secret_key", &"<redacted>")
+                .finish(),
+            Auth::WebIdentity(identity) => identity.fmt(f),
+        }
+    }
+}
+
+impl Auth {
+    /// The role assumed, for messages (none for an access key).
+    pub fn role(&self) -> Option<&str> {
+        match self {
+            Auth::Keys { .. } => None,
+            Auth::WebIdentity(identity) => Some(&identity.role_arn),
+        }
+    }
+}
+
+/// The official STS endpoint of `region`.
+pub fn official_sts_endpoint(region: &str) -> String {
+    format!("https://sts.{region}.amazonaws.com")
+}
+
+/// The pod's own web identity, as EKS's pod identity webhook (IRSA)
+/// injects it: the role's ARN, the token file (read by the host, see the
+/// contract), the region and an STS endpoint override. Each is a
+/// credential key named after its variable.
+pub const POD_IDENTITY_VARIABLES: &[(&str, &str)] = &[
+    ("AWS_ROLE_ARN", "AWS_ROLE_ARN"),
+    ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_WEB_IDENTITY_TOKEN"),
+    ("AWS_REGION", "AWS_REGION"),
+    ("AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_STS"),
+];
+
+/// Where web identity settings came from, for messages.
+#[derive(Clone, Copy)]
+enum IdentitySource {
+    Secret,
+    Pod,
+}
+
+impl IdentitySource {
+    fn role(self) -> &'static str {
+        match self {
+            IdentitySource::Secret => "secret key `roleARN`",
+            IdentitySource::Pod => "$AWS_ROLE_ARN",
+        }
+    }
+
+    fn token(self) -> &'static str {
+        match self {
+            IdentitySource::Secret => "secret key `token`",
+            IdentitySource::Pod => "the file $AWS_WEB_IDENTITY_TOKEN_FILE names",
+        }
+    }
+}
+
+/// An AWS store without any credentials: no Secret key (only the pod's
+/// variables, if any) and no pod identity either.
+fn no_credentials(config: &StoreConfig, family: Family) -> Option<StoreError> {
+    let pod_identity = value(config, &["AWS_ROLE_ARN"]).is_some()
+        || value(config, &["AWS_WEB_IDENTITY_TOKEN"]).is_some();
+    let only_pod_variables = config
+        .credentials
+        .iter()
+        .all(|(k, _)| k.starts_with("AWS_"));
+    (family == Family::Aws && only_pod_variables && !pod_identity).then(|| {
+        StoreError::InvalidConfig(format!(
+            "the {} store has no credentials: reference a Secret (store.secretRef) with \
+             `region` and `accessKeyID` + `secretAccessKey` or `roleARN` + `token`, or give \
+             the pod a web identity ($AWS_ROLE_ARN and $AWS_WEB_IDENTITY_TOKEN_FILE, as EKS's \
+             pod identity webhook sets them for a ServiceAccount annotated with \
+             eks.amazonaws.com/role-arn)",
+            config.provider
+        ))
+    })
+}
+
+/// Reads the credentials, in this order: the store secret's web identity
+/// (`roleARN` + `token`, upstream's keys, AWS family only) or access key;
+/// without either, the pod's web identity ([`POD_IDENTITY_VARIABLES`]).
+fn parse_auth(
+    config: &StoreConfig,
+    family: Family,
+    region: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Auth, StoreError> {
+    let provider = &config.provider;
+    let role = value(config, &["roleARN"]);
+    let token = value(config, &["token"]);
+    let token_path = value(config, &["tokenPath"]);
+    let has_key = value(config, family.names("accessKeyID")).is_some()
+        || value(config, family.names("secretAccessKey")).is_some();
+    let pod_role = value(config, &["AWS_ROLE_ARN"]);
+    let pod_token = value(config, &["AWS_WEB_IDENTITY_TOKEN"]);
+    let secret_identity = role.is_some() || token.is_some() || token_path.is_some();
+    let (source, role, token) = if secret_identity {
+        (IdentitySource::Secret, role, token)
+    } else if has_key || family != Family::Aws {
+        return access_key(config, family);
+    } else if pod_role.is_some() || pod_token.is_some() {
+        (IdentitySource::Pod, pod_role, pod_token)
+    } else {
+        return access_key(config, family);
+    };
+    if family != Family::Aws {
+        return Err(StoreError::InvalidConfig(format!(
+            "the {provider} store secret sets `roleARN`/`token`: web identity credentials are \
+             served for providers S3, aws and stackit only; use `accessKeyID` and \
+             `secretAccessKey`"
+        )));
+    }
+    let Some((_, role_arn)) = role else {
+        return Err(match source {
+            IdentitySource::Secret => missing(
+                config,
+                family,
+                "roleARN",
+                "the role to assume with the token",
+            ),
+            IdentitySource::Pod => StoreError::InvalidConfig(
+                "the pod has $AWS_WEB_IDENTITY_TOKEN_FILE but no $AWS_ROLE_ARN: set both (EKS's \
+                 pod identity webhook does for a ServiceAccount annotated with \
+                 eks.amazonaws.com/role-arn)"
+                    .into(),
+            ),
+        });
+    };
+    if !role_arn.starts_with("arn:") || role_arn.split(':').count() < 6 {
+        return Err(StoreError::InvalidConfig(format!(
+            "{} is {role_arn:?}, which is not a role ARN: set it to the role's full ARN, e.g. \
+             \"arn:aws:iam::123456789012:role/etcd-backup\"",
+            source.role()
+        )));
+    }
+    let Some((_, token)) = token else {
+        return Err(StoreError::InvalidConfig(match (source, token_path) {
+            (IdentitySource::Secret, Some(_)) => format!(
+                "the {provider} store secret names the token by `tokenPath` (upstream's JSON \
+                 form): this plugin reads no file outside the store secret; put the token into \
+                 the secret as key `token` and mount the secret as a directory"
+            ),
+            (IdentitySource::Secret, None) => format!(
+                "the {provider} store secret has `roleARN` but no `token` (the web identity \
+                 token): add it to the secret"
+            ),
+            (IdentitySource::Pod, _) => "the pod has $AWS_ROLE_ARN but no \
+                 $AWS_WEB_IDENTITY_TOKEN_FILE (or the file is empty): mount the service account \
+                 token and name its file there"
+                .into(),
+        }));
+    };
+    if token.contains(char::is_whitespace) || token.split('.').count() != 3 {
+        return Err(StoreError::InvalidConfig(format!(
+            "{} is not a JSON web token (three base64url parts joined by '.'): it must hold the \
+             service-account token itself",
+            source.token()
+        )));
+    }
+    if has_key {
+        warnings.push(format!(
+            "the {provider} store secret has both `roleARN` + `token` and an access key: the role \
+             is assumed with the token, the access key is not used"
+        ));
+    }
+    let endpoint_configured = config
+        .endpoint
+        .as_deref()
+        .is_some_and(|e| !e.trim().is_empty())
+        || value(config, family.names("endpoint")).is_some();
+    let sts_endpoint = match value(config, &["stsEndpoint", "AWS_ENDPOINT_URL_STS"]) {
+        Some((_, e)) if e.contains("://") => e.trim_end_matches('/').to_string(),
+        Some((_, e)) => format!("https://{}", e.trim_end_matches('/')),
+        // The host lets the plugin reach AWS's endpoints only when the
+        // store has no endpoint of its own.
+        None if endpoint_configured => {
+            return Err(StoreError::InvalidConfig(format!(
+                "the {provider} store has its own endpoint and a web identity, but no STS \
+                 endpoint: set `stsEndpoint` in the store secret (or $AWS_ENDPOINT_URL_STS in \
+                 the pod) to the STS that takes the token (e.g. \
+                 \"https://sts.{region}.amazonaws.com\" for AWS, or the store's own endpoint for \
+                 MinIO); the plugin reaches only endpoints the configuration names"
+            )));
+        }
+        None => official_sts_endpoint(region),
+    };
+    if let Err(why) = endpoint_host(&sts_endpoint) {
+        return Err(StoreError::InvalidConfig(format!(
+            "the STS endpoint {sts_endpoint:?} (`stsEndpoint` or $AWS_ENDPOINT_URL_STS) is not a \
+             usable endpoint: {why}: use scheme://host[:port], e.g. \
+             https://sts.eu-west-1.amazonaws.com"
+        )));
+    }
+    Ok(Auth::WebIdentity(WebIdentity {
+        role_arn: role_arn.to_string(),
+        token: token.to_string(),
+        sts_endpoint,
+    }))
+}
+
+/// An access key (`accessKeyID`, `secretAccessKey`, or ECS's variables).
+fn access_key(config: &StoreConfig, family: Family) -> Result<Auth, StoreError> {
+    let access_key = match value(config, family.names("accessKeyID")) {
+        Some((_, v)) => v.to_string(),
+        None => return Err(missing(config, family, "accessKeyID", "the access key ID")),
+    };
+    let secret_key = match value(config, family.names("secretAccessKey")) {
+        Some((_, v)) => v.to_string(),
+        None => {
+            return Err(missing(
+                config,
+                family,
+                "secretAccessKey",
+                "the secret access key",
+            ));
+        }
+    };
+
+    Ok(Auth::Keys {
+        access_key,
+        secret_key,
+    })
+}
+
 /// Checks and resolves a store configuration. No request is made.
 pub fn parse(config: &StoreConfig) -> Result<Settings, StoreError> {
     let family = Family::require(&config.provider).map_err(StoreError::InvalidConfig)?;
@@ -415,6 +672,9 @@ pub fn parse(config: &StoreConfig) -> Result<Settings, StoreError> {
         )));
     }
 
+    if let Some(e) = no_credentials(config, family) {
+        return Err(e);
+    }
     for (keys, why) in UNSUPPORTED_KEYS {
         let present: Vec<&str> = keys
             .iter()
@@ -436,22 +696,6 @@ pub fn parse(config: &StoreConfig) -> Result<Settings, StoreError> {
         }
     }
 
-    let access_key = match value(config, family.names("accessKeyID")) {
-        Some((_, v)) => v.to_string(),
-        None => return Err(missing(config, family, "accessKeyID", "the access key ID")),
-    };
-    let secret_key = match value(config, family.names("secretAccessKey")) {
-        Some((_, v)) => v.to_string(),
-        None => {
-            return Err(missing(
-                config,
-                family,
-                "secretAccessKey",
-                "the secret access key",
-            ));
-        }
-    };
-
     let region = match family {
         Family::Ecs => ECS_REGION.to_string(),
         Family::Aws | Family::Openshift => match value(config, family.names("region")) {
@@ -471,6 +715,7 @@ pub fn parse(config: &StoreConfig) -> Result<Settings, StoreError> {
 
     let disable_ssl = optional_bool(config, family, "disableSSL")?;
     let mut warnings = Vec::new();
+    let auth = parse_auth(config, family, &region, &mut warnings)?;
     if optional_bool(config, family, "insecureSkipVerify")? {
         warnings.push(format!(
             "the {} store secret sets `insecureSkipVerify`: the plugin host always verifies TLS \
@@ -539,8 +784,7 @@ pub fn parse(config: &StoreConfig) -> Result<Settings, StoreError> {
         endpoint,
         endpoint_source,
         path_style,
-        access_key,
-        secret_key,
+        auth,
         warnings,
         incomplete_upload_expiry,
     };

@@ -17,6 +17,9 @@ pub struct Ctx<'a> {
     pub bucket: &'a str,
     /// The signing region.
     pub region: &'a str,
+    /// The role assumed with a web identity token, if any (for the hints
+    /// of refusals).
+    pub role: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -48,8 +51,8 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// The text of the first `<name>…</name>` element of `xml`.
-fn element(xml: &str, name: &str) -> Option<String> {
+/// The text of the first `<name>…</name>` element of `xml`, unescaped.
+pub(crate) fn element(xml: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let close = format!("</{name}>");
     let start = xml.find(&open)? + open.len();
@@ -156,6 +159,12 @@ pub fn classify(
                 "{what}: no such object ({detail})"
             ))),
         },
+        403 if ctx.role.is_some() => Attempt::Fail(StoreError::AccessDenied(format!(
+            "{what}: S3 refused the request ({detail}): check that role {:?} (the store \
+             secret's `roleARN`) may read, write, list and delete objects in bucket {:?}",
+            ctx.role.unwrap_or_default(),
+            ctx.bucket
+        ))),
         403 => {
             let hint = match code {
                 "InvalidAccessKeyId" => "check `accessKeyID` in the store secret".to_string(),

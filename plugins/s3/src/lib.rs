@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod errors;
 pub mod incomplete;
+pub mod sts;
 pub mod upload;
 pub mod wiring;
 

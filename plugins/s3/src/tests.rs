@@ -15,6 +15,17 @@ use crate::config::{self, EndpointSource, Family, Settings};
 use crate::errors::{Ctx, classify, parse_error, transport};
 use crate::wiring::{check_secret, pod_config};
 
+/// The access key of settings that sign with one.
+fn access_key(s: &Settings) -> (&str, &str) {
+    match &s.auth {
+        config::Auth::Keys {
+            access_key,
+            secret_key,
+        } => (access_key, secret_key),
+        config::Auth::WebIdentity(w) => panic!("web identity, not an access key: {w:?}"),
+    }
+}
+
 fn store_config(provider: &str, endpoint: Option<&str>, creds: &[(&str, &str)]) -> StoreConfig {
     StoreConfig {
         provider: provider.into(),
@@ -214,7 +225,7 @@ fn values_are_trimmed_and_scheme_less_endpoints_follow_disable_ssl() {
         ]),
     );
     assert_eq!(s.endpoint, "http://ocs.example.com:8080");
-    assert_eq!(s.access_key, "AKIAIOSFODNN7EXAMPLE");
+    assert_eq!(access_key(&s).0, "AKIAIOSFODNN7EXAMPLE");
     let s = parse_ok("OCS", None, &with(&[("endpoint", "ocs.example.com")]));
     assert_eq!(s.endpoint, "https://ocs.example.com");
 }
@@ -252,10 +263,7 @@ fn ecs_takes_its_upstream_key_names_and_a_fixed_region() {
     assert_eq!(s.family, Family::Ecs);
     assert_eq!(s.region, "US-Standard");
     assert!(s.path_style);
-    assert_eq!(
-        (s.access_key.as_str(), s.secret_key.as_str()),
-        ("user1", "secret1")
-    );
+    assert_eq!(access_key(&s), ("user1", "secret1"));
     assert_eq!(base_url(&s), "https://ecs.example.com:9021/etcd-backups/");
     let s = parse_ok(
         "ECS",
@@ -310,20 +318,7 @@ fn missing_keys_are_named_with_the_fix() {
 }
 
 #[test]
-fn web_identity_and_sse_c_are_refused_by_name() {
-    let m = invalid_config(
-        "S3",
-        None,
-        &[
-            ("region", "eu-west-1"),
-            ("roleARN", "arn:aws:iam::1:role/x"),
-            ("token", "t"),
-        ],
-    );
-    assert!(
-        m.contains("`roleARN`") && m.contains("not supported"),
-        "{m}"
-    );
+fn sse_c_is_refused_by_name() {
     let m = invalid_config(
         "S3",
         None,
@@ -455,7 +450,7 @@ fn sigv4_through_the_plugins_own_configuration() {
     let client = crate::client::Client::new(&settings).unwrap();
     let url = client
         .bucket
-        .get_object(Some(&client.credentials), "test.txt")
+        .get_object(Some(&client.credentials().unwrap()), "test.txt")
         .sign_with_time(
             Duration::from_secs(86400),
             &"2013-05-24T00:00:00Z".parse().unwrap(),
@@ -471,6 +466,7 @@ fn ctx(key: Option<&'static str>) -> Ctx<'static> {
         key,
         bucket: "etcd-backups",
         region: "eu-west-1",
+        role: None,
     }
 }
 
@@ -777,12 +773,16 @@ fn pod_config_mounts_the_secret_and_names_the_credentials_variable() {
 }
 
 #[test]
-fn pod_config_needs_a_secret() {
-    let m = pod_config(&spec("S3", None)).unwrap_err();
-    assert!(
-        m.contains("store.secretRef is required") && m.contains("workload identity"),
-        "{m}"
-    );
+fn pod_config_needs_a_secret_except_for_the_pods_web_identity() {
+    // AWS: without a Secret, the pod's own web identity signs.
+    for provider in ["S3", "aws", "stackit"] {
+        let cfg = pod_config(&spec(provider, None)).unwrap();
+        assert!(cfg.volumes.is_empty(), "{cfg:?}");
+        assert_eq!(cfg.env.len(), 1, "{cfg:?}");
+        assert_eq!(cfg.env[0].name, "STORAGE_CONTAINER");
+    }
+    let m = pod_config(&spec("OCS", None)).unwrap_err();
+    assert!(m.contains("store.secretRef is required"), "{m}");
     let m = pod_config(&spec("Local", Some("s"))).unwrap_err();
     assert!(m.contains("not served"), "{m}");
 }
@@ -880,13 +880,6 @@ fn check_secret_flags_half_an_access_key() {
 
 #[test]
 fn check_secret_flags_unsupported_keys() {
-    let problems = check_secret("S3", &keys(&["region", "roleARN", "token"])).unwrap_err();
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("`roleARN`") && p.contains("not supported")),
-        "{problems:?}"
-    );
     let problems = check_secret(
         "S3",
         &keys(&[
@@ -917,4 +910,365 @@ fn check_secret_accepts_the_json_form() {
 fn check_secret_refuses_other_providers() {
     let problems = check_secret("GCS", &keys(&["serviceaccount.json"])).unwrap_err();
     assert!(problems[0].contains("not served"), "{problems:?}");
+}
+
+// --- Web identity ---------------------------------------------------------
+
+/// A token shaped like a projected service-account token (three parts).
+const JWT: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+const ROLE: &str = "arn:aws:iam::123456789012:role/etcd-backup";
+
+fn web_identity(s: &Settings) -> &crate::sts::WebIdentity {
+    match &s.auth {
+        config::Auth::WebIdentity(w) => w,
+        config::Auth::Keys { .. } => panic!("an access key, not web identity"),
+    }
+}
+
+#[test]
+fn web_identity_assumes_the_role_at_the_regional_sts_endpoint() {
+    let s = parse_ok(
+        "S3",
+        None,
+        &[
+            ("region", "eu-west-1"),
+            ("roleARN", ROLE),
+            ("token", &format!("{JWT}\n")),
+        ],
+    );
+    let w = web_identity(&s);
+    assert_eq!(w.role_arn, ROLE);
+    assert_eq!(w.token, JWT, "the token is trimmed");
+    assert_eq!(w.sts_endpoint, "https://sts.eu-west-1.amazonaws.com");
+    assert_eq!(w.url(), "https://sts.eu-west-1.amazonaws.com/");
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    // Its debug form never shows the token.
+    let debug = format!("{s:?}");
+    assert!(!debug.contains(JWT) && debug.contains(ROLE), "{debug}");
+    // The S3 endpoint stays AWS's.
+    assert_eq!(s.endpoint, "https://s3.eu-west-1.amazonaws.com");
+}
+
+#[test]
+fn web_identity_takes_an_sts_endpoint_and_warns_about_an_unused_access_key() {
+    let s = parse_ok(
+        "stackit",
+        Some("http://127.0.0.1:9000"),
+        &with(&[
+            ("roleARN", "arn:minio:iam:::role/abc"),
+            ("token", JWT),
+            ("stsEndpoint", "http://127.0.0.1:9000/"),
+        ]),
+    );
+    let w = web_identity(&s);
+    assert_eq!(w.sts_endpoint, "http://127.0.0.1:9000");
+    assert!(
+        s.warnings
+            .iter()
+            .any(|m| m.contains("access key is not used")),
+        "{:?}",
+        s.warnings
+    );
+    let s = parse_ok(
+        "aws",
+        None,
+        &[
+            ("region", "us-east-1"),
+            ("roleARN", ROLE),
+            ("token", JWT),
+            ("stsEndpoint", "sts.example.com"),
+        ],
+    );
+    assert_eq!(web_identity(&s).sts_endpoint, "https://sts.example.com");
+}
+
+#[test]
+fn web_identity_errors_say_what_to_fix() {
+    let m = invalid_config("S3", None, &[("region", "eu-west-1"), ("roleARN", ROLE)]);
+    assert!(m.contains("no `token`") && m.contains("add it"), "{m}");
+    let m = invalid_config("S3", None, &[("region", "eu-west-1"), ("token", JWT)]);
+    assert!(m.contains("`roleARN`") && m.contains("add it"), "{m}");
+    let m = invalid_config(
+        "S3",
+        None,
+        &[
+            ("region", "eu-west-1"),
+            ("roleARN", ROLE),
+            ("tokenPath", "/var/run/token"),
+        ],
+    );
+    assert!(
+        m.contains("`tokenPath`") && m.contains("key `token`"),
+        "{m}"
+    );
+    let m = invalid_config(
+        "S3",
+        None,
+        &[
+            ("region", "eu-west-1"),
+            ("roleARN", "etcd-backup"),
+            ("token", JWT),
+        ],
+    );
+    assert!(m.contains("not a role ARN"), "{m}");
+    let m = invalid_config(
+        "S3",
+        None,
+        &[
+            ("region", "eu-west-1"),
+            ("roleARN", ROLE),
+            ("token", "not-a-jwt"),
+        ],
+    );
+    assert!(
+        m.contains("not a JSON web token") && !m.contains("not-a-jwt"),
+        "{m}"
+    );
+    let m = invalid_config(
+        "S3",
+        None,
+        &[
+            ("region", "eu-west-1"),
+            ("roleARN", ROLE),
+            ("token", JWT),
+            ("stsEndpoint", "ftp://x"),
+        ],
+    );
+    assert!(m.contains("`stsEndpoint`"), "{m}");
+    let m = invalid_config(
+        "OCS",
+        Some("https://ocs.example.com"),
+        &[("region", "r"), ("roleARN", ROLE), ("token", JWT)],
+    );
+    assert!(m.contains("S3, aws and stackit only"), "{m}");
+    let m = invalid_config("S3", None, &[("roleARN", ROLE), ("token", JWT)]);
+    assert!(m.contains("`region`"), "{m}");
+    let m = invalid_config(
+        "S3",
+        Some("https://minio.example.com"),
+        &[("region", "eu-west-1"), ("roleARN", ROLE), ("token", JWT)],
+    );
+    assert!(
+        m.contains("no STS endpoint")
+            && m.contains("`stsEndpoint`")
+            && m.contains("sts.eu-west-1.amazonaws.com"),
+        "{m}"
+    );
+}
+
+#[test]
+fn the_aws_contract_lets_the_plugin_reach_sts() {
+    let c = Family::Aws.contract();
+    assert!(c.endpoint_keys.iter().any(|k| k == "stsEndpoint"), "{c:?}");
+    assert!(
+        c.official_endpoints
+            .iter()
+            .any(|e| e == "https://sts.{region}.amazonaws.com"),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn check_secret_takes_web_identity_instead_of_an_access_key() {
+    assert_eq!(
+        check_secret("S3", &keys(&["region", "roleARN", "token"])),
+        Ok(())
+    );
+    assert_eq!(
+        check_secret("aws", &keys(&["region", "roleARN", "token", "stsEndpoint"])),
+        Ok(())
+    );
+    let problems = check_secret("S3", &keys(&["region", "roleARN"])).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("`token`"), "{problems:?}");
+    let problems = check_secret("S3", &keys(&["token"])).unwrap_err();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    let problems =
+        check_secret("OCS", &keys(&["endpoint", "region", "roleARN", "token"])).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("S3, aws and stackit only")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn sts_request_and_answer() {
+    let w = crate::sts::WebIdentity {
+        role_arn: ROLE.into(),
+        token: JWT.into(),
+        sts_endpoint: "https://sts.eu-west-1.amazonaws.com".into(),
+    };
+    let body = w.request_body();
+    assert!(
+        body.starts_with("Action=AssumeRoleWithWebIdentity&Version=2011-06-15&"),
+        "{body}"
+    );
+    assert!(
+        body.contains("&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fetcd-backup&"),
+        "{body}"
+    );
+    assert!(
+        body.contains("&RoleSessionName=druid-etcd-backup&"),
+        "{body}"
+    );
+    assert!(
+        body.ends_with(&format!("&WebIdentityToken={JWT}")),
+        "{body}"
+    );
+
+    // AWS's documented answer (shortened).
+    let answer = "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+        <AssumeRoleWithWebIdentityResult><SubjectFromWebIdentityToken>amzn1.account.AF6RHO7KZU5XRVQJGXK6HB56KR2A</SubjectFromWebIdentityToken>\
+        <Credentials><SessionToken>AQoDYXdzEE0a8ANXXXXXXXXNO1ewxE5TijQyp+IEXAMPLE</SessionToken>\
+        <SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY</SecretAccessKey>\
+        <Expiration>2014-10-24T23:00:23Z</Expiration><AccessKeyId>ASgeIAIOSFODNN7EXAMPLE</AccessKeyId>\
+        </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+    let t = crate::sts::parse_response(answer).unwrap();
+    assert_eq!(t.credentials.key(), "ASgeIAIOSFODNN7EXAMPLE");
+    assert_eq!(
+        t.credentials.secret(),
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
+    );
+    assert_eq!(
+        t.credentials.token(),
+        Some("AQoDYXdzEE0a8ANXXXXXXXXNO1ewxE5TijQyp+IEXAMPLE")
+    );
+    assert_eq!(t.expires, 1_414_191_623);
+    assert!(t.fresh(1_414_191_623 - 301, 300));
+    assert!(!t.fresh(1_414_191_623 - 300, 300));
+    let e = crate::sts::parse_response(
+        &answer.replace("<Expiration>2014-10-24T23:00:23Z</Expiration>", ""),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.contains("<Expiration>") && !e.contains("EXAMPLEKEY"),
+        "{e}"
+    );
+    assert!(crate::sts::parse_response("<html>hi</html>").is_err());
+
+    let refusal = |status, code: &str| {
+        let body = format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>\
+             <Message>why</Message></Error></ErrorResponse>"
+        );
+        crate::sts::classify(status, &body, &w)
+    };
+    match refusal(400, "InvalidIdentityToken") {
+        Attempt::Fail(StoreError::AccessDenied(m)) => {
+            assert!(
+                m.contains("InvalidIdentityToken: why") && m.contains("trust policy"),
+                "{m}"
+            );
+            assert!(m.contains(ROLE) && !m.contains(JWT), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match refusal(400, "ExpiredTokenException") {
+        Attempt::Fail(StoreError::AccessDenied(m)) => assert!(m.contains("renew"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        refusal(503, "ServiceUnavailable"),
+        Attempt::Retry(_)
+    ));
+    assert!(matches!(
+        refusal(400, "IDPCommunicationError"),
+        Attempt::Retry(_)
+    ));
+    assert!(matches!(
+        refusal(404, ""),
+        Attempt::Fail(StoreError::InvalidConfig(_))
+    ));
+    assert!(crate::sts::renew_on("ExpiredToken"));
+    assert!(!crate::sts::renew_on("AccessDenied"));
+}
+
+#[test]
+fn refusals_under_a_role_name_the_role() {
+    let c = Ctx {
+        role: Some(ROLE),
+        ..ctx(Some("k"))
+    };
+    match classify(403, None, &error_xml("AccessDenied", "Access Denied."), &c) {
+        Attempt::Fail(StoreError::AccessDenied(m)) => {
+            assert!(m.contains(ROLE) && !m.contains("secretAccessKey"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_pods_web_identity_signs_without_a_secret() {
+    let pod = [
+        ("AWS_ROLE_ARN", ROLE),
+        ("AWS_WEB_IDENTITY_TOKEN", JWT),
+        ("AWS_REGION", "eu-central-1"),
+    ];
+    let s = parse_ok("S3", None, &pod);
+    assert_eq!(s.region, "eu-central-1");
+    let w = web_identity(&s);
+    assert_eq!((w.role_arn.as_str(), w.token.as_str()), (ROLE, JWT));
+    assert_eq!(w.sts_endpoint, "https://sts.eu-central-1.amazonaws.com");
+    // The Secret's region wins over the pod's; $AWS_ENDPOINT_URL_STS is the
+    // STS endpoint.
+    let mut with_secret = pod.to_vec();
+    with_secret.push(("region", "us-west-2"));
+    with_secret.push(("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9000"));
+    let s = parse_ok("S3", Some("http://127.0.0.1:9000"), &with_secret);
+    assert_eq!(s.region, "us-west-2");
+    assert_eq!(web_identity(&s).sts_endpoint, "http://127.0.0.1:9000");
+    // A Secret's access key wins over the pod's identity.
+    let mut keys = AWS_KEYS.to_vec();
+    keys.extend(pod);
+    let s = parse_ok("S3", None, &keys);
+    assert_eq!(access_key(&s).0, "AKIAIOSFODNN7EXAMPLE");
+    // Half an identity, or none at all, says what to set.
+    let m = invalid_config(
+        "S3",
+        None,
+        &[("AWS_ROLE_ARN", ROLE), ("AWS_REGION", "eu-west-1")],
+    );
+    assert!(m.contains("$AWS_WEB_IDENTITY_TOKEN_FILE"), "{m}");
+    let m = invalid_config(
+        "S3",
+        None,
+        &[("AWS_WEB_IDENTITY_TOKEN", JWT), ("AWS_REGION", "eu-west-1")],
+    );
+    assert!(m.contains("no $AWS_ROLE_ARN"), "{m}");
+    let m = invalid_config("aws", None, &[]);
+    assert!(
+        m.contains("no credentials")
+            && m.contains("store.secretRef")
+            && m.contains("$AWS_ROLE_ARN"),
+        "{m}"
+    );
+    let m = invalid_config(
+        "S3",
+        None,
+        &[("AWS_ROLE_ARN", ROLE), ("AWS_WEB_IDENTITY_TOKEN", JWT)],
+    );
+    assert!(m.contains("`region` or `AWS_REGION`"), "{m}");
+}
+
+#[test]
+fn the_aws_contract_reads_the_pods_identity_variables() {
+    let c = Family::Aws.contract();
+    assert!(!c.credentials_required);
+    assert!(
+        c.credential_value_variables.contains(&(
+            "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
+            "AWS_WEB_IDENTITY_TOKEN".into()
+        )),
+        "{c:?}"
+    );
+    assert!(c.endpoint_keys.iter().any(|k| k == "AWS_ENDPOINT_URL_STS"));
+    assert!(
+        c.official_endpoints
+            .iter()
+            .any(|e| e == "https://sts.{AWS_REGION}.amazonaws.com")
+    );
+    assert!(Family::Openshift.contract().credentials_required);
 }

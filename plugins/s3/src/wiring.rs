@@ -5,9 +5,27 @@ use druid_plugin_sdk::wiring::{SidecarConfig, StoreSpec};
 
 use crate::config::{Family, UNSUPPORTED_KEYS};
 
-/// The sidecar configuration for `spec`.
+/// The sidecar configuration for `spec`: the store Secret mounted and
+/// named by `<P>_APPLICATION_CREDENTIALS`; for the AWS family without a
+/// Secret, only the container (the pod's web identity signs).
 pub fn pod_config(spec: &StoreSpec) -> Result<SidecarConfig, String> {
     let family = Family::require(&spec.provider)?;
+    let no_secret = spec
+        .secret_name
+        .as_deref()
+        .is_none_or(|s| s.trim().is_empty());
+    if family == Family::Aws && no_secret && !spec.container.trim().is_empty() {
+        // The pod's own web identity: the variables EKS's pod identity
+        // webhook injects (see config::POD_IDENTITY_VARIABLES); nothing to
+        // mount.
+        return Ok(SidecarConfig {
+            env: vec![druid_plugin_sdk::wiring::EnvVar {
+                name: "STORAGE_CONTAINER".into(),
+                value: spec.container.clone(),
+            }],
+            volumes: Vec::new(),
+        });
+    }
     druid_plugin_sdk::secret_store_wiring(
         spec,
         family.env_prefix(),
@@ -35,7 +53,22 @@ pub fn check_secret(provider: &str, keys: &[String]) -> Result<(), Vec<String>> 
     }
 
     let mut problems = Vec::new();
-    for names in family.required_keys() {
+    // Web identity (`roleARN` + `token`, upstream's keys) instead of an
+    // access key: AWS family only.
+    let web_identity = ["roleARN", "token", "tokenPath"].iter().any(|k| has(k));
+    if web_identity && family != Family::Aws {
+        problems.push(format!(
+            "the {provider} store secret has `roleARN`/`token`: web identity credentials are \
+             served for providers S3, aws and stackit only; use `accessKeyID` and \
+             `secretAccessKey`"
+        ));
+    }
+    let required: &[&[&str]] = if web_identity && family == Family::Aws {
+        &[&["region"], &["roleARN"], &["token"]]
+    } else {
+        family.required_keys()
+    };
+    for names in required {
         if names.iter().any(|n| has(n)) {
             continue;
         }
@@ -54,14 +87,8 @@ pub fn check_secret(provider: &str, keys: &[String]) -> Result<(), Vec<String>> 
         }
     }
 
-    let access = family
-        .required_keys()
-        .iter()
-        .find(|n| n.contains(&"accessKeyID"));
-    let secret = family
-        .required_keys()
-        .iter()
-        .find(|n| n.contains(&"secretAccessKey"));
+    let access = required.iter().find(|n| n.contains(&"accessKeyID"));
+    let secret = required.iter().find(|n| n.contains(&"secretAccessKey"));
     if let (Some(access), Some(secret)) = (access, secret) {
         let has_access = access.iter().any(|n| has(n));
         let has_secret = secret.iter().any(|n| has(n));

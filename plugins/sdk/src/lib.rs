@@ -19,6 +19,7 @@
 pub mod download;
 pub mod exchange;
 pub mod http;
+pub mod oauth;
 pub mod object;
 pub mod panic;
 pub mod parts;
@@ -186,7 +187,8 @@ pub fn secret_store_wiring(
     {
         return Err(format!(
             "store.secretRef is required for storage provider {:?}: create a secret with \
-             {secret} and reference it (workload identity is not supported yet)",
+             {secret} and reference it (this provider takes no workload identity without a \
+             Secret)",
             spec.provider
         ));
     }

@@ -8,24 +8,30 @@
 //! and an `assertion` (RFC 7523): a JWT signed RS256 with the test service
 //! account's key, naming the account (`iss`), the storage scope, this
 //! endpoint (`aud`), and a current `iat`/`exp`. It answers a fresh token,
-//! or `400 invalid_grant` saying what is wrong. Every other request must
-//! carry `Authorization: Bearer <issued token>` (else `401`) and is passed
-//! on to the upstream server byte for byte, one request per connection.
+//! or `400 invalid_grant` saying what is wrong.
+//!
+//! `POST /v1/token` stands in for Google's STS (workload identity
+//! federation): a token exchange (RFC 8693) of a subject token that the
+//! OIDC test issuer signed (`druid_test_support::OidcIssuer`'s key), not
+//! expired, for the pool provider [`GCS_TEST_POOL`]; it answers a
+//! federated token, or `400 invalid_grant`. `POST
+//! /v1/projects/-/serviceAccounts/<account>:generateAccessToken` with a
+//! federated token answers the account's token (impersonation).
+//!
+//! Every other request must carry `Authorization: Bearer <issued token>`
+//! (else `401`) and is passed on to the upstream server byte for byte, one
+//! request per connection.
 
-use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::BufReader;
+use std::net::TcpStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::pkcs8::DecodePrivateKey as _;
-use rsa::signature::Verifier as _;
+use rsa::pkcs1v15::VerifyingKey;
 use sha2::Sha256;
 
-use crate::{Error, Result};
+use crate::Result;
+use crate::gate::{self, Issued, form, forward, now, read_body, read_head, respond, verify_jwt};
 
 /// The test service account's key (tests/support/testdata/README.md).
 pub const GCS_TEST_KEY: &str = include_str!("../testdata/gcs-test-key.pem");
@@ -33,16 +39,23 @@ pub const GCS_TEST_KEY: &str = include_str!("../testdata/gcs-test-key.pem");
 /// The test service account's e-mail.
 pub const GCS_TEST_ACCOUNT: &str = "etcd-backup@druid-tests.iam.gserviceaccount.com";
 
+/// The workload identity pool provider the test STS serves (the
+/// `audience` of an `external_account`).
+pub const GCS_TEST_POOL: &str = "//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/druid/providers/test";
+
 /// The scope the gate wants in an assertion.
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 
 #[derive(Default)]
 struct State {
-    issued: Mutex<HashSet<String>>,
+    issued: Issued,
     token_requests: AtomicUsize,
     refused_assertions: AtomicUsize,
     passed: AtomicUsize,
     refused_requests: AtomicUsize,
+    exchanges: AtomicUsize,
+    refused_exchanges: AtomicUsize,
+    impersonations: AtomicUsize,
 }
 
 /// The token endpoint and the gate, on one loopback port.
@@ -59,32 +72,17 @@ impl GcsAuthGate {
             .unwrap_or(upstream)
             .trim_end_matches('/')
             .to_string();
-        let listener =
-            TcpListener::bind("127.0.0.1:0").map_err(Error::io("cannot bind the GCS auth gate"))?;
-        let port = listener
-            .local_addr()
-            .map_err(Error::io("the GCS auth gate's address"))?
-            .port();
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let key = rsa::PrivateKey::from_pkcs8_pem(GCS_TEST_KEY).map_err(|e| Error::Io {
-            context: "the GCS test key".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let verifier = Arc::new(VerifyingKey::<Sha256>::new(key.as_ref().clone()));
-        let state = Arc::new(State::default());
-        let token_uri = format!("{endpoint}/token");
-        let shared = Arc::clone(&state);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let state = Arc::clone(&shared);
-                let verifier = Arc::clone(&verifier);
-                let upstream = upstream.clone();
-                let token_uri = token_uri.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &state, &verifier, &token_uri, &upstream);
-                });
-            }
+        let keys = Arc::new(Keys {
+            account: gate::verifier(GCS_TEST_KEY, "GCS test")?,
+            issuer: gate::verifier(crate::OIDC_TEST_KEY, "OIDC test")?,
         });
+        let state = Arc::new(State::default());
+        let endpoint = gate::start("GCS auth gate", |endpoint| {
+            let (state, token_uri) = (Arc::clone(&state), Arc::new(format!("{endpoint}/token")));
+            move |stream| {
+                let _ = serve(stream, &state, &keys, &token_uri, &upstream);
+            }
+        })?;
         Ok(Self { endpoint, state })
     }
 
@@ -131,87 +129,104 @@ impl GcsAuthGate {
         self.state.refused_requests.load(Ordering::SeqCst)
     }
 
+    /// The token URL of the test STS (an `external_account`'s `token_url`).
+    pub fn sts_token_url(&self) -> String {
+        format!("{}/v1/token", self.endpoint)
+    }
+
+    /// The `generateAccessToken` URL of the test service account.
+    pub fn impersonation_url(&self) -> String {
+        format!(
+            "{}/v1/projects/-/serviceAccounts/{GCS_TEST_ACCOUNT}:generateAccessToken",
+            self.endpoint
+        )
+    }
+
+    /// Token exchanges granted.
+    pub fn exchanges(&self) -> usize {
+        self.state.exchanges.load(Ordering::SeqCst)
+    }
+
+    /// Token exchanges refused.
+    pub fn refused_exchanges(&self) -> usize {
+        self.state.refused_exchanges.load(Ordering::SeqCst)
+    }
+
+    /// Service account tokens issued for a federated token.
+    pub fn impersonations(&self) -> usize {
+        self.state.impersonations.load(Ordering::SeqCst)
+    }
+
     /// Forgets every token issued (as if they had expired).
     pub fn revoke_all(&self) {
-        if let Ok(mut issued) = self.state.issued.lock() {
-            issued.clear();
-        }
+        self.state.issued.forget_all();
     }
 }
 
-/// The request line and headers, as read.
-struct Head {
-    raw: Vec<String>,
-    method: String,
-    path: String,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.raw.iter().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-        })
-    }
-}
-
-fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Head>> {
-    let mut raw = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_string();
-        if line.is_empty() {
-            break;
-        }
-        raw.push(line);
-    }
-    let mut first = raw.first().map(|l| l.split(' ')).into_iter().flatten();
-    let method = first.next().unwrap_or_default().to_string();
-    let path = first.next().unwrap_or_default().to_string();
-    Ok(Some(Head { raw, method, path }))
-}
-
-fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
+/// The keys the gate checks signatures with.
+struct Keys {
+    /// The test service account's (JWT bearer assertions).
+    account: VerifyingKey<Sha256>,
+    /// The OIDC test issuer's (subject tokens of a token exchange).
+    issuer: VerifyingKey<Sha256>,
 }
 
 fn serve(
     mut client: TcpStream,
     state: &State,
-    verifier: &VerifyingKey<Sha256>,
+    keys: &Keys,
     token_uri: &str,
     upstream: &str,
 ) -> std::io::Result<()> {
+    let verifier = &keys.account;
     let mut reader = BufReader::new(client.try_clone()?);
     let Some(head) = read_head(&mut reader)? else {
         return Ok(());
     };
+    if head.method == "POST" && head.path == "/v1/token" {
+        let body = read_body(&head, &mut reader)?;
+        return match check_exchange(&body, &keys.issuer) {
+            Ok(()) => {
+                state.exchanges.fetch_add(1, Ordering::SeqCst);
+                let answer = serde_json::json!({
+                    "access_token": state.issued.issue("federated"),
+                    "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                    "token_type": "Bearer", "expires_in": 3600
+                });
+                respond(&mut client, "200 OK", &answer.to_string())
+            }
+            Err(why) => {
+                state.refused_exchanges.fetch_add(1, Ordering::SeqCst);
+                let answer = serde_json::json!({
+                    "error": "invalid_grant", "error_description": why
+                });
+                respond(&mut client, "400 Bad Request", &answer.to_string())
+            }
+        };
+    }
+    if head.method == "POST" && head.path.ends_with(":generateAccessToken") {
+        let _ = read_body(&head, &mut reader)?;
+        let account =
+            format!("/v1/projects/-/serviceAccounts/{GCS_TEST_ACCOUNT}:generateAccessToken");
+        if head.path != account || !state.issued.carried_by(&head) {
+            let answer = r#"{"error":{"code":403,"message":"Permission 'iam.serviceAccounts.getAccessToken' denied","status":"PERMISSION_DENIED"}}"#;
+            return respond(&mut client, "403 Forbidden", answer);
+        }
+        state.impersonations.fetch_add(1, Ordering::SeqCst);
+        let answer = serde_json::json!({
+            "accessToken": state.issued.issue("impersonated"),
+            "expireTime": "2099-01-01T00:00:00Z"
+        });
+        return respond(&mut client, "200 OK", &answer.to_string());
+    }
     if head.method == "POST" && head.path == "/token" {
         state.token_requests.fetch_add(1, Ordering::SeqCst);
-        let length: usize = head
-            .header("content-length")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length.min(1 << 20)];
-        reader.read_exact(&mut body)?;
+        let body = read_body(&head, &mut reader)?;
         return match check_token_request(&body, verifier, token_uri) {
             Ok(()) => {
-                let n = state.token_requests.load(Ordering::SeqCst);
-                let token = format!("test-token-{n}-{}", std::process::id());
-                if let Ok(mut issued) = state.issued.lock() {
-                    issued.insert(token.clone());
-                }
                 let answer = serde_json::json!({
-                    "access_token": token, "expires_in": 3599, "token_type": "Bearer"
+                    "access_token": state.issued.issue("token"), "expires_in": 3599,
+                    "token_type": "Bearer"
                 });
                 respond(&mut client, "200 OK", &answer.to_string())
             }
@@ -224,43 +239,46 @@ fn serve(
             }
         };
     }
-    let token = head
-        .header("authorization")
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let valid = token.is_some_and(|t| state.issued.lock().is_ok_and(|i| i.contains(&t)));
-    if !valid {
+    if !state.issued.carried_by(&head) {
         state.refused_requests.fetch_add(1, Ordering::SeqCst);
         let answer = r#"{"error":{"code":401,"message":"Invalid Credentials","errors":[{"reason":"authError"}]}}"#;
         return respond(&mut client, "401 Unauthorized", answer);
     }
     state.passed.fetch_add(1, Ordering::SeqCst);
-    let mut server = TcpStream::connect(upstream)?;
-    let mut out = String::new();
-    for (i, line) in head.raw.iter().enumerate() {
-        let name = line.split(':').next().unwrap_or_default().trim();
-        if i > 0 && (name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("host")) {
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-        if i == 0 {
-            out.push_str(&format!("host: {upstream}\r\nconnection: close\r\n"));
-        }
+    let path = head.path.clone();
+    forward(client, reader, &head, upstream, &path, &[])
+}
+
+/// Checks a token exchange as Google's STS does (for what matters here):
+/// the grant and token types, the pool provider, and a subject token
+/// signed RS256 by the OIDC test issuer that has not expired.
+fn check_exchange(body: &[u8], issuer: &VerifyingKey<Sha256>) -> std::result::Result<(), String> {
+    let form = form(body);
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    if field("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange" {
+        return Err("grant_type is not the token exchange grant".into());
     }
-    out.push_str("\r\n");
-    server.write_all(out.as_bytes())?;
-    // The request's body (whatever its framing) goes on as it comes; the
-    // answer comes back until the server closes.
-    let mut to_server = server.try_clone()?;
-    let pump = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut reader, &mut to_server);
-        let _ = to_server.shutdown(Shutdown::Write);
-    });
-    let _ = std::io::copy(&mut server, &mut client);
-    let _ = client.shutdown(Shutdown::Both);
-    let _ = server.shutdown(Shutdown::Both);
-    let _ = pump.join();
+    if field("subject_token_type") != "urn:ietf:params:oauth:token-type:jwt" {
+        return Err("subject_token_type is not a JWT".into());
+    }
+    if field("requested_token_type") != "urn:ietf:params:oauth:token-type:access_token" {
+        return Err("requested_token_type is not an access token".into());
+    }
+    if field("audience") != GCS_TEST_POOL {
+        return Err(format!(
+            "audience {:?} is not a known pool provider",
+            field("audience")
+        ));
+    }
+    let (_, claims) = verify_jwt(
+        field("subject_token"),
+        issuer,
+        "The subject token's signature is not the issuer's.",
+    )?;
+    let now = now();
+    if claims["exp"].as_i64().unwrap_or(0) <= now {
+        return Err("The subject token has expired.".into());
+    }
     Ok(())
 }
 
@@ -272,34 +290,18 @@ fn check_token_request(
     verifier: &VerifyingKey<Sha256>,
     token_uri: &str,
 ) -> std::result::Result<(), String> {
-    let form: std::collections::HashMap<String, String> =
-        form_urlencoded::parse(body).into_owned().collect();
+    let form = form(body);
     if form.get("grant_type").map(String::as_str)
         != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
     {
         return Err("grant_type is not the JWT bearer grant".into());
     }
     let jwt = form.get("assertion").ok_or("no assertion")?;
-    let parts: Vec<&str> = jwt.split('.').collect();
-    let [header, claims, signature] = parts.as_slice() else {
-        return Err("the assertion is not a JWT".into());
-    };
-    let decode = |p: &str| B64URL.decode(p).map_err(|e| format!("bad base64url: {e}"));
-    let signature =
-        Signature::try_from(decode(signature)?.as_slice()).map_err(|e| e.to_string())?;
-    verifier
-        .verify(format!("{header}.{claims}").as_bytes(), &signature)
-        .map_err(|_| "Invalid JWT Signature.".to_string())?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&decode(header)?).map_err(|e| e.to_string())?;
-    if header["alg"] != "RS256" {
-        return Err(format!("alg is {}", header["alg"]));
+    let (alg, claims) = verify_jwt(jwt, verifier, "Invalid JWT Signature.")?;
+    if alg != "RS256" {
+        return Err(format!("alg is {alg}"));
     }
-    let claims: serde_json::Value =
-        serde_json::from_slice(&decode(claims)?).map_err(|e| e.to_string())?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = now();
     let iat = claims["iat"].as_i64().unwrap_or(0);
     let exp = claims["exp"].as_i64().unwrap_or(0);
     if claims["iss"] != GCS_TEST_ACCOUNT {

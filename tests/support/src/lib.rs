@@ -16,21 +16,25 @@
     reason = "the shared_* accessors fail the calling test with a clear message"
 )]
 
+mod abs_auth;
 mod azurite;
 mod etcd;
 mod etcdbr;
+mod gate;
 mod gcs;
 mod gcs_auth;
 mod httpstore;
 mod kube;
 mod minio;
 mod node;
+mod oidc;
 mod oss;
 mod paths;
 mod plugins;
 mod process;
 mod swift;
 
+pub use abs_auth::{ABS_TEST_CLIENT_ID, ABS_TEST_TENANT_ID, AZURE_TOKEN_AUDIENCE, AbsAuthGate};
 pub use azurite::{AZURE_VERSION, AzuriteServer, azure_date, shared_key_authorization};
 pub use etcd::{EtcdCluster, EtcdMember, EtcdMemberConfig};
 pub use etcdbr::{
@@ -38,11 +42,12 @@ pub use etcdbr::{
     workspace_binary,
 };
 pub use gcs::FakeGcsServer;
-pub use gcs_auth::{GCS_TEST_ACCOUNT, GCS_TEST_KEY, GcsAuthGate};
+pub use gcs_auth::{GCS_TEST_ACCOUNT, GCS_TEST_KEY, GCS_TEST_POOL, GcsAuthGate};
 pub use httpstore::{HttpStore, httpstore_example_plugin};
 pub use kube::{CRD_TIMEOUT, KubeApiServer, install_crds};
 pub use minio::MinioServer;
 pub use node::{Node, PRODUCT_IMAGES};
+pub use oidc::{OIDC_KEY_ID, OIDC_TEST_KEY, OidcIssuer};
 pub use oss::OssGateway;
 pub use paths::{cache_dir, etcd_binary_of, find_binary, repo_root, run_dir, server_dir};
 pub use plugins::{PluginComponents, plugin_components};

@@ -26,7 +26,31 @@ impl MinioServer {
     /// Starts a new MinIO server listening on `ip` (e.g. the real node's
     /// host address, so that pods reach it).
     pub fn start_on(ip: &str) -> Result<Self> {
-        with_port_retries(|| Self::try_start(ip))
+        with_port_retries(|| Self::try_start(ip, &[]))
+    }
+
+    /// Starts a new MinIO server whose STS takes web identity tokens of
+    /// `issuer` for audience (OpenID client ID) `client_id`, and gives the
+    /// role [`MinioServer::openid_role_arn`] MinIO's `readwrite` policy.
+    pub fn start_with_openid(issuer: &crate::OidcIssuer, client_id: &str) -> Result<Self> {
+        let env = [
+            ("MINIO_IDENTITY_OPENID_CONFIG_URL", issuer.config_url()),
+            ("MINIO_IDENTITY_OPENID_CLIENT_ID", client_id.to_string()),
+            ("MINIO_IDENTITY_OPENID_ROLE_POLICY", "readwrite".to_string()),
+            ("MINIO_SITE_REGION", "us-east-1".to_string()),
+        ];
+        with_port_retries(|| Self::try_start("127.0.0.1", &env))
+    }
+
+    /// The role ARN MinIO gives the OpenID provider of client
+    /// `client_id` (its role policy): `arn:minio:iam:<region>::role/`
+    /// and the base64url SHA-1 of the client ID, as MinIO derives it.
+    pub fn openid_role_arn(&self, client_id: &str) -> String {
+        use base64::Engine as _;
+        use sha1::Digest as _;
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha1::Sha1::digest(client_id.as_bytes()));
+        format!("arn:minio:iam:{}::role/{id}", self.region())
     }
 
     /// The MinIO server shared by every test of this test binary.
@@ -35,7 +59,7 @@ impl MinioServer {
         shared(&CELL, Self::start)
     }
 
-    fn try_start(ip: &str) -> Result<Self> {
+    fn try_start(ip: &str, env: &[(&str, String)]) -> Result<Self> {
         let minio = find_binary("minio", "minio")?;
         let (port, console) = (free_port()?, free_port()?);
         let dir = server_dir(&format!("minio-{port}"))?;
@@ -52,7 +76,8 @@ impl MinioServer {
             .env("MINIO_ROOT_PASSWORD", &secret_key)
             .env("MINIO_BROWSER", "off")
             .env("MINIO_UPDATE", "off")
-            .env("HOME", &dir);
+            .env("HOME", &dir)
+            .envs(env.iter().map(|(k, v)| (k, v)));
         let endpoint = format!("http://{ip}:{port}");
         let process = ServerProcess::spawn(
             &format!("minio ({endpoint})"),

@@ -3,6 +3,7 @@
 //! keys, compression and streaming.
 
 pub mod local_dir;
+pub mod rotating;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -77,7 +78,15 @@ fn read_credentials(
     provider: &str,
     contract: &StoreContract,
 ) -> Result<BTreeMap<String, String>, Error> {
-    read_credentials_with(provider, contract, |name| std::env::var_os(name))
+    let credentials = read_credentials_with(provider, contract, |name| std::env::var_os(name))?;
+    if let Some(variable) = contract
+        .credential_variables
+        .iter()
+        .find(|v| std::env::var_os(v).is_some())
+    {
+        tracing::info!(provider, %variable, keys = credentials.len(), "store credentials read");
+    }
+    Ok(credentials)
 }
 
 /// [`read_credentials`] with the environment given as a lookup.
@@ -96,15 +105,25 @@ fn read_credentials_with(
                     "{e} (from ${name}; mount the store secret there or fix the variable)"
                 ))
             })?;
-            tracing::info!(provider, variable = %name, keys = credentials.len(), "store credentials read");
             found = true;
             break;
         }
     }
     for (var, key) in &contract.credential_value_variables {
         if let Some(v) = env(var) {
+            // A `*_FILE` variable names a file holding the value (a
+            // projected token, renewed in place by the kubelet).
+            let value = if var.ends_with("_FILE") {
+                druid_plugin_host::credentials::read_value_file(Path::new(&v)).map_err(|e| {
+                    Error::Config(format!(
+                        "{e} (from ${var}; mount the token there or fix the variable)"
+                    ))
+                })?
+            } else {
+                v.to_string_lossy().into_owned()
+            };
             credentials.remove(var);
-            credentials.insert(key.clone(), v.to_string_lossy().into_owned());
+            credentials.insert(key.clone(), value);
             found = true;
         }
     }
@@ -333,7 +352,17 @@ impl Snapstore {
             credentials: read_credentials(&args.storage_provider, contract)?,
             local_root,
         };
-        let store = registry.store(config)?;
+        // The credentials follow the mounted Secret (rotated keys, renewed
+        // tokens) for as long as the process runs.
+        let (provider, watched) = (args.storage_provider.clone(), contract.clone());
+        let store = rotating::RotatingStore::new(
+            Arc::clone(registry),
+            config,
+            Box::new(move || {
+                read_credentials_with(&provider, &watched, |name| std::env::var_os(name))
+            }),
+            rotating::RECHECK,
+        )?;
         let label = format!(
             "{} store {container}/{}",
             args.storage_provider, args.store_prefix
@@ -644,6 +673,45 @@ mod tests {
             ],
             ..StoreContract::default()
         }
+    }
+
+    #[test]
+    fn a_file_variable_passes_the_files_content_read_afresh_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "header.claims.signature\n").unwrap();
+        let contract = StoreContract {
+            credential_variables: vec!["AWS_APPLICATION_CREDENTIALS".into()],
+            credential_value_variables: vec![
+                ("AWS_ROLE_ARN".into(), "AWS_ROLE_ARN".into()),
+                (
+                    "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
+                    "AWS_WEB_IDENTITY_TOKEN".into(),
+                ),
+            ],
+            ..StoreContract::default()
+        };
+        let path = token.as_os_str().to_owned();
+        let env = |n: &str| match n {
+            "AWS_ROLE_ARN" => Some("arn:aws:iam::1:role/r".into()),
+            "AWS_WEB_IDENTITY_TOKEN_FILE" => Some(path.clone()),
+            _ => None,
+        };
+        let c = read_credentials_with("S3", &contract, env).unwrap();
+        assert_eq!(c["AWS_WEB_IDENTITY_TOKEN"], "header.claims.signature");
+        assert_eq!(c["AWS_ROLE_ARN"], "arn:aws:iam::1:role/r");
+        assert!(!c.contains_key("AWS_WEB_IDENTITY_TOKEN_FILE"));
+        // Renewed in place: the next read has the new token.
+        std::fs::write(&token, "header.claims.renewed").unwrap();
+        let c = read_credentials_with("S3", &contract, env).unwrap();
+        assert_eq!(c["AWS_WEB_IDENTITY_TOKEN"], "header.claims.renewed");
+        // A file that is not there names the variable.
+        std::fs::remove_file(&token).unwrap();
+        let e = read_credentials_with("S3", &contract, env).unwrap_err();
+        assert!(
+            e.to_string().contains("$AWS_WEB_IDENTITY_TOKEN_FILE"),
+            "{e}"
+        );
     }
 
     #[test]
