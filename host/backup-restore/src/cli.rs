@@ -70,12 +70,21 @@ pub enum Command {
         is_final: bool,
     },
     /// Restore the data directory from the latest full snapshot and its
-    /// deltas.
+    /// deltas, or from the store's state at a point in time.
     Restore {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
         restore: RestoreArgs,
+        /// Restore the state at this revision (its events included): the
+        /// newest full snapshot at or before it and the deltas up to it.
+        #[arg(long, conflicts_with = "to_time")]
+        to_revision: Option<i64>,
+        /// Restore the state at this time (RFC 3339, e.g.
+        /// `2026-12-07T10:30:00Z`): the events the sidecar received at or
+        /// before it.
+        #[arg(long)]
+        to_time: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Compact the latest full snapshot and its deltas into a new full
     /// snapshot named with its real revision (the compaction job). Works

@@ -27,10 +27,12 @@ use druid_plugin_host::{CompactJob, CompactionError, Limits};
 use futures::StreamExt as _;
 
 use crate::config::{CompactionArgs, RestoreArgs};
+use crate::formats::compression::Compression;
+use crate::formats::delta;
 use crate::formats::full::{self, FileCheckError};
 use crate::formats::names::Snapshot;
 use crate::k8s::leases::Leases;
-use crate::store::{self, Snapstore};
+use crate::store::{self, Cutoff, Snapstore};
 
 /// Why a compaction failed. Nothing in the store changed.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +159,7 @@ pub async fn compact_set(
     full: &Snapshot,
     base_file: &Path,
     deltas: &[Snapshot],
+    cut: Option<Cutoff>,
     workdir: &Path,
 ) -> Result<Compacted, Error> {
     let registry = store.registry().ok_or(Error::NoPlugins)?;
@@ -178,6 +181,9 @@ pub async fn compact_set(
         inputs.push((info(store, &d), path));
     }
     drop(downloads);
+    if let Some(cut) = cut {
+        cut_last_delta(&mut inputs, cut)?;
+    }
     let download_seconds = started.elapsed().as_secs_f64();
 
     let (limits, options) = job_settings(args);
@@ -210,9 +216,10 @@ pub async fn compact_set(
         CompactionError::InvalidInput(m) => Error::InvalidInput(m),
         other => Error::Plugin(other),
     })?;
-    let expected = deltas
+    let expected = job
+        .deltas
         .last()
-        .map_or(report.base_revision, |d| d.last_revision);
+        .map_or(report.base_revision, |(info, _)| info.last_revision);
     verify_output(&job.output, &report, expected)?;
     tracing::info!(
         revision = report.revision,
@@ -231,6 +238,39 @@ pub async fn compact_set(
         download_seconds,
         compact_seconds,
     })
+}
+
+/// Drops the events past `cut` from the last delta (a point-in-time
+/// restore): its payload is rewritten with the events kept (and their
+/// SHA-256), its revisions end at the last one kept; a delta left without
+/// events is dropped.
+fn cut_last_delta(inputs: &mut Vec<(SnapshotInfo, PathBuf)>, cut: Cutoff) -> Result<(), Error> {
+    let Some((info, path)) = inputs.last_mut() else {
+        return Ok(());
+    };
+    let payload = std::fs::read(&*path).map_err(io("cannot read", path))?;
+    let events = delta::decode_payload(&payload)
+        .map_err(|e| Error::InvalidInput(format!("delta {}: {e}", info.name)))?;
+    let total = events.len();
+    let kept: Vec<_> = events
+        .into_iter()
+        .filter(|e| cut.keeps(e.event.kv.mod_revision, &e.time))
+        .collect();
+    tracing::info!(delta = %info.name, %cut, events = total, kept = kept.len(), "point-in-time restore: the last delta is cut");
+    match kept.last() {
+        None => {
+            let _ = std::fs::remove_file(&*path);
+            inputs.pop();
+        }
+        Some(last) if kept.len() < total => {
+            info.last_revision = last.event.kv.mod_revision;
+            let payload = delta::encode(&kept, Compression::None)
+                .map_err(|e| Error::InvalidInput(format!("delta {}: {e}", info.name)))?;
+            std::fs::write(&*path, payload).map_err(io("cannot write", path))?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
 }
 
 /// What `etcdbr compact` did.
@@ -293,6 +333,7 @@ pub async fn run_job(
         full,
         &base_file,
         &set.deltas,
+        None,
         workdir,
     )
     .await?;

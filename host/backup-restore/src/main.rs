@@ -100,12 +100,32 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Restore { store, restore } => {
+        Command::Restore {
+            store,
+            restore,
+            to_revision,
+            to_time,
+        } => {
+            use druid_backup_restore::store::Cutoff;
             let snapstore = open_store(&store).await?;
-            let set = snapstore.list().await?.latest_set();
-            let report =
-                druid_backup_restore::restore::restore(&restore, &snapstore, &set, &Metrics::new())
-                    .await?;
+            let listing = snapstore.list().await?;
+            let cut = to_revision
+                .map(Cutoff::Revision)
+                .or(to_time.map(Cutoff::Time));
+            let set = match cut {
+                Some(cut) => listing
+                    .set_at(cut)
+                    .map_err(|e| anyhow::anyhow!("cannot restore to {cut}: {e}"))?,
+                None => listing.latest_set(),
+            };
+            let report = druid_backup_restore::restore::restore_to(
+                &restore,
+                &snapstore,
+                &set,
+                cut,
+                &Metrics::new(),
+            )
+            .await?;
             tracing::info!(
                 revision = report.revision,
                 deltas = report.deltas,

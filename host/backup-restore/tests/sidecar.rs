@@ -1197,3 +1197,151 @@ async fn web_identity_tokens_are_followed_when_the_secret_is_renewed() {
     );
     etcd.stop();
 }
+
+/// The keys and their values at `revision` (etcd keeps the history: the
+/// test's etcd never compacts).
+async fn dump_at(client: &mut Client, revision: i64) -> Vec<(Vec<u8>, Vec<u8>, i64, i64, i64)> {
+    let resp = client
+        .get(
+            vec![0u8],
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_all_keys()
+                    .with_revision(revision),
+            ),
+        )
+        .await
+        .unwrap();
+    resp.kvs()
+        .iter()
+        .map(|kv| {
+            (
+                kv.key().to_vec(),
+                kv.value().to_vec(),
+                kv.create_revision(),
+                kv.mod_revision(),
+                kv.version(),
+            )
+        })
+        .collect()
+}
+
+/// `(start, last)` revisions of the snapshots of `kind` (`Full`, `Incr`)
+/// below `prefix`, from their names.
+fn stored_ranges(store: &Store, prefix: &str, kind: &str) -> Vec<(i64, i64)> {
+    let mut ranges: Vec<(i64, i64)> = store
+        .keys(prefix)
+        .iter()
+        .filter_map(|k| {
+            let name = k
+                .rsplit('/')
+                .next()?
+                .strip_prefix(kind)?
+                .strip_prefix('-')?;
+            let mut parts = name.split('-');
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        })
+        .collect();
+    ranges.sort_unstable();
+    ranges
+}
+
+/// Point-in-time restore (`etcdbr restore --to-revision`), at three
+/// cut-offs: inside the older full snapshot's history (its deltas, before
+/// the newer full snapshot), in the middle of a delta after the newer full
+/// snapshot (the delta is cut), and at the end. Each restored member
+/// serves exactly the source's keys, values and revisions at that
+/// revision; a cut-off outside what the store holds is refused with the
+/// range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_in_time_restore_serves_the_sources_state_at_three_cut_offs() {
+    let store = Store::local("pitr");
+    let etcd = common::start_etcd("pitr");
+    let sidecar = Sidecar::start(&SidecarOptions::new(&etcd, &store, "pitr"));
+    sidecar.wait_leading();
+    let mut client = etcd.client().await;
+    write_mix(&mut client, "first", 100).await;
+    let (code, body) = sidecar.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    write_mix(&mut client, "older", 150).await;
+    let (_, older) = dump(&mut client).await;
+    sidecar.wait_store_revision(older);
+    let (code, body) = sidecar.get("/snapshot/full");
+    assert_eq!(code, 200, "{body}");
+    write_mix(&mut client, "newer", 300).await;
+    let (_, newest) = dump(&mut client).await;
+    sidecar.wait_store_revision(newest);
+    drop(sidecar);
+
+    // The sidecar's first full snapshot when it started, then the two
+    // asked for.
+    let fulls = stored_ranges(&store, "pitr/v2/", "Full");
+    assert!(fulls.len() >= 2, "{fulls:?}");
+    let oldest_full = fulls[0].1;
+    let (first_full, second_full) = (fulls[fulls.len() - 2].1, fulls[fulls.len() - 1].1);
+    let deltas = stored_ranges(&store, "pitr/v2/", "Incr");
+    // The middle of the longest delta in `(after, until]`.
+    let mid = |after: i64, until: i64| {
+        let (start, last) = *deltas
+            .iter()
+            .filter(|(s, l)| *s > after && *l <= until && l - s >= 2)
+            .max_by_key(|(s, l)| l - s)
+            .unwrap_or_else(|| panic!("no delta of 3 revisions in ({after}, {until}]: {deltas:?}"));
+        (start + last) / 2
+    };
+    // Inside the older full snapshot's history (a delta between the two
+    // full snapshots), and in the middle of a delta after the newer one.
+    let in_older = mid(first_full, second_full);
+    let mid_delta = mid(second_full, newest);
+    for revision in [in_older, mid_delta, newest] {
+        let expected = dump_at(&mut client, revision).await;
+        assert!(!expected.is_empty());
+        let (restored, restored_revision) =
+            common::restore_and_dump(&format!("pitr-{revision}"), |args| {
+                let mut args = args.to_vec();
+                args.push("--store-prefix=pitr".into());
+                args.push(format!("--to-revision={revision}"));
+                common::etcdbr(&store, &args)
+            })
+            .await;
+        assert_eq!(
+            restored_revision, revision,
+            "the restored member's revision"
+        );
+        let restored: Vec<_> = restored
+            .into_iter()
+            .map(|(k, kv)| (k, kv.value, kv.create_revision, kv.mod_revision, kv.version))
+            .collect();
+        assert_eq!(
+            restored.len(),
+            expected.len(),
+            "keys at revision {revision}"
+        );
+        assert!(
+            restored == expected,
+            "the state at revision {revision} differs"
+        );
+    }
+
+    // Outside the store's range: refused, naming what it holds.
+    let target = druid_test_support::EtcdMemberConfig::new("pitr-out").unwrap();
+    for cut in [oldest_full - 1, newest + 1] {
+        let mut args = vec!["restore".to_string()];
+        args.extend(common::restore_flags(&target));
+        args.push("--store-prefix=pitr".into());
+        args.push(format!("--to-revision={cut}"));
+        let out = common::etcdbr(&store, &args);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{log}");
+        assert!(
+            log.contains(&format!("revisions {oldest_full} to {newest}")),
+            "{cut}: {log}"
+        );
+        assert!(
+            !target.data_dir.exists(),
+            "a refused restore wrote {}",
+            target.data_dir.display()
+        );
+    }
+    etcd.stop();
+}

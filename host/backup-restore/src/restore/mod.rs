@@ -42,7 +42,7 @@ use crate::formats::delta::{self, DeltaError, EventType};
 use crate::formats::names::Snapshot;
 use crate::formats::version::{self, TargetVersion, VersionError};
 use crate::metrics::{Metrics, RestoreLabels};
-use crate::store::{self, SnapshotSet, Snapstore};
+use crate::store::{self, Cutoff, SnapshotSet, Snapstore};
 
 /// Why a restore failed. The data directory was left as it was.
 #[derive(Debug, thiserror::Error)]
@@ -189,8 +189,22 @@ pub async fn restore(
     set: &SnapshotSet,
     metrics: &Metrics,
 ) -> Result<RestoreReport, RestoreError> {
+    restore_to(args, store, set, None, metrics).await
+}
+
+/// [`restore`] up to `cut` (a point in time): `set` is what
+/// [`crate::store::Listing::set_at`] chose for it, and the events past the
+/// cut in its last delta are dropped. A point-in-time restore with deltas
+/// always merges them through the compactor.
+pub async fn restore_to(
+    args: &RestoreArgs,
+    store: &Snapstore,
+    set: &SnapshotSet,
+    cut: Option<Cutoff>,
+    metrics: &Metrics,
+) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
-    let result = restore_inner(args, store, set).await;
+    let result = restore_inner(args, store, set, cut).await;
     metrics
         .restoration_duration
         .get_or_create(&RestoreLabels::from_store(result.is_ok()))
@@ -210,6 +224,7 @@ async fn restore_inner(
     args: &RestoreArgs,
     store: &Snapstore,
     set: &SnapshotSet,
+    cut: Option<Cutoff>,
 ) -> Result<RestoreReport, RestoreError> {
     let full = set.full.as_ref().ok_or(RestoreError::NoFullSnapshot)?;
     check_continuity(full, &set.deltas)?;
@@ -225,8 +240,8 @@ async fn restore_inner(
     let revision = if set.deltas.is_empty() {
         etcdctl::snapshot_restore(args, &db, &part).await?;
         full.last_revision
-    } else if args.compaction.restore_method == RestoreMethod::Compaction {
-        by_compaction(args, store, full, &db, &set.deltas, &part).await?
+    } else if cut.is_some() || args.compaction.restore_method == RestoreMethod::Compaction {
+        by_compaction(args, store, full, &db, &set.deltas, cut, &part).await?
     } else {
         by_replay(args, store, &db, &set.deltas, &part).await?
     };
@@ -303,6 +318,7 @@ async fn by_compaction(
     full: &Snapshot,
     db: &Path,
     deltas: &[Snapshot],
+    cut: Option<Cutoff>,
     part: &Path,
 ) -> Result<i64, RestoreError> {
     let workdir = args.restoration_temp_snapshots_dir.join("compaction");
@@ -313,6 +329,7 @@ async fn by_compaction(
         full,
         db,
         deltas,
+        cut,
         &workdir,
     )
     .await?;

@@ -2,8 +2,11 @@
 //! plugin. Every byte goes through the plugin host; this module only knows
 //! keys, compression and streaming.
 
+mod listing;
 pub mod local_dir;
 pub mod rotating;
+
+pub use listing::{Cutoff, Listing, SnapshotSet};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -179,81 +182,6 @@ pub async fn registry(args: &StoreArgs) -> Result<Arc<Registry>, Error> {
         )
         .await?,
     ))
-}
-
-/// The result of listing the store.
-#[derive(Debug, Default, Clone)]
-pub struct Listing {
-    /// Snapshots, in upstream's order (by last revision, then creation).
-    pub snapshots: Vec<Snapshot>,
-    /// Part objects of snapshots (left by providers that upload parts as
-    /// objects).
-    pub chunks: Vec<Chunk>,
-    /// Keys that are not snapshots (logged and ignored).
-    pub ignored: Vec<String>,
-    /// Stored (compressed) sizes of the snapshots, by name.
-    pub sizes: std::collections::HashMap<String, u64>,
-}
-
-impl Listing {
-    /// Stored bytes of the deltas after the latest full snapshot.
-    pub fn delta_bytes_since_full(&self) -> u64 {
-        self.latest_set()
-            .deltas
-            .iter()
-            .filter_map(|d| self.sizes.get(&d.name()))
-            .sum()
-    }
-
-    /// The latest full snapshot and the deltas after it (ascending), as
-    /// upstream finds them: walk back from the newest, collecting deltas
-    /// until the first full snapshot. Deltas without any full snapshot
-    /// before them are returned with `full: None`.
-    pub fn latest_set(&self) -> SnapshotSet {
-        let mut deltas = Vec::new();
-        for s in self.snapshots.iter().rev() {
-            match s.kind {
-                SnapshotKind::Full => {
-                    deltas.reverse();
-                    // A delta flushed right before a full snapshot ends at
-                    // the same revision and may sort after it: it is
-                    // covered by the full snapshot, not a delta after it.
-                    deltas.retain(|d: &Snapshot| d.last_revision > s.last_revision);
-                    return SnapshotSet {
-                        full: Some(s.clone()),
-                        deltas,
-                    };
-                }
-                SnapshotKind::Incr => deltas.push(s.clone()),
-            }
-        }
-        deltas.reverse();
-        SnapshotSet { full: None, deltas }
-    }
-}
-
-/// A full snapshot and the deltas that follow it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SnapshotSet {
-    /// The base.
-    pub full: Option<Snapshot>,
-    /// Deltas after the base, ascending.
-    pub deltas: Vec<Snapshot>,
-}
-
-impl SnapshotSet {
-    /// The last revision the set covers (0 when empty).
-    pub fn last_revision(&self) -> i64 {
-        self.deltas
-            .last()
-            .or(self.full.as_ref())
-            .map_or(0, |s| s.last_revision)
-    }
-
-    /// The newest snapshot of the set.
-    pub fn newest(&self) -> Option<&Snapshot> {
-        self.deltas.last().or(self.full.as_ref())
-    }
 }
 
 /// The snapshot store of one Etcd: a provider plugin's store plus the
