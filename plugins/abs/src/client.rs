@@ -2,18 +2,16 @@
 //! signed afresh for each attempt, or the SAS token appended) and sent over
 //! the SDK's blocking `wasi:http` client, retried on its own with backoff.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::exchange::{Exchange, Reply, Target};
 use druid_plugin_sdk::http::{Method, Response, encode};
-use druid_plugin_sdk::oauth::{Token, form_headers, parse_token_response, request_token};
+use druid_plugin_sdk::oauth::{HeldToken, form_headers, parse_token_response, request_token};
 use druid_plugin_sdk::object::{ObjectClient, head_info, log_open};
 use druid_plugin_sdk::parts::PartSink;
 use druid_plugin_sdk::retry::Attempt;
 use druid_plugin_sdk::store::{ByteRange, ListPage, ObjectInfo, StoreConfig, StoreError};
-use druid_plugin_sdk::time::now_unix;
 
 use crate::config::{self, Auth, Settings, WorkloadIdentity};
 use crate::errors::{self, Ctx};
@@ -58,7 +56,7 @@ const REACH: &str = "the plugin reaches only the account's blob endpoint, the st
 /// A container of a storage account.
 pub struct Client {
     settings: Settings,
-    token: RefCell<Option<Token>>,
+    token: HeldToken,
 }
 
 impl Client {
@@ -66,7 +64,7 @@ impl Client {
     pub fn new(settings: Settings) -> Self {
         Self {
             settings,
-            token: RefCell::new(None),
+            token: HeldToken::default(),
         }
     }
 
@@ -87,22 +85,16 @@ impl Client {
     /// has [`TOKEN_MARGIN`] left, else a new one from Entra ID (the
     /// federated token as the client assertion).
     fn bearer(&self, identity: &WorkloadIdentity) -> Result<String, StoreError> {
-        if let Some(token) = self.token.borrow().as_ref()
-            && token.fresh(now_unix(), TOKEN_MARGIN)
-        {
-            return Ok(token.access_token.clone());
-        }
-        let token = request_token(
-            &identity.token_url(),
-            &form_headers(),
-            || identity.token_request_body(),
-            |body, now| parse_token_response(body, now, TOKEN_LIFETIME),
-            IDENTITY_REFUSED,
-            REACH,
-        )?;
-        let bearer = token.access_token.clone();
-        *self.token.borrow_mut() = Some(token);
-        Ok(bearer)
+        self.token.get(TOKEN_MARGIN, || {
+            request_token(
+                &identity.token_url(),
+                &form_headers(),
+                || identity.token_request_body(),
+                |body, now| parse_token_response(body, now, TOKEN_LIFETIME),
+                IDENTITY_REFUSED,
+                REACH,
+            )
+        })
     }
 
     /// The URL path of the container or of one blob, percent-encoded.
@@ -184,7 +176,7 @@ impl Client {
                 if response.status == 401 {
                     // A token the service no longer takes: the next
                     // attempt gets a new one.
-                    self.token.borrow_mut().take();
+                    self.token.forget();
                 }
                 let code = response.header("x-ms-error-code");
                 errors::classify(response.status, code, body, &ctx)

@@ -3,13 +3,13 @@
 //! before it expires; none for an emulator) and sent over the SDK's blocking
 //! `wasi:http` client, retried on its own with backoff.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
 use druid_plugin_sdk::download::range_header;
 use druid_plugin_sdk::exchange::{Exchange, MAX_ERROR_BYTES, Reply, Target};
 use druid_plugin_sdk::http::{Method, Response, encode};
-use druid_plugin_sdk::oauth::{form_headers, request_token};
+use druid_plugin_sdk::oauth::{HeldToken, form_headers, request_token};
 use druid_plugin_sdk::object::{ObjectClient, log_open};
 use druid_plugin_sdk::parts::PartSink;
 use druid_plugin_sdk::retry::Attempt;
@@ -54,7 +54,7 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
 /// A bucket of the JSON API.
 pub struct Client {
     settings: Settings,
-    token: RefCell<Option<Token>>,
+    token: HeldToken,
 }
 
 impl Client {
@@ -62,7 +62,7 @@ impl Client {
     pub fn new(settings: Settings) -> Self {
         Self {
             settings,
-            token: RefCell::new(None),
+            token: HeldToken::default(),
         }
     }
 
@@ -104,22 +104,17 @@ impl Client {
     /// [`TOKEN_MARGIN`] left, else a new one from the token endpoint; none
     /// for an emulator.
     fn bearer(&self) -> Result<Option<String>, StoreError> {
-        if matches!(self.settings.auth, Auth::Emulator) {
-            return Ok(None);
+        match &self.settings.auth {
+            Auth::Emulator => Ok(None),
+            Auth::ServiceAccount(account) => self
+                .token
+                .get(TOKEN_MARGIN, || fetch_token(account))
+                .map(Some),
+            Auth::ExternalAccount(account) => self
+                .token
+                .get(TOKEN_MARGIN, || fetch_federated_token(account))
+                .map(Some),
         }
-        if let Some(token) = self.token.borrow().as_ref()
-            && token.fresh(now_unix(), TOKEN_MARGIN)
-        {
-            return Ok(Some(token.access_token.clone()));
-        }
-        let token = match &self.settings.auth {
-            Auth::ServiceAccount(account) => fetch_token(account)?,
-            Auth::ExternalAccount(account) => fetch_federated_token(account)?,
-            Auth::Emulator => return Ok(None),
-        };
-        let bearer = token.access_token.clone();
-        *self.token.borrow_mut() = Some(token);
-        Ok(Some(bearer))
     }
 
     /// Sends `request` to `url` (retrying transient failures) with the
@@ -149,7 +144,7 @@ impl Client {
                 if response.status == 401 {
                     // A token the service no longer takes: the next call
                     // gets a new one.
-                    self.token.borrow_mut().take();
+                    self.token.forget();
                 }
                 errors::classify(response.status, body, ctx)
             },

@@ -5,6 +5,8 @@
 //! expires. Google's token endpoint and STS, and Microsoft Entra ID's
 //! token endpoint, all answer this way.
 
+use std::cell::RefCell;
+
 use serde::Deserialize;
 
 use crate::exchange;
@@ -39,6 +41,39 @@ impl Token {
     /// seconds at `now`.
     pub fn fresh(&self, now: i64, margin: i64) -> bool {
         now + margin < self.expires_at
+    }
+}
+
+/// A bearer token held between a store's requests: reused while it has
+/// more than a margin left, fetched anew otherwise, and dropped when the
+/// service no longer takes it (a 401).
+#[derive(Debug, Default)]
+pub struct HeldToken {
+    token: RefCell<Option<Token>>,
+}
+
+impl HeldToken {
+    /// The token held, if it has more than `margin` seconds left, else
+    /// the one `fetch` gets (then held).
+    pub fn get(
+        &self,
+        margin: i64,
+        fetch: impl FnOnce() -> Result<Token, StoreError>,
+    ) -> Result<String, StoreError> {
+        if let Some(token) = self.token.borrow().as_ref()
+            && token.fresh(now_unix(), margin)
+        {
+            return Ok(token.access_token.clone());
+        }
+        let token = fetch()?;
+        let bearer = token.access_token.clone();
+        *self.token.borrow_mut() = Some(token);
+        Ok(bearer)
+    }
+
+    /// Drops the token held: the next request gets a new one.
+    pub fn forget(&self) {
+        self.token.borrow_mut().take();
     }
 }
 
@@ -158,6 +193,30 @@ pub fn form_headers() -> Vec<(String, String)> {
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_token_is_reused_until_its_margin_and_dropped_on_forget() {
+        let held = HeldToken::default();
+        let fetches = std::cell::Cell::new(0);
+        let fetch = |lifetime: i64| {
+            fetches.set(fetches.get() + 1);
+            Ok(Token {
+                access_token: format!("t{}", fetches.get()),
+                expires_at: now_unix() + lifetime,
+            })
+        };
+        assert_eq!(held.get(300, || fetch(3600)).unwrap(), "t1");
+        assert_eq!(held.get(300, || fetch(3600)).unwrap(), "t1");
+        held.forget();
+        assert_eq!(held.get(300, || fetch(200)).unwrap(), "t2");
+        // Less than the margin left: fetched anew.
+        assert_eq!(held.get(300, || fetch(3600)).unwrap(), "t3");
+        // A failed fetch keeps nothing and says why.
+        held.forget();
+        let e = held.get(300, || Err(StoreError::AccessDenied("no".into())));
+        assert!(matches!(e, Err(StoreError::AccessDenied(_))));
+        assert_eq!(fetches.get(), 3);
+    }
 
     #[test]
     fn token_answers_and_errors() {
