@@ -1,6 +1,8 @@
 //! The task resources: copying backups between stores, and operations on an
-//! Etcd (on-demand snapshots). Their controllers come with later issues; the
-//! types are here so the CRDs are installed and manifests apply.
+//! Etcd (on-demand snapshots and defragmentation). The operator's
+//! `ops_task` controller acts on [`EtcdOpsTask`]s; the copy task's
+//! controller comes with a later issue (its type is here so the CRD is
+//! installed and manifests apply).
 #![allow(
     clippy::duplicated_attributes,
     reason = "kube(printcolumn(...)) is repeated once per column"
@@ -101,6 +103,12 @@ pub struct EtcdCopyBackupsTaskStatus {
         type_ = "string",
         json_path = ".status.lastOperation.type",
         priority = "1"
+    ),
+    printcolumn(
+        name = "TTL",
+        type_ = "integer",
+        json_path = ".spec.ttlSecondsAfterFinished",
+        priority = "1"
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -120,11 +128,27 @@ pub struct EtcdOpsTaskSpec {
 /// The operation of a task.
 #[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.onDemandSnapshot)").message("spec.config must name an operation, e.g. onDemandSnapshot"))]
+#[x_kube(validation = Rule::new("has(self.onDemandSnapshot) != has(self.onDemandDefragmentation)").message("spec.config must name exactly one operation: onDemandSnapshot or onDemandDefragmentation"))]
 pub struct EtcdOpsTaskConfig {
     /// Take a snapshot now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_demand_snapshot: Option<OnDemandSnapshot>,
+    /// Defragment every member now, one at a time, the leader last (this
+    /// project's addition; upstream's operator knows only snapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_defragmentation: Option<OnDemandDefragmentation>,
+}
+
+/// An on-demand defragmentation of every member.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OnDemandDefragmentation {
+    /// How long the whole run may take in seconds (default 3600, at least
+    /// 60); a run still going then is reported failed (the members already
+    /// defragmented stay so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 60").message("spec.config.onDemandDefragmentation.timeoutSeconds must be at least 60"))]
+    pub timeout_seconds: Option<i32>,
 }
 
 /// An on-demand snapshot.
@@ -157,6 +181,25 @@ pub enum SnapshotType {
     Full,
     /// A delta snapshot.
     Delta,
+}
+
+/// The states of an ops task (`status.state`), as upstream's.
+pub mod task_state {
+    /// Created, not admitted yet.
+    pub const PENDING: &str = "Pending";
+    /// Admitted and running.
+    pub const IN_PROGRESS: &str = "InProgress";
+    /// Done.
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// Ran and failed.
+    pub const FAILED: &str = "Failed";
+    /// Not admitted (the reason is in `lastErrors`).
+    pub const REJECTED: &str = "Rejected";
+
+    /// Whether `state` is final (the task is deleted after its TTL).
+    pub fn is_final(state: &str) -> bool {
+        matches!(state, SUCCEEDED | FAILED | REJECTED)
+    }
 }
 
 /// The observed state of an ops task.

@@ -92,6 +92,17 @@ pub struct FullSnapshotLabels {
     pub etcd_namespace: String,
 }
 
+/// Labels of a finished EtcdOpsTask.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpsTaskLabels {
+    /// The task's namespace.
+    pub namespace: String,
+    /// `fullSnapshot`, `deltaSnapshot` or `defragmentation`.
+    pub operation: String,
+    /// `Succeeded`, `Failed` or `Rejected`.
+    pub state: String,
+}
+
 /// Labels naming a namespace of Etcds.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NamespaceLabels {
@@ -181,6 +192,9 @@ pub struct Metrics {
     pub compaction: CompactionMetrics,
     /// The API client's requests and rate-limit waits.
     pub client: crate::kube_client::ClientMetrics,
+    /// `druid_ops_tasks_finished`: EtcdOpsTasks finished, per namespace,
+    /// operation and final state.
+    pub ops_tasks: Family<OpsTaskLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -233,6 +247,12 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             leader.clone(),
         );
+        let ops_tasks = Family::<OpsTaskLabels, Counter>::default();
+        registry.register(
+            "ops_tasks_finished",
+            "EtcdOpsTasks finished, per namespace, operation and final state (Succeeded, Failed, Rejected)",
+            ops_tasks.clone(),
+        );
         let client = crate::kube_client::ClientMetrics::default();
         registry.register(
             "kube_api_requests",
@@ -254,6 +274,7 @@ impl Metrics {
             ready,
             leader,
             compaction,
+            ops_tasks,
         }
     }
 

@@ -580,6 +580,27 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
         },
     );
 
+    // (a2) On-demand operations as EtcdOpsTasks: the sample as written (a
+    // full snapshot), then a defragmentation of the member.
+    let sample =
+        std::fs::read_to_string(repo_root().join("deploy/samples/etcdopstask.yaml")).unwrap();
+    let what = run_ops_task(node, NS, &sample, "test-full-snapshot");
+    let taken = what
+        .strip_prefix("full snapshot ")
+        .and_then(|w| w.split_whitespace().next())
+        .and_then(|p| p.rsplit('/').next())
+        .unwrap_or_else(|| panic!("the task does not name its snapshot: {what}"));
+    assert!(
+        bucket(minio, "etcd-test/v2/").iter().any(|o| o == taken),
+        "the snapshot the task names ({taken}) is not in the bucket"
+    );
+    let defrag = ops_task_manifest("test-defrag", "onDemandDefragmentation: {}");
+    let what = run_ops_task(node, NS, &defrag, "test-defrag");
+    assert!(
+        what.starts_with("defragmented (Succeeded)") && what.contains("test-0"),
+        "{what}"
+    );
+
     // (b) The etcd pod deleted: it comes back with its volume, and no
     // acknowledged write is lost.
     let uid = jsonpath(node, &["-n", NS, "get", "pod", "test-0"], "{.metadata.uid}").unwrap();
@@ -616,15 +637,13 @@ fn the_founding_manifest_runs_as_pods_and_survives_losing_its_pod_and_its_volume
 
     // (d) The pod and its volume deleted: the member is rebuilt from the
     // bucket with every write acknowledged before the last delta snapshot.
+    // The last delta through an EtcdOpsTask: Succeeded means it is in the
+    // bucket (the restore below loses nothing acknowledged before it).
     let before = bucket(minio, "etcd-test/v2/").len();
-    take_delta_snapshot(node, NS);
-    wait_for(
-        node,
-        NS,
-        "the last delta snapshot in the bucket",
-        Duration::from_secs(60),
-        || Ok((bucket(minio, "etcd-test/v2/").len() > before).then_some(())),
-    );
+    let delta = ops_task_manifest("test-delta", "onDemandSnapshot: {type: delta}");
+    let what = run_ops_task(node, NS, &delta, "test-delta");
+    assert!(what.starts_with("delta snapshot "), "{what}");
+    assert!(bucket(minio, "etcd-test/v2/").len() > before, "{what}");
     let lost_at = Instant::now();
     lose_volume_of_test_0(node, NS);
     println!(
@@ -711,6 +730,61 @@ fn take_delta_snapshot(node: &Node, ns: &str) {
     let (status, body) =
         druid_test_support::http_get(&format!("http://{pod_ip}:8080/snapshot/delta")).unwrap();
     assert_eq!(status, 200, "on-demand delta snapshot: {body}");
+}
+
+/// An EtcdOpsTask `name` of the Etcd `test` with `config` (one line of
+/// YAML flow style).
+fn ops_task_manifest(name: &str, config: &str) -> String {
+    format!(
+        "apiVersion: druid.gardener.cloud/v1alpha1\nkind: EtcdOpsTask\nmetadata:\n  name: {name}\nspec:\n  etcdName: test\n  config:\n    {config}\n"
+    )
+}
+
+/// Applies the EtcdOpsTask `manifest` (named `name`) in `ns` once the
+/// Etcd is Ready, waits until it succeeded, and returns what its
+/// `lastOperation` says was done.
+fn run_ops_task(node: &Node, ns: &str, manifest: &str, name: &str) -> String {
+    wait_for(
+        node,
+        ns,
+        "Etcd test is Ready",
+        Duration::from_secs(120),
+        || etcd_ready(node, ns),
+    );
+    node.kubectl_stdin(
+        &["-n", ns, "apply", "--validate=strict", "-f", "-"],
+        manifest,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let state = wait_for(
+        node,
+        ns,
+        &format!("EtcdOpsTask {name} finished"),
+        Duration::from_secs(300),
+        || {
+            let state = jsonpath(
+                node,
+                &["-n", ns, "get", "etcdopstask", name],
+                "{.status.state}",
+            )?;
+            Ok(["Succeeded", "Failed", "Rejected"]
+                .contains(&state.as_str())
+                .then_some(state))
+        },
+    );
+    let status = jsonpath(node, &["-n", ns, "get", "etcdopstask", name], "{.status}").unwrap();
+    assert_eq!(state, "Succeeded", "EtcdOpsTask {name}: {status}");
+    println!(
+        "EtcdOpsTask {name}: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    jsonpath(
+        node,
+        &["-n", ns, "get", "etcdopstask", name],
+        "{.status.lastOperation.description}",
+    )
+    .unwrap()
 }
 
 /// Deletes pod `test-0` of `ns` and its claim, and waits until it is Ready

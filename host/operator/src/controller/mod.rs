@@ -1,5 +1,6 @@
 //! The controllers: `etcd` (everything an Etcd needs, its status, its
-//! deletion), `compaction` (offline compaction of the snapshots) and
+//! deletion), `compaction` (offline compaction of the snapshots),
+//! `ops_task` (EtcdOpsTasks: on-demand snapshots and defragmentation) and
 //! `secret` (finalizers on the Secrets Etcds use).
 
 pub mod backoff;
@@ -12,6 +13,7 @@ pub mod etcd;
 pub mod final_snapshot;
 pub mod finalizers;
 pub mod member_pods;
+pub mod ops_task;
 pub mod recovery;
 mod report;
 pub mod roll;
@@ -345,11 +347,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let secret_loop = secrets::run(ctx.clone(), etcd_store, async move {
         let _ = rx3.changed().await;
     });
+    let mut rx6 = rx.clone();
+    let ops_task_loop = ops_task::run(ctx.clone(), async move {
+        let _ = rx6.changed().await;
+    });
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(());
     });
-    tokio::join!(etcd_loop, secret_loop, compaction_loop, claim_loop);
+    tokio::join!(
+        etcd_loop,
+        secret_loop,
+        compaction_loop,
+        claim_loop,
+        ops_task_loop
+    );
 }
 
 /// Publishes an event about `etcd` (failures to publish are only logged:
