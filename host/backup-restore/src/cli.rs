@@ -4,7 +4,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{EtcdArgs, HealthArgs, RestoreArgs, ServerConfig, StoreArgs, duration};
+use crate::config::{
+    EtcdArgs, HealthArgs, RestoreArgs, ServerConfig, SourceStoreArgs, StoreArgs, duration,
+};
 
 /// Command-line options of `etcdbr`.
 #[derive(Debug, Parser)]
@@ -90,6 +92,33 @@ pub enum Command {
     /// snapshot named with its real revision (the compaction job). Works
     /// in `--data-dir`; etcd does not run.
     Compact(Box<CompactCli>),
+    /// Copy the newest full snapshots and their deltas from the store of
+    /// the `--source-*` flags to the store of the usual flags (streamed;
+    /// what is already there with the same size and SHA-256 is skipped).
+    Copy {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        source: SourceStoreArgs,
+        /// The newest full snapshots to copy (with their deltas); -1: all.
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        max_backups_to_copy: i64,
+        /// Skip full snapshots older than this many days; -1: any age.
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        max_backup_age: i64,
+        /// Objects copied at once.
+        #[arg(long, default_value_t = 10)]
+        max_parallel_copy_operations: usize,
+        /// Wait for the source's final full snapshot before copying.
+        #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        wait_for_final_snapshot: bool,
+        /// How long to wait for it (0: without a limit).
+        #[arg(long, value_parser = duration, default_value = "0s")]
+        wait_for_final_snapshot_timeout: std::time::Duration,
+        /// How often the source is listed while waiting.
+        #[arg(long, value_parser = duration, default_value = "15s", hide = true)]
+        wait_for_final_snapshot_poll: std::time::Duration,
+    },
     /// Validate the data directory and restore it if needed.
     Initialize {
         #[command(flatten)]
@@ -131,6 +160,58 @@ fn parse_owner(s: &str) -> Result<(u32, u32), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_subcommand_has_unique_flags_and_copy_takes_upstreams() {
+        use clap::{CommandFactory as _, Parser as _};
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "etcdbr",
+            "copy",
+            "--storage-provider=S3",
+            "--store-container=to",
+            "--store-prefix=etcd-main",
+            "--source-storage-provider=Local",
+            "--source-store-container=from",
+            "--source-store-prefix=etcd-old",
+            "--max-backups-to-copy=2",
+            "--max-backup-age=-1",
+            "--wait-for-final-snapshot",
+            "--wait-for-final-snapshot-timeout=30m",
+        ])
+        .unwrap();
+        let Command::Copy {
+            store,
+            source,
+            max_backups_to_copy,
+            max_backup_age,
+            wait_for_final_snapshot,
+            wait_for_final_snapshot_timeout,
+            ..
+        } = cli.command
+        else {
+            panic!("not copy")
+        };
+        let source = source.store_args(&store);
+        assert_eq!(
+            (
+                source.storage_provider.as_str(),
+                source.store_container.as_str(),
+                source.store_prefix.as_str()
+            ),
+            ("Local", "from", "etcd-old")
+        );
+        assert_eq!(
+            (store.storage_provider.as_str(), store.store_prefix.as_str()),
+            ("S3", "etcd-main")
+        );
+        assert_eq!((max_backups_to_copy, max_backup_age), (2, -1));
+        assert!(wait_for_final_snapshot);
+        assert_eq!(
+            wait_for_final_snapshot_timeout,
+            std::time::Duration::from_secs(1800)
+        );
+    }
 
     /// The operator's insta snapshot file named `file`, wherever the
     /// operator keeps it below its `src` (builders move between modules;

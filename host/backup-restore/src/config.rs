@@ -174,6 +174,54 @@ pub struct StoreArgs {
     pub compression_policy: String,
 }
 
+/// The store a copy reads from (`etcdbr copy`): upstream's `--source-*`
+/// flags; its credentials come from the `SOURCE_`-prefixed variables
+/// (`SOURCE_AWS_APPLICATION_CREDENTIALS`, ...).
+#[derive(Debug, Clone, Args)]
+pub struct SourceStoreArgs {
+    /// The source's storage provider.
+    #[arg(
+        id = "source_storage_provider",
+        long = "source-storage-provider",
+        default_value = ""
+    )]
+    pub storage_provider: String,
+    /// The source's bucket or container.
+    #[arg(
+        id = "source_store_container",
+        long = "source-store-container",
+        env = "SOURCE_STORAGE_CONTAINER",
+        default_value = ""
+    )]
+    pub store_container: String,
+    /// The source's prefix.
+    #[arg(
+        id = "source_store_prefix",
+        long = "source-store-prefix",
+        default_value = ""
+    )]
+    pub store_prefix: String,
+    /// An endpoint to use instead of the source provider's.
+    #[arg(
+        id = "source_store_endpoint_override",
+        long = "source-store-endpoint-override"
+    )]
+    pub store_endpoint_override: Option<String>,
+}
+
+impl SourceStoreArgs {
+    /// The source as store flags, the plugin settings taken from `target`.
+    pub fn store_args(&self, target: &StoreArgs) -> StoreArgs {
+        StoreArgs {
+            storage_provider: self.storage_provider.clone(),
+            store_container: self.store_container.clone(),
+            store_prefix: self.store_prefix.clone(),
+            store_endpoint_override: self.store_endpoint_override.clone(),
+            ..target.clone()
+        }
+    }
+}
+
 impl StoreArgs {
     /// Whether a store is configured.
     pub fn has_store(&self) -> bool {

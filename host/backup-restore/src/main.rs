@@ -6,9 +6,9 @@
 //! - `restore`: restore the data directory from the store and exit;
 //! - `initialize`: validate the data directory, restoring it if needed;
 //! - `compact`: compact the latest full snapshot and its deltas into a new
-//!   full snapshot (the compaction job).
-//!
-//! `copy` comes with a later issue.
+//!   full snapshot (the compaction job);
+//! - `copy`: copy the snapshots of one store (`--source-*`) to another
+//!   (the EtcdCopyBackupsTask's job).
 
 use std::sync::Arc;
 
@@ -131,6 +131,55 @@ async fn main() -> Result<()> {
                 deltas = report.deltas,
                 "restored"
             );
+            Ok(())
+        }
+        Command::Copy {
+            store,
+            source,
+            max_backups_to_copy,
+            max_backup_age,
+            max_parallel_copy_operations,
+            wait_for_final_snapshot,
+            wait_for_final_snapshot_timeout,
+            wait_for_final_snapshot_poll,
+        } => {
+            use druid_backup_restore::store::copy::CopyOptions;
+            let registry = druid_backup_restore::store::registry(&store)
+                .await
+                .context("loading the provider plugins")?;
+            let target = Snapstore::open(&store, &registry)
+                .await
+                .context("opening the target store")?;
+            let source = Snapstore::open_with_env(
+                &source.store_args(&store),
+                &registry,
+                druid_backup_restore::store::SOURCE_ENV_PREFIX,
+            )
+            .await
+            .context("opening the source store (--source-* flags, SOURCE_* variables)")?;
+            let options = CopyOptions {
+                max_backups: usize::try_from(max_backups_to_copy).ok(),
+                max_age: u64::try_from(max_backup_age)
+                    .ok()
+                    .map(|days| std::time::Duration::from_secs(days * 86_400)),
+                parallel: max_parallel_copy_operations,
+                wait_for_final: wait_for_final_snapshot
+                    .then_some(Some(wait_for_final_snapshot_timeout).filter(|t| !t.is_zero())),
+                poll: wait_for_final_snapshot_poll,
+            };
+            let report = target.copy_from(&source, &options).await?;
+            // The report, for the job's log and for tools.
+            #[allow(clippy::print_stdout, reason = "the command's output")]
+            {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "copied": report.copied,
+                        "skipped": report.skipped,
+                        "bytes": report.bytes,
+                    })
+                );
+            }
             Ok(())
         }
         Command::Compact(cli) => {

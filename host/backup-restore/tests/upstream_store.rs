@@ -130,19 +130,34 @@ struct Restored {
     log: String,
 }
 
+/// The fixture's store in a new directory (`label`): a Local store of
+/// prefix "".
+fn fixture_store(label: &str) -> Store {
+    let root = server_dir(&format!("upstream-store-{label}")).unwrap();
+    copy_dir(&fixture().join("store"), &root.join("store"));
+    Store::Local {
+        root,
+        container: "store".into(),
+    }
+}
+
 /// Restores the fixture's store with `--restore-method=<method>` into a
 /// new member, starts it and reads everything back.
 async fn restore(method: &str) -> Restored {
-    let root = server_dir(&format!("upstream-store-{method}")).unwrap();
-    copy_dir(&fixture().join("store"), &root.join("store"));
-    let store = Store::Local {
-        root,
-        container: "store".into(),
-    };
+    restore_from(&fixture_store(method), "", method).await
+}
+
+/// Restores `store` (below `prefix`) with `--restore-method=<method>` into
+/// a new member, starts it and reads everything back.
+async fn restore_from(store: &Store, prefix: &str, method: &str) -> Restored {
     let target = EtcdMemberConfig::new(&format!("upstream-{method}")).unwrap();
-    let mut args = vec!["restore".into(), format!("--restore-method={method}")];
+    let mut args = vec![
+        "restore".into(),
+        format!("--restore-method={method}"),
+        format!("--store-prefix={prefix}"),
+    ];
     args.extend(common::restore_flags(&target));
-    let out = etcdbr(&store, &args);
+    let out = etcdbr(store, &args);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "etcdbr restore ({method}): {log}");
     let member = target.start().unwrap();
@@ -252,4 +267,129 @@ async fn a_go_sidecar_store_restores_by_replay_as_the_go_sidecar_does() {
         "the lease of the full snapshot is alive: {:?}",
         got.leases
     );
+}
+
+/// `etcdbr copy` from `source` (below `from`) to `target` (below `to`)
+/// with `extra` flags: its JSON report, or its log on failure.
+fn copy(
+    source: &Store,
+    from: &str,
+    target: &Store,
+    to: &str,
+    extra: &[&str],
+) -> Result<serde_json::Value, String> {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_etcdbr"));
+    c.args([
+        "copy",
+        &format!("--store-prefix={to}"),
+        &format!("--source-store-prefix={from}"),
+    ])
+    .args(extra);
+    druid_test_support::etcdbr_store_tool_flags(
+        &mut c,
+        druid_test_support::plugin_components().dir(),
+    );
+    target.args(&mut c);
+    source.source_args(&mut c);
+    let out = common::output_within(c, std::time::Duration::from_secs(300), "etcdbr copy");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(log);
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {log}")))
+}
+
+/// The object keys of `store` below `prefix` with their sizes.
+fn sizes(store: &Store, prefix: &str) -> BTreeMap<String, usize> {
+    store
+        .keys(prefix)
+        .into_iter()
+        .map(|k| {
+            let name = k.rsplit('/').next().unwrap().to_string();
+            let len = store.read(&k).len();
+            (name, len)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_sidecar_store_copied_to_minio_and_back_restores_every_key() {
+    let go = fixture_store("copy");
+    let minio = Store::minio("copy");
+    let back = Store::local("copy-back");
+    // Waiting for a final snapshot the source does not have fails after
+    // the timeout, naming what to do, and copies nothing.
+    let err = copy(
+        &go,
+        "",
+        &minio,
+        "moved",
+        &[
+            "--wait-for-final-snapshot=true",
+            "--wait-for-final-snapshot-timeout=2s",
+            "--wait-for-final-snapshot-poll=1s",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("no final full snapshot appeared") && err.contains("isFinal: true"),
+        "{err}"
+    );
+    assert!(minio.keys("moved/").is_empty());
+
+    // Local (the Go sidecar's own output) → MinIO: every object, same bytes.
+    let report = copy(&go, "", &minio, "moved", &[]).unwrap();
+    assert_eq!(report["copied"], 4, "{report}");
+    let source = sizes(&go, "v2/");
+    assert_eq!(source.len(), 4);
+    assert_eq!(sizes(&minio, "moved/v2/"), source);
+    for name in source.keys() {
+        assert_eq!(
+            minio.read(&format!("moved/v2/{name}")),
+            go.read(&format!("v2/{name}")),
+            "{name}"
+        );
+    }
+    // Rerun: nothing copied again.
+    let report = copy(&go, "", &minio, "moved", &[]).unwrap();
+    assert_eq!(
+        (report["copied"].as_u64(), report["skipped"].as_u64()),
+        (Some(0), Some(4)),
+        "{report}"
+    );
+
+    // MinIO → Local; a copy whose content differs at the same size is
+    // copied again, the others are skipped.
+    copy(&minio, "moved", &back, "home", &[]).unwrap();
+    let Store::Local { root, container } = &back else {
+        unreachable!()
+    };
+    let tampered = root
+        .join(container)
+        .join("home/v2/Incr-00000865-00001414-1796388486.gz");
+    let mut bytes = std::fs::read(&tampered).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&tampered, &bytes).unwrap();
+    let report = copy(&minio, "moved", &back, "home", &[]).unwrap();
+    assert_eq!(
+        (report["copied"].as_u64(), report["skipped"].as_u64()),
+        (Some(1), Some(3)),
+        "{report}"
+    );
+    // Only the newest full snapshot and its deltas: here the only one.
+    let newest = copy(
+        &minio,
+        "moved",
+        &Store::local("copy-newest"),
+        "",
+        &["--max-backups-to-copy=1"],
+    )
+    .unwrap();
+    assert_eq!(newest["copied"], 4, "{newest}");
+
+    // The copy of the copy restores every key, revision and lease.
+    let got = restore_from(&back, "home", "compaction").await;
+    assert_eq!(got.revision, 1945, "the source's revision");
+    assert_keys(&got, |want| want.lease);
 }

@@ -108,21 +108,28 @@ pub fn etcdbr_tool_flags(c: &mut Command) -> Result<()> {
 
 /// [`etcdbr_tool_flags`] with `plugins_dir` as the plugins directory.
 pub fn etcdbr_tool_flags_with_plugins(c: &mut Command, plugins_dir: &Path) -> Result<()> {
+    etcdbr_store_tool_flags(c, plugins_dir);
+    c.arg(format!(
+        "--etcd-binary={}",
+        find_binary("etcd", "etcd")?.display()
+    ))
+    .arg(format!("--etcdctl-binary={}", restore_binary()?.display()));
+    Ok(())
+}
+
+/// What an `etcdbr` command that only talks to stores (`copy`) needs: the
+/// plugins of `plugins_dir` and their compile cache, plain logs, and no
+/// pod identity.
+pub fn etcdbr_store_tool_flags(c: &mut Command, plugins_dir: &Path) {
     c.arg(format!("--plugins-dir={}", plugins_dir.display()))
         .arg(format!(
             "--plugin-cache-dir={}",
             cache_dir().join("plugin-cache").display()
         ))
-        .arg(format!(
-            "--etcd-binary={}",
-            find_binary("etcd", "etcd")?.display()
-        ))
-        .arg(format!("--etcdctl-binary={}", restore_binary()?.display()))
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .env_remove("POD_NAMESPACE")
         .env_remove("POD_NAME");
-    Ok(())
 }
 
 /// What restores a snapshot on the etcd version under test: etcdutl where

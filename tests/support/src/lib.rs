@@ -38,8 +38,8 @@ pub use abs_auth::{ABS_TEST_CLIENT_ID, ABS_TEST_TENANT_ID, AZURE_TOKEN_AUDIENCE,
 pub use azurite::{AZURE_VERSION, AzuriteServer, azure_date, shared_key_authorization};
 pub use etcd::{EtcdCluster, EtcdMember, EtcdMemberConfig};
 pub use etcdbr::{
-    etcdbr_tool_flags, etcdbr_tool_flags_with_plugins, local_store_flags, restore_binary,
-    workspace_binary,
+    etcdbr_store_tool_flags, etcdbr_tool_flags, etcdbr_tool_flags_with_plugins, local_store_flags,
+    restore_binary, workspace_binary,
 };
 pub use gcs::FakeGcsServer;
 pub use gcs_auth::{GCS_TEST_ACCOUNT, GCS_TEST_KEY, GCS_TEST_POOL, GcsAuthGate};

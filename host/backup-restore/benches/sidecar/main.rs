@@ -25,6 +25,10 @@
 //!   plugin under wasmtime, each in its own process (time of the
 //!   compaction itself and peak RSS); `DRUID_BENCH_SORT_MIB` (64) is the
 //!   sort budget;
+//! - `copy`: that full snapshot and those deltas in a Local store, copied
+//!   to MinIO by `etcdbr copy` against `mc mirror` of the same files, and
+//!   `etcdbr copy` again when everything is there (sizes and SHA-256
+//!   compared);
 //! - `rss`: etcd plus `etcdbr server` taking deltas every 10 s into MinIO
 //!   while a load generator puts 512-byte values at `DRUID_BENCH_LOAD_RATE`
 //!   (10000) per second from `DRUID_BENCH_LOAD_TASKS` (64) tasks for
@@ -45,6 +49,7 @@
 
 mod common;
 mod compact;
+mod copy;
 mod restore;
 mod rss;
 mod upload;
@@ -53,7 +58,7 @@ use std::time::Instant;
 
 use common::*;
 use compact::{CHILD_ENV, compact_child};
-use restore::restore_scenario;
+use restore::{Runs, restore_scenario};
 use rss::rss_scenario;
 use upload::upload_scenario;
 
@@ -64,11 +69,11 @@ fn main() {
         compact_child(&mode);
         return;
     }
-    let scenarios = env_list("DRUID_BENCH", "upload,restore,compact,rss");
+    let scenarios = env_list("DRUID_BENCH", "upload,restore,compact,copy,rss");
     for s in &scenarios {
         assert!(
-            ["upload", "restore", "compact", "rss"].contains(&s.as_str()),
-            "DRUID_BENCH: unknown scenario {s} (upload, restore, compact, rss)"
+            ["upload", "restore", "compact", "copy", "rss"].contains(&s.as_str()),
+            "DRUID_BENCH: unknown scenario {s} (upload, restore, compact, copy, rss)"
         );
     }
     let on = |s: &str| scenarios.iter().any(|x| x == s);
@@ -84,7 +89,7 @@ fn main() {
         bench.etcd.display()
     );
 
-    if on("upload") || on("restore") || on("compact") {
+    if on("upload") || on("restore") || on("compact") || on("copy") {
         let db_mib = env_u64("DRUID_BENCH_DB_MIB", 1024);
         wait_for_quiet_machine();
         let mut config = bench.etcd("filled", None);
@@ -102,7 +107,7 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
         let local_db = on("upload").then(|| upload_scenario(&bench, &etcd, &filled, db_mib));
-        if on("restore") || on("compact") {
+        if on("restore") || on("compact") || on("copy") {
             restore_scenario(
                 &bench,
                 &rt,
@@ -110,8 +115,11 @@ fn main() {
                 &filled,
                 db_mib,
                 local_db,
-                on("restore"),
-                on("compact"),
+                Runs {
+                    restore: on("restore"),
+                    compact: on("compact"),
+                    copy: on("copy"),
+                },
             );
         } else {
             if let Some(f) = local_db {

@@ -191,6 +191,17 @@ pub(crate) fn restore_once(
 }
 
 #[allow(clippy::too_many_arguments, reason = "a bench step")]
+/// Which parts of the restore scenario run on its full snapshot and
+/// deltas.
+pub(crate) struct Runs {
+    /// The restores.
+    pub(crate) restore: bool,
+    /// The compaction (native and wasm).
+    pub(crate) compact: bool,
+    /// The copy (`crate::copy`).
+    pub(crate) copy: bool,
+}
+
 pub(crate) fn restore_scenario(
     b: &Bench,
     rt: &tokio::runtime::Runtime,
@@ -198,9 +209,13 @@ pub(crate) fn restore_scenario(
     filled: &Filled,
     db_mib: u64,
     local_db: Option<PathBuf>,
-    run_restore: bool,
-    run_compact: bool,
+    runs: Runs,
 ) {
+    let Runs {
+        restore: run_restore,
+        compact: run_compact,
+        copy: run_copy,
+    } = runs;
     wait_for_quiet_machine();
     b.warm_plugin_cache();
     let deltas = env_u64("DRUID_BENCH_DELTAS", 100);
@@ -295,6 +310,9 @@ pub(crate) fn restore_scenario(
         uploaded.as_secs_f64()
     );
     let expected = full.last_revision + (deltas * events) as i64;
+    if run_copy {
+        crate::copy::copy_scenario(b);
+    }
 
     let mut runs = Vec::new();
     for (method, place) in methods

@@ -2,6 +2,7 @@
 //! plugin. Every byte goes through the plugin host; this module only knows
 //! keys, compression and streaming.
 
+pub mod copy;
 mod listing;
 pub mod local_dir;
 pub mod rotating;
@@ -20,6 +21,9 @@ use tokio::sync::mpsc;
 use crate::config::StoreArgs;
 use crate::formats::compression;
 use crate::formats::names::{Chunk, Snapshot, SnapshotKind, StoreObject};
+
+/// The prefix of a copy source's environment variables (upstream's).
+pub const SOURCE_ENV_PREFIX: &str = "SOURCE_";
 
 /// Size of the pieces streamed to and from the store.
 const PIECE: usize = 4 << 20;
@@ -77,17 +81,21 @@ pub enum Error {
 /// mounted Secret (a directory, every key) or a JSON file; then its value
 /// variables (upstream's `ECS_*`) override single keys. Without any, a
 /// provider that requires credentials is refused, naming the variables.
+/// With `env_prefix` (`SOURCE_` for a copy's source) every variable is
+/// looked up with the prefix.
 fn read_credentials(
     provider: &str,
     contract: &StoreContract,
+    env_prefix: &str,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let credentials = read_credentials_with(provider, contract, |name| std::env::var_os(name))?;
+    let env = |name: &str| std::env::var_os(format!("{env_prefix}{name}"));
+    let credentials = read_credentials_with(provider, contract, env)?;
     if let Some(variable) = contract
         .credential_variables
         .iter()
-        .find(|v| std::env::var_os(v).is_some())
+        .find(|v| env(v).is_some())
     {
-        tracing::info!(provider, %variable, keys = credentials.len(), "store credentials read");
+        tracing::info!(provider, variable = %format!("{env_prefix}{variable}"), keys = credentials.len(), "store credentials read");
     }
     Ok(credentials)
 }
@@ -222,6 +230,17 @@ impl Snapstore {
     /// Opens the store the flags configure, through its provider plugin
     /// in an already loaded registry.
     pub async fn open(args: &StoreArgs, registry: &Arc<Registry>) -> Result<Self, Error> {
+        Self::open_with_env(args, registry, "").await
+    }
+
+    /// As [`Snapstore::open`], reading the environment (credentials,
+    /// `LOCAL_STORE_ROOT`) with `env_prefix` before each variable's name:
+    /// `SOURCE_` for a copy's source, as upstream's.
+    pub async fn open_with_env(
+        args: &StoreArgs,
+        registry: &Arc<Registry>,
+        env_prefix: &'static str,
+    ) -> Result<Self, Error> {
         if !args.has_store() {
             return Err(Error::Config("no --storage-provider configured".into()));
         }
@@ -243,7 +262,8 @@ impl Snapstore {
             )));
         }
         let local_root = local.then(|| {
-            std::env::var_os("LOCAL_STORE_ROOT")
+            std::env::var_os(format!("{env_prefix}LOCAL_STORE_ROOT"))
+                .or_else(|| std::env::var_os("LOCAL_STORE_ROOT"))
                 .or_else(|| std::env::var_os("HOME"))
                 .map_or_else(|| PathBuf::from("/"), PathBuf::from)
         });
@@ -262,9 +282,12 @@ impl Snapstore {
             }
         }
         let contract = registry.contract(&args.storage_provider)?;
-        for ignored in
-            undeclared_credential_variables(contract, std::env::vars_os().map(|(n, _)| n))
-        {
+        let ours = std::env::vars_os()
+            .filter_map(|(n, _)| n.into_string().ok())
+            // A copy's source variables (`SOURCE_*`) are the source's.
+            .filter(|n| !env_prefix.is_empty() || !n.starts_with(SOURCE_ENV_PREFIX))
+            .filter_map(|n| n.strip_prefix(env_prefix).map(std::ffi::OsString::from));
+        for ignored in undeclared_credential_variables(contract, ours) {
             tracing::warn!(
                 provider = %args.storage_provider,
                 variable = %ignored,
@@ -277,7 +300,7 @@ impl Snapstore {
             container: container.clone(),
             prefix: args.store_prefix.clone(),
             endpoint: args.store_endpoint_override.clone(),
-            credentials: read_credentials(&args.storage_provider, contract)?,
+            credentials: read_credentials(&args.storage_provider, contract, env_prefix)?,
             local_root,
         };
         // The credentials follow the mounted Secret (rotated keys, renewed
@@ -287,7 +310,9 @@ impl Snapstore {
             Arc::clone(registry),
             config,
             Box::new(move || {
-                read_credentials_with(&provider, &watched, |name| std::env::var_os(name))
+                read_credentials_with(&provider, &watched, |name| {
+                    std::env::var_os(format!("{env_prefix}{name}"))
+                })
             }),
             rotating::RECHECK,
         )?;

@@ -333,6 +333,28 @@ impl Store {
         }
     }
 
+    /// Adds the store's flags and environment to an `etcdbr copy`
+    /// command as its source (`--source-*`, `SOURCE_*`).
+    pub fn source_args(&self, c: &mut Command) {
+        match self {
+            Store::Minio {
+                bucket,
+                creds,
+                endpoint,
+            } => {
+                c.arg("--source-storage-provider=S3")
+                    .arg(format!("--source-store-container={bucket}"))
+                    .arg(format!("--source-store-endpoint-override={endpoint}"))
+                    .env("SOURCE_AWS_APPLICATION_CREDENTIALS", creds);
+            }
+            Store::Local { root, container } => {
+                c.arg("--source-storage-provider=Local")
+                    .arg(format!("--source-store-container={container}"))
+                    .env("SOURCE_LOCAL_STORE_ROOT", root);
+            }
+        }
+    }
+
     /// Every object key in the store below `prefix`.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         match self {
