@@ -251,33 +251,30 @@ fn the_crd_refuses_tasks_that_cannot_run() {
         ns,
         &task("fixed", "absent", "{onDemandSnapshot: {type: full}}", 3600),
     );
-    let out = kubectl(&[
-        "-n",
-        ns,
-        "patch",
-        "etcdopstask",
-        "fixed",
-        "--type=merge",
-        "-p",
+    let refused_patch = |patch: &str, expected: &str| {
+        let out = kubectl(&[
+            "-n",
+            ns,
+            "patch",
+            "etcdopstask",
+            "fixed",
+            "--type=merge",
+            "-p",
+            patch,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expected),
+            "{patch}: {err}"
+        );
+    };
+    refused_patch(
         r#"{"spec":{"etcdName":"other"}}"#,
-    ]);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("spec.etcdName is immutable"),
-        "{out:?}"
+        "spec.etcdName is immutable",
     );
-    let out = kubectl(&[
-        "-n",
-        ns,
-        "patch",
-        "etcdopstask",
-        "fixed",
-        "--type=merge",
-        "-p",
+    refused_patch(
         r#"{"spec":{"config":{"onDemandSnapshot":{"type":"delta"}}}}"#,
-    ]);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("spec.config is immutable"),
-        "{out:?}"
+        "spec.config is immutable",
     );
 }
 

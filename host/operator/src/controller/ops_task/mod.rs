@@ -234,7 +234,8 @@ async fn execute_step(
     let gone = |message: String| ("Execution", Err((execute::codes::ETCD_GONE, message)));
     let Some(operation) = Operation::of(&task.spec) else {
         let message = "spec.config names no operation this operator knows".to_string();
-        return finish(ctx, api, task, status, task_state::FAILED, gone(message)).await;
+        let invalid = ("Execution", Err((admit::codes::INVALID_CONFIG, message)));
+        return finish(ctx, api, task, status, task_state::FAILED, invalid).await;
     };
     let started = status
         .started_at
